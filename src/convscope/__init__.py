@@ -1,0 +1,10 @@
+"""convscope: see what a convolutional network has learned, why it predicts what it
+predicts, and how it can be fooled, on your own PyTorch model."""
+
+from .errors import ConvscopeError
+from .hooks import capture, frozen
+from .images import load_folder, load_image, load_images, save_image
+from .layers import default_cam_layer, find_layer, layer_names, layer_table, receptive_field
+from .models import ImageClassifier, imagenet_labels, list_models, load_model, wrap_model
+
+__version__ = "0.1.0"

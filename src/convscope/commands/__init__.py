@@ -1,0 +1,1 @@
+"""Feature commands: each module here has ``register(app)`` adding its subcommands."""

@@ -1,0 +1,5 @@
+"""The one error type users see: a `ValueError` whose message is a single line."""
+
+
+class ConvscopeError(ValueError):
+    """Bad input (file, model, layer, target, tensor). The CLI prints the message and exits 2."""

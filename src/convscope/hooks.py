@@ -1,0 +1,107 @@
+"""The one hook manager of convscope, and the guard that keeps a user's model as it was.
+
+Every hook convscope puts on a model is made by :func:`capture` inside a ``with``
+block and removed on exit, also when the body raises (the captum pattern). Every
+method runs the model inside :func:`frozen`, which puts it in eval mode with weights
+not requiring gradients (so backward passes compute input gradients only) and restores
+each module's ``training`` flag and each parameter's ``requires_grad`` afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .layers import find_layer
+
+
+@dataclass
+class Captured:
+    """What :func:`capture` recorded during the forward/backward passes in its block.
+
+    Attributes:
+        activations: layer name -> output of that layer (the last forward pass). Kept in
+            the autograd graph unless ``detach=True``; cloned so a later in-place op
+            (e.g. ``ReLU(inplace=True)``) cannot change it.
+        gradients: layer name -> gradient of the backward pass w.r.t. that output.
+    """
+
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.activations[name]
+
+
+@contextlib.contextmanager
+def capture(
+    model: nn.Module, layers: str | Sequence[str], grads: bool = False, detach: bool = False
+) -> Iterator[Captured]:
+    """Record activations (and gradients) at named layers while the block runs.
+
+    Args:
+        model: any ``nn.Module`` (an :class:`~convscope.models.ImageClassifier` accepts the
+            names inside its network too).
+        layers: one dotted name or several (``"blocks.6.0"``, ``"features.28"``).
+        grads: also record the gradient w.r.t. each output in backward passes.
+        detach: store detached activations (for reading; saves memory).
+
+    >>> with capture(model, "blocks.6") as seen:
+    ...     logits = model(x)
+    >>> seen["blocks.6"].shape
+    torch.Size([1, 320, 7, 7])
+    """
+    names = [layers] if isinstance(layers, str) else list(layers)
+    modules = {name: find_layer(model, name) for name in names}
+    seen = Captured()
+    with contextlib.ExitStack() as stack:
+        for name, module in modules.items():
+            stack.enter_context(module.register_forward_hook(_recorder(name, seen, grads, detach)))
+        yield seen
+
+
+def _recorder(name: str, seen: Captured, grads: bool, detach: bool):
+    def hook(module, inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor: pick another layer")
+        seen.activations[name] = output.detach().clone() if detach else output.clone()
+        if grads and output.requires_grad:
+            output.register_hook(lambda grad: seen.gradients.__setitem__(name, grad))
+
+    return hook
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode with parameters not requiring grad; restore both on exit.
+
+    The user's model comes back with the same ``training`` flag on every module and the
+    same ``requires_grad`` on every parameter, whatever the block does or raises.
+    """
+    training = [(module, module.training) for module in model.modules()]
+    requires = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    try:
+        if eval_mode:
+            model.eval()
+        for parameter, _ in requires:
+            parameter.requires_grad_(False)
+        yield model
+    finally:
+        for module, flag in training:
+            module.training = flag
+        for parameter, flag in requires:
+            parameter.requires_grad_(flag)
+
+
+def hook_count(model: nn.Module) -> int:
+    """How many hooks of any kind sit on the model's modules (for the 'nothing left behind' checks)."""
+    total = 0
+    for module in model.modules():
+        for attribute in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                          "_state_dict_hooks", "_load_state_dict_pre_hooks"):
+            total += len(getattr(module, attribute, {}) or {})
+    return total

@@ -1,0 +1,259 @@
+"""Images in and out: every image in convscope is a float tensor (N, 3, H, W) in [0, 1].
+
+:func:`load_image` takes a file path, ``sample:NAME`` (scikit-image's bundled photos,
+no network), a PIL image, a numpy array or a tensor. :func:`load_folder` walks a folder
+in batches. Resizing squashes to ``size`` x ``size`` with scikit-image's antialiased
+resize (the convention of the reference points: chelsea -> "Egyptian cat", p = 0.79);
+``crop=True`` resizes the shorter side and takes the centre instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ConvscopeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+
+#: scikit-image's bundled pictures (no download), loadable as ``sample:NAME``.
+SAMPLES = (
+    "chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry",
+    "retina", "colorwheel", "logo", "brick", "grass", "gravel", "camera", "coins", "clock",
+    "moon", "page", "text", "horse", "cell", "microaneurysms", "checkerboard",
+)
+#: the colour photos of everyday scenes: a small offline 'dataset'.
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
+#: the bundled textures (grey).
+TEXTURES = ("brick", "grass", "gravel")
+
+ImageSpec = "str | Path | Image.Image | np.ndarray | torch.Tensor"
+
+
+def sample_array(name: str) -> np.ndarray:
+    """A scikit-image bundled picture as a numpy array, by name."""
+    from skimage import data
+
+    if name not in SAMPLES:
+        close = difflib.get_close_matches(name, SAMPLES, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; samples: {', '.join(SAMPLES)}"
+        raise ConvscopeError(f"unknown sample {name!r}{hint}")
+    return getattr(data, name)()
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """HxW, HxWxC (C = 1, 3, 4) or CxHxW array of any integer, bool or float type -> (3, H, W) in [0, 1]."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
+        raise ConvscopeError(f"cannot read an image from an array of shape {tuple(array.shape)}")
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    else:
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ConvscopeError("image array contains NaN or infinite values")
+    if array.shape[-1] in (2, 4):  # grey+alpha or RGBA: composite over white
+        alpha = array[..., -1:]
+        array = array[..., :-1] * alpha + (1.0 - alpha)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    if array.min() < 0 or array.max() > 1:
+        raise ConvscopeError(f"float image values must lie in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).clone()
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL image of any mode (palette, grey, 16-bit, RGBA, ...) -> (3, H, W) in [0, 1]."""
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return array_to_tensor(np.asarray(image, dtype=np.uint16))
+    if image.mode == "I":
+        array = np.asarray(image, dtype=np.int64)
+        return array_to_tensor((array.clip(0, 65535)).astype(np.uint16))
+    if image.mode == "F":
+        return array_to_tensor(np.asarray(image, dtype=np.float32).clip(0, 1))
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGB")
+    return array_to_tensor(np.asarray(image))
+
+
+def read_image_file(path: str | Path) -> torch.Tensor:
+    """Read an image file -> (3, H, W) in [0, 1], with a one-line error for bad files."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConvscopeError(f"{path} is a folder; use load_folder() (CLI: pass the folder to a dataset command)")
+    if not path.is_file():
+        raise ConvscopeError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return pil_to_tensor(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if path.suffix.lower() in (".tif", ".tiff"):  # 16-bit colour TIFFs that PIL cannot decode
+            try:
+                import tifffile
+
+                return array_to_tensor(tifffile.imread(path))
+            except Exception:
+                pass
+        kind = "truncated or corrupt" if isinstance(error, OSError) and "truncated" in str(error) else "not a readable image"
+        raise ConvscopeError(f"cannot read image {path}: {kind} ({str(error).splitlines()[0]})") from None
+
+
+def resize(x: torch.Tensor, size: int | tuple[int, int], crop: bool = False) -> torch.Tensor:
+    """Resize (N, C, H, W) to ``size`` with antialiasing (scikit-image's ``resize``: Gaussian
+    prefilter when shrinking, then bilinear). ``crop`` keeps the aspect ratio: resize the
+    shorter side, then take the centre."""
+    from skimage.transform import resize as sk_resize
+
+    height, width = (size, size) if isinstance(size, int) else size
+    inner = (height, width)
+    if crop:
+        scale = max(height / x.shape[-2], width / x.shape[-1])
+        inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
+    if tuple(x.shape[-2:]) != inner:
+        arrays = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+        resized = [sk_resize(a, inner, order=1, anti_aliasing=True, preserve_range=True) for a in arrays]
+        x = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
+    top, left = (inner[0] - height) // 2, (inner[1] - width) // 2
+    return x[..., top : top + height, left : left + width].clamp(0, 1).contiguous()
+
+
+def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = False) -> torch.Tensor:
+    """Load one image as a float tensor (1, 3, H, W) in [0, 1].
+
+    Args:
+        spec: file path (PNG, JPEG, WebP, TIFF, BMP, GIF), ``sample:NAME`` (see
+            :data:`SAMPLES`), PIL image, numpy array or tensor.
+        size: side (or (H, W)) to resize to; ``None`` keeps the original size.
+        crop: resize the shorter side and centre-crop instead of squashing.
+
+    >>> load_image("sample:chelsea").shape
+    torch.Size([1, 3, 224, 224])
+    """
+    if isinstance(spec, torch.Tensor):
+        tensor = spec.detach().float().cpu()
+        tensor = tensor[0] if tensor.ndim == 4 and tensor.shape[0] == 1 else tensor
+        if tensor.ndim != 3:
+            raise ConvscopeError(f"expected an image tensor (3, H, W) or (1, 3, H, W), got {tuple(spec.shape)}")
+        tensor = array_to_tensor(tensor.numpy())
+    elif isinstance(spec, Image.Image):
+        tensor = pil_to_tensor(spec)
+    elif isinstance(spec, np.ndarray):
+        tensor = array_to_tensor(spec)
+    elif isinstance(spec, (str, Path)):
+        text = str(spec)
+        if text.startswith(("http://", "https://")):
+            raise ConvscopeError(f"{text} is a URL; convscope works offline: download it first and pass the file")
+        if text.startswith("sample:"):
+            tensor = array_to_tensor(sample_array(text.split(":", 1)[1]))
+        else:
+            tensor = read_image_file(text)
+    else:
+        raise ConvscopeError(f"cannot load an image from {type(spec).__name__}")
+    tensor = tensor[None]
+    return tensor if size is None else resize(tensor, size, crop)
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConvscopeError(f"no such folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ConvscopeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+@dataclass
+class ImageBatch:
+    """A batch from a folder: images (N, 3, H, W) and the files they came from."""
+
+    images: torch.Tensor
+    paths: list[Path]
+
+
+def load_folder(
+    folder: str | Path, size: int | tuple[int, int] = 224, batch_size: int = 32, crop: bool = False,
+    skip_bad: bool = True,
+) -> Iterator[ImageBatch]:
+    """Yield batches of images from a folder; unreadable files are skipped with a warning
+    (or raise with ``skip_bad=False``)."""
+    import warnings
+
+    images, paths = [], []
+    for path in image_files(folder):
+        try:
+            images.append(load_image(path, size, crop))
+        except ConvscopeError as error:
+            if not skip_bad:
+                raise
+            warnings.warn(str(error), stacklevel=2)
+            continue
+        paths.append(path)
+        if len(images) == batch_size:
+            yield ImageBatch(torch.cat(images), paths)
+            images, paths = [], []
+    if images:
+        yield ImageBatch(torch.cat(images), paths)
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """A ``torch`` dataset over image files: item = (image (3, H, W), index). Subfolders
+    name classes when ``labelled`` (torchvision ImageFolder layout)."""
+
+    def __init__(self, folder: str | Path, size: int | tuple[int, int] = 224, crop: bool = False, labelled: bool = False):
+        self.files = image_files(folder)
+        self.size, self.crop = size, crop
+        root = Path(folder)
+        self.classes = sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1}) if labelled else []
+        self.targets = [self.classes.index(p.relative_to(root).parts[0]) for p in self.files] if self.classes else [-1] * len(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        return load_image(self.files[index], self.size, self.crop)[0], self.targets[index]
+
+
+def load_images(specs: Sequence, size: int | tuple[int, int] = 224, crop: bool = False) -> torch.Tensor:
+    """Several image specs -> one batch (N, 3, size, size)."""
+    return torch.cat([load_image(spec, size, crop) for spec in specs])
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) in [0, 1] -> HxWx3 uint8."""
+    image = image.detach().float().cpu()
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ConvscopeError(f"expected one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    return (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(image: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Save (3, H, W), (1, 3, H, W) or a batch (as a grid) to a PNG/JPEG file."""
+    from torchvision.utils import make_grid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 4 and image.shape[0] > 1:
+        image = make_grid(image.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    Image.fromarray(to_uint8(image)).save(path)
+    return path

@@ -1,0 +1,273 @@
+"""Named layers, their output shapes and receptive fields.
+
+Layers are the dotted names of ``named_modules()``. For an
+:class:`~convscope.models.ImageClassifier` the names are those inside its network
+(``blocks.6.0``), and ``network.blocks.6.0`` works too. Unknown names get the closest
+matches in the error.
+
+Receptive fields follow the usual arithmetic (Araujo et al. 2019, "Computing receptive
+fields of CNNs"): for a conv/pool with effective kernel k, stride s, padding p and an
+input field of size r, jump j and start c (centre of the first unit, in input pixels
+with pixel centres at 0, 1, ...): r' = r + (k - 1) j, j' = j s, c' = c + ((k - 1)/2 - p) j.
+They are computed along the real data flow of one forward pass (a ``TorchFunctionMode``
+follows every tensor through convolutions, pooling, explicit padding, residual sums and
+concatenations; where branches meet, the larger field wins), so branched networks
+(ResNet, EfficientNet, Inception) are handled, not only plain chains.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .errors import ConvscopeError
+
+
+def _root(model: nn.Module) -> nn.Module:
+    return getattr(model, "network", model) if type(model).__name__ == "ImageClassifier" else model
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Every addressable layer name (dotted), in definition order."""
+    return [name for name, _ in _root(model).named_modules() if name]
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module called ``name``; a clear error with the closest names if there is none."""
+    if isinstance(name, nn.Module):
+        return name
+    root = _root(model)
+    modules = dict(root.named_modules())
+    key = name.removeprefix("network.") if root is not model else name
+    if key in modules and key:
+        return modules[key]
+    if name in dict(model.named_modules()) and name:
+        return dict(model.named_modules())[name]
+    known = [n for n in modules if n]
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.6)
+    if not close:
+        close = [n for n in known if n.startswith(name.rsplit(".", 1)[0])][:4]
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise ConvscopeError(f"unknown layer {name!r} in {getattr(model, 'name', type(model).__name__)}{hint} "
+                         "(list them with: convscope layers MODEL)")
+
+
+def canonical_name(model: nn.Module, name: str) -> str:
+    """The name a layer is listed under in :func:`layer_names`."""
+    module = find_layer(model, name)
+    for candidate, found in _root(model).named_modules():
+        if found is module:
+            return candidate
+    return name
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of one output unit: ``size`` (pixels), ``jump`` (stride in input
+    pixels between neighbouring units) and ``start`` (centre of unit (0, 0) in input pixel
+    coordinates), each as (height, width). ``size`` is ``None`` for global layers."""
+
+    size: tuple[float, float] | None
+    jump: tuple[float, float]
+    start: tuple[float, float]
+
+    def box(self, y: int, x: int, image_size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), exclusive, of unit (y, x)'s field; clipped to ``image_size``."""
+        if self.size is None:
+            return (0, 0, *(image_size or (0, 0)))
+        cy, cx = self.start[0] + y * self.jump[0], self.start[1] + x * self.jump[1]
+        top, left = round(cy - (self.size[0] - 1) / 2), round(cx - (self.size[1] - 1) / 2)
+        bottom, right = top + int(self.size[0]), left + int(self.size[1])
+        if image_size is not None:
+            top, left = max(top, 0), max(left, 0)
+            bottom, right = min(bottom, image_size[0]), min(right, image_size[1])
+        return top, left, bottom, right
+
+
+_IDENTITY = ReceptiveField((1.0, 1.0), (1.0, 1.0), (0.0, 0.0))
+_GLOBAL = ReceptiveField(None, (0.0, 0.0), (0.0, 0.0))
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)[:2] if len(value) >= 2 else (value[0], value[0])
+
+
+def _through(field: ReceptiveField, kernel, stride, padding, dilation=1) -> ReceptiveField:
+    if field.size is None:
+        return field
+    kernel, stride, dilation = _pair(kernel), _pair(stride), _pair(dilation)
+    padding = (0, 0) if isinstance(padding, str) and padding == "valid" else padding
+    if isinstance(padding, str):  # 'same': symmetric padding of (k - 1) / 2 at stride 1
+        padding = tuple((dilation[i] * (kernel[i] - 1)) / 2 for i in range(2))
+    padding = _pair(padding)
+    size, jump, start = [], [], []
+    for i in range(2):
+        effective = dilation[i] * (kernel[i] - 1) + 1
+        size.append(field.size[i] + (effective - 1) * field.jump[i])
+        start.append(field.start[i] + ((effective - 1) / 2 - padding[i]) * field.jump[i])
+        jump.append(field.jump[i] * stride[i])
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def _argument(args, kwargs, index, name, default):
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+class _FieldTracer(TorchFunctionMode):
+    """Follows receptive fields through every torch function of one forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields: dict[int, ReceptiveField] = {}
+        self.keep: list[torch.Tensor] = []  # keeps ids unique during the pass
+
+    def field_of(self, tensor) -> ReceptiveField | None:
+        return self.fields.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        output = func(*args, **kwargs)
+        inputs = [t for t in _flatten(args) + _flatten(list(kwargs.values())) if isinstance(t, torch.Tensor)]
+        known = [f for f in (self.field_of(t) for t in inputs) if f is not None]
+        if not known:
+            return output
+        field = max(known, key=lambda f: float("inf") if f.size is None else f.size[0] * f.size[1])
+        name = getattr(func, "__name__", "")
+        first = self.field_of(args[0]) if args else None
+        if first is not None and name == "conv2d":
+            field = _through(first, args[1].shape[-2:], _argument(args, kwargs, 3, "stride", 1),
+                             _argument(args, kwargs, 4, "padding", 0), _argument(args, kwargs, 5, "dilation", 1))
+        elif first is not None and name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices",
+                                            "avg_pool2d", "lp_pool2d", "_max_pool2d_with_indices"):
+            kernel = _argument(args, kwargs, 1, "kernel_size", 1)
+            stride = _argument(args, kwargs, 2, "stride", None) or kernel
+            dilation = 1 if name.startswith("avg") else _argument(args, kwargs, 4, "dilation", 1)
+            field = _through(first, kernel, stride, _argument(args, kwargs, 3, "padding", 0), dilation)
+        elif first is not None and name == "pad":
+            pad = _argument(args, kwargs, 1, "pad", ())
+            if len(pad) >= 4 and first.size is not None:
+                field = ReceptiveField(first.size, first.jump, (first.start[0] - pad[2] * first.jump[0],
+                                                                 first.start[1] - pad[0] * first.jump[1]))
+        elif name in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_max_pool2d", "linear",
+                      "mean", "amax", "sum", "flatten", "interpolate", "upsample_bilinear2d"):
+            spatial_in = any(t.ndim == 4 and t.shape[-1] > 1 for t in inputs)
+            out = output[0] if isinstance(output, tuple) else output
+            if name in ("flatten", "linear") or (spatial_in and isinstance(out, torch.Tensor) and
+                                                 (out.ndim < 4 or out.shape[-1] == 1)):
+                field = _GLOBAL
+        for tensor in _flatten(output if isinstance(output, (tuple, list)) else [output]):
+            if isinstance(tensor, torch.Tensor):
+                self.fields[id(tensor)] = field
+                self.keep.append(tensor)
+        return output
+
+
+def _flatten(items) -> list:
+    flat = []
+    for item in items:
+        flat.extend(_flatten(item) if isinstance(item, (list, tuple)) else [item])
+    return flat
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of the layer map."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None
+    receptive_field: ReceptiveField | None
+
+
+def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: torch.device | str | None = None) -> list[LayerInfo]:
+    """Every layer with its type, output shape (for one image of ``size``) and receptive field.
+
+    The receptive field is reported relative to the model's input image. Layers that do
+    not run in the forward pass have no shape.
+    """
+    from .hooks import frozen
+
+    height, width = (size, size) if isinstance(size, int) else size
+    if device is None:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else "cpu"
+    root = _root(model)
+    names = {module: name for name, module in root.named_modules() if name}
+    shapes: dict[str, tuple[int, ...]] = {}
+    fields: dict[str, ReceptiveField] = {}
+    tracer = _FieldTracer()
+
+    def record(module, inputs, output):
+        name = names.get(module)
+        tensor = output[0] if isinstance(output, (tuple, list)) and output else output
+        if name is not None and isinstance(tensor, torch.Tensor):
+            shapes[name] = tuple(tensor.shape[1:])
+            field = tracer.field_of(tensor)
+            if field is not None:
+                fields[name] = field
+
+    handles = [module.register_forward_hook(record) for module in names]
+    x = torch.rand(1, 3, height, width, device=device)
+    try:
+        with frozen(model), torch.no_grad(), tracer:
+            tracer.fields[id(x)] = _IDENTITY
+            normalized = x
+            tracer.keep.append(x)
+            model(normalized)
+    except ConvscopeError:
+        raise
+    except Exception as error:
+        raise ConvscopeError(f"cannot run {getattr(model, 'name', 'the model')} on a {height}x{width} image: "
+                             f"{str(error).splitlines()[0]}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [LayerInfo(name, type(module).__name__, shapes.get(name), fields.get(name))
+            for module, name in names.items()]
+
+
+def receptive_field(model: nn.Module, layer: str, size: int | tuple[int, int] = 224) -> ReceptiveField:
+    """Receptive field of ``layer``'s units in the input image."""
+    name = canonical_name(model, layer)
+    for row in layer_table(model, size):
+        if row.name == name:
+            if row.receptive_field is None:
+                raise ConvscopeError(f"layer {layer!r} does not run on the image path of the forward pass")
+            return row.receptive_field
+    raise ConvscopeError(f"unknown layer {layer!r}")
+
+
+def default_cam_layer(model: nn.Module, size: int = 224) -> str:
+    """The natural Grad-CAM layer: the last top-level module with a spatial output (H, W > 1),
+    descending into ``nn.Sequential`` containers to their last non-pooling spatial child
+    (ResNet ``layer4``, VGG ``features.29``, EfficientNet ``bn2``, GoogLeNet ``inception5b``)."""
+    rows = {r.name: r for r in layer_table(model, size)}
+    modules = dict(_root(model).named_modules())
+
+    def spatial(name: str) -> bool:
+        shape = rows[name].output_shape if name in rows else None
+        return bool(shape) and len(shape) == 3 and shape[-1] > 1 and shape[-2] > 1 and "Pool" not in rows[name].type
+
+    prefix, chosen = "", None
+    while True:
+        children = [f"{prefix}{child}" for child, _ in (modules[prefix.rstrip(".")] if prefix else _root(model)).named_children()]
+        candidates = [name for name in children if spatial(name)]
+        if not candidates:
+            break
+        chosen = candidates[-1]
+        if not isinstance(modules[chosen], nn.Sequential):
+            break
+        prefix = chosen + "."
+    if chosen is None:
+        raise ConvscopeError("the model has no layer with a spatial output; pass layer=...")
+    return chosen
+
+
+def check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
+    """Validate names up front (before any work), returning their canonical form."""
+    return [canonical_name(model, layer) for layer in layers]

@@ -1,0 +1,169 @@
+"""Pictures from tensors: the one rendering module shared by the CLI, report and web app.
+
+Methods return raw tensors; everything that is only for display (normalising a map,
+upsampling it, colouring it, laying panels out) lives here.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .images import to_uint8
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def upsample(heat: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """(N, 1, h, w) or (h, w) map -> same layout at ``size`` (bilinear, align_corners=False)."""
+    squeeze = heat.ndim == 2
+    heat = heat[None, None] if squeeze else heat
+    heat = F.interpolate(heat.float(), size=size, mode=mode, **({"align_corners": False} if mode != "nearest" else {}))
+    return heat[0, 0] if squeeze else heat
+
+
+def normalize_map(heat: torch.Tensor, mode: str = "minmax", percentile: float = 99.5) -> torch.Tensor:
+    """Scale one map to [0, 1] for display.
+
+    ``minmax``: (h - min) / (max - min). ``abs``: |h| / percentile(|h|) clipped (gradient maps,
+    so that a few extreme pixels do not wash out the rest). ``signed``: h / percentile(|h|)
+    mapped to [0, 1] with 0.5 as zero (for diverging colour maps).
+    """
+    heat = heat.detach().float().cpu()
+    if mode == "minmax":
+        low, high = heat.min(), heat.max()
+        return (heat - low) / (high - low + 1e-12)
+    scale = torch.quantile(heat.abs().flatten()[:1_000_000], percentile / 100) + 1e-12
+    if mode == "abs":
+        return (heat.abs() / scale).clamp(0, 1)
+    if mode == "signed":
+        return (heat / scale).clamp(-1, 1) * 0.5 + 0.5
+    raise ValueError(f"unknown normalisation {mode!r}")
+
+
+def _as_map(heat: torch.Tensor) -> torch.Tensor:
+    heat = heat.detach().float().cpu()
+    while heat.ndim > 2 and heat.shape[0] == 1:
+        heat = heat[0]
+    if heat.ndim == 3:  # per-channel map: show the largest magnitude over channels
+        heat = heat.abs().amax(dim=0)
+    return heat
+
+
+def colorize(heat: torch.Tensor, cmap: str = "jet") -> np.ndarray:
+    """A [0, 1] map (h, w) -> HxWx3 uint8 through a matplotlib colour map."""
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap](heat.numpy())[..., :3]
+    return (colours * 255 + 0.5).astype(np.uint8)
+
+
+def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, cmap: str = "jet", mode: str = "minmax") -> Image.Image:
+    """Blend a colour-mapped map over an image -> PIL image at the image's size."""
+    picture = to_uint8(image).astype(np.float32)
+    heat = _as_map(heat)
+    heat = upsample(heat, picture.shape[:2]) if tuple(heat.shape) != picture.shape[:2] else heat
+    coloured = colorize(normalize_map(heat, mode), cmap).astype(np.float32)
+    return Image.fromarray(((1 - alpha) * picture + alpha * coloured).round().astype(np.uint8))
+
+
+@dataclass
+class Panel:
+    """One picture of a figure: an image (3, H, W), or a map drawn over ``under`` (or alone)."""
+
+    picture: torch.Tensor
+    title: str = ""
+    under: torch.Tensor | None = None
+    cmap: str = "jet"
+    mode: str = "minmax"
+    colorbar: bool = False
+
+
+def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int | None = None,
+           suptitle: str | None = None, panel_size: float = 3.0) -> Image.Image:
+    """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image."""
+    plt = _pyplot()
+    columns = columns or len(panels)
+    rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, panel_size * rows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, panel in zip(axes.flat, panels):
+        picture = panel.picture.detach().float().cpu()
+        if panel.under is None and picture.ndim >= 3 and picture.shape[-3] == 3 and not panel.colorbar:
+            axis.imshow(to_uint8(picture))
+        else:
+            heat = _as_map(picture)
+            if panel.under is not None:
+                axis.imshow(to_uint8(panel.under))
+                size = tuple(panel.under.shape[-2:])
+                heat = upsample(heat, size) if tuple(heat.shape) != size else heat
+            shown = normalize_map(heat, panel.mode)
+            artist = axis.imshow(shown.numpy(), cmap=panel.cmap, vmin=0, vmax=1,
+                                 alpha=0.5 if panel.under is not None else 1.0)
+            if panel.colorbar:
+                bar = fig.colorbar(artist, ax=axis, fraction=0.046, pad=0.04)
+                bar.set_label({"minmax": "relative (min-max)", "abs": "|value| / p99.5",
+                               "signed": "signed / p99.5"}.get(panel.mode, panel.mode), fontsize=7)
+                bar.ax.tick_params(labelsize=7)
+        axis.set_title(panel.title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+    return picture
+
+
+def overlay_figure(image: torch.Tensor, heat: torch.Tensor, path: str | Path | None = None, title: str = "",
+                   cmap: str = "jet", mode: str = "minmax") -> Image.Image:
+    """The standard explanation picture: the image, and the map over it with a colour bar."""
+    return figure([Panel(image, "input"), Panel(heat, title, under=image, cmap=cmap, mode=mode, colorbar=True)], path)
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path | None = None, title: str = "",
+              xlabel: str = "probability") -> Image.Image:
+    """Horizontal bars (e.g. top-5 probabilities), largest on top."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(5, 0.45 * len(labels) + 0.8))
+    axis.barh(range(len(labels))[::-1], values, color="#4c72b0")
+    axis.set_yticks(range(len(labels))[::-1], labels, fontsize=9)
+    axis.set_xlim(0, max(1.0, max(values, default=0)))
+    axis.set_xlabel(xlabel)
+    axis.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+    return picture
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """PNG-encode a PIL image (for notebooks, the report and the web app)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
