@@ -1,0 +1,60 @@
+"""The CLI as a user runs it: tables, one-line errors, exit codes, no tracebacks."""
+
+import subprocess
+import sys
+
+import pytest
+
+from convscope.cli import main
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["convscope", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_prints_egyptian_cat_first(monkeypatch, capsys):
+    code, out, _ = run(monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "3")
+    assert code == 0
+    rows = [line for line in out.splitlines() if "│" in line]
+    assert "Egyptian cat" in rows[0] and "285" in rows[0]
+    assert len(rows) == 3
+
+
+def test_models_and_layers(monkeypatch, capsys):
+    code, out, _ = run(monkeypatch, capsys, "models")
+    assert code == 0 and "efficientnet_lite0" in out and "torchvision:NAME" in out
+    code, out, _ = run(monkeypatch, capsys, "layers", "efficientnet_lite0", "--match", "bn2", "--size", "224")
+    assert code == 0 and "1280x7x7" in out and "851" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "missing.png"], "no such image file"),
+    (["predict", "sample:chelsea", "--model", "resnet"], "unknown model"),
+    (["layers", "torchvision:vgg17"], "did you mean"),
+    (["predict", "sample:chelsea", "--device", "cuda:7"], "CUDA is not available"),
+])
+def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_image(monkeypatch, capsys, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, _, err = run(monkeypatch, capsys, "predict", str(tmp_path / "broken.jpg"))
+    assert code == 2 and "cannot read image" in err
+
+
+def test_console_script_has_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "convscope.cli", "predict", "nofile.png"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no such image file" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,82 @@
+"""Layer names, output shapes and receptive fields (hand-computed for AlexNet and VGG16)."""
+
+import warnings
+
+import pytest
+import torch
+
+import convscope
+from convscope import ConvscopeError
+from convscope.layers import canonical_name, default_cam_layer, find_layer, layer_names, layer_table, receptive_field
+
+
+def _field_rows(spec):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = convscope.load_model(spec)
+    return model, {r.name: r for r in layer_table(model, 224)}
+
+
+def test_alexnet_by_hand():
+    # (size, jump, start) along conv1 k11 s4 p2, pool k3 s2, conv2 k5 p2, pool, conv3-5 k3 p1, pool
+    expected = {"features.0": (11, 4, 3), "features.2": (19, 8, 7), "features.3": (51, 8, 7),
+                "features.5": (67, 16, 15), "features.6": (99, 16, 15), "features.8": (131, 16, 15),
+                "features.10": (163, 16, 15), "features.12": (195, 32, 31)}
+    _, rows = _field_rows("torchvision:alexnet")
+    for name, (size, jump, start) in expected.items():
+        field = rows[name].receptive_field
+        assert (field.size[0], field.jump[0], field.start[0]) == (size, jump, start), name
+    assert rows["features.12"].output_shape == (256, 6, 6)
+    assert rows["classifier.6"].receptive_field.size is None  # global
+
+
+def test_vgg16_by_hand():
+    # 3x3 convs add 2 * jump; 2x2 pools add jump, double it and move the start by jump / 2
+    expected = {"features.0": (3, 1, 0), "features.4": (6, 2, 0.5), "features.9": (16, 4, 1.5),
+                "features.16": (44, 8, 3.5), "features.23": (100, 16, 7.5), "features.28": (196, 16, 7.5),
+                "features.30": (212, 32, 15.5)}
+    _, rows = _field_rows("torchvision:vgg16")
+    for name, (size, jump, start) in expected.items():
+        field = rows[name].receptive_field
+        assert (field.size[0], field.jump[0], field.start[0]) == (size, jump, start), name
+
+
+def test_receptive_field_contains_the_gradient_support(model):
+    """Empirical check on the embedded (branched, 'same'-padded) model: the input pixels a unit
+    depends on lie inside its computed field, and reach its edges."""
+    field = receptive_field(model, "blocks.1", size=64)
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    with convscope.frozen(model), convscope.capture(model, "blocks.1") as seen:
+        model(x)
+        seen["blocks.1"][0, :, 5, 6].sum().backward()
+    rows, cols = torch.nonzero(x.grad[0].abs().sum(0), as_tuple=True)
+    top, left, bottom, right = field.box(5, 6)
+    assert top <= rows.min() and rows.max() < bottom and left <= cols.min() and cols.max() < right
+    assert rows.max() - rows.min() + 1 == bottom - top and cols.max() - cols.min() + 1 == right - left
+
+
+def test_embedded_layer_map(model):
+    rows = {r.name: r for r in layer_table(model)}
+    assert rows["bn2"].output_shape == (1280, 7, 7)
+    assert rows["conv_stem"].receptive_field.size == (3, 3) and rows["conv_stem"].receptive_field.jump == (2, 2)
+    assert rows["blocks.6"].receptive_field.jump == (32, 32)
+    assert default_cam_layer(model) == "bn2"
+
+
+def test_names(model):
+    names = layer_names(model)
+    assert "blocks.3.0.conv_pw" in names and "" not in names
+    assert find_layer(model, "network.bn2") is find_layer(model, "bn2")
+    assert canonical_name(model, "network.bn2") == "bn2"
+
+
+def test_unknown_layer_suggests_the_closest(model):
+    with pytest.raises(ConvscopeError, match="closest: blocks.6"):
+        find_layer(model, "blocks.66")
+
+
+def test_default_cam_layers_of_torchvision_models():
+    for spec, layer in [("torchvision:alexnet", "features.11"), ("torchvision:vgg16", "features.29"),
+                        ("torchvision:resnet18", "layer4.1"), ("torchvision:googlenet", "inception5b")]:
+        model, _ = _field_rows(spec)
+        assert default_cam_layer(model) == layer
