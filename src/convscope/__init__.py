@@ -8,3 +8,4 @@ from .layers import default_cam_layer, find_layer, layer_names, layer_table, rec
 from .models import ImageClassifier, imagenet_labels, list_models, load_model, wrap_model
 
 __version__ = "0.1.0"
+from .attacks import ATTACKS, AttackResult, attack, list_attacks
