@@ -1,0 +1,87 @@
+"""Attribution maps: why the model predicts what it predicts.
+
+One entry point, :func:`attribute`, over the registry :data:`METHODS` (adding a method is
+one function registered here). Every method takes ``(model, x, target, **options)`` with
+``x`` (N, 3, H, W) in [0, 1] on the model's device and returns a raw tensor: (N, 1, H, W)
+for maps reduced over colour channels, (N, 3, H, W) for per-channel maps, always at the
+input's size. Display scaling lives in :mod:`convscope.render`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+
+from ..checks import check_images, model_device
+from ..errors import ConvscopeError
+from ..hooks import frozen
+from ..registry import Registry
+from ..targets import Target
+from .cam import cam, gradcam, gradcam_pp, guided_gradcam
+from .gradients import input_x_gradient, saliency
+from .integrated import integrated_gradients
+from .noise import smooth as smooth_method
+from .noise import smoothgrad, smoothgrad_sq
+from .perturbation import occlusion
+from .rectifiers import deconvnet, guided_backprop, rectifier_rule
+
+METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method")
+for _method in (saliency, input_x_gradient, guided_backprop, deconvnet, smoothgrad, smoothgrad_sq,
+                integrated_gradients, occlusion, cam, gradcam, gradcam_pp, guided_gradcam):
+    METHODS.register()(_method)
+
+STOCHASTIC = frozenset({"smoothgrad", "smoothgrad_sq"})
+"""Methods that draw random noise (reproducible with ``seed=``)."""
+
+
+def method_options(method: str) -> list[str]:
+    """The options a registered method accepts (after ``model, x, target``)."""
+    return list(inspect.signature(METHODS.get(method)).parameters)[3:]
+
+
+def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, method: str = "gradcam",
+              layer: str | None = None, smooth: bool | dict = False, **options) -> torch.Tensor:
+    """Attribution map of ``target`` for every image of ``x`` by the registered ``method``.
+
+    Args:
+        model: any classifier taking RGB in [0, 1] (e.g. from :func:`convscope.load_model`).
+        x: (N, 3, H, W) in [0, 1]; moved to the model's device.
+        target: class id, class name, one id per image, ``Tensor[N]``, callable on the
+            logits, or ``None`` (the predicted class).
+        method: a name in :data:`METHODS` (``convscope.attribution.METHODS.names()``).
+        layer: the layer of CAM methods (dotted name; default: the last spatial layer).
+        smooth: average the method over noisy copies (SmoothGrad's idea for any method):
+            ``True`` or the options of :func:`~convscope.attribution.noise.smooth` (``smooth_method``)
+            (``n``, ``noise``, ``batch_size``, ``seed``).
+        **options: the method's own options (see its docstring).
+
+    Returns:
+        the raw map (N, 1, H, W) or (N, 3, H, W), on ``x``'s device (or a tuple for
+        ``integrated_gradients(..., return_gap=True)``). The model is left as it was:
+        weights, ``training`` flags, ``requires_grad`` and hooks.
+
+    >>> heat = attribute(model, load_image("sample:chelsea"), "Egyptian cat", method="gradcam")
+    >>> heat.shape
+    torch.Size([1, 1, 224, 224])
+    """
+    function = METHODS.get(method)
+    accepted = method_options(method)
+    if layer is not None:
+        if "layer" not in accepted:
+            raise ConvscopeError(f"method {method!r} takes no layer")
+        options["layer"] = layer
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConvscopeError(f"method {method!r} has no option {', '.join(unknown)}; it takes: {', '.join(accepted)}")
+    check_images(x)
+    x = x.to(model_device(model)).detach()
+    if smooth:
+        settings = smooth if isinstance(smooth, dict) else {}
+        function = smooth_method(function, **settings)
+    with frozen(model):
+        return function(model, x, target, **options)
+
+__all__ = ["METHODS", "STOCHASTIC", "attribute", "method_options", "rectifier_rule", "smooth_method"] + list(
+    METHODS.names())

@@ -1,0 +1,152 @@
+"""Class activation maps: CAM (Zhou et al. 2016), Grad-CAM (Selvaraju et al. 2017),
+Grad-CAM++ (Chattopadhay et al. 2018) and guided Grad-CAM.
+
+One template: a map ``sum_c w_c A_c`` over the channels of a layer's activations ``A``;
+the methods differ only in how the channel weights ``w`` are computed. Conventions:
+
+* the layer defaults to the last layer with a spatial output
+  (:func:`~convscope.layers.default_cam_layer`: ``bn2`` on EfficientNet-Lite0,
+  ``layer4`` on ResNet);
+* the score is the pre-softmax class logit (as both anchors);
+* Grad-CAM / Grad-CAM++ apply the papers' ReLU (``relu=False`` turns it off: captum's
+  ``LayerGradCam`` default); CAM follows Zhou and has no ReLU;
+* the (N, 1, h, w) map is then upsampled to the input size with bilinear interpolation
+  (``align_corners=False``; ``interpolation="nearest"`` as in captum's ``GuidedGradCam``),
+  and not normalised (pytorch-grad-cam min-max normalises every map; rendering does
+  that here, see :func:`convscope.render.normalize_map`).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConvscopeError
+from ..hooks import capture
+from ..layers import canonical_name, default_cam_layer
+from .gradients import objective_score
+
+_DEFAULT_LAYERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def cam_layer(model: nn.Module, layer: str | None, size: int = 224) -> str:
+    """``layer`` checked, or the model's default CAM layer (found once per model and cached)."""
+    if layer is not None:
+        return canonical_name(model, layer)
+    if model not in _DEFAULT_LAYERS:
+        _DEFAULT_LAYERS[model] = default_cam_layer(model, size)
+    return _DEFAULT_LAYERS[model]
+
+
+def upsample_map(heat: torch.Tensor, size: tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+    """(N, 1, h, w) -> (N, 1, H, W), bilinear (align_corners=False) or nearest."""
+    if interpolation not in ("bilinear", "nearest"):
+        raise ConvscopeError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
+    if tuple(heat.shape[-2:]) == tuple(size):
+        return heat
+    extra = {"align_corners": False} if interpolation == "bilinear" else {}
+    return F.interpolate(heat, size=size, mode=interpolation, **extra)
+
+
+def layer_gradients(model, x, target, layer: str, objective: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations A and gradients dscore/dA at ``layer`` (both (N, C, h, w)), one forward + backward."""
+    x = x.detach().requires_grad_(True)
+    with capture(model, layer, grads=True) as seen:
+        score = objective_score(model, x, target, objective)
+        activations = seen.activations[layer].detach()
+        if activations.ndim != 4:
+            raise ConvscopeError(f"layer {layer!r} has output shape {tuple(activations.shape)}; CAM needs (N, C, h, w)")
+        score.sum().backward(inputs=[x])
+    return activations, seen.gradients[layer]
+
+
+def _finish(heat: torch.Tensor, x: torch.Tensor, relu: bool, interpolation: str) -> torch.Tensor:
+    heat = heat.clamp(min=0) if relu else heat
+    return upsample_map(heat, tuple(x.shape[-2:]), interpolation)
+
+
+def gradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
+            interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): ``relu(sum_c w_c A_c)`` with ``w_c`` = spatial mean of dy/dA_c.
+
+    Equals captum ``LayerGradCam(relu_attributions=True)`` upsampled bilinearly, and
+    pytorch-grad-cam ``GradCAM`` up to its per-image min-max scaling.
+
+    Returns:
+        (N, 1, H, W), not normalised.
+    """
+    layer = cam_layer(model, layer, x.shape[-1])
+    activations, grads = layer_gradients(model, x, target, layer, objective)
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
+
+
+def gradcam_pp(model, x, target=None, layer: str | None = None, relu: bool = True,
+               interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018), closed form with the exponential-score shortcut.
+
+    ``alpha = g^2 / (2 g^2 + sum_ab(A) g^3 + 1e-6)`` (0 where g = 0), ``w_c = sum_ab relu(g) alpha``,
+    map ``relu(sum_c w_c A_c)`` -- the formula of the paper's eq. 19 and of pytorch-grad-cam.
+    """
+    layer = cam_layer(model, layer, x.shape[-1])
+    activations, grads = layer_gradients(model, x, target, layer, objective)
+    squared = grads.pow(2)
+    alpha = squared / (2 * squared + activations.sum(dim=(2, 3), keepdim=True) * grads.pow(3) + 1e-6)
+    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    weights = (grads.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
+    return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
+
+
+def _classifier_head(model: nn.Module, classes: int) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == classes]
+    if not linears:
+        raise ConvscopeError("CAM needs a network ending in global average pooling + nn.Linear; "
+                             "this one has no final Linear layer (use method='gradcam')")
+    return linears[-1]
+
+
+def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
+        interpolation: str = "bilinear") -> torch.Tensor:
+    """Class activation mapping (Zhou et al. 2016): ``M_c = sum_k W[c, k] A_k`` from the last Linear's weights.
+
+    Only for networks whose logits are ``Linear(global average pool(A))`` of the CAM layer;
+    this is checked numerically on the batch (the logits must equal ``W mean(A) + b``),
+    and any other head is refused with an error. No gradient is needed. Zhou's map has
+    no ReLU (``relu=True`` adds one). On such heads Grad-CAM equals CAM / (h w).
+    """
+    layer = cam_layer(model, layer, x.shape[-1])
+    with torch.no_grad(), capture(model, layer, detach=True) as seen:
+        logits = model(x)
+    activations = seen.activations[layer]
+    head = _classifier_head(model, logits.shape[-1])
+    if activations.ndim != 4 or activations.shape[1] != head.in_features:
+        raise ConvscopeError(f"CAM: layer {layer!r} has shape {tuple(activations.shape[1:])} but the last Linear "
+                             f"takes {head.in_features} features; the head is not GAP + Linear (use method='gradcam')")
+    pooled = head(activations.mean(dim=(2, 3)))
+    if not torch.allclose(pooled, logits, rtol=1e-3, atol=1e-3 * logits.abs().max().item() + 1e-5):
+        raise ConvscopeError(f"CAM: the logits are not Linear(global average pool({layer})); "
+                             "the head is not GAP + Linear (use method='gradcam')")
+    if callable(target) and not isinstance(target, torch.Tensor):
+        raise ConvscopeError("CAM explains a class: give a class id or name, not a callable")
+    from ..targets import resolve_target
+
+    ids = resolve_target(target, logits, getattr(model, "labels", None))
+    weights = head.weight[ids][:, :, None, None]
+    return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
+
+
+def guided_gradcam(model, x, target=None, layer: str | None = None, interpolation: str = "bilinear",
+                   channels: str | None = None, objective: str = "logit") -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled Grad-CAM (with ReLU).
+
+    Per channel (N, 3, H, W). The paper upsamples bilinearly; captum ``GuidedGradCam``
+    uses nearest (``interpolation="nearest"`` reproduces it).
+    """
+    from .gradients import reduce_channels
+    from .rectifiers import guided_backprop
+
+    heat = gradcam(model, x, target, layer, relu=True, interpolation=interpolation, objective=objective)
+    return reduce_channels(guided_backprop(model, x, target, objective=objective) * heat, channels)
