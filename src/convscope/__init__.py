@@ -9,3 +9,4 @@ from .models import ImageClassifier, imagenet_labels, list_models, load_model, w
 
 __version__ = "0.1.0"
 from .attacks import ATTACKS, AttackResult, attack, list_attacks
+from .robustness.corruptions import CORRUPTIONS, corrupt
