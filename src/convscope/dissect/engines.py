@@ -1,0 +1,120 @@
+"""Where a mining pass runs: ``local`` (this process) or ``ray`` (Ray Data, one machine or a cluster).
+
+Both fold the images ``result.seen .. total`` into the same :class:`TopExamples`. The Ray
+engine splits the image indices into blocks, mines each block's top-k lists in parallel
+workers (``map_batches`` over an actor pool, the model shipped once per actor) and merges the
+lists on the driver with the same value-then-index order as the local pass, so both engines
+give identical results on the same images. A Ray pass is all-or-nothing: Ctrl-C keeps the
+results of the images before it, not a partial Ray run.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import torch
+
+from ..errors import ConvscopeError
+from ..registry import Registry
+from .examples import ImageSource, LayerExamples, TopExamples, mine_range
+
+ENGINES: Registry[Callable] = Registry("engine")
+
+
+def get_engine(name: str) -> Callable:
+    """The engine called ``name`` (``local`` or ``ray``)."""
+    return ENGINES.get(name)
+
+
+@ENGINES.register("local")
+def local_engine(model, source: ImageSource, result: TopExamples, batch_size: int, device, progress: bool = True,
+                 save: Callable[[], None] | None = None, save_every: int = 20, **_) -> None:
+    """Mine in this process, one batch at a time, with a progress bar and periodic checkpoints."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = len(source)
+    columns = (TextColumn("mining examples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("mine", total=total, completed=result.seen)
+        batches = [0]
+
+        def advance(count: int) -> None:
+            bar.advance(task, count)
+            batches[0] += 1
+            if save is not None and batches[0] % save_every == 0:
+                save()
+
+        mine_range(model, source, result, result.seen, total, batch_size, device, advance)
+
+
+class _ShardMiner:
+    """A Ray Data actor: mines the image indices of each block it gets; returns its top-k lists."""
+
+    def __init__(self, model_bytes: bytes, source: ImageSource, template: dict, batch_size: int):
+        torch.set_num_threads(1)
+        self.model = torch.load(io.BytesIO(model_bytes), weights_only=False)
+        self.source, self.template, self.batch_size = source, template, batch_size
+
+    def __call__(self, block: dict) -> dict:
+        indices = [int(i) for i in block["index"]]
+        shard = TopExamples.from_state(self.template)
+        shard.seen = 0
+        for first, stop in _runs(indices):
+            mine_range(self.model, self.source, shard, first, stop, self.batch_size, "cpu")
+        buffer = io.BytesIO()
+        torch.save(shard.state(), buffer)
+        return {"state": [buffer.getvalue()], "count": [len(indices)]}
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Consecutive index runs [(start, stop), ...] of a sorted block."""
+    runs: list[list[int]] = []
+    for index in sorted(indices):
+        if runs and runs[-1][1] == index:
+            runs[-1][1] = index + 1
+        else:
+            runs.append([index, index + 1])
+    return [(a, b) for a, b in runs]
+
+
+@ENGINES.register("ray")
+def ray_engine(model, source: ImageSource, result: TopExamples, batch_size: int, device, progress: bool = True,
+               address: str | None = None, shards: int | None = None, **_) -> None:
+    """Mine on Ray Data: ``address`` of a running cluster, or ``None`` to start (or reuse) a local Ray.
+
+    Workers run on CPU (their own copy of the model); ``shards`` actors mine blocks of about
+    ``batch_size`` images each.
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConvscopeError("the ray engine needs Ray Data: pip install 'convscope[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **({} if address else {"num_cpus": shards}))
+    shards = shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    empty = {name: LayerExamples.empty(r.channels, result.k, r.field, r.map_size) for name, r in result.layers.items()}
+    template = TopExamples(empty, result.k, result.size).state()
+    buffer = io.BytesIO()
+    torch.save(model.cpu() if device == torch.device("cpu") or str(device) == "cpu" else _cpu_copy(model), buffer)
+    remaining = list(range(result.seen, len(source)))
+    dataset = ray.data.from_items([{"index": i} for i in remaining], override_num_blocks=max(1, len(remaining) // batch_size))
+    mined = dataset.map_batches(
+        _ShardMiner, fn_constructor_args=(buffer.getvalue(), source, template, batch_size),
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=shards), num_cpus=1, batch_format="numpy",
+    )
+    for row in mined.iter_rows():
+        shard = TopExamples.from_state(torch.load(io.BytesIO(row["state"]), weights_only=False))
+        for name, record in result.layers.items():
+            record.combine(shard.layers[name])
+        result.seen += int(row["count"])
+
+
+def _cpu_copy(model):
+    import copy
+
+    return copy.deepcopy(model).cpu()

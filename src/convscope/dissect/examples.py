@@ -1,0 +1,442 @@
+"""Dataset examples: the images (and receptive-field patches) that excite a unit most.
+
+Zeiler & Fergus (2014, "Visualizing and understanding convolutional networks") show, for
+each feature map, the top-9 images of a dataset by the map's strongest activation, each
+with the image patch under that activation's receptive field. Here one streaming pass over
+a folder (or a list of images, a tensor or a ``torch`` dataset) records, for every channel
+of one or more layers at once, the top-k images by the channel's spatial maximum and the
+position (y, x) of that maximum. Memory is O(k x channels): only the running top-k lists
+(values, image indices, positions) and a few per-channel sums are kept.
+
+Conventions: an image appears at most once per channel (its strongest position), as in
+Zeiler & Fergus; ties are broken by the lower image index, so the result does not depend
+on batching or sharding (the Ray engine merges shards to exactly the same lists). Patches
+are the receptive-field box from :func:`convscope.layers.receptive_field`, clipped to the
+image. Layers with a (N, C) output (pooling, linear) count as 1 x 1 maps whose field is the
+whole image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+
+from ..checks import model_device
+from ..errors import ConvscopeError
+from ..hooks import capture, frozen
+from ..images import image_files, load_image, to_uint8
+from ..layers import ReceptiveField, check_layers, layer_table, receptive_field
+
+_WHOLE_IMAGE = ReceptiveField(None, (0.0, 0.0), (0.0, 0.0))
+
+
+@dataclass
+class LayerExamples:
+    """The top-k record of one layer, for every channel.
+
+    Attributes:
+        values: (C, k) strongest activation of each example, descending; ``-inf`` where a
+            slot is still empty (fewer than k images seen).
+        indices: (C, k) index of each example's image in the data (-1 when empty).
+        positions: (C, k, 2) (y, x) of the maximum in the layer's feature map.
+        field: receptive field of the layer's units in the input image.
+        map_size: (h, w) of the layer's feature map.
+        max_sum, mean_sum, active: per-channel sums over images of the spatial maximum, of
+            the spatial mean, and the count of images whose maximum is > 0 (for statistics).
+    """
+
+    values: torch.Tensor
+    indices: torch.Tensor
+    positions: torch.Tensor
+    field: ReceptiveField
+    map_size: tuple[int, int]
+    max_sum: torch.Tensor
+    mean_sum: torch.Tensor
+    active: torch.Tensor
+
+    @classmethod
+    def empty(cls, channels: int, k: int, field: ReceptiveField, map_size: tuple[int, int]) -> "LayerExamples":
+        return cls(torch.full((channels, k), float("-inf")), torch.full((channels, k), -1, dtype=torch.long),
+                   torch.zeros(channels, k, 2, dtype=torch.long), field, map_size,
+                   torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64),
+                   torch.zeros(channels, dtype=torch.long))
+
+    @property
+    def channels(self) -> int:
+        return self.values.shape[0]
+
+    def update(self, activations: torch.Tensor, first_index: int) -> None:
+        """Fold a batch of activations (N, C, h, w) or (N, C) of images ``first_index...`` in."""
+        acts = activations.detach().float()
+        acts = acts.flatten(2) if acts.ndim > 2 else acts[..., None]
+        strongest, where = acts.max(dim=-1)  # (N, C)
+        width = self.map_size[1]
+        positions = torch.stack([where // width, where % width], dim=-1).transpose(0, 1).cpu()  # (C, N, 2)
+        strongest = strongest.cpu()
+        self.max_sum += strongest.double().sum(0)
+        self.mean_sum += acts.mean(-1).double().sum(0).cpu()
+        self.active += (strongest > 0).sum(0)
+        ids = torch.arange(first_index, first_index + strongest.shape[0]).expand(self.channels, -1)
+        self.merge(strongest.T, ids, positions)
+
+    def merge(self, values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor) -> None:
+        """Merge candidate lists (C, m) into the top-k: by value descending, then index ascending."""
+        values = torch.cat([self.values, values.float()], 1)
+        indices = torch.cat([self.indices, indices.long()], 1)
+        positions = torch.cat([self.positions, positions.long()], 1)
+        indices = torch.where(torch.isinf(values), torch.full_like(indices, torch.iinfo(torch.long).max), indices)
+        order = torch.sort(indices, dim=1, stable=True).indices
+        values, indices = values.gather(1, order), indices.gather(1, order)
+        positions = positions.gather(1, order[..., None].expand(-1, -1, 2))
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.values.shape[1]]
+        self.values, self.indices = values.gather(1, order), indices.gather(1, order)
+        self.positions = positions.gather(1, order[..., None].expand(-1, -1, 2))
+        self.indices = torch.where(torch.isinf(self.values), torch.full_like(self.indices, -1), self.indices)
+
+    def combine(self, other: "LayerExamples") -> None:
+        """Merge another shard's record of the same layer in (exact: same lists as one pass)."""
+        self.merge(other.values, other.indices, other.positions)
+        self.max_sum += other.max_sum
+        self.mean_sum += other.mean_sum
+        self.active += other.active
+
+    def box(self, channel: int, rank: int, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of example ``rank``'s receptive field, clipped to the image."""
+        y, x = self.positions[channel, rank].tolist()
+        return self.field.box(y, x, image_size)
+
+
+@dataclass
+class TopExamples:
+    """Result of :func:`top_k_examples`: per layer records, and where the images came from.
+
+    Attributes:
+        layers: layer name -> :class:`LayerExamples`.
+        k: examples kept per channel.
+        size: side the images were resized to before the forward pass.
+        seen: how many images have been processed (the pass resumes from here).
+        total: how many images the data holds (``None`` for an iterator).
+        complete: ``False`` when the pass was interrupted.
+        sources: file names / specs of the images, when the data has them.
+    """
+
+    layers: dict[str, LayerExamples]
+    k: int
+    size: int
+    seen: int = 0
+    total: int | None = None
+    complete: bool = True
+    sources: list[str] | None = None
+    _images: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
+
+    def __getitem__(self, layer: str) -> LayerExamples:
+        if layer not in self.layers:
+            raise ConvscopeError(f"layer {layer!r} was not mined; mined: {', '.join(self.layers)}")
+        return self.layers[layer]
+
+    def image(self, index: int) -> torch.Tensor:
+        """Image ``index`` of the data as mined: (3, size, size) in [0, 1]."""
+        if self._images is None:
+            raise ConvscopeError("this result does not know its images; pass data= to the rendering function")
+        return self._images(index)
+
+    def patches(self, layer: str, channel: int) -> list[tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int]]]:
+        """The examples of one channel, best first: (receptive-field patch, whole image, box)."""
+        record = self[layer]
+        found = []
+        for rank in range(record.values.shape[1]):
+            index = int(record.indices[channel, rank])
+            if index < 0:
+                break
+            image = self.image(index)
+            top, left, bottom, right = record.box(channel, rank, tuple(image.shape[-2:]))
+            found.append((image[:, top:bottom, left:right], image, (top, left, bottom, right)))
+        return found
+
+    def statistics(self, layer: str) -> dict[str, torch.Tensor]:
+        """Per-channel summary over the images seen: mean of the spatial max, mean activation,
+        fraction of images where the channel fires (max > 0), and the top-1 value."""
+        record, count = self[layer], max(self.seen, 1)
+        return {"mean_max": (record.max_sum / count).float(), "mean": (record.mean_sum / count).float(),
+                "firing_rate": record.active.float() / count, "top": record.values[:, 0]}
+
+    def state(self) -> dict:
+        """A plain, picklable snapshot (for checkpoints and for shipping shards between processes)."""
+        return {"k": self.k, "size": self.size, "seen": self.seen, "total": self.total, "complete": self.complete,
+                "sources": self.sources, "layers": {name: vars(record).copy() for name, record in self.layers.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TopExamples":
+        layers = {name: LayerExamples(**fields) for name, fields in state["layers"].items()}
+        return cls(layers, state["k"], state["size"], state["seen"], state["total"], state["complete"], state["sources"])
+
+
+class ImageSource:
+    """The data of a mining pass, indexable image by image: a folder, a list of image specs
+    (paths, ``sample:NAME``), a tensor (N, 3, H, W) or a ``torch`` dataset whose items are an
+    image tensor or a tuple starting with one."""
+
+    def __init__(self, data, size: int):
+        self.size = size
+        self.sources: list[str] | None = None
+        if isinstance(data, (str, Path)):
+            self.sources = [str(p) for p in image_files(data)]
+        elif isinstance(data, torch.Tensor):
+            if data.ndim != 4 or data.shape[1] != 3:
+                raise ConvscopeError(f"expected images (N, 3, H, W), got {tuple(data.shape)}")
+            self.tensor = data
+        elif isinstance(data, torch.utils.data.Dataset):
+            self.dataset = data
+            files = getattr(data, "files", None)
+            self.sources = [str(p) for p in files] if files is not None else None
+        elif isinstance(data, Sequence) and data and all(isinstance(s, (str, Path)) for s in data):
+            self.sources = [str(s) for s in data]
+        else:
+            raise ConvscopeError(f"cannot mine examples from {type(data).__name__}: pass a folder, image paths, "
+                                 "a tensor (N, 3, H, W) or a torch dataset")
+        self.data = data
+
+    def __len__(self) -> int:
+        if isinstance(self.data, torch.Tensor):
+            return self.data.shape[0]
+        return len(self.dataset) if hasattr(self, "dataset") else len(self.sources)
+
+    def __call__(self, index: int) -> torch.Tensor:
+        if isinstance(self.data, torch.Tensor):
+            image = self.data[index].detach().float().cpu()
+        elif hasattr(self, "dataset"):
+            item = self.dataset[index]
+            image = item[0] if isinstance(item, (tuple, list)) else item
+        else:
+            return load_image(self.sources[index], self.size)[0]
+        if tuple(image.shape[-2:]) != (self.size, self.size):
+            image = torch.nn.functional.interpolate(image[None].float(), size=(self.size, self.size), mode="bilinear",
+                                                    antialias=True, align_corners=False)[0].clamp(0, 1)
+        return image
+
+    def batches(self, start: int, batch_size: int, stop: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        stop = len(self) if stop is None else stop
+        for first in range(start, stop, batch_size):
+            yield first, torch.stack([self(i) for i in range(first, min(first + batch_size, stop))])
+
+
+def empty_result(model: nn.Module, layers: Sequence[str], k: int, size: int, device) -> TopExamples:
+    """An empty record for ``layers`` (shapes and receptive fields from one probe pass)."""
+    records = {}
+    probe = torch.zeros(1, 3, size, size, device=device)
+    with frozen(model), torch.no_grad(), capture(model, layers, detach=True) as seen:
+        model(probe)
+    fields = {row.name: row.receptive_field for row in layer_table(model, size)}
+    for name in layers:
+        if name not in seen.activations:
+            raise ConvscopeError(f"layer {name!r} did not run in the forward pass")
+        act = seen[name]
+        channels, map_size = act.shape[1], (tuple(act.shape[-2:]) if act.ndim == 4 else (1, 1))
+        field = fields.get(name) if act.ndim == 4 else None
+        field = field if field is not None else _WHOLE_IMAGE
+        records[name] = LayerExamples.empty(channels, k, field, map_size)
+    return TopExamples(records, k, size)
+
+
+def mine_range(model: nn.Module, source: ImageSource, result: TopExamples, start: int, stop: int,
+               batch_size: int, device, on_batch: Callable[[int], None] | None = None) -> None:
+    """Fold images ``start..stop`` of ``source`` into ``result`` (one forward pass per batch,
+    all layers captured at once); ``result.seen`` counts the images done."""
+    names = list(result.layers)
+    with frozen(model), torch.inference_mode(), capture(model, names, detach=True) as seen:
+        for first, images in source.batches(start, batch_size, stop):
+            model(images.to(device))
+            for name in names:
+                result.layers[name].update(seen[name], first)
+            result.seen += images.shape[0]
+            if on_batch is not None:
+                on_batch(images.shape[0])
+
+
+def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | None, total: int) -> str:
+    text = repr((list(layers), k, size, sources, total))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def top_k_examples(
+    model: nn.Module, data, layers: str | Sequence[str], k: int = 9, size: int | None = None,
+    batch_size: int = 16, checkpoint: str | Path | None = None, save_every: int = 20, engine: str = "local",
+    address: str | None = None, shards: int | None = None, progress: bool = True,
+) -> TopExamples:
+    """One streaming pass: for each channel of each layer, the top-k images and where they peak.
+
+    Zeiler & Fergus (2014): rank images by a feature map's strongest activation; the
+    receptive field of that position is the patch the unit responds to.
+
+    Args:
+        model: any image CNN (an :class:`~convscope.models.ImageClassifier` or ``nn.Module``).
+        data: a folder, a list of image paths / ``sample:NAME`` specs, a tensor (N, 3, H, W)
+            in [0, 1], or a ``torch`` dataset of image tensors (or tuples starting with one).
+        layers: one dotted layer name or several (all recorded in the same forward pass).
+        k: examples kept per channel.
+        size: side images are resized to (default: the model's ``input_size`` or 224).
+        batch_size: images per forward pass.
+        checkpoint: file where partial results are saved every ``save_every`` batches and on
+            Ctrl-C; a later call with the same arguments resumes from it.
+        engine: ``"local"`` (this process) or ``"ray"`` (shards mined in parallel on Ray Data,
+            top-k lists merged exactly; see :mod:`convscope.dissect.engines`).
+        address: Ray cluster address (``None`` starts a local Ray).
+        shards: number of Ray shards (default: the cluster's CPU count).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`TopExamples`; ``complete`` is ``False`` when interrupted by Ctrl-C.
+
+    >>> found = top_k_examples(model, "photos/", ["blocks.1", "blocks.5"], k=9)
+    >>> found["blocks.5"].indices[42]        # the 9 images that excite channel 42 most
+    """
+    from .engines import get_engine
+
+    names = check_layers(model, [layers] if isinstance(layers, str) else list(layers))
+    if k < 1:
+        raise ConvscopeError(f"k must be at least 1, got {k}")
+    size = size or getattr(model, "input_size", None) or 224
+    size = size if isinstance(size, int) else size[0]
+    source = ImageSource(data, size)
+    total = len(source)
+    if total == 0:
+        raise ConvscopeError("no images to mine")
+    device = model_device(model)
+    fingerprint = _fingerprint(names, k, size, source.sources, total)
+    result = _resume(checkpoint, fingerprint) if checkpoint else None
+    if result is None:
+        result = empty_result(model, names, k, size, device)
+        result.total, result.sources = total, source.sources
+    result._images = source
+    if result.seen >= total:
+        result.complete = True
+        return result
+    run = get_engine(engine)
+    result.complete = False
+    try:
+        run(model, source, result, batch_size=batch_size, device=device, progress=progress, address=address,
+            shards=shards, save=(lambda: _save(result, checkpoint, fingerprint)) if checkpoint else None,
+            save_every=save_every)
+        result.complete = True
+    except KeyboardInterrupt:
+        warnings.warn(f"interrupted after {result.seen} of {total} images; partial results returned"
+                      + (f" and saved to {checkpoint} (run again to resume)" if checkpoint else ""), stacklevel=2)
+    finally:
+        if checkpoint:
+            _save(result, checkpoint, fingerprint)
+    return result
+
+
+def _save(result: TopExamples, path: str | Path, fingerprint: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"fingerprint": fingerprint, "state": result.state()}, temporary)
+    temporary.replace(path)  # atomic: an interrupt never leaves a half-written checkpoint
+
+
+def _resume(path: str | Path, fingerprint: str) -> TopExamples | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=False)
+    if saved.get("fingerprint") != fingerprint:
+        warnings.warn(f"{path} was made for other data, layers or k; starting afresh", stacklevel=3)
+        return None
+    return TopExamples.from_state(saved["state"])
+
+
+def load_examples(path: str | Path, data=None) -> TopExamples:
+    """Read a saved result (a checkpoint of :func:`top_k_examples`); ``data`` re-attaches the
+    images when they were not files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConvscopeError(f"no such examples file: {path}")
+    result = TopExamples.from_state(torch.load(path, weights_only=False)["state"])
+    if data is not None or result.sources:
+        result._images = ImageSource(data if data is not None else result.sources, result.size)
+    return result
+
+
+@dataclass
+class UnitActivation:
+    """One unit of :func:`top_units`: channel, its strongest value and where (y, x), and the
+    receptive-field box (top, left, bottom, right) of that position."""
+
+    channel: int
+    value: float
+    position: tuple[int, int]
+    box: tuple[int, int, int, int]
+
+
+def top_units(model: nn.Module, image: torch.Tensor, layer: str, k: int = 9) -> list[UnitActivation]:
+    """The reverse view: for one image (1, 3, H, W), the k channels of ``layer`` that fire most
+    (by spatial maximum), each with the position of its maximum and its receptive-field box."""
+    if image.ndim != 4 or image.shape[0] != 1:
+        raise ConvscopeError(f"top_units takes one image (1, 3, H, W), got {tuple(image.shape)}")
+    (name,) = check_layers(model, [layer])
+    with frozen(model), torch.no_grad(), capture(model, name, detach=True) as seen:
+        model(image)
+    acts = seen[name][0].float()
+    acts = acts.flatten(1) if acts.ndim == 3 else acts[:, None]
+    strongest, where = acts.max(-1)
+    width = seen[name].shape[-1] if seen[name].ndim == 4 else 1
+    field = receptive_field(model, name, tuple(image.shape[-2:])) if seen[name].ndim == 4 else _WHOLE_IMAGE
+    values, channels = strongest.topk(min(k, strongest.numel()))
+    units = []
+    for value, channel in zip(values.tolist(), channels.tolist()):
+        y, x = divmod(int(where[channel]), width)
+        units.append(UnitActivation(channel, value, (y, x), field.box(y, x, tuple(image.shape[-2:]))))
+    return units
+
+
+def draw_box(image: torch.Tensor, box: tuple[int, int, int, int], colour=(255, 40, 40), width: int = 2) -> Image.Image:
+    """The image (3, H, W) as a PIL image with the box (top, left, bottom, right) drawn."""
+    picture = Image.fromarray(to_uint8(image))
+    top, left, bottom, right = box
+    ImageDraw.Draw(picture).rectangle([left, top, right - 1, bottom - 1], outline=colour, width=width)
+    return picture
+
+
+def _tile(picture: Image.Image, side: int) -> Image.Image:
+    scale = side / max(picture.size)
+    resized = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                             Image.NEAREST if scale > 2 else Image.BILINEAR)
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(resized, ((side - resized.width) // 2, (side - resized.height) // 2))
+    return canvas
+
+
+def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], side: int = 96,
+                  context: bool = True) -> Image.Image:
+    """One row per example: the receptive-field patch (enlarged) next to the whole image with the
+    box drawn (``context=False``: the patches alone, in one row)."""
+    if not found:
+        return Image.new("RGB", (side, side), (255, 255, 255))
+    if not context:
+        strip = Image.new("RGB", (len(found) * (side + 2), side), (255, 255, 255))
+        for i, (patch, _, _) in enumerate(found):
+            strip.paste(_tile(Image.fromarray(to_uint8(patch)), side), (i * (side + 2), 0))
+        return strip
+    sheet = Image.new("RGB", (2 * side + 6, len(found) * (side + 4)), (255, 255, 255))
+    for i, (patch, image, box) in enumerate(found):
+        sheet.paste(_tile(Image.fromarray(to_uint8(patch)), side), (0, i * (side + 4)))
+        sheet.paste(_tile(draw_box(image, box, width=max(1, image.shape[-1] // 100)), side), (side + 6, i * (side + 4)))
+    return sheet
+
+
+def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side: int = 64) -> Image.Image:
+    """A grid with one row per channel and its k patches (Zeiler & Fergus' figure 2 layout)."""
+    rows = [example_strip(result.patches(layer, c), side, context=False) for c in channels]
+    width = max(r.width for r in rows)
+    sheet = Image.new("RGB", (width, len(rows) * (side + 4)), (255, 255, 255))
+    for i, row in enumerate(rows):
+        sheet.paste(row, (0, i * (side + 4)))
+    return sheet
