@@ -146,31 +146,20 @@ def _conv_same(x: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101") 
     return out.view(n, c, *out.shape[-2:])
 
 
-def _linear_along(x: torch.Tensor, dim: int, coords: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of ``x`` along ``dim`` at float positions ``coords`` (1-D)."""
-    size = x.shape[dim]
-    low = coords.floor().clamp(0, size - 1)
-    weight = (coords - low).to(x)
-    low = low.long()
-    high = (low + 1).clamp(max=size - 1)
-    shape = [1] * x.ndim
-    shape[dim] = -1
-    weight = weight.view(shape)
-    return x.index_select(dim, low) * (1 - weight) + x.index_select(dim, high) * weight
-
-
 def _clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     """Zoom into the centre of each plane by ``zoom`` and keep the top-left H x W, as the
     reference's ``clipped_zoom`` (``scipy.ndimage.zoom``, order 1, ``grid_mode=False``)."""
-    for dim in (2, 3):
-        size = x.shape[dim]
+    axes = []
+    for size in x.shape[-2:]:
         crop = int(math.ceil(size / zoom))
         top = (size - crop) // 2
         out = int(round(crop * zoom))
         scale = (crop - 1) / (out - 1) if out > 1 else 0.0
         coords = torch.arange(min(out, size), dtype=torch.float64, device=x.device) * scale + top
-        x = _linear_along(x, dim, coords)
-    return x
+        axes.append((2 * coords / (size - 1) - 1).to(x))
+    grid = torch.stack(torch.meshgrid(axes[1], axes[0], indexing="xy"), dim=-1)
+    return F.grid_sample(x, grid[None].expand(x.shape[0], -1, -1, -1), mode="bilinear",
+                         padding_mode="border", align_corners=True)
 
 
 def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
@@ -185,15 +174,15 @@ def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor
     dy = -torch.ceil(steps[None] * torch.sin(radians)[:, None] - 0.5).long()
     dx = -torch.ceil(steps[None] * torch.cos(radians)[:, None] - 0.5).long()
     inside = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(dim=1).bool()
-    dy, dx, inside = dy.to(x.device), dx.to(x.device), inside.to(x.device)
-    rows_base, cols_base = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    pad = width
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     out = torch.zeros_like(x)
-    for step in range(width):
-        rows = (rows_base[None] - dy[:, step, None]).clamp(0, h - 1)
-        cols = (cols_base[None] - dx[:, step, None]).clamp(0, w - 1)
-        shifted = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
-        shifted = shifted.gather(3, cols[:, None, None, :].expand(n, c, h, w))
-        out += (kernel[step] * inside[:, step]).to(x)[:, None, None, None] * shifted
+    for image in range(n):  # integer shifts are slices of the edge-padded image
+        for step in range(width):
+            if not inside[image, step]:
+                break
+            top, left = pad - int(dy[image, step]), pad - int(dx[image, step])
+            out[image] += kernel[step] * padded[image, :, top:top + h, left:left + w]
     return out
 
 
