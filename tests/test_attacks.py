@@ -1,0 +1,173 @@
+"""Attacks: exact identity with torchattacks (FGSM, PGD), comparisons (C&W, DeepFool, one-pixel),
+Goodfellow's demonstration on real photos, a hand-computed DeepFool step, and registry-wide invariants."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import convscope
+from convscope.attacks import ATTACKS, attack
+from convscope.attacks.deepfool import deepfool
+from convscope.attacks.gradient import fgsm, pgd
+from convscope.errors import ConvscopeError
+from convscope.testing import assert_untouched, model_state
+
+torchattacks = pytest.importorskip("torchattacks")
+
+
+def shrink(x, size):
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small CNN with BatchNorm and dropout, left in train mode with trainable weights."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                        nn.Flatten(), nn.Dropout(0.5), nn.Linear(128, 10))
+    net.train()
+    return net
+
+
+@pytest.fixture(scope="module")
+def tiny_images():
+    return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+FAST = {"bim": dict(steps=3), "pgd": dict(steps=3, alpha=2 / 255), "pgd-l2": dict(steps=3), "cw": dict(steps=5, search_steps=2),
+        "deepfool": dict(steps=5), "one-pixel": dict(popsize=8, steps=3)}
+BOUND = {"fgsm": ("linf", 8 / 255), "bim": ("linf", 8 / 255), "pgd": ("linf", 8 / 255), "pgd-l2": ("l2", 1.0),
+         "one-pixel": ("l0", 1)}
+DETERMINISTIC = {"fgsm", "bim", "cw", "deepfool"}  # no random draws: a batch equals its images one by one
+
+
+@pytest.mark.parametrize("method", ATTACKS.names())
+def test_every_attack_keeps_the_contract(tiny, tiny_images, method):
+    before = model_state(tiny)
+    result = attack(tiny, tiny_images, method=method, seed=3, **FAST.get(method, {}))
+    assert_untouched(tiny, before)
+    assert tiny.training and all(p.requires_grad for p in tiny.parameters())
+    assert result.x_adv.shape == tiny_images.shape and not result.x_adv.requires_grad
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    if method in BOUND:
+        norm, bound = BOUND[method]
+        assert (getattr(result, norm) <= bound + 1e-5).all()
+    with torch.no_grad():
+        tiny.eval()
+        predicted = tiny(result.x_adv).argmax(dim=1)
+        tiny.train()
+    assert torch.equal(result.success, predicted != result.labels)
+    again = attack(tiny, tiny_images, method=method, seed=3, **FAST.get(method, {}))
+    assert torch.equal(again.x_adv, result.x_adv)  # deterministic under a seed
+    if method in DETERMINISTIC:
+        alone = torch.cat([attack(tiny, tiny_images[i:i + 1], method=method, **FAST.get(method, {})).x_adv
+                           for i in range(2)])
+        torch.testing.assert_close(alone, result.x_adv, atol=1e-5, rtol=0)
+
+
+def test_fgsm_and_pgd_equal_torchattacks(model, small_batch):
+    x = shrink(small_batch, 64)
+    labels = model(x).argmax(dim=1)
+    theirs = torchattacks.FGSM(model, eps=4 / 255)(x, labels)
+    torch.testing.assert_close(fgsm(model, x, labels, 4 / 255), theirs, atol=1e-6, rtol=0)
+    reference = torchattacks.PGD(model, eps=4 / 255, alpha=1 / 255, steps=3, random_start=False)
+    torch.testing.assert_close(pgd(model, x, labels, 4 / 255, 1 / 255, 3, random_start=False), reference(x, labels),
+                               atol=1e-6, rtol=0)
+    reference.set_mode_targeted_by_label(quiet=True)
+    goal = torch.tensor([340, 340])
+    torch.testing.assert_close(pgd(model, x, goal, 4 / 255, 1 / 255, 3, random_start=False, targeted=True),
+                               reference(x, goal), atol=1e-6, rtol=0)
+    reference_l2 = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=3, random_start=False)
+    torch.testing.assert_close(pgd(model, x, labels, 0.5, 0.1, 3, random_start=False, norm="2"),
+                               reference_l2(x, labels), atol=1e-5, rtol=0)
+
+
+def test_goodfellow_fgsm_two_levels_change_top1(model, chelsea):
+    result = attack(model, chelsea, method="fgsm", eps=2 / 255)
+    assert result.original_predicted.item() == 285 and result.success.item()
+    assert result.linf.item() == pytest.approx(2 / 255, abs=1e-6)
+
+
+def test_targeted_pgd_turns_chelsea_into_a_zebra(model, chelsea):
+    before = model_state(model)
+    result = attack(model, chelsea, method="pgd", eps=4 / 255, target="zebra", steps=15, alpha=1 / 255, seed=0)
+    assert_untouched(model, before)
+    assert result.predicted.item() == 340 and result.confidence.item() > 0.9 and result.success.item()
+    assert result.linf.item() <= 4 / 255 + 1e-6
+
+
+def test_pgd_restarts_keep_fooling_examples_and_losses_are_pluggable(model, small_batch):
+    x = shrink(small_batch, 64)
+    labels = model(x).argmax(dim=1)
+    generator = torch.Generator().manual_seed(0)
+    adv = pgd(model, x, labels, 2 / 255, 1 / 255, 2, restarts=2, generator=generator, loss_fn="margin")
+    assert ((adv - x).abs().amax() <= 2 / 255 + 1e-6)
+    seen = []
+
+    def spy(logits, y):  # what a BPDA/EOT wrapper plugs in
+        seen.append(logits.shape)
+        return F.cross_entropy(logits, y, reduction="none")
+
+    pgd(model, x, labels, 2 / 255, 1 / 255, 2, random_start=False, loss_fn=spy)
+    assert seen == [torch.Size([2, 1000])] * 2
+    with pytest.raises(ConvscopeError):
+        pgd(model, x, labels, norm="1")
+
+
+def test_deepfool_on_a_linear_classifier_matches_the_closed_form():
+    """Two classes, logits Wx + b: one step reaches the hyperplane, r = |f| / ||w|| along w."""
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    x = torch.full((1, 3, 4, 4), 0.5)
+    with torch.no_grad():
+        logits = linear(x)
+    label = logits.argmax(dim=1)
+    w = (linear[1].weight[1 - label] - linear[1].weight[label]).flatten()
+    distance = (logits[0, 1 - label] - logits[0, label]).abs() / w.norm()
+    adv = deepfool(linear, x, candidates=2, overshoot=0.02)
+    assert linear(adv).argmax(dim=1) != label
+    assert (adv - x).norm().item() == pytest.approx(1.02 * (distance.item() + 1e-4), rel=1e-4)
+
+
+def test_deepfool_and_cw_compare_with_torchattacks(tiny, tiny_images):
+    tiny.eval()
+    try:
+        labels = tiny(tiny_images).argmax(dim=1)
+        ours = attack(tiny, tiny_images, labels, method="deepfool")
+        theirs = torchattacks.DeepFool(tiny, steps=50, overshoot=0.02)(tiny_images, labels)
+        their_l2 = (theirs - tiny_images).flatten(1).norm(dim=1)
+        assert ours.success.all() and (tiny(theirs).argmax(dim=1) != labels).all()
+        assert (ours.l2 <= 1.25 * their_l2).all()
+        ours = attack(tiny, tiny_images, labels, method="cw", steps=30, search_steps=3, lr=0.05)
+        theirs = torchattacks.CW(tiny, c=1, steps=30, lr=0.05)(tiny_images, labels)
+        fooled = tiny(theirs).argmax(dim=1) != labels
+        their_l2 = (theirs - tiny_images).flatten(1).norm(dim=1)
+        assert ours.success.sum() >= fooled.sum()
+        assert (ours.l2[fooled] <= 1.1 * their_l2[fooled]).all()
+    finally:
+        tiny.train()
+
+
+def test_one_pixel_changes_one_pixel_counts_queries_and_matches_torchattacks(model, small_batch):
+    x = shrink(small_batch, 64)
+    result = attack(model, x, method="one-pixel", popsize=20, steps=4, seed=0)
+    assert (result.l0 <= 1).all()
+    assert ((result.queries >= 20) & (result.queries <= 100) & (result.queries % 20 == 0)).all()
+    assert torch.equal(result.queries == 20, attack(model, x, method="one-pixel", popsize=20, steps=0, seed=0).success)
+    np.random.seed(0)
+    theirs = torchattacks.OnePixel(model, pixels=1, steps=4, popsize=20)(x, result.labels)
+    their_success = (model(theirs).argmax(dim=1) != result.labels).sum()
+    assert result.success.sum() >= their_success - 1
+
+
+def test_bad_inputs_raise_one_line_errors(model, chelsea):
+    with pytest.raises(ConvscopeError, match="unknown attack"):
+        attack(model, chelsea, method="pgdd")
+    with pytest.raises(ConvscopeError, match="untargeted"):
+        attack(model, chelsea, method="deepfool", target=1)
+    with pytest.raises(ConvscopeError, match=r"\[0, 1\]"):
+        attack(model, chelsea * 255, method="fgsm")
+    with pytest.raises(ConvscopeError, match="eps"):
+        fgsm(model, chelsea, eps=-1)
