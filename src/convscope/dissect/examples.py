@@ -202,6 +202,7 @@ class ImageSource:
             raise ConvscopeError(f"cannot mine examples from {type(data).__name__}: pass a folder, image paths, "
                                  "a tensor (N, 3, H, W) or a torch dataset")
         self.data = data
+        self._cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         if isinstance(self.data, torch.Tensor):
@@ -209,6 +210,16 @@ class ImageSource:
         return len(self.dataset) if hasattr(self, "dataset") else len(self.sources)
 
     def __call__(self, index: int) -> torch.Tensor:
+        if index not in self._cache:  # pictures reuse the same few top images many times
+            if len(self._cache) >= 256:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[index] = self._read(index)
+        return self._cache[index]
+
+    def __getstate__(self) -> dict:
+        return {**vars(self), "_cache": {}}
+
+    def _read(self, index: int) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
             image = self.data[index].detach().float().cpu()
         elif hasattr(self, "dataset"):
@@ -224,7 +235,7 @@ class ImageSource:
     def batches(self, start: int, batch_size: int, stop: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         stop = len(self) if stop is None else stop
         for first in range(start, stop, batch_size):
-            yield first, torch.stack([self(i) for i in range(first, min(first + batch_size, stop))])
+            yield first, torch.stack([self._read(i) for i in range(first, min(first + batch_size, stop))])
 
 
 def empty_result(model: nn.Module, layers: Sequence[str], k: int, size: int, device) -> TopExamples:
@@ -428,7 +439,7 @@ def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], sid
     sheet = Image.new("RGB", (2 * side + 6, len(found) * (side + 4)), (255, 255, 255))
     for i, (patch, image, box) in enumerate(found):
         sheet.paste(_tile(Image.fromarray(to_uint8(patch)), side), (0, i * (side + 4)))
-        sheet.paste(_tile(draw_box(image, box, width=max(1, image.shape[-1] // 100)), side), (side + 6, i * (side + 4)))
+        sheet.paste(_tile(draw_box(image, box, width=max(2, image.shape[-1] // 60)), side), (side + 6, i * (side + 4)))
     return sheet
 
 

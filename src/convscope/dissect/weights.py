@@ -38,6 +38,25 @@ def layer_weight(model: nn.Module, layer: str) -> torch.Tensor:
     return inner[-1].weight.detach()
 
 
+def channel_weight(model: nn.Module, layer: str, channel: int) -> tuple[str, torch.Tensor] | None:
+    """The weights that make output ``channel`` of ``layer``: (module name, weight[channel]).
+
+    The layer's own conv/linear, else the last conv/linear inside it, else (a norm or
+    activation layer) the nearest conv/linear before it in definition order; ``None`` when
+    there is none or it has fewer outputs than ``channel``.
+    """
+    target = find_layer(model, layer)
+    weighted = (nn.Conv2d, nn.Linear)
+    named = [(name, module) for name, module in model.named_modules() if name]
+    inside = [(n, m) for n, m in named if isinstance(m, weighted) and any(m is x for x in target.modules())]
+    position = next(i for i, (_, module) in enumerate(named) if module is target)
+    before = [(n, m) for n, m in named[:position] if isinstance(m, weighted)]
+    chosen = inside[-1] if inside else before[-1] if before else None
+    if chosen is None or channel >= chosen[1].weight.shape[0]:
+        return None
+    return chosen[0].removeprefix("network."), chosen[1].weight.detach()[channel]
+
+
 def _signed_tiles(tiles: torch.Tensor) -> torch.Tensor:
     scale = tiles.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *([1] * (tiles.ndim - 1)))
     return (0.5 + tiles / (2 * scale)).clamp(0, 1)

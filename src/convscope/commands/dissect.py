@@ -1,0 +1,155 @@
+"""Commands ``weights``, ``examples`` and ``atlas`` (thin wrappers over :mod:`convscope.dissect`), and the tour step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
+                          open_model, output_path)
+from ..errors import ConvscopeError
+from ..models import DEFAULT_MODEL
+from ..tour import tour_step
+
+LayersOption = Annotated[List[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
+EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
+AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")]
+SamplesOption = Annotated[int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")]
+
+
+def _channels(text: str | None) -> list[int] | None:
+    """'0-15,32' -> [0, ..., 15, 32]."""
+    if not text:
+        return None
+    try:
+        found: list[int] = []
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            found += list(range(int(low), int(high) + 1)) if high else [int(low)]
+        return found
+    except ValueError:
+        raise ConvscopeError(f"cannot read channels {text!r}: use e.g. 0-15,32") from None
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConvscopeError(f"cannot read shape {text!r}: use e.g. 8x8 or 3x32x32") from None
+
+
+def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path):
+    from ..dissect import sample_folder, top_k_examples
+
+    if data is None:
+        raise ConvscopeError("give an image folder DATA (or --image for the reverse view)")
+    if make_samples:
+        sample_folder(data, n=make_samples)
+    if not data.is_dir():
+        raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
+    return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
+                          checkpoint=out / "examples-checkpoint.pt")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("weights")
+    def weights_command(
+        model: Annotated[str, typer.Argument(help="model name or file")] = DEFAULT_MODEL,
+        layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
+        out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
+        mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
+        shape: Annotated[Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")] = None,
+        max_filters: Annotated[int, typer.Option("--max-filters")] = 64,
+        weights: WeightsOption = None, arch: ArchOption = None, trust: TrustOption = False, device: DeviceOption = "cpu",
+    ) -> None:
+        """A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."""
+        from ..dissect import weight_grid, weight_tiles
+
+        network = open_model(model, weights, arch, trust, device)
+        tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
+        weight_grid(tiles).save(output_path(out))
+        console.print(f"{len(tiles)} tiles of {layer} -> {out}")
+
+    @app.command("examples")
+    def examples_command(
+        layers: LayersOption,
+        data: Annotated[Optional[Path], typer.Argument(help="image folder")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o")] = Path("examples"),
+        k: Annotated[int, typer.Option("--k", "-k", help="examples per channel")] = 9,
+        channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-15 (default: first 16)")] = None,
+        size: Annotated[int, typer.Option("--size")] = 224,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+        image: Annotated[Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")] = None,
+        engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
+
+        Resumable: partial results are kept in OUT/examples-checkpoint.pt (also after Ctrl-C); run again to go on.
+        """
+        from ..dissect import channel_sheet, example_strip, top_units
+
+        network = open_model(model, weights, arch, trust, device)
+        out.mkdir(parents=True, exist_ok=True)
+        if image:
+            picture = open_image(image, network, size)
+            for layer in layers:
+                units = top_units(network, picture, layer, k)
+                found = [(picture[0, :, u.box[0]:u.box[2], u.box[1]:u.box[3]].cpu(), picture[0].cpu(), u.box) for u in units]
+                path = out / f"units_{layer}.png"
+                example_strip(found, 112).save(path)
+                console.print(f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}")
+            return
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        for layer in found.layers:
+            shown = _channels(channels) or list(range(min(16, found[layer].channels)))
+            path = out / f"examples_{layer}.png"
+            channel_sheet(found, layer, [c for c in shown if c < found[layer].channels]).save(path)
+            console.print(f"{layer}: {found.seen} images -> {path}")
+
+    @app.command("atlas")
+    def atlas_command(
+        data: Annotated[Path, typer.Argument(help="image folder")],
+        layers: LayersOption,
+        out: Annotated[Path, typer.Option("--out", "-o")] = Path("atlas"),
+        k: Annotated[int, typer.Option("--k", "-k")] = 9,
+        channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-31 (default: all)")] = None,
+        size: Annotated[int, typer.Option("--size")] = 224,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+        feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
+        projections: Annotated[bool, typer.Option("--projections", help="add deconvnet projections of the examples")] = False,
+        engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
+        from ..dissect.atlas import build_atlas
+
+        network = open_model(model, weights, arch, trust, device)
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        index = build_atlas(network, found, out, channels=_channels(channels), feature_vis=feature_vis,
+                            projections=projections)
+        console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
+
+
+@tour_step(60, "dataset examples at the receptive field, first-layer filters")
+def dissect_step(model, image, out: Path) -> list[Path]:
+    import tempfile
+
+    from ..dissect import channel_sheet, sample_folder, top_k_examples, weight_grid, weight_tiles
+
+    filters = out / "dissect_filters.png"
+    weight_grid(weight_tiles(model, "conv_stem")).save(filters)
+    with tempfile.TemporaryDirectory() as folder:
+        found = top_k_examples(model, sample_folder(folder, n=30), ["bn1", "blocks.3"], k=6, size=160, progress=False)
+        written = [filters]
+        for layer in found.layers:
+            path = out / f"dissect_examples_{layer}.png"
+            channel_sheet(found, layer, range(10)).save(path)
+            written.append(path)
+    return written
