@@ -10,3 +10,5 @@ from .models import ImageClassifier, imagenet_labels, list_models, load_model, w
 __version__ = "0.1.0"
 from .attacks import ATTACKS, AttackResult, attack, list_attacks
 from .robustness.corruptions import CORRUPTIONS, corrupt
+from .dissect import sample_folder, top_k_examples, top_units, weight_grid, weight_tiles
+from .dissect.atlas import build_atlas
