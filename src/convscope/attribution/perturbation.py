@@ -22,6 +22,8 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     """Start offsets of the windows along one side, the last one flush with the edge."""
     if window < 1 or stride < 1 or window > length:
         raise ConvscopeError(f"occlusion window {window} / stride {stride} do not fit an image side of {length}")
+    if stride > window:
+        raise ConvscopeError(f"occlusion stride {stride} > window {window} would leave pixels uncovered")
     starts = list(range(0, length - window + 1, stride))
     if starts[-1] + window < length:
         starts.append(length - window)
