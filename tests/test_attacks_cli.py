@@ -1,0 +1,65 @@
+"""The attack CLI, figure and folder evaluation as a user runs them."""
+
+import sys
+
+import torch
+from PIL import Image
+
+import convscope
+from convscope.attacks.evaluate import evaluate_attack
+from convscope.attacks.figure import amplified, attack_figure
+from convscope.cli import main
+from convscope.images import load_folder
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["convscope", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_amplified_perturbation_uses_the_full_range_around_grey():
+    delta = torch.zeros(3, 4, 4)
+    delta[0, 0, 0], delta[1, 1, 1] = 2 / 255, -1 / 255
+    shown, gain = amplified(delta)
+    assert abs(gain - 0.5 * 255 / 2) < 1e-3
+    assert abs(shown[0, 0, 0] - 1) < 1e-6 and abs(shown[1, 1, 1] - 0.25) < 1e-6 and shown[2, 2, 2] == 0.5
+
+
+def test_attack_command_writes_the_figure(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "attack.png"
+    code, text, _ = run(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
+                        "--size", "96", "--out", str(out), "--save-adversarial", str(tmp_path / "adv.png"), "--device", "cpu")
+    assert code == 0, text
+    assert "fgsm: Egyptian cat" in text and "L∞ 2.00/255" in text
+    assert Image.open(out).size[0] > 3 * Image.open(tmp_path / "adv.png").size[0]
+    code, _, err = run(monkeypatch, capsys, "attack", "sample:chelsea", "--eps", "8/0")
+    assert code == 2 and "--eps" in err
+    code, _, err = run(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "pgdd")
+    assert code == 2 and "did you mean pgd" in err
+
+
+def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
+    (tmp_path / "285").mkdir()
+    for name in ("chelsea", "coffee"):
+        convscope.save_image(convscope.load_image(f"sample:{name}", 64), tmp_path / "285" / f"{name}.png")
+    convscope.save_image(convscope.load_image("sample:coffee", 64), tmp_path / "coffee.png")
+    report = evaluate_attack(model, load_folder(tmp_path, 64, 2), "fgsm", 8 / 255)
+    assert report.images == 3 and report.labelled == 2
+    assert report.mean_linf <= 8 / 255 + 1e-6 and report.robust_accuracy <= report.clean_accuracy
+    assert report.robust_accuracy == 1 - report.success_rate  # untargeted: robust = not fooled
+    code, text, _ = run(monkeypatch, capsys, "attack-eval", str(tmp_path), "--method", "fgsm", "--eps", "8/255",
+                        "--size", "64", "--device", "cpu")
+    assert code == 0 and "3 images, 2 labelled" in text and f"{100 * report.robust_accuracy:.1f}%" in text
+
+
+def test_figure_titles_show_classes_and_confidence(model, chelsea):
+    result = convscope.attack(model, chelsea, method="fgsm", eps=2 / 255)
+    picture = attack_figure(result)
+    assert picture.size[0] > 2 * picture.size[1]
+    assert result.rows()[0]["original"] == "Egyptian cat" and result.rows()[0]["adversarial"] != "Egyptian cat"
