@@ -6,7 +6,8 @@ tolerance with the same ``steps`` and ``rule``):
 
 * ``rule="gausslegendre"`` (default, captum's default): a = (1 + nodes) / 2 and weights / 2
   of numpy's Gauss-Legendre rule; ``rule="riemann_trapezoid"``: a = linspace(0, 1, steps)
-  with halved end weights;
+  with weights 1/(steps - 1), halved at both ends (they sum to 1; captum uses 1/steps, so
+  its weights sum to (steps - 1)/steps and its trapezoid attributions are that much smaller);
 * the score is the class logit (``objective`` as in saliency);
 * the interpolated images are evaluated ``batch_size`` at a time (captum puts all
   N x steps images into one pass by default, which runs out of memory).

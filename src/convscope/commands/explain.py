@@ -48,7 +48,7 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
         for method in methods:
             panels.append(Panel(maps[method][row], f"{method}: {caption}" if len(methods) == 1 else method,
                                 under=image[0].cpu(), mode=display_mode(method), colorbar=True))
-    columns = len(methods) + 1 if len(methods) > 1 else len(panels)
+    columns = len(panels) if len(methods) == 1 else (len(methods) + 1 if len(classes) > 1 else 5)
     picture = figure(panels, path, columns=columns, panel_size=3.2)
     return picture, maps
 
