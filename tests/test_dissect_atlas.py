@@ -1,0 +1,67 @@
+"""The static neuron atlas: every page and picture exists, every link is relative and resolves."""
+
+import re
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import convscope
+from convscope.cli import app
+from convscope.dissect.atlas import build_atlas
+from convscope.errors import ConvscopeError
+from convscope.testing import assert_untouched, model_state
+
+
+@pytest.fixture(scope="module")
+def mined(model, tmp_path_factory):
+    folder = convscope.sample_folder(tmp_path_factory.mktemp("atlas_photos"), n=8)
+    return folder, convscope.top_k_examples(model, folder, ["bn1", "blocks.2"], k=3, size=64, progress=False)
+
+
+def _links(page):
+    return re.findall(r'(?:href|src)="([^"]+)"', page.read_text())
+
+
+def test_atlas_pages_link_up(model, mined, tmp_path):
+    _, found = mined
+    before = model_state(model)
+    index = build_atlas(model, found, tmp_path / "atlas", channels=[0, 1, 2], projections=True, progress=False)
+    assert_untouched(model, before)
+    pages = sorted((tmp_path / "atlas").rglob("*.html"))
+    assert len(pages) == 1 + 2 * (1 + 3)  # index, and per layer: its index and 3 channel pages
+    for page in pages:
+        for link in _links(page):
+            assert not link.startswith(("http:", "https:", "/")), link  # opens from disk, nothing fetched
+            assert (page.parent / link.split("#")[0]).exists(), f"{page.name} -> {link}"
+    channel = (tmp_path / "atlas" / "blocks.2" / "channel_1.html").read_text()
+    assert "channel_0.html" in channel and "channel_2.html" in channel  # neighbouring channels
+    assert "../bn1/channel_1.html" in channel  # the same channel in the neighbouring layer
+    stats = found.statistics("blocks.2")
+    assert f"{float(stats['top'][1]):.4g}" in channel
+    assert "conv_pwl" in channel  # its weights
+    for source in found.sources[:1]:
+        assert "atlas_photos" in source
+    assert index.name == "index.html" and "blocks.2/channel_2.html" in index.read_text()
+
+
+def test_atlas_errors(model, mined, tmp_path):
+    _, found = mined
+    with pytest.raises(ConvscopeError, match="was not mined"):
+        build_atlas(model, found, tmp_path, layers=["blocks.5"], progress=False)
+    with pytest.raises(ConvscopeError, match="no valid channels"):
+        build_atlas(model, found, tmp_path, channels=[999], progress=False)
+
+
+def test_atlas_and_examples_commands(mined, tmp_path):
+    folder, _ = mined
+    runner = CliRunner()
+    result = runner.invoke(app, ["atlas", str(folder), "--layer", "blocks.2", "--out", str(tmp_path / "site"),
+                                 "--size", "64", "--k", "2", "--channels", "0-1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "site" / "blocks.2" / "channel_1.html").is_file()
+    result = runner.invoke(app, ["examples", "--layer", "blocks.2", "--image", "sample:coffee", "--size", "64",
+                                 "--k", "3", "--out", str(tmp_path / "units"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "units" / "units_blocks.2.png").is_file()
+    assert torch.load(tmp_path / "site" / "examples-checkpoint.pt", weights_only=False)["state"]["complete"]
