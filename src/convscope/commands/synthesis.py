@@ -1,0 +1,162 @@
+"""CLI commands ``visualize``, ``dream``, ``invert`` and ``stylize`` (thin wrappers over
+:mod:`convscope.optimize`), and their tour step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ..cli_common import DeviceOption, ModelOption, console, open_image, open_model, output_path
+from ..errors import ConvscopeError
+from ..images import save_image
+from ..models import DEFAULT_MODEL
+from ..tour import tour_step
+
+StepsOption = Annotated[Optional[int], typer.Option("--steps", help="optimizer steps (default: the method's)")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="output PNG")]
+SeedOption = Annotated[int, typer.Option("--seed", help="random seed")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+#: layers inverted by ``invert --sweep`` on the embedded model when none are named.
+SWEEP_LAYERS = ("bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "bn2")
+
+
+def parse_channels(text: str) -> list[int]:
+    """``"7"``, ``"0,3,9"`` or ``"0-7"`` -> channel ids."""
+    channels: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part.strip()[1:]:
+                low, high = part.split("-")
+                channels += list(range(int(low), int(high) + 1))
+            else:
+                channels.append(int(part))
+    except ValueError:
+        raise ConvscopeError(f"--channel takes ids like 7, 0,3,9 or 0-7; got {text!r}") from None
+    return channels
+
+
+def _steps(value: int | None, default: int) -> dict:
+    return {"steps": value if value is not None else default}
+
+
+def register(app: typer.Typer) -> None:
+
+    @app.command("visualize")
+    def visualize_command(
+        layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="dotted layer name (see: convscope layers)")] = None,
+        channel: Annotated[Optional[str], typer.Option("--channel", "-c", help="channel id(s): 7, 0,3,9 or 0-7 (a grid)")] = None,
+        class_: Annotated[Optional[str], typer.Option("--class", help="class name or id (class visualization)")] = None,
+        steps: StepsOption = None,
+        param: Annotated[str, typer.Option("--param", help="fft | pixel")] = "fft",
+        size: Annotated[int, typer.Option("--size", help="image side")] = 128,
+        lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
+        no_transforms: Annotated[bool, typer.Option("--no-transforms", help="plain ascent, no random transforms")] = False,
+        out: OutOption = Path("visualize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
+        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+    ) -> None:
+        """Activation maximization: images that excite a channel (or several, as a grid) or a class."""
+        from ..optimize import visualize_channel, visualize_class
+
+        if (class_ is None) == (layer is None):
+            raise ConvscopeError("give either --layer with --channel, or --class")
+        if layer is not None and channel is None:
+            raise ConvscopeError("--layer needs --channel")
+        network = open_model(model, device=device)
+        options = dict(size=size, param=param, lr=lr, seed=seed, progress=not quiet, **_steps(steps, 256))
+        if no_transforms:
+            options.update(transforms=())
+        shown = (visualize_class(network, class_, **options) if class_ is not None
+                 else visualize_channel(network, layer, parse_channels(channel), **options))
+        path = save_image(shown.image, output_path(out))
+        scores = ", ".join(f"{v:.3g}" for v in shown.scores.tolist())
+        console.print(f"{shown.objective}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
+
+    @app.command("dream")
+    def dream_command(
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
+        octaves: Annotated[int, typer.Option("--octaves", help="pyramid levels")] = 4,
+        octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio between levels")] = 1.4,
+        steps: StepsOption = None,
+        lr: Annotated[float, typer.Option("--lr", help="step size (mean pixel change per step)")] = 0.01,
+        size: Annotated[Optional[int], typer.Option("--size", help="resize the photo (default: the model's size)")] = None,
+        out: OutOption = Path("dream.png"), seed: SeedOption = 0, quiet: QuietOption = False,
+        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+    ) -> None:
+        """DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."""
+        from ..optimize import dream
+
+        network = open_model(model, device=device)
+        photo = open_image(image, network, size)
+        result = dream(network, photo, layer, octaves=octaves, octave_scale=octave_scale, lr=lr, seed=seed,
+                       progress=not quiet, **_steps(steps, 10))
+        path = save_image(result.image, output_path(out))
+        console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
+
+    @app.command("invert")
+    def invert_command(
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        layer: Annotated[Optional[List[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")] = None,
+        sweep: Annotated[bool, typer.Option("--sweep", help="invert several layers into one figure")] = False,
+        steps: StepsOption = None,
+        tv_weight: Annotated[float, typer.Option("--tv-weight", help="total-variation weight")] = 0.5,
+        size: Annotated[int, typer.Option("--size", help="image side")] = 128,
+        out: OutOption = Path("invert.png"), seed: SeedOption = 0, quiet: QuietOption = False,
+        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+    ) -> None:
+        """Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."""
+        from ..optimize import invert_sweep
+        from ..render import Panel, figure
+
+        layers = list(layer or [])
+        if not sweep and len(layers) != 1:
+            raise ConvscopeError("give one --layer (or several with --sweep)")
+        network = open_model(model, device=device)
+        layers = layers or list(SWEEP_LAYERS)
+        photo = open_image(image, network, size)
+        results = invert_sweep(network, photo, layers, tv_weight=tv_weight, seed=seed, progress=not quiet,
+                               **_steps(steps, 200))
+        for result in results:
+            console.print(f"{result.layer}: relative error {float(result.relative_error[0]):.3f}")
+        path = output_path(out)
+        if sweep:
+            panels = [Panel(photo[0], "input")] + [
+                Panel(r.image[0], f"{r.layer} (err {float(r.relative_error[0]):.2f})") for r in results]
+            figure(panels, path, columns=min(4, len(panels)))
+        else:
+            save_image(results[0].image, path)
+        console.print(f"-> {path}")
+
+    @app.command("stylize")
+    def stylize_command(
+        content: Annotated[str, typer.Argument(help="content image file or sample:NAME")],
+        style: Annotated[str, typer.Argument(help="style image file or sample:NAME (e.g. sample:brick)")],
+        steps: StepsOption = None,
+        style_weight: Annotated[float, typer.Option("--style-weight", help="style / content weight ratio")] = 10.0,
+        init: Annotated[str, typer.Option("--init", help="content | noise")] = "content",
+        optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
+        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
+        out: OutOption = Path("stylize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
+        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+    ) -> None:
+        """Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."""
+        from ..optimize import stylize
+
+        network = open_model(model, device=device)
+        result = stylize(network, open_image(content, network, size), open_image(style, network, size),
+                         style_weight=style_weight, init=init, optimizer=optimizer,
+                         lr=1.0 if optimizer == "lbfgs" else 0.02, seed=seed, progress=not quiet, **_steps(steps, 150))
+        path = save_image(result.image, output_path(out))
+        console.print(f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "
+                      f"content loss {result.initial_content_loss:.3g} -> {float(result.final_content_loss[0]):.3g} -> {path}")
+
+
+@tour_step(60, "feature visualization and DeepDream")
+def synthesis_step(model, image, out: Path) -> list[Path]:
+    from ..optimize import dream, visualize_channel
+
+    shown = visualize_channel(model, "blocks.4", [10, 20, 30, 40], size=96, steps=48, progress=False)
+    dreamed = dream(model, image, "blocks.3", octaves=2, steps=6, progress=False)
+    return [save_image(shown.image, out / "visualize_blocks4.png", nrow=4), save_image(dreamed.image, out / "dream.png")]
