@@ -1,0 +1,103 @@
+"""Bounded in-memory stores of the web app: uploaded images and computed results, both keyed
+by content hash (so the same photo uploaded twice, or the same request asked twice, costs
+one computation) and evicted least-recently-used so memory stays bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..images import SAMPLES, array_to_tensor, pil_to_tensor, resize, sample_array
+
+IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+class UploadRejected(ValueError):
+    """An upload the app refuses, with the HTTP status to answer (413 too big, 415 not an image)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class LRU:
+    """A thread-safe least-recently-used dict with at most ``capacity`` entries."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def request_key(**fields: Any) -> str:
+    """The cache key of a request: SHA-256 of its fields (image hash, model, method, ...)."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ImageStore:
+    """Uploaded photos by SHA-256 of their bytes (kept as uint8, at most ``max_side`` px),
+    plus the bundled ``sample:NAME`` photos. Nothing is ever written to disk."""
+
+    def __init__(self, capacity: int = 32, max_pixels: int = 40_000_000, max_side: int = 1024):
+        self._images = LRU(capacity)
+        self.max_pixels, self.max_side = max_pixels, max_side
+
+    def add(self, data: bytes) -> tuple[str, tuple[int, int]]:
+        """Decode an upload; return its id and (width, height). Raises :class:`UploadRejected`."""
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > self.max_pixels:
+                    raise UploadRejected(413, f"image has {image.width}x{image.height} pixels; "
+                                              f"the limit is {self.max_pixels:,}")
+                image.load()
+                tensor = pil_to_tensor(image)
+        except UploadRejected:
+            raise
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            raise UploadRejected(415, "the upload is not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+        size = (tensor.shape[-1], tensor.shape[-2])
+        scale = self.max_side / max(size)
+        if scale < 1:
+            tensor = resize(tensor[None], (round(tensor.shape[-2] * scale), round(tensor.shape[-1] * scale)))[0]
+        image_id = hashlib.sha256(data).hexdigest()
+        self._images.put(image_id, (tensor.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+        return image_id, size
+
+    def tensor(self, image_id: str, size: int):
+        """(1, 3, size, size) in [0, 1] for an id or ``sample:NAME``; ``None`` when unknown."""
+        if image_id.startswith("sample:"):
+            name = image_id.split(":", 1)[1]
+            array = sample_array(name) if name in SAMPLES else None
+        else:
+            array = self._images.get(image_id) if IMAGE_ID.match(image_id) else None
+        if array is None:
+            return None
+        return resize(array_to_tensor(array)[None], size)
+
+    def __len__(self) -> int:
+        return len(self._images)
