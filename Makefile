@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/convscope tour --out tour
+	$(VENV)/bin/convscope report sample:chelsea --out tour/report.html
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

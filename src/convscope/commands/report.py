@@ -1,0 +1,36 @@
+"""``convscope report``: the one-file HTML report of one photo (and its tour step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli_common import DeviceOption, ModelOption, console, open_image, open_model, output_path
+from ..models import DEFAULT_MODEL
+from ..tour import tour_step
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report_command(
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME")] = "sample:chelsea",
+        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")] = Path("report.html"),
+    ) -> None:
+        """One self-contained HTML file: prediction, attribution maps, sanity check, an adversarial
+        example, DeepDream, a class visualization and the timings."""
+        from ..report import write_report
+
+        network = open_model(model, device=device)
+        path = write_report(network, open_image(image, network), output_path(out), image_name=image, progress=True)
+        console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@tour_step(100, "a quick one-file HTML report (the full one: make demo / convscope report)")
+def report_step(model, image, out: Path) -> list[Path]:
+    from ..report import build_report
+
+    quick = build_report(model, image, "sample:chelsea", sections=["prediction", "layers", "attack"])
+    return [quick.save(out / "report-quick.html")]
