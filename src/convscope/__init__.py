@@ -12,3 +12,4 @@ from .attacks import ATTACKS, AttackResult, attack, list_attacks
 from .robustness.corruptions import CORRUPTIONS, corrupt
 from .dissect import sample_folder, top_k_examples, top_units, weight_grid, weight_tiles
 from .dissect.atlas import build_atlas
+from .attribution import METHODS as ATTRIBUTION_METHODS, attribute
