@@ -174,7 +174,9 @@ class TopExamples:
 
     @classmethod
     def from_state(cls, state: dict) -> "TopExamples":
-        layers = {name: LayerExamples(**fields) for name, fields in state["layers"].items()}
+        layers = {name: LayerExamples(**{key: value.clone() if isinstance(value, torch.Tensor) else value
+                                         for key, value in fields.items()})
+                  for name, fields in state["layers"].items()}
         return cls(layers, state["k"], state["size"], state["seen"], state["total"], state["complete"], state["sources"])
 
 

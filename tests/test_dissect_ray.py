@@ -1,0 +1,28 @@
+"""The Ray engine: a local Ray with 2 CPUs mines shards in parallel; the merged lists equal the local engine's."""
+
+import pytest
+import torch
+
+import convscope
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+
+def test_ray_engine_equals_local(model, tmp_path):
+    folder = convscope.sample_folder(tmp_path / "photos", n=8)
+    options = dict(layers=["bn1", "blocks.3"], k=3, size=64, batch_size=2, progress=False)
+    local = convscope.top_k_examples(model, folder, **options)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = convscope.top_k_examples(model, folder, engine="ray", shards=2, **options)
+    finally:
+        ray.shutdown()
+    assert remote.complete and remote.seen == local.seen == 8
+    for layer in ("bn1", "blocks.3"):
+        assert torch.equal(remote[layer].indices, local[layer].indices)
+        assert torch.equal(remote[layer].positions, local[layer].positions)
+        # workers run 1 thread, the test 2: summation order differs in the last bits only
+        torch.testing.assert_close(remote[layer].values, local[layer].values, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(remote.statistics(layer)["mean_max"], local.statistics(layer)["mean_max"],
+                                   rtol=1e-4, atol=1e-5)
