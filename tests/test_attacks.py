@@ -37,8 +37,8 @@ def tiny_images():
 
 
 FAST = {"bim": dict(steps=3), "pgd": dict(steps=3, alpha=2 / 255), "pgd-l2": dict(steps=3), "cw": dict(steps=5, search_steps=2),
-        "deepfool": dict(steps=5), "one-pixel": dict(popsize=8, steps=3)}
-BOUND = {"fgsm": ("linf", 8 / 255), "bim": ("linf", 8 / 255), "pgd": ("linf", 8 / 255), "pgd-l2": ("l2", 1.0),
+        "deepfool": dict(steps=5), "one-pixel": dict(popsize=8, steps=3), "square": dict(queries=20)}
+BOUND = {"square": ("linf", 8 / 255), "fgsm": ("linf", 8 / 255), "bim": ("linf", 8 / 255), "pgd": ("linf", 8 / 255), "pgd-l2": ("l2", 1.0),
          "one-pixel": ("l0", 1)}
 DETERMINISTIC = {"fgsm", "bim", "cw", "deepfool"}  # no random draws: a batch equals its images one by one
 
@@ -171,3 +171,18 @@ def test_bad_inputs_raise_one_line_errors(model, chelsea):
         attack(model, chelsea * 255, method="fgsm")
     with pytest.raises(ConvscopeError, match="eps"):
         fgsm(model, chelsea, eps=-1)
+
+
+def test_square_only_keeps_improvements_and_stops_fooled_images(model, small_batch):
+    x = shrink(small_batch, 64)
+
+    def margin(images, labels):
+        with torch.no_grad():
+            log_p = model(images).log_softmax(dim=1)
+        return log_p.gather(1, labels[:, None])[:, 0] - log_p.scatter(1, labels[:, None], -1e9).amax(dim=1)
+
+    start = attack(model, x, method="square", eps=8 / 255, queries=1, seed=0)  # the stripes only
+    result = attack(model, x, method="square", eps=8 / 255, queries=40, seed=0)
+    assert ((result.queries == 40) | result.success).all() and (result.queries <= 40).all()
+    assert (margin(result.x_adv, result.labels) <= margin(start.x_adv, start.labels) + 1e-6).all()
+    assert (result.linf <= 8 / 255 + 1e-6).all()
