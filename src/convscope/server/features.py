@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import torch
 from PIL import Image
+from torch import nn
 
+from ..models import ImageClassifier
 from ..predictions import predict
 from ..render import overlay
 
@@ -32,12 +34,20 @@ def attribution_methods() -> list[str]:
 
 
 def explain(model, x: torch.Tensor, method: str, target: int, layer: str | None) -> tuple[Image.Image, str | None]:
-    """The attribution map of ``target`` drawn over the image, and the layer used (CAM methods)."""
-    import convscope
+    """The attribution map of ``target`` drawn over the image, and the layer used (CAM
+    methods; other methods ignore ``layer``). Slow methods use the report's quick settings."""
+    from ..attribution import attribute, method_options
+    from ..layers import default_cam_layer
+    from ..report import QUICK_OPTIONS, display_mode
 
-    options = {"layer": layer} if layer is not None else {}
-    heat = convscope.attribute(model, x, target, method=method, **options)
-    return overlay(x[0], heat[0]), layer
+    accepted = method_options(method)
+    options = {k: v for k, v in QUICK_OPTIONS.get(method, {}).items() if k in accepted}
+    if "layer" in accepted:
+        options["layer"] = layer = layer or default_cam_layer(model, x.shape[-1])
+    else:
+        layer = None
+    heat = attribute(model, x, target, method=method, **options)
+    return overlay(x[0], heat[0], mode=display_mode(method)), layer
 
 
 def attack_methods() -> list[str]:
@@ -63,19 +73,74 @@ def _ranked(model, x: torch.Tensor) -> list[dict[str, Any]]:
 
 
 def job_kinds() -> list[str]:
-    """Long jobs this build offers: the full report always."""
-    return ["report"]
+    """Long jobs this build offers: the full report always; DeepDream and class visualization
+    when ``convscope.optimize`` is present."""
+    return ["report"] + (["dream", "visualize_class"] if _module("optimize") else [])
 
 
-def job(kind: str, model, x: torch.Tensor, image_name: str, steps: int | None = None, target: int | None = None):
+class _Watch(nn.Module):
+    """Delegates to ``inner`` and calls ``tick()`` before each forward pass."""
+
+    def __init__(self, inner: nn.Module, tick: Callable[[], None]):
+        super().__init__()
+        self.inner, self.tick = inner, tick
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.tick()
+        return self.inner(x)
+
+
+def watched(model: ImageClassifier, expected: int, report: Callable[[float, str], None]) -> ImageClassifier:
+    """The same network (same weights, same layer names) whose every forward pass reports
+    progress as passes / ``expected``: the optimization loops need no callback of their own,
+    and a cancelled job stops at its next forward pass."""
+    passes = 0
+
+    def tick() -> None:
+        nonlocal passes
+        passes += 1
+        report(passes / expected, f"step {passes}/{expected}")
+
+    view = ImageClassifier(model.network, labels=model.labels, name=model.name, input_size=model.input_size)
+    view.normalize = _Watch(model.normalize, tick)
+    return view
+
+
+def job(kind: str, model: ImageClassifier, x: torch.Tensor, image_name: str, steps: int | None = None,
+        target: int | None = None) -> Callable[[Callable[[float, str], None]], dict]:
     """The work function of a long job (see :class:`~convscope.server.jobs.JobRunner`)."""
+    from .. import report as defaults
+
     if kind == "report":
         def work(report: Callable[[float, str], None]) -> dict:
-            from ..report import build_report
-
-            built = build_report(model, x, image_name,
-                                 on_section=lambda name, done, total: report(done / total, f"section {name}"))
+            built = defaults.build_report(model, x, image_name,
+                                          on_section=lambda name, done, total: report(done / total, f"section {name}"))
             return {"html": built.html(), "seconds": round(built.seconds, 2)}
+    elif kind == "dream":
+        def work(report: Callable[[float, str], None]) -> dict:
+            from ..optimize import dream
 
-        return work
-    raise ValueError(f"unknown job kind {kind!r}")
+            count = steps or defaults.DREAM_STEPS
+            result = dream(watched(model, count * defaults.DREAM_OCTAVES, report), x, defaults.DREAM_LAYER,
+                           octaves=defaults.DREAM_OCTAVES, steps=count, progress=False)
+            return {"image": _data_uri(result.image[0]), "layer": defaults.DREAM_LAYER}
+    elif kind == "visualize_class":
+        def work(report: Callable[[float, str], None]) -> dict:
+            from ..optimize import visualize_class
+            from ..predictions import predict
+
+            count = steps or defaults.CLASS_VIS_STEPS
+            goal = target if target is not None else predict(model, x, 1)[0][0].class_id
+            result = visualize_class(watched(model, count, report), goal, size=defaults.CLASS_VIS_SIZE, steps=count,
+                                     progress=False)
+            return {"image": _data_uri(result.image[0]), "class_id": goal,
+                    "label": model.labels[goal] if model.labels else str(goal)}
+    else:
+        raise ValueError(f"unknown job kind {kind!r}")
+    return work
+
+
+def _data_uri(image: torch.Tensor) -> str:
+    from ..report import Figure, picture_of
+
+    return Figure(picture_of(image)).data_uri

@@ -80,9 +80,10 @@ class JobRunner:
         self._queue.put(job.id)
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, touch: bool = True) -> Job | None:
+        """The job (``touch``: a client asked about it, so it is not abandoned)."""
         job = self._jobs.get(job_id)
-        if job is not None:
+        if job is not None and touch:
             job.last_seen = time.monotonic()
         return job
 
