@@ -12,4 +12,4 @@ from .params import ImageParam, image_param
 from .regularizers import alpha_norm, blur_every, clip_small_contribution, clip_small_norm, total_variation
 from .style import StyleResult, stylize
 from .transforms import STANDARD, jitter, pad, random_rotate, random_scale, roll
-from .visualize import Visualization, photo_scores, render, visualize_channel, visualize_class
+from .visualize import Visualization, photo_scores, render, robust_scores, visualize_channel, visualize_class

@@ -129,3 +129,15 @@ def photo_scores(model: nn.Module, objective: Objective, size: int = 224, names:
     device = model_device(model)
     photos = torch.cat([load_image(f"sample:{name}", size) for name in names]).to(device)
     return dict(zip(names, evaluate(model, objective, photos).tolist()))
+
+
+def robust_scores(model: nn.Module, objective: Objective, images: torch.Tensor, *,
+                  transforms: Sequence[Transform] = STANDARD, views: int = 8, seed: int = 0) -> torch.Tensor:
+    """The objective averaged over ``views`` random transformed views of each image (N,): how much
+    of an activation survives jitter, scale and rotation. Plain pixel ascent finds
+    high-frequency patterns with a higher raw score that collapse under these views."""
+    from .transforms import compose
+
+    generator, transform = torch.Generator().manual_seed(seed), compose(transforms)
+    views_scores = [evaluate(model, objective, transform(images, generator)) for _ in range(views)]
+    return torch.stack(views_scores).mean(dim=0)

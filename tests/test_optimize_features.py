@@ -1,0 +1,115 @@
+"""The four features on the real embedded model and bundled photos, at small sizes.
+
+The full-size success numbers (three layers vs every photo, p > 0.9 for a class, inversion
+error per layer, style loss drop) come from ``benchmarks/synthesis.py --quality``; these tests
+assert the same criteria at a scale that runs in seconds."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convscope
+from convscope.errors import ConvscopeError
+from convscope.optimize import (channel, embedding, dream, evaluate, invert, invert_embedding, layer_energy, photo_scores,
+                                render, representation, robust_scores, stylize, visualize_channel, visualize_class)
+from convscope.optimize.style import default_style_layers, vgg_layer_names
+from convscope.predictions import predict
+from convscope.testing import assert_untouched, model_state
+
+
+def test_visualization_beats_every_photo_and_plain_pixel_ascent(model):
+    objective = channel("blocks.3", 9)
+    best_photo = max(photo_scores(model, objective, 64).values())
+    shown = render(model, objective, size=64, steps=40, progress=False)
+    plain = render(model, objective, size=64, steps=40, param="pixel", decorrelate=False, transforms=None,
+                   progress=False)
+    assert float(shown.scores[0]) > best_photo
+    assert shown.history[-1] > shown.history[0]
+    # plain ascent's raw score is higher, but its high-frequency pattern does not survive small
+    # jitter/scale/rotation; the Fourier + transforms image keeps more under random views
+    assert float(robust_scores(model, objective, shown.image)[0]) > float(robust_scores(model, objective, plain.image)[0])
+
+
+def test_channel_grid_renders_one_image_per_channel(model):
+    shown = visualize_channel(model, "blocks.2", [0, 1, 2], size=48, steps=12, progress=False)
+    assert shown.image.shape == (3, 3, 48, 48) and 0 <= shown.image.min() and shown.image.max() <= 1
+    alone = evaluate(model, channel("blocks.2", 0), shown.image)
+    # each image excites its own channel most among the three rendered
+    scores = torch.stack([evaluate(model, channel("blocks.2", c), shown.image) for c in range(3)])
+    assert (scores.argmax(dim=0) == torch.arange(3)).all() and alone[0] == scores[0, 0]
+    assert shown._repr_png_()[:4] == b"\x89PNG"
+
+
+def test_class_visualization_is_classified_as_the_class(model):
+    shown = visualize_class(model, "espresso", size=96, steps=40, progress=False)
+    top = predict(model, shown.image, 1)[0][0]
+    assert top.class_id == 967 and top.probability > 0.9
+
+
+def test_inversion_error_is_small_at_a_shallow_layer_and_grows_with_depth(model, chelsea):
+    photo = F.interpolate(chelsea, size=64, mode="bilinear", antialias=True).clamp(0, 1)
+    shallow = invert(model, photo, "blocks.1", steps=60, progress=False)
+    assert float(shallow.relative_error[0]) < 0.1
+    # the reconstruction looks like the photo: pixel correlation well above chance
+    correlation = torch.corrcoef(torch.stack([shallow.image.flatten(), photo.flatten()]))[0, 1]
+    assert correlation > 0.6
+
+
+def test_embedding_inversion_points_the_penultimate_features_at_the_target(model, coffee, chelsea):
+    goal = representation(model, coffee, "global_pool")[0]
+    shown = invert_embedding(model, goal, layer="global_pool", size=64, steps=30, transforms=None, progress=False)
+    start = invert_embedding(model, goal, layer="global_pool", size=64, steps=1, transforms=None, progress=False)
+    other_photo = float(evaluate(model, embedding(goal, "global_pool"), chelsea)[0])
+    # closer to coffee's embedding than the noise start and than another photo's embedding
+    assert float(shown.scores[0]) > max(other_photo, float(start.scores[0])) + 0.1
+
+
+def test_style_transfer_cuts_the_style_loss_and_keeps_the_content(model, small_batch):
+    content = F.interpolate(small_batch[:1], size=64, mode="bilinear", antialias=True).clamp(0, 1)
+    brick = convscope.load_image("sample:brick", 64)
+    result = stylize(model, content, brick, steps=40, progress=False)
+    assert result.initial_content_loss == pytest.approx(0.0, abs=1e-6)
+    assert float(result.final_style_loss[0]) < 0.5 * result.initial_style_loss
+    assert result.style_loss[-1] < result.style_loss[0]
+    # the content loss stays below that of the style image itself
+    from convscope.optimize.objectives import match_activations
+
+    content_term = match_activations(result.content_layer, representation(model, content, result.content_layer))
+    assert float(result.final_content_loss[0]) < float(evaluate(model, content_term, brick)[0])
+
+
+def test_deepdream_raises_the_energy_and_keeps_the_photo(model, small_batch):
+    photo = small_batch[:1]
+    dreamed = dream(model, photo, "blocks.3", octaves=2, steps=4, progress=False)
+    energy = layer_energy("blocks.3")
+    assert float(evaluate(model, energy, dreamed.image)[0]) > 1.2 * float(evaluate(model, energy, photo)[0])
+    assert dreamed.image.shape == photo.shape and len(dreamed.histories) == 2
+    assert (dreamed.image - photo).abs().mean() < 0.1
+
+
+def test_features_leave_the_model_untouched(model, small_batch):
+    model.train()
+    before = model_state(model)
+    try:
+        tiny = small_batch[:1, :, :48, :48].contiguous()
+        render(model, channel("blocks.2", 0), size=32, steps=2, progress=False)
+        dream(model, tiny, "blocks.2", octaves=1, steps=2, progress=False)
+        invert(model, tiny, "blocks.1", steps=2, progress=False)
+        stylize(model, tiny, tiny, steps=2, progress=False)
+        with pytest.raises(ConvscopeError, match="unknown layer"):
+            invert(model, tiny, "blocks.99", steps=2, progress=False)
+        assert_untouched(model, before)
+    finally:
+        model.eval()
+
+
+def test_style_defaults_use_vgg_names_on_a_vgg_and_tested_layers_on_efficientnet(model):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    vgg = torch.nn.Module()
+    vgg.features = make_layers(cfgs["E"])  # VGG19's convolutional part
+    names = vgg_layer_names(vgg)
+    assert names["conv1_1"] == "features.1" and names["conv4_2"] == "features.22" and names["conv5_1"] == "features.29"
+    content, style = default_style_layers(vgg)
+    assert content == "features.22" and style == ["features.1", "features.6", "features.11", "features.20", "features.29"]
+    assert default_style_layers(model) == ("blocks.4", ["bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4"])
