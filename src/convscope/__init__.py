@@ -13,5 +13,5 @@ from .robustness.corruptions import CORRUPTIONS, corrupt
 from .dissect import sample_folder, top_k_examples, top_units, weight_grid, weight_tiles
 from .dissect.atlas import build_atlas
 from .attribution import METHODS as ATTRIBUTION_METHODS, attribute
-from .optimize import (dream, invert, invert_embedding, invert_sweep, optimize, render, stylize, visualize_channel,
+from .optimize import (dream, invert, invert_embedding, invert_sweep, stylize, visualize_channel,
                        visualize_class)
