@@ -71,9 +71,11 @@ def similarity(reference: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray
     from skimage.metrics import structural_similarity
 
     first, second = _absolute(reference), _absolute(other)
-    rho = np.array([spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(first, second)])
+    # a constant map (e.g. Grad-CAM killed by the ReLU) has no rank order: correlation 0
+    rho = np.array([0.0 if np.ptp(a) == 0 or np.ptp(b) == 0 else spearmanr(a.ravel(), b.ravel()).statistic
+                    for a, b in zip(first, second)])
     ssim = np.array([structural_similarity(a, b, data_range=1.0) for a, b in zip(first, second)])
-    return np.nan_to_num(rho), ssim
+    return rho, ssim
 
 
 @dataclass
