@@ -19,28 +19,30 @@ class BodyLimit:
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(send)
-        seen = 0
-        started = False
+        seen, started, refused = 0, False, False
 
         async def counted_receive():
-            nonlocal seen
+            # over the limit: answer 413 now and tell the app the client went away
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge()
+                if seen > self.max_bytes and not started:
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if refused:
+                return  # the 413 is already out; drop whatever the app answers
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, counted_receive, tracked_send)
 
     async def _refuse(self, send):
         body = f'{{"detail":"request body over the {self.max_bytes:,} byte limit"}}'.encode()
@@ -48,10 +50,6 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Busy(RuntimeError):
