@@ -1,0 +1,158 @@
+"""``convscope heatmap`` (fully-convolutional class map) and ``convscope segment train|predict|eval``; tour step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+
+from ..cli_common import DeviceOption, ModelOption, console, open_model, output_path
+from ..errors import ConvscopeError
+from ..images import load_image
+from ..models import DEFAULT_MODEL
+from ..render import Panel, figure
+from ..tour import tour_step
+
+ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet")
+
+
+def heatmap_figure(model, image: torch.Tensor, target, path: Path):
+    """Write the image and the per-location class probability over it; returns the :class:`ClassMap`."""
+    from ..segmentation import class_heatmap
+
+    heat = class_heatmap(model, image, target)
+    rows, cols = heat.probability.shape[-2:]
+    figure([Panel(image[0], f"input {image.shape[-2]}x{image.shape[-1]}"),
+            Panel(heat.probability[0], f"p({heat.label or heat.class_id}) per location, {rows}x{cols}", under=image[0],
+                  mode="abs", colorbar=True)], path)
+    return heat
+
+
+@tour_step(80, "fully-convolutional 'tabby cat' heatmap")
+def heatmap_step(model, image, out: Path) -> list[Path]:
+    larger = load_image(torch.nn.functional.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
+                        .clamp(0, 1), size=None).to(image.device)
+    path = out / "fcn_heatmap.png"
+    heatmap_figure(model, larger, "tabby", path)
+    return [path]
+
+
+def _data(spec: str, size: int, split: str | None, count: int, seed: int):
+    from ..segmentation import generate_scenes, load_voc_folder
+
+    if spec == "generated:scenes":
+        return generate_scenes(count, size=size, seed=seed)
+    return load_voc_folder(spec, split=split, size=size)
+
+
+def _load_segmenter(path: Path, device: str):
+    from ..models import read_checkpoint
+    from ..segmentation import build_segmenter
+
+    saved = read_checkpoint(path)
+    if not isinstance(saved, dict) or "state_dict" not in saved or "arch" not in saved:
+        raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train'")
+    net = build_segmenter(saved["arch"], len(saved["classes"]), saved.get("backbone", DEFAULT_MODEL))
+    net.load_state_dict(saved["state_dict"])
+    from ..devices import resolve_device
+
+    return net.to(resolve_device(device)).eval(), tuple(saved["classes"]), int(saved["size"])
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("heatmap")
+    def heatmap_command(
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        class_name: Annotated[str, typer.Option("--class", help="class name or id, e.g. 'tabby'")] = "tabby",
+        size: Annotated[int, typer.Option("--size", help="shorter image side in pixels (larger than the training size gives a finer map)")] = 448,
+        out: Annotated[Path, typer.Option("--out", "-o")] = Path("heatmap.png"),
+        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+    ) -> None:
+        """Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."""
+        from ..checks import model_device
+
+        network = open_model(model, device=device)
+        picture = load_image(image, size=None)
+        scale = size / min(picture.shape[-2:])
+        picture = load_image(picture, size=(round(picture.shape[-2] * scale), round(picture.shape[-1] * scale)))
+        heat = heatmap_figure(network, picture.to(model_device(network)), class_name, output_path(out))
+        probability = heat.probability[0]
+        row, col = divmod(int(probability.argmax()), probability.shape[-1])
+        console.print(f"{heat.label or heat.class_id}: map {tuple(probability.shape)}, max p = {float(probability.max()):.3f} "
+                      f"at cell ({row}, {col}), mean p = {float(probability.mean()):.3f} -> {out}")
+
+    segment = typer.Typer(help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net).", no_args_is_help=True)
+    app.add_typer(segment, name="segment")
+
+    @segment.command("train")
+    def train_command(
+        data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
+        arch: Annotated[str, typer.Option("--arch", help="fcn32s | fcn16s | fcn8s | unet")] = "fcn8s",
+        backbone: ModelOption = DEFAULT_MODEL,
+        size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 96,
+        count: Annotated[int, typer.Option("--count", help="generated scenes to train on")] = 300,
+        epochs: Annotated[int, typer.Option("--epochs")] = 5,
+        lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+        loss: Annotated[str, typer.Option("--loss", help="ce | dice | ce+dice")] = "ce",
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+        split: Annotated[Optional[str], typer.Option("--split", help="VOC ImageSets split to train on")] = None,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint file")] = Path("segmenter.pt"),
+        device: DeviceOption = "auto",
+    ) -> None:
+        """Train a segmentation network; 15 % of the data is held out and scored every epoch."""
+        from ..devices import resolve_device
+        from ..segmentation import build_segmenter, train_segmenter
+
+        train, val = _data(data, size, split, count, seed).split(0.15, seed)
+        net = build_segmenter(arch, len(train.classes), backbone).to(resolve_device(device))
+        history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
+        torch.save({"state_dict": net.state_dict(), "arch": arch, "backbone": backbone, "classes": list(train.classes),
+                    "size": size}, output_path(out))
+        for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
+            console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
+        console.print(f"{'interrupted; ' if history.interrupted else ''}saved {out}")
+
+    @segment.command("eval")
+    def eval_command(
+        checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
+        data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
+        count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
+        split: Annotated[Optional[str], typer.Option("--split")] = None,
+        seed: Annotated[int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")] = 1234,
+        device: DeviceOption = "auto",
+    ) -> None:
+        """mIoU, pixel accuracy and per-class IoU on DATA."""
+        from rich.table import Table
+
+        from ..segmentation import evaluate_segmenter
+
+        net, classes, size = _load_segmenter(checkpoint, device)
+        data_set = _data(data, size, split, count, seed)
+        scores = evaluate_segmenter(net, data_set)
+        table = Table("class", "IoU", title=f"{checkpoint}: mIoU {scores.mean_iou:.3f}, pixel accuracy {scores.pixel_accuracy:.3f}")
+        for name, value in zip(classes, scores.class_iou.tolist()):
+            table.add_row(name, f"{value:.3f}")
+        console.print(table)
+
+    @segment.command("predict")
+    def predict_command(
+        checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
+        images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
+        out: Annotated[Path, typer.Option("--out", "-o")] = Path("segmentation.png"),
+        device: DeviceOption = "auto",
+    ) -> None:
+        """Predicted masks drawn in colour over the images."""
+        from ..images import load_images
+        from ..segmentation import predict_masks, prediction_figure
+
+        net, classes, size = _load_segmenter(checkpoint, device)
+        batch = load_images(images, size)
+        masks = predict_masks(net, batch)
+        prediction_figure(batch, masks, classes, path=output_path(out))
+        for spec, mask in zip(images, masks):
+            shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
+            console.print(f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0))
+        console.print(f"-> {out}")

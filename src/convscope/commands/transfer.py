@@ -1,0 +1,57 @@
+"""``convscope finetune``: frozen features, fine-tuning or training from scratch on a small image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli_common import DeviceOption, ModelOption, console, open_model, output_path
+from ..errors import ConvscopeError
+from ..models import DEFAULT_MODEL
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("finetune")
+    def finetune_command(
+        data: Annotated[str, typer.Argument(help="image folder (DATA/CLASS/*.png or DATA/train|val/CLASS), or 'generated:photos' (bundled photo crops)")],
+        model: ModelOption = DEFAULT_MODEL,
+        mode: Annotated[list[str], typer.Option("--mode", help="features | finetune | scratch (repeat to compare)")] = ["features"],
+        epochs: Annotated[int, typer.Option("--epochs", help="passes over the training set")] = 5,
+        size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 64,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+        lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (0: mode default)")] = 0.0,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        out: Annotated[Path, typer.Option("--out", "-o", help="folder for checkpoints and accuracy curves")] = Path("finetune"),
+        device: DeviceOption = "auto",
+    ) -> None:
+        """Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves."""
+        from rich.table import Table
+
+        from ..transfer import MODES, finetune, load_image_folder, photo_dataset, plot_curves
+
+        unknown = [m for m in mode if m not in MODES]
+        if unknown:
+            raise ConvscopeError(f"unknown mode {unknown[0]!r}: choose {', '.join(MODES)}")
+        if epochs < 1:
+            raise ConvscopeError("--epochs must be at least 1")
+        if data == "generated:photos":
+            train, val = photo_dataset(size=size, seed=seed)
+        else:
+            train, val = load_image_folder(data, size=size, seed=seed)
+        network = open_model(model, device=device)
+        histories = []
+        for name in mode:
+            _, history = finetune(network, train, val, mode=name, epochs=epochs, lr=lr or None, batch_size=batch_size,
+                                  seed=seed, checkpoint=output_path(out / f"{name}.pt"))
+            histories.append(history)
+        curves = plot_curves(histories, output_path(out / "accuracy.png"))
+        table = Table("mode", "best val accuracy", "last val accuracy", "last train accuracy",
+                      title=f"{model} on {data}: {len(train)} train / {len(val)} val images, {len(train.classes)} classes")
+        for history in histories:
+            table.add_row(history.mode + (" (interrupted)" if history.interrupted else ""),
+                          f"{history.best_val_accuracy:.3f}", f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-",
+                          f"{history.train_accuracy[-1]:.3f}" if history.train_accuracy else "-")
+        console.print(table)
+        console.print(f"checkpoints and accuracy curves ({curves.width}x{curves.height}) in {out}")

@@ -1,0 +1,296 @@
+"""Transfer learning: a pretrained classifier's features on a new, small labelled image set.
+
+Three ways to train the same architecture (Yosinski et al. 2014; Razavian et al. 2014;
+the CS231n transfer-learning notes):
+
+* ``features`` — the pretrained network is a fixed feature extractor (eval mode, weights
+  frozen); only a new linear head is trained;
+* ``finetune`` — start from the pretrained weights with a new head and train everything;
+* ``scratch`` — the same architecture with every layer re-initialised (the baseline).
+
+The new head replaces the network's last ``nn.Linear`` (timm's ``classifier``,
+torchvision's ``fc`` or ``classifier.6``). The user's model is never changed: training
+works on a deep copy. Data are in-memory :class:`ImageSet` objects, read from an image
+folder (``root/CLASS/*.png`` or ``root/train/CLASS`` + ``root/val/CLASS``) or built offline
+by :func:`photo_dataset` from scikit-image's bundled photos.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConvscopeError
+from .images import IMAGE_SUFFIXES, PHOTOS, TEXTURES, load_images, sample_array, save_image
+from .models import ImageClassifier
+
+MODES = ("features", "finetune", "scratch")
+
+
+@dataclass
+class ImageSet:
+    """Images (N, 3, H, W) in [0, 1], labels (N,) int64, class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _crops(array, count: int, size: int, columns: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    picture = torch.as_tensor(array, dtype=torch.float32) / 255.0
+    picture = picture[None].repeat(3, 1, 1) if picture.ndim == 2 else picture.permute(2, 0, 1)[:3]
+    height, width = picture.shape[-2:]
+    left_edge, right_edge = int(columns[0] * width), int(columns[1] * width)
+    crops = []
+    for _ in range(count):
+        side = int(min(height, right_edge - left_edge) * (0.35 + 0.5 * torch.rand(1, generator=generator).item()))
+        top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+        left = int(torch.randint(left_edge, right_edge - side + 1, (1,), generator=generator))
+        piece = picture[None, :, top: top + side, left: left + side]
+        crops.append(F.interpolate(piece, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
+    return torch.cat(crops).clamp(0, 1)
+
+
+def photo_dataset(per_class: int = 20, size: int = 64, seed: int = 0, val_per_class: int | None = None) -> tuple[ImageSet, ImageSet]:
+    """An offline labelled set: one class per bundled photo or texture, random square crops.
+
+    Train crops come from the left 55 % of each picture and validation crops from the
+    right 45 %, so no validation pixel was seen in training.
+
+    >>> train, val = photo_dataset(per_class=4, size=64)
+    >>> train.images.shape, len(train.classes)
+    (torch.Size([40, 3, 64, 64]), 10)
+    """
+    classes = PHOTOS + TEXTURES
+    generator = torch.Generator().manual_seed(seed)
+    val_count = val_per_class or max(1, per_class // 2)
+    sets = []
+    for columns, count in (((0.0, 0.55), per_class), ((0.55, 1.0), val_count)):
+        images = torch.cat([_crops(sample_array(name), count, size, columns, generator) for name in classes])
+        labels = torch.arange(len(classes)).repeat_interleave(count)
+        sets.append(ImageSet(images, labels, classes))
+    return sets[0], sets[1]
+
+
+def write_image_folder(data: ImageSet, root: str | Path) -> Path:
+    """Write ``root/CLASS/00000.png`` ... (the layout :func:`load_image_folder` reads)."""
+    root = Path(root)
+    for index in range(len(data)):
+        save_image(data.images[index: index + 1], root / data.classes[int(data.labels[index])] / f"{index:05d}.png")
+    return root
+
+
+def _read_classes(root: Path, size: int, classes: tuple[str, ...] | None = None) -> ImageSet:
+    names = classes or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    if not names:
+        raise ConvscopeError(f"{root} has no class folders (expected {root}/CLASS/IMAGE.png)")
+    images, labels = [], []
+    for label, name in enumerate(names):
+        files = sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if (root / name).is_dir() else []
+        if files:
+            images.append(load_images(files, size))
+            labels += [label] * len(files)
+    if not images:
+        raise ConvscopeError(f"{root}: the class folders hold no images")
+    return ImageSet(torch.cat(images), torch.tensor(labels), names)
+
+
+def load_image_folder(root: str | Path, size: int = 64, val_fraction: float = 0.3, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train, val) from ``root/train/CLASS`` + ``root/val/CLASS``, or a seeded per-class split of ``root/CLASS``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConvscopeError(f"no such folder: {root}")
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train = _read_classes(root / "train", size)
+        return train, _read_classes(root / "val", size, train.classes)
+    data = _read_classes(root, size)
+    generator = torch.Generator().manual_seed(seed)
+    val_index = []
+    for label in range(len(data.classes)):
+        members = (data.labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        val_index += members[: max(1, round(val_fraction * len(members)))].tolist() if len(members) > 1 else []
+    is_val = torch.zeros(len(data), dtype=torch.bool)
+    is_val[val_index] = True
+    return (ImageSet(data.images[~is_val], data.labels[~is_val], data.classes),
+            ImageSet(data.images[is_val], data.labels[is_val], data.classes))
+
+
+def replace_head(network: nn.Module, num_classes: int) -> str:
+    """Replace the last ``nn.Linear`` of ``network`` by a fresh one with ``num_classes`` outputs; returns its name."""
+    linears = [(name, module) for name, module in network.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ConvscopeError(f"{type(network).__name__} has no linear classifier layer to replace")
+    name, old = linears[-1]
+    parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
+    setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_classes).to(old.weight.device))
+    return name
+
+
+def _reinitialise(network: nn.Module) -> None:
+    for module in network.modules():
+        if module is not network and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and random crop of 75-100 % of the side, resized back (per image)."""
+    size = images.shape[-1]
+    out = []
+    for image in images:
+        if torch.rand(1, generator=generator).item() < 0.5:
+            image = image.flip(-1)
+        side = int(size * (0.75 + 0.25 * torch.rand(1, generator=generator).item()))
+        top, left = (int(torch.randint(0, size - side + 1, (1,), generator=generator)) for _ in range(2))
+        out.append(F.interpolate(image[None, :, top: top + side, left: left + side], size=(size, size),
+                                 mode="bilinear", align_corners=False))
+    return torch.cat(out)
+
+
+@dataclass
+class TransferHistory:
+    """Per-epoch train loss, train accuracy and validation accuracy of :func:`finetune`."""
+
+    mode: str
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max(self.val_accuracy, default=float("nan"))
+
+
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 32) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (eval mode, restored after)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            correct = sum(int((model(data.images[i: i + batch_size].to(device)).argmax(1).cpu()
+                               == data.labels[i: i + batch_size]).sum()) for i in range(0, len(data), batch_size))
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(data))
+
+
+def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str = "features", epochs: int = 5,
+             lr: float | None = None, batch_size: int = 32, augmentation: bool = True, seed: int = 0,
+             checkpoint: str | Path | None = None, progress: bool = True) -> tuple[ImageClassifier, TransferHistory]:
+    """Train a copy of ``model`` with a new head on ``train``; score ``val`` after every epoch.
+
+    Args:
+        model: a pretrained classifier (e.g. the embedded EfficientNet-Lite0); not changed.
+        mode: ``features`` (frozen backbone, train the head), ``finetune`` (train all from
+            the pretrained start) or ``scratch`` (train all from a random start).
+        lr: Adam learning rate (default: 1e-3 for ``features``/``scratch``, 3e-4 for ``finetune``).
+        augmentation: random flips and crops (:func:`augment`).
+        checkpoint: save ``{"state_dict", "classes", "mode", "arch"}`` here at the best val accuracy.
+        progress: rich progress bar; Ctrl-C stops cleanly and returns what was trained.
+
+    Returns:
+        (the trained :class:`ImageClassifier` with ``labels = train.classes``, its history).
+
+    >>> train, val = photo_dataset()
+    >>> trained, history = finetune(load_model(), train, val, mode="features", epochs=3)
+    """
+    from rich.progress import Progress
+
+    if mode not in MODES:
+        raise ConvscopeError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
+    if train.classes != val.classes:
+        raise ConvscopeError("train and val sets name different classes")
+    torch.manual_seed(seed)
+    trained = copy.deepcopy(model)
+    trained.labels = list(train.classes)
+    head_name = replace_head(trained.network, len(train.classes))
+    if mode == "scratch":
+        _reinitialise(trained.network)
+    head = trained.network.get_submodule(head_name)
+    for parameter in trained.parameters():
+        parameter.requires_grad_(mode != "features")
+    head.requires_grad_(True)
+    parameters = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=lr or (3e-4 if mode == "finetune" else 1e-3))
+    device = next(trained.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    history = TransferHistory(mode)
+    best = -1.0
+    try:
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task(mode, total=epochs * -(-len(train) // batch_size))
+            for _ in range(epochs):
+                trained.train()
+                if mode == "features":
+                    trained.eval()  # the frozen backbone keeps its BatchNorm statistics
+                order = torch.randperm(len(train), generator=generator)
+                total, correct = 0.0, 0
+                for start in range(0, len(train), batch_size):
+                    batch = order[start: start + batch_size]
+                    images = train.images[batch]
+                    images = augment(images, generator) if augmentation else images
+                    logits = trained(images.to(device))
+                    loss = F.cross_entropy(logits, train.labels[batch].to(device))
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss) * len(batch)
+                    correct += int((logits.argmax(1).cpu() == train.labels[batch]).sum())
+                    bar.update(task, advance=1, description=f"{mode}: loss {float(loss):.3f}")
+                history.loss.append(total / len(train))
+                history.train_accuracy.append(correct / len(train))
+                history.val_accuracy.append(accuracy(trained, val, batch_size))
+                if checkpoint is not None and history.val_accuracy[-1] > best:
+                    best = history.val_accuracy[-1]
+                    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+                    torch.save({"state_dict": trained.network.state_dict(), "classes": list(train.classes),
+                                "mode": mode, "arch": model.name}, checkpoint)
+    except KeyboardInterrupt:
+        history.interrupted = True
+    trained.eval()
+    trained.requires_grad_(False)
+    return trained, history
+
+
+def plot_curves(histories: list[TransferHistory], path: str | Path | None = None):
+    """Validation (solid) and training (dashed) accuracy per epoch, one colour per mode; returns a PIL image."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, axis = plt.subplots(figsize=(5.5, 3.6))
+    for index, history in enumerate(histories):
+        epochs = range(1, len(history.val_accuracy) + 1)
+        colour = f"C{index}"
+        axis.plot(epochs, history.val_accuracy, "-o", color=colour, label=f"{history.mode} (val)")
+        axis.plot(epochs, history.train_accuracy, "--", color=colour, alpha=0.6, label=f"{history.mode} (train)")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("accuracy")
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+    return picture
