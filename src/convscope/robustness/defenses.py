@@ -1,0 +1,199 @@
+"""Input-transformation defenses as model wrappers, and their honest evaluation.
+
+Defenses (each ``transform(x) -> x'`` in front of the classifier):
+
+* ``jpeg``: JPEG re-encoding (Guo et al. 2018; Dziugaite et al. 2016), quality 75.
+* ``bit_depth``: bit-depth reduction to 3 bits (Xu et al. 2018, feature squeezing).
+* ``gaussian_noise``: additive Gaussian noise, sigma 0.05 (random).
+* ``median``: 3x3 median filter (Xu et al. 2018).
+* ``resize_pad``: random resize to [0.9, 1) of the side and random zero padding back (Xie et al. 2018).
+
+Evaluation (Athalye, Carlini & Wagner 2018): a *naive* attacker runs PGD on the undefended
+classifier and hands the images to the defended one; an *adaptive* attacker runs PGD on the
+defended classifier itself, with BPDA (the non-differentiable step replaced by the identity in
+the backward pass) and EOT (the gradient averaged over ``eot_samples`` draws of a random step).
+Convention: the defended forward pass always runs the real transform; only gradients are
+approximated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attacks.gradient import pgd
+from ..checks import check_images
+from ..errors import ConvscopeError
+from ..hooks import frozen
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class InputDefense:
+    """An input transformation: ``apply(x, generator)``; ``differentiable`` says whether autograd
+    through it is exact (else BPDA uses the identity); ``random`` whether EOT is needed."""
+
+    name: str
+    apply: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+    differentiable: bool
+    random: bool
+
+
+DEFENSES: Registry[Callable[..., InputDefense]] = Registry("defense")
+"""Name -> factory ``(**options) -> InputDefense``."""
+
+
+@DEFENSES.register("jpeg")
+def jpeg_defense(quality: int = 75) -> InputDefense:
+    """JPEG re-encoding at ``quality`` (libjpeg through torchvision; not differentiable)."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    def apply(x, generator=None):
+        images = list((x.detach() * 255).round().clamp(0, 255).to(torch.uint8).cpu())
+        return torch.stack(decode_jpeg(encode_jpeg(images, quality=quality))).to(x) / 255
+
+    return InputDefense(f"jpeg(q={quality})", apply, differentiable=False, random=False)
+
+
+@DEFENSES.register("bit_depth")
+def bit_depth_defense(bits: int = 3) -> InputDefense:
+    """Quantise every channel to ``2**bits`` levels (not differentiable: zero gradient a.e.)."""
+    levels = 2 ** bits - 1
+
+    def apply(x, generator=None):
+        return torch.round(x * levels) / levels
+
+    return InputDefense(f"bit_depth({bits})", apply, differentiable=False, random=False)
+
+
+@DEFENSES.register("gaussian_noise")
+def gaussian_noise_defense(sigma: float = 0.05) -> InputDefense:
+    """Add N(0, sigma^2) noise and clip to [0, 1] (random; differentiable)."""
+
+    def apply(x, generator=None):
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + sigma * noise).clamp(0, 1)
+
+    return InputDefense(f"gaussian_noise({sigma:g})", apply, differentiable=True, random=True)
+
+
+@DEFENSES.register("median")
+def median_defense(size: int = 3) -> InputDefense:
+    """``size`` x ``size`` median filter, reflect padding (treated as non-differentiable: BPDA)."""
+    pad = size // 2
+
+    def apply(x, generator=None):
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        patches = padded.unfold(2, size, 1).unfold(3, size, 1)
+        return patches.reshape(*x.shape, size * size).median(dim=-1).values
+
+    return InputDefense(f"median({size}x{size})", apply, differentiable=False, random=False)
+
+
+@DEFENSES.register("resize_pad")
+def resize_pad_defense(min_scale: float = 0.9) -> InputDefense:
+    """Xie 2018: resize to a random side in [min_scale * S, S), zero-pad at a random place to S."""
+
+    def apply(x, generator=None):
+        n, _, h, w = x.shape
+        side = int(torch.randint(int(min_scale * h), h, (1,), generator=generator, device=x.device))
+        small = F.interpolate(x, size=(side, side * w // h), mode="bilinear", align_corners=False)
+        top = int(torch.randint(h - small.shape[2] + 1, (1,), generator=generator, device=x.device))
+        left = int(torch.randint(w - small.shape[3] + 1, (1,), generator=generator, device=x.device))
+        return F.pad(small, (left, w - small.shape[3] - left, top, h - small.shape[2] - top))
+
+    return InputDefense(f"resize_pad({min_scale:g})", apply, differentiable=True, random=True)
+
+
+class DefendedModel(nn.Module):
+    """``model(defense(x))``: the classifier behind an input transformation.
+
+    With ``bpda=True`` the forward value is unchanged but the backward pass treats a
+    non-differentiable transformation as the identity (Athalye 2018's straight-through BPDA).
+    """
+
+    def __init__(self, model: nn.Module, defense: InputDefense, bpda: bool = False,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.model, self.defense, self.bpda, self.generator = model, defense, bpda, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        transformed = self.defense.apply(x, self.generator)
+        if self.bpda and not self.defense.differentiable:
+            transformed = x + (transformed - x).detach()
+        return self.model(transformed)
+
+
+class ExpectationOverTransformation(nn.Module):
+    """Mean log-probabilities of ``model`` over ``samples`` forward passes (Athalye 2018's EOT).
+
+    With the negative log-likelihood of these mean log-probabilities as loss, the gradient is
+    exactly the mean of the per-draw cross-entropy gradients.
+    """
+
+    def __init__(self, model: nn.Module, samples: int):
+        super().__init__()
+        self.model, self.samples = model, samples
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.model(x).log_softmax(-1) for _ in range(self.samples)]).mean(0)
+
+
+def _nll(log_probabilities: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.nll_loss(log_probabilities, y, reduction="none")
+
+
+@dataclass(frozen=True)
+class DefenseResult:
+    """Accuracy of one defended classifier: clean, under the naive and under the adaptive attack."""
+
+    defense: str
+    clean_accuracy: float
+    naive_accuracy: float
+    adaptive_accuracy: float
+    adaptive_attack: str
+
+
+def evaluate_defense(model: nn.Module, defense: InputDefense | str, x: torch.Tensor, y: torch.Tensor,
+                     eps: float = 8 / 255, steps: int = 10, alpha: float | None = None, eot_samples: int = 8,
+                     seed: int = 0, progress: bool = False) -> DefenseResult:
+    """Evaluate ``defense`` in front of ``model`` against a naive and an adaptive L∞ PGD attacker.
+
+    Args:
+        model: the undefended classifier (RGB in [0, 1]); left as it was.
+        defense: an :class:`InputDefense` or a name in :data:`DEFENSES` (default options).
+        x, y: images (N, 3, H, W) in [0, 1] and their true labels.
+        eps, steps, alpha: the PGD attack (alpha defaults to ``2.5 * eps / steps``).
+        eot_samples: draws averaged per gradient for random defenses (adaptive attack).
+        seed: seeds the defenses' randomness and the attack starts.
+
+    >>> evaluate_defense(model, "jpeg", x, y, eps=4/255)
+    """
+    check_images(x)
+    if isinstance(defense, str):
+        defense = DEFENSES.get(defense)()
+    if steps < 1 or eot_samples < 1:
+        raise ConvscopeError("steps and eot_samples must be at least 1")
+    alpha = alpha or 2.5 * eps / steps
+    y = torch.as_tensor(y, device=x.device).long()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    defended = DefendedModel(model, defense, generator=generator)
+    adaptive = DefendedModel(model, defense, bpda=True, generator=generator)
+    attacker = ExpectationOverTransformation(adaptive, eot_samples if defense.random else 1)
+
+    def accuracy(images: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((defended(images).argmax(-1) == y).float().mean())
+
+    with frozen(model):
+        clean = accuracy(x)
+        naive = pgd(model, x, y, eps, alpha, steps, generator=generator, progress=progress)
+        strong = pgd(attacker, x, y, eps, alpha, steps, loss_fn=_nll, generator=generator, progress=progress)
+        naive_accuracy, adaptive_accuracy = accuracy(naive), accuracy(strong)
+    parts = (["BPDA"] if not defense.differentiable else []) + ([f"EOT-{eot_samples}"] if defense.random else [])
+    return DefenseResult(defense.name, clean, naive_accuracy, adaptive_accuracy,
+                         f"PGD-{steps}" + (" + " + " + ".join(parts) if parts else ""))
