@@ -37,8 +37,9 @@ def tiny_images():
 
 
 FAST = {"bim": dict(steps=3), "pgd": dict(steps=3, alpha=2 / 255), "pgd-l2": dict(steps=3), "cw": dict(steps=5, search_steps=2),
-        "deepfool": dict(steps=5), "one-pixel": dict(popsize=8, steps=3), "square": dict(queries=20)}
-BOUND = {"square": ("linf", 8 / 255), "fgsm": ("linf", 8 / 255), "bim": ("linf", 8 / 255), "pgd": ("linf", 8 / 255), "pgd-l2": ("l2", 1.0),
+        "deepfool": dict(steps=5), "one-pixel": dict(popsize=8, steps=3), "square": dict(queries=20),
+        "eot": dict(steps=3, samples=2), "substitute": dict(rounds=1, epochs=2)}
+BOUND = {"square": ("linf", 8 / 255), "eot": ("linf", 16 / 255), "substitute": ("linf", 8 / 255), "fgsm": ("linf", 8 / 255), "bim": ("linf", 8 / 255), "pgd": ("linf", 8 / 255), "pgd-l2": ("l2", 1.0),
          "one-pixel": ("l0", 1)}
 DETERMINISTIC = {"fgsm", "bim", "cw", "deepfool"}  # no random draws: a batch equals its images one by one
 
