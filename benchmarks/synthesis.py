@@ -43,7 +43,8 @@ def lucent_render(model, size: int, steps: int):
     torch.manual_seed(0)
     return lucent.render_vis(model, f"network_{LAYER.replace('.', '_')}:{CHANNEL}",
                              param_f=lambda: param.image(size, fft=True, decorrelate=True),
-                             thresholds=(steps,), preprocess=False, progress=False, show_image=False)
+                             thresholds=(steps,), preprocess=False, progress=False, show_image=False,
+                             fixed_image_size=size)  # lucent upsamples < 224 px unless told the size
 
 
 def speed(size: int, steps: int) -> None:
