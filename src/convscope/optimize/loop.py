@@ -181,7 +181,7 @@ def optimize(
                 if not torch.isfinite(closure.scores).all():
                     raise ConvscopeError("the objective became NaN/inf: lower the learning rate")
                 if early_stop:
-                    if score > best + tolerance * abs(best) if best != -float("inf") else True:
+                    if best == -float("inf") or score > best + tolerance * abs(best):
                         best, since_best = score, 0
                     else:
                         since_best += 1
