@@ -49,7 +49,7 @@ def cw(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
     best_adv, best_l2 = x.clone(), torch.full((count,), float("inf"), device=x.device)
     with frozen(model):
         y = labels_for(model, x, y)
-        one_hot = F.one_hot(y, model(x[:1]).shape[-1]).bool() if count else None
+        one_hot = F.one_hot(y, model(x[:1]).shape[-1]).bool()
         const = torch.full((count,), float(c), device=x.device)
         lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
         start = torch.atanh((2 * x - 1).clamp(-1, 1) * 0.999999)

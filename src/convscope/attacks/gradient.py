@@ -18,6 +18,7 @@ any ``(logits, y) -> Tensor[N] | scalar`` (a BPDA/EOT wrapper passes its own), a
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -40,15 +41,8 @@ def input_gradient(model: Model, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
 
 
 def _freeze(model: Model, eval_mode: bool):
-    return frozen(model, eval_mode=eval_mode) if isinstance(model, torch.nn.Module) else _nothing()
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+    """``frozen`` for modules; a plain callable (e.g. a model composed with a transform) is run as is."""
+    return frozen(model, eval_mode=eval_mode) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
 
 
 def fgsm(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255, *,

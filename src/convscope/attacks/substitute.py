@@ -88,7 +88,7 @@ def substitute_attack(black_box: nn.Module, seed: torch.Tensor, x: torch.Tensor,
     with progress_bar((rounds + 1) * epochs, "substitute", progress) as advance:
         for round_ in range(rounds + 1):
             for _ in range(epochs):
-                order = torch.randperm(data.shape[0], generator=generator).to(data.device)
+                order = torch.randperm(data.shape[0], generator=generator, device=data.device)
                 for start in range(0, data.shape[0], 32):
                     batch = order[start:start + 32]
                     optimizer.zero_grad()
