@@ -1,0 +1,226 @@
+"""CLI commands ``corrupt``, ``robustness``, ``train`` and ``defenses``, and their tour step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+from rich.table import Table
+
+from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
+                          open_model, output_path)
+from ..errors import ConvscopeError
+from ..images import PHOTOS, ImageFolderDataset, image_files, load_image, save_image
+from ..models import DEFAULT_MODEL
+from ..render import Panel, figure
+from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
+from ..robustness.defenses import DEFENSES, evaluate_defense
+from ..robustness.imagenet_c import corruption_errors
+from ..robustness.training import ADVERSARIAL_METHODS, digits_dataset, small_cnn, train
+from ..tour import tour_step
+
+
+def corruption_grid(image: torch.Tensor, severity: int, path: Path, seed: int = 0) -> Path:
+    """One panel per corruption (the 15 + 4) of one image at one severity."""
+    panels = [Panel(image[0], "clean")] + [Panel(corrupt(image, name, severity, seed=seed)[0], name.replace("_", " "))
+                                          for name in CORRUPTIONS.names()]
+    figure(panels, path, columns=5, suptitle=f"ImageNet-C corruptions, severity {severity}", panel_size=2.2)
+    return path
+
+
+def labelled_batches(data: str, model, size: int, limit: int | None, batch_size: int = 16):
+    """``samples`` (the bundled photos) or a folder -> list of (images, labels) and a note.
+
+    Subfolders named by a class id or a class name of the model give the labels; without them
+    the label is the model's prediction on the clean image (so the clean error is 0).
+    """
+    if data == "samples":
+        images = torch.cat([load_image(f"sample:{name}", size) for name in PHOTOS])
+        classes = None
+    else:
+        folder = Path(data)
+        if not folder.is_dir() or not image_files(folder):
+            raise ConvscopeError(f"{data!r} is neither 'samples' nor a folder of images")
+        dataset = ImageFolderDataset(folder, size, labelled=True)
+        items = [dataset[i] for i in range(len(dataset) if limit is None else min(limit, len(dataset)))]
+        images = torch.stack([item[0] for item in items])
+        names = [dataset.classes[item[1]] if item[1] >= 0 else None for item in items]
+        classes = [_class_id(name, model) for name in names] if all(names) else None
+    images = images[:limit] if limit else images
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        predicted = torch.cat([model(images[i:i + batch_size].to(device)).argmax(-1).cpu()
+                               for i in range(0, len(images), batch_size)])
+    labels = torch.as_tensor(classes[:len(images)]) if classes is not None else predicted
+    note = "labels from the folder names" if classes is not None else "labels = the model's clean predictions"
+    return [(images[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, len(images), batch_size)], note
+
+
+def _class_id(name: str, model) -> int:
+    if name.isdigit():
+        return int(name)
+    labels = [label.lower() for label in (model.labels or [])]
+    if name.lower().replace("_", " ") in labels:
+        return labels.index(name.lower().replace("_", " "))
+    raise ConvscopeError(f"folder {name!r} is neither a class id nor a class name of the model")
+
+
+def _parse_list(text: str | None, default, known, what: str) -> list:
+    if text is None:
+        return list(default)
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    for item in items:
+        if item not in known:
+            raise ConvscopeError(f"unknown {what} {item!r}; known: {', '.join(map(str, known))}")
+    return items
+
+
+def register(app: typer.Typer) -> None:
+
+    @app.command("corrupt")
+    def corrupt_command(
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        name: Annotated[Optional[str], typer.Option("--name", help=" | ".join(CORRUPTIONS.names()) + " (default: a grid of all)")] = None,
+        severity: Annotated[int, typer.Option("--severity", help="1 to 5")] = 3,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        size: Annotated[int, typer.Option("--size")] = 224,
+        out: Annotated[Path, typer.Option("--out", help="image (one corruption) or grid (.png) to write")] = Path("corrupt.png"),
+    ) -> None:
+        """Apply one ImageNet-C corruption (or draw all 19) to an image."""
+        x = load_image(image, size)
+        if name is None:
+            corruption_grid(x, severity, output_path(out), seed)
+        else:
+            save_image(corrupt(x, name, severity, seed=seed), output_path(out))
+        console.print(f"wrote {out}")
+
+    @app.command("robustness")
+    def robustness_command(
+        data: Annotated[str, typer.Argument(help="'samples' (bundled photos) or a folder (subfolders = class ids or names)")],
+        baseline: Annotated[Optional[str], typer.Option("--baseline", help="normalise by this model's errors (default: AlexNet's published ones)")] = None,
+        corruptions: Annotated[Optional[str], typer.Option("--corruptions", help="comma-separated names (default: the 15)")] = None,
+        severities: Annotated[str, typer.Option("--severities", help="comma-separated, e.g. 1,3,5")] = "1,2,3,4,5",
+        limit: Annotated[Optional[int], typer.Option("--limit", help="use the first N images")] = None,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        size: Annotated[Optional[int], typer.Option("--size")] = None,
+        out_dir: Annotated[Path, typer.Option("--out-dir")] = Path("robustness"),
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot."""
+        names = _parse_list(corruptions, BENCHMARK_CORRUPTIONS, CORRUPTIONS.names(), "corruption")
+        levels = [int(s) for s in _parse_list(severities, (), ["1", "2", "3", "4", "5"], "severity")]
+        classifier = open_model(model, weights, arch, trust, device)
+        batches, note = labelled_batches(data, classifier, size or classifier.input_size, limit)
+        result = corruption_errors(classifier, batches, names, levels, seed=seed)
+        reference = None
+        if baseline is not None:
+            other = open_model(baseline, device=device)
+            reference = corruption_errors(other, batches, names, levels, seed=seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result.to_csv(out_dir / "corruption_errors.csv", reference)
+        result.plot(out_dir / "corruption_errors.png", reference)
+        table = Table(title=f"{result.model_name} on {result.count} images ({note}); clean error {result.clean:.3f}")
+        for column in ("corruption", "mean error", "CE", "relative CE"):
+            table.add_column(column)
+        scored = reference is not None
+        for name in names:
+            ce = scored or name in BENCHMARK_CORRUPTIONS
+            table.add_row(name, f"{result.mean_error(name):.3f}",
+                          f"{100 * result.corruption_error(name, reference):.1f}%" if ce else "-",
+                          f"{100 * result.corruption_error(name, reference, relative=True):.1f}%" if ce else "-")
+        console.print(table)
+        if scored or any(name in BENCHMARK_CORRUPTIONS for name in names):
+            console.print(f"mCE {100 * result.mce(reference):.1f}%, relative mCE "
+                          f"{100 * result.mce(reference, relative=True):.1f}% "
+                          f"(normalised by {reference.model_name if reference else 'AlexNet, published errors'})")
+        console.print(f"wrote {out_dir / 'corruption_errors.csv'} and {out_dir / 'corruption_errors.png'}")
+
+    @app.command("train")
+    def train_command(
+        data: Annotated[str, typer.Argument(help="'digits' (scikit-learn, offline) or an image folder (subfolders = classes)")],
+        arch: Annotated[str, typer.Option("--arch", help="small_cnn")] = "small_cnn",
+        adversarial: Annotated[Optional[str], typer.Option("--adversarial", help=" | ".join(ADVERSARIAL_METHODS))] = None,
+        eps: Annotated[float, typer.Option("--eps", help="L∞ budget (pixel units) of training and PGD-20 evaluation")] = 0.1,
+        epochs: Annotated[int, typer.Option("--epochs")] = 8,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="per process")] = 64,
+        lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+        size: Annotated[int, typer.Option("--size", help="image side (a multiple of 4)")] = 16,
+        eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="evaluate on the first N test images")] = None,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        out_dir: Annotated[Path, typer.Option("--out-dir")] = Path("training"),
+    ) -> None:
+        """Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP)."""
+        if arch != "small_cnn":
+            raise ConvscopeError(f"unknown --arch {arch!r}; known: small_cnn")
+        if data == "digits":
+            train_data, test_data, classes = digits_dataset(size), digits_dataset(size, "test"), 10
+        else:
+            folder = Path(data)
+            if not folder.is_dir():
+                raise ConvscopeError(f"{data!r} is neither 'digits' nor a folder")
+            dataset = ImageFolderDataset(folder, size, labelled=True)
+            if len(dataset.classes) < 2:
+                raise ConvscopeError(f"{data!r} needs at least two class subfolders")
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+            cut = max(1, len(order) // 5)
+            train_data, test_data = torch.utils.data.Subset(dataset, order[cut:]), torch.utils.data.Subset(dataset, order[:cut])
+            classes = len(dataset.classes)
+        name = adversarial or "standard"
+        history = train(small_cnn(classes, size=size), train_data, test_data, epochs, adversarial, eps, batch_size=batch_size,
+                        lr=lr, eval_size=eval_size, seed=seed, checkpoint=out_dir / f"{name}.pt")
+        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            history.plot(output_path(out_dir / f"{name}.png"))
+            table = Table(title=f"{name} training, eps={eps:g}")
+            for column in ("epoch", "loss", "clean acc", "PGD-20 acc", "seconds"):
+                table.add_column(column)
+            for r in history.epochs:
+                table.add_row(str(r.epoch), f"{r.loss:.3f}", f"{r.clean_accuracy:.3f}", f"{r.robust_accuracy:.3f}", f"{r.seconds:.1f}")
+            console.print(table)
+            console.print(f"wrote {out_dir / (name + '.pt')} and {out_dir / (name + '.png')}")
+
+    @app.command("defenses")
+    def defenses_command(
+        data: Annotated[str, typer.Argument(help="'digits' (with --checkpoint from `convscope train digits`), 'samples', or a folder")],
+        checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="small_cnn checkpoint for 'digits'")] = None,
+        names: Annotated[Optional[str], typer.Option("--defenses", help="comma-separated: " + ", ".join(DEFENSES.names()))] = None,
+        eps: Annotated[float, typer.Option("--eps")] = 8 / 255,
+        steps: Annotated[int, typer.Option("--steps")] = 10,
+        eot: Annotated[int, typer.Option("--eot", help="EOT samples for random defenses")] = 8,
+        limit: Annotated[Optional[int], typer.Option("--limit")] = 64,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        size: Annotated[Optional[int], typer.Option("--size")] = None,
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker."""
+        chosen = _parse_list(names, DEFENSES.names(), DEFENSES.names(), "defense")
+        if data == "digits":
+            if checkpoint is None:
+                raise ConvscopeError("'digits' needs --checkpoint FILE.pt written by `convscope train digits`")
+            state = torch.load(checkpoint, weights_only=True)["state_dict"]
+            side = size or 16
+            classifier = small_cnn(size=side)
+            classifier.load_state_dict(state)
+            test = digits_dataset(side, "test")
+            x, y = test.tensors[0][:limit], test.tensors[1][:limit]
+        else:
+            classifier = open_model(model, weights, arch, trust, device)
+            batches, _ = labelled_batches(data, classifier, size or classifier.input_size, limit, batch_size=10 ** 6)
+            x, y = batches[0]
+            x = x.to(next(classifier.parameters()).device)
+        table = Table(title=f"defenses, L∞ eps={eps:.4g}, {len(y)} images")
+        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "adaptive attack"):
+            table.add_column(column)
+        for name in chosen:
+            result = evaluate_defense(classifier, name, x, y, eps, steps, eot_samples=eot, seed=seed, progress=True)
+            table.add_row(result.defense, f"{result.clean_accuracy:.3f}", f"{result.naive_accuracy:.3f}",
+                          f"{result.adaptive_accuracy:.3f}", result.adaptive_attack)
+        console.print(table)
+
+
+@tour_step(70, "common corruptions (ImageNet-C, severity 3)")
+def corruptions_step(model, image, out: Path) -> list[Path]:
+    return [corruption_grid(image, 3, out / "corruptions.png")]

@@ -1,0 +1,156 @@
+"""Robustness: CE/mCE arithmetic, adversarial training (also under torchrun), defenses with BPDA/EOT."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from convscope.errors import ConvscopeError
+from convscope.robustness.defenses import (DEFENSES, DefendedModel, ExpectationOverTransformation,
+                                           evaluate_defense)
+from convscope.robustness.imagenet_c import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS, CorruptionErrors, corruption_errors
+from convscope.robustness.training import adversarial_batch, digits_dataset, small_cnn, train
+from convscope.testing import assert_untouched, model_state
+
+
+class Constant(nn.Module):
+    """Always predicts ``label`` (a linear layer with a bias only)."""
+
+    def __init__(self, label: int, classes: int = 3):
+        super().__init__()
+        self.head = nn.Linear(1, classes)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.copy_(torch.nn.functional.one_hot(torch.tensor(label), classes).float())
+
+    def forward(self, x):
+        return self.head(x.mean(dim=(1, 2, 3))[:, None])
+
+
+def test_ce_and_mce_follow_the_paper_definitions():
+    result = CorruptionErrors("m", clean=0.2, errors={"fog": [0.3, 0.4, 0.5, 0.6, 0.7], "contrast": [0.2] * 5})
+    base = CorruptionErrors("b", clean=0.4, errors={"fog": [0.5, 0.6, 0.7, 0.8, 0.9], "contrast": [0.4] * 5})
+    assert result.corruption_error("fog", base) == pytest.approx(2.5 / 3.5)
+    assert result.corruption_error("fog", base, relative=True) == pytest.approx((2.5 - 1.0) / (3.5 - 2.0))
+    assert result.mce(base) == pytest.approx((2.5 / 3.5 + 0.5) / 2)
+    alexnet_like = CorruptionErrors("a", ALEXNET_CLEAN_ERROR, {name: [e] * 5 for name, e in ALEXNET_ERRORS.items()})
+    assert alexnet_like.mce() == pytest.approx(1.0) and alexnet_like.mce(relative=True) == pytest.approx(1.0)
+    assert len(ALEXNET_ERRORS) == 15
+
+
+def test_corruption_errors_counts_mistakes_and_leaves_the_model_alone(tmp_path, small_batch):
+    model = Constant(1)
+    model.train()
+    before = model_state(model)
+    labels = torch.tensor([1, 0])  # one right, one wrong whatever the corruption
+    result = corruption_errors(model, [(small_batch, labels)], ["fog", "speckle_noise"], [1, 5], progress=False)
+    assert result.clean == 0.5 and result.errors == {"fog": [0.5, 0.5], "speckle_noise": [0.5, 0.5]}
+    assert result.mce() == pytest.approx(0.5 / ALEXNET_ERRORS["fog"])  # only fog is a benchmark corruption
+    assert_untouched(model, before)
+    csv = result.to_csv(tmp_path / "errors.csv").read_text().splitlines()
+    assert csv[0].startswith("corruption,error_s1,error_s2,mean_error,ce") and csv[2].startswith("fog,0.5000,0.5000")
+    assert result.plot(tmp_path / "errors.png").stat().st_size > 0
+
+
+def test_digits_are_rgb_images_with_a_fixed_split():
+    train_data, test_data = digits_dataset(16), digits_dataset(16, "test")
+    x, y = train_data.tensors
+    assert x.shape[1:] == (3, 16, 16) and 0 <= x.min() and x.max() <= 1
+    assert len(train_data) + len(test_data) == 1797 and set(y.tolist()) == set(range(10))
+    assert torch.equal(digits_dataset(16).tensors[1], y)
+
+
+@pytest.mark.parametrize("method", ["pgd", "fgsm-rs"])
+def test_training_examples_stay_in_the_ball_and_keep_train_mode(method):
+    network = small_cnn()
+    network.train()
+    x, y = digits_dataset(16, "test").tensors
+    x, y = x[:8], y[:8]
+    x_adv = adversarial_batch(network, x, y, method, eps=0.1, generator=torch.Generator().manual_seed(0))
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert not torch.equal(x_adv, x)
+    assert network.training and all(p.requires_grad for p in network.parameters())
+    with pytest.raises(ConvscopeError, match="adversarial"):
+        adversarial_batch(network, x, y, "fgsm", eps=0.1)
+
+
+def test_adversarial_training_beats_standard_training_under_pgd(tmp_path):
+    torch.manual_seed(0)
+    train_data, test_data = digits_dataset(16), digits_dataset(16, "test")
+    results = {}
+    for method in (None, "fgsm-rs"):
+        torch.manual_seed(0)
+        network = small_cnn()
+        history = train(network, train_data, test_data, epochs=3, adversarial=method, eps=0.1, eval_steps=10,
+                        eval_size=120, checkpoint=tmp_path / f"{method}.pt", progress=False)
+        results[method] = history.final
+        assert len(history.epochs) == 3 and not network.training
+        saved = torch.load(tmp_path / f"{method}.pt", weights_only=True)
+        assert saved["history"]["epochs"][-1]["clean_accuracy"] == history.final.clean_accuracy
+    assert results[None].clean_accuracy > 0.85
+    assert results["fgsm-rs"].robust_accuracy > results[None].robust_accuracy + 0.1
+
+
+def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch, torch.distributed as dist
+        from torch.utils.data import Subset
+        from convscope.robustness.training import digits_dataset, small_cnn, train
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        network = small_cnn()
+        history = train(network, Subset(digits_dataset(16), range(256)), digits_dataset(16, "test"), epochs=1,
+                        eval_steps=2, eval_size=40, batch_size=32, progress=False, checkpoint=r"{tmp_path}/ddp.pt")
+        total = sum(float(p.double().sum()) for p in network.parameters())
+        open(r"{tmp_path}/rank%d.txt" % dist.get_rank(), "w").write("%r %r %d" % (
+            total, history.final.clean_accuracy, dist.get_world_size()))
+        dist.destroy_process_group()
+    """))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29731",
+                          str(script)], capture_output=True, text=True, env=environment, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # same weights and the same (all-reduced) accuracy on both ranks
+    assert ranks[0][2] == "2" and (tmp_path / "ddp.pt").exists()
+
+
+def test_bpda_is_straight_through_and_eot_averages_the_draws():
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    x = torch.rand(2, 3, 4, 4, requires_grad=True)
+    defended = DefendedModel(linear, DEFENSES.get("bit_depth")(2), bpda=True)
+    output = defended(x)
+    assert torch.allclose(output, linear(torch.round(x * 3) / 3))
+    (gradient,) = torch.autograd.grad(output[:, 0].sum(), x)
+    assert torch.allclose(gradient, linear[1].weight[0].view(1, 3, 4, 4).expand(2, -1, -1, -1))
+    (naive,) = torch.autograd.grad(DefendedModel(linear, DEFENSES.get("bit_depth")(2))(x)[:, 0].sum(), x,
+                                   allow_unused=True)
+    assert naive is None or naive.abs().max() == 0  # rounding hides the gradient: why naive attacks fail
+
+    noisy = DefendedModel(linear, DEFENSES.get("gaussian_noise")(0.5), generator=torch.Generator().manual_seed(1))
+    draws = torch.stack([noisy(x).log_softmax(-1) for _ in range(4)]).mean(0)
+    noisy.generator.manual_seed(1)
+    assert torch.allclose(ExpectationOverTransformation(noisy, 4)(x), draws)
+
+
+@pytest.mark.parametrize("name", DEFENSES.names())
+def test_every_defense_keeps_shape_and_range(name, small_batch):
+    defense = DEFENSES.get(name)()
+    out = defense.apply(small_batch, torch.Generator().manual_seed(0))
+    assert out.shape == small_batch.shape and out.min() >= 0 and out.max() <= 1
+    assert (out - small_batch).abs().mean() > 0
+
+
+def test_adaptive_attack_breaks_the_defenses_the_naive_one_does_not(model, small_batch):
+    """Real model, real photos: bit-depth reduction survives naive PGD at 2/255 better than BPDA."""
+    before = model_state(model)
+    labels = model(small_batch).argmax(-1)
+    result = evaluate_defense(model, "bit_depth", small_batch, labels, eps=2 / 255, steps=3)
+    assert result.adaptive_accuracy <= result.naive_accuracy
+    assert result.adaptive_accuracy == 0.0 and result.adaptive_attack == "PGD-3 + BPDA"
+    assert_untouched(model, before)
