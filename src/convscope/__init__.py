@@ -15,3 +15,4 @@ from .dissect.atlas import build_atlas
 from .attribution import METHODS as ATTRIBUTION_METHODS, attribute
 from .optimize import (dream, invert, invert_embedding, invert_sweep, stylize, visualize_channel,
                        visualize_class)
+from .report import build_report, write_report

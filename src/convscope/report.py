@@ -27,6 +27,8 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
+from .checks import check_images
+from .errors import ConvscopeError
 from .images import to_uint8
 from .layers import layer_table
 from .predictions import Prediction, predict
@@ -124,12 +126,8 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
     >>> report = build_report(load_model(), load_image("sample:chelsea"), "sample:chelsea")
     >>> report.save("report.html")
     """
-    from .checks import check_images
-
     check_images(image)
     if image.shape[0] != 1:
-        from .errors import ConvscopeError
-
         raise ConvscopeError(f"the report explains one image; got a batch of {image.shape[0]}")
     names = REPORT_SECTIONS.names() if sections is None else list(sections)
     for name in names:
