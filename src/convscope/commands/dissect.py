@@ -137,17 +137,21 @@ def register(app: typer.Typer) -> None:
         console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
 
 
-@tour_step(60, "dataset examples at the receptive field, first-layer filters")
+@tour_step(60, "first-layer filters, units firing on the photo, dataset examples at the receptive field")
 def dissect_step(model, image, out: Path) -> list[Path]:
     import tempfile
 
-    from ..dissect import channel_sheet, sample_folder, top_k_examples, weight_grid, weight_tiles
+    from ..dissect import channel_sheet, example_strip, sample_folder, top_k_examples, top_units, weight_grid, weight_tiles
 
     filters = out / "dissect_filters.png"
     weight_grid(weight_tiles(model, "conv_stem")).save(filters)
+    units = out / "dissect_units_blocks.3.png"
+    picture = image[0].cpu()
+    example_strip([(picture[:, u.box[0]:u.box[2], u.box[1]:u.box[3]], picture, u.box)
+                   for u in top_units(model, image, "blocks.3", k=4)], 112).save(units)
     with tempfile.TemporaryDirectory() as folder:
-        found = top_k_examples(model, sample_folder(folder, n=30), ["bn1", "blocks.3"], k=6, size=160, progress=False)
-        written = [filters]
+        found = top_k_examples(model, sample_folder(folder, n=24), ["bn1", "blocks.3"], k=6, size=160, progress=False)
+        written = [filters, units]
         for layer in found.layers:
             path = out / f"dissect_examples_{layer}.png"
             channel_sheet(found, layer, range(10)).save(path)
