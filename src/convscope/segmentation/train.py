@@ -160,8 +160,8 @@ def train_segmenter(net: nn.Module, train: SegmentationData, val: SegmentationDa
                     optimizer.zero_grad()
                     value.backward()
                     optimizer.step()
-                    total, count = total + float(value) * len(batch), count + len(batch)
-                    bar.update(task, advance=1, description=f"loss {float(value):.3f}")
+                    total, count = total + value.item() * len(batch), count + len(batch)
+                    bar.update(task, advance=1, description=f"loss {value.item():.3f}")
                 history.loss.append(total / count)
                 if val is not None:
                     scores = evaluate_segmenter(net, val, batch_size)

@@ -1,0 +1,105 @@
+"""Segmentation data, metrics (cross-checked with scikit-learn), networks and a tiny real training run."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix as sk_confusion, jaccard_score
+
+from convscope.errors import ConvscopeError
+from convscope.segmentation import (FCN, SCENE_CLASSES, SegmentationScores, UNet, build_segmenter, confusion_matrix,
+                                    dice_loss, draw_masks, evaluate_segmenter, generate_scenes, load_voc_folder,
+                                    predict_masks, segmentation_loss, train_segmenter, write_voc_folder)
+from convscope.testing import assert_untouched, model_state
+
+
+def test_scores_match_scikit_learn():
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.randint(0, 4, (3, 10, 10), generator=generator)
+    predicted = torch.where(torch.rand(3, 10, 10, generator=generator) < 0.7, truth,
+                            torch.randint(0, 4, (3, 10, 10), generator=generator))
+    truth[0, :2] = 255  # ignored pixels
+    confusion = confusion_matrix(predicted, truth, 4)
+    keep = (truth != 255).flatten().numpy()
+    t, p = truth.flatten().numpy()[keep], predicted.flatten().numpy()[keep]
+    np.testing.assert_array_equal(confusion.numpy(), sk_confusion(t, p, labels=range(4)))
+    scores = SegmentationScores.from_confusion(confusion)
+    np.testing.assert_allclose(scores.class_iou.numpy(), jaccard_score(t, p, average=None, labels=range(4)), rtol=1e-6)
+    assert scores.pixel_accuracy == pytest.approx(accuracy_score(t, p))
+    assert scores.mean_iou == pytest.approx(jaccard_score(t, p, average="macro", labels=range(4)))
+
+
+def test_miou_leaves_out_classes_absent_from_truth_and_prediction():
+    truth = torch.tensor([[0, 0, 1, 1]])
+    predicted = torch.tensor([[0, 1, 1, 1]])
+    scores = SegmentationScores.from_confusion(confusion_matrix(predicted, truth, 3))
+    assert scores.class_iou[:2].tolist() == pytest.approx([1 / 2, 2 / 3])
+    assert torch.isnan(scores.class_iou[2])
+    assert scores.mean_iou == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert scores.pixel_accuracy == pytest.approx(3 / 4)
+
+
+def test_dice_loss_by_hand():
+    target = torch.tensor([[[0, 1]]])
+    certain = torch.tensor([[[[50.0, -50.0]], [[-50.0, 50.0]]]])
+    assert float(dice_loss(certain, target, smooth=0.0)) == pytest.approx(0.0, abs=1e-6)
+    even = torch.zeros(1, 2, 1, 2)  # p = 0.5 everywhere: dice_c = 2 * 0.5 / (1 + 1) = 0.5
+    assert float(dice_loss(even, target, smooth=0.0)) == pytest.approx(0.5)
+    combined = segmentation_loss(even, target, "ce+dice")
+    assert float(combined) == pytest.approx(float(np.log(2)) + 1 / 3, rel=1e-5)  # default smooth=1: (1 + 1) / (2 + 1)
+    with pytest.raises(ConvscopeError):
+        segmentation_loss(even, target, "focal")
+
+
+def test_generated_scenes_are_exact_and_deterministic(tmp_path):
+    data = generate_scenes(6, size=48, seed=3)
+    again = generate_scenes(6, size=48, seed=3)
+    assert torch.equal(data.images, again.images) and torch.equal(data.masks, again.masks)
+    assert data.classes == SCENE_CLASSES and data.images.min() >= 0 and data.images.max() <= 1
+    assert set(data.masks.unique().tolist()) <= {0, 1, 2, 3} and (data.masks > 0).any() and (data.masks == 0).any()
+    # the VOC round trip keeps every mask pixel and the class names
+    write_voc_folder(data, tmp_path / "voc", split="val")
+    read = load_voc_folder(tmp_path / "voc", split="val")
+    assert torch.equal(read.masks, data.masks) and read.classes == SCENE_CLASSES
+    assert (read.images - data.images).abs().max() <= 1 / 255 + 1e-6
+    with pytest.raises(ConvscopeError):
+        load_voc_folder(tmp_path / "voc", split="train")
+    drawn = draw_masks(data.images[:2], data.masks[:2], len(SCENE_CLASSES))
+    background = data.masks[:2] == 0
+    assert torch.allclose(drawn.permute(0, 2, 3, 1)[background], data.images[:2].permute(0, 2, 3, 1)[background], atol=1 / 255)
+
+
+def test_unet_shapes_and_skips():
+    net = UNet(4, width=4, depth=2)
+    assert net(torch.rand(2, 3, 30, 22)).shape == (2, 4, 30, 22)
+    assert net.merge[0][0].in_channels == 2 * net.up[0].out_channels  # copied skip features concatenated
+
+
+def test_fcn_variants_keep_the_backbone_frozen_and_the_model_untouched(model):
+    before = model_state(model)
+    x = torch.rand(2, 3, 64, 64)
+    for variant in ("32s", "16s", "8s"):
+        net = FCN(model, 4, variant)
+        out = net(x)
+        assert out.shape == (2, 4, 64, 64)
+        out.sum().backward()
+        assert all(p.grad is None for p in net.backbone.parameters())
+        assert all(p.grad is not None for p in net.score.parameters())
+    assert net.layers == {32: "bn2", 16: "blocks.4", 8: "blocks.2"}
+    assert_untouched(model, before)
+    with pytest.raises(ConvscopeError):
+        build_segmenter("fcn4s", 4)
+
+
+def test_tiny_fcn_training_beats_background_only(model):
+    torch.manual_seed(0)
+    train, val = generate_scenes(48, size=64, seed=0), generate_scenes(16, size=64, seed=1)
+    net = FCN(model, len(SCENE_CLASSES), "8s")
+    net.eval()
+    history = train_segmenter(net, train, val, epochs=3, lr=3e-3, batch_size=16, progress=False)
+    assert not net.training  # its flag of before
+    assert history.loss[-1] < history.loss[0]
+    background_only = SegmentationScores.from_confusion(confusion_matrix(torch.zeros_like(val.masks), val.masks, 4))
+    scores = evaluate_segmenter(net, val)
+    assert scores.mean_iou == pytest.approx(history.val_miou[-1])
+    assert scores.mean_iou > background_only.mean_iou + 0.15
+    assert predict_masks(net, val.images[:2]).shape == (2, 64, 64)

@@ -1,0 +1,75 @@
+"""Transfer learning on the embedded model: frozen features vs fine-tuning vs scratch, data, checkpoints."""
+
+import pytest
+import torch
+
+from convscope.errors import ConvscopeError
+from convscope.images import PHOTOS, TEXTURES
+from convscope.testing import assert_untouched, model_state
+from convscope.transfer import (ImageSet, accuracy, finetune, load_image_folder, photo_dataset, plot_curves, replace_head,
+                                write_image_folder)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return photo_dataset(per_class=6, size=48, seed=0, val_per_class=3)
+
+
+def test_photo_dataset_has_one_class_per_bundled_picture(photos):
+    train, val = photos
+    assert train.classes == PHOTOS + TEXTURES
+    assert train.images.shape == (60, 3, 48, 48) and val.images.shape == (30, 3, 48, 48)
+    assert torch.equal(train.labels.bincount(), torch.full((10,), 6))
+    assert not any(torch.equal(a, b) for a in val.images[:3] for b in train.images[:6])
+
+
+def test_image_folder_round_trip_and_split(tmp_path, photos):
+    train, _ = photos
+    write_image_folder(train, tmp_path / "data")
+    first, second = load_image_folder(tmp_path / "data", size=48, val_fraction=1 / 3)
+    assert first.classes == tuple(sorted(train.classes))
+    assert len(first) == 40 and len(second) == 20 and torch.equal(second.labels.bincount(), torch.full((10,), 2))
+    with pytest.raises(ConvscopeError):
+        load_image_folder(tmp_path / "missing")
+
+
+def test_replace_head_swaps_the_last_linear(model):
+    network = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    assert replace_head(network, 5) == "2" and network[2].out_features == 5 and network[0].out_features == 8
+    with pytest.raises(ConvscopeError):
+        replace_head(torch.nn.Conv2d(3, 3, 1), 2)
+
+
+def test_features_mode_trains_only_a_new_head_and_leaves_the_model(model, photos, tmp_path):
+    train, val = photos
+    before = model_state(model)
+    trained, history = finetune(model, train, val, mode="features", epochs=2, checkpoint=tmp_path / "best.pt",
+                                progress=False)
+    assert_untouched(model, before)
+    assert trained.labels == list(train.classes) and trained.network.classifier.out_features == 10
+    original = dict(model.network.named_parameters())
+    for name, parameter in trained.network.named_parameters():
+        if not name.startswith("classifier"):
+            assert torch.equal(parameter, original[name]), name  # the backbone is frozen
+    assert history.val_accuracy[-1] == pytest.approx(accuracy(trained, val))
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["mode"] == "features" and saved["classes"] == list(train.classes)
+    assert plot_curves([history], tmp_path / "curves.png").size[0] > 100 and (tmp_path / "curves.png").is_file()
+
+
+def test_pretrained_start_beats_training_from_scratch(model, photos):
+    train, val = photos
+    _, pretrained = finetune(model, train, val, mode="features", epochs=3, progress=False)
+    _, scratch = finetune(model, train, val, mode="scratch", epochs=3, progress=False)
+    chance = 1 / len(train.classes)
+    assert pretrained.best_val_accuracy >= 0.7
+    assert pretrained.best_val_accuracy > scratch.best_val_accuracy + 0.2
+    assert scratch.best_val_accuracy < 0.5 + chance
+
+
+def test_bad_mode_and_mismatched_classes(model, photos):
+    train, val = photos
+    with pytest.raises(ConvscopeError):
+        finetune(model, train, val, mode="linear-probe")
+    with pytest.raises(ConvscopeError):
+        finetune(model, train, ImageSet(val.images, val.labels, val.classes[::-1]))
