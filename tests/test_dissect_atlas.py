@@ -65,3 +65,14 @@ def test_atlas_and_examples_commands(mined, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "units" / "units_blocks.2.png").is_file()
     assert torch.load(tmp_path / "site" / "examples-checkpoint.pt", weights_only=False)["state"]["complete"]
+
+
+def test_atlas_with_feature_visualizations(model, tmp_path):
+    pytest.importorskip("convscope.optimize.visualize")
+    found = convscope.top_k_examples(model, torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)),
+                                     "blocks.2", k=2, size=48, progress=False)
+    build_atlas(model, found, tmp_path, channels=[4], feature_vis=True, vis_steps=2, progress=False)
+    assert (tmp_path / "blocks.2" / "img" / "vis_4.png").is_file()
+    assert 'src="img/vis_4.png"' in (tmp_path / "blocks.2" / "channel_4.html").read_text()
+    assert "image 0" in (tmp_path / "blocks.2" / "channel_4.html").read_text() or "image 1" in \
+        (tmp_path / "blocks.2" / "channel_4.html").read_text()  # in-memory images are named by index
