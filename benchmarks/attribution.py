@@ -13,7 +13,6 @@ import copy
 import time
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
@@ -100,14 +99,17 @@ def main() -> None:
          "captum IntegratedGradients"),
     ]
     base = best_time(bare, args.repeats)
+    print(f"bare forward+backward: {base:.3f} s", flush=True)
     table = Table("method", "convscope s", "÷ (passes × fwd+bwd)", "anchor", "anchor s", "convscope ÷ anchor",
                   title=f"attribution, batch {args.batch} at {args.size}px, {args.threads} threads; "
                         f"bare forward+backward {base * 1000:.0f} ms")
     for name, passes, mine, anchor, anchor_name in rows:
         t_mine = best_time(mine, args.repeats)
         t_anchor = best_time(anchor, args.repeats) if anchor is not None else None
-        table.add_row(name, f"{t_mine:.3f}", f"{t_mine / (passes * base):.2f}", anchor_name,
-                      f"{t_anchor:.3f}" if t_anchor else "-", f"{t_mine / t_anchor:.2f}" if t_anchor else "-")
+        cells = (name, f"{t_mine:.3f}", f"{t_mine / (passes * base):.2f}", anchor_name,
+                 f"{t_anchor:.3f}" if t_anchor else "-", f"{t_mine / t_anchor:.2f}" if t_anchor else "-")
+        print(" | ".join(cells), flush=True)
+        table.add_row(*cells)
     Console(width=160).print(table)
     print("* captum's rectifier rules skip ReLU6, so on this model its guided backprop / deconvnet is a plain gradient.")
 
