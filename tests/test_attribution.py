@@ -7,7 +7,6 @@ from torch import nn
 
 import convscope
 from convscope.attribution import METHODS, STOCHASTIC, attribute, rectifier_rule
-from convscope.attribution.cam import cam, gradcam
 from convscope.attribution.integrated import integrated_gradients, quadrature
 from convscope.attribution.perturbation import occlusion
 from convscope.errors import ConvscopeError
