@@ -1,0 +1,26 @@
+"""Fooling images (Nguyen 2015): unrecognisable images the model labels with >= 99 % confidence."""
+
+import torch
+
+from convscope.attacks.evolution import fooling_gallery, fooling_images
+from convscope.testing import assert_untouched, model_state
+
+
+def test_cppn_evolves_a_strawberry_at_99_percent(model):
+    before = model_state(model)
+    result = fooling_images(model, [949], generations=40, generator=torch.Generator().manual_seed(0))
+    assert_untouched(model, before)
+    with torch.no_grad():
+        again = model(result.images).softmax(dim=1)[0, 949]
+    assert result.confidence.item() >= 0.99 and abs(again.item() - result.confidence.item()) < 1e-4
+    assert result.queries.item() == 32 * result.generations.item() and result.generations.item() < 40
+    assert result.images.shape == (1, 3, 64, 64) and result.images.std() > 0.01  # not a flat colour
+    assert fooling_gallery(model, result).size[0] > 0
+
+
+def test_direct_encoding_never_loses_its_best_and_stops_finished_classes(model):
+    result = fooling_images(model, [949, 980], encoding="direct", size=32, popsize=8, elite=2, generations=6,
+                            generator=torch.Generator().manual_seed(0))
+    assert (result.history[1:] >= result.history[:-1] - 1e-6).all()  # elitism
+    assert ((result.images >= 0) & (result.images <= 1)).all()
+    assert torch.equal(result.queries, result.generations * 8)
