@@ -16,3 +16,6 @@ from .attribution import METHODS as ATTRIBUTION_METHODS, attribute
 from .optimize import (dream, invert, invert_embedding, invert_sweep, stylize, visualize_channel,
                        visualize_class)
 from .report import build_report, write_report
+from .segmentation import (FCN, UNet, class_heatmap, convolutionalize, evaluate_segmenter, generate_scenes,
+                           load_voc_folder, predict_masks, train_segmenter)
+from .transfer import finetune, load_image_folder, photo_dataset

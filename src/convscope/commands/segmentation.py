@@ -154,5 +154,6 @@ def register(app: typer.Typer) -> None:
         prediction_figure(batch, masks, classes, path=output_path(out))
         for spec, mask in zip(images, masks):
             shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
-            console.print(f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0))
+            console.print(f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0),
+                          emoji=False, markup=False)
         console.print(f"-> {out}")
