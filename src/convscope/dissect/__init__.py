@@ -5,16 +5,19 @@
   and the reverse view (which units fire most on one image).
 - :mod:`.engines`: where mining runs, ``local`` or ``ray`` (Ray Data).
 - :mod:`.atlas`: a static HTML neuron atlas (OpenAI Microscope-like).
+- :mod:`.projection`: a unit projected back to pixels (deconvnet / guided backprop).
 - :mod:`.samples`: an offline image folder from the bundled photos.
 """
 
+from .atlas import build_atlas
 from .examples import (LayerExamples, TopExamples, UnitActivation, channel_sheet, example_strip, load_examples,
                        top_k_examples, top_units)
+from .projection import project_units
 from .samples import sample_folder
 from .weights import filter_tiles, layer_weight, row_tiles, weight_grid, weight_tiles
 
 __all__ = [
-    "LayerExamples", "TopExamples", "UnitActivation", "channel_sheet", "example_strip", "filter_tiles",
-    "layer_weight", "load_examples", "row_tiles", "sample_folder", "top_k_examples", "top_units", "weight_grid",
-    "weight_tiles",
+    "LayerExamples", "TopExamples", "UnitActivation", "build_atlas", "channel_sheet", "example_strip",
+    "filter_tiles", "layer_weight", "load_examples", "project_units", "row_tiles", "sample_folder",
+    "top_k_examples", "top_units", "weight_grid", "weight_tiles",
 ]

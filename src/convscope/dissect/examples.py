@@ -297,7 +297,8 @@ def top_k_examples(
         size: side images are resized to (default: the model's ``input_size`` or 224).
         batch_size: images per forward pass.
         checkpoint: file where partial results are saved every ``save_every`` batches and on
-            Ctrl-C; a later call with the same arguments resumes from it.
+            Ctrl-C; a later call with the same arguments resumes from it (data is recognised by
+            its file names, or only by its length for tensors and datasets without files).
         engine: ``"local"`` (this process) or ``"ray"`` (shards mined in parallel on Ray Data,
             top-k lists merged exactly; see :mod:`convscope.dissect.engines`).
         address: Ray cluster address (``None`` starts a local Ray).
