@@ -11,12 +11,14 @@ from rich.table import Table
 
 from ..attacks import ATTACKS, attack
 from ..attacks.evaluate import evaluate_attack
+from ..attacks.evolution import fooling_gallery, fooling_images
 from ..attacks.figure import attack_figure
 from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
                           open_model, output_path)
 from ..errors import ConvscopeError
 from ..images import image_files, load_folder, save_image
 from ..models import DEFAULT_MODEL
+from ..targets import class_index
 from ..tour import tour_step
 
 
@@ -109,6 +111,35 @@ def register(app: typer.Typer) -> None:
                       "-" if report.mean_queries is None else f"{report.mean_queries:.0f}", f"{report.seconds:.1f} s")
         console.print(table)
 
+    @app.command("fooling")
+    def fooling_command(
+        classes: Annotated[str, typer.Argument(help="comma-separated class ids or names, e.g. strawberry,volcano")],
+        encoding: Annotated[str, typer.Option("--encoding", help="cppn | direct")] = "cppn",
+        generations: Annotated[int, typer.Option("--generations")] = 200,
+        popsize: Annotated[int, typer.Option("--popsize")] = 32,
+        size: Annotated[int, typer.Option("--size", help="image size in pixels")] = 64,
+        threshold: Annotated[float, typer.Option("--threshold", help="stop a class at this confidence")] = 0.99,
+        out: Annotated[Path, typer.Option("--out", help="gallery to write (.png)")] = Path("fooling.png"),
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."""
+        import torch
+
+        classifier = open_model(model, weights, arch, trust, device)
+        ids = [class_index(name, classifier.labels) for name in classes.split(",") if name.strip()]
+        if not ids:
+            raise ConvscopeError("give at least one class")
+        result = fooling_images(classifier, ids, encoding=encoding, generations=generations, popsize=popsize,
+                                size=size, threshold=threshold, generator=torch.Generator().manual_seed(seed),
+                                progress=True)
+        fooling_gallery(classifier, result, output_path(out))
+        for class_id, confidence, spent in zip(ids, result.confidence.tolist(), result.queries.tolist()):
+            name = classifier.labels[class_id] if classifier.labels else str(class_id)
+            console.print(f"{name}: {100 * confidence:.1f}% after {spent} queries")
+        console.print(f"gallery: {out}")
+
 
 @tour_step(40, "adversarial example (targeted PGD, eps 4/255)")
 def attack_step(model, image, out: Path) -> list[Path]:
@@ -116,3 +147,12 @@ def attack_step(model, image, out: Path) -> list[Path]:
     attack_figure(targeted, 0, out / "attack_pgd.png")
     attack_figure(attack(model, image, method="fgsm", eps=2 / 255), 0, out / "attack_fgsm.png")
     return [out / "attack_pgd.png", out / "attack_fgsm.png"]
+
+
+@tour_step(41, "fooling image (CPPN evolution, Nguyen 2015)")
+def fooling_step(model, image, out: Path) -> list[Path]:
+    import torch
+
+    result = fooling_images(model, [949], generations=40, generator=torch.Generator().manual_seed(0))
+    fooling_gallery(model, result, out / "fooling.png")
+    return [out / "fooling.png"]
