@@ -64,3 +64,12 @@ def test_figure_titles_show_classes_and_confidence(model, chelsea):
     picture = attack_figure(result)
     assert picture.size[0] > 2 * picture.size[1]
     assert result.rows()[0]["original"] == "Egyptian cat" and result.rows()[0]["adversarial"] != "Egyptian cat"
+
+
+def test_fooling_command_writes_a_gallery(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "fooling.png"
+    code, text, _ = run(monkeypatch, capsys, "fooling", "strawberry", "--generations", "3", "--popsize", "8",
+                        "--size", "32", "--out", str(out), "--device", "cpu")
+    assert code == 0 and "strawberry:" in text and "queries" in text and Image.open(out).size[0] > 0
+    code, _, err = run(monkeypatch, capsys, "fooling", "strawbery", "--generations", "1")
+    assert code == 2 and "did you mean 'strawberry'" in err

@@ -167,7 +167,7 @@ def _cppn_render(genome: list[torch.Tensor], size: int) -> torch.Tensor:
 
 
 def fooling_images(model: torch.nn.Module, classes: Sequence[int] | torch.Tensor, *, encoding: str = "cppn",
-                   size: int = 64, popsize: int = 32, elite: int = 8, generations: int = 200,
+                   size: int = 64, popsize: int = 32, elite: int | None = None, generations: int = 200,
                    threshold: float = 0.99, mutation: float = 0.1, hidden: int = 16, batch_size: int = 256,
                    device: torch.device | str | None = None, generator: torch.Generator | None = None,
                    progress: bool = False) -> FoolingResult:
@@ -176,7 +176,8 @@ def fooling_images(model: torch.nn.Module, classes: Sequence[int] | torch.Tensor
     One evolving population per class, all evaluated together (score-based: only output
     probabilities are used). Each generation keeps the ``elite`` fittest genomes (fitness:
     the probability of the class) and fills the population with mutated copies of them;
-    a class stops once its best image reaches ``threshold``.
+    a class stops once its best image reaches ``threshold``. ``elite`` defaults to a quarter
+    of ``popsize``.
 
     Encodings: ``"direct"`` (genome = the pixels, started from uniform noise, mutation adds
     N(0, ``mutation``) to 10 % of the values) and ``"cppn"`` (genome = the weights of a
@@ -192,6 +193,7 @@ def fooling_images(model: torch.nn.Module, classes: Sequence[int] | torch.Tensor
     """
     if encoding not in ("cppn", "direct"):
         raise ConvscopeError(f"encoding must be 'cppn' or 'direct', got {encoding!r}")
+    elite = max(1, popsize // 4) if elite is None else elite
     if not 1 <= elite < popsize or generations < 1:
         raise ConvscopeError("fooling_images needs 1 <= elite < popsize and generations >= 1")
     device = torch.device(device) if device is not None else model_device(model)
