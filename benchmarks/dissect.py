@@ -25,14 +25,18 @@ LAYERS = ["bn1", "blocks.1", "blocks.3", "blocks.5"]
 BATCH, SIZE, REPEATS = 16, 224, 5
 
 
-def timed(function) -> float:
-    function()  # warm-up
-    times = []
+def timed(functions: dict) -> dict[str, float]:
+    """Median seconds of each function; rounds interleave them so a shared machine's load drift
+    hits all alike."""
+    for function in functions.values():
+        function()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(REPEATS):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -69,11 +73,11 @@ def main() -> None:
             for handle in handles:
                 handle.remove()
 
-    rows = [("forward only (inference_mode)", timed(forward)), ("forward + backward", timed(forward_backward)),
-            (f"convscope mining, {len(LAYERS)} layers", timed(mine)),
-            ("bare forward hooks + channel max", timed(bare_hooks))]
+    rows = list(timed({"forward only (inference_mode)": forward, "forward + backward": forward_backward,
+                       f"convscope mining, {len(LAYERS)} layers": mine,
+                       "bare forward hooks + channel max": bare_hooks}).items())
     base = rows[0][1]
-    print(f"EfficientNet-Lite0, batch {BATCH} x {SIZE} px, {torch.get_num_threads()} threads, median of {REPEATS}")
+    print(f"EfficientNet-Lite0, batch {BATCH} x {SIZE} px, {torch.get_num_threads()} threads, median of {REPEATS} interleaved rounds")
     print(f"{'what':40s} {'s/batch':>9s} {'images/s':>9s} {'throughput vs forward':>22s}")
     for name, seconds in rows:
         print(f"{name:40s} {seconds:9.3f} {BATCH / seconds:9.1f} {base / seconds:22.2f}")
