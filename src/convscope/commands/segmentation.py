@@ -32,8 +32,7 @@ def heatmap_figure(model, image: torch.Tensor, target, path: Path):
 
 @tour_step(80, "fully-convolutional 'tabby cat' heatmap")
 def heatmap_step(model, image, out: Path) -> list[Path]:
-    larger = load_image(torch.nn.functional.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
-                        .clamp(0, 1), size=None).to(image.device)
+    larger = torch.nn.functional.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False).clamp(0, 1)
     path = out / "fcn_heatmap.png"
     heatmap_figure(model, larger, "tabby", path)
     return [path]
