@@ -21,13 +21,22 @@ from convscope.optimize import channel, render
 LAYER, CHANNEL = "blocks.4", 10
 
 
-def timed(function, repeats: int = 2) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+def timed_interleaved(functions: dict, rounds: int = 3) -> dict:
+    """Best wall time of each function over ``rounds``, running them in turn each round (so a
+    change in machine load hits all of them alike)."""
+    best = {name: float("inf") for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            try:
+                function()
+            except Exception as error:  # report, do not hide, why a library could not run
+                print(f"{name} could not run: {type(error).__name__}: {error}")
+                best[name] = None
+                continue
+            if best[name] is not None:
+                best[name] = min(best[name], time.perf_counter() - start)
+    return {name: seconds for name, seconds in best.items() if seconds is not None}
 
 
 def lucent_render(model, size: int, steps: int):
@@ -58,11 +67,8 @@ def speed(size: int, steps: int) -> None:
                 model(image).sum().backward()
 
     ours = lambda: render(model, channel(LAYER, CHANNEL), size=size, steps=steps, progress=False)
-    rows = [("bare forward+backward", timed(bare)), ("convscope render", timed(ours))]
-    try:
-        rows.append(("lucent render_vis", timed(lambda: lucent_render(model, size, steps))))
-    except Exception as error:  # report, do not hide, why lucent could not run
-        print(f"lucent could not run: {type(error).__name__}: {error}")
+    rows = list(timed_interleaved({"bare forward+backward": bare, "convscope render": ours,
+                                   "lucent render_vis": lambda: lucent_render(model, size, steps)}).items())
     base = rows[0][1]
     print(f"\nfeature visualization, {LAYER}:{CHANNEL}, {size}px, {steps} steps, {torch.get_num_threads()} threads")
     print(f"{'method':<24}{'s/step':>9}{'steps/s':>9}{'× bare':>8}")
