@@ -19,3 +19,4 @@ from .report import build_report, write_report
 from .segmentation import (FCN, UNet, class_heatmap, convolutionalize, evaluate_segmenter, generate_scenes,
                            load_voc_folder, predict_masks, train_segmenter)
 from .transfer import finetune, load_image_folder, photo_dataset
+from .robustness.shape_bias import CATEGORIES as SHAPE_BIAS_CATEGORIES, make_cue_conflict, shape_bias

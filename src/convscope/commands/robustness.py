@@ -19,6 +19,7 @@ from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
 from ..robustness.defenses import DEFENSES, evaluate_defense
 from ..robustness.imagenet_c import corruption_errors
 from ..robustness.training import ADVERSARIAL_METHODS, digits_dataset, small_cnn, train
+from ..robustness.shape_bias import load_sources, make_cue_conflict, offline_sources, shape_bias
 from ..tour import tour_step
 
 
@@ -219,6 +220,40 @@ def register(app: typer.Typer) -> None:
             table.add_row(result.defense, f"{result.clean_accuracy:.3f}", f"{result.naive_accuracy:.3f}",
                           f"{result.adaptive_accuracy:.3f}", result.adaptive_attack)
         console.print(table)
+
+    @app.command("shape-bias")
+    def shape_bias_command(
+        shapes: Annotated[Optional[Path], typer.Option("--shapes", help="FOLDER/<category>/* shape images (default: bundled example)")] = None,
+        textures: Annotated[Optional[Path], typer.Option("--textures", help="FOLDER/<category>/* texture images (default: --shapes)")] = None,
+        size: Annotated[int, typer.Option("--size")] = 128,
+        steps: Annotated[int, typer.Option("--steps", help="style-transfer steps")] = 100,
+        content_weight: Annotated[float, typer.Option("--content-weight")] = 5.0,
+        style_weight: Annotated[float, typer.Option("--style-weight")] = 10.0,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        out: Annotated[Path, typer.Option("--out", help="folder for cue_conflict.png and shape_bias.png")] = Path("shape_bias"),
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """Shape vs texture bias on cue-conflict images (Geirhos et al. 2019), 16 categories."""
+        shape_sources = load_sources(shapes, size) if shapes else offline_sources(size)
+        texture_sources = load_sources(textures, size) if textures else shape_sources
+        classifier = open_model(model, weights, arch, trust, device)
+        move = next(classifier.parameters()).device
+        trials = make_cue_conflict(classifier, [(c, n, x.to(move)) for c, n, x in shape_sources],
+                                   [(c, n, x.to(move)) for c, n, x in texture_sources], steps=steps,
+                                   content_weight=content_weight, style_weight=style_weight, seed=seed)
+        result = shape_bias(classifier, trials)
+        out.mkdir(parents=True, exist_ok=True)
+        trials.grid(out / "cue_conflict.png")
+        result.plot(out / "shape_bias.png", label=model)
+        table = Table(title=f"shape bias {result.shape_bias:.3f} (shape {result.shape_hits}, texture "
+                            f"{result.texture_hits}, {len(result.decisions)} trials)")
+        for column in ("images", "shape", "texture", "decision"):
+            table.add_column(column)
+        for name, s, t, d in zip(trials.names, result.shapes, result.textures, result.decisions):
+            table.add_row(name, s, t, d + (" (shape)" if d == s else " (texture)" if d == t else ""))
+        console.print(table)
+        console.print(f"wrote {out / 'cue_conflict.png'} and {out / 'shape_bias.png'}")
 
 
 @tour_step(70, "common corruptions (ImageNet-C, severity 3)")

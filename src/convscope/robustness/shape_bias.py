@@ -210,7 +210,8 @@ class ShapeBiasResult:
         top = axis.secondary_xaxis("top", functions=(lambda x: 1 - x, lambda x: 1 - x))
         top.set_xlabel("fraction of 'texture' decisions")
         axis.grid(axis="x", alpha=0.3)
-        axis.legend(loc="lower left", fontsize=8)
+        if values:
+            axis.legend(loc="lower left", fontsize=8)
         fig.tight_layout()
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
