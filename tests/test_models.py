@@ -90,7 +90,7 @@ def test_state_dict_with_builder(tmp_path, monkeypatch):
         "from torch import nn\n"
         "def build():\n"
         "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     network = tiny_network()
     torch.save(network.state_dict(), tmp_path / "ckpt.pt")
     model = convscope.load_model(str(tmp_path / "ckpt.pt"), arch="my_nets:build", mean=(0.5,) * 3, std=(0.25,) * 3)
