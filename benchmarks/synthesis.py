@@ -79,7 +79,7 @@ def speed(size: int, steps: int) -> None:
 
 
 def quality(size: int, steps: int) -> None:
-    from convscope.optimize import class_logit, invert, photo_scores, stylize, visualize_class
+    from convscope.optimize import invert, photo_scores, stylize, visualize_class
     from convscope.predictions import predict
 
     model = convscope.load_model()

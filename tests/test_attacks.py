@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import convscope
 from convscope.attacks import ATTACKS, attack
 from convscope.attacks.deepfool import deepfool
 from convscope.attacks.gradient import fgsm, pgd

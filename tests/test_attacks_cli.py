@@ -1,6 +1,5 @@
 """The attack CLI, figure and folder evaluation as a user runs them."""
 
-import sys
 
 import torch
 from PIL import Image
@@ -8,19 +7,8 @@ from PIL import Image
 import convscope
 from convscope.attacks.evaluate import evaluate_attack
 from convscope.attacks.figure import amplified, attack_figure
-from convscope.cli import main
 from convscope.images import load_folder
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["convscope", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from convscope.testing import run_cli
 
 
 def test_amplified_perturbation_uses_the_full_range_around_grey():
@@ -33,14 +21,14 @@ def test_amplified_perturbation_uses_the_full_range_around_grey():
 
 def test_attack_command_writes_the_figure(monkeypatch, capsys, tmp_path):
     out = tmp_path / "attack.png"
-    code, text, _ = run(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
+    code, text, _ = run_cli(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
                         "--size", "96", "--out", str(out), "--save-adversarial", str(tmp_path / "adv.png"), "--device", "cpu")
     assert code == 0, text
     assert "fgsm: Egyptian cat" in text and "L∞ 2.00/255" in text
     assert Image.open(out).size[0] > 3 * Image.open(tmp_path / "adv.png").size[0]
-    code, _, err = run(monkeypatch, capsys, "attack", "sample:chelsea", "--eps", "8/0")
+    code, _, err = run_cli(monkeypatch, capsys, "attack", "sample:chelsea", "--eps", "8/0")
     assert code == 2 and "--eps" in err
-    code, _, err = run(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "pgdd")
+    code, _, err = run_cli(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "pgdd")
     assert code == 2 and "did you mean pgd" in err
 
 
@@ -53,7 +41,7 @@ def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
     assert report.images == 3 and report.labelled == 2
     assert report.mean_linf <= 8 / 255 + 1e-6 and report.robust_accuracy <= report.clean_accuracy
     assert report.robust_accuracy == 1 - report.success_rate  # untargeted: robust = not fooled
-    code, text, _ = run(monkeypatch, capsys, "attack-eval", str(tmp_path), "--method", "fgsm", "--eps", "8/255",
+    code, text, _ = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path), "--method", "fgsm", "--eps", "8/255",
                         "--size", "64", "--device", "cpu")
     text = " ".join(text.split())  # rich may wrap the title
     assert code == 0 and "3 images, 2 labelled" in text and f"{100 * report.robust_accuracy:.1f}%" in text
@@ -68,8 +56,8 @@ def test_figure_titles_show_classes_and_confidence(model, chelsea):
 
 def test_fooling_command_writes_a_gallery(monkeypatch, capsys, tmp_path):
     out = tmp_path / "fooling.png"
-    code, text, _ = run(monkeypatch, capsys, "fooling", "strawberry", "--generations", "3", "--popsize", "8",
+    code, text, _ = run_cli(monkeypatch, capsys, "fooling", "strawberry", "--generations", "3", "--popsize", "8",
                         "--size", "32", "--out", str(out), "--device", "cpu")
     assert code == 0 and "strawberry:" in text and "queries" in text and Image.open(out).size[0] > 0
-    code, _, err = run(monkeypatch, capsys, "fooling", "strawbery", "--generations", "1")
+    code, _, err = run_cli(monkeypatch, capsys, "fooling", "strawbery", "--generations", "1")
     assert code == 2 and "did you mean 'strawberry'" in err

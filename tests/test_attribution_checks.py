@@ -1,6 +1,5 @@
 """Does the explanation mean anything? Deletion/insertion (Petsiuk 2018), sanity checks (Adebayo 2018), the CLI."""
 
-import sys
 
 import numpy as np
 import pytest
@@ -10,8 +9,8 @@ import torch.nn.functional as F
 from convscope.attribution import attribute
 from convscope.attribution.evaluate import deletion, insertion
 from convscope.attribution.sanity import randomization_groups, sanity_check, sanity_figure, similarity
-from convscope.cli import main
 from convscope.testing import assert_untouched, model_state
+from convscope.testing import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +68,9 @@ def test_independent_randomization_touches_one_group(model, cat):
     assert np.all(result.spearman < 0.95)
 
 
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["convscope", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_explain_command_writes_figure_and_array(monkeypatch, capsys, tmp_path):
     out, array = tmp_path / "cat.png", tmp_path / "cat.npy"
-    code, text, _ = run(monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcam", "--topk", "2",
+    code, text, _ = run_cli(monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcam", "--topk", "2",
                         "--size", "96", "--device", "cpu", "--out", str(out), "--save-array", str(array))
     assert code == 0 and out.exists()
     maps = np.load(array)
@@ -90,9 +78,9 @@ def test_explain_command_writes_figure_and_array(monkeypatch, capsys, tmp_path):
 
 
 def test_explain_and_sanity_reject_bad_input(monkeypatch, capsys, tmp_path):
-    code, _, err = run(monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcm", "--out",
+    code, _, err = run_cli(monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcm", "--out",
                        str(tmp_path / "x.png"), "--device", "cpu")
     assert code == 2 and "gradcam" in err and "Traceback" not in err
-    code, _, err = run(monkeypatch, capsys, "sanity", "sample:chelsea", "--methods", "saliency", "--scheme", "upwards",
+    code, _, err = run_cli(monkeypatch, capsys, "sanity", "sample:chelsea", "--methods", "saliency", "--scheme", "upwards",
                        "--device", "cpu", "--out", str(tmp_path / "s.png"))
     assert code == 2 and "cascading" in err

@@ -5,22 +5,11 @@ import sys
 
 import pytest
 
-from convscope.cli import main
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["convscope", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from convscope.testing import run_cli
 
 
 def test_predict_prints_egyptian_cat_first(monkeypatch, capsys):
-    code, out, _ = run(monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "3")
+    code, out, _ = run_cli(monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "3")
     assert code == 0
     rows = [line for line in out.splitlines() if "│" in line]
     assert "Egyptian cat" in rows[0] and "285" in rows[0]
@@ -28,9 +17,9 @@ def test_predict_prints_egyptian_cat_first(monkeypatch, capsys):
 
 
 def test_models_and_layers(monkeypatch, capsys):
-    code, out, _ = run(monkeypatch, capsys, "models")
+    code, out, _ = run_cli(monkeypatch, capsys, "models")
     assert code == 0 and "efficientnet_lite0" in out and "torchvision:NAME" in out
-    code, out, _ = run(monkeypatch, capsys, "layers", "efficientnet_lite0", "--match", "bn2", "--size", "224")
+    code, out, _ = run_cli(monkeypatch, capsys, "layers", "efficientnet_lite0", "--match", "bn2", "--size", "224")
     assert code == 0 and "1280x7x7" in out and "851" in out
 
 
@@ -41,7 +30,7 @@ def test_models_and_layers(monkeypatch, capsys):
     (["predict", "sample:chelsea", "--device", "cuda:7"], "CUDA is not available"),
 ])
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
-    code, _, err = run(monkeypatch, capsys, *args)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -49,7 +38,7 @@ def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
 
 def test_corrupt_image(monkeypatch, capsys, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    code, _, err = run(monkeypatch, capsys, "predict", str(tmp_path / "broken.jpg"))
+    code, _, err = run_cli(monkeypatch, capsys, "predict", str(tmp_path / "broken.jpg"))
     assert code == 2 and "cannot read image" in err
 
 

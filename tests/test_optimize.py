@@ -9,7 +9,6 @@ from torch import nn
 
 from convscope.errors import ConvscopeError
 from convscope.hooks import hook_count
-from convscope.models import wrap_model
 from convscope.optimize import (STANDARD, alpha_norm, blur_every, channel, class_logit, clip_small_norm, direction,
                                 diversity, embedding, gram, gram_matrix, image_param, jitter, layer_energy,
                                 match_activations, neuron, optimize, pad, random_rotate, random_scale, roll,

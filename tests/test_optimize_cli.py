@@ -1,28 +1,16 @@
 """The synthesis commands as a user runs them, and the tour step."""
 
-import sys
 
 import pytest
 from PIL import Image
 
-from convscope.cli import main
 from convscope.commands.synthesis import parse_channels, synthesis_step
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["convscope", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from convscope.testing import run_cli
 
 
 def test_visualize_writes_a_grid_of_channels(monkeypatch, capsys, tmp_path):
     out = tmp_path / "grid.png"
-    code, text, _ = run(monkeypatch, capsys, "visualize", "--layer", "blocks.2", "--channel", "0-1", "--size", "40",
+    code, text, _ = run_cli(monkeypatch, capsys, "visualize", "--layer", "blocks.2", "--channel", "0-1", "--size", "40",
                         "--steps", "3", "--quiet", "--device", "cpu", "--out", str(out))
     assert code == 0 and "blocks.2" in text
     assert Image.open(out).size == (2 * 40 + 3 * 2, 40 + 2 * 2)  # make_grid: 2 tiles, padding 2
@@ -30,7 +18,7 @@ def test_visualize_writes_a_grid_of_channels(monkeypatch, capsys, tmp_path):
 
 def test_invert_sweep_writes_one_figure(monkeypatch, capsys, tmp_path):
     out = tmp_path / "sweep.png"
-    code, text, _ = run(monkeypatch, capsys, "invert", "sample:chelsea", "--sweep", "--layer", "bn1", "--layer",
+    code, text, _ = run_cli(monkeypatch, capsys, "invert", "sample:chelsea", "--sweep", "--layer", "bn1", "--layer",
                         "blocks.2", "--size", "40", "--steps", "3", "--quiet", "--device", "cpu", "--out", str(out))
     assert code == 0 and "bn1: relative error" in text and "blocks.2: relative error" in text
     assert out.is_file()
@@ -46,7 +34,7 @@ def test_invert_sweep_writes_one_figure(monkeypatch, capsys, tmp_path):
     (["stylize", "sample:chelsea", "sample:brick", "--init", "zeros", "--steps", "1", "--size", "32"], "init must be"),
 ])
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
-    code, _, err = run(monkeypatch, capsys, *args, "--device", "cpu")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--device", "cpu")
     assert code == 2 and message in err and "Traceback" not in err
 
 

@@ -5,7 +5,6 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 
 import convscope
 from convscope.errors import ConvscopeError

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from . import commands
 from .cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, err_console,
-                         open_image, open_model, output_path)
+                         open_image, open_model)
 from .errors import ConvscopeError
 from .models import DEFAULT_MODEL, list_models
 

@@ -19,13 +19,28 @@ from PIL import Image
 from .images import to_uint8
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no windows, works headless)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def figure_to_image(fig, path: str | Path | None = None) -> Image.Image:
+    """Render a matplotlib figure to a PIL image (tight layout, 100 dpi), close it, and save
+    it to ``path`` if given."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    pyplot().close(fig)
+    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+    return picture
 
 
 def upsample(heat: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -96,7 +111,7 @@ class Panel:
 def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int | None = None,
            suptitle: str | None = None, panel_size: float = 3.0) -> Image.Image:
     """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, panel_size * rows + (0.4 if suptitle else 0)),
@@ -124,15 +139,7 @@ def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int
         axis.set_title(panel.title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        picture.save(path)
-    return picture
+    return figure_to_image(fig, path)
 
 
 def overlay_figure(image: torch.Tensor, heat: torch.Tensor, path: str | Path | None = None, title: str = "",
@@ -144,22 +151,14 @@ def overlay_figure(image: torch.Tensor, heat: torch.Tensor, path: str | Path | N
 def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path | None = None, title: str = "",
               xlabel: str = "probability") -> Image.Image:
     """Horizontal bars (e.g. top-5 probabilities), largest on top."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(5, 0.45 * len(labels) + 0.8))
     axis.barh(range(len(labels))[::-1], values, color="#4c72b0")
     axis.set_yticks(range(len(labels))[::-1], labels, fontsize=9)
     axis.set_xlim(0, max(1.0, max(values, default=0)))
     axis.set_xlabel(xlabel)
     axis.set_title(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        picture.save(path)
-    return picture
+    return figure_to_image(fig, path)
 
 
 def png_bytes(picture: Image.Image) -> bytes:

@@ -40,3 +40,19 @@ def assert_untouched(model: nn.Module, before: ModelState) -> None:
     after = model_state(model)
     for field in ("hooks", "training", "requires_grad", "grads", "weights"):
         assert getattr(after, field) == getattr(before, field), f"the method changed the model's {field}"
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``convscope ARGS`` in-process (pytest's ``monkeypatch`` and ``capsys``): (exit code, stdout, stderr)."""
+    import sys
+
+    from .cli import main
+
+    monkeypatch.setattr(sys, "argv", ["convscope", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -266,13 +266,9 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
 
 def plot_curves(histories: list[TransferHistory], path: str | Path | None = None):
     """Validation (solid) and training (dashed) accuracy per epoch, one colour per mode; returns a PIL image."""
-    import io
+    from .render import figure_to_image, pyplot
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
+    plt = pyplot()
 
     fig, axis = plt.subplots(figsize=(5.5, 3.6))
     for index, history in enumerate(histories):
@@ -285,12 +281,4 @@ def plot_curves(histories: list[TransferHistory], path: str | Path | None = None
     axis.set_ylim(0, 1.02)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        picture.save(path)
-    return picture
+    return figure_to_image(fig, path)

@@ -9,8 +9,7 @@ import torch
 import typer
 from rich.table import Table
 
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_model, output_path)
 from ..errors import ConvscopeError
 from ..images import PHOTOS, ImageFolderDataset, image_files, load_image, save_image
 from ..models import DEFAULT_MODEL

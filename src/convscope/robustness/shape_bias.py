@@ -32,7 +32,7 @@ from ..errors import ConvscopeError
 from ..hooks import frozen
 from ..images import image_files, load_image
 from ..optimize.style import stylize
-from ..render import Panel, _pyplot, figure
+from ..render import Panel, pyplot, figure
 
 #: ImageNet class indices of the 16 categories, from model-vs-human ``HumanCategories``
 #: (bethgelab/model-vs-human, modelvshuman/helper/human_categories.py).
@@ -194,7 +194,7 @@ class ShapeBiasResult:
     def plot(self, path: str | Path | None = None, label: str = "model"):
         """The paper's layout: categories on the y axis, fraction of shape decisions on x (texture 0
         on the left, shape 1 on the right), one point per category and the overall value as a line."""
-        plt = _pyplot()
+        plt = pyplot()
         fig, axis = plt.subplots(figsize=(4.5, 6))
         rows = {c: i for i, c in enumerate(CATEGORY_NAMES)}
         values = [(rows[c], v) for c, (v, n) in self.per_category().items() if n]
