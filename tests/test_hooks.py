@@ -86,3 +86,13 @@ def test_non_tensor_layer_output_is_a_clear_error():
         with capture(net, "pair"):
             net(torch.zeros(1))
     assert convscope.hooks.hook_count(net) == 0
+
+
+def test_gradient_stops_at_the_layer_and_matches_the_full_backward(model, small_batch):
+    with frozen(model), capture(model, "blocks.5", grads=True) as seen:  # constant input: graph starts at the layer
+        short = seen.gradient(model(small_batch)[:, 285].sum(), "blocks.5")
+    x = small_batch.clone().requires_grad_(True)
+    with frozen(model), capture(model, "blocks.5", grads=True) as seen:
+        model(x)[:, 285].sum().backward()
+    assert torch.allclose(short, seen.gradients["blocks.5"], atol=1e-6)
+    assert x.grad is not None

@@ -32,9 +32,20 @@ class Captured:
 
     activations: dict[str, torch.Tensor] = field(default_factory=dict)
     gradients: dict[str, torch.Tensor] = field(default_factory=dict)
+    outputs: dict[str, tuple[torch.Tensor, int]] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.activations[name]
+
+    def gradient(self, score: torch.Tensor, name: str) -> torch.Tensor:
+        """d score / d (output of layer ``name``), back-propagating only as far as that layer
+        (the part of the network below it is skipped). Needs ``grads=True``."""
+        output, version = self.outputs[name]
+        if output._version == version:
+            torch.autograd.grad(score, output)
+        else:  # a later in-place op rewrote the output: back-propagate the whole way instead
+            score.backward()
+        return self.gradients[name]
 
 
 @contextlib.contextmanager
@@ -68,9 +79,15 @@ def _recorder(name: str, seen: Captured, grads: bool, detach: bool):
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor: pick another layer")
+        if grads and not output.requires_grad and torch.is_grad_enabled():
+            # nothing below this layer needs gradients (frozen weights, constant input): start the
+            # graph here, so the backward pass stops at this layer
+            output = output.detach().requires_grad_(True)
         seen.activations[name] = output.detach().clone() if detach else output.clone()
         if grads and output.requires_grad:
             output.register_hook(lambda grad: seen.gradients.__setitem__(name, grad))
+            seen.outputs[name] = (output, output._version)
+        return output
 
     return hook
 

@@ -52,15 +52,16 @@ def upsample_map(heat: torch.Tensor, size: tuple[int, int], interpolation: str =
 
 
 def layer_gradients(model, x, target, layer: str, objective: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
-    """Activations A and gradients dscore/dA at ``layer`` (both (N, C, h, w)), one forward + backward."""
-    x = x.detach().requires_grad_(True)
+    """Activations A and gradients dscore/dA at ``layer`` (both (N, C, h, w)): one forward pass,
+    and a backward pass that stops at the layer."""
+    x = x.detach()
     with capture(model, layer, grads=True) as seen:
         score = objective_score(model, x, target, objective)
         activations = seen.activations[layer].detach()
         if activations.ndim != 4:
             raise ConvscopeError(f"layer {layer!r} has output shape {tuple(activations.shape)}; CAM needs (N, C, h, w)")
-        score.sum().backward(inputs=[x])
-    return activations, seen.gradients[layer]
+        gradients = seen.gradient(score.sum(), layer)
+    return activations, gradients
 
 
 def _finish(heat: torch.Tensor, x: torch.Tensor, relu: bool, interpolation: str) -> torch.Tensor:
