@@ -8,37 +8,14 @@ Severity 3 of each of the 19 corruptions, convscope on one batch, imagecorruptio
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import sys
 import time
-import types
 
 import numpy as np
 import torch
 
 import convscope
 from convscope.robustness import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
-
-
-def load_reference():
-    """imagecorruptions, made importable on today's numpy/skimage/setuptools."""
-    if "pkg_resources" not in sys.modules:
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda package, path: os.path.join(os.path.dirname(sys.modules[package].__file__), path)
-        sys.modules["pkg_resources"] = shim
-    if not hasattr(np, "float_"):
-        np.float_ = np.float64
-    module = importlib.import_module("imagecorruptions")
-    from skimage.filters import gaussian
-
-    def gaussian_compat(image, sigma, multichannel=None, **kwargs):
-        if multichannel:
-            kwargs["channel_axis"] = -1
-        return gaussian(image, sigma=sigma, **kwargs)
-
-    module.corruptions.gaussian = gaussian_compat
-    return module
+from convscope.testing import load_imagecorruptions
 
 
 def seconds(function, repeat: int = 1) -> float:
@@ -54,7 +31,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--ref-images", type=int, default=2)
     args = parser.parse_args()
-    reference = load_reference()
+    reference = load_imagecorruptions()
     photos = [convscope.load_image(f"sample:{name}", args.size) for name in ("chelsea", "coffee")]
     batch = torch.cat([photos[i % 2] for i in range(args.batch)])
     arrays = [(photo[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for photo in photos]

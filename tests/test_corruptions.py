@@ -6,8 +6,6 @@ match it in distribution (mean absolute change and mean shift over a few seeds).
 
 import importlib
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ import convscope
 from convscope.errors import ConvscopeError
 from convscope.robustness import BENCHMARK_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt
 from convscope.robustness import corruptions as ours
+from convscope.testing import load_imagecorruptions
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +25,7 @@ def reference():
     pytest.importorskip("skimage")
     if importlib.util.find_spec("imagecorruptions") is None:
         pytest.skip("imagecorruptions is not installed")
-    if "pkg_resources" not in sys.modules:
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda package, path: os.path.join(
-            os.path.dirname(sys.modules[package].__file__), path)
-        sys.modules["pkg_resources"] = shim
-    if not hasattr(np, "float_"):
-        np.float_ = np.float64
-    module = importlib.import_module("imagecorruptions")
-    from skimage.filters import gaussian
-
-    def gaussian_compat(image, sigma, multichannel=None, **kwargs):
-        if multichannel:
-            kwargs["channel_axis"] = -1
-        return gaussian(image, sigma=sigma, **kwargs)
-
-    module.corruptions.gaussian = gaussian_compat
-    return module
+    return load_imagecorruptions()
 
 
 @pytest.fixture(scope="module")
