@@ -64,18 +64,19 @@ def test_embedding_inversion_points_the_penultimate_features_at_the_target(model
     assert float(shown.scores[0]) > max(other_photo, float(start.scores[0])) + 0.1
 
 
-def test_style_transfer_cuts_the_style_loss_and_keeps_the_content(model, small_batch):
-    content = F.interpolate(small_batch[:1], size=64, mode="bilinear", antialias=True).clamp(0, 1)
-    brick = convscope.load_image("sample:brick", 64)
-    result = stylize(model, content, brick, steps=40, progress=False)
+def test_style_transfer_cuts_the_style_loss_by_90_percent_and_keeps_the_content(model):
+    content, brick = convscope.load_image("sample:chelsea", 96), convscope.load_image("sample:brick", 96)
+    result = stylize(model, content, brick, progress=False)        # the defaults: 150 Adam steps
     assert result.initial_content_loss == pytest.approx(0.0, abs=1e-6)
-    assert float(result.final_style_loss[0]) < 0.5 * result.initial_style_loss
+    assert float(result.final_style_loss[0]) <= 0.1 * result.initial_style_loss     # measured −95 %
     assert result.style_loss[-1] < result.style_loss[0]
-    # the content loss stays below that of the style image itself
+    # the content stays near its start: a relative error of 0.32 measured, a third of the
+    # brick photo's own distance from the cat (1.21) at the content layer
     from convscope.optimize.objectives import match_activations
 
     content_term = match_activations(result.content_layer, representation(model, content, result.content_layer))
-    assert float(result.final_content_loss[0]) < float(evaluate(model, content_term, brick)[0])
+    assert float(result.final_content_loss[0]) < 0.4
+    assert float(result.final_content_loss[0]) < float(evaluate(model, content_term, brick)[0]) / 3
 
 
 def test_deepdream_raises_the_energy_and_keeps_the_photo(model, small_batch):
@@ -112,4 +113,5 @@ def test_style_defaults_use_vgg_names_on_a_vgg_and_tested_layers_on_efficientnet
     assert names["conv1_1"] == "features.1" and names["conv4_2"] == "features.22" and names["conv5_1"] == "features.29"
     content, style = default_style_layers(vgg)
     assert content == "features.22" and style == ["features.1", "features.6", "features.11", "features.20", "features.29"]
-    assert default_style_layers(model) == ("blocks.4", ["bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4"])
+    assert default_style_layers(model) == ("blocks.5", ["bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1",
+                                                     "blocks.4.0.bn1"])

@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         content: Annotated[str, typer.Argument(help="content image file or sample:NAME")],
         style: Annotated[str, typer.Argument(help="style image file or sample:NAME (e.g. sample:brick)")],
         steps: StepsOption = None,
-        style_weight: Annotated[float, typer.Option("--style-weight", help="style / content weight ratio")] = 10.0,
+        style_weight: Annotated[float, typer.Option("--style-weight", help="style / content weight ratio")] = 3.0,
         init: Annotated[str, typer.Option("--init", help="content | noise")] = "content",
         optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
         size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
