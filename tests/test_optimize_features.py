@@ -55,6 +55,14 @@ def test_inversion_error_is_small_at_a_shallow_layer_and_grows_with_depth(model,
     assert correlation > 0.6
 
 
+def test_inversion_tv_weight_grows_with_the_layer_stride_as_in_the_paper(model):
+    from convscope.optimize.invert import depth_scaled_tv
+
+    # strides 2, 16 and 32 input pixels; a global layer's unit spans the whole 128-px image
+    assert [depth_scaled_tv(model, layer, (128, 128), 0.5) for layer in ("bn1", "blocks.3", "bn2", "global_pool")] \
+        == [0.5, 2.0, 4.0, 16.0]
+
+
 def test_embedding_inversion_points_the_penultimate_features_at_the_target(model, coffee, chelsea):
     goal = representation(model, coffee, "global_pool")[0]
     shown = invert_embedding(model, goal, layer="global_pool", size=64, steps=30, transforms=None, progress=False)

@@ -101,7 +101,9 @@ def register(app: typer.Typer) -> None:
         layer: Annotated[Optional[List[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")] = None,
         sweep: Annotated[bool, typer.Option("--sweep", help="invert several layers into one figure")] = False,
         steps: StepsOption = None,
-        tv_weight: Annotated[float, typer.Option("--tv-weight", help="total-variation weight")] = 0.5,
+        tv_weight: Annotated[float, typer.Option("--tv-weight", help="total-variation weight (at stride <= 4)")] = 0.5,
+        tv_by_depth: Annotated[bool, typer.Option("--tv-by-depth/--tv-fixed",
+                                                  help="raise the TV weight with the layer's stride (the paper's practice)")] = True,
         size: Annotated[int, typer.Option("--size", help="image side")] = 128,
         out: OutOption = Path("invert.png"), seed: SeedOption = 0, quiet: QuietOption = False,
         model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
@@ -116,7 +118,7 @@ def register(app: typer.Typer) -> None:
         network = open_model(model, device=device)
         layers = layers or list(SWEEP_LAYERS)
         photo = open_image(image, network, size)
-        results = invert_sweep(network, photo, layers, tv_weight=tv_weight, seed=seed, progress=not quiet,
+        results = invert_sweep(network, photo, layers, tv_weight=tv_weight, tv_by_depth=tv_by_depth, seed=seed, progress=not quiet,
                                **_steps(steps, 200))
         for result in results:
             console.print(f"{result.layer}: relative error {float(result.relative_error[0]):.3f}")

@@ -4,8 +4,10 @@
 minimise ‖Φ(x) − Φ0‖² / ‖Φ0‖² + λ_α·mean|x − ½|^α + λ_TV·mean TV^β(x), from noise.
 Deviations from the official code: Adam on a Fourier, colour-decorrelated image
 (the visualization parameterization) instead of momentum SGD on pixels; the α-norm and
-TV are means over pixels of a [0, 1] image, so the weights are not the paper's numbers;
-λ_TV is one number for all layers (the paper raises it with depth).
+TV are means over pixels of a [0, 1] image, so the weights are not the paper's numbers.
+As in the paper, λ_TV grows with depth: here in proportion to the layer's stride in input
+pixels beyond 4 (``tv_weight · max(1, stride / 4)``), which smooths the deep reconstructions
+without raising their representation error.
 
 :func:`invert_embedding` optimizes an image towards a target vector of any encoder
 (cosine similarity), e.g. a CLIP text embedding for a CLIP image encoder.
@@ -21,7 +23,8 @@ from torch import nn
 
 from ..checks import check_images
 from ..hooks import capture, frozen
-from ..layers import check_layers
+from ..errors import ConvscopeError
+from ..layers import check_layers, receptive_field
 from .loop import evaluate, optimize
 from .objectives import embedding, match_activations
 from .params import image_param
@@ -57,6 +60,18 @@ def representation(model: nn.Module, images: torch.Tensor, layer: str) -> torch.
     return seen[layer]
 
 
+def depth_scaled_tv(model: nn.Module, layer: str, size: tuple[int, int], tv_weight: float) -> float:
+    """``tv_weight · max(1, stride / 4)``: λ_TV for ``layer``, whose units lie ``stride`` input
+    pixels apart (a global layer's one unit spans the image: stride = the image side; a layer
+    off the traced image path keeps ``tv_weight``)."""
+    try:
+        field = receptive_field(model, layer, size)
+    except ConvscopeError:
+        return tv_weight
+    stride = max(field.jump) if field.size is not None else max(size)
+    return tv_weight * max(1.0, stride / 4)
+
+
 def invert(
     model: nn.Module,
     image: torch.Tensor,
@@ -68,11 +83,15 @@ def invert(
     alpha_weight: float = 1.0,
     tv_weight: float = 0.5,
     tv_beta: float = 2.0,
+    tv_by_depth: bool = True,
     param: str = "fft",
     seed: int = 0,
     progress: bool = True,
 ) -> Inversion:
     """Reconstruct ``image`` (N, 3, H, W) in [0, 1] from its representation at ``layer``.
+
+    ``tv_weight`` is λ_TV at layers of stride ≤ 4; with ``tv_by_depth`` it grows with the
+    layer's stride (:func:`depth_scaled_tv`), otherwise it is used as is.
 
     >>> result = invert(model, load_image("sample:chelsea", 128), "blocks.1")
     >>> float(result.relative_error[0]) < 0.1
@@ -82,6 +101,8 @@ def invert(
     (layer,) = check_layers(model, [layer])
     target = representation(model, image, layer)
     loss = match_activations(layer, target)
+    if tv_by_depth:
+        tv_weight = depth_scaled_tv(model, layer, tuple(image.shape[-2:]), tv_weight)
     objective = -loss - alpha_weight * alpha_norm(alpha) - tv_weight * total_variation(tv_beta)
     start = image_param(image.shape[0], tuple(image.shape[-2:]), basis=param, generator=torch.Generator().manual_seed(seed),
                         device=image.device)
