@@ -1,4 +1,4 @@
-"""CLI commands ``visualize``, ``dream``, ``invert`` and ``stylize`` (thin wrappers over
+"""CLI commands ``visualize``, ``dream``, ``invert``, ``invert-text`` and ``stylize`` (thin wrappers over
 :mod:`convscope.optimize`), and their tour step."""
 
 from __future__ import annotations
@@ -94,6 +94,26 @@ def register(app: typer.Typer) -> None:
                        progress=not quiet, **_steps(steps, 10))
         path = save_image(result.image, output_path(out))
         console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
+
+    @app.command("invert-text")
+    def invert_text_command(
+        prompt: Annotated[List[str], typer.Argument(help="text prompt(s), one image each")],
+        clip: Annotated[str, typer.Option("--clip", help="open_clip architecture, e.g. ViT-B-32 or RN50")] = "ViT-B-32",
+        weights: Annotated[Path, typer.Option("--weights", help="your CLIP weights file (nothing is downloaded)")] = Path("clip.pt"),
+        steps: StepsOption = None,
+        size: Annotated[int, typer.Option("--size", help="image side")] = 224,
+        out: OutOption = Path("invert_text.png"), seed: SeedOption = 0, quiet: QuietOption = False,
+        device: DeviceOption = "auto",
+    ) -> None:
+        """Inverting CLIP: render an image whose CLIP embedding points at a text prompt (needs open_clip)."""
+        from ..devices import resolve_device
+        from ..optimize.clip import invert_text, load_clip
+
+        loaded = load_clip(clip, weights, device=resolve_device(device))
+        shown = invert_text(loaded, prompt, size=size, seed=seed, progress=not quiet, **_steps(steps, 256))
+        path = save_image(shown.image, output_path(out))
+        scores = ", ".join(f"{v:.3f}" for v in shown.scores.tolist())
+        console.print(f"cosine to the prompt: {scores} -> {path}")
 
     @app.command("invert")
     def invert_command(
