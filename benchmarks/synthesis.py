@@ -1,7 +1,7 @@
 """Speed of convscope's feature visualization next to torch-lucent's ``render_vis`` and a bare
 forward+backward, on the embedded EfficientNet-Lite0, same objective, image size and steps.
 
-    python benchmarks/synthesis.py [--size 224] [--steps 20] [--threads 2] [--quality]
+    python benchmarks/synthesis.py [--size 224] [--steps 40] [--threads 2] [--quality]
 
 ``--quality`` also measures the success criteria (activation vs every bundled photo, vs
 plain pixel ascent; class visualization probability; inversion error per layer; style loss
@@ -79,19 +79,29 @@ def speed(size: int, steps: int) -> None:
 
 
 def quality(size: int, steps: int) -> None:
-    from convscope.optimize import invert, photo_scores, stylize, visualize_class
+    from convscope.images import SAMPLES, load_image
+    from convscope.optimize import invert, photo_scores, robust_scores, stylize, visualize_class
+    from convscope.optimize.objectives import match_activations
+    from convscope.optimize.invert import representation
+    from convscope.optimize.loop import evaluate
     from convscope.predictions import predict
 
     model = convscope.load_model()
-    print(f"\nactivation maximization at {size}px, {steps} steps (ratio = optimized / best of {len(convscope.images.SAMPLES)} photos)")
-    for layer, index in (("blocks.2", 5), ("blocks.4", 10), ("blocks.5", 20)):
+    photos = torch.cat([load_image(f"sample:{name}", size) for name in SAMPLES])
+    print(f"\nactivation maximization at {size}px, {steps} steps: optimized (Fourier + decorrelation + transforms)"
+          f" vs plain pixel ascent (Adam, no transforms) vs the best of {len(SAMPLES)} bundled photos;"
+          f" raw activation, and the mean over 16 random jitter/scale/rotate views")
+    print(f"  {'channel':<12}{'raw: ours':>10}{'pixels':>8}{'photo':>8}{'views: ours':>13}{'pixels':>8}{'photo':>8}")
+    for layer, index in (("blocks.1", 3), ("blocks.2", 5), ("blocks.3", 9), ("blocks.4", 10), ("blocks.5", 20), ("blocks.6", 3)):
         objective = channel(layer, index)
-        best_photo = max(photo_scores(model, objective, size).values())
-        full = float(render(model, objective, size=size, steps=steps, progress=False).scores[0])
-        plain = float(render(model, objective, size=size, steps=steps, param="pixel", decorrelate=False,
-                             transforms=None, progress=False).scores[0])
-        print(f"  {layer}:{index:<4} optimized {full:8.3f}  plain pixels {plain:8.3f}  best photo {best_photo:8.3f}"
-              f"  ratio {full / best_photo:5.2f}")
+        ours = render(model, objective, size=size, steps=steps, progress=False)
+        plain = render(model, objective, size=size, steps=steps, param="pixel", decorrelate=False, transforms=None,
+                       progress=False)
+        raw = [float(ours.scores[0]), float(plain.scores[0]), max(photo_scores(model, objective, size).values())]
+        views = [float(robust_scores(model, objective, ours.image, views=16)[0]),
+                 float(robust_scores(model, objective, plain.image, views=16)[0]),
+                 float(robust_scores(model, objective, photos, views=16).max())]
+        print(f"  {layer + ':' + str(index):<12}{raw[0]:>10.1f}{raw[1]:>8.1f}{raw[2]:>8.1f}{views[0]:>13.1f}{views[1]:>8.1f}{views[2]:>8.1f}")
     shown = visualize_class(model, "espresso", size=size, steps=steps, progress=False)
     top = predict(model, shown.image, 1)[0][0]
     print(f"class 'espresso' ({size}px, {steps} steps): predicted {top.label!r} p={top.probability:.3f}")
@@ -99,16 +109,21 @@ def quality(size: int, steps: int) -> None:
     for layer in ("bn1", "blocks.1", "blocks.2", "blocks.4", "bn2"):
         result = invert(model, chelsea, layer, steps=steps, progress=False)
         print(f"inversion {layer:<9} relative error {float(result.relative_error[0]):.3f}")
-    styled = stylize(model, chelsea, convscope.load_image("sample:brick", size), steps=steps, progress=False)
-    drop = 1 - float(styled.final_style_loss[0]) / styled.initial_style_loss
-    print(f"style (chelsea + brick, {size}px, 150 steps): style loss {styled.initial_style_loss:.3f} -> "
-          f"{float(styled.final_style_loss[0]):.3f} (-{drop:.0%}), content loss 0 -> {float(styled.final_content_loss[0]):.3f}")
+    for content_name, style_name in (("chelsea", "brick"), ("chelsea", "gravel"), ("astronaut", "grass"),
+                                     ("coffee", "brick"), ("rocket", "gravel")):
+        content, style = load_image(f"sample:{content_name}", 224), load_image(f"sample:{style_name}", 224)
+        styled = stylize(model, content, style, progress=False)
+        drop = 1 - float(styled.final_style_loss[0]) / styled.initial_style_loss
+        content_term = match_activations(styled.content_layer, representation(model, content, styled.content_layer))
+        print(f"style {content_name} + {style_name} (224px, defaults): style loss -{drop:.0%}, relative content loss "
+              f"0 -> {float(styled.final_content_loss[0]):.3f} (the style photo's own: "
+              f"{float(evaluate(model, content_term, style)[0]):.2f})")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--quality-size", type=int, default=96)
