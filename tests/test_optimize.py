@@ -196,3 +196,33 @@ def test_loop_is_deterministic_under_a_seed(model):
                      transforms=STANDARD, steps=3, seed=7, progress=False) for _ in range(2)]
     torch.testing.assert_close(runs[0].image, runs[1].image)
     assert runs[0].history == runs[1].history
+
+
+class SharedReLU(nn.Module):
+    """conv -> relu -> conv -> the same relu -> head: a layer called twice per forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.relu(self.b(self.relu(self.a(x)))).mean(dim=(-2, -1)))
+
+
+def test_the_loop_skips_the_layers_after_the_objective_and_changes_nothing():
+    net = SharedReLU()
+    before = model_state(net)
+    seeded = lambda: image_param(1, 12, generator=torch.Generator().manual_seed(0))
+    cut = optimize(net, channel("relu", 1), seeded(), steps=6, progress=False)
+    # the same objective, but reading the logits (times 0) on every step: the whole network runs
+    full = optimize(net, channel("relu", 1) + 0 * class_logit(0), seeded(), steps=6, progress=False)
+    torch.testing.assert_close(cut.image, full.image, rtol=0, atol=0)   # the second relu call is the one read
+    assert cut.history == full.history
+    calls = []
+    hook = net.head.register_forward_hook(lambda *args: calls.append(1))
+    optimize(net, channel("relu", 1), seeded(), steps=4, progress=False)
+    hook.remove()
+    assert len(calls) == 1                       # the head ran in the first step only
+    assert_untouched(net, before)

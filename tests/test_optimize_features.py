@@ -17,16 +17,18 @@ from convscope.predictions import predict
 from convscope.testing import assert_untouched, model_state
 
 
-def test_visualization_beats_every_photo_and_plain_pixel_ascent(model):
-    objective = channel("blocks.3", 9)
+@pytest.mark.parametrize("layer, index", [("blocks.2", 5), ("blocks.3", 9), ("blocks.5", 20)])
+def test_visualization_beats_every_photo_and_plain_pixel_ascent(model, layer, index):
+    objective = channel(layer, index)
     best_photo = max(photo_scores(model, objective, 64).values())
     shown = render(model, objective, size=64, steps=40, progress=False)
     plain = render(model, objective, size=64, steps=40, param="pixel", decorrelate=False, transforms=None,
                    progress=False)
-    assert float(shown.scores[0]) > best_photo
+    assert float(shown.scores[0]) > best_photo          # measured 22.9 / 27.1 / 34.6 vs 8.9 / 14.6 / 17.3
     assert shown.history[-1] > shown.history[0]
     # plain ascent's raw score is higher, but its high-frequency pattern does not survive small
     # jitter/scale/rotation; the Fourier + transforms image keeps more under random views
+    # (measured 14.6 / 20.4 / 31.3 vs 7.2 / 12.7 / 7.2)
     assert float(robust_scores(model, objective, shown.image)[0]) > float(robust_scores(model, objective, plain.image)[0])
 
 

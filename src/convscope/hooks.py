@@ -92,6 +92,48 @@ def _recorder(name: str, seen: Captured, grads: bool, detach: bool):
     return hook
 
 
+class ForwardStopped(Exception):
+    """Raised inside a forward pass by a :func:`cut_forward` hook once every needed layer has run."""
+
+
+@dataclass
+class ForwardCut:
+    """Counts the calls of some layers in each forward pass; once :meth:`arm` ed, stops the pass
+    as soon as each layer has run as often as in the pass that was counted."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    expected: dict[str, int] | None = None
+
+    def begin(self) -> None:
+        """Call before each forward pass."""
+        self.calls = {}
+
+    def arm(self) -> None:
+        """Stop later passes after the layers' last calls (as counted in the pass just run)."""
+        self.expected = dict(self.calls)
+
+
+@contextlib.contextmanager
+def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]:
+    """Run the forward pass only as far as ``layers`` need: when the caller needs those layers'
+    outputs and not the logits, the rest of the network is skipped (the caller catches
+    :class:`ForwardStopped`). Enter it after :func:`capture` so its hooks run after the recorder's.
+    """
+    cut = ForwardCut()
+
+    def stopper(name: str):
+        def hook(module, inputs, output):
+            cut.calls[name] = cut.calls.get(name, 0) + 1
+            if cut.expected is not None and all(cut.calls.get(n, 0) >= c for n, c in cut.expected.items()):
+                raise ForwardStopped
+        return hook
+
+    with contextlib.ExitStack() as stack:
+        for name in dict.fromkeys(layers):
+            stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
+        yield cut
+
+
 @contextlib.contextmanager
 def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
     """Run ``model`` in eval mode with parameters not requiring grad; restore both on exit.

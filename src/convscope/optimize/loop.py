@@ -1,7 +1,8 @@
 """The one optimization loop behind feature visualization, DeepDream, inversion and style.
 
 Freeze the model, make an image from its parameterization, apply random transforms, run
-the model with hooks at the layers the objective reads, and step the parameters to
+the model with hooks at the layers the objective reads (after the first step, only as far
+as those layers when the objective never reads the logits), and step the parameters to
 *maximize* the objective (summed over the batch; images are optimized independently
 unless an objective couples them, like ``diversity``). Adam by default (lucent:
 lr 0.05), L-BFGS optional (Gatys et al. 2016; use it without random transforms).
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConvscopeError
-from ..hooks import capture, frozen
+from ..hooks import ForwardStopped, capture, cut_forward, frozen
 from ..layers import check_layers
 from .objectives import Evaluation, Objective, as_objective
 from .params import ImageParam
@@ -145,12 +146,17 @@ def optimize(
     result = OptimizationResult(image=param().detach(), history=[], terms={name: [] for name in record})
     best, since_best = -float("inf"), 0
 
-    with frozen(model), capture(model, layers) as seen, progress_bar(steps, description, progress) as advance:
+    with frozen(model), capture(model, layers) as seen, cut_forward(model, layers) as cut, \
+            progress_bar(steps, description, progress) as advance:
 
         def closure() -> torch.Tensor:
             solver.zero_grad()
             image = param()
-            logits = model(transform(image, generator))
+            cut.begin()
+            try:
+                logits = model(transform(image, generator))
+            except ForwardStopped:
+                logits = None
             evaluation = Evaluation(seen.activations, logits, image)
             scores = objective(evaluation)
             if scores.ndim != 1 or scores.shape[0] != image.shape[0]:
@@ -160,11 +166,14 @@ def optimize(
             with torch.no_grad():
                 closure.scores = scores.detach()
                 closure.terms = {name: float(term(evaluation).mean()) for name, term in record.items()}
+            closure.read_logits = evaluation.read_logits
             return loss
 
         try:
             for step in range(steps):
                 solver.step(closure)
+                if step == 0 and layers and not closure.read_logits:
+                    cut.arm()  # later passes stop after the objective's layers (the rest is never read)
                 param.project()
                 if pixels is not None:
                     with torch.no_grad():

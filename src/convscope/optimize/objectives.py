@@ -19,7 +19,6 @@ subtracts them: ``-match_activations("blocks.2", target) - 1e-2 * total_variatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -28,19 +27,29 @@ import torch.nn.functional as F
 from ..errors import ConvscopeError
 
 
-@dataclass
 class Evaluation:
     """What an objective sees: one forward pass of the model.
 
     Attributes:
         activations: layer name -> output of that layer (N, C, H, W) or (N, D).
-        logits: the model's output (N, K) (pre-softmax).
+        logits: the model's output (N, K) (pre-softmax); ``None`` when the loop cut the
+            forward pass short after the layers the objective reads (reading it then is an error).
         image: the image being optimized (N, 3, H, W) in [0, 1], before transforms.
+        read_logits: whether an objective has read ``logits`` (the loop cuts the forward pass
+            short only for objectives that never do).
     """
 
-    activations: Mapping[str, torch.Tensor]
-    logits: torch.Tensor
-    image: torch.Tensor
+    def __init__(self, activations: Mapping[str, torch.Tensor], logits: torch.Tensor | None, image: torch.Tensor):
+        self.activations, self._logits, self.image = activations, logits, image
+        self.read_logits = False
+
+    @property
+    def logits(self) -> torch.Tensor:
+        self.read_logits = True
+        if self._logits is None:
+            raise ConvscopeError("this objective reads the logits only on some steps; the forward pass "
+                                 "was cut short after its layers: read them on every step")
+        return self._logits
 
     def __getitem__(self, layer: str) -> torch.Tensor:
         return self.activations[layer]
