@@ -70,7 +70,9 @@ def main() -> None:
             lambda: torchattacks.PGD(model, 8 / 255, 2 / 255, 10, random_start=False)(x, y), 10 * fb, repeats=1)
     compare("PGD-10 L2", lambda: pgd(model, x, y, 1.0, 0.2, 10, random_start=False, norm="2"),
             lambda: torchattacks.PGDL2(model, 1.0, 0.2, 10, random_start=False)(x, y), 10 * fb, repeats=1)
-    compare("C&W 10 steps", lambda: cw(model, x, y, steps=10, search_steps=1),
+    compare("C&W 10 steps, all run", lambda: cw(model, x, y, steps=10, search_steps=1),
+            lambda: torchattacks.CW(model, steps=10)(x, y), 10 * fb, repeats=1)
+    compare("C&W 10 steps, both abort early", lambda: cw(model, x, y, steps=10, search_steps=1, abort_early=True),
             lambda: torchattacks.CW(model, steps=10)(x, y), 10 * fb, repeats=1)
     if args.deepfool_reference:
         compare("DeepFool 2 steps (64px)", lambda: deepfool(model, small, y_small, steps=2),

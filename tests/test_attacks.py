@@ -190,3 +190,26 @@ def test_square_only_keeps_improvements_and_stops_fooled_images(model, small_bat
     assert ((result.queries == 40) | result.success).all() and (result.queries <= 40).all()
     assert (margin(result.x_adv, result.labels) <= margin(start.x_adv, start.labels) + 1e-6).all()
     assert (result.linf <= 8 / 255 + 1e-6).all()
+
+
+def test_cw_aborts_early_per_image_as_the_paper_code_does(tiny, tiny_images):
+    from convscope.attacks.cw import cw
+
+    tiny.eval()
+    try:
+        calls = []
+        hook = tiny.register_forward_hook(lambda module, inputs, output: calls.append(len(output)))
+        full = cw(tiny, tiny_images, steps=100, search_steps=4, lr=0.05)
+        images_full = sum(calls)
+        calls.clear()
+        early = cw(tiny, tiny_images, steps=100, search_steps=4, lr=0.05, abort_early=True)
+        hook.remove()
+        labels = tiny(tiny_images).argmax(dim=1)
+        assert images_full == 2 * 100 * 4 + 3         # every step of both c, plus the label and class-count passes
+        assert sum(calls) < images_full / 2            # stalled images stop being forwarded
+        assert (tiny(early).argmax(dim=1) != labels).all() and (tiny(full).argmax(dim=1) != labels).all()
+        alone = torch.cat([cw(tiny, tiny_images[i:i + 1], steps=100, search_steps=4, lr=0.05, abort_early=True)
+                           for i in range(2)])
+        torch.testing.assert_close(alone, early, atol=1e-5, rtol=0)   # each image stops on its own
+    finally:
+        tiny.train()
