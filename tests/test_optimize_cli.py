@@ -44,5 +44,5 @@ def test_channel_lists():
 
 def test_tour_step_writes_the_pictures(model, chelsea, tmp_path):
     files = synthesis_step(model, chelsea, tmp_path)
-    assert [f.name for f in files] == ["visualize_blocks4.png", "dream.png"]
-    assert Image.open(files[1]).size == (224, 224)
+    assert [f.name for f in files] == ["visualize_blocks4.png", "dream.png", "invert_blocks2.png", "stylize_brick.png"]
+    assert Image.open(files[1]).size == (224, 224) and Image.open(files[3]).size == (128, 128)

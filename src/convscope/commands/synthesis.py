@@ -175,10 +175,17 @@ def register(app: typer.Typer) -> None:
                       f"content loss {result.initial_content_loss:.3g} -> {float(result.final_content_loss[0]):.3g} -> {path}")
 
 
-@tour_step(60, "feature visualization and DeepDream")
+@tour_step(60, "feature visualization, DeepDream, inversion and style transfer")
 def synthesis_step(model, image, out: Path) -> list[Path]:
-    from ..optimize import dream, visualize_channel
+    import torch.nn.functional as F
+
+    from ..images import load_image
+    from ..optimize import dream, invert, stylize, visualize_channel
 
     shown = visualize_channel(model, "blocks.4", [10, 20, 30, 40], size=96, steps=48, progress=False)
     dreamed = dream(model, image, "blocks.3", octaves=2, steps=6, progress=False)
-    return [save_image(shown.image, out / "visualize_blocks4.png", nrow=4), save_image(dreamed.image, out / "dream.png")]
+    small = F.interpolate(image, size=128, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    inverted = invert(model, small, "blocks.2", steps=60, progress=False)
+    styled = stylize(model, small, load_image("sample:brick", 128).to(small.device), steps=80, progress=False)
+    return [save_image(shown.image, out / "visualize_blocks4.png", nrow=4), save_image(dreamed.image, out / "dream.png"),
+            save_image(inverted.image, out / "invert_blocks2.png"), save_image(styled.image, out / "stylize_brick.png")]
