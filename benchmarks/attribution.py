@@ -1,8 +1,8 @@
 """Attribution speed: convscope next to captum / pytorch-grad-cam and a bare forward+backward.
 
 Run: ``python benchmarks/attribution.py [--batch 2] [--size 224] [--repeats 3] [--samples 8]``.
-Same model (embedded EfficientNet-Lite0), same batch, one process; the best of ``repeats``
-runs after one warm-up. Goals: single-pass gradient methods <= 1.1 x forward+backward,
+Same model (embedded EfficientNet-Lite0), same batch, one process; each row runs a bare
+forward+backward, convscope and the anchor in turn, ``repeats`` rounds after a warm-up, best of each. Goals: single-pass gradient methods <= 1.1 x forward+backward,
 SmoothGrad / IG with n samples <= 1.1 x n x forward+backward, and no slower than the anchor.
 """
 
@@ -22,14 +22,18 @@ from convscope.hooks import frozen
 from convscope.layers import find_layer
 
 
-def best_time(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_best(functions: dict, repeats: int) -> dict:
+    """Best wall time of each function after one warm-up, running them in turn in every round
+    (so drifting machine load hits all of them alike)."""
+    for function in functions.values():
         function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    best = {name: float("inf") for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -98,15 +102,15 @@ def main() -> None:
          lambda: captum.IntegratedGradients(anchor_model).attribute(x, target=targets, n_steps=n),
          "captum IntegratedGradients"),
     ]
-    base = best_time(bare, args.repeats)
+    base = interleaved_best({"bare": bare}, args.repeats)["bare"]
     print(f"bare forward+backward: {base:.3f} s", flush=True)
     table = Table("method", "convscope s", "÷ (passes × fwd+bwd)", "anchor", "anchor s", "convscope ÷ anchor",
                   title=f"attribution, batch {args.batch} at {args.size}px, {args.threads} threads; "
-                        f"bare forward+backward {base * 1000:.0f} ms")
+                        f"bare forward+backward {base * 1000:.0f} ms (each row: its own, interleaved)")
     for name, passes, mine, anchor, anchor_name in rows:
-        t_mine = best_time(mine, args.repeats)
-        t_anchor = best_time(anchor, args.repeats) if anchor is not None else None
-        cells = (name, f"{t_mine:.3f}", f"{t_mine / (passes * base):.2f}", anchor_name,
+        times = interleaved_best({"bare": bare, "mine": mine, **({"anchor": anchor} if anchor else {})}, args.repeats)
+        t_mine, t_anchor = times["mine"], times.get("anchor")
+        cells = (name, f"{t_mine:.3f}", f"{t_mine / (passes * times['bare']):.2f}", anchor_name,
                  f"{t_anchor:.3f}" if t_anchor else "-", f"{t_mine / t_anchor:.2f}" if t_anchor else "-")
         print(" | ".join(cells), flush=True)
         table.add_row(*cells)
