@@ -1,4 +1,4 @@
-"""CLI commands ``attack`` (the classic figure) and ``attack-eval`` (a folder), and their tour step."""
+"""CLI commands ``attack`` (the classic figure), ``attack-eval`` (a folder), ``fooling``, ``patch``, and their tour step."""
 
 from __future__ import annotations
 
@@ -139,6 +139,56 @@ def register(app: typer.Typer) -> None:
             name = classifier.labels[class_id] if classifier.labels else str(class_id)
             console.print(f"{name}: {100 * confidence:.1f}% after {spent} queries")
         console.print(f"gallery: {out}")
+
+    @app.command("patch")
+    def patch_command(
+        target: Annotated[str, typer.Option("--target", help="class name or id the patch pushes towards")] = "zebra",
+        images: Annotated[Optional[Path], typer.Option("--images", help="folder of training photos (default: 4 bundled)")] = None,
+        held_out: Annotated[Optional[Path], typer.Option("--held-out", help="folder of test photos (default: 4 other bundled)")] = None,
+        size: Annotated[int, typer.Option("--size", help="image side")] = 128,
+        patch_size: Annotated[int, typer.Option("--patch-size", help="patch resolution")] = 48,
+        scale: Annotated[str, typer.Option("--scale", help="patch side as a fraction of the image side: LOW,HIGH")] = "0.3,0.45",
+        steps: Annotated[int, typer.Option("--steps")] = 200,
+        lr: Annotated[float, typer.Option("--lr")] = 0.05,
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure: the patch and patched test photos (.png)")] = Path("patch.png"),
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
+        trust: TrustOption = False, device: DeviceOption = "auto",
+    ) -> None:
+        """Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."""
+        import torch
+
+        from ..attacks.patch import (HELD_OUT_SAMPLES, TRAIN_SAMPLES, adversarial_patch, patch_figure,
+                                     patch_success)
+        from ..images import load_image
+
+        try:
+            low, high = (float(v) for v in scale.split(","))
+        except ValueError:
+            raise ConvscopeError(f"--scale takes LOW,HIGH like 0.3,0.45; got {scale!r}") from None
+        classifier = open_model(model, weights, arch, trust, device)
+        move = next(classifier.parameters()).device
+
+        def photos(folder, names):
+            if folder is None:
+                return torch.cat([load_image(f"sample:{name}", size) for name in names]).to(move)
+            batches = [batch.images for batch in load_folder(folder, size)]
+            if not batches:
+                raise ConvscopeError(f"no readable images in {folder}")
+            return torch.cat(batches).to(move)
+
+        train, test = photos(images, TRAIN_SAMPLES), photos(held_out, HELD_OUT_SAMPLES)
+        goal = class_index(target, classifier.labels)
+        result = adversarial_patch(classifier, train, goal, size=patch_size, scale=(low, high), steps=steps, lr=lr,
+                                   generator=torch.Generator().manual_seed(seed), progress=True)
+        rate = patch_success(classifier, test, result.patch, goal, scale=(low, high),
+                             generator=torch.Generator().manual_seed(seed + 1))
+        patch_figure(classifier, test, result, output_path(out), scale=(low, high),
+                     generator=torch.Generator().manual_seed(seed + 2))
+        save_image(result.patch[None], output_path(out.with_name(out.stem + "_alone.png")))
+        name = classifier.labels[goal] if classifier.labels else str(goal)
+        console.print(f"patch -> {name!r}: log P {result.history[0]:.2f} -> {result.history[-1]:.2f} ({result.stopped}); "
+                      f"held-out success {100 * rate:.0f}% ({len(test)} photos x 8 placements) -> {out}")
 
 
 @tour_step(40, "adversarial example (targeted PGD, eps 4/255)")
