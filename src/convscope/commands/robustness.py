@@ -192,6 +192,8 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[Optional[int], typer.Option("--limit")] = 64,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size")] = None,
+        masking_checks: Annotated[bool, typer.Option("--masking-checks", help="also run the gradient-masking "
+                                                     "checks on each defense as a naive attacker sees it")] = False,
         model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
         trust: TrustOption = False, device: DeviceOption = "auto",
     ) -> None:
@@ -212,12 +214,25 @@ def register(app: typer.Typer) -> None:
             x, y = batches[0]
             x = x.to(next(classifier.parameters()).device)
         table = Table(title=f"defenses, L∞ eps={eps:.4g}, {len(y)} images")
-        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "adaptive attack"):
+        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "adaptive attack") + \
+                (("gradient-masking checks failed",) if masking_checks else ()):
             table.add_column(column)
         for name in chosen:
             result = evaluate_defense(classifier, name, x, y, eps, steps, eot_samples=eot, seed=seed, progress=True)
-            table.add_row(result.defense, f"{result.clean_accuracy:.3f}", f"{result.naive_accuracy:.3f}",
-                          f"{result.adaptive_accuracy:.3f}", result.adaptive_attack)
+            row = [result.defense, f"{result.clean_accuracy:.3f}", f"{result.naive_accuracy:.3f}",
+                   f"{result.adaptive_accuracy:.3f}", result.adaptive_attack]
+            if masking_checks:
+                import warnings
+
+                from ..attacks.masking import check_gradient_masking
+                from ..robustness.defenses import DefendedModel
+
+                defended = DefendedModel(classifier, DEFENSES.get(name)(), generator=torch.Generator().manual_seed(seed))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)   # the table says it
+                    report = check_gradient_masking(defended, x, y, eps, steps=steps, seed=seed)
+                row.append(", ".join(c.name for c in report.checks if not c.passed) or "none")
+            table.add_row(*row)
         console.print(table)
 
     @app.command("shape-bias")
