@@ -64,7 +64,7 @@ def test_pretrained_start_beats_training_from_scratch(model, photos):
     chance = 1 / len(train.classes)
     assert pretrained.best_val_accuracy >= 0.7
     assert pretrained.best_val_accuracy > scratch.best_val_accuracy + 0.2
-    assert scratch.best_val_accuracy < 0.5 + chance
+    assert 2 * chance < scratch.best_val_accuracy < 0.5 + chance   # a real baseline (precise BN): 0.33
 
 
 def test_bad_mode_and_mismatched_classes(model, photos):
