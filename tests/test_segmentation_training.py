@@ -74,6 +74,28 @@ def test_unet_shapes_and_skips():
     assert net.merge[0][0].in_channels == 2 * net.up[0].out_channels  # copied skip features concatenated
 
 
+def test_segnet_decodes_with_the_encoder_pooling_indices():
+    from convscope.segmentation import SegNet, generate_scenes, train_segmenter
+
+    net = build_segmenter("segnet", 4)
+    assert isinstance(net, SegNet) and net(torch.rand(2, 3, 30, 22)).shape == (2, 4, 30, 22)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())  # no learned upsampling
+    # every decoded value starts at the position its encoder maximum came from: with the decoder's
+    # convolutions replaced by identities, the unpooled map is zero except at the pooled maxima
+    tiny = SegNet(2, width=3, depth=1)
+    tiny.decode[0] = torch.nn.Identity()
+    tiny.classify = torch.nn.Identity()
+    features = tiny.encode[0](x := torch.rand(1, 3, 8, 8))
+    out = tiny(x)
+    pooled, indices = torch.nn.functional.max_pool2d(features, 2, return_indices=True)
+    assert torch.equal(out, torch.nn.functional.max_unpool2d(pooled, indices, 2))
+    assert int((out != 0).sum()) <= 3 * 16                         # at most one value per 2x2 window
+    torch.manual_seed(0)
+    history = train_segmenter(SegNet(len(SCENE_CLASSES), width=8, depth=2), generate_scenes(24, 48, seed=0), epochs=3,
+                              batch_size=8, progress=False)
+    assert history.loss[-1] < history.loss[0]
+
+
 def test_fcn_variants_keep_the_backbone_frozen_and_the_model_untouched(model):
     before = model_state(model)
     x = torch.rand(2, 3, 64, 64)

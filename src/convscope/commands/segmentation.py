@@ -15,7 +15,7 @@ from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
 from ..tour import tour_step
 
-ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet")
+ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
 
 
 def heatmap_figure(model, image: torch.Tensor, target, path: Path):
@@ -82,13 +82,13 @@ def register(app: typer.Typer) -> None:
         console.print(f"{heat.label or heat.class_id}: map {tuple(probability.shape)}, max p = {float(probability.max()):.3f} "
                       f"at cell ({row}, {col}), mean p = {float(probability.mean()):.3f} -> {out}")
 
-    segment = typer.Typer(help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net).", no_args_is_help=True)
+    segment = typer.Typer(help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet).", no_args_is_help=True)
     app.add_typer(segment, name="segment")
 
     @segment.command("train")
     def train_command(
         data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
-        arch: Annotated[str, typer.Option("--arch", help="fcn32s | fcn16s | fcn8s | unet")] = "fcn8s",
+        arch: Annotated[str, typer.Option("--arch", help="fcn32s | fcn16s | fcn8s | unet | segnet")] = "fcn8s",
         backbone: ModelOption = DEFAULT_MODEL,
         size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 96,
         count: Annotated[int, typer.Option("--count", help="generated scenes to train on")] = 300,

@@ -1,4 +1,4 @@
-"""Segmentation: upsampling blocks, fully-convolutional classifiers, FCN, U-Net, data, training."""
+"""Segmentation: upsampling blocks, fully-convolutional classifiers, FCN, U-Net, SegNet, data, training."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ from .draw import draw_masks, prediction_figure
 from .fcn import FCN, stride_layers
 from .train import (SegmentationScores, TrainingHistory, confusion_matrix, dice_loss, evaluate_segmenter, predict_masks,
                     segmentation_loss, train_segmenter)
+from .segnet import SegNet
 from .unet import UNet
 
 
 def build_segmenter(arch: str, num_classes: int, backbone: str | nn.Module = "efficientnet_lite0") -> nn.Module:
-    """``fcn32s`` / ``fcn16s`` / ``fcn8s`` on a pretrained ``backbone`` (frozen), or a small ``unet`` from scratch."""
+    """``fcn32s`` / ``fcn16s`` / ``fcn8s`` on a pretrained ``backbone`` (frozen), or a small ``unet`` or
+    ``segnet`` from scratch."""
     if arch == "unet":
         return UNet(num_classes)
+    if arch == "segnet":
+        return SegNet(num_classes)
     if arch in ("fcn32s", "fcn16s", "fcn8s"):
         return FCN(load_model(backbone) if isinstance(backbone, str) else backbone, num_classes, arch[3:])
-    raise ConvscopeError(f"unknown segmentation architecture {arch!r}: choose fcn32s, fcn16s, fcn8s or unet")
+    raise ConvscopeError(f"unknown segmentation architecture {arch!r}: choose fcn32s, fcn16s, fcn8s, unet or segnet")
