@@ -186,6 +186,6 @@ def synthesis_step(model, image, out: Path) -> list[Path]:
     dreamed = dream(model, image, "blocks.3", octaves=2, steps=6, progress=False)
     small = F.interpolate(image, size=128, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     inverted = invert(model, small, "blocks.2", steps=60, progress=False)
-    styled = stylize(model, small, load_image("sample:brick", 128).to(small.device), steps=80, progress=False)
+    styled = stylize(model, small, load_image("sample:brick", 128).to(small.device), steps=150, progress=False)
     return [save_image(shown.image, out / "visualize_blocks4.png", nrow=4), save_image(dreamed.image, out / "dream.png"),
             save_image(inverted.image, out / "invert_blocks2.png"), save_image(styled.image, out / "stylize_brick.png")]
