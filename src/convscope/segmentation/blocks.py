@@ -106,3 +106,11 @@ def bilinear_upsample(x: torch.Tensor, size: tuple[int, int] | None = None, fact
     if (size is None) == (factor is None):
         raise ConvscopeError("give exactly one of size and factor")
     return F.interpolate(x, size=size, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad (N, C, H, W) at the bottom and right so that H and W are multiples of
+    ``multiple`` (encoder-decoders that pool ``log2(multiple)`` times; crop the output back)."""
+    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
+

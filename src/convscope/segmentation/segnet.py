@@ -15,10 +15,9 @@ Deviations from the paper: 3 levels of width ``width * 2**level`` instead of VGG
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .blocks import max_pool_with_indices, max_unpool
+from .blocks import max_pool_with_indices, max_unpool, pad_to_multiple
 from .unet import _double_conv
 
 
@@ -40,10 +39,7 @@ class SegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        multiple = 2 ** self.depth
-        pad_h, pad_w = -height % multiple, -width % multiple
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        x = pad_to_multiple(x, 2 ** self.depth)
         remembered = []
         for block in self.encode:
             x = block(x)
