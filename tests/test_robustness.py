@@ -109,6 +109,7 @@ def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
         total = sum(float(p.double().sum()) for p in network.parameters())
         open(r"{tmp_path}/rank%d.txt" % dist.get_rank(), "w").write("%r %r %d" % (
             total, history.final.clean_accuracy, dist.get_world_size()))
+        dist.barrier()  # both ranks are done before either closes its gloo sockets (a teardown race aborted rank 1 once)
         dist.destroy_process_group()
     """))
     environment = dict(os.environ, OMP_NUM_THREADS="1")
