@@ -113,9 +113,13 @@ def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
         dist.destroy_process_group()
     """))
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29731",
-                          str(script)], capture_output=True, text=True, env=environment, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    for port in (29731, 29732):  # one retry, on a fresh port, only for a rank killed by SIGABRT (seen once in CI,
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",  # not reproduced
+                              f"--master_port={port}", str(script)], capture_output=True, text=True, env=environment,
+                             timeout=300)                                                          # in 14 runs)
+        if run.returncode == 0 or "SIGABRT" not in run.stderr:
+            break
+    assert run.returncode == 0, run.stderr[-6000:]
     ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert ranks[0] == ranks[1]  # same weights and the same (all-reduced) accuracy on both ranks
     assert ranks[0][2] == "2" and (tmp_path / "ddp.pt").exists()
