@@ -113,10 +113,11 @@ def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
         dist.destroy_process_group()
     """))
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    for port in (29731, 29732):  # one retry, on a fresh port, only for a rank killed by SIGABRT (seen once in CI,
-        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",  # not reproduced
+    # one retry, on a fresh port, only when a rank was killed by SIGABRT (seen once in CI, not reproduced in 14 runs)
+    for port in (29731, 29732):
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                               f"--master_port={port}", str(script)], capture_output=True, text=True, env=environment,
-                             timeout=300)                                                          # in 14 runs)
+                             timeout=300)
         if run.returncode == 0 or "SIGABRT" not in run.stderr:
             break
     assert run.returncode == 0, run.stderr[-6000:]
