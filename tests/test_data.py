@@ -209,3 +209,25 @@ def test_robustness_cli_labels_the_severities_run_and_refuses_published_ce_on_a_
     header = (tmp_path / "corruption_errors.csv").read_text().splitlines()[0]
     assert header == "corruption,error_s1,error_s5,mean_error,ce,relative_ce"
     assert "no CE: AlexNet's published errors average all 5 severities" in " ".join(text.split())
+
+
+def test_batch_explain_writes_one_map_per_image_and_an_index(model, monkeypatch, capsys, tmp_path):
+    out = tmp_path / "maps"
+    code, text, err = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
+                              "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out),
+                              "--device", "cpu")
+    assert code == 0, err
+    rows = (out / "index.csv").read_text().splitlines()
+    assert rows[0] == "image,label,target,target_name,probability,score,file,row" and len(rows) == 21
+    first = rows[1].split(",")
+    assert first[0] == "samples:imagenet/imagenet_00_243.jpg" and first[1] == first[2] == "243"
+    stored = np.load(out / first[6])
+    assert stored["maps"].shape == (8, 1, 48, 48) and stored["ids"][0] == first[0]
+    import convscope
+
+    image = open_dataset("samples:imagenet", 48)[0][0][None]
+    direct = convscope.attribute(model, image, 243, method="saliency")
+    np.testing.assert_allclose(stored["maps"][0], direct[0].numpy(), rtol=1e-4, atol=1e-6)
+    code, text, _ = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
+                            "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out))
+    assert code == 0 and "1 shard(s) resumed" in text            # the same command again: nothing recomputed

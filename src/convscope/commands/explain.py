@@ -12,6 +12,8 @@ import typer
 from ..attribution import METHODS, attribute, display_mode, method_options
 from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
                           open_model, output_path)
+from ..data.options import (AddressOption, EngineOption, LabelsOption, PreprocessOption, StrictOption, WorkersOption,
+                            check_engine)
 from ..errors import ConvscopeError
 from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
@@ -52,10 +54,20 @@ def _probabilities(model, image) -> torch.Tensor:
         return model(image).softmax(dim=-1)[0].cpu()
 
 
+def _is_dataset(spec: str) -> bool:
+    """A dataset spec (folder, samples:SET, photos, NAME:ROOT) rather than one image."""
+    from ..data.specs import TORCHVISION_ROOTS
+
+    if spec.startswith("samples:") or spec == "photos" or Path(spec).is_dir():
+        return True
+    head, _, rest = spec.partition(":")
+    return bool(rest) and head.lower().removesuffix("-train") in TORCHVISION_ROOTS
+
+
 def register(app: typer.Typer) -> None:
     @app.command("explain")
     def explain_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode")],
         method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHODS.names())} | all")] = "gradcam",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
         topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
@@ -66,10 +78,34 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
+        overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
+        labels: LabelsOption = None, preprocess: PreprocessOption = "crop", strict: StrictOption = False,
+        engine: EngineOption = "local", address: AddressOption = None, workers: WorkersOption = None,
         model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
         trust: TrustOption = False, device: DeviceOption = "auto",
     ) -> None:
-        """Attribution map(s) of one image, drawn over it with the class name and probability."""
+        """Attribution map(s) of one image, drawn over it with the class name and probability.
+
+        Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
+        map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
+        score), resumable; --target predicted | label."""
+        if _is_dataset(image):
+            from ..attribution.batch import explain_dataset
+
+            check_engine(engine)
+            network = open_model(model, weights, arch, trust, device)
+            folder = Path("explanations") if out == Path("explain.png") else out
+            name = METHODS.canonical(method)
+            given = {"steps": steps, "n": samples}
+            options = {key: value for key, value in given.items() if key in method_options(name)}
+            index, reduced = explain_dataset(
+                network, image, name, folder, target or "predicted", layer, overlays, seed, batch_size, size,
+                preprocess, strict, True, engine, address, workers, labels, progress=True, **options)
+            console.print(f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
+                          + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
+                          + (f"; {reduced.skips.summary()}" if len(reduced.skips) else ""))
+            return
         network = open_model(model, weights, arch, trust, device)
         picture = open_image(image, network, size)
         methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
