@@ -14,7 +14,7 @@ import torch
 from ..checks import check_images
 from ..hooks import frozen
 from ..targets import Target, resolve_target
-from . import cw, deepfool, eot, evolution, gradient, square, substitute  # noqa: F401  (each module registers its attacks)
+from . import apgd, autoattack, cw, fab, deepfool, eot, evolution, gradient, square, substitute  # noqa: F401  (each module registers its attacks)
 from ._common import labels_for
 from .registry import ATTACKS
 from .result import AttackResult, distances
