@@ -47,7 +47,7 @@ def checkpoints(n_iter: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    points = sorted({math.ceil(q * n_iter) for q in p[1:] if q <= 1})
+    points = sorted({math.ceil(q * n_iter - 1e-9) for q in p[1:] if q <= 1 + 1e-9})   # 1e-9: float sums (0.57)
     return [w for w in points if 0 < w < n_iter]
 
 
@@ -261,24 +261,27 @@ def apgd_targeted(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: fl
 
 def _entry(loss: str, norm: str):
     def entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
-        eps = (8 / 255 if norm == "inf" else 0.5) if eps is None else eps
-        return apgd(model, x, labels, eps, norm=norm, loss=options.pop("loss", loss), target=target,
-                    generator=generator, progress=progress, **options)[0]
+        return apgd(model, x, labels, eps, norm=norm, loss=loss, target=target, generator=generator, progress=progress,
+                    **options)[0]
     return entry
 
 
 def _targeted_entry(norm: str):
     def entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
-        eps = (8 / 255 if norm == "inf" else 0.5) if eps is None else eps
-        if target is not None:
+        if target is not None:   # a given target: targeted DLR towards it
+            top = options.pop("top", None)  # noqa: F841  (only meaningful over the likeliest classes)
             return apgd(model, x, labels, eps, norm=norm, loss="dlr", target=target, generator=generator,
                         progress=progress, **options)[0]
         return apgd_targeted(model, x, labels, eps, norm=norm, generator=generator, progress=progress, **options)[0]
     return entry
 
 
-ATTACKS.register("apgd-ce")(_entry("ce", "inf"))
-ATTACKS.register("apgd-dlr")(_entry("dlr", "inf"))
-ATTACKS.register("apgd-t")(_targeted_entry("inf"))
-ATTACKS.register("apgd-ce-l2")(_entry("ce", "2"))
-ATTACKS.register("apgd-t-l2")(_targeted_entry("2"))
+_FIXED = ("norm", "loss", "target", "hit_target")
+ATTACKS.add("apgd_ce", _entry("ce", "inf"), norm="linf", eps=8 / 255, wraps=(apgd,), fixed=_FIXED, quick={"steps": 3})
+ATTACKS.add("apgd_dlr", _entry("dlr", "inf"), norm="linf", eps=8 / 255, wraps=(apgd,), fixed=_FIXED,
+            quick={"steps": 3})
+ATTACKS.add("apgd_t", _targeted_entry("inf"), norm="linf", eps=8 / 255, wraps=(apgd_targeted,), fixed=("norm",),
+            quick={"steps": 2, "top": 2})
+ATTACKS.add("apgd_ce_l2", _entry("ce", "2"), norm="l2", eps=0.5, wraps=(apgd,), fixed=_FIXED, quick={"steps": 3})
+ATTACKS.add("apgd_t_l2", _targeted_entry("2"), norm="l2", eps=0.5, wraps=(apgd_targeted,), fixed=("norm",),
+            quick={"steps": 2, "top": 2})

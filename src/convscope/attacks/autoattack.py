@@ -166,7 +166,8 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                             time.perf_counter() - started)
 
 
-@ATTACKS.register("autoattack")
+@ATTACKS.register("autoattack", norm="linf", eps=8 / 255, targeted=False, wraps=(autoattack,),
+                  quick={"steps": 2, "queries": 10})
 def _autoattack_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     if target is not None:
         raise ConvscopeError("AutoAttack is untargeted (it runs APGD-T/FAB-T over the likeliest classes itself)")

@@ -210,6 +210,9 @@ def _entry(norm: str, targeted: bool):
     return entry
 
 
-ATTACKS.register("fab")(_entry("inf", False))
-ATTACKS.register("fab-t")(_entry("inf", True))
-ATTACKS.register("fab-l2")(_entry("2", False))
+ATTACKS.add("fab", _entry("inf", False), norm="linf", eps=8 / 255, deterministic=True, wraps=(fab,),
+            fixed=("norm", "target"), quick={"steps": 3})
+ATTACKS.add("fab_t", _entry("inf", True), norm="linf", eps=8 / 255, deterministic=True, wraps=(fab_targeted, fab),
+            fixed=("norm", "target"), quick={"steps": 2, "top": 2})
+ATTACKS.add("fab_l2", _entry("2", False), norm="l2", eps=0.5, deterministic=True, wraps=(fab,),
+            fixed=("norm", "target"), quick={"steps": 3})
