@@ -20,6 +20,7 @@ from ..hooks import frozen
 from ..registry import Registry
 from ..targets import Target
 from .cam import cam, gradcam, gradcam_pp, guided_gradcam
+from .cam_family import ablationcam, eigencam, fullgrad, hirescam, layercam, scorecam, xgradcam
 from .gradients import input_x_gradient, saliency
 from .integrated import integrated_gradients
 from .noise import smooth as smooth_method
@@ -29,7 +30,8 @@ from .rectifiers import deconvnet, guided_backprop, rectifier_rule
 
 METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method")
 for _method in (saliency, input_x_gradient, guided_backprop, deconvnet, smoothgrad, smoothgrad_sq,
-                integrated_gradients, occlusion, cam, gradcam, gradcam_pp, guided_gradcam):
+                integrated_gradients, occlusion, cam, gradcam, gradcam_pp, guided_gradcam,
+                hirescam, xgradcam, layercam, scorecam, ablationcam, eigencam, fullgrad):
     METHODS.register()(_method)
 
 STOCHASTIC = frozenset({"smoothgrad", "smoothgrad_sq"})
