@@ -29,8 +29,10 @@ from ..targets import target_score
 from .cam import _finish, cam_layer, layer_gradients, upsample_map
 from .gradients import objective_score
 from .noise import fixed_targets
+from .registry import METHODS
 
 
+@METHODS.register(kind="cam", display="minmax")
 def hirescam(model, x, target=None, layer: str | None = None, relu: bool = True,
              interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
     """HiResCAM (Draelos & Carin 2020): ``sum_c dy/dA_c ⊙ A_c``, the gradient kept per position.
@@ -45,6 +47,7 @@ def hirescam(model, x, target=None, layer: str | None = None, relu: bool = True,
     return _finish((grads * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
 
 
+@METHODS.register(kind="cam", display="minmax")
 def xgradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
              interpolation: str = "bilinear", objective: str = "logit", eps: float = 1e-7) -> torch.Tensor:
     """XGrad-CAM (Fu et al. 2020): ``w_c = sum_ab (A_c(a,b) / sum_ab A_c) dy/dA_c(a,b)``.
@@ -70,6 +73,7 @@ def _layer_list(model, layer, size: int) -> list[str]:
     return [canonical_name(model, name) for name in names]
 
 
+@METHODS.register(kind="cam", display="minmax")
 def layercam(model, x, target=None, layer: str | Sequence[str] | None = None, relu: bool = True,
              gamma: float = 2.0, interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
     """LayerCAM (Jiang et al. 2021): ``relu(sum_c relu(dy/dA_c) ⊙ A_c)`` per position, at any depth.
@@ -117,6 +121,7 @@ def _scores(model, images: torch.Tensor, ids, labels) -> torch.Tensor:
     return target_score(ids, model(images), labels)
 
 
+@METHODS.register(kind="cam", display="minmax", quick={"top_channels": 64})
 def scorecam(model, x, target=None, layer: str | None = None, batch_size: int = 64,
              top_channels: int | None = None, interpolation: str = "bilinear",
              mask_align_corners: bool = False) -> torch.Tensor:
@@ -175,6 +180,7 @@ def _replace_output(module: torch.nn.Module, make):
         yield
 
 
+@METHODS.register(kind="cam", display="minmax")
 def ablationcam(model, x, target=None, layer: str | None = None, batch_size: int = 64, relu: bool = True,
                 interpolation: str = "bilinear") -> torch.Tensor:
     """Ablation-CAM (Desai & Ramaswamy 2020): ``w_k = (y - y_k) / y`` with ``y_k`` the class logit
@@ -223,6 +229,7 @@ def _ablated_scores(model, module, image, ablated, targets, labels) -> torch.Ten
     return target_score(targets, logits, labels)
 
 
+@METHODS.register(kind="cam", display="minmax")
 def eigencam(model, x, target=None, layer: str | None = None, center: bool = False, relu: bool = True,
              interpolation: str = "bilinear") -> torch.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020): the layer's activations projected on their first
@@ -320,6 +327,7 @@ def _min_max(values: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (values - low) / (high - low + eps)
 
 
+@METHODS.register(kind="cam", display="minmax")
 def fullgrad(model, x, target=None, objective: str = "logit", interpolation: str = "bilinear") -> torch.Tensor:
     """FullGrad saliency (Srinivas & Fleuret 2019): ``psi(x ⊙ dy/dx) + sum_l sum_c psi(b_c ⊙ dy/dz_c)``.
 
