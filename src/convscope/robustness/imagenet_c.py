@@ -48,7 +48,7 @@ class CorruptionErrors:
     def mean_error(self, name: str) -> float:
         return sum(self.errors[name]) / len(self.errors[name])
 
-    def corruption_error(self, name: str, baseline: "CorruptionErrors | None" = None, relative: bool = False) -> float:
+    def corruption_error(self, name: str, baseline: CorruptionErrors | None = None, relative: bool = False) -> float:
         """CE (or relative CE) of one corruption against ``baseline`` (AlexNet's published errors when None)."""
         ours = self.errors[name]
         if baseline is None:
@@ -63,14 +63,14 @@ class CorruptionErrors:
         denominator = sum(base)
         return sum(ours) / denominator if denominator else float("nan")
 
-    def mce(self, baseline: "CorruptionErrors | None" = None, relative: bool = False) -> float:
+    def mce(self, baseline: CorruptionErrors | None = None, relative: bool = False) -> float:
         """Mean CE over the benchmark corruptions that were evaluated."""
         names = [name for name in self.errors if name in BENCHMARK_CORRUPTIONS]
         if not names:
             raise ConvscopeError("mCE needs at least one of the 15 benchmark corruptions")
         return sum(self.corruption_error(name, baseline, relative) for name in names) / len(names)
 
-    def to_csv(self, path: str | Path, baseline: "CorruptionErrors | None" = None) -> Path:
+    def to_csv(self, path: str | Path, baseline: CorruptionErrors | None = None) -> Path:
         """One row per corruption: errors per severity, mean error, CE and relative CE."""
         path = Path(path)
         with path.open("w", newline="") as handle:
@@ -86,7 +86,7 @@ class CorruptionErrors:
                 writer.writerow([name, *[f"{e:.4f}" for e in errors], f"{self.mean_error(name):.4f}", ce, relative])
         return path
 
-    def plot(self, path: str | Path, baseline: "CorruptionErrors | None" = None) -> Path:
+    def plot(self, path: str | Path, baseline: CorruptionErrors | None = None) -> Path:
         """Error vs severity, one panel per corruption (the baseline dashed when given)."""
         import matplotlib
 
@@ -156,7 +156,7 @@ def corruption_errors(model: torch.nn.Module, batches: Iterable[tuple[torch.Tens
             for number, name in enumerate(corruptions):
                 errors = []
                 for severity in severities:
-                    errors.append(error_rate(lambda x, index: corrupt(
+                    errors.append(error_rate(lambda x, index, name=name, severity=severity, number=number: corrupt(
                         x, name, severity, seed=seed + 1000 * number + 100 * severity + index)))
                     advance(1, name)
                 result.errors[name] = errors
