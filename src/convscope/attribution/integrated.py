@@ -25,6 +25,7 @@ import torch
 from ..errors import ConvscopeError
 from .gradients import input_gradient, objective_score, reduce_channels
 from .noise import fixed_targets
+from .registry import METHODS
 
 RULES = ("gausslegendre", "riemann_trapezoid")
 
@@ -34,8 +35,8 @@ def quadrature(steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor, t
     if steps < 2 and rule == "riemann_trapezoid" or steps < 1:
         raise ConvscopeError(f"integrated gradients needs more steps, got {steps}")
     if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * weights)
+        nodes, node_weights = np.polynomial.legendre.leggauss(steps)
+        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * node_weights)
     if rule == "riemann_trapezoid":
         alphas = torch.linspace(0, 1, steps, dtype=torch.float64)
         weights = torch.full((steps,), 1.0 / (steps - 1), dtype=torch.float64)
@@ -68,6 +69,7 @@ def make_baseline(x: torch.Tensor, baseline, blur_sigma: float = 10.0, seed: int
     raise ConvscopeError(f"baseline must be 'black', 'blur', 'uniform' or a tensor, got {baseline!r}")
 
 
+@METHODS.register(kind="path", quick={"steps": 16})
 def integrated_gradients(model, x, target=None, baseline="black", steps: int = 50, rule: str = "gausslegendre",
                          batch_size: int = 32, channels: str | None = None, objective: str = "logit",
                          blur_sigma: float = 10.0, seed: int | None = None, return_gap: bool = False):
