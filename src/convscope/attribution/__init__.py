@@ -22,6 +22,7 @@ from ..targets import Target
 from .cam import cam, gradcam, gradcam_pp, guided_gradcam
 from .gradients import input_x_gradient, saliency
 from .integrated import integrated_gradients
+from .lrp import lrp
 from .noise import smooth as smooth_method
 from .noise import smoothgrad, smoothgrad_sq
 from .perturbation import occlusion
@@ -29,7 +30,7 @@ from .rectifiers import deconvnet, guided_backprop, rectifier_rule
 
 METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method")
 for _method in (saliency, input_x_gradient, guided_backprop, deconvnet, smoothgrad, smoothgrad_sq,
-                integrated_gradients, occlusion, cam, gradcam, gradcam_pp, guided_gradcam):
+                integrated_gradients, occlusion, cam, gradcam, gradcam_pp, guided_gradcam, lrp):
     METHODS.register()(_method)
 
 STOCHASTIC = frozenset({"smoothgrad", "smoothgrad_sq"})
