@@ -62,6 +62,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ConvscopeError
 from ..targets import resolve_target, target_score
+from .registry import METHODS
 
 COMPOSITES = ("epsilon_gamma_box", "epsilon_alpha2_beta1_flat", "epsilon", "gamma", "alpha1beta0", "alpha2beta1")
 
@@ -363,6 +364,7 @@ def _network_and_inputs(model, x):
     return model, x, torch.zeros_like(x[:1, :, :1, :1]), torch.ones_like(x[:1, :, :1, :1])
 
 
+@METHODS.register(kind="relevance")
 def lrp(model, x, target=None, rule: str = "epsilon_gamma_box", epsilon: float = 1e-6, gamma: float = 0.25,
         stabilizer: float = 1e-6, channels: str | None = None) -> torch.Tensor:
     """Layer-wise relevance propagation (Bach et al. 2015) with a zennit-style composite.

@@ -15,8 +15,10 @@ from ..attacks.evolution import fooling_gallery, fooling_images
 from ..attacks.figure import attack_figure
 from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
                           open_model, output_path)
+from ..data.options import (AddressOption, DataArgument, EngineOption, LabelsOption, PreprocessOption, ResumeOption,
+                            StrictOption, WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import image_files, load_folder, save_image
+from ..images import load_folder, save_image
 from ..models import DEFAULT_MODEL
 from ..targets import class_index
 from ..tour import tour_step
@@ -86,30 +88,51 @@ def register(app: typer.Typer) -> None:
 
     @app.command("attack-eval")
     def attack_eval_command(
-        data: Annotated[Path, typer.Argument(help="folder of images (sub-folders named by class id/name give labels)")],
+        data: DataArgument = "samples:imagenet",
         method: Annotated[str, typer.Option("--method", help=METHODS_HELP)] = "pgd",
         eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255")] = None,
         option: Annotated[list[str], typer.Option("--option", "-o", help="method option KEY=VALUE")] = [],  # noqa: B006
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        size: Annotated[int, typer.Option("--size", help="resize images to SIZE x SIZE")] = 224,
+        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's)")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        labels: LabelsOption = None, preprocess: PreprocessOption = "crop", strict: StrictOption = False,
+        resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
+        workers: WorkersOption = None,
+        json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the totals as JSON")] = None,
         model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
         trust: TrustOption = False, device: DeviceOption = "auto",
     ) -> None:
-        """Success rate and robust accuracy of an attack over a folder (with a progress bar)."""
+        """Clean accuracy, robust accuracy and attack success rate over a dataset (streamed, resumable)."""
         ATTACKS.get(method)
-        total = len(image_files(data))
+        check_engine(engine)
+        if size is not None and size < 1:
+            raise ConvscopeError(f"--size must be a positive integer, got {size}")
         classifier = open_model(model, weights, arch, trust, device)
-        report = evaluate_attack(classifier, load_folder(data, size, batch_size), method, parse_eps(eps),
-                                 progress=True, total=total, seed=seed, **parse_options(option))
-        table = Table(title=f"{method} on {data} ({report.images} images, {report.labelled} labelled by folder)")
-        for column in ("eps", "clean acc", "robust acc", "success", "mean L∞", "mean L2", "queries/img", "time"):
+        report = evaluate_attack(classifier, data, method, parse_eps(eps), progress=True, seed=seed,
+                                 batch_size=batch_size, size=size, preprocess=preprocess, strict=strict, resume=resume,
+                                 engine=engine, address=address, workers=workers, label_file=labels,
+                                 **parse_options(option))
+        truth = ("ground-truth labels" if report.ground_truth else
+                 f"{report.labelled} labelled, the others scored against the model's clean predictions")
+        table = Table(title=f"{method} on {data} ({report.images} images, {truth})")
+        for column in ("eps", "clean acc", "robust acc", "success (of correct)", "mean L∞", "mean L2", "queries/img", "time"):
             table.add_column(column, justify="right")
         table.add_row("-" if report.eps is None else f"{255 * report.eps:.2f}/255", f"{100 * report.clean_accuracy:.1f}%",
-                      f"{100 * report.robust_accuracy:.1f}%", f"{100 * report.success_rate:.1f}%",
+                      f"{100 * report.robust_accuracy:.1f}%",
+                      f"{100 * report.success_rate:.1f}% of {report.attacked}",
                       f"{255 * report.mean_linf:.2f}/255", f"{report.mean_l2:.3f}",
                       "-" if report.mean_queries is None else f"{report.mean_queries:.0f}", f"{report.seconds:.1f} s")
         console.print(table)
+        if report.skipped:
+            from ..data import SkipLog
+
+            console.print(SkipLog(report.skipped).summary())
+        if report.resumed_shards:
+            console.print(f"resumed: {report.resumed_shards} shard(s) read from {resume}")
+        if json_out is not None:
+            import json as _json
+
+            output_path(json_out).write_text(_json.dumps(report.to_dict(), indent=1))
 
     @app.command("fooling")
     def fooling_command(
