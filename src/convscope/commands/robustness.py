@@ -13,7 +13,7 @@ from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, We
 from ..data.options import (AddressOption, DataArgument, EngineOption, LabelsOption, PreprocessOption, ResumeOption,
                             StrictOption, WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import PHOTOS, ImageFolderDataset, image_files, load_image, save_image
+from ..images import ImageFolderDataset, load_image, save_image
 from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
 from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
