@@ -24,6 +24,7 @@ from ..targets import Target
 # other module of this package, so a new method is one new file.
 from . import gradients, rectifiers, noise, integrated, perturbation  # noqa: F401,I001
 from .cam import cam, gradcam, gradcam_pp, guided_gradcam
+from .cam_family import ablationcam, eigencam, fullgrad, hirescam, layercam, scorecam, xgradcam
 from .gradients import input_x_gradient, saliency
 from .integrated import integrated_gradients
 from .noise import smooth as smooth_method
