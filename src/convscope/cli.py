@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, List
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -72,7 +72,7 @@ def _pair_text(pair) -> str:
 
 @app.command("predict")
 def predict_command(
-    images: Annotated[List[str], typer.Argument(help="image files or sample:NAME")],
+    images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
     model: ModelOption = DEFAULT_MODEL, topk: Annotated[int, typer.Option("--topk", "-k")] = 5,
     weights: WeightsOption = None, arch: ArchOption = None, trust: TrustOption = False, device: DeviceOption = "auto",
 ) -> None:

@@ -180,7 +180,11 @@ def _state_dict_of(obj, path) -> dict:
 def load_weights(network: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict file into ``network`` strictly, with a one-line error on mismatch."""
     state = _state_dict_of(read_checkpoint(path), path)
-    result = network.load_state_dict(state, strict=False)
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when not strict
+        raise ConvscopeError(f"{path} does not fit the architecture: "
+                             f"{str(error).strip().splitlines()[-1].strip()}") from None
     if result.missing_keys or result.unexpected_keys:
         raise ConvscopeError(
             f"{path} does not fit the architecture: {len(result.missing_keys)} missing keys "
@@ -238,7 +242,7 @@ def _timm(name: str, weights: str | None) -> ImageClassifier:
         _warn_random(f"timm:{name}")
     else:
         load_weights(network, weights)
-    config = network.pretrained_cfg or {}
+    config: dict = network.pretrained_cfg or {}
     labels = imagenet_labels() if _num_outputs(network) == 1000 else None
     size = config.get("input_size", (3, 224, 224))[-1]
     return ImageClassifier(network, config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD),
@@ -357,6 +361,13 @@ def load_model(
             + " (models: efficientnet_lite0|1|2, torchvision:NAME, timm:NAME, a file, or module:callable)"
         )
     return model.eval().to(resolve_device(device))
+
+
+def is_model_name(spec) -> bool:
+    """Whether ``spec`` names a model from a known set (embedded, ``torchvision:NAME``, ``timm:NAME``):
+    the only model specs convscope accepts from a data file, since a file path or
+    ``module:callable`` read from a file would make a file choose code to import and run."""
+    return isinstance(spec, str) and (spec in EMBEDDED or spec.startswith(("torchvision:", "timm:")))
 
 
 def list_models() -> list[tuple[str, str]]:

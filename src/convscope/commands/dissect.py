@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,7 +13,7 @@ from ..errors import ConvscopeError
 from ..models import DEFAULT_MODEL
 from ..tour import tour_step
 
-LayersOption = Annotated[List[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
+LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
 EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
 AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")]
 SamplesOption = Annotated[int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")]
@@ -52,7 +52,7 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
     return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                          checkpoint=out / "examples-checkpoint.pt")
+                          checkpoint=out / "examples-checkpoint.safetensors")
 
 
 def register(app: typer.Typer) -> None:
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
-        Resumable: partial results are kept in OUT/examples-checkpoint.pt (also after Ctrl-C); run again to go on.
+        Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
         """
         from ..dissect import channel_sheet, example_strip, top_units
 

@@ -13,7 +13,7 @@ from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, We
 from ..data.options import (AddressOption, DataArgument, EngineOption, LabelsOption, PreprocessOption, ResumeOption,
                             StrictOption, WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import PHOTOS, ImageFolderDataset, image_files, load_image, save_image
+from ..images import ImageFolderDataset, load_image, save_image
 from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
 from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
@@ -229,10 +229,10 @@ def register(app: typer.Typer) -> None:
         if data == "digits":
             if checkpoint is None:
                 raise ConvscopeError("'digits' needs --checkpoint FILE.pt written by `convscope train digits`")
-            state = torch.load(checkpoint, weights_only=True)["state_dict"]
+            from ..models import load_weights
+
             side = size or 16
-            classifier = small_cnn(size=side)
-            classifier.load_state_dict(state)
+            classifier = load_weights(small_cnn(size=side), checkpoint)
             test = digits_dataset(side, "test")
             x, y = test.tensors[0][:limit], test.tensors[1][:limit]
         else:
