@@ -8,10 +8,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..cli_common import DeviceOption, ModelOption, console, open_image, open_model, output_path
+from ..cli_common import DeviceOption, ModelArgs, console, model_options, open_image, output_path
 from ..errors import ConvscopeError
 from ..images import save_image
-from ..models import DEFAULT_MODEL
 from ..tour import tour_step
 
 StepsOption = Annotated[Optional[int], typer.Option("--steps", help="optimizer steps (default: the method's)")]
@@ -44,6 +43,7 @@ def _steps(value: int | None, default: int) -> dict:
 def register(app: typer.Typer) -> None:
 
     @app.command("visualize")
+    @model_options
     def visualize_command(
         layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="dotted layer name (see: convscope layers)")] = None,
         channel: Annotated[Optional[str], typer.Option("--channel", "-c", help="channel id(s): 7, 0,3,9 or 0-7 (a grid)")] = None,
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
         no_transforms: Annotated[bool, typer.Option("--no-transforms", help="plain ascent, no random transforms")] = False,
         out: OutOption = Path("visualize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Activation maximization: images that excite a channel (or several, as a grid) or a class."""
         from ..optimize import visualize_channel, visualize_class
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
             raise ConvscopeError("give either --layer with --channel, or --class")
         if layer is not None and channel is None:
             raise ConvscopeError("--layer needs --channel")
-        network = open_model(model, device=device)
+        network = model.open()
         options = dict(size=size, param=param, lr=lr, seed=seed, progress=not quiet, **_steps(steps, 256))
         if no_transforms:
             options.update(transforms=())
@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"{shown.objective}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
 
     @app.command("dream")
+    @model_options
     def dream_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
@@ -83,12 +84,12 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option("--lr", help="step size (mean pixel change per step)")] = 0.01,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the photo (default: the model's size)")] = None,
         out: OutOption = Path("dream.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."""
         from ..optimize import dream
 
-        network = open_model(model, device=device)
+        network = model.open()
         photo = open_image(image, network, size)
         result = dream(network, photo, layer, octaves=octaves, octave_scale=octave_scale, lr=lr, seed=seed,
                        progress=not quiet, **_steps(steps, 10))
@@ -116,6 +117,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"cosine to the prompt: {scores} -> {path}")
 
     @app.command("invert")
+    @model_options
     def invert_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         layer: Annotated[Optional[List[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")] = None,
@@ -126,7 +128,7 @@ def register(app: typer.Typer) -> None:
                                                   help="raise the TV weight with the layer's stride (the paper's practice)")] = True,
         size: Annotated[int, typer.Option("--size", help="image side")] = 128,
         out: OutOption = Path("invert.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."""
         from ..optimize import invert_sweep
@@ -135,7 +137,7 @@ def register(app: typer.Typer) -> None:
         layers = list(layer or [])
         if not sweep and len(layers) != 1:
             raise ConvscopeError("give one --layer (or several with --sweep)")
-        network = open_model(model, device=device)
+        network = model.open()
         layers = layers or list(SWEEP_LAYERS)
         photo = open_image(image, network, size)
         results = invert_sweep(network, photo, layers, tv_weight=tv_weight, tv_by_depth=tv_by_depth, seed=seed, progress=not quiet,
@@ -152,6 +154,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"-> {path}")
 
     @app.command("stylize")
+    @model_options
     def stylize_command(
         content: Annotated[str, typer.Argument(help="content image file or sample:NAME")],
         style: Annotated[str, typer.Argument(help="style image file or sample:NAME (e.g. sample:brick)")],
@@ -161,12 +164,12 @@ def register(app: typer.Typer) -> None:
         optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
         size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
         out: OutOption = Path("stylize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."""
         from ..optimize import stylize
 
-        network = open_model(model, device=device)
+        network = model.open()
         result = stylize(network, open_image(content, network, size), open_image(style, network, size),
                          style_weight=style_weight, init=init, optimizer=optimizer,
                          lr=1.0 if optimizer == "lbfgs" else 0.02, seed=seed, progress=not quiet, **_steps(steps, 150))
