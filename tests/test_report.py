@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from convscope.errors import ConvscopeError
+from convscope.registry import RegistryEntry
 from convscope.report import REPORT_SECTIONS, build_report
 from convscope.testing import assert_untouched, model_state
 
@@ -83,7 +84,7 @@ def test_a_failing_section_is_shown_not_hidden(model, small_batch, monkeypatch):
     def broken(model, image, context):
         raise RuntimeError("this feature is broken")
 
-    monkeypatch.setitem(REPORT_SECTIONS._entries, "broken", broken)
+    monkeypatch.setitem(REPORT_SECTIONS._entries, "broken", RegistryEntry("broken", broken))
     with pytest.warns(UserWarning, match="report section 'broken' failed"):
         report = build_report(model, small_batch[:1], "x", sections=["broken"])
     assert report.sections[0].error == "RuntimeError: this feature is broken"

@@ -35,11 +35,6 @@ from .predictions import Prediction, predict
 from .registry import Registry
 from .render import bar_chart, overlay, png_bytes
 
-#: Smaller settings for the slow attribution methods, so the whole report stays under a
-#: minute on two CPU cores (the report and the web app; the methods' defaults otherwise).
-QUICK_OPTIONS: dict[str, dict[str, Any]] = {
-    "smoothgrad": {"n": 8, "seed": 0}, "smoothgrad_sq": {"n": 8, "seed": 0}, "integrated_gradients": {"steps": 16},
-}
 ATTACK_EPS = 2 / 255
 DREAM_LAYER, DREAM_OCTAVES, DREAM_STEPS = "blocks.4", 2, 8
 CLASS_VIS_SIZE, CLASS_VIS_STEPS = 112, 32
@@ -235,18 +230,11 @@ def _pair(pair) -> str:
     return text[0] if text[0] == text[1] else "x".join(text)
 
 
-def display_mode(method: str) -> str:
-    """How a method's map is scaled for display: CAM maps min-max, gradient maps by |value| / p99.5."""
-    from .attribution import method_options
-
-    return "minmax" if "layer" in method_options(method) and method != "guided_gradcam" else "abs"
-
-
 @REPORT_SECTIONS.register("attribution")
 def attribution_section(model, image, context) -> Section | None:
     """Every registered attribution method for the top class, side by side."""
     try:
-        from .attribution import METHODS, attribute, method_options
+        from .attribution import METHODS, attribute, display_mode, quick_options
     except ImportError:
         return None
     target = context.get("target")
@@ -254,13 +242,13 @@ def attribution_section(model, image, context) -> Section | None:
     figures, rows = [], []
     for method in METHODS.names():
         start = time.perf_counter()
-        options = {k: v for k, v in QUICK_OPTIONS.get(method, {}).items() if k in method_options(method)}
+        options = quick_options(method)  # the registry's smaller settings (under a minute on two cores)
         heat = attribute(model, image, target, method=method, **options)
         seconds = time.perf_counter() - start
         figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
         rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
     return Section(f"Attribution maps for “{label}” ({target})", figures=figures, headers=["method", "options", "seconds"],
-                   rows=rows, note="CAM maps scaled min-max; gradient maps by |value| / 99.5th percentile; jet colour map")
+                   rows=rows, note="CAM and occlusion maps scaled min-max; gradient maps by |value| / 99.5th percentile; jet colour map")
 
 
 @REPORT_SECTIONS.register("sanity")
@@ -278,15 +266,17 @@ def sanity_section(model, image, context) -> Section | None:
         collapsed_table=True, note="a method that explains the model changes its map as the weights are randomized")
 
 
-def attack_pictures(result, eps: float | None) -> list[Image.Image]:
+def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
     """Original | perturbation | adversarial pictures of the first image of an attack result.
 
-    The perturbation is shown as ``0.5 + delta / (2 eps)`` (grey = unchanged; the full
-    budget maps to black/white), the way Goodfellow et al. (2015) draw it amplified.
+    The perturbation is drawn by :func:`convscope.attacks.figure.perturbation_picture` (grey =
+    unchanged; for L∞ attacks the full budget maps to black/white, the way Goodfellow et al.
+    (2015) draw it amplified), the same as the CLI's figure. ``eps`` is unused (kept for callers).
     """
-    delta = result.perturbation[0].detach().cpu()
-    scale = 2 * (eps or float(delta.abs().max()) or 1.0)
-    return [picture_of(result.x[0]), picture_of((0.5 + delta / scale).clamp(0, 1)), picture_of(result.x_adv[0])]
+    from .attacks.figure import perturbation_picture
+
+    shown, _ = perturbation_picture(result, 0)
+    return [picture_of(result.x[0]), picture_of(shown), picture_of(result.x_adv[0])]
 
 
 @REPORT_SECTIONS.register("attack")

@@ -157,8 +157,8 @@ def transform_success(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tens
     return wins / trials
 
 
-@ATTACKS.register("eot")
+@ATTACKS.register("eot", norm="linf", eps=16 / 255, wraps=(eot,), quick={"steps": 3, "samples": 2})
 def _eot_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return eot(model, x, goal, 16 / 255 if eps is None else eps, targeted=target is not None, generator=generator,
+    return eot(model, x, goal, eps, targeted=target is not None, generator=generator,
                progress=progress, **options)

@@ -128,7 +128,8 @@ def _evaluate(model, x, y, targeted, population, scale, active, batch_size, quer
     return fitness, fooled
 
 
-@ATTACKS.register("one-pixel")
+@ATTACKS.register("one_pixel", norm="l0", uses_eps=False, threat="black-box", wraps=(one_pixel,),
+                  quick={"popsize": 8, "steps": 3})
 def _one_pixel_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     return one_pixel(model, x, goal, targeted=target is not None, generator=generator, progress=progress, **options)

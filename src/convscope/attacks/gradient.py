@@ -159,29 +159,31 @@ def _keep_fooling(model: Model, best: torch.Tensor | None, candidate: torch.Tens
     return torch.where(fooled.view(-1, 1, 1, 1), best, candidate)
 
 
-@ATTACKS.register("fgsm")
+@ATTACKS.register("fgsm", norm="linf", eps=8 / 255, deterministic=True, interactive=True, wraps=(fgsm,))
 def _fgsm_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return fgsm(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None, **options)
+    return fgsm(model, x, goal, eps, targeted=target is not None, **options)
 
 
-@ATTACKS.register("bim")
+@ATTACKS.register("bim", norm="linf", eps=8 / 255, deterministic=True, interactive=True, wraps=(bim, pgd),
+                  fixed=("random_start", "norm"),
+                  quick={"steps": 3})
 def _bim_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return bim(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None, progress=progress,
+    return bim(model, x, goal, eps, targeted=target is not None, progress=progress,
                **options)
 
 
-@ATTACKS.register("pgd")
+@ATTACKS.register("pgd", norm="linf", eps=8 / 255, interactive=True, wraps=(pgd,), quick={"steps": 3, "alpha": 2 / 255})
 def _pgd_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return pgd(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None,
+    return pgd(model, x, goal, eps, targeted=target is not None,
                generator=generator, progress=progress, **options)
 
 
-@ATTACKS.register("pgd-l2")
+@ATTACKS.register("pgd_l2", norm="l2", eps=1.0, wraps=(pgd,), fixed=("norm",), quick={"steps": 3})
 def _pgd_l2_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     options.setdefault("alpha", 0.2)
-    return pgd(model, x, goal, 1.0 if eps is None else eps, norm="2", targeted=target is not None,
+    return pgd(model, x, goal, eps, norm="2", targeted=target is not None,
                generator=generator, progress=progress, **options)

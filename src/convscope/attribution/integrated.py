@@ -25,6 +25,7 @@ import torch
 from ..errors import ConvscopeError
 from .gradients import input_gradient, objective_score, reduce_channels
 from .noise import fixed_targets
+from .registry import METHODS
 
 RULES = ("gausslegendre", "riemann_trapezoid")
 
@@ -68,6 +69,7 @@ def make_baseline(x: torch.Tensor, baseline, blur_sigma: float = 10.0, seed: int
     raise ConvscopeError(f"baseline must be 'black', 'blur', 'uniform' or a tensor, got {baseline!r}")
 
 
+@METHODS.register(kind="path", quick={"steps": 16})
 def integrated_gradients(model, x, target=None, baseline="black", steps: int = 50, rule: str = "gausslegendre",
                          batch_size: int = 32, channels: str | None = None, objective: str = "logit",
                          blur_sigma: float = 10.0, seed: int | None = None, return_gap: bool = False):

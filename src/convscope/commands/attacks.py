@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255 (default: the method's)")] = None,
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (targeted attack)")] = None,
         option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20 --set alpha=1/255)")] = [],  # noqa: B006
-        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png, or .pdf/.svg)")] = Path("attack.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("attack.png"),
         save_adversarial: Annotated[Optional[Path], typer.Option("--save-adversarial", help="also write the adversarial image (.png)")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,

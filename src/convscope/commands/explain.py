@@ -9,19 +9,11 @@ import numpy as np
 import torch
 import typer
 
-from ..attribution import METHODS, attribute, method_options
+from ..attribution import METHODS, attribute, display_mode, method_options
 from ..cli_common import ModelArgs, console, model_options, open_image, output_path
 from ..errors import ConvscopeError
 from ..render import Panel, figure
 from ..tour import tour_step
-
-CAM_METHODS = {"cam", "gradcam", "gradcam_pp", "occlusion"}
-
-
-def display_mode(method: str) -> str:
-    """How a method's map is scaled for display: min-max for CAM-like maps, |value|/p99.5 for gradients."""
-    return "minmax" if method in CAM_METHODS else "abs"
-
 
 def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list[int], layer: str | None = None,
                    path: Path | None = None, options: dict | None = None):
@@ -69,8 +61,8 @@ def register(app: typer.Typer) -> None:
         layer: Annotated[Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
         save_array: Annotated[Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")] = None,
-        steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 32,
-        samples: Annotated[int, typer.Option("--samples", help="SmoothGrad noisy copies")] = 16,
+        steps: Annotated[int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")] = 32,
+        samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
         model: ModelArgs = None,
@@ -78,9 +70,7 @@ def register(app: typer.Typer) -> None:
         """Attribution map(s) of one image, drawn over it with the class name and probability."""
         network = model.open()
         picture = open_image(image, network, size)
-        if method != "all":
-            METHODS.get(method)
-        methods = METHODS.names() if method == "all" else [method]
+        methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
         if target is not None and topk != 1:
             raise ConvscopeError("give --target or --topk, not both")
         if target is not None:
@@ -89,8 +79,9 @@ def register(app: typer.Typer) -> None:
             classes = [class_index(target, network.labels)]
         else:
             classes = _probabilities(network, picture).topk(topk).indices.tolist()
-        options = {"integrated_gradients": {"steps": steps}, "smoothgrad": {"n": samples, "seed": seed},
-                   "smoothgrad_sq": {"n": samples, "seed": seed}}
+        # the CLI's --steps / --samples / --seed go to every chosen method that takes them
+        given = {"steps": steps, "n": samples, "seed": seed}
+        options = {name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods}
         _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options)
         console.print(f"wrote {out}")
         if save_array is not None:

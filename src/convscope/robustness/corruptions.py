@@ -45,8 +45,10 @@ from ..registry import Registry
 
 CorruptionFn = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 
-CORRUPTIONS: Registry[CorruptionFn] = Registry("corruption")
-"""Name -> ``fn(x, severity, generator)``; names as in ``imagecorruptions``."""
+CORRUPTIONS: Registry[CorruptionFn] = Registry("corruption", category=None, deterministic=False)
+"""Name -> ``fn(x, severity, generator)``; names as in ``imagecorruptions``. Metadata:
+``category`` (``noise`` | ``blur`` | ``weather`` | ``digital``, as Hendrycks & Dietterich group
+them) and ``deterministic`` (no random draws: equal to the reference pixel for pixel)."""
 
 BENCHMARK_CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
@@ -197,21 +199,21 @@ def _per_image(values, x: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- noise
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="noise")
 def gaussian_noise(x, severity, generator):
     """Additive Gaussian noise, sigma .08 .12 .18 .26 .38."""
     scale = [.08, .12, .18, .26, .38][severity - 1]
     return x + _normal(x.shape, 0.0, scale, generator, x.device)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="noise")
 def shot_noise(x, severity, generator):
     """Poisson noise, ``poisson(x * lam) / lam`` with lam 60 25 12 5 3."""
     rate = [60, 25, 12, 5, 3][severity - 1]
     return torch.poisson(x * rate, generator=generator) / rate
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="noise")
 def impulse_noise(x, severity, generator):
     """Salt-and-pepper noise on a fraction .03 .06 .09 .17 .27 of the values (skimage 's&p')."""
     amount = [.03, .06, .09, .17, .27][severity - 1]
@@ -220,7 +222,7 @@ def impulse_noise(x, severity, generator):
     return torch.where(flipped, salted.to(x), x)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="noise")
 def speckle_noise(x, severity, generator):
     """Multiplicative Gaussian noise ``x + x * n``, sigma .15 .2 .35 .45 .6."""
     scale = [.15, .2, .35, .45, .6][severity - 1]
@@ -242,20 +244,20 @@ def _disk(radius: int, alias_blur: float) -> torch.Tensor:
     return _conv_same(disk[None, None], gauss[:, None] * gauss[None, :])[0, 0]
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="blur", deterministic=True)
 def defocus_blur(x, severity, generator):
     """Convolution with an anti-aliased disk of radius 3 4 6 8 10."""
     radius, alias = [(3, .1), (4, .5), (6, .5), (8, .5), (10, .5)][severity - 1]
     return _conv_same(x, _disk(radius, alias))
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="blur", deterministic=True)
 def gaussian_blur(x, severity, generator):
     """Gaussian blur, sigma 1 2 3 4 6 (skimage ``gaussian``, 'nearest' border, truncate 4)."""
     return _gaussian(x, [1, 2, 3, 4, 6][severity - 1])
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="blur")
 def glass_blur(x, severity, generator):
     """Blur, locally shuffle pixels (max offset delta, several iterations), blur again."""
     sigma, delta, iterations = [(.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)][severity - 1]
@@ -273,7 +275,7 @@ def glass_blur(x, severity, generator):
     return _gaussian(x, sigma)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="blur")
 def motion_blur(x, severity, generator):
     """Blur along a line at a random angle in [-45, 45) degrees; (radius, sigma) per severity."""
     radius, sigma = [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)][severity - 1]
@@ -285,7 +287,7 @@ _ZOOMS = [np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01), np.arange(1, 1.21,
           np.arange(1, 1.26, 0.02), np.arange(1, 1.31, 0.03)]
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="blur", deterministic=True)
 def zoom_blur(x, severity, generator):
     """Average of the image and centre zooms up to 1.11 1.16 1.21 1.26 1.31."""
     zooms = _ZOOMS[severity - 1]
@@ -297,7 +299,7 @@ def zoom_blur(x, severity, generator):
 
 # ----------------------------------------------------------------------------- weather
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="weather")
 def snow(x, severity, generator):
     """Zoomed, thresholded, motion-blurred noise flakes over a brightened image."""
     mean, std, zoom, threshold, radius, sigma, keep = [
@@ -340,7 +342,7 @@ def _frost_rescaled(index: int, height: int, width: int, device: torch.device) -
     return F.interpolate(photo[None].to(device), size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="weather")
 def frost(x, severity, generator):
     """Blend with a random crop of one of the first five frost photographs of the reference."""
     keep, amount = [(1, .4), (.8, .6), (.7, .7), (.65, .7), (.6, .75)][severity - 1]
@@ -382,7 +384,7 @@ def _plasma_fractal(count: int, size: int, decay: float, generator, device) -> t
     return heights / heights.amax(dim=(1, 2), keepdim=True)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="weather")
 def fog(x, severity, generator):
     """Add a plasma-fractal haze (strength, decay) and rescale by the image's maximum."""
     strength, decay = [(1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)][severity - 1]
@@ -395,7 +397,7 @@ def fog(x, severity, generator):
 
 # ----------------------------------------------------------------------------- digital
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="digital", deterministic=True)
 def brightness(x, severity, generator):
     """Add .1 .. .5 to the HSV value (hue and saturation kept: channels scale by V'/V)."""
     shift = [.1, .2, .3, .4, .5][severity - 1]
@@ -405,7 +407,7 @@ def brightness(x, severity, generator):
     return torch.where(value > 0, scaled, new_value.expand_as(x))
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="digital", deterministic=True)
 def saturate(x, severity, generator):
     """Scale and shift the HSV saturation, ``s * a + b`` with (a, b) per severity.
 
@@ -422,7 +424,7 @@ def saturate(x, severity, generator):
     return torch.where(saturation > 0, colored, red_hue)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="digital", deterministic=True)
 def contrast(x, severity, generator):
     """Pull every channel towards its mean by a factor .4 .3 .2 .1 .05."""
     factor = [.4, .3, .2, .1, .05][severity - 1]
@@ -440,7 +442,7 @@ def _box_matrix(size_in: int, size_out: int, device) -> torch.Tensor:
     return members / members.sum(dim=1, keepdim=True)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="digital", deterministic=True)
 def pixelate(x, severity, generator):
     """Downscale by .6 .5 .4 .3 .25 with a BOX filter and upscale back with NEAREST (as PIL)."""
     factor = [.6, .5, .4, .3, .25][severity - 1]
@@ -452,7 +454,7 @@ def pixelate(x, severity, generator):
     return small.index_select(2, rows).index_select(3, cols)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="digital", deterministic=True)
 def jpeg_compression(x, severity, generator):
     """JPEG re-encoding at quality 25 18 15 10 7 (libjpeg through ``torchvision.io``; on CPU)."""
     from torchvision.io import decode_jpeg, encode_jpeg
@@ -471,7 +473,7 @@ def _reflect_coordinates(coords: torch.Tensor, size: int) -> torch.Tensor:
     return coords.clamp(0, size - 1)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="digital")
 def elastic_transform(x, severity, generator):
     """Warp by smoothed random displacements (sigma 1 % of the size, alpha 250 x .05 .. .12)."""
     alpha = 250 * [.05, .065, .085, .1, .12][severity - 1]
@@ -509,7 +511,7 @@ def _water(liquid: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(F.pad(embossed, (1, 1, 1, 1), mode="reflect"), 3, 1)
 
 
-@CORRUPTIONS.register()
+@CORRUPTIONS.register(category="weather")
 def spatter(x, severity, generator):
     """Water drops (severities 1-3) or mud splashes (4-5) from thresholded smoothed noise."""
     mean, std, sigma, threshold, intensity, mud = [

@@ -1,0 +1,28 @@
+"""The registry of attribution methods read by :func:`convscope.attribute`, the CLI, the report,
+the web app and the tests.
+
+An entry is ``method(model, x, target, **options) -> Tensor`` registered with its metadata::
+
+    @METHODS.register(kind="cam", display="minmax")
+
+Metadata (defaults in brackets):
+
+* ``kind``: ``"gradient"`` | ``"rectifier"`` | ``"path"`` | ``"noise"`` | ``"perturbation"`` | ``"cam"``;
+* ``display`` [``"abs"``]: how the map is scaled for display (:func:`convscope.render.normalize_map`):
+  ``"abs"`` (|value| / p99.5, for gradient maps) or ``"minmax"`` (CAM-like maps);
+* ``stochastic`` [False]: draws random numbers (reproducible with ``seed=``);
+* ``quick`` [{}]: smaller settings for the report and the web app (under a minute on two cores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..registry import Registry
+
+METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method", kind="gradient", display="abs",
+                                                          stochastic=False, quick={})
+
+__all__ = ["METHODS"]
