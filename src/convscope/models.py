@@ -674,6 +674,8 @@ def load_model(
         std = std if std is not None else spec.std
         preprocess = preprocess if preprocess is not None else spec.preprocess
         spec = spec.source
+    if isinstance(spec, Path):
+        spec = str(spec)
     if isinstance(labels, (str, Path)):
         labels = parse_labels(labels)
     mean, std = parse_floats(mean, "mean"), parse_floats(std, "std")

@@ -225,7 +225,8 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
     head_name = replace_head(trained.network, len(train.classes))
     trained.head_spec = {"layer": head_name, "in_features": trained.network.get_submodule(head_name).in_features,
                          "out_features": len(train.classes)}
-    trained.input_size = _side(tuple(train.images.shape[-2:]))
+    if not trained.fixed_size:   # a fixed-size network keeps its size (its forward resizes to it)
+        trained.input_size = _side(tuple(train.images.shape[-2:]))
     if mode == "scratch":
         _reinitialise(trained.network)
     head = trained.network.get_submodule(head_name)

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         class_: Annotated[Optional[str], typer.Option("--class", help="class name or id (class visualization)")] = None,
         steps: StepsOption = None,
         param: Annotated[str, typer.Option("--param", help="fft | pixel")] = "fft",
-        size: Annotated[int, typer.Option("--size", help="image side")] = 128,
+        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: 128, or a fixed-size model's input size)")] = None,
         lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
         no_transforms: Annotated[bool, typer.Option("--no-transforms", help="plain ascent, no random transforms")] = False,
         out: OutOption = Path("visualize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
         if layer is not None and channel is None:
             raise ConvscopeError("--layer needs --channel")
         network = model.open()
+        if size is None:
+            size = network.input_shape[0] if network.fixed_size else 128
         options = dict(size=size, param=param, lr=lr, seed=seed, progress=not quiet, **_steps(steps, 256))
         if no_transforms:
             options.update(transforms=())
@@ -163,6 +165,8 @@ def register(app: typer.Typer) -> None:
         init: Annotated[str, typer.Option("--init", help="content | noise")] = "content",
         optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
         size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
+        content_layer: Annotated[Optional[str], typer.Option("--content-layer", help="layer whose activations keep the content (default: the model's)")] = None,
+        style_layers: Annotated[Optional[str], typer.Option("--style-layers", help="comma-separated layers whose Gram matrices carry the style")] = None,
         out: OutOption = Path("stylize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
         model: ModelArgs = None,
     ) -> None:
@@ -171,7 +175,8 @@ def register(app: typer.Typer) -> None:
 
         network = model.open()
         result = stylize(network, open_image(content, network, size), open_image(style, network, size),
-                         style_weight=style_weight, init=init, optimizer=optimizer,
+                         style_weight=style_weight, init=init, optimizer=optimizer, content_layer=content_layer,
+                         style_layers=None if style_layers is None else [v.strip() for v in style_layers.split(",") if v.strip()],
                          lr=1.0 if optimizer == "lbfgs" else 0.02, seed=seed, progress=not quiet, **_steps(steps, 150))
         path = save_image(result.image, output_path(out))
         console.print(f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "
