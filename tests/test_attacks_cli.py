@@ -1,6 +1,7 @@
 """The attack CLI, figure and folder evaluation as a user runs them."""
 
 
+import pytest
 import torch
 from PIL import Image
 
@@ -40,7 +41,8 @@ def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
     report = evaluate_attack(model, load_folder(tmp_path, 64, 2), "fgsm", 8 / 255)
     assert report.images == 3 and report.labelled == 2
     assert report.mean_linf <= 8 / 255 + 1e-6 and report.robust_accuracy <= report.clean_accuracy
-    assert report.robust_accuracy == 1 - report.success_rate  # untargeted: robust = not fooled
+    # only initially correct images are attacked; robust = correct and not fooled
+    assert report.robust_accuracy * report.images == pytest.approx(report.attacked * (1 - report.success_rate))
     code, text, _ = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path), "--method", "fgsm", "--eps", "8/255",
                         "--size", "64", "--device", "cpu")
     text = " ".join(text.split())  # rich may wrap the title

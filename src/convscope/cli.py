@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -74,7 +74,7 @@ def _pair_text(pair) -> str:
 @app.command("predict")
 @model_options
 def predict_command(
-    images: Annotated[List[str], typer.Argument(help="image files or sample:NAME")],
+    images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
     topk: Annotated[int, typer.Option("--topk", "-k")] = 5,
     model: ModelArgs = None,
 ) -> None:

@@ -188,6 +188,11 @@ def parse_set(pairs: list[str], function=None, what: str = "--set") -> dict:
     return options
 
 
+def data_preprocess(model) -> str:
+    """The dataset layer's name (``crop`` | ``resize``) for the model's recorded preprocessing."""
+    return {"center-crop": "crop", "squash": "resize"}.get(getattr(model, "preprocess", "center-crop"), "crop")
+
+
 def output_path(path: Path | str) -> Path:
     """Make the parent folder of an output file."""
     path = Path(path)

@@ -130,6 +130,7 @@ PREPROCESS = ("center-crop", "squash")
 
 
 def _check_preprocess(mode: str) -> str:
+    mode = {"crop": "center-crop", "resize": "squash"}.get(mode, mode)   # the dataset layer's names
     if mode not in PREPROCESS:
         raise ConvscopeError(_unknown("preprocessing", str(mode), PREPROCESS) + f"; choose {' | '.join(PREPROCESS)}")
     return mode
@@ -560,7 +561,7 @@ def _timm(name: str, weights: str | None) -> ImageClassifier:
         _warn_random(f"timm:{name}")
     else:
         load_weights(network, weights)
-    config = network.pretrained_cfg or {}
+    config: dict = network.pretrained_cfg or {}
     labels = imagenet_labels() if _num_outputs(network) == 1000 else None
     size = config.get("input_size", (3, 224, 224))[-1]
     return ImageClassifier(network, config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD),

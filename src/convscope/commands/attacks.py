@@ -13,9 +13,11 @@ from ..attacks import ATTACKS, attack
 from ..attacks.evaluate import evaluate_attack
 from ..attacks.evolution import fooling_gallery, fooling_images
 from ..attacks.figure import attack_figure
-from ..cli_common import ModelArgs, console, model_options, open_image, output_path, parse_budget, parse_set
+from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_image, output_path, parse_budget, parse_set
+from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
+                            WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import image_files, load_folder, save_image
+from ..images import load_folder, save_image
 from ..targets import class_index
 from ..tour import tour_step
 
@@ -81,31 +83,51 @@ def register(app: typer.Typer) -> None:
     @app.command("attack-eval")
     @model_options
     def attack_eval_command(
-        data: Annotated[Path, typer.Argument(help="folder of images (sub-folders named by class id/name give labels)")],
+        data: DataArgument = "samples:imagenet",
         method: Annotated[str, typer.Option("--method", help=METHODS_HELP)] = "pgd",
         eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255")] = None,
         option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20)")] = [],  # noqa: B006
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        size: Annotated[Optional[int], typer.Option("--size", help="resize images to SIZE x SIZE (default: the model's input size)")] = None,
+        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's input size)")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        data_labels: DataLabelsOption = None, strict: StrictOption = False,
+        resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
+        workers: WorkersOption = None,
+        json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the totals as JSON")] = None,
         model: ModelArgs = None,
     ) -> None:
-        """Success rate and robust accuracy of an attack over a folder (with a progress bar)."""
+        """Clean accuracy, robust accuracy and attack success rate over a dataset (streamed, resumable)."""
         ATTACKS.get(method)
-        total = len(image_files(data))
+        check_engine(engine)
+        if size is not None and size < 1:
+            raise ConvscopeError(f"--size must be a positive integer, got {size}")
         classifier = model.open()
         options = parse_options(option)
-        report = _run_attack(method, lambda: evaluate_attack(classifier, load_folder(data, size or classifier.input_size, batch_size),
-                                                             method, parse_eps(eps), progress=True, total=total, seed=seed,
-                                                             **options))
-        table = Table(title=f"{method} on {data} ({report.images} images, {report.labelled} labelled by folder)")
-        for column in ("eps", "clean acc", "robust acc", "success", "mean L∞", "mean L2", "queries/img", "time"):
+        report = _run_attack(method, lambda: evaluate_attack(
+            classifier, data, method, parse_eps(eps), progress=True, seed=seed, batch_size=batch_size, size=size,
+            preprocess=data_preprocess(classifier), strict=strict, resume=resume, engine=engine, address=address,
+            workers=workers, label_file=data_labels, **options))
+        truth = ("ground-truth labels" if report.ground_truth else
+                 f"{report.labelled} labelled, the others scored against the model's clean predictions")
+        table = Table(title=f"{method} on {data} ({report.images} images, {truth})")
+        for column in ("eps", "clean acc", "robust acc", "success (of correct)", "mean L∞", "mean L2", "queries/img", "time"):
             table.add_column(column, justify="right")
         table.add_row("-" if report.eps is None else f"{255 * report.eps:.2f}/255", f"{100 * report.clean_accuracy:.1f}%",
-                      f"{100 * report.robust_accuracy:.1f}%", f"{100 * report.success_rate:.1f}%",
+                      f"{100 * report.robust_accuracy:.1f}%",
+                      f"{100 * report.success_rate:.1f}% of {report.attacked}",
                       f"{255 * report.mean_linf:.2f}/255", f"{report.mean_l2:.3f}",
                       "-" if report.mean_queries is None else f"{report.mean_queries:.0f}", f"{report.seconds:.1f} s")
         console.print(table)
+        if report.skipped:
+            from ..data import SkipLog
+
+            console.print(SkipLog(report.skipped).summary())
+        if report.resumed_shards:
+            console.print(f"resumed: {report.resumed_shards} shard(s) read from {resume}")
+        if json_out is not None:
+            import json as _json
+
+            output_path(json_out).write_text(_json.dumps(report.to_dict(), indent=1))
 
     @app.command("fooling")
     @model_options

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,7 +11,7 @@ from ..cli_common import ModelArgs, console, model_options, open_image, output_p
 from ..errors import ConvscopeError
 from ..tour import tour_step
 
-LayersOption = Annotated[List[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
+LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
 EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
 AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")]
 SamplesOption = Annotated[int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")]

@@ -9,9 +9,11 @@ import torch
 import typer
 from rich.table import Table
 
-from ..cli_common import ModelArgs, console, model_options, open_model, output_path, parse_budget
+from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_model, output_path, parse_budget
+from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
+                            WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import PHOTOS, ImageFolderDataset, image_files, load_image, save_image
+from ..images import ImageFolderDataset, load_image, save_image
 from ..models import ImageClassifier, save_checkpoint
 from ..render import Panel, figure
 from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
@@ -30,41 +32,34 @@ def corruption_grid(image: torch.Tensor, severity: int, path: Path, seed: int = 
     return path
 
 
-def labelled_batches(data: str, model, size: int, limit: int | None, batch_size: int = 16):
-    """``samples`` (the bundled photos) or a folder -> list of (images, labels) and a note.
+def labelled_batches(data: str, model, size: int, limit: int | None, batch_size: int = 16, strict: bool = False,
+                     label_file=None, preprocess: str = "crop"):
+    """A dataset spec (see :func:`convscope.data.open_dataset`) -> list of (images, labels) and a note,
+    for the commands that need the images in memory (``defenses``; at most ``limit`` images).
 
-    Subfolders named by a class id or a class name of the model give the labels; without them
-    the label is the model's prediction on the clean image (so the clean error is 0).
+    Ground-truth labels where the data has them; otherwise the model's prediction on the clean
+    image (so the clean error is 0 for those).
     """
-    if data == "samples":
-        images = torch.cat([load_image(f"sample:{name}", size) for name in PHOTOS])
-        classes = None
-    else:
-        folder = Path(data)
-        if not folder.is_dir() or not image_files(folder):
-            raise ConvscopeError(f"{data!r} is neither 'samples' nor a folder of images")
-        dataset = ImageFolderDataset(folder, size, labelled=True)
-        items = [dataset[i] for i in range(len(dataset) if limit is None else min(limit, len(dataset)))]
-        images = torch.stack([item[0] for item in items])
-        names = [dataset.classes[item[1]] if item[1] >= 0 else None for item in items]
-        classes = [_class_id(name, model) for name in names] if all(names) else None
-    images = images[:limit] if limit else images
+    from ..data import SkipLog, open_dataset, stream
+
+    dataset = open_dataset(data, size, preprocess, labels=model.labels, label_file=label_file)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    skips = SkipLog()
+    images, labels = [], []
     device = next(model.parameters()).device
-    with torch.no_grad():
-        predicted = torch.cat([model(images[i:i + batch_size].to(device)).argmax(-1).cpu()
-                               for i in range(0, len(images), batch_size)])
-    labels = torch.as_tensor(classes[:len(images)]) if classes is not None else predicted
-    note = "labels from the folder names" if classes is not None else "labels = the model's clean predictions"
+    for batch in stream(dataset, batch_size, device="cpu", strict=strict, skips=skips, indices=range(count)):
+        with torch.no_grad():
+            predicted = model(batch.images.to(device)).argmax(-1).cpu()
+        images.append(batch.images)
+        labels.append(torch.where(batch.labels >= 0, batch.labels, predicted))
+    if not images:
+        raise ConvscopeError(f"no readable images in {data} ({skips.summary()})")
+    if len(skips):
+        console.print(skips.summary())
+    images, labels = torch.cat(images), torch.cat(labels)
+    note = "ground-truth labels" if all(label is not None for label in dataset.labels[:count]) else \
+        "labels = the model's clean predictions where the data has none"
     return [(images[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, len(images), batch_size)], note
-
-
-def _class_id(name: str, model) -> int:
-    if name.isdigit():
-        return int(name)
-    labels = [label.lower() for label in (model.labels or [])]
-    if name.lower().replace("_", " ") in labels:
-        return labels.index(name.lower().replace("_", " "))
-    raise ConvscopeError(f"folder {name!r} is neither a class id nor a class name of the model")
 
 
 def _parse_list(text: str | None, default, known, what: str) -> list:
@@ -99,43 +94,75 @@ def register(app: typer.Typer) -> None:
     @app.command("robustness")
     @model_options
     def robustness_command(
-        data: Annotated[str, typer.Argument(help="'samples' (bundled photos) or a folder (subfolders = class ids or names)")],
+        data: DataArgument = "samples:imagenet",
         baseline: Annotated[Optional[str], typer.Option("--baseline", help="normalise by this model's errors (default: AlexNet's published ones)")] = None,
         corruptions: Annotated[Optional[str], typer.Option("--corruptions", help="comma-separated names (default: the 15)")] = None,
         severities: Annotated[str, typer.Option("--severities", help="comma-separated, e.g. 1,3,5")] = "1,2,3,4,5",
         limit: Annotated[Optional[int], typer.Option("--limit", help="use the first N images")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+        clean_error: Annotated[Optional[float], typer.Option("--clean-error", help="the model's clean error, for relative CE on released corruption files")] = None,
+        data_labels: DataLabelsOption = None, strict: StrictOption = False,
+        resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
+        workers: WorkersOption = None,
         out_dir: Annotated[Path, typer.Option("--out", "-o", "--out-dir", help="output folder")] = Path("robustness"),
         model: ModelArgs = None,
     ) -> None:
-        """Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot."""
+        """Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot.
+
+        DATA is corrupted on the fly, or read as released (ImageNet-C tree, CIFAR-10-C .npy)."""
+        from ..data import open_dataset, take
+
         names = _parse_list(corruptions, BENCHMARK_CORRUPTIONS, CORRUPTIONS.names(), "corruption")
-        levels = [int(s) for s in _parse_list(severities, (), ["1", "2", "3", "4", "5"], "severity")]
+        levels = sorted({int(s) for s in _parse_list(severities, (), ["1", "2", "3", "4", "5"], "severity")})
+        if not levels:
+            raise ConvscopeError("--severities: give at least one of 1..5")
+        if limit is not None and limit < 1:
+            raise ConvscopeError(f"--limit must be at least 1, got {limit}")
+        check_engine(engine)
         classifier = model.open()
-        batches, note = labelled_batches(data, classifier, size or classifier.input_size, limit)
-        result = corruption_errors(classifier, batches, names, levels, seed=seed)
+        dataset = open_dataset(data, size or classifier.input_size, data_preprocess(classifier),
+                               labels=classifier.labels, label_file=data_labels)
+        if limit is not None:
+            dataset = take(dataset, limit)
+        released = getattr(dataset, "groups", None) is not None
+        note = ("released corruption files" if released else "corrupted on the fly") + (
+            ", ground-truth labels" if getattr(dataset, "labelled", False) else ", labels = the model's clean predictions where missing")
+        options = dict(seed=seed, batch_size=batch_size, strict=strict, engine=engine, address=address, workers=workers,
+                       clean=clean_error)
+        result = corruption_errors(classifier, dataset, names, levels,
+                                   resume=resume / "model" if resume else None, **options)
         reference = None
         if baseline is not None:
             other = open_model(baseline, device=model.device)
-            reference = corruption_errors(other, batches, names, levels, seed=seed)
+            reference = corruption_errors(other, dataset, names, levels,
+                                          resume=resume / "baseline" if resume else None, **options)
         out_dir.mkdir(parents=True, exist_ok=True)
         result.to_csv(out_dir / "corruption_errors.csv", reference)
         result.plot(out_dir / "corruption_errors.png", reference)
-        table = Table(title=f"{result.model_name} on {result.count} images ({note}); clean error {result.clean:.3f}")
+        clean_text = "n/a (no clean images; --clean-error)" if result.clean != result.clean else f"{result.clean:.3f}"
+        table = Table(title=f"{result.model_name} on {result.count} images ({note}); clean error {clean_text}; "
+                            f"severities {','.join(map(str, levels))}")
         for column in ("corruption", "mean error", "CE", "relative CE"):
             table.add_column(column)
-        scored = reference is not None
         for name in names:
-            ce = scored or name in BENCHMARK_CORRUPTIONS
+            ce = result.scored(name, reference)
             table.add_row(name, f"{result.mean_error(name):.3f}",
                           f"{100 * result.corruption_error(name, reference):.1f}%" if ce else "-",
                           f"{100 * result.corruption_error(name, reference, relative=True):.1f}%" if ce else "-")
         console.print(table)
-        if scored or any(name in BENCHMARK_CORRUPTIONS for name in names):
+        if any(result.scored(name, reference) for name in names if name in BENCHMARK_CORRUPTIONS or reference):
             console.print(f"mCE {100 * result.mce(reference):.1f}%, relative mCE "
                           f"{100 * result.mce(reference, relative=True):.1f}% "
-                          f"(normalised by {reference.model_name if reference else 'AlexNet, published errors'})")
+                          f"(normalised by {reference.model_name + ' at the same severities' if reference else 'AlexNet, published errors'})")
+        elif not result.all_severities:
+            console.print("no CE: AlexNet's published errors average all 5 severities; run 1,2,3,4,5 or give --baseline "
+                          "(evaluated at the same severities)")
+        if result.skipped:
+            from ..data import SkipLog
+
+            console.print(SkipLog(result.skipped).summary())
         console.print(f"wrote {out_dir / 'corruption_errors.csv'} and {out_dir / 'corruption_errors.png'}")
 
     @app.command("train")
@@ -220,7 +247,8 @@ def register(app: typer.Typer) -> None:
             x, y = test.tensors[0][:limit], test.tensors[1][:limit]
         else:
             classifier = model.open()
-            batches, _ = labelled_batches(data, classifier, size or classifier.input_size, limit, batch_size=10 ** 6)
+            batches, _ = labelled_batches(data, classifier, size or classifier.input_size, limit, batch_size=10 ** 6,
+                                          preprocess=data_preprocess(classifier))
             x, y = batches[0]
             x = x.to(next(classifier.parameters()).device)
         table = Table(title=f"defenses, L∞ eps={eps:.4g}, {len(y)} images")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("invert-text")
     def invert_text_command(
-        prompt: Annotated[List[str], typer.Argument(help="text prompt(s), one image each")],
+        prompt: Annotated[list[str], typer.Argument(help="text prompt(s), one image each")],
         clip: Annotated[str, typer.Option("--clip", help="open_clip architecture, e.g. ViT-B-32 or RN50")] = "ViT-B-32",
         weights: Annotated[Path, typer.Option("--weights", help="your CLIP weights file (nothing is downloaded)")] = Path("clip.pt"),
         steps: StepsOption = None,
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
     @model_options
     def invert_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-        layer: Annotated[Optional[List[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")] = None,
+        layer: Annotated[Optional[list[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")] = None,
         sweep: Annotated[bool, typer.Option("--sweep", help="invert several layers into one figure")] = False,
         steps: StepsOption = None,
         tv_weight: Annotated[float, typer.Option("--tv-weight", help="total-variation weight (at stride <= 4)")] = 0.5,

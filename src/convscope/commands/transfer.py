@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @model_options
     def finetune_command(
         data: Annotated[str, typer.Argument(help="image folder (DATA/CLASS/*.png or DATA/train|val/CLASS), or 'generated:photos' (bundled photo crops)")],
-        mode: Annotated[list[str], typer.Option("--mode", help="features | finetune | scratch (repeat to compare)")] = ["features"],
+        mode: Annotated[list[str], typer.Option("--mode", help="features | finetune | scratch (repeat to compare)")] = ["features"],  # noqa: B006 (typer reads the default)
         epochs: Annotated[int, typer.Option("--epochs", help="passes over the training set")] = 5,
         size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 64,
         batch_size: Annotated[int, typer.Option("--batch-size")] = 32,

@@ -62,7 +62,7 @@ class LayerExamples:
     active: torch.Tensor
 
     @classmethod
-    def empty(cls, channels: int, k: int, field: ReceptiveField, map_size: tuple[int, int]) -> "LayerExamples":
+    def empty(cls, channels: int, k: int, field: ReceptiveField, map_size: tuple[int, int]) -> LayerExamples:
         return cls(torch.full((channels, k), float("-inf")), torch.full((channels, k), -1, dtype=torch.long),
                    torch.zeros(channels, k, 2, dtype=torch.long), field, map_size,
                    torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64),
@@ -100,7 +100,7 @@ class LayerExamples:
         self.positions = positions.gather(1, order[..., None].expand(-1, -1, 2))
         self.indices = torch.where(torch.isinf(self.values), torch.full_like(self.indices, -1), self.indices)
 
-    def combine(self, other: "LayerExamples") -> None:
+    def combine(self, other: LayerExamples) -> None:
         """Merge another shard's record of the same layer in (exact: same lists as one pass)."""
         self.merge(other.values, other.indices, other.positions)
         self.max_sum += other.max_sum
@@ -173,7 +173,7 @@ class TopExamples:
                 "sources": self.sources, "layers": {name: vars(record).copy() for name, record in self.layers.items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "TopExamples":
+    def from_state(cls, state: dict) -> TopExamples:
         layers = {name: LayerExamples(**{key: value.clone() if isinstance(value, torch.Tensor) else value
                                          for key, value in fields.items()})
                   for name, fields in state["layers"].items()}
@@ -422,7 +422,7 @@ def draw_box(image: torch.Tensor, box: tuple[int, int, int, int], colour=(255, 4
 def _tile(picture: Image.Image, side: int) -> Image.Image:
     scale = side / max(picture.size)
     resized = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                             Image.NEAREST if scale > 2 else Image.BILINEAR)
+                             Image.Resampling.NEAREST if scale > 2 else Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (side, side), (255, 255, 255))
     canvas.paste(resized, ((side - resized.width) // 2, (side - resized.height) // 2))
     return canvas
