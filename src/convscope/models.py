@@ -735,6 +735,13 @@ def _apply(model: ImageClassifier, labels, mean, std, input_size, preprocess) ->
         model.preprocess = preprocess
 
 
+def is_model_name(spec) -> bool:
+    """Whether ``spec`` names a model from a known set (embedded, ``torchvision:NAME``, ``timm:NAME``):
+    the only model specs convscope accepts from a data file, since a file path or
+    ``module:callable`` read from a file would make a file choose code to import and run."""
+    return isinstance(spec, str) and (spec in EMBEDDED or spec.startswith(("torchvision:", "timm:")))
+
+
 def list_models() -> list[tuple[str, str]]:
     """(name, description) of the model sources convscope knows."""
     rows = []

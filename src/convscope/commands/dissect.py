@@ -50,7 +50,7 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
     return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                          checkpoint=out / "examples-checkpoint.pt")
+                          checkpoint=out / "examples-checkpoint.safetensors")
 
 
 def register(app: typer.Typer) -> None:
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
-        Resumable: partial results are kept in OUT/examples-checkpoint.pt (also after Ctrl-C); run again to go on.
+        Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
         """
         from ..dissect import channel_sheet, example_strip, top_units
 

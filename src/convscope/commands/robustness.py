@@ -239,10 +239,10 @@ def register(app: typer.Typer) -> None:
         if data == "digits":
             if checkpoint is None:
                 raise ConvscopeError("'digits' needs --checkpoint FILE.pt written by `convscope train digits`")
-            state = torch.load(checkpoint, weights_only=True)["state_dict"]
+            from ..models import load_weights
+
             side = size or 16
-            classifier = small_cnn(size=side)
-            classifier.load_state_dict(state)
+            classifier = load_weights(small_cnn(size=side), checkpoint)
             test = digits_dataset(side, "test")
             x, y = test.tensors[0][:limit], test.tensors[1][:limit]
         else:
