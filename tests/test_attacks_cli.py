@@ -73,7 +73,7 @@ def test_attack_eval_autoattack_writes_interval_csv_and_robustbench_json(monkeyp
     for name in ("chelsea", "coffee"):
         convscope.save_image(convscope.load_image(f"sample:{name}", 64), tmp_path / "data" / "285" / f"{name}.png")
     code, text, err = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path / "data"), "--method", "autoattack",
-                              "--eps", "1/255", "-o", "steps=2", "-o", "queries=5", "--size", "64", "--device", "cpu",
+                              "--eps", "1/255", "--set", "steps=2", "--set", "queries=5", "--size", "64", "--device", "cpu",
                               "--csv", str(tmp_path / "rows.csv"), "--json", str(tmp_path / "entry.json"))
     assert code == 0, err
     entry = json.loads((tmp_path / "entry.json").read_text())
