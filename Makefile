@@ -2,13 +2,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench docs clean samples
+.PHONY: demo test bench docs lint typecheck clean samples
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(PY) -m pip install --quiet -e ".[test,docs,dev]"
 	$(PY) -m pip install --quiet --no-deps torch-lucent==0.1.8
 	$(PY) -m pip install --quiet --no-deps foolbox==3.3.4  # the labelled samples (samples:imagenet, ...): data files only
 	touch $@
@@ -19,6 +19,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 # real labelled images (20 ImageNet val JPEGs, 20 each of CIFAR-10/100, MNIST, Fashion-MNIST) from the foolbox wheel
 samples: $(VENV)/.installed

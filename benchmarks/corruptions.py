@@ -47,8 +47,8 @@ def main() -> None:
     total_reference = total_ours = 0.0
     for name in BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS:
         convscope.corrupt(batch[:1], name, 3, seed=0)  # warm-up (frost photo cache, kernels)
-        ours = seconds(lambda: convscope.corrupt(batch, name, 3, seed=0)) / args.batch
-        theirs = sum(seconds(lambda a=arrays[i % 2]: reference.corrupt(a, corruption_name=name, severity=3))
+        ours = seconds(lambda name=name: convscope.corrupt(batch, name, 3, seed=0)) / args.batch
+        theirs = sum(seconds(lambda a=arrays[i % 2], name=name: reference.corrupt(a, corruption_name=name, severity=3))
                      for i in range(args.ref_images)) / args.ref_images
         total_reference, total_ours = total_reference + theirs, total_ours + ours
         print(f"{name:<18}{theirs:>24.4f}{ours:>17.4f}{theirs / ours:>9.1f}x")

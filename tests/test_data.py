@@ -101,7 +101,7 @@ def test_released_imagenet_c_tree_is_read_as_it_is(model, tmp_path):
     assert data.layout == "imagenet-c" and len(data) == 16
     assert sorted(set(data.groups)) == [("contrast", 1), ("contrast", 3), ("fog", 1), ("fog", 3)]
     result = corruption_errors(model, data, ["fog", "contrast"], [1, 3], batch_size=5, progress=False, workers=0)
-    for c, name in enumerate(("fog", "contrast")):       # each group's error = its own files' error
+    for name in ("fog", "contrast"):       # each group's error = its own files' error
         for s, severity in enumerate((1, 3)):
             picked = [i for i, g in enumerate(data.groups) if g == (name, severity)]
             images = torch.stack([data[i][0] for i in picked])

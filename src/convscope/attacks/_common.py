@@ -81,6 +81,9 @@ def progress_bar(total: int, description: str, enabled: bool) -> Iterator[Callab
     with Progress(*columns, disable=not enabled, transient=True) as bar:
         task = bar.add_task(description, total=total)
         try:
-            yield lambda n=1: bar.advance(task, n)
+            def advance(n: int = 1) -> None:
+                bar.advance(task, n)
+
+            yield advance
         except KeyboardInterrupt:
             warnings.warn(f"{description}: interrupted; returning the images found so far", RuntimeWarning, stacklevel=3)

@@ -75,7 +75,7 @@ def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
                 if not active.any():
                     break
                 r = _three_others(count, popsize, generator, device)
-                pick = lambda index: population.gather(1, index.view(count, popsize, 1, 1).expand_as(population))  # noqa: E731
+                pick = lambda index, population=population: population.gather(1, index.view(count, popsize, 1, 1).expand_as(population))  # noqa: E731
                 children = (pick(r[0]) + mutation * (pick(r[1]) - pick(r[2]))).clamp(0, 1)
                 child_fitness, child_fooled = _evaluate(model, x, y, targeted, children, scale, active, batch_size,
                                                         queries)

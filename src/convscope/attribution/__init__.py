@@ -10,7 +10,6 @@ input's size. Display scaling lives in :mod:`convscope.render`.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
 
 import torch
 
@@ -23,8 +22,9 @@ from ..targets import Target
 # The methods register themselves (``@METHODS.register(...)``) when their module is imported:
 # the listed modules first (the order of the CLI's ``--method all`` and the report), then any
 # other module of this package, so a new method is one new file.
-from . import gradients, rectifiers, noise, integrated, perturbation, cam  # noqa: F401,I001
+from . import gradients, rectifiers, noise, integrated, perturbation  # noqa: F401,I001
 from .cam import cam, gradcam, gradcam_pp, guided_gradcam
+from .cam_family import ablationcam, eigencam, fullgrad, hirescam, layercam, scorecam, xgradcam
 from .gradients import input_x_gradient, saliency
 from .integrated import integrated_gradients
 from .noise import smooth as smooth_method
@@ -97,6 +97,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
     with frozen(model):
         return function(model, x, target, **options)
 
-__all__ = ["METHODS", "STOCHASTIC", "attribute", "display_mode", "method_options", "quick_options", "rectifier_rule",
-           "smooth_method"] + list(
-    METHODS.names())
+
+__all__ = ["METHODS", "STOCHASTIC", "attribute", "cam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
+           "guided_backprop", "guided_gradcam", "input_x_gradient", "integrated_gradients", "method_options",
+           "occlusion", "quick_options", "rectifier_rule", "saliency", "smooth_method", "smoothgrad", "smoothgrad_sq"]

@@ -30,7 +30,7 @@ from ..layers import canonical_name, default_cam_layer
 from .gradients import objective_score
 from .registry import METHODS
 
-_DEFAULT_LAYERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+_DEFAULT_LAYERS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 
 def cam_layer(model: nn.Module, layer: str | None, size: int = 224) -> str:

@@ -35,8 +35,8 @@ def quadrature(steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor, t
     if steps < 2 and rule == "riemann_trapezoid" or steps < 1:
         raise ConvscopeError(f"integrated gradients needs more steps, got {steps}")
     if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * weights)
+        nodes, node_weights = np.polynomial.legendre.leggauss(steps)
+        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * node_weights)
     if rule == "riemann_trapezoid":
         alphas = torch.linspace(0, 1, steps, dtype=torch.float64)
         weights = torch.full((steps,), 1.0 / (steps - 1), dtype=torch.float64)

@@ -38,7 +38,7 @@ class ClassNames:
     def __init__(self, labels: Sequence[str] | None = None, num_classes: int | None = None):
         self.labels = list(labels) if labels is not None else None
         self.num_classes = num_classes if num_classes is not None else (len(self.labels) if self.labels else None)
-        self._lowered = {}
+        self._lowered: dict = {}
         for i, label in enumerate(self.labels or []):
             self._lowered.setdefault(label.lower().replace("_", " "), i)
 

@@ -45,7 +45,7 @@ class _ShardActor:
 
         from .stream import run_shards
 
-        out = {"shard": [], "tensors": [], "meta": []}
+        out: dict[str, list] = {"shard": [], "tensors": [], "meta": []}
         for shard in [int(s) for s in rows["shard"]]:
             for index, (state, skipped, images) in run_shards(self.reduction, self.dataset, self.bounds, [shard],
                                                               self.batch_size, self.device, 0, self.strict):

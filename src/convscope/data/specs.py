@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..errors import ConvscopeError
 from ..images import IMAGE_SUFFIXES, PHOTOS, array_to_tensor, read_image_file, sample_array
-from .classes import WNID, ClassNames, folder_classes
+from .classes import ClassNames, folder_classes
 
 CROP_RATIO = 0.875
 PREPROCESS = ("crop", "resize", "none")
@@ -127,6 +127,7 @@ class FileDataset(ImageDataset):
         self.ids = [_relative(f, self.root) for f in self.files]
         self.labels = list(labels)
         self.groups = list(groups) if groups is not None else None
+        self.classes: dict[int, str] = {}
 
     def read(self, index: int) -> torch.Tensor:
         return read_image_file(self.files[index])
@@ -264,6 +265,9 @@ class Take(torch.utils.data.Dataset):
 
     def __init__(self, dataset, count: int):
         self.dataset, self.count = dataset, min(count, len(dataset))
+        self.ids: list | None
+        self.labels: list | None
+        self.groups: list | None
         self.layout = getattr(dataset, "layout", "python")
         for name in ("ids", "labels", "groups"):
             value = getattr(dataset, name, None)

@@ -116,8 +116,8 @@ def build_atlas(
                 thumb = pictures.get(channel)
                 if thumb is None:
                     thumb = found[0][0] if found else torch.ones(3, 8, 8)
-                Image.fromarray(to_uint8(thumb)).resize((side, side), Image.NEAREST if thumb.shape[-1] < side else
-                                                       Image.BILINEAR).save(folder / "img" / f"thumb_{channel}.png")
+                Image.fromarray(to_uint8(thumb)).resize((side, side), Image.Resampling.NEAREST if thumb.shape[-1] < side else
+                                                       Image.Resampling.BILINEAR).save(folder / "img" / f"thumb_{channel}.png")
                 if channel in pictures:
                     Image.fromarray(to_uint8(pictures[channel])).save(folder / "img" / f"vis_{channel}.png")
                 strip = example_strip(found, side)

@@ -322,7 +322,7 @@ def _frost_folder() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "frost"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_photo(index: int) -> torch.Tensor:
     from PIL import Image
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -67,7 +67,7 @@ class CorruptionErrors:
     def mean_error(self, name: str) -> float:
         return sum(self.errors[name]) / len(self.errors[name])
 
-    def corruption_error(self, name: str, baseline: "CorruptionErrors | None" = None, relative: bool = False) -> float:
+    def corruption_error(self, name: str, baseline: CorruptionErrors | None = None, relative: bool = False) -> float:
         """CE (or relative CE) of one corruption against ``baseline`` (AlexNet's published errors when None)."""
         ours = self.errors[name]
         if baseline is None:
@@ -89,20 +89,20 @@ class CorruptionErrors:
         denominator = sum(base)
         return sum(ours) / denominator if denominator else float("nan")
 
-    def scored(self, name: str, baseline: "CorruptionErrors | None" = None) -> bool:
+    def scored(self, name: str, baseline: CorruptionErrors | None = None) -> bool:
         """Whether CE can be computed for ``name`` (see :meth:`corruption_error`)."""
         if baseline is not None:
             return name in baseline.errors
         return name in BENCHMARK_CORRUPTIONS and self.all_severities
 
-    def mce(self, baseline: "CorruptionErrors | None" = None, relative: bool = False) -> float:
+    def mce(self, baseline: CorruptionErrors | None = None, relative: bool = False) -> float:
         """Mean CE over the benchmark corruptions that were evaluated."""
         names = [name for name in self.errors if name in BENCHMARK_CORRUPTIONS]
         if not names:
             raise ConvscopeError("mCE needs at least one of the 15 benchmark corruptions")
         return sum(self.corruption_error(name, baseline, relative) for name in names) / len(names)
 
-    def to_csv(self, path: str | Path, baseline: "CorruptionErrors | None" = None) -> Path:
+    def to_csv(self, path: str | Path, baseline: CorruptionErrors | None = None) -> Path:
         """One row per corruption: errors per severity run (``error_sN`` = severity N), mean error, CE, relative CE."""
         path = Path(path)
         with path.open("w", newline="") as handle:
@@ -116,7 +116,7 @@ class CorruptionErrors:
                 writer.writerow([name, *[f"{e:.4f}" for e in errors], f"{self.mean_error(name):.4f}", ce, relative])
         return path
 
-    def plot(self, path: str | Path, baseline: "CorruptionErrors | None" = None) -> Path:
+    def plot(self, path: str | Path, baseline: CorruptionErrors | None = None) -> Path:
         """Error vs severity (the severities run; 0 = clean), one panel per corruption (baseline dashed)."""
         import math
 
