@@ -220,7 +220,28 @@ def resize(x: torch.Tensor, size: int | tuple[int, int], crop: bool = False) -> 
     return x[..., top : top + height, left : left + width].clamp(0, 1).contiguous()
 
 
-def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = False) -> torch.Tensor:
+#: torchvision's evaluation convention: Resize(S * 256 / 224) of the shorter side, then CenterCrop(S).
+CROP_RATIO = 224 / 256
+
+
+def preprocess(x: torch.Tensor, size: int | tuple[int, int], mode: str = "center-crop") -> torch.Tensor:
+    """Fit (N, C, H, W) to ``size`` the way a model expects: ``center-crop`` resizes the shorter
+    side to ``size / 0.875`` and takes the centre (torchvision's Resize(256) + CenterCrop(224)
+    at any size); ``squash`` resizes to ``size`` ignoring the aspect ratio."""
+    if mode == "squash":
+        return resize(x, size)
+    if mode != "center-crop":
+        raise ConvscopeError(f"unknown preprocessing {mode!r}; choose center-crop | squash")
+    height, width = (size, size) if isinstance(size, int) else size
+    scale = max(height, width) / CROP_RATIO / min(x.shape[-2:])
+    inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
+    x = resize(x, inner)
+    top, left = (inner[0] - height) // 2, (inner[1] - width) // 2
+    return x[..., top: top + height, left: left + width].contiguous()
+
+
+def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = False,
+               preprocessing: str | None = None) -> torch.Tensor:
     """Load one image as a float tensor (1, 3, H, W) in [0, 1].
 
     Args:
@@ -228,6 +249,8 @@ def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = Fals
             :data:`SAMPLES`), PIL image, numpy array or tensor.
         size: side (or (H, W)) to resize to; ``None`` keeps the original size.
         crop: resize the shorter side and centre-crop instead of squashing.
+        preprocessing: ``center-crop`` or ``squash`` (see :func:`preprocess`); overrides ``crop``.
+            :func:`model_image` uses the model's own.
 
     >>> load_image("sample:chelsea").shape
     torch.Size([1, 3, 224, 224])
@@ -254,7 +277,18 @@ def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = Fals
     else:
         raise ConvscopeError(f"cannot load an image from {type(spec).__name__}")
     tensor = tensor[None]
-    return tensor if size is None else resize(tensor, size, crop)
+    if size is None:
+        return tensor
+    return preprocess(tensor, size, preprocessing) if preprocessing else resize(tensor, size, crop)
+
+
+def model_image(spec, model, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """Load an image the way ``model`` takes it: at its ``input_size`` (or ``size``) with its
+    preprocessing (``center-crop`` by default), on the model's device."""
+    parameter = next(model.parameters(), None)
+    image = load_image(spec, size or getattr(model, "input_size", 224),
+                       preprocessing=getattr(model, "preprocess", "center-crop"))
+    return image.to(parameter.device) if parameter is not None else image
 
 
 def image_files(folder: str | Path) -> list[Path]:

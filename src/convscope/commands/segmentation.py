@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from ..cli_common import DeviceOption, ModelOption, TrustOption, console, open_model, output_path
+from ..cli_common import DeviceOption, ModelArgs, ModelOption, TrustOption, console, model_options, open_model, output_path
 from ..errors import ConvscopeError
 from ..images import load_image
 from ..models import DEFAULT_MODEL
@@ -83,17 +83,18 @@ def _load_segmenter(path: Path, device: str, backbone: str | None = None, trust:
 
 def register(app: typer.Typer) -> None:
     @app.command("heatmap")
+    @model_options
     def heatmap_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         class_name: Annotated[str, typer.Option("--class", help="class name or id, e.g. 'tabby'")] = "tabby",
         size: Annotated[int, typer.Option("--size", help="shorter image side in pixels (larger than the training size gives a finer map)")] = 448,
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("heatmap.png"),
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."""
         from ..checks import model_device
 
-        network = open_model(model, device=device)
+        network = model.open()
         picture = load_image(image, size=None)
         scale = size / min(picture.shape[-2:])
         picture = load_image(picture, size=(round(picture.shape[-2] * scale), round(picture.shape[-1] * scale)))

@@ -7,10 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import DeviceOption, ModelOption, console, err_console, open_model
+from ..cli_common import ModelArgs, console, err_console, model_options
 from ..errors import ConvscopeError
 from ..images import max_pixels
-from ..models import DEFAULT_MODEL
 
 
 def is_loopback(host: str) -> bool:
@@ -36,10 +35,11 @@ def allowed_hosts(host: str, extra: list[str]) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
+    @model_options
     def serve_command(
         host: Annotated[str, typer.Option("--host", help="address to bind; other than 127.0.0.1 exposes the app to your network")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
         max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="largest accepted upload")] = 8.0,
         allow_host: Annotated[Optional[list[str]], typer.Option(
             "--allow-host", help="another Host name the app answers to (e.g. this machine's DNS name); repeatable")] = None,
@@ -53,8 +53,8 @@ def register(app: typer.Typer) -> None:
             raise ConvscopeError(f"port must be in 1..65535, got {port}")
         if not is_loopback(host):
             err_console.print(f"[yellow]warning:[/yellow] binding {host}: anyone who can reach this machine can use the app")
-        network = open_model(model, device=device)
-        web_app = create_app({model: network}, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels(),
+        network = model.open()
+        web_app = create_app({model.name: network}, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels(),
                              allowed_hosts=allowed_hosts(host, allow_host or []))
         console.print(f"convscope at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
         uvicorn.run(web_app, host=host, port=port, log_level="warning")
