@@ -259,3 +259,15 @@ def test_uploads_over_a_mebibyte_never_touch_disk(web, monkeypatch):
     assert buffer.tell() > 1.5 * 2**20
     response = _upload(web, buffer.getvalue())
     assert response.status_code == 201 and response.json()["bytes"] == buffer.tell()
+
+
+def test_self_describing_checkpoint_cannot_name_a_builder(tmp_path, evil_builder):
+    import json
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "net.safetensors"
+    meta = {"format": "convscope-checkpoint/1", "weights": path.name, "arch": evil_builder}
+    save_file({"weight": torch.zeros(1)}, str(path), metadata={"convscope": json.dumps(meta)})
+    assert "--trust" in _one_line_refusal(lambda: load_model(str(path)))
+    assert "convscope_evil_builder" not in sys.modules
