@@ -190,7 +190,7 @@ FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n": 2, "seed": 0},
         "gradient_shap": {"n": 2, "seed": 0}, "kernel_shap": {"samples": 16, "seed": 0},
         "lime": {"samples": 16, "seed": 0}}
 PER_CHANNEL = {"input_x_gradient", "guided_backprop", "deconvnet", "integrated_gradients", "guided_gradcam", "deeplift",
-               "gradient_shap"}
+               "gradient_shap", "lrp"}
 
 
 @pytest.fixture(scope="module")
