@@ -231,3 +231,25 @@ def test_batch_explain_writes_one_map_per_image_and_an_index(model, monkeypatch,
     code, text, _ = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
                             "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out))
     assert code == 0 and "1 shard(s) resumed" in text            # the same command again: nothing recomputed
+
+
+def test_examples_and_robustness_skip_name_and_count_a_corrupt_file_or_stop_with_strict(monkeypatch, capsys, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path, _ in imagenet_samples()[:3]:
+        shutil.copy(path, folder / path.name)
+    (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    common = ("--size", "32", "--workers", "0", "--device", "cpu")
+    code, text, err = run_cli(monkeypatch, capsys, "examples", "-l", "conv_stem", str(folder), "--k", "2", "--size", "32",
+                              "--out", str(tmp_path / "ex"), "--device", "cpu")
+    assert code == 0, err
+    assert "skipped 1 unreadable file:" in text and "zz_broken.jpg" in text and "conv_stem: 4 images" in text
+    code, _, err = run_cli(monkeypatch, capsys, "examples", "-l", "conv_stem", str(folder), "--k", "2", "--size", "32",
+                           "--out", str(tmp_path / "ex2"), "--strict", "--device", "cpu")
+    assert code == 2 and "zz_broken.jpg" in err and "--strict" in err
+    code, text, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast",
+                              "--out-dir", str(tmp_path / "r"), *common)
+    assert code == 0 and "skipped 1 unreadable file: zz_broken.jpg" in " ".join(text.split()), err
+    code, _, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast", "--strict",
+                           "--out-dir", str(tmp_path / "r"), *common)
+    assert code == 2 and "zz_broken.jpg" in err
