@@ -19,10 +19,14 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+
+try:  # typer >= 0.17 runs on its own copy of click
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer
+    import click
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .cli_common import ModelArgs, console, err_console, model_options, open_image
 from .errors import ConvscopeError
@@ -64,7 +68,7 @@ def feature_commands(module: str) -> dict[str, click.Command]:
     return dict(typer.main.get_group(holder).commands)
 
 
-class _Deferred(click.Command):
+class _Deferred(TyperCommand):
     """A feature command in ``--help``'s list; its module loads when it is used."""
 
     rich_help_panel = None
@@ -208,12 +212,10 @@ def main() -> None:
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except Exception as error:  # click usage errors carry their own message and code
-        import click
-
         if isinstance(error, click.exceptions.ClickException):
             error.show()
             sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
+        if type(error).__name__ == "Abort":
             sys.exit(130)
         if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
             err_console.print(f"[red]error:[/red] {error}", highlight=False)
