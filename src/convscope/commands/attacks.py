@@ -93,10 +93,14 @@ def register(app: typer.Typer) -> None:
         data_labels: DataLabelsOption = None, strict: StrictOption = False,
         resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
         workers: WorkersOption = None,
-        json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the totals as JSON")] = None,
+        json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the totals and a RobustBench-style entry as JSON")] = None,
+        csv_out: Annotated[Optional[Path], typer.Option("--csv", help="also write one row per image (robust, broken_by, distances)")] = None,
         model: ModelArgs = None,
     ) -> None:
-        """Clean accuracy, robust accuracy and attack success rate over a dataset (streamed, resumable)."""
+        """Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset.
+
+        ``--method autoattack`` runs the AutoAttack protocol (``--set version=standard|plus|rand``).
+        """
         ATTACKS.get(method)
         check_engine(engine)
         if size is not None and size < 1:
@@ -110,10 +114,11 @@ def register(app: typer.Typer) -> None:
         truth = ("ground-truth labels" if report.ground_truth else
                  f"{report.labelled} labelled, the others scored against the model's clean predictions")
         table = Table(title=f"{method} on {data} ({report.images} images, {truth})")
-        for column in ("eps", "clean acc", "robust acc", "success (of correct)", "mean L∞", "mean L2", "queries/img", "time"):
+        for column in ("eps", "clean acc", "robust acc [95% CI]", "success (of correct)", "mean L∞", "mean L2", "queries/img", "time"):
             table.add_column(column, justify="right")
+        low, high = report.robust_interval
         table.add_row("-" if report.eps is None else f"{255 * report.eps:.2f}/255", f"{100 * report.clean_accuracy:.1f}%",
-                      f"{100 * report.robust_accuracy:.1f}%",
+                      f"{100 * report.robust_accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}]",
                       f"{100 * report.success_rate:.1f}% of {report.attacked}",
                       f"{255 * report.mean_linf:.2f}/255", f"{report.mean_l2:.3f}",
                       "-" if report.mean_queries is None else f"{report.mean_queries:.0f}", f"{report.seconds:.1f} s")
@@ -127,7 +132,14 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             import json as _json
 
-            output_path(json_out).write_text(_json.dumps(report.to_dict(), indent=1))
+            version = options.get("version", "standard") if ATTACKS.canonical(method) == "autoattack" else None
+            name = getattr(classifier, "name", None) or type(classifier).__name__
+            entry = report.robustbench_entry(str(name), str(data), version)
+            output_path(json_out).write_text(_json.dumps({**entry, "totals": report.to_dict()}, indent=1))
+            console.print(f"JSON: {json_out}")
+        if csv_out is not None:
+            report.write_csv(output_path(csv_out))
+            console.print(f"per-image CSV: {csv_out}")
 
     @app.command("fooling")
     @model_options
