@@ -292,4 +292,5 @@ def test_the_command_table_is_what_the_modules_register():
     for module in pkgutil.iter_modules(convscope.commands.__path__):
         for name, command in feature_commands(module.name).items():
             registered[name] = (module.name, command.get_short_help_str(limit=300))
-    assert registered == COMMANDS
+    # a new command or a new first docstring line: update COMMANDS in convscope/cli.py (--help reads it)
+    assert registered == COMMANDS, {k: v for k, v in registered.items() if COMMANDS.get(k) != v}

@@ -34,7 +34,7 @@ from .errors import ConvscopeError
 #: feature command -> (module in convscope.commands, the one-line help ``convscope --help`` shows).
 COMMANDS: dict[str, tuple[str, str]] = {
     "attack": ("attacks", "Attack one image and draw original | perturbation (amplified) | adversarial."),
-    "attack-eval": ("attacks", "Clean accuracy, robust accuracy and attack success rate over a dataset (streamed, resumable)."),
+    "attack-eval": ("attacks", "Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset."),
     "fooling": ("attacks", "Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."),
     "patch": ("attacks", "Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."),
     "weights": ("dissect", "A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."),
@@ -95,7 +95,19 @@ class LazyGroup(TyperGroup):
             return self.commands[name]
         if name in COMMANDS:
             return _Deferred(name, *COMMANDS[name])
-        return None
+        return _unlisted().get(name)   # a command added without a COMMANDS entry still runs
+
+
+def _unlisted() -> dict[str, click.Command]:
+    """Every feature command, found by importing every module of convscope.commands (slow path)."""
+    import pkgutil
+
+    from . import commands
+
+    found: dict[str, click.Command] = {}
+    for module in pkgutil.iter_modules(commands.__path__):
+        found.update(feature_commands(module.name))
+    return found
 
 
 app = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
