@@ -101,3 +101,47 @@ def test_noisy_linear_imputation_is_exact_on_a_linear_ramp():
     filled = noisy_linear_imputation(ramp, removed, 0.0, torch.Generator().manual_seed(0))
     # a linear function is its own neighbour average: the imputation recovers it
     assert torch.allclose(filled, ramp, atol=1e-6)
+
+
+def test_max_sensitivity_ranks_methods_as_quantus(model, scene):
+    """Stochastic: the same ordering of saliency (noisy gradients) and Grad-CAM (smooth, coarse) as
+    Quantus' MaxSensitivity with the same noise radius. Measured over seeds 0-4 (1 thread, 64 px):
+    saliency 0.71-0.75 (ours) / 0.70-0.75 (Quantus), Grad-CAM 0.34-0.41 / 0.29-0.50: a wide margin."""
+    gray, targets, _, _ = scene
+    x3 = gray.expand(-1, 3, -1, -1).contiguous()
+    x, y = _numpy(x3, targets)
+    ours, theirs = {}, {}
+    for method in ("saliency", "gradcam"):
+        explain = lambda images, ids, method=method: attribute(model, images, ids, method=method)  # noqa: E731
+        heat = explain(x3, targets)
+        ours[method] = METRICS.get("max_sensitivity")(model, x3, heat, targets, explain=explain, samples=4,
+                                                      radius=0.02).mean().item()
+
+        def quantus_explain(model, inputs, targets, method=method, **_):
+            # Quantus does not clamp its noisy copies to the pixel range; convscope needs [0, 1] (as ours)
+            images = torch.as_tensor(inputs).clamp(0, 1)
+            return attribute(model, images, torch.as_tensor(targets), method=method).numpy()
+
+        metric = quantus.MaxSensitivity(nr_samples=4, lower_bound=0.02, disable_warnings=True)
+        theirs[method] = float(np.mean(metric(model=model, x_batch=x, y_batch=y, a_batch=heat.numpy(), device="cpu",
+                                              explain_func=quantus_explain)))
+    assert (ours["saliency"] > ours["gradcam"]) == (theirs["saliency"] > theirs["gradcam"])
+
+
+def test_evaluate_explanations_on_generated_scenes(monkeypatch, capsys, tmp_path):
+    from convscope.testing import run_cli
+
+    out = tmp_path / "table.csv"
+    code, text, err = run_cli(monkeypatch, capsys, "evaluate-explanations", "scenes:3", "--size", "64", "--methods",
+                              "saliency,gradcam", "--metrics", "sparseness,pointing_game,relevance_mass",
+                              "--device", "cpu", "--out", str(out))
+    assert code == 0, err
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 6 and {r["metric"] for r in rows} == {"sparseness", "pointing_game", "relevance_mass"}
+    mass = [float(r["mean"]) for r in rows if r["metric"] == "relevance_mass"]
+    assert all(np.isfinite(mass)) and out.with_suffix(".png").is_file()
+    code, _, err = run_cli(monkeypatch, capsys, "evaluate-explanations", "scenes:2", "--metrics", "nonsense",
+                           "--device", "cpu")
+    assert code == 2 and "unknown explanation metric" in err
