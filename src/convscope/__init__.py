@@ -3,9 +3,9 @@ predicts, and how it can be fooled, on your own PyTorch model."""
 
 from .errors import ConvscopeError
 from .hooks import capture, frozen
-from .images import load_folder, load_image, load_images, save_image
+from .images import load_folder, load_image, load_images, model_image, save_image
 from .layers import default_cam_layer, find_layer, layer_names, layer_table, receptive_field
-from .models import ImageClassifier, imagenet_labels, list_models, load_model, wrap_model
+from .models import ImageClassifier, ModelSpec, imagenet_labels, list_models, load_model, save_checkpoint, wrap_model
 
 __version__ = "0.1.0"
 from .attacks import ATTACKS, AttackResult, attack, list_attacks

@@ -16,6 +16,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from .errors import ConvscopeError
+
 from .layers import find_layer
 
 
@@ -48,6 +50,18 @@ class Captured:
         return self.gradients[name]
 
 
+#: what works on a TorchScript program (no hooks needed).
+HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
+
+
+def require_hooks(module: nn.Module, name: str = "") -> None:
+    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ConvscopeError(
+            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
+            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch")
+
+
 @contextlib.contextmanager
 def capture(
     model: nn.Module, layers: str | Sequence[str], grads: bool = False, detach: bool = False
@@ -71,6 +85,7 @@ def capture(
     seen = Captured()
     with contextlib.ExitStack() as stack:
         for name, module in modules.items():
+            require_hooks(module, name)
             stack.enter_context(module.register_forward_hook(_recorder(name, seen, grads, detach)))
         yield seen
 
@@ -130,6 +145,7 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
 
     with contextlib.ExitStack() as stack:
         for name in dict.fromkeys(layers):
+            require_hooks(find_layer(model, name), name)
             stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
         yield cut
 

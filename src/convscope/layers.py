@@ -211,6 +211,10 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
             if field is not None:
                 fields[name] = field
 
+    from .hooks import require_hooks
+
+    for module in names:
+        require_hooks(module)
     handles = [module.register_forward_hook(record) for module in names]
     x = torch.rand(1, 3, height, width, device=device)
     try:

@@ -31,6 +31,7 @@ from .noise import smooth as smooth_method
 from .noise import smoothgrad, smoothgrad_sq
 from .perturbation import occlusion
 from .rectifiers import deconvnet, guided_backprop, rectifier_rule
+from .shapley import deeplift, gradient_shap, kernel_shap, lime
 from .registry import METHODS
 
 import_submodules(__name__)

@@ -10,10 +10,9 @@ import torch
 import typer
 
 from ..attribution import METHODS, attribute, display_mode, method_options
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_image, output_path
+from ..data.options import AddressOption, DataLabelsOption, EngineOption, StrictOption, WorkersOption, check_engine
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
 from ..tour import tour_step
 
@@ -52,25 +51,60 @@ def _probabilities(model, image) -> torch.Tensor:
         return model(image).softmax(dim=-1)[0].cpu()
 
 
+def _is_dataset(spec: str) -> bool:
+    """A dataset spec (folder, samples:SET, photos, NAME:ROOT) rather than one image."""
+    from ..data.specs import TORCHVISION_ROOTS
+
+    if spec.startswith("samples:") or spec == "photos" or Path(spec).is_dir():
+        return True
+    head, _, rest = spec.partition(":")
+    return bool(rest) and head.lower().removesuffix("-train") in TORCHVISION_ROOTS
+
+
 def register(app: typer.Typer) -> None:
     @app.command("explain")
+    @model_options
     def explain_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode")],
         method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHODS.names())} | all")] = "gradcam",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
         topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
         layer: Annotated[Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")] = None,
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("explain.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
         save_array: Annotated[Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")] = None,
         steps: Annotated[int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")] = 32,
         samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
+        data_labels: DataLabelsOption = None, strict: StrictOption = False,
+        engine: EngineOption = "local", address: AddressOption = None, workers: WorkersOption = None,
+        model: ModelArgs = None,
     ) -> None:
-        """Attribution map(s) of one image, drawn over it with the class name and probability."""
-        network = open_model(model, weights, arch, trust, device)
+        """Attribution map(s) of one image, drawn over it with the class name and probability.
+
+        Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
+        map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
+        score), resumable; --target predicted | label."""
+        if _is_dataset(image):
+            from ..attribution.batch import explain_dataset
+
+            check_engine(engine)
+            network = model.open()
+            folder = Path("explanations") if out == Path("explain.png") else out
+            name = METHODS.canonical(method)
+            given = {"steps": steps, "n": samples}
+            options = {key: value for key, value in given.items() if key in method_options(name)}
+            index, reduced = explain_dataset(
+                network, image, name, folder, target or "predicted", layer, overlays, seed, batch_size, size,
+                data_preprocess(network), strict, True, engine, address, workers, data_labels, progress=True,
+                **options)
+            console.print(f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
+                          + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
+                          + (f"; {reduced.skips.summary()}" if len(reduced.skips) else ""))
+            return
+        network = model.open()
         picture = open_image(image, network, size)
         methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
         if target is not None and topk != 1:
@@ -94,25 +128,25 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {save_array}")
 
     @app.command("sanity")
+    @model_options
     def sanity_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         methods: Annotated[str, typer.Option("--methods", help="comma-separated attribution methods")] =
         "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
         scheme: Annotated[str, typer.Option("--scheme", help="cascading | independent")] = "cascading",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("sanity.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("sanity.png"),
         steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."""
         from rich.table import Table
 
         from ..attribution.sanity import sanity_check, sanity_figure
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         picture = open_image(image, network, size)
         chosen = [name.strip() for name in methods.split(",") if name.strip()]
         result = sanity_check(network, picture, target, chosen, scheme, seed=seed,
