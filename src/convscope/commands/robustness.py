@@ -252,13 +252,13 @@ def register(app: typer.Typer) -> None:
             x, y = batches[0]
             x = x.to(next(classifier.parameters()).device)
         table = Table(title=f"defenses, L∞ eps={eps:.4g}, {len(y)} images")
-        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "adaptive attack") + \
+        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "worst case", "adaptive attack") + \
                 (("gradient-masking checks failed",) if masking_checks else ()):
             table.add_column(column)
         for name in chosen:
             result = evaluate_defense(classifier, name, x, y, eps, steps, eot_samples=eot, seed=seed, progress=True)
             row = [result.defense, f"{result.clean_accuracy:.3f}", f"{result.naive_accuracy:.3f}",
-                   f"{result.adaptive_accuracy:.3f}", result.adaptive_attack]
+                   f"{result.adaptive_accuracy:.3f}", f"{result.worst_case_accuracy:.3f}", result.adaptive_attack]
             if masking_checks:
                 import warnings
 
