@@ -8,14 +8,18 @@ Severity 3 of each of the 19 corruptions, convscope on one batch, imagecorruptio
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import convscope
 from convscope.robustness import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
-from convscope.testing import load_imagecorruptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import load_imagecorruptions  # noqa: E402  (the test-suite's shim for the reference)
 
 
 def seconds(function, repeat: int = 1) -> float:

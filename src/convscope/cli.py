@@ -112,7 +112,9 @@ def tour_command(
 
 def _discover() -> None:
     for module in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
+        command_module = importlib.import_module(f"{commands.__name__}.{module.name}")
+        if hasattr(command_module, "register"):  # a module may only add tour steps (basics)
+            command_module.register(app)
 
 
 _discover()

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .layers import find_layer
+from .state import frozen  # noqa: F401  (re-exported: convscope.hooks.frozen)
 
 
 @dataclass
@@ -132,28 +133,6 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
         for name in dict.fromkeys(layers):
             stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
         yield cut
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode with parameters not requiring grad; restore both on exit.
-
-    The user's model comes back with the same ``training`` flag on every module and the
-    same ``requires_grad`` on every parameter, whatever the block does or raises.
-    """
-    training = [(module, module.training) for module in model.modules()]
-    requires = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    try:
-        if eval_mode:
-            model.eval()
-        for parameter, _ in requires:
-            parameter.requires_grad_(False)
-        yield model
-    finally:
-        for module, flag in training:
-            module.training = flag
-        for parameter, flag in requires:
-            parameter.requires_grad_(flag)
 
 
 def hook_count(model: nn.Module) -> int:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import ConvscopeError
+from .state import frozen
 
 
 def _root(model: nn.Module) -> nn.Module:
@@ -190,8 +191,6 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
     The receptive field is reported relative to the model's input image. Layers that do
     not run in the forward pass have no shape.
     """
-    from .hooks import frozen
-
     height, width = (size, size) if isinstance(size, int) else size
     if device is None:
         parameter = next(model.parameters(), None)
