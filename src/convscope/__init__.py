@@ -3,9 +3,9 @@ predicts, and how it can be fooled, on your own PyTorch model."""
 
 from .errors import ConvscopeError
 from .hooks import capture, frozen
-from .images import load_folder, load_image, load_images, save_image
+from .images import load_folder, load_image, load_images, model_image, save_image
 from .layers import default_cam_layer, find_layer, layer_names, layer_table, receptive_field
-from .models import ImageClassifier, imagenet_labels, list_models, load_model, wrap_model
+from .models import ImageClassifier, ModelSpec, imagenet_labels, list_models, load_model, save_checkpoint, wrap_model
 
 __version__ = "0.1.0"
 from .attacks import ATTACKS, AttackResult, attack, list_attacks
@@ -21,7 +21,7 @@ from .segmentation import (FCN, UNet, class_heatmap, convolutionalize, evaluate_
 from .transfer import finetune, load_image_folder, photo_dataset
 from .robustness.shape_bias import CATEGORIES as SHAPE_BIAS_CATEGORIES, make_cue_conflict, shape_bias
 
-__all__ = ["__version__", "attack", "AttackResult", "ATTACKS", "attribute", "ATTRIBUTION_METHODS", "build_atlas",
+__all__ = ["model_image", "ModelSpec", "save_checkpoint", "__version__", "attack", "AttackResult", "ATTACKS", "attribute", "ATTRIBUTION_METHODS", "build_atlas",
            "build_report", "capture", "class_heatmap", "convolutionalize", "ConvscopeError", "corrupt",
            "CORRUPTIONS", "default_cam_layer", "dream", "evaluate_segmenter", "FCN", "find_layer", "finetune",
            "frozen", "generate_scenes", "ImageClassifier", "imagenet_labels", "invert", "invert_embedding",

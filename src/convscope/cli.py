@@ -14,16 +14,15 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from . import commands
-from .cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, err_console,
-                         open_image, open_model)
+from .cli_common import ModelArgs, console, err_console, model_options, open_image
 from .errors import ConvscopeError
-from .models import DEFAULT_MODEL, list_models
+from .models import list_models
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="convscope: what a CNN has learned, why it predicts, how it can be fooled.")
@@ -39,18 +38,20 @@ def models_command() -> None:
 
 
 @app.command("layers")
+@model_options(device="cpu", positional=True)
 def layers_command(
-    model: Annotated[str, typer.Argument(help="model name or file")] = DEFAULT_MODEL,
-    size: Annotated[int, typer.Option("--size", help="input side for the shapes")] = 224,
-    weights: WeightsOption = None, arch: ArchOption = None, trust: TrustOption = False, device: DeviceOption = "cpu",
+    size: Annotated[Optional[int], typer.Option("--size", help="input side for the shapes (default: the model's input size)")] = None,
     match: Annotated[str, typer.Option("--match", help="only names containing this text")] = "",
+    model: ModelArgs = None,
 ) -> None:
     """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
     from .layers import layer_table
 
-    network = open_model(model, weights, arch, trust, device)
-    table = Table("layer", "type", "output shape", "RF size", "jump", "start", title=f"{network.name} at {size}x{size}")
-    for row in layer_table(network, size):
+    network = model.open()
+    side = size or network.input_size
+    height, width = (side, side) if isinstance(side, int) else side
+    table = Table("layer", "type", "output shape", "RF size", "jump", "start", title=f"{network.name} at {height}x{width}")
+    for row in layer_table(network, side):
         if match not in row.name:
             continue
         field = row.receptive_field
@@ -71,15 +72,16 @@ def _pair_text(pair) -> str:
 
 
 @app.command("predict")
+@model_options
 def predict_command(
     images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
-    model: ModelOption = DEFAULT_MODEL, topk: Annotated[int, typer.Option("--topk", "-k")] = 5,
-    weights: WeightsOption = None, arch: ArchOption = None, trust: TrustOption = False, device: DeviceOption = "auto",
+    topk: Annotated[int, typer.Option("--topk", "-k")] = 5,
+    model: ModelArgs = None,
 ) -> None:
-    """Top-k classes of each image."""
+    """Top-k classes of each image (loaded at the model's input size with its preprocessing)."""
     from .predictions import predict
 
-    network = open_model(model, weights, arch, trust, device)
+    network = model.open()
     for spec in images:
         ranked = predict(network, open_image(spec, network), topk)[0]
         table = Table("class id", "name", "probability", title=f"{spec} ({network.name})")
@@ -89,15 +91,16 @@ def predict_command(
 
 
 @app.command("tour")
+@model_options
 def tour_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the pictures")] = Path("tour"),
     image: Annotated[str, typer.Option("--image", help="photo to explore")] = "sample:chelsea",
-    model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+    model: ModelArgs = None,
 ) -> None:
     """A tour of everything convscope does, on one model and one photo: writes pictures to OUT."""
     from .tour import steps
 
-    network = open_model(model, device=device)
+    network = model.open()
     picture = open_image(image, network)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

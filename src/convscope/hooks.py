@@ -16,7 +16,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .layers import find_layer
+
+from .layers import HOOK_FREE, find_layer, require_hooks  # noqa: F401  (HOOK_FREE re-exported)
 from .state import frozen  # noqa: F401  (re-exported: convscope.hooks.frozen)
 
 
@@ -72,6 +73,7 @@ def capture(
     seen = Captured()
     with contextlib.ExitStack() as stack:
         for name, module in modules.items():
+            require_hooks(module, name)
             stack.enter_context(module.register_forward_hook(_recorder(name, seen, grads, detach)))
         yield seen
 
@@ -131,6 +133,7 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
 
     with contextlib.ExitStack() as stack:
         for name in dict.fromkeys(layers):
+            require_hooks(find_layer(model, name), name)
             stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
         yield cut
 

@@ -185,6 +185,18 @@ class LayerInfo:
     receptive_field: ReceptiveField | None
 
 
+#: what works on a TorchScript program (no hooks needed).
+HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
+
+
+def require_hooks(module: nn.Module, name: str = "") -> None:
+    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ConvscopeError(
+            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
+            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch")
+
+
 def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: torch.device | str | None = None) -> list[LayerInfo]:
     """Every layer with its type, output shape (for one image of ``size``) and receptive field.
 
@@ -210,6 +222,8 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
             if field is not None:
                 fields[name] = field
 
+    for module in names:
+        require_hooks(module)
     handles = [module.register_forward_hook(record) for module in names]
     x = torch.rand(1, 3, height, width, device=device)
     try:

@@ -50,20 +50,58 @@ class AttackEvaluation:
     top5_accuracy: float = float("nan")
     skipped: list[tuple[str, str]] = field(default_factory=list)
     resumed_shards: int = 0
+    rows: list[dict] = field(default_factory=list, repr=False)
+
+    @property
+    def robust_interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of the robust accuracy (binomial over the images)."""
+        from .autoattack import wilson_interval
+
+        return wilson_interval(round(self.robust_accuracy * self.images), self.images)
+
+    def write_csv(self, path: str | Path) -> Path:
+        """One row per image: id, label, clean and adversarial prediction, robust, broken_by, L∞, L2."""
+        import csv
+
+        columns = ("id", "label", "clean_prediction", "adversarial_prediction", "clean_correct", "robust", "broken_by",
+                   "linf", "l2")
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: row.get(k) for k in columns})
+        return Path(path)
+
+    def robustbench_entry(self, model: str, dataset: str, version: str | None = None) -> dict:
+        """A RobustBench-style record (model, dataset, threat model, eps, clean and robust accuracy, attack)."""
+        norm = "L2" if self.method.endswith("l2") or (self.options or {}).get("norm") in ("2", "l2") else "Linf"
+        low, high = self.robust_interval
+        return {"name": model, "dataset": dataset, "threat_model": norm, "eps": self.eps,
+                "eps_255": None if self.eps is None or norm == "L2" else round(self.eps * 255, 4),
+                "clean_acc": round(100 * self.clean_accuracy, 2),
+                ("autoattack_acc" if self.method == "autoattack" else "robust_acc"): round(100 * self.robust_accuracy, 2),
+                "robust_acc_95ci": [round(100 * low, 2), round(100 * high, 2)],
+                "attack": self.method, "attack_version": version, "n_examples": self.images,
+                "ground_truth_labels": self.ground_truth}
 
     @property
     def ground_truth(self) -> bool:
         """True when every image had a label (else some were scored against the model's predictions)."""
         return self.labelled == self.images
 
+    options: dict | None = field(default=None, repr=False)
+
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return {k: v for k, v in self.__dict__.items() if k not in ("rows", "options")}
 
 
 class AttackReduction(Reduction):
     """Per-batch counts of an attack over a dataset (merged by addition)."""
 
     def __init__(self, model, method: str, eps: float | None, seed: int = 0, **options):
+        from .registry import ATTACKS
+
+        method = ATTACKS.canonical(method)
         self.model, self.method, self.eps, self.seed, self.options = model, method, eps, seed, options
 
     def key(self) -> dict:
@@ -75,7 +113,7 @@ class AttackReduction(Reduction):
             self.model.to(device)
 
     def start(self) -> dict:
-        return {name: 0 for name in COUNTS}
+        return {**{name: 0 for name in COUNTS}, "rows": []}
 
     def update(self, state: dict, batch: Batch, number: int) -> None:
         device = model_device(self.model)
@@ -91,19 +129,42 @@ class AttackReduction(Reduction):
         state["labelled"] += int((given >= 0).sum())
         state["clean"] += int(correct.sum())
         state["top5"] += int((top5 == labels[:, None]).any(dim=1).sum())
+        rows = [{"id": batch.ids[i], "label": int(labels[i]), "clean_prediction": int(predicted[i]),
+                 "adversarial_prediction": int(predicted[i]), "clean_correct": bool(correct[i]), "robust": False,
+                 "broken_by": None if correct[i] else "clean", "linf": 0.0, "l2": 0.0} for i in range(x.shape[0])]
+        state["rows"] = state["rows"] + rows
         if not bool(correct.any()):
             return
-        result = attack(self.model, x[correct], labels[correct], method=self.method, eps=self.eps,
-                        seed=self.seed + number, **self.options)
+        ids = correct.nonzero()[:, 0].tolist()
+        if self.method == "autoattack":   # the protocol itself, to record which attack broke each image
+            from .autoattack import autoattack
+            from .result import distances
+
+            eps = 8 / 255 if self.eps is None else self.eps
+            found = autoattack(self.model, x[correct], labels[correct], eps, seed=self.seed + number, **self.options)
+            with torch.no_grad():
+                adversarial = self.model(found.x_adv).argmax(-1)
+            linf, l2, _ = distances(x[correct], found.x_adv)
+            success, broken, seconds, queries = ~found.robust, found.broken_by, found.seconds, None
+        else:
+            result = attack(self.model, x[correct], labels[correct], method=self.method, eps=self.eps,
+                            seed=self.seed + number, **self.options)
+            adversarial, linf, l2, seconds, queries = result.predicted, result.linf, result.l2, result.seconds, result.queries
+            success = result.success
+            broken = [self.method if ok else None for ok in (result.predicted != labels[correct]).tolist()]
+        robust = adversarial == labels[correct]
+        for j, i in enumerate(ids):
+            rows[i].update(adversarial_prediction=int(adversarial[j]), robust=bool(robust[j]),
+                           broken_by=None if robust[j] else broken[j], linf=float(linf[j]), l2=float(l2[j]))
         state["attacked"] += int(correct.sum())
-        state["success"] += int(result.success.sum())
-        state["robust"] += int((result.predicted == labels[correct]).sum())
-        state["linf"] += float(result.linf.sum())
-        state["l2"] += float(result.l2.sum())
-        if result.queries is not None:
+        state["success"] += int(success.sum())
+        state["robust"] += int(robust.sum())
+        state["linf"] += float(linf.sum())
+        state["l2"] += float(l2.sum())
+        if queries is not None:
             state["black_box"] = 1
-            state["queries"] += int(result.queries.sum())
-        state["seconds"] += result.seconds
+            state["queries"] += int(queries.sum())
+        state["seconds"] += seconds
 
     def merge(self, total: dict, part: dict) -> dict:
         for name, value in part.items():
@@ -119,7 +180,8 @@ class AttackReduction(Reduction):
             state["success"] / attacked if attacked else float("nan"),
             state["linf"] / attacked if attacked else float("nan"), state["l2"] / attacked if attacked else float("nan"),
             state["queries"] / attacked if state["black_box"] and attacked else None, state["seconds"],
-            attacked, state["top5"] / n, list(skips.items) if skips else [], resumed)
+            attacked, state["top5"] / n, list(skips.items) if skips else [], resumed, list(state.get("rows", [])),
+            dict(self.options))
 
 
 def folder_label(path: Path, labels) -> int | None:

@@ -24,6 +24,7 @@ from ..targets import Target
 # other module of this package, so a new method is one new file.
 from . import gradients, rectifiers, noise, integrated, perturbation  # noqa: F401,I001
 from .cam import cam, gradcam, gradcam_pp, guided_gradcam
+from .cam_family import ablationcam, eigencam, fullgrad, hirescam, layercam, scorecam, xgradcam
 from .gradients import input_x_gradient, saliency
 from .integrated import integrated_gradients
 from .noise import smooth as smooth_method
@@ -97,6 +98,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
         return function(model, x, target, **options)
 
 
-__all__ = ["METHODS", "STOCHASTIC", "attribute", "cam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
+__all__ = ["METHODS", "STOCHASTIC", "ablationcam", "attribute", "cam", "eigencam", "fullgrad", "hirescam", "layercam",
+           "scorecam", "xgradcam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
            "guided_backprop", "guided_gradcam", "input_x_gradient", "integrated_gradients", "method_options",
            "occlusion", "quick_options", "rectifier_rule", "saliency", "smooth_method", "smoothgrad", "smoothgrad_sq"]

@@ -7,10 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..cli_common import ModelArgs, console, model_options, open_image, output_path
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL
 from ..tour import tour_step
 
 LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
@@ -52,29 +50,30 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
     return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                          checkpoint=out / "examples-checkpoint.pt")
+                          checkpoint=out / "examples-checkpoint.safetensors")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("weights")
+    @model_options(device="cpu", positional=True)
     def weights_command(
-        model: Annotated[str, typer.Argument(help="model name or file")] = DEFAULT_MODEL,
         layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
         mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
         shape: Annotated[Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")] = None,
         max_filters: Annotated[int, typer.Option("--max-filters")] = 64,
-        weights: WeightsOption = None, arch: ArchOption = None, trust: TrustOption = False, device: DeviceOption = "cpu",
+        model: ModelArgs = None,
     ) -> None:
         """A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."""
         from ..dissect import weight_grid, weight_tiles
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
         weight_grid(tiles).save(output_path(out))
         console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
     @app.command("examples")
+    @model_options
     def examples_command(
         layers: LayersOption,
         data: Annotated[Optional[Path], typer.Argument(help="image folder")] = None,
@@ -85,16 +84,15 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
         image: Annotated[Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")] = None,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
-        Resumable: partial results are kept in OUT/examples-checkpoint.pt (also after Ctrl-C); run again to go on.
+        Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
         """
         from ..dissect import channel_sheet, example_strip, top_units
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         out.mkdir(parents=True, exist_ok=True)
         if image:
             picture = open_image(image, network, size)
@@ -113,6 +111,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"{layer}: {found.seen} images -> {path}")
 
     @app.command("atlas")
+    @model_options
     def atlas_command(
         data: Annotated[Path, typer.Argument(help="image folder")],
         layers: LayersOption,
@@ -124,13 +123,12 @@ def register(app: typer.Typer) -> None:
         feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
         projections: Annotated[bool, typer.Option("--projections", help="add deconvnet projections of the examples")] = False,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
         from ..dissect.atlas import build_atlas
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
         index = build_atlas(network, found, out, channels=_channels(channels), feature_vis=feature_vis,
                             projections=projections)

@@ -10,10 +10,8 @@ import torch
 import typer
 
 from ..attribution import METHODS, attribute, display_mode, method_options
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..cli_common import ModelArgs, console, model_options, open_image, output_path
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
 from ..tour import tour_step
 
@@ -54,23 +52,23 @@ def _probabilities(model, image) -> torch.Tensor:
 
 def register(app: typer.Typer) -> None:
     @app.command("explain")
+    @model_options
     def explain_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHODS.names())} | all")] = "gradcam",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
         topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
         layer: Annotated[Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")] = None,
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("explain.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
         save_array: Annotated[Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")] = None,
         steps: Annotated[int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")] = 32,
         samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Attribution map(s) of one image, drawn over it with the class name and probability."""
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         picture = open_image(image, network, size)
         methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
         if target is not None and topk != 1:
@@ -94,25 +92,25 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {save_array}")
 
     @app.command("sanity")
+    @model_options
     def sanity_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         methods: Annotated[str, typer.Option("--methods", help="comma-separated attribution methods")] =
         "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
         scheme: Annotated[str, typer.Option("--scheme", help="cascading | independent")] = "cascading",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("sanity.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("sanity.png"),
         steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."""
         from rich.table import Table
 
         from ..attribution.sanity import sanity_check, sanity_figure
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         picture = open_image(image, network, size)
         chosen = [name.strip() for name in methods.split(",") if name.strip()]
         result = sanity_check(network, picture, target, chosen, scheme, seed=seed,

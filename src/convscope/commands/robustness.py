@@ -9,12 +9,12 @@ import torch
 import typer
 from rich.table import Table
 
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_model, output_path)
-from ..data.options import (AddressOption, DataArgument, EngineOption, LabelsOption, PreprocessOption, ResumeOption,
-                            StrictOption, WorkersOption, check_engine)
+from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_model, output_path, parse_budget
+from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
+                            WorkersOption, check_engine)
 from ..errors import ConvscopeError
 from ..images import ImageFolderDataset, load_image, save_image
-from ..models import DEFAULT_MODEL
+from ..models import ImageClassifier, save_checkpoint
 from ..render import Panel, figure
 from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
 from ..robustness.defenses import DEFENSES, evaluate_defense
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         severity: Annotated[int, typer.Option("--severity", help="1 to 5")] = 3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[int, typer.Option("--size")] = 224,
-        out: Annotated[Path, typer.Option("--out", help="image (one corruption) or grid (.png) to write")] = Path("corrupt.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="image (one corruption) or grid (.png) to write")] = Path("corrupt.png"),
     ) -> None:
         """Apply one ImageNet-C corruption (or draw all 19) to an image."""
         x = load_image(image, size)
@@ -92,6 +92,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"wrote {out}")
 
     @app.command("robustness")
+    @model_options
     def robustness_command(
         data: DataArgument = "samples:imagenet",
         baseline: Annotated[Optional[str], typer.Option("--baseline", help="normalise by this model's errors (default: AlexNet's published ones)")] = None,
@@ -102,12 +103,11 @@ def register(app: typer.Typer) -> None:
         size: Annotated[Optional[int], typer.Option("--size")] = None,
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
         clean_error: Annotated[Optional[float], typer.Option("--clean-error", help="the model's clean error, for relative CE on released corruption files")] = None,
-        labels: LabelsOption = None, preprocess: PreprocessOption = "crop", strict: StrictOption = False,
+        data_labels: DataLabelsOption = None, strict: StrictOption = False,
         resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
         workers: WorkersOption = None,
-        out_dir: Annotated[Path, typer.Option("--out-dir")] = Path("robustness"),
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        out_dir: Annotated[Path, typer.Option("--out", "-o", "--out-dir", help="output folder")] = Path("robustness"),
+        model: ModelArgs = None,
     ) -> None:
         """Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot.
 
@@ -121,9 +121,9 @@ def register(app: typer.Typer) -> None:
         if limit is not None and limit < 1:
             raise ConvscopeError(f"--limit must be at least 1, got {limit}")
         check_engine(engine)
-        classifier = open_model(model, weights, arch, trust, device)
-        dataset = open_dataset(data, size or classifier.input_size, preprocess, labels=classifier.labels,
-                               label_file=labels)
+        classifier = model.open()
+        dataset = open_dataset(data, size or classifier.input_size, data_preprocess(classifier),
+                               labels=classifier.labels, label_file=data_labels)
         if limit is not None:
             dataset = take(dataset, limit)
         released = getattr(dataset, "groups", None) is not None
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
                                    resume=resume / "model" if resume else None, **options)
         reference = None
         if baseline is not None:
-            other = open_model(baseline, device=device)
+            other = open_model(baseline, device=model.device)
             reference = corruption_errors(other, dataset, names, levels,
                                           resume=resume / "baseline" if resume else None, **options)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,20 +170,22 @@ def register(app: typer.Typer) -> None:
         data: Annotated[str, typer.Argument(help="'digits' (scikit-learn, offline) or an image folder (subfolders = classes)")],
         arch: Annotated[str, typer.Option("--arch", help="small_cnn")] = "small_cnn",
         adversarial: Annotated[Optional[str], typer.Option("--adversarial", help=" | ".join(ADVERSARIAL_METHODS))] = None,
-        eps: Annotated[float, typer.Option("--eps", help="L∞ budget (pixel units) of training and PGD-20 evaluation")] = 0.1,
+        eps_text: Annotated[str, typer.Option("--eps", help="L∞ budget (pixel units, e.g. 0.1 or 8/255) of training and PGD-20 evaluation")] = "0.1",
         epochs: Annotated[int, typer.Option("--epochs")] = 8,
         batch_size: Annotated[int, typer.Option("--batch-size", help="per process")] = 64,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         size: Annotated[int, typer.Option("--size", help="image side (a multiple of 4)")] = 16,
         eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="evaluate on the first N test images")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        out_dir: Annotated[Path, typer.Option("--out-dir")] = Path("training"),
+        out_dir: Annotated[Path, typer.Option("--out", "-o", "--out-dir", help="output folder")] = Path("training"),
     ) -> None:
         """Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP)."""
+        eps = parse_budget(eps_text)
         if arch != "small_cnn":
             raise ConvscopeError(f"unknown --arch {arch!r}; known: small_cnn")
         if data == "digits":
             train_data, test_data, classes = digits_dataset(size), digits_dataset(size, "test"), 10
+            names = [str(digit) for digit in range(10)]
         else:
             folder = Path(data)
             if not folder.is_dir():
@@ -194,26 +196,34 @@ def register(app: typer.Typer) -> None:
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
             cut = max(1, len(order) // 5)
             train_data, test_data = torch.utils.data.Subset(dataset, order[cut:]), torch.utils.data.Subset(dataset, order[:cut])
-            classes = len(dataset.classes)
+            classes, names = len(dataset.classes), list(dataset.classes)
         name = adversarial or "standard"
-        history = train(small_cnn(classes, size=size), train_data, test_data, epochs, adversarial, eps, batch_size=batch_size,
+        network = small_cnn(classes, size=size)
+        history = train(network, train_data, test_data, epochs, adversarial, eps, batch_size=batch_size,
                         lr=lr, eval_size=eval_size, seed=seed, checkpoint=out_dir / f"{name}.pt")
         if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
             history.plot(output_path(out_dir / f"{name}.png"))
+            described = ImageClassifier(network.cpu(), labels=names, name=f"small_cnn ({name} training)", input_size=size,
+                                        fixed_size=True)
+            described.arch, described.arch_kwargs = "small_cnn", {"num_classes": classes, "size": size}
+            weights = save_checkpoint(described, out_dir / f"{name}.safetensors",
+                                      extra={"trained_by": f"train --adversarial {name}", "eps": eps})
             table = Table(title=f"{name} training, eps={eps:g}")
             for column in ("epoch", "loss", "clean acc", "PGD-20 acc", "seconds"):
                 table.add_column(column)
             for r in history.epochs:
                 table.add_row(str(r.epoch), f"{r.loss:.3f}", f"{r.clean_accuracy:.3f}", f"{r.robust_accuracy:.3f}", f"{r.seconds:.1f}")
             console.print(table)
-            console.print(f"wrote {out_dir / (name + '.pt')} and {out_dir / (name + '.png')}")
+            console.print(f"wrote {out_dir / (name + '.pt')}, {out_dir / (name + '.png')} and the self-describing "
+                          f"checkpoint {weights} (use it with: -m {weights})")
 
     @app.command("defenses")
+    @model_options
     def defenses_command(
         data: Annotated[str, typer.Argument(help="'digits' (with --checkpoint from `convscope train digits`), 'samples', or a folder")],
         checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="small_cnn checkpoint for 'digits'")] = None,
         names: Annotated[Optional[str], typer.Option("--defenses", help="comma-separated: " + ", ".join(DEFENSES.names()))] = None,
-        eps: Annotated[float, typer.Option("--eps")] = 8 / 255,
+        eps_text: Annotated[str, typer.Option("--eps", help="L∞ budget in pixel units, e.g. 8/255")] = "8/255",
         steps: Annotated[int, typer.Option("--steps")] = 10,
         eot: Annotated[int, typer.Option("--eot", help="EOT samples for random defenses")] = 8,
         limit: Annotated[Optional[int], typer.Option("--limit")] = 64,
@@ -221,23 +231,24 @@ def register(app: typer.Typer) -> None:
         size: Annotated[Optional[int], typer.Option("--size")] = None,
         masking_checks: Annotated[bool, typer.Option("--masking-checks", help="also run the gradient-masking "
                                                      "checks on each defense as a naive attacker sees it")] = False,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker."""
+        eps = parse_budget(eps_text)
         chosen = _parse_list(names, DEFENSES.names(), DEFENSES.names(), "defense")
         if data == "digits":
             if checkpoint is None:
                 raise ConvscopeError("'digits' needs --checkpoint FILE.pt written by `convscope train digits`")
-            state = torch.load(checkpoint, weights_only=True)["state_dict"]
+            from ..models import load_weights
+
             side = size or 16
-            classifier = small_cnn(size=side)
-            classifier.load_state_dict(state)
+            classifier = load_weights(small_cnn(size=side), checkpoint)
             test = digits_dataset(side, "test")
             x, y = test.tensors[0][:limit], test.tensors[1][:limit]
         else:
-            classifier = open_model(model, weights, arch, trust, device)
-            batches, _ = labelled_batches(data, classifier, size or classifier.input_size, limit, batch_size=10 ** 6)
+            classifier = model.open()
+            batches, _ = labelled_batches(data, classifier, size or classifier.input_size, limit, batch_size=10 ** 6,
+                                          preprocess=data_preprocess(classifier))
             x, y = batches[0]
             x = x.to(next(classifier.parameters()).device)
         table = Table(title=f"defenses, L∞ eps={eps:.4g}, {len(y)} images")
@@ -263,6 +274,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @app.command("shape-bias")
+    @model_options
     def shape_bias_command(
         shapes: Annotated[Optional[Path], typer.Option("--shapes", help="FOLDER/<category>/* shape images (default: bundled example)")] = None,
         textures: Annotated[Optional[Path], typer.Option("--textures", help="FOLDER/<category>/* texture images (default: --shapes)")] = None,
@@ -271,14 +283,13 @@ def register(app: typer.Typer) -> None:
         content_weight: Annotated[float, typer.Option("--content-weight")] = 1.0,
         style_weight: Annotated[float, typer.Option("--style-weight")] = 30.0,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        out: Annotated[Path, typer.Option("--out", help="folder for cue_conflict.png and shape_bias.png")] = Path("shape_bias"),
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        out: Annotated[Path, typer.Option("--out", "-o", help="folder for cue_conflict.png and shape_bias.png")] = Path("shape_bias"),
+        model: ModelArgs = None,
     ) -> None:
         """Shape vs texture bias on cue-conflict images (Geirhos et al. 2019), 16 categories."""
         shape_sources = load_sources(shapes, size) if shapes else offline_sources(size)
         texture_sources = load_sources(textures, size) if textures else shape_sources
-        classifier = open_model(model, weights, arch, trust, device)
+        classifier = model.open()
         move = next(classifier.parameters()).device
         trials = make_cue_conflict(classifier, [(c, n, x.to(move)) for c, n, x in shape_sources],
                                    [(c, n, x.to(move)) for c, n, x in texture_sources], steps=steps,
@@ -286,7 +297,7 @@ def register(app: typer.Typer) -> None:
         result = shape_bias(classifier, trials)
         out.mkdir(parents=True, exist_ok=True)
         trials.grid(out / "cue_conflict.png")
-        result.plot(out / "shape_bias.png", label=model)
+        result.plot(out / "shape_bias.png", label=classifier.name)
         table = Table(title=f"shape bias {result.shape_bias:.3f} (shape {result.shape_hits}, texture "
                             f"{result.texture_hits}, {len(result.decisions)} trials)")
         for column in ("images", "shape", "texture", "decision"):

@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import DeviceOption, ModelOption, console, open_image, open_model, output_path
+from ..cli_common import DeviceOption, ModelArgs, console, model_options, open_image, output_path
 from ..errors import ConvscopeError
 from ..images import save_image
-from ..models import DEFAULT_MODEL
 from ..tour import tour_step
 
 StepsOption = Annotated[Optional[int], typer.Option("--steps", help="optimizer steps (default: the method's)")]
@@ -44,17 +43,18 @@ def _steps(value: int | None, default: int) -> dict:
 def register(app: typer.Typer) -> None:
 
     @app.command("visualize")
+    @model_options
     def visualize_command(
         layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="dotted layer name (see: convscope layers)")] = None,
         channel: Annotated[Optional[str], typer.Option("--channel", "-c", help="channel id(s): 7, 0,3,9 or 0-7 (a grid)")] = None,
         class_: Annotated[Optional[str], typer.Option("--class", help="class name or id (class visualization)")] = None,
         steps: StepsOption = None,
         param: Annotated[str, typer.Option("--param", help="fft | pixel")] = "fft",
-        size: Annotated[int, typer.Option("--size", help="image side")] = 128,
+        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: 128, or a fixed-size model's input size)")] = None,
         lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
         no_transforms: Annotated[bool, typer.Option("--no-transforms", help="plain ascent, no random transforms")] = False,
         out: OutOption = Path("visualize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Activation maximization: images that excite a channel (or several, as a grid) or a class."""
         from ..optimize import visualize_channel, visualize_class
@@ -63,7 +63,9 @@ def register(app: typer.Typer) -> None:
             raise ConvscopeError("give either --layer with --channel, or --class")
         if layer is not None and channel is None:
             raise ConvscopeError("--layer needs --channel")
-        network = open_model(model, device=device)
+        network = model.open()
+        if size is None:
+            size = network.input_shape[0] if network.fixed_size else 128
         options = dict(size=size, param=param, lr=lr, seed=seed, progress=not quiet, **_steps(steps, 256))
         if no_transforms:
             options.update(transforms=())
@@ -74,6 +76,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"{shown.objective}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
 
     @app.command("dream")
+    @model_options
     def dream_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
@@ -83,12 +86,12 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option("--lr", help="step size (mean pixel change per step)")] = 0.01,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the photo (default: the model's size)")] = None,
         out: OutOption = Path("dream.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."""
         from ..optimize import dream
 
-        network = open_model(model, device=device)
+        network = model.open()
         photo = open_image(image, network, size)
         result = dream(network, photo, layer, octaves=octaves, octave_scale=octave_scale, lr=lr, seed=seed,
                        progress=not quiet, **_steps(steps, 10))
@@ -116,6 +119,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"cosine to the prompt: {scores} -> {path}")
 
     @app.command("invert")
+    @model_options
     def invert_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         layer: Annotated[Optional[list[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")] = None,
@@ -126,7 +130,7 @@ def register(app: typer.Typer) -> None:
                                                   help="raise the TV weight with the layer's stride (the paper's practice)")] = True,
         size: Annotated[int, typer.Option("--size", help="image side")] = 128,
         out: OutOption = Path("invert.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."""
         from ..optimize import invert_sweep
@@ -135,7 +139,7 @@ def register(app: typer.Typer) -> None:
         layers = list(layer or [])
         if not sweep and len(layers) != 1:
             raise ConvscopeError("give one --layer (or several with --sweep)")
-        network = open_model(model, device=device)
+        network = model.open()
         layers = layers or list(SWEEP_LAYERS)
         photo = open_image(image, network, size)
         results = invert_sweep(network, photo, layers, tv_weight=tv_weight, tv_by_depth=tv_by_depth, seed=seed, progress=not quiet,
@@ -152,6 +156,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"-> {path}")
 
     @app.command("stylize")
+    @model_options
     def stylize_command(
         content: Annotated[str, typer.Argument(help="content image file or sample:NAME")],
         style: Annotated[str, typer.Argument(help="style image file or sample:NAME (e.g. sample:brick)")],
@@ -160,15 +165,18 @@ def register(app: typer.Typer) -> None:
         init: Annotated[str, typer.Option("--init", help="content | noise")] = "content",
         optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
         size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
+        content_layer: Annotated[Optional[str], typer.Option("--content-layer", help="layer whose activations keep the content (default: the model's)")] = None,
+        style_layers: Annotated[Optional[str], typer.Option("--style-layers", help="comma-separated layers whose Gram matrices carry the style")] = None,
         out: OutOption = Path("stylize.png"), seed: SeedOption = 0, quiet: QuietOption = False,
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."""
         from ..optimize import stylize
 
-        network = open_model(model, device=device)
+        network = model.open()
         result = stylize(network, open_image(content, network, size), open_image(style, network, size),
-                         style_weight=style_weight, init=init, optimizer=optimizer,
+                         style_weight=style_weight, init=init, optimizer=optimizer, content_layer=content_layer,
+                         style_layers=None if style_layers is None else [v.strip() for v in style_layers.split(",") if v.strip()],
                          lr=1.0 if optimizer == "lbfgs" else 0.02, seed=seed, progress=not quiet, **_steps(steps, 150))
         path = save_image(result.image, output_path(out))
         console.print(f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "

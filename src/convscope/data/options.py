@@ -12,6 +12,8 @@ DataArgument = Annotated[str, typer.Argument(
          "CIFAR-10-C .npy), samples:imagenet|cifar10|cifar100|mnist|fashion-mnist (real, labelled), photos, "
          "or cifar10:ROOT, mnist:ROOT, svhn:ROOT, imagenet:ROOT")]
 LabelsOption = Annotated[Optional[Path], typer.Option("--labels", help="labels of a flat folder: LOC_val_solution.csv or 'file label' lines")]
+#: the same, in commands that also take a model (there ``--labels`` names the model's classes).
+DataLabelsOption = Annotated[Optional[Path], typer.Option("--data-labels", help="labels of a flat dataset folder: LOC_val_solution.csv or 'file label' lines")]
 PreprocessOption = Annotated[str, typer.Option("--preprocess", help="crop (shorter side to size/0.875, centre crop) | resize | none")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="stop at the first unreadable file (default: skip, name and count them)")]
 ResumeOption = Annotated[Optional[Path], typer.Option("--resume", help="folder for per-shard partial results: the same command continues an interrupted run")]

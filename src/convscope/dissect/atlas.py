@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from PIL import Image
@@ -36,7 +36,8 @@ class _Template:
     """A jinja2 template compiled on first use (jinja2 comes with the ``cli`` extra)."""
 
     def __init__(self, source: str):
-        self.source, self.compiled = source, None
+        self.source = source
+        self.compiled: Any = None
 
     def render(self, **values) -> str:
         if self.compiled is None:
