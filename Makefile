@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench docs lint typecheck clean samples
+.PHONY: demo test test-fast bench docs lint typecheck clean samples
 
 # `make demo` installs what the tour runs (the API and the cli extra); `make test` adds the test,
 # docs and dev extras (reference libraries, Ray, Playwright, mkdocs, ruff, mypy).
@@ -25,6 +25,9 @@ demo: $(VENV)/.demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not browser and not distributed"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,11 @@ from convscope.robustness import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import load_imagecorruptions  # noqa: E402  (the test-suite's shim for the reference)
+from timing import repeat  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
-def seconds(function, repeat: int = 1) -> float:
-    start = time.perf_counter()
-    for _ in range(repeat):
-        function()
-    return (time.perf_counter() - start) / repeat
+def seconds(function, repeat_count: int = 1) -> float:
+    return repeat(function, repeat_count, "mean")
 
 
 def main() -> None:

@@ -1,13 +1,18 @@
 """convscope: see what a convolutional network has learned, why it predicts what it
 predicts, and how it can be fooled, on your own PyTorch model."""
 
+from importlib import metadata as _metadata
+
 from .errors import ConvscopeError
 from .hooks import capture, frozen
 from .images import load_folder, load_image, load_images, model_image, save_image
 from .layers import default_cam_layer, find_layer, layer_names, layer_table, receptive_field
 from .models import ImageClassifier, ModelSpec, imagenet_labels, list_models, load_model, save_checkpoint, wrap_model
 
-__version__ = "0.1.0"
+try:  # the one version string: pyproject.toml's, read from the installed metadata
+    __version__ = _metadata.version("convscope")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 from .attacks import ATTACKS, AttackResult, attack, list_attacks
 from .robustness.corruptions import CORRUPTIONS, corrupt
 from .dissect import sample_folder, top_k_examples, top_units, weight_grid, weight_tiles

@@ -35,6 +35,7 @@ from .predictions import Prediction, predict
 from .progress import progress_bar
 from .registry import Registry
 from .render import bar_chart, overlay, png_bytes
+from .targets import class_name
 
 ATTACK_EPS = 2 / 255
 DREAM_LAYER, DREAM_OCTAVES, DREAM_STEPS = "blocks.4", 2, 8
@@ -214,7 +215,7 @@ def attribution_section(model, image, context) -> Section | None:
     """Every registered attribution method for the top class, side by side."""
     from .attribution import METHODS, attribute, display_mode, quick_options
     target = context.get("target")
-    label = model.labels[target] if target is not None and getattr(model, "labels", None) else str(target)
+    label = class_name(getattr(model, "labels", None), target)
     figures, rows = [], []
     for method in METHODS.names():
         start = time.perf_counter()
@@ -283,7 +284,7 @@ def class_visualization_section(model, image, context) -> Section | None:
     from .optimize import visualize_class
     target = context.get("target", 0)
     result = visualize_class(model, target, size=CLASS_VIS_SIZE, steps=CLASS_VIS_STEPS, progress=False)
-    label = model.labels[target] if getattr(model, "labels", None) else str(target)
+    label = class_name(getattr(model, "labels", None), target)
     return Section("Class visualization", figures=[
         Figure(picture_of(result.image[0]), f"“{label}”: logit {float(result.scores[0]):.1f}")],
         note=f"{CLASS_VIS_STEPS} Adam steps at {CLASS_VIS_SIZE} px, decorrelated Fourier parameterization with jitter/scale/rotate")
