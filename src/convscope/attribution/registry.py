@@ -7,7 +7,8 @@ An entry is ``method(model, x, target, **options) -> Tensor`` registered with it
 
 Metadata (defaults in brackets):
 
-* ``kind``: ``"gradient"`` | ``"rectifier"`` | ``"path"`` | ``"noise"`` | ``"perturbation"`` | ``"cam"`` | ``"relevance"`` (LRP);
+* ``kind``: ``"gradient"`` | ``"rectifier"`` | ``"path"`` | ``"noise"`` | ``"perturbation"`` | ``"cam"`` | ``"relevance"`` (LRP) |
+  ``"shapley"``;
 * ``display`` [``"abs"``]: how the map is scaled for display (:func:`convscope.render.normalize_map`):
   ``"abs"`` (|value| / p99.5, for gradient maps) or ``"minmax"`` (CAM-like maps);
 * ``stochastic`` [False]: draws random numbers (reproducible with ``seed=``);

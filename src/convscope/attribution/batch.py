@@ -1,0 +1,149 @@
+"""Attribution maps over a whole dataset (``convscope explain DATA --out DIR``).
+
+Each batch of the dataset (streamed by :func:`convscope.data.reduce_dataset`, so unreadable files
+are skipped and named, runs resume, and the ``ray`` engine can spread the batches) is explained
+with one registered method and written as ``maps/BBBBBB.npz`` (``maps`` (N, C, H, W) float32 and
+``ids``), optional overlays ``overlays/<id>.png``, and ``index/BBBBBB.csv``; at the end the driver
+joins the per-batch indexes in dataset order into ``index.csv``: image, label, target, target
+probability, score (the target's logit), map file and row. Batch ``b`` uses seed ``seed + b``
+(stochastic methods), wherever it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checks import model_device
+from ..data import Batch, Reduction
+from ..errors import ConvscopeError
+from ..hooks import frozen
+from .registry import METHODS
+
+TARGETS = ("predicted", "label")
+INDEX_COLUMNS = ("image", "label", "target", "target_name", "probability", "score", "file", "row")
+
+
+class ExplainReduction(Reduction):
+    """Writes one ``.npz`` of maps and one index part per batch; the state counts images."""
+
+    def __init__(self, model, method: str, out: str | Path, target: str = "predicted", layer: str | None = None,
+                 overlays: bool = False, seed: int = 0, **options):
+        if target not in TARGETS:
+            raise ConvscopeError(f"batch explain --target takes {' | '.join(TARGETS)} (per image), got {target!r}")
+        from . import method_options
+
+        self.model, self.method, self.out = model, METHODS.canonical(method), Path(out)
+        self.target, self.layer, self.overlays, self.seed = target, layer, overlays, seed
+        accepted = method_options(self.method)
+        self.options = {k: v for k, v in options.items() if k in accepted}
+        if layer is not None and "layer" not in accepted:
+            raise ConvscopeError(f"{self.method} takes no --layer")
+
+    def key(self) -> dict:
+        return {"method": self.method, "target": self.target, "layer": self.layer, "seed": self.seed,
+                "options": self.options, "model": getattr(self.model, "name", type(self.model).__name__)}
+
+    def prepare(self, device) -> None:
+        if device is not None:
+            self.model.to(device)
+        for folder in ("maps", "index") + (("overlays",) if self.overlays else ()):
+            (self.out / folder).mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> dict:
+        return {"images": 0, "probability": 0.0}
+
+    def update(self, state: dict, batch: Batch, number: int) -> None:
+        from . import attribute, display_mode, method_options
+
+        device = model_device(self.model)
+        x = batch.images.to(device)
+        with torch.no_grad(), frozen(self.model):
+            logits = self.model(x)
+        predicted = logits.argmax(-1)
+        targets = predicted
+        if self.target == "label":
+            given = batch.labels.to(device)
+            targets = torch.where(given >= 0, given, predicted)
+        options = dict(self.options)
+        if "seed" in method_options(self.method):
+            options["seed"] = self.seed + number
+        if self.layer is not None:
+            options["layer"] = self.layer
+        maps = attribute(self.model, x, targets, method=self.method, **options).detach().float().cpu()
+        probabilities = logits.softmax(-1).gather(1, targets[:, None])[:, 0].cpu()
+        scores = logits.gather(1, targets[:, None])[:, 0].cpu()
+        name = f"{number:06d}"
+        _atomic_npz(self.out / "maps" / f"{name}.npz", maps=maps.numpy(), ids=np.array(batch.ids))
+        labels = getattr(self.model, "labels", None)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        for row, (image_id, label, target) in enumerate(zip(batch.ids, batch.labels.tolist(), targets.tolist())):
+            writer.writerow([image_id, "" if label < 0 else label, target, labels[target] if labels else "",
+                             f"{float(probabilities[row]):.6f}", f"{float(scores[row]):.6f}", f"maps/{name}.npz", row])
+            if self.overlays:
+                from ..render import overlay
+
+                path = self.out / "overlays" / (_safe_name(image_id) + ".png")
+                overlay(batch.images[row].cpu(), maps[row], mode=display_mode(self.method)).save(path)
+        part = self.out / "index" / f"{name}.csv"
+        part.with_suffix(".tmp").write_text(text.getvalue())
+        os.replace(part.with_suffix(".tmp"), part)
+        state["images"] += len(batch.ids)
+        state["probability"] += float(probabilities.sum())
+
+    def finish(self, total_batches: int) -> Path:
+        """Join the per-batch index parts into ``index.csv`` (dataset order)."""
+        index = self.out / "index.csv"
+        with index.open("w", newline="") as handle:
+            handle.write(",".join(INDEX_COLUMNS) + "\n")
+            for part in sorted((self.out / "index").glob("*.csv")):
+                if int(part.stem) < total_batches:
+                    handle.write(part.read_text())
+        return index
+
+
+def _safe_name(image_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)[-180:]
+
+
+def _atomic_npz(path: Path, **arrays) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(temporary, path)
+
+
+def explain_dataset(model, data, method: str = "gradcam", out: str | Path = "explanations", target: str = "predicted",
+                    layer: str | None = None, overlays: bool = False, seed: int = 0, batch_size: int = 16,
+                    size: int | None = None, preprocess: str = "crop", strict: bool = False,
+                    resume: bool = True, engine: str = "local", address: str | None = None,
+                    workers: int | None = None, label_file=None, progress: bool = False, **options):
+    """Explain every image of ``data`` with ``method`` and write maps + ``index.csv`` under ``out``.
+
+    ``resume`` keeps per-shard records in ``out/.shards`` so the same call continues an
+    interrupted run. Returns ``(index path, Reduced)``.
+
+    >>> index, _ = explain_dataset(model, "samples:imagenet", "gradcam", "maps/")
+    """
+    from rich.progress import Progress
+
+    from ..data import open_dataset, reduce_dataset
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConvscopeError(f"--out {out} is a file; batch explain writes a folder")
+    reduction = ExplainReduction(model, method, out, target, layer, overlays, seed, **options)
+    dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
+                           labels=getattr(model, "labels", None), label_file=label_file)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"explain {reduction.method}", total=len(dataset))
+        reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict,
+                                 out / ".shards" if resume else None, engine=engine, address=address,
+                                 progress=lambda n: bar.advance(task, n))
+    return reduction.finish(-(-len(dataset) // batch_size)), reduced
