@@ -13,7 +13,7 @@ from convscope.data import (ClassNames, SkipLog, imagenet_wnids, open_dataset, r
                             stream)
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
-from convscope.testing import run_cli
+from helpers import run_cli
 
 try:
     samples_folder()

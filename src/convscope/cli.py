@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("dissect", "A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."),
     "examples": ("dissect", "Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014)."),
     "atlas": ("dissect", "A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."),
+    "evaluate-explanations": ("evaluate", "Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell."),
     "explain": ("explain", "Attribution map(s) of one image, drawn over it with the class name and probability."),
     "sanity": ("explain", "Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."),
     "report": ("report", "One self-contained HTML file: prediction, attribution maps, sanity check, an adversarial example, "
@@ -64,7 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def feature_commands(module: str) -> dict[str, click.Command]:
     """The click commands ``convscope.commands.MODULE`` registers (imports it)."""
     holder = typer.Typer()
-    importlib.import_module(f"{__package__}.commands.{module}").register(holder)
+    command_module = importlib.import_module(f"{__package__}.commands.{module}")
+    if not hasattr(command_module, "register"):  # a module may only add tour steps (basics)
+        return {}
+    command_module.register(holder)
     return dict(typer.main.get_group(holder).commands)
 
 

@@ -128,7 +128,8 @@ def register(app: typer.Typer) -> None:
             classes = _probabilities(network, picture).topk(topk).indices.tolist()
         # the CLI's --steps / --samples / --seed go to every chosen method that takes them
         given = {"steps": steps, "n": samples, "seed": seed}
-        options = {name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods}
+        options: dict[str, dict] = {name: {key: value for key, value in given.items() if key in method_options(name)}
+                                    for name in methods}
         # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
         accepted = sorted({key for name in methods for key in method_options(name)})
         for key, value in parse_set(settings).items():
