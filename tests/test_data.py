@@ -13,7 +13,7 @@ from convscope.data import (ClassNames, SkipLog, imagenet_wnids, open_dataset, r
                             stream)
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
-from convscope.testing import run_cli
+from helpers import run_cli
 
 try:
     samples_folder()
@@ -274,3 +274,24 @@ def test_shape_bias_on_a_model_vs_human_stimulus_folder(model, monkeypatch, caps
     code, text, err = run_cli(monkeypatch, capsys, "shape-bias", "--stimuli", str(tmp_path), "--size", "64",
                               "--workers", "0", "--out", str(tmp_path / "out"), "--device", "cpu")
     assert code == 0 and f"shape bias {result.shape_bias:.3f}" in text and "cat9-bottle1.png" in text, err
+
+
+def test_batch_explain_scores_deletion_and_insertion_with_a_confidence_interval(model, tmp_path):
+    from convscope.attribution.batch import explain_dataset, mean_interval
+    from convscope.attribution.evaluate import deletion
+
+    data = open_dataset("samples:imagenet", 32)
+    index, reduced = explain_dataset(model, data, "saliency", tmp_path / "m", batch_size=10, workers=0,
+                                     metrics=("deletion", "insertion"), metric_steps=8)
+    rows = [line.split(",") for line in index.read_text().splitlines()]
+    assert rows[0][-2:] == ["deletion_auc", "insertion_auc"] and len(rows) == 21
+    stored = np.load(tmp_path / "m" / "maps" / "000000.npz")["maps"]
+    images = torch.stack([data[i][0] for i in range(10)])
+    targets = torch.tensor([int(r[2]) for r in rows[1:11]])
+    direct = deletion(model, images, torch.from_numpy(stored), targets, steps=8).auc
+    np.testing.assert_allclose([float(r[-2]) for r in rows[1:11]], direct.numpy(), atol=1e-5)
+    values = np.array([float(r[-2]) for r in rows[1:]])
+    mean, half = reduced.summary["deletion"]
+    assert mean == pytest.approx(values.mean(), abs=1e-6)   # the CSV holds 6 decimals
+    assert half == pytest.approx(2.093 * values.std(ddof=1) / 20 ** 0.5, rel=1e-2, abs=1e-6)
+    assert mean_interval(3.0, 5.0, 2)[0] == 1.5                     # t(0.975, 19) = 2.093

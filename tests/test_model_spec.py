@@ -15,10 +15,9 @@ import textwrap
 import pytest
 import torch
 
-import convscope
 from convscope.errors import ConvscopeError
 from convscope.models import ModelSpec, load_model, parse_labels, parse_size, save_checkpoint
-from convscope.testing import run_cli
+from helpers import run_cli
 
 USER_NETS = '''
 from torch import nn

@@ -10,7 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:  # the one version string: pyproject.toml's, read from the installed metadata
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("convscope")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 #: public name -> (module, attribute)
 _EXPORTS = {

@@ -65,7 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def feature_commands(module: str) -> dict[str, click.Command]:
     """The click commands ``convscope.commands.MODULE`` registers (imports it)."""
     holder = typer.Typer()
-    importlib.import_module(f"{__package__}.commands.{module}").register(holder)
+    command_module = importlib.import_module(f"{__package__}.commands.{module}")
+    if not hasattr(command_module, "register"):  # a module may only add tour steps (basics)
+        return {}
+    command_module.register(holder)
     return dict(typer.main.get_group(holder).commands)
 
 

@@ -36,7 +36,7 @@ def _read_masks(folder: Path, ids: list[str], size: int) -> torch.Tensor:
         path = folder / f"{Path(name).stem}.png"
         if not path.is_file():
             raise ConvscopeError(f"no mask {path} for image {name}")
-        mask = Image.open(path).convert("L").resize((size, size), Image.NEAREST)
+        mask = Image.open(path).convert("L").resize((size, size), Image.Resampling.NEAREST)
         masks.append(torch.from_numpy(np.asarray(mask) > 0))
     return torch.stack(masks)
 

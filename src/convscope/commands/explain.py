@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
         settings: SetOption = [],  # noqa: B006 (typer reads the default)
         overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
         batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
+        metrics: Annotated[Optional[str], typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI")] = None,
         data_labels: DataLabelsOption = None, strict: StrictOption = False,
         engine: EngineOption = "local", address: AddressOption = None, workers: WorkersOption = None,
         model: ModelArgs = None,
@@ -117,10 +118,13 @@ def register(app: typer.Typer) -> None:
             index, reduced = explain_dataset(
                 network, image, name, folder, target or "predicted", layer, overlays, seed, batch_size, size,
                 data_preprocess(network), strict, True, engine, address, workers, data_labels, progress=True,
-                **options)
+                metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()], **options)
             console.print(f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
                           + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
                           + (f"; {reduced.skips.summary()}" if len(reduced.skips) else ""))
+            for metric, (mean, half) in reduced.summary.items():
+                console.print(f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
+                              f"{'lower' if metric == 'deletion' else 'higher'} is better)")
             return
         network = model.open()
         picture = open_image(image, network, size)
@@ -135,7 +139,8 @@ def register(app: typer.Typer) -> None:
             classes = _probabilities(network, picture).topk(topk).indices.tolist()
         # the CLI's --steps / --samples / --seed go to every chosen method that takes them
         given = {"steps": steps, "n": samples, "seed": seed}
-        options = {name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods}
+        options: dict[str, dict] = {name: {key: value for key, value in given.items() if key in method_options(name)}
+                                    for name in methods}
         # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
         accepted = sorted({key for name in methods for key in method_options(name)})
         for key, value in parse_set(settings).items():
