@@ -295,3 +295,12 @@ def test_batch_explain_scores_deletion_and_insertion_with_a_confidence_interval(
     assert mean == pytest.approx(values.mean(), abs=1e-6)   # the CSV holds 6 decimals
     assert half == pytest.approx(2.093 * values.std(ddof=1) / 20 ** 0.5, rel=1e-2, abs=1e-6)
     assert mean_interval(3.0, 5.0, 2)[0] == 1.5                     # t(0.975, 19) = 2.093
+
+
+def test_train_reads_any_labelled_spec(monkeypatch, capsys, tmp_path):
+    code, text, err = run_cli(monkeypatch, capsys, "train", "samples:cifar10", "--epochs", "1", "--size", "16",
+                              "--batch-size", "8", "--eval-size", "4", "--out", str(tmp_path))
+    assert code == 0, err
+    assert (tmp_path / "standard.safetensors").is_file() and "standard training" in text
+    code, _, err = run_cli(monkeypatch, capsys, "train", "photos", "--epochs", "1")
+    assert code == 2 and "training needs a label for every image" in err
