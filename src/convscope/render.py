@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from .filters import resize_map
 from .images import to_uint8
 
 
@@ -55,7 +55,7 @@ def upsample(heat: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
     """(N, 1, h, w) or (h, w) map -> same layout at ``size`` (bilinear, align_corners=False)."""
     squeeze = heat.ndim == 2
     heat = heat[None, None] if squeeze else heat
-    heat = F.interpolate(heat.float(), size=size, mode=mode, **({"align_corners": False} if mode != "nearest" else {}))
+    heat = resize_map(heat.float(), size, mode)
     return heat[0, 0] if squeeze else heat
 
 
