@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli_common import ModelArgs, console, model_options, open_image, output_path
+from ..data.options import StrictOption
 from ..errors import ConvscopeError
 from ..tour import tour_step
 
@@ -40,7 +41,8 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         raise ConvscopeError(f"cannot read shape {text!r}: use e.g. 8x8 or 3x32x32") from None
 
 
-def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path):
+def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path,
+          strict: bool = False):
     from ..dissect import sample_folder, top_k_examples
 
     if data is None:
@@ -49,8 +51,13 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
         sample_folder(data, n=make_samples)
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
-    return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                          checkpoint=out / "examples-checkpoint.safetensors")
+    found = top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
+                           checkpoint=out / "examples-checkpoint.safetensors", strict=strict)
+    if found.skipped:
+        from ..data import SkipLog
+
+        console.print(SkipLog(found.skipped).summary())
+    return found
 
 
 def register(app: typer.Typer) -> None:
@@ -84,7 +91,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
         image: Annotated[Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")] = None,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelArgs = None,
+        strict: StrictOption = False, model: ModelArgs = None,
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
@@ -103,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 example_strip(found, 112).save(path)
                 console.print(f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}")
             return
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         for layer in found.layers:
             shown = _channels(channels) or list(range(min(16, found[layer].channels)))
             path = out / f"examples_{layer}.png"
@@ -123,13 +130,13 @@ def register(app: typer.Typer) -> None:
         feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
         projections: Annotated[bool, typer.Option("--projections", help="add deconvnet projections of the examples")] = False,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelArgs = None,
+        strict: StrictOption = False, model: ModelArgs = None,
     ) -> None:
         """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
         from ..dissect.atlas import build_atlas
 
         network = model.open()
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         index = build_atlas(network, found, out, channels=_channels(channels), feature_vis=feature_vis,
                             projections=projections)
         console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
