@@ -137,30 +137,16 @@ def layers_command(
     model: ModelArgs = None,
 ) -> None:
     """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
-    from .layers import layer_table
+    from .layers import LAYER_COLUMNS, layer_table
 
     network = model.open()
     side = size or network.input_size
     height, width = (side, side) if isinstance(side, int) else side
-    table = Table("layer", "type", "output shape", "RF size", "jump", "start", title=f"{network.name} at {height}x{width}")
+    table = Table(*LAYER_COLUMNS, title=f"{network.name} at {height}x{width}")
     for row in layer_table(network, side):
-        if match not in row.name:
-            continue
-        field = row.receptive_field
-        shape = "x".join(map(str, row.output_shape)) if row.output_shape else "-"
-        if field is None:
-            cells = ("-", "-", "-")
-        elif field.size is None:
-            cells = ("global", "-", "-")
-        else:
-            cells = tuple(_pair_text(v) for v in (field.size, field.jump, field.start))
-        table.add_row(row.name, row.type, shape, *cells)
+        if match in row.name:
+            table.add_row(*row.cells())
     console.print(table)
-
-
-def _pair_text(pair) -> str:
-    text = [f"{v:g}" for v in pair]
-    return text[0] if text[0] == text[1] else "x".join(text)
 
 
 @app.command("predict")

@@ -28,6 +28,7 @@ from ..checks import model_device
 from ..data import Batch, Reduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
+from ..progress import progress_bar
 from .registry import METHODS
 
 TARGETS = ("predicted", "label")
@@ -171,8 +172,6 @@ def explain_dataset(model, data, method: str = "gradcam", out: str | Path = "exp
 
     >>> index, _ = explain_dataset(model, "samples:imagenet", "gradcam", "maps/")
     """
-    from rich.progress import Progress
-
     from ..data import open_dataset, reduce_dataset
 
     out = Path(out)
@@ -181,11 +180,10 @@ def explain_dataset(model, data, method: str = "gradcam", out: str | Path = "exp
     reduction = ExplainReduction(model, method, out, target, layer, overlays, seed, metrics, metric_steps, **options)
     dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
                            labels=getattr(model, "labels", None), label_file=label_file)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"explain {reduction.method}", total=len(dataset))
+    with progress_bar(len(dataset), f"explain {reduction.method}", progress, interrupted=None) as advance:
         reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict,
                                  out / ".shards" if resume else None, engine=engine, address=address,
-                                 progress=lambda n: bar.advance(task, n))
+                                 progress=lambda n: advance(n))
     reduced.summary = reduction.summary(reduced.state)
     return reduction.finish(-(-len(dataset) // batch_size)), reduced
 

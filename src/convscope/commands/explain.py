@@ -44,10 +44,21 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
             panels.append(Panel(image[0].cpu(), caption))
         for method in methods:
             panels.append(Panel(maps[method][row], f"{method}: {caption}" if len(methods) == 1 else method,
-                                under=image[0].cpu(), mode=display_mode(method), colorbar=True))
-    columns = len(panels) if len(methods) == 1 else (len(methods) + 1 if len(classes) > 1 else 5)
-    picture = figure(panels, path, columns=columns, panel_size=3.2)
+                                under=image[0].cpu(), mode=display_mode(method), colorbar=True,
+                                unit=_unit(method, (options or {}).get(method, {}))))
+    # wrap into rows x columns (at most 6 wide); one class and one method per row when that fits
+    columns = min(6, len(panels) if len(methods) == 1 else len(methods) + 1)
+    title = f"{getattr(model, 'name', 'model')}: " + ", ".join(
+        f"{labels[c]} p = {probabilities[c]:.3f}" for c in classes[:3]) + (" ..." if len(classes) > 3 else "")
+    picture = figure(panels, path, columns=columns, panel_size=3.2, suptitle=title)
     return picture, maps
+
+
+def _unit(method: str, options: dict) -> str:
+    """What a method's values are, for its colour bar."""
+    if method == "occlusion":
+        return f"drop in {options.get('objective', 'logit')} when hidden"
+    return "CAM" if METHODS.meta(method).get("kind") == "cam" else "attribution"
 
 
 def _probabilities(model, image) -> torch.Tensor:
