@@ -12,7 +12,6 @@ only with --deepfool-reference (374 s against our 1.2 s on a loaded 2-core machi
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -26,15 +25,11 @@ from convscope.attacks.deepfool import deepfool
 from convscope.attacks.evolution import one_pixel
 from convscope.attacks.gradient import fgsm, pgd
 from convscope.attacks.square import square
+from timing import repeat  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 def timed(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return repeat(function, repeats, "median")
 
 
 def main() -> None:
@@ -83,11 +78,11 @@ def main() -> None:
     compare("Square 100 queries", lambda: square(model, x, y, 8 / 255, queries=100),
             lambda: torchattacks.Square(model, eps=8 / 255, n_queries=100)(x, y), None, repeats=1)
     np.random.seed(0)
-    compare("one-pixel pop 50 x 5 (64px)", lambda: one_pixel(model, small, y_small, popsize=50, steps=5),
+    compare("one-pixel pop 50 x 5 (64px)", lambda: one_pixel(model, small, y_small, popsize=50, generations=5),
             lambda: torchattacks.OnePixel(model, steps=5, popsize=50)(small, y_small), None, repeats=1)
 
     start = time.perf_counter()
-    _, used = one_pixel(model, small.repeat(4, 1, 1, 1), y_small.repeat(4), popsize=64, steps=3)
+    _, used = one_pixel(model, small.repeat(4, 1, 1, 1), y_small.repeat(4), popsize=64, generations=3)
     throughput = float(used.sum()) / (time.perf_counter() - start)
     queries = int(used.sum())
     plain = small.repeat(128, 1, 1, 1)[:256]

@@ -13,7 +13,7 @@ from convscope.data import (ClassNames, SkipLog, imagenet_wnids, open_dataset, r
                             stream)
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
-from convscope.testing import run_cli
+from helpers import run_cli
 
 try:
     samples_folder()
@@ -209,3 +209,117 @@ def test_robustness_cli_labels_the_severities_run_and_refuses_published_ce_on_a_
     header = (tmp_path / "corruption_errors.csv").read_text().splitlines()[0]
     assert header == "corruption,error_s1,error_s5,mean_error,ce,relative_ce"
     assert "no CE: AlexNet's published errors average all 5 severities" in " ".join(text.split())
+
+
+def test_batch_explain_writes_one_map_per_image_and_an_index(model, monkeypatch, capsys, tmp_path):
+    out = tmp_path / "maps"
+    code, text, err = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
+                              "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out),
+                              "--device", "cpu")
+    assert code == 0, err
+    rows = (out / "index.csv").read_text().splitlines()
+    assert rows[0] == "image,label,target,target_name,probability,score,file,row" and len(rows) == 21
+    first = rows[1].split(",")
+    assert first[0] == "samples:imagenet/imagenet_00_243.jpg" and first[1] == first[2] == "243"
+    stored = np.load(out / first[6])
+    assert stored["maps"].shape == (8, 1, 48, 48) and stored["ids"][0] == first[0]
+    import convscope
+
+    image = open_dataset("samples:imagenet", 48)[0][0][None]
+    direct = convscope.attribute(model, image, 243, method="saliency")
+    np.testing.assert_allclose(stored["maps"][0], direct[0].numpy(), rtol=1e-4, atol=1e-6)
+    code, text, _ = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
+                            "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out))
+    assert code == 0 and "1 shard(s) resumed" in text            # the same command again: nothing recomputed
+
+
+def test_examples_and_robustness_skip_name_and_count_a_corrupt_file_or_stop_with_strict(monkeypatch, capsys, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path, _ in imagenet_samples()[:3]:
+        shutil.copy(path, folder / path.name)
+    (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    common = ("--size", "32", "--workers", "0", "--device", "cpu")
+    code, text, err = run_cli(monkeypatch, capsys, "examples", "-l", "conv_stem", str(folder), "--k", "2", "--size", "32",
+                              "--out", str(tmp_path / "ex"), "--device", "cpu")
+    assert code == 0, err
+    assert "skipped 1 unreadable file:" in text and "zz_broken.jpg" in text and "conv_stem: 4 images" in text
+    code, _, err = run_cli(monkeypatch, capsys, "examples", "-l", "conv_stem", str(folder), "--k", "2", "--size", "32",
+                           "--out", str(tmp_path / "ex2"), "--strict", "--device", "cpu")
+    assert code == 2 and "zz_broken.jpg" in err and "--strict" in err
+    code, text, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast",
+                              "--out-dir", str(tmp_path / "r"), *common)
+    assert code == 0 and "skipped 1 unreadable file: zz_broken.jpg" in " ".join(text.split()), err
+    code, _, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast", "--strict",
+                           "--out-dir", str(tmp_path / "r"), *common)
+    assert code == 2 and "zz_broken.jpg" in err
+
+
+def test_shape_bias_on_a_model_vs_human_stimulus_folder(model, monkeypatch, capsys, tmp_path):
+    from convscope.images import load_image, save_image
+    from convscope.robustness.shape_bias import ShapeBiasResult, category_decisions, stimulus_shape_bias
+
+    files = {"cat/cat1-clock1.png": "sample:chelsea", "clock/clock1-cat1.png": "sample:clock",
+             "cat/cat2-cat3.png": "sample:chelsea", "clock/clock2-keyboard1.png": "sample:coins"}
+    for name, spec in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        save_image(load_image(spec, 64), tmp_path / name)
+    (tmp_path / "cat" / "cat9-bottle1.png").write_bytes(b"\x89PNG broken")
+    result, names, skips = stimulus_shape_bias(model, tmp_path, size=64, workers=0)
+    assert sorted(names) == ["cat/cat1-clock1.png", "clock/clock1-cat1.png", "clock/clock2-keyboard1.png"]
+    assert [name for name, _ in skips.items] == ["cat/cat9-bottle1.png"]   # skipped and named
+    images = torch.cat([load_image(tmp_path / name, 64) for name in names])
+    expected = ShapeBiasResult(category_decisions(model, images), ["cat", "clock", "clock"], ["clock", "cat", "keyboard"])
+    assert result.decisions == expected.decisions and result.shape_bias == expected.shape_bias
+    code, text, err = run_cli(monkeypatch, capsys, "shape-bias", "--stimuli", str(tmp_path), "--size", "64",
+                              "--workers", "0", "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert code == 0 and f"shape bias {result.shape_bias:.3f}" in text and "cat9-bottle1.png" in text, err
+
+
+def test_batch_explain_scores_deletion_and_insertion_with_a_confidence_interval(model, tmp_path):
+    from convscope.attribution.batch import explain_dataset, mean_interval
+    from convscope.attribution.evaluate import deletion
+
+    data = open_dataset("samples:imagenet", 32)
+    index, reduced = explain_dataset(model, data, "saliency", tmp_path / "m", batch_size=10, workers=0,
+                                     metrics=("deletion", "insertion"), metric_steps=8)
+    rows = [line.split(",") for line in index.read_text().splitlines()]
+    assert rows[0][-2:] == ["deletion_auc", "insertion_auc"] and len(rows) == 21
+    stored = np.load(tmp_path / "m" / "maps" / "000000.npz")["maps"]
+    images = torch.stack([data[i][0] for i in range(10)])
+    targets = torch.tensor([int(r[2]) for r in rows[1:11]])
+    direct = deletion(model, images, torch.from_numpy(stored), targets, steps=8).auc
+    np.testing.assert_allclose([float(r[-2]) for r in rows[1:11]], direct.numpy(), atol=1e-5)
+    values = np.array([float(r[-2]) for r in rows[1:]])
+    mean, half = reduced.summary["deletion"]
+    assert mean == pytest.approx(values.mean(), abs=1e-6)   # the CSV holds 6 decimals
+    assert half == pytest.approx(2.093 * values.std(ddof=1) / 20 ** 0.5, rel=1e-2, abs=1e-6)
+    assert mean_interval(3.0, 5.0, 2)[0] == 1.5                     # t(0.975, 19) = 2.093
+
+
+def test_train_reads_any_labelled_spec(monkeypatch, capsys, tmp_path):
+    code, text, err = run_cli(monkeypatch, capsys, "train", "samples:cifar10", "--epochs", "1", "--size", "16",
+                              "--batch-size", "8", "--eval-size", "4", "--out", str(tmp_path))
+    assert code == 0, err
+    assert (tmp_path / "standard.safetensors").is_file() and "standard training" in text
+    code, _, err = run_cli(monkeypatch, capsys, "train", "photos", "--epochs", "1")
+    assert code == 2 and "training needs a label for every image" in err
+
+
+def test_sanity_over_a_dataset_averages_the_per_image_scores_with_an_interval(model):
+    from convscope.attribution.batch import sanity_dataset
+    from convscope.attribution.sanity import sanity_check
+
+    from convscope.data import take
+
+    data = take(open_dataset("samples:imagenet", 32), 10)
+    groups = ["network.classifier", "network.blocks.6"]
+    rows, names, reduced = sanity_dataset(model, data, ["saliency"], "independent", seed=0, batch_size=5, workers=0,
+                                          groups=groups)
+    images = torch.stack([data[i][0] for i in range(10)])
+    direct = sanity_check(model, images, None, ["saliency"], "independent", groups, seed=0, progress=False)
+    assert reduced.images == 10 and len(rows) == len(direct.steps) == 2
+    for (_, step, rho, half, ssim, _), expected in zip(rows, direct.spearman[0]):
+        assert rho == pytest.approx(float(np.nan_to_num(expected).mean()), abs=1e-6)
+        # t(0.975, 9) = 2.262
+        assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10 ** 0.5, rel=1e-3, abs=1e-9)

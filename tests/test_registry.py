@@ -56,7 +56,7 @@ def test_every_family_is_snake_case_and_described():
         assert all(name == name.lower() and "-" not in name and " " not in name for name in registry), registry
     assert set(METHODS.names(kind="cam")) == {"cam", "gradcam", "gradcam_pp", "guided_gradcam", "hirescam", "xgradcam",
                                               "layercam", "scorecam", "ablationcam", "eigencam", "fullgrad"}
-    assert STOCHASTIC == {"smoothgrad", "smoothgrad_sq"}
+    assert STOCHASTIC == {"smoothgrad", "smoothgrad_sq", "gradient_shap", "kernel_shap", "lime"}
     assert all(ATTACKS.meta(name)["norm"] in ("linf", "l2", "l0") for name in ATTACKS)
     assert all(ATTACKS.meta(name)["eps"] is not None for name in ATTACKS.names(uses_eps=True))
     assert features.attack_methods() == ["fgsm", "bim", "pgd"]
@@ -76,8 +76,9 @@ def test_attack_options_are_checked_against_the_signature():
 
 
 def test_one_display_rule_for_maps_and_perturbations(monkeypatch):
-    # occlusion used to be min-max in the CLI and |value|/p99.5 in the report and the app
-    assert display_mode("occlusion") == display_mode("gradcam") == "minmax"
+    # occlusion used to be min-max in the CLI and |value|/p99.5 in the report and the app; it is signed
+    # (a score drop can be negative: hiding a patch can raise the score), drawn diverging around 0
+    assert display_mode("gradcam") == "minmax" and display_mode("occlusion") == "signed"
     assert display_mode("saliency") == display_mode("guided_gradcam") == "abs"
     import convscope.commands.explain as explain
 
@@ -92,3 +93,19 @@ def test_one_display_rule_for_maps_and_perturbations(monkeypatch):
     assert gain == pytest.approx(0.5 * 255 / 8)  # the budget, not the 1/255 peak of one step
     _, drawn, _ = attack_pictures(result)
     assert (np.asarray(drawn) == to_uint8(shown)).all()
+
+
+def test_one_progress_bar_draws_nothing_when_off_and_stops_cleanly_on_ctrl_c():
+    from convscope.progress import progress_bar
+
+    done = []
+    with progress_bar(3, "off", enabled=False) as advance:
+        advance(2, "note")
+        done.append(1)
+    assert done == [1]
+    with pytest.warns(RuntimeWarning, match="loop: interrupted; keeping the results so far"):
+        with progress_bar(3, "loop", enabled=True) as advance:
+            advance()
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), progress_bar(3, "report", enabled=False, interrupted=None):
+        raise KeyboardInterrupt

@@ -162,4 +162,8 @@ def test_adaptive_attack_breaks_the_defenses_the_naive_one_does_not(model, small
     result = evaluate_defense(model, "bit_depth", small_batch, labels, eps=2 / 255, steps=3)
     assert result.adaptive_accuracy <= result.naive_accuracy
     assert result.adaptive_accuracy == 0.0 and result.adaptive_attack == "PGD-3 + BPDA"
+    # worst case per image: correct clean and under both attacks
+    assert result.correct.shape == (3, 2)
+    assert result.worst_case_accuracy == float(result.correct.all(0).float().mean())
+    assert result.worst_case_accuracy <= min(result.clean_accuracy, result.naive_accuracy, result.adaptive_accuracy)
     assert_untouched(model, before)

@@ -31,6 +31,7 @@ from .noise import smooth as smooth_method
 from .noise import smoothgrad, smoothgrad_sq
 from .perturbation import occlusion
 from .rectifiers import deconvnet, guided_backprop, rectifier_rule
+from .shapley import deeplift, gradient_shap, kernel_shap, lime
 from .registry import METHODS
 
 import_submodules(__name__)
@@ -40,7 +41,7 @@ STOCHASTIC = frozenset(METHODS.names(stochastic=True))
 
 
 def display_mode(method: str) -> str:
-    """How ``method``'s map is scaled for display (the registry's ``display``: ``minmax`` or ``abs``)."""
+    """How ``method``'s map is scaled for display (the registry's ``display``: ``minmax``, ``abs`` or ``signed``)."""
     return METHODS.meta(method)["display"]
 
 
@@ -98,6 +99,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
         return function(model, x, target, **options)
 
 
-__all__ = ["METHODS", "STOCHASTIC", "attribute", "cam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
+__all__ = ["METHODS", "STOCHASTIC", "ablationcam", "deeplift", "gradient_shap", "kernel_shap", "lime", "attribute", "cam", "eigencam", "fullgrad", "hirescam", "layercam",
+           "scorecam", "xgradcam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
            "guided_backprop", "guided_gradcam", "input_x_gradient", "integrated_gradients", "method_options",
            "occlusion", "quick_options", "rectifier_rule", "saliency", "smooth_method", "smoothgrad", "smoothgrad_sq"]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli_common import ModelArgs, console, model_options, open_image, output_path
+from ..data.options import StrictOption
 from ..errors import ConvscopeError
 from ..tour import tour_step
 
@@ -40,7 +41,8 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         raise ConvscopeError(f"cannot read shape {text!r}: use e.g. 8x8 or 3x32x32") from None
 
 
-def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path):
+def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path,
+          strict: bool = False):
     from ..dissect import sample_folder, top_k_examples
 
     if data is None:
@@ -49,8 +51,13 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
         sample_folder(data, n=make_samples)
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
-    return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                          checkpoint=out / "examples-checkpoint.safetensors")
+    found = top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
+                           checkpoint=out / "examples-checkpoint.safetensors", strict=strict)
+    if found.skipped:
+        from ..data import SkipLog
+
+        console.print(SkipLog(found.skipped).summary())
+    return found
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +76,11 @@ def register(app: typer.Typer) -> None:
 
         network = model.open()
         tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
-        weight_grid(tiles).save(output_path(out))
+        weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
+        shape = "x".join(map(str, weight.shape)) if weight is not None else ""
+        weight_grid(tiles, numbered=True, title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
+                                               f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
+                                               f"{mode} view").save(output_path(out))
         console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
     @app.command("examples")
@@ -84,7 +95,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
         image: Annotated[Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")] = None,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelArgs = None,
+        strict: StrictOption = False, model: ModelArgs = None,
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
@@ -100,10 +111,11 @@ def register(app: typer.Typer) -> None:
                 units = top_units(network, picture, layer, k)
                 found = [(picture[0, :, u.box[0]:u.box[2], u.box[1]:u.box[3]].cpu(), picture[0].cpu(), u.box) for u in units]
                 path = out / f"units_{layer}.png"
-                example_strip(found, 112).save(path)
+                example_strip(found, 112, title=f"{network.name} · {layer}: the units that fire most on {image}",
+                              labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units]).save(path)
                 console.print(f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}")
             return
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         for layer in found.layers:
             shown = _channels(channels) or list(range(min(16, found[layer].channels)))
             path = out / f"examples_{layer}.png"
@@ -123,13 +135,13 @@ def register(app: typer.Typer) -> None:
         feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
         projections: Annotated[bool, typer.Option("--projections", help="add deconvnet projections of the examples")] = False,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelArgs = None,
+        strict: StrictOption = False, model: ModelArgs = None,
     ) -> None:
         """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
         from ..dissect.atlas import build_atlas
 
         network = model.open()
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         index = build_atlas(network, found, out, channels=_channels(channels), feature_vis=feature_vis,
                             projections=projections)
         console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")

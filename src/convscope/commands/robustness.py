@@ -13,7 +13,7 @@ from ..cli_common import ModelArgs, console, data_preprocess, model_options, ope
 from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
                             WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import ImageFolderDataset, load_image, save_image
+from ..images import load_image, save_image
 from ..models import ImageClassifier, save_checkpoint
 from ..render import Panel, figure
 from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_command(
-        data: Annotated[str, typer.Argument(help="'digits' (scikit-learn, offline) or an image folder (subfolders = classes)")],
+        data: Annotated[str, typer.Argument(help="'digits' (scikit-learn, offline) or a labelled dataset spec (class folders, samples:cifar10, cifar10:ROOT, ...)")],
         arch: Annotated[str, typer.Option("--arch", help="small_cnn")] = "small_cnn",
         adversarial: Annotated[Optional[str], typer.Option("--adversarial", help=" | ".join(ADVERSARIAL_METHODS))] = None,
         eps_text: Annotated[str, typer.Option("--eps", help="L∞ budget (pixel units, e.g. 0.1 or 8/255) of training and PGD-20 evaluation")] = "0.1",
@@ -187,16 +187,17 @@ def register(app: typer.Typer) -> None:
             train_data, test_data, classes = digits_dataset(size), digits_dataset(size, "test"), 10
             names = [str(digit) for digit in range(10)]
         else:
-            folder = Path(data)
-            if not folder.is_dir():
-                raise ConvscopeError(f"{data!r} is neither 'digits' nor a folder")
-            dataset = ImageFolderDataset(folder, size, labelled=True)
-            if len(dataset.classes) < 2:
-                raise ConvscopeError(f"{data!r} needs at least two class subfolders")
+            from ..data import labelled_pairs, open_dataset
+
+            dataset = labelled_pairs(open_dataset(data, size, "resize"))   # any labelled spec; classes in sorted order
+            classes = max(dataset.labels) + 1
+            if len(set(dataset.labels)) < 2:
+                raise ConvscopeError(f"{data!r} needs at least two classes")
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
             cut = max(1, len(order) // 5)
             train_data, test_data = torch.utils.data.Subset(dataset, order[cut:]), torch.utils.data.Subset(dataset, order[:cut])
-            classes, names = len(dataset.classes), list(dataset.classes)
+            named = getattr(dataset.dataset, "classes", None) or {}
+            names = [named.get(i, str(i)) for i in range(classes)]
         name = adversarial or "standard"
         network = small_cnn(classes, size=size)
         history = train(network, train_data, test_data, epochs, adversarial, eps, batch_size=batch_size,
@@ -252,13 +253,13 @@ def register(app: typer.Typer) -> None:
             x, y = batches[0]
             x = x.to(next(classifier.parameters()).device)
         table = Table(title=f"defenses, L∞ eps={eps:.4g}, {len(y)} images")
-        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "adaptive attack") + \
+        for column in ("defense", "clean acc", "naive PGD acc", "adaptive acc", "worst case", "adaptive attack") + \
                 (("gradient-masking checks failed",) if masking_checks else ()):
             table.add_column(column)
         for name in chosen:
             result = evaluate_defense(classifier, name, x, y, eps, steps, eot_samples=eot, seed=seed, progress=True)
             row = [result.defense, f"{result.clean_accuracy:.3f}", f"{result.naive_accuracy:.3f}",
-                   f"{result.adaptive_accuracy:.3f}", result.adaptive_attack]
+                   f"{result.adaptive_accuracy:.3f}", f"{result.worst_case_accuracy:.3f}", result.adaptive_attack]
             if masking_checks:
                 import warnings
 
@@ -284,9 +285,31 @@ def register(app: typer.Typer) -> None:
         style_weight: Annotated[float, typer.Option("--style-weight")] = 30.0,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         out: Annotated[Path, typer.Option("--out", "-o", help="folder for cue_conflict.png and shape_bias.png")] = Path("shape_bias"),
+        stimuli: Annotated[Optional[Path], typer.Option("--stimuli", help="a cue-conflict stimulus folder in the model-vs-human layout "
+                                                        "(<shape>/<shape>N-<texture>M.png): score it instead of making stimuli")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+        strict: StrictOption = False, workers: WorkersOption = None,
         model: ModelArgs = None,
     ) -> None:
         """Shape vs texture bias on cue-conflict images (Geirhos et al. 2019), 16 categories."""
+        if stimuli is not None:
+            from ..robustness.shape_bias import stimulus_shape_bias
+
+            classifier = model.open()
+            result, names, skips = stimulus_shape_bias(classifier, stimuli, size, batch_size, strict, workers)
+            out.mkdir(parents=True, exist_ok=True)
+            result.plot(out / "shape_bias.png", label=classifier.name)
+            table = Table(title=f"shape bias {result.shape_bias:.3f} (shape {result.shape_hits}, texture "
+                                f"{result.texture_hits}, {len(result.decisions)} stimuli from {stimuli})")
+            for column in ("category", "shape bias", "trials"):
+                table.add_column(column)
+            for category, (bias, count) in result.per_category().items():
+                table.add_row(category, f"{bias:.3f}" if bias == bias else "-", str(count))
+            console.print(table)
+            if len(skips):
+                console.print(skips.summary())
+            console.print(f"wrote {out / 'shape_bias.png'}")
+            return
         shape_sources = load_sources(shapes, size) if shapes else offline_sources(size)
         texture_sources = load_sources(textures, size) if textures else shape_sources
         classifier = model.open()

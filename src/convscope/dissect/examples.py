@@ -34,6 +34,7 @@ from ..errors import ConvscopeError
 from ..hooks import capture, frozen
 from ..images import image_files, load_image, to_uint8
 from ..layers import ReceptiveField, check_layers, layer_table, receptive_field
+from .registry import get_engine
 
 _WHOLE_IMAGE = ReceptiveField(None, (0.0, 0.0), (0.0, 0.0))
 
@@ -73,8 +74,9 @@ class LayerExamples:
     def channels(self) -> int:
         return self.values.shape[0]
 
-    def update(self, activations: torch.Tensor, first_index: int) -> None:
-        """Fold a batch of activations (N, C, h, w) or (N, C) of images ``first_index...`` in."""
+    def update(self, activations: torch.Tensor, first_index: int | torch.Tensor) -> None:
+        """Fold a batch of activations (N, C, h, w) or (N, C) of images ``first_index...`` (or of
+        the image indices ``first_index``, a LongTensor[N], when some were skipped) in."""
         acts = activations.detach().float()
         acts = acts.flatten(2) if acts.ndim > 2 else acts[..., None]
         strongest, where = acts.max(dim=-1)  # (N, C)
@@ -84,7 +86,8 @@ class LayerExamples:
         self.max_sum += strongest.double().sum(0)
         self.mean_sum += acts.mean(-1).double().sum(0).cpu()
         self.active += (strongest > 0).sum(0)
-        ids = torch.arange(first_index, first_index + strongest.shape[0]).expand(self.channels, -1)
+        ids = (first_index.long().cpu() if isinstance(first_index, torch.Tensor)
+               else torch.arange(first_index, first_index + strongest.shape[0])).expand(self.channels, -1)
         self.merge(strongest.T, ids, positions)
 
     def merge(self, values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor) -> None:
@@ -136,6 +139,7 @@ class TopExamples:
     complete: bool = True
     sources: list[str] | None = None
     _images: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def __getitem__(self, layer: str) -> LayerExamples:
         if layer not in self.layers:
@@ -164,7 +168,7 @@ class TopExamples:
     def statistics(self, layer: str) -> dict[str, torch.Tensor]:
         """Per-channel summary over the images seen: mean of the spatial max, mean activation,
         fraction of images where the channel fires (max > 0), and the top-1 value."""
-        record, count = self[layer], max(self.seen, 1)
+        record, count = self[layer], max(self.seen - len(self.skipped), 1)
         return {"mean_max": (record.max_sum / count).float(), "mean": (record.mean_sum / count).float(),
                 "firing_rate": record.active.float() / count, "top": record.values[:, 0]}
 
@@ -186,8 +190,9 @@ class ImageSource:
     (paths, ``sample:NAME``), a tensor (N, 3, H, W) or a ``torch`` dataset whose items are an
     image tensor or a tuple starting with one."""
 
-    def __init__(self, data, size: int):
-        self.size = size
+    def __init__(self, data, size: int, strict: bool = False):
+        self.size, self.strict = size, strict
+        self.skipped: list[tuple[str, str]] = []
         self.sources: list[str] | None = None
         if isinstance(data, (str, Path)):
             self.sources = [str(p) for p in image_files(data)]
@@ -235,10 +240,25 @@ class ImageSource:
                                                     antialias=True, align_corners=False)[0].clamp(0, 1)
         return image
 
-    def batches(self, start: int, batch_size: int, stop: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    def batches(self, start: int, batch_size: int, stop: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+        """``(indices, images, attempted)`` per batch; unreadable images are left out and recorded in
+        :attr:`skipped` (``strict`` raises at the first one instead)."""
         stop = len(self) if stop is None else stop
         for first in range(start, stop, batch_size):
-            yield first, torch.stack([self._read(i) for i in range(first, min(first + batch_size, stop))])
+            indices, images = [], []
+            for i in range(first, min(first + batch_size, stop)):
+                try:
+                    images.append(self._read(i))
+                except ConvscopeError as error:
+                    name = self.sources[i] if self.sources else str(i)
+                    if self.strict:
+                        raise ConvscopeError(f"{error} (--strict stops at the first unreadable file)") from None
+                    self.skipped.append((name, str(error)))
+                    continue
+                indices.append(i)
+            attempted = min(first + batch_size, stop) - first
+            yield torch.tensor(indices, dtype=torch.long), (torch.stack(images) if images else None), attempted
 
 
 def empty_result(model: nn.Module, layers: Sequence[str], k: int, size: int, device) -> TopExamples:
@@ -265,13 +285,14 @@ def mine_range(model: nn.Module, source: ImageSource, result: TopExamples, start
     all layers captured at once); ``result.seen`` counts the images done."""
     names = list(result.layers)
     with frozen(model), torch.inference_mode(), capture(model, names, detach=True) as seen:
-        for first, images in source.batches(start, batch_size, stop):
-            model(images.to(device))
-            for name in names:
-                result.layers[name].update(seen[name], first)
-            result.seen += images.shape[0]
+        for indices, images, attempted in source.batches(start, batch_size, stop):
+            if images is not None:
+                model(images.to(device))
+                for name in names:
+                    result.layers[name].update(seen[name], indices)
+            result.seen += attempted   # a position: the pass resumes after the skipped images too
             if on_batch is not None:
-                on_batch(images.shape[0])
+                on_batch(attempted)
 
 
 def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | None, total: int) -> str:
@@ -282,7 +303,7 @@ def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | 
 def top_k_examples(
     model: nn.Module, data, layers: str | Sequence[str], k: int = 9, size: int | None = None,
     batch_size: int = 16, checkpoint: str | Path | None = None, save_every: int = 20, engine: str = "local",
-    address: str | None = None, shards: int | None = None, progress: bool = True,
+    address: str | None = None, shards: int | None = None, progress: bool = True, strict: bool = False,
 ) -> TopExamples:
     """One streaming pass: for each channel of each layer, the top-k images and where they peak.
 
@@ -312,14 +333,12 @@ def top_k_examples(
     >>> found = top_k_examples(model, "photos/", ["blocks.1", "blocks.5"], k=9)
     >>> found["blocks.5"].indices[42]        # the 9 images that excite channel 42 most
     """
-    from .engines import get_engine
-
     names = check_layers(model, [layers] if isinstance(layers, str) else list(layers))
     if k < 1:
         raise ConvscopeError(f"k must be at least 1, got {k}")
     size = size or getattr(model, "input_size", None) or 224
     size = size if isinstance(size, int) else size[0]
-    source = ImageSource(data, size)
+    source = ImageSource(data, size, strict)
     total = len(source)
     if total == 0:
         raise ConvscopeError("no images to mine")
@@ -330,6 +349,7 @@ def top_k_examples(
         result = empty_result(model, names, k, size, device)
         result.total, result.sources = total, source.sources
     result._images = source
+    result.skipped = source.skipped   # filled as the pass goes (this pass's skipped files)
     if result.seen >= total:
         result.complete = True
         return result
@@ -507,7 +527,7 @@ def _tile(picture: Image.Image, side: int) -> Image.Image:
 
 
 def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], side: int = 96,
-                  context: bool = True) -> Image.Image:
+                  context: bool = True, title: str = "", labels: Sequence[str] = ()) -> Image.Image:
     """One row per example: the receptive-field patch (enlarged) next to the whole image with the
     box drawn (``context=False``: the patches alone, in one row)."""
     if not found:
@@ -521,14 +541,26 @@ def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], sid
     for i, (patch, image, box) in enumerate(found):
         sheet.paste(_tile(Image.fromarray(to_uint8(patch)), side), (0, i * (side + 4)))
         sheet.paste(_tile(draw_box(image, box, width=max(2, image.shape[-1] // 60)), side), (side + 6, i * (side + 4)))
+    if title or labels:
+        from ..render import annotate
+
+        return annotate(sheet, title, labels, side + 4)
     return sheet
 
 
-def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side: int = 64) -> Image.Image:
-    """A grid with one row per channel and its k patches (Zeiler & Fergus' figure 2 layout)."""
+def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side: int = 64,
+                  title: str | None = None) -> Image.Image:
+    """A grid with one row per channel and its k patches (Zeiler & Fergus' figure 2 layout), each
+    row labelled with its channel id and top activation, titled with the layer."""
+    from ..render import annotate
+
+    channels = list(channels)
     rows = [example_strip(result.patches(layer, c), side, context=False) for c in channels]
     width = max(r.width for r in rows)
     sheet = Image.new("RGB", (width, len(rows) * (side + 4)), (255, 255, 255))
     for i, row in enumerate(rows):
         sheet.paste(row, (0, i * (side + 4)))
-    return sheet
+    values = result[layer].values
+    labels = [f"ch {c}  max {float(values[c, 0]):.3g}" for c in channels]
+    heading = title if title is not None else f"{layer}: top-{values.shape[1]} dataset examples per channel ({result.seen} images)"
+    return annotate(sheet, heading, labels, side + 4)

@@ -21,6 +21,24 @@ from ..images import SAMPLES, ImageTooLarge, array_to_tensor, open_checked, pil_
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
+def _give_memory_back() -> None:
+    """Return freed heap pages to the OS after a large decode (glibc keeps them otherwise, and the
+    process's resident memory stays at its peak); a no-op where ``malloc_trim`` does not exist."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
+
+
 class UploadRejected(ValueError):
     """An upload the app refuses, with the HTTP status to answer (413 too big, 415 not an image)."""
 
@@ -89,6 +107,7 @@ class ImageStore:
             raise UploadRejected(415, "the upload is not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
         finally:
             self._decoding.release()
+            _give_memory_back()
         scale = self.max_side / max(tensor.shape[-2:])
         if scale < 1:  # modes PIL cannot resize in 8 bits (16-bit, float)
             tensor = resize(tensor[None], (max(1, round(tensor.shape[-2] * scale)),
