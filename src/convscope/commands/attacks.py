@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
         size: Annotated[int, typer.Option("--size", help="image side fed to every model")] = 224,
         limit: Annotated[int, typer.Option("--limit", help="at most this many images")] = 64,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        out: Annotated[Path, typer.Option("--out", help="heatmap (.png)")] = Path("transfer-matrix.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="heatmap (.png)")] = Path("transfer-matrix.png"),
         csv_out: Annotated[Path, typer.Option("--csv", help="matrix as CSV")] = Path("transfer-matrix.csv"),
         device: Annotated[str, typer.Option("--device")] = "auto",
         trust: Annotated[bool, typer.Option("--trust", help="allow weights files that need unpickling")] = False,
