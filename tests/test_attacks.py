@@ -40,6 +40,8 @@ def bound_of(method):
     meta = ATTACKS.meta(method)
     if meta["uses_eps"]:
         return meta["norm"], meta["eps"]
+    if meta["norm"] == "l0" and "gamma" in meta["quick"]:  # JSMA changes at most 2 * int(gamma * D / 2) features
+        return "l0", 2 * int(3 * 16 * 16 * meta["quick"]["gamma"] / 2)
     if meta["norm"] == "l0":  # the one-pixel attack changes at most ``pixels`` pixels
         return "l0", meta["quick"].get("pixels", 1)
     return None
