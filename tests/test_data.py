@@ -319,7 +319,7 @@ def test_sanity_over_a_dataset_averages_the_per_image_scores_with_an_interval(mo
     images = torch.stack([data[i][0] for i in range(10)])
     direct = sanity_check(model, images, None, ["saliency"], "independent", groups, seed=0, progress=False)
     assert reduced.images == 10 and len(rows) == len(direct.steps) == 2
-    for (_, step, rho, half, ssim, _), expected in zip(rows, direct.spearman[0]):
+    for (_, _step, rho, half, _ssim, _), expected in zip(rows, direct.spearman[0]):
         assert rho == pytest.approx(float(np.nan_to_num(expected).mean()), abs=1e-6)
         # t(0.975, 9) = 2.262
         assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10 ** 0.5, rel=1e-3, abs=1e-9)
