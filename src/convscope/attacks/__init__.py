@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ..checks import check_images
+from ..checks import check_images, check_options
 from ..hooks import frozen
 from ..targets import Target, resolve_target
 from . import cw, deepfool, eot, evolution, gradient, square, substitute  # noqa: F401  (each module registers its attacks)
@@ -19,12 +19,29 @@ from ._common import labels_for
 from .registry import ATTACKS
 from .result import AttackResult, distances
 
-__all__ = ["ATTACKS", "AttackResult", "attack", "list_attacks"]
+__all__ = ["ATTACKS", "AttackResult", "attack", "attack_options", "list_attacks"]
 
 
 def list_attacks() -> list[str]:
     """Names accepted by ``attack(..., method=NAME)``."""
     return ATTACKS.names()
+
+
+_PASSED = {"model", "x", "y", "labels", "target", "eps", "generator", "progress", "targeted"}
+
+
+def attack_options(method: str) -> dict:
+    """The ``**options`` a registered attack accepts: ``{name: inspect.Parameter}`` of its entry and
+    the convscope attack functions the entry calls (those ``attack`` passes itself left out)."""
+    import inspect
+
+    from ..checks import keyword_parameters
+
+    entry = ATTACKS.get(method)
+    called = [entry.__globals__[name] for name in entry.__code__.co_names
+              if inspect.isfunction(entry.__globals__.get(name))
+              and entry.__globals__[name].__module__.startswith(__name__)]
+    return keyword_parameters([entry, *called], _PASSED)
 
 
 def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, method: str = "pgd",
@@ -50,8 +67,9 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     >>> result = attack(model, x, method="pgd", eps=4/255, target="tabby")
     >>> result.success, result.confidence
     """
-    check_images(x)
+    x = check_images(x)
     entry = ATTACKS.get(method)
+    check_options(options, attack_options(method), f"attack {method!r}")
     x = x.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed) if seed is not None else None
     with frozen(model):

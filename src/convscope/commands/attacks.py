@@ -23,16 +23,10 @@ from ..tour import tour_step
 
 
 def parse_eps(text: str | None) -> float | None:
-    """``"8/255"``, ``"0.03"`` or None -> float (pixel units)."""
-    if text is None:
-        return None
-    try:
-        if "/" in text:
-            top, bottom = text.split("/")
-            return float(top) / float(bottom)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConvscopeError(f"--eps must be a number or a fraction like 8/255, got {text!r}") from None
+    """``"8/255"``, ``"0.03"`` or None -> float (pixel units, in [0, 1])."""
+    from ..cli_checks import parse_eps as parse
+
+    return parse(text)
 
 
 def parse_options(pairs: list[str]) -> dict:

@@ -78,10 +78,13 @@ def register(app: typer.Typer) -> None:
         trust: TrustOption = False, device: DeviceOption = "auto",
     ) -> None:
         """Attribution map(s) of one image, drawn over it with the class name and probability."""
-        network = open_model(model, weights, arch, trust, device)
-        picture = open_image(image, network, size)
         if method != "all":
             METHODS.get(method)
+            if layer is not None and "layer" not in method_options(method):
+                raise ConvscopeError(f"--layer: method {method!r} takes no layer (layer methods: "
+                                     f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})")
+        network = open_model(model, weights, arch, trust, device)
+        picture = open_image(image, network, size)
         methods = METHODS.names() if method == "all" else [method]
         if target is not None and topk != 1:
             raise ConvscopeError("give --target or --topk, not both")
