@@ -2,25 +2,49 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench docs lint typecheck clean samples
 
-$(VENV)/.installed: pyproject.toml
+# `make demo` installs what the tour runs (the API and the cli extra); `make test` adds the test,
+# docs and dev extras (reference libraries, Ray, Playwright, mkdocs, ruff, mypy).
+$(VENV)/.demo: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m pip install --quiet --no-deps torch-lucent==0.1.8
+	$(PY) -m pip install --quiet -e ".[cli]"
+	$(PY) -m pip install --quiet --no-deps imagecorruptions==1.1.2  # the tour's frost photographs: data files only
 	touch $@
 
-demo: $(VENV)/.installed
+$(VENV)/.installed: $(VENV)/.demo
+	$(PY) -m pip install --quiet -e ".[cli,test,docs,dev]"
+	$(PY) -m pip install --quiet --no-deps torch-lucent==0.1.8
+	$(PY) -m pip install --quiet --no-deps foolbox==3.3.4  # the labelled samples (samples:imagenet, ...): data files only
+	touch $@
+
+demo: $(VENV)/.demo
 	$(VENV)/bin/convscope tour --out tour
 	$(VENV)/bin/convscope report sample:chelsea --out tour/report.html
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not browser and not distributed"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+# real labelled images (20 ImageNet val JPEGs, 20 each of CIFAR-10/100, MNIST, Fashion-MNIST) from the foolbox wheel
+samples: $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps foolbox==3.3.4
+
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 bench: $(VENV)/.installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) tour .pytest_cache
+	rm -rf $(VENV) tour site .pytest_cache

@@ -8,21 +8,22 @@ Severity 3 of each of the 19 corruptions, convscope on one batch, imagecorruptio
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import convscope
 from convscope.robustness import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
-from convscope.testing import load_imagecorruptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import load_imagecorruptions  # noqa: E402  (the test-suite's shim for the reference)
+from timing import repeat  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
-def seconds(function, repeat: int = 1) -> float:
-    start = time.perf_counter()
-    for _ in range(repeat):
-        function()
-    return (time.perf_counter() - start) / repeat
+def seconds(function, repeat_count: int = 1) -> float:
+    return repeat(function, repeat_count, "mean")
 
 
 def main() -> None:
@@ -47,8 +48,8 @@ def main() -> None:
     total_reference = total_ours = 0.0
     for name in BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS:
         convscope.corrupt(batch[:1], name, 3, seed=0)  # warm-up (frost photo cache, kernels)
-        ours = seconds(lambda: convscope.corrupt(batch, name, 3, seed=0)) / args.batch
-        theirs = sum(seconds(lambda a=arrays[i % 2]: reference.corrupt(a, corruption_name=name, severity=3))
+        ours = seconds(lambda name=name: convscope.corrupt(batch, name, 3, seed=0)) / args.batch
+        theirs = sum(seconds(lambda a=arrays[i % 2], name=name: reference.corrupt(a, corruption_name=name, severity=3))
                      for i in range(args.ref_images)) / args.ref_images
         total_reference, total_ours = total_reference + theirs, total_ours + ours
         print(f"{name:<18}{theirs:>24.4f}{ours:>17.4f}{theirs / ours:>9.1f}x")

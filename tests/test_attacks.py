@@ -35,34 +35,37 @@ def tiny_images():
     return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
-FAST = {"bim": dict(steps=3), "pgd": dict(steps=3, alpha=2 / 255), "pgd-l2": dict(steps=3), "cw": dict(steps=5, search_steps=2),
-        "deepfool": dict(steps=5), "one-pixel": dict(popsize=8, steps=3), "square": dict(queries=20),
-        "eot": dict(steps=3, samples=2), "substitute": dict(rounds=1, epochs=2)}
-BOUND = {"square": ("linf", 8 / 255), "eot": ("linf", 16 / 255), "substitute": ("linf", 8 / 255), "fgsm": ("linf", 8 / 255), "bim": ("linf", 8 / 255), "pgd": ("linf", 8 / 255), "pgd-l2": ("l2", 1.0),
-         "one-pixel": ("l0", 1)}
-DETERMINISTIC = {"fgsm", "bim", "cw", "deepfool"}  # no random draws: a batch equals its images one by one
+def bound_of(method):
+    """(norm, bound) the registry promises for ``method`` at its defaults, or None (unbounded)."""
+    meta = ATTACKS.meta(method)
+    if meta["uses_eps"]:
+        return meta["norm"], meta["eps"]
+    if meta["norm"] == "l0":  # the one-pixel attack changes at most ``pixels`` pixels
+        return "l0", meta["quick"].get("pixels", 1)
+    return None
 
 
 @pytest.mark.parametrize("method", ATTACKS.names())
 def test_every_attack_keeps_the_contract(tiny, tiny_images, method):
     before = model_state(tiny)
-    result = attack(tiny, tiny_images, method=method, seed=3, **FAST.get(method, {}))
+    fast = ATTACKS.meta(method)["quick"]
+    result = attack(tiny, tiny_images, method=method, seed=3, **fast)
     assert_untouched(tiny, before)
     assert tiny.training and all(p.requires_grad for p in tiny.parameters())
     assert result.x_adv.shape == tiny_images.shape and not result.x_adv.requires_grad
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    if method in BOUND:
-        norm, bound = BOUND[method]
+    if bound_of(method) is not None:
+        norm, bound = bound_of(method)
         assert (getattr(result, norm) <= bound + 1e-5).all()
     with torch.no_grad():
         tiny.eval()
         predicted = tiny(result.x_adv).argmax(dim=1)
         tiny.train()
     assert torch.equal(result.success, predicted != result.labels)
-    again = attack(tiny, tiny_images, method=method, seed=3, **FAST.get(method, {}))
+    again = attack(tiny, tiny_images, method=method, seed=3, **fast)
     assert torch.equal(again.x_adv, result.x_adv)  # deterministic under a seed
-    if method in DETERMINISTIC:
-        alone = torch.cat([attack(tiny, tiny_images[i:i + 1], method=method, **FAST.get(method, {})).x_adv
+    if ATTACKS.meta(method)["deterministic"]:  # no random draws: a batch equals its images one by one
+        alone = torch.cat([attack(tiny, tiny_images[i:i + 1], method=method, **fast).x_adv
                            for i in range(2)])
         torch.testing.assert_close(alone, result.x_adv, atol=1e-5, rtol=0)
 
@@ -156,10 +159,10 @@ def test_deepfool_and_cw_compare_with_torchattacks(tiny, tiny_images):
 
 def test_one_pixel_changes_one_pixel_counts_queries_and_matches_torchattacks(model, small_batch):
     x = shrink(small_batch, 64)
-    result = attack(model, x, method="one-pixel", popsize=20, steps=4, seed=0)
+    result = attack(model, x, method="one_pixel", popsize=20, steps=4, seed=0)
     assert (result.l0 <= 1).all()
     assert ((result.queries >= 20) & (result.queries <= 100) & (result.queries % 20 == 0)).all()
-    assert torch.equal(result.queries == 20, attack(model, x, method="one-pixel", popsize=20, steps=0, seed=0).success)
+    assert torch.equal(result.queries == 20, attack(model, x, method="one_pixel", popsize=20, steps=0, seed=0).success)
     np.random.seed(0)
     theirs = torchattacks.OnePixel(model, pixels=1, steps=4, popsize=20)(x, result.labels)
     their_success = (model(theirs).argmax(dim=1) != result.labels).sum()

@@ -1,6 +1,7 @@
 """The attack CLI, figure and folder evaluation as a user runs them."""
 
 
+import pytest
 import torch
 from PIL import Image
 
@@ -8,7 +9,7 @@ import convscope
 from convscope.attacks.evaluate import evaluate_attack
 from convscope.attacks.figure import amplified, attack_figure
 from convscope.images import load_folder
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
 def test_amplified_perturbation_uses_the_full_range_around_grey():
@@ -40,7 +41,8 @@ def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
     report = evaluate_attack(model, load_folder(tmp_path, 64, 2), "fgsm", 8 / 255)
     assert report.images == 3 and report.labelled == 2
     assert report.mean_linf <= 8 / 255 + 1e-6 and report.robust_accuracy <= report.clean_accuracy
-    assert report.robust_accuracy == 1 - report.success_rate  # untargeted: robust = not fooled
+    # only initially correct images are attacked; robust = correct and not fooled
+    assert report.robust_accuracy * report.images == pytest.approx(report.attacked * (1 - report.success_rate))
     code, text, _ = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path), "--method", "fgsm", "--eps", "8/255",
                         "--size", "64", "--device", "cpu")
     text = " ".join(text.split())  # rich may wrap the title
@@ -61,3 +63,26 @@ def test_fooling_command_writes_a_gallery(monkeypatch, capsys, tmp_path):
     assert code == 0 and "strawberry:" in text and "queries" in text and Image.open(out).size[0] > 0
     code, _, err = run_cli(monkeypatch, capsys, "fooling", "strawbery", "--generations", "1")
     assert code == 2 and "did you mean 'strawberry'" in err
+
+
+def test_attack_eval_autoattack_writes_interval_csv_and_robustbench_json(monkeypatch, capsys, tmp_path):
+    import csv
+    import json
+
+    (tmp_path / "data" / "285").mkdir(parents=True)
+    for name in ("chelsea", "coffee"):
+        convscope.save_image(convscope.load_image(f"sample:{name}", 64), tmp_path / "data" / "285" / f"{name}.png")
+    code, text, err = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path / "data"), "--method", "autoattack",
+                              "--eps", "1/255", "--set", "steps=2", "--set", "queries=5", "--size", "64", "--device", "cpu",
+                              "--csv", str(tmp_path / "rows.csv"), "--json", str(tmp_path / "entry.json"))
+    assert code == 0, err
+    entry = json.loads((tmp_path / "entry.json").read_text())
+    assert entry["threat_model"] == "Linf" and entry["eps_255"] == 1.0 and entry["attack_version"] == "standard"
+    assert entry["n_examples"] == 2 and entry["robust_acc_95ci"][0] <= entry["autoattack_acc"] <= entry["robust_acc_95ci"][1]
+    rows = list(csv.DictReader(open(tmp_path / "rows.csv")))
+    assert len(rows) == 2 and all(r["label"] == "285" for r in rows)
+    # the coffee mug is not an Egyptian cat: broken before any attack; chelsea robust or broken by a named stage
+    by_id = {r["id"].split("/")[-1]: r for r in rows}
+    assert by_id["coffee.png"]["broken_by"] == "clean"
+    assert by_id["chelsea.png"]["broken_by"] in ("", "apgd-ce", "apgd-t", "fab-t", "square")
+    assert f"{entry['autoattack_acc']:.1f}%" in " ".join(text.split())

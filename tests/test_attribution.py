@@ -186,8 +186,11 @@ def test_gradcam_on_the_cat(model, chelsea):
 
 # ---------------------------------------------------------------- invariants for every registered method
 FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n": 2, "seed": 0}, "smoothgrad_sq": {"n": 2, "seed": 0},
-        "occlusion": {"window": 32, "stride": 32}}
-PER_CHANNEL = {"input_x_gradient", "guided_backprop", "deconvnet", "integrated_gradients", "guided_gradcam"}
+        "occlusion": {"window": 32, "stride": 32}, "scorecam": {"top_channels": 16},
+        "gradient_shap": {"n": 2, "seed": 0}, "kernel_shap": {"samples": 16, "seed": 0},
+        "lime": {"samples": 16, "seed": 0}}
+PER_CHANNEL = {"input_x_gradient", "guided_backprop", "deconvnet", "integrated_gradients", "guided_gradcam", "deeplift",
+               "gradient_shap", "lrp"}
 
 
 @pytest.fixture(scope="module")

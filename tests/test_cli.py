@@ -5,15 +5,22 @@ import sys
 
 import pytest
 
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
-def test_predict_prints_egyptian_cat_first(monkeypatch, capsys):
+def test_predict_prints_the_cats_first(monkeypatch, capsys):
+    # The CLI loads photos the torchvision way (Resize(256/224 S) + CenterCrop(S)): chelsea (451x300)
+    # loses its sides and reads tiger cat 0.390, Egyptian cat 0.359, tabby 0.163 (1 and 2 threads);
+    # squashed to 224x224 (the reference-point convention) it reads Egyptian cat 0.793.
     code, out, _ = run_cli(monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "3")
     assert code == 0
     rows = [line for line in out.splitlines() if "│" in line]
-    assert "Egyptian cat" in rows[0] and "285" in rows[0]
-    assert len(rows) == 3
+    assert len(rows) == 3 and {"tiger cat", "Egyptian cat", "tabby"} == {row.split("│")[2].strip() for row in rows}
+    assert "0.38" in rows[0] or "0.39" in rows[0]
+    code, out, _ = run_cli(monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "1",
+                           "--preprocess", "squash")
+    row = [line for line in out.splitlines() if "│" in line][0]
+    assert code == 0 and "Egyptian cat" in row and "285" in row and "0.79" in row
 
 
 def test_models_and_layers(monkeypatch, capsys):

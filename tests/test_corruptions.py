@@ -15,7 +15,7 @@ import convscope
 from convscope.errors import ConvscopeError
 from convscope.robustness import BENCHMARK_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt
 from convscope.robustness import corruptions as ours
-from convscope.testing import load_imagecorruptions
+from helpers import load_imagecorruptions
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +48,7 @@ def test_registry_lists_the_15_plus_4_in_the_reference_order(reference):
     assert "corrupt" in dir(convscope)
 
 
-DETERMINISTIC = ["defocus_blur", "gaussian_blur", "zoom_blur", "brightness", "contrast", "saturate",
-                 "pixelate", "jpeg_compression"]
-
-
-@pytest.mark.parametrize("name", DETERMINISTIC)
+@pytest.mark.parametrize("name", CORRUPTIONS.names(deterministic=True))
 def test_deterministic_corruptions_equal_the_reference(reference, photo, name):
     for severity in (1, 3, 5):
         expected = _reference_output(reference, photo, name, severity, 0)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 import convscope
 from convscope.cli import app
 from convscope.dissect.atlas import build_atlas
+from convscope.dissect.examples import load_examples
 from convscope.errors import ConvscopeError
 from convscope.testing import assert_untouched, model_state
 
@@ -64,7 +65,7 @@ def test_atlas_and_examples_commands(mined, tmp_path):
                                  "--k", "3", "--out", str(tmp_path / "units"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "units" / "units_blocks.2.png").is_file()
-    assert torch.load(tmp_path / "site" / "examples-checkpoint.pt", weights_only=False)["state"]["complete"]
+    assert load_examples(tmp_path / "site" / "examples-checkpoint.safetensors").complete
 
 
 def test_atlas_with_feature_visualizations(model, tmp_path):

@@ -71,7 +71,7 @@ def test_real_model_matches_brute_force_and_patches(model, folder):
     with torch.no_grad(), capture(model, ["bn1", "blocks.3"], detach=True) as seen:
         model(images)
     for layer in ("bn1", "blocks.3"):
-        for c, (values, order, positions) in enumerate(_brute_force(seen[layer], 3)):
+        for c, (values, order, _positions) in enumerate(_brute_force(seen[layer], 3)):
             assert found[layer].indices[c].tolist() == order
             torch.testing.assert_close(found[layer].values[c], values, rtol=1e-4, atol=1e-5)
     stats = found.statistics("blocks.3")

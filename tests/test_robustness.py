@@ -49,10 +49,13 @@ def test_corruption_errors_counts_mistakes_and_leaves_the_model_alone(tmp_path, 
     labels = torch.tensor([1, 0])  # one right, one wrong whatever the corruption
     result = corruption_errors(model, [(small_batch, labels)], ["fog", "speckle_noise"], [1, 5], progress=False)
     assert result.clean == 0.5 and result.errors == {"fog": [0.5, 0.5], "speckle_noise": [0.5, 0.5]}
-    assert result.mce() == pytest.approx(0.5 / ALEXNET_ERRORS["fog"])  # only fog is a benchmark corruption
+    with pytest.raises(ConvscopeError, match="needs all 5 severities"):   # AlexNet's errors average 1-5
+        result.mce()
+    base = CorruptionErrors("b", 0.25, {"fog": [0.5, 1.0]}, severities=(1, 5))
+    assert result.mce(base) == pytest.approx(1.0 / 1.5)  # only fog is a benchmark corruption
     assert_untouched(model, before)
     csv = result.to_csv(tmp_path / "errors.csv").read_text().splitlines()
-    assert csv[0].startswith("corruption,error_s1,error_s2,mean_error,ce") and csv[2].startswith("fog,0.5000,0.5000")
+    assert csv[0].startswith("corruption,error_s1,error_s5,mean_error,ce") and csv[2].startswith("fog,0.5000,0.5000")
     assert result.plot(tmp_path / "errors.png").stat().st_size > 0
 
 
@@ -159,4 +162,8 @@ def test_adaptive_attack_breaks_the_defenses_the_naive_one_does_not(model, small
     result = evaluate_defense(model, "bit_depth", small_batch, labels, eps=2 / 255, steps=3)
     assert result.adaptive_accuracy <= result.naive_accuracy
     assert result.adaptive_accuracy == 0.0 and result.adaptive_attack == "PGD-3 + BPDA"
+    # worst case per image: correct clean and under both attacks
+    assert result.correct.shape == (3, 2)
+    assert result.worst_case_accuracy == float(result.correct.all(0).float().mean())
+    assert result.worst_case_accuracy <= min(result.clean_accuracy, result.naive_accuracy, result.adaptive_accuracy)
     assert_untouched(model, before)

@@ -34,7 +34,7 @@ def state(model):
 @pytest.fixture(scope="module")
 def client(model, state):
     app = create_app({"efficientnet_lite0": model}, max_upload_bytes=2**20, max_queued_jobs=2)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
     assert_untouched(model, state)  # every request left the user's model as it was
 
@@ -115,9 +115,9 @@ def test_decompression_bomb_is_413():
     app = create_app({}, allowed_models=["efficientnet_lite0"], max_pixels=10_000)
     buffer = io.BytesIO()
     Image.new("RGB", (200, 200)).save(buffer, format="PNG")
-    with TestClient(app) as small:
+    with TestClient(app, base_url="http://127.0.0.1") as small:
         response = small.post("/api/images", files={"file": ("a.png", buffer.getvalue(), "image/png")})
-    assert response.status_code == 413 and "200x200 pixels; the limit is 10,000" in response.json()["detail"]
+    assert response.status_code == 413 and "200x200 = 40,000 pixels; the limit is 10,000" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("content", [b"#!/bin/sh\nrm -rf /\n", b"\x89PNG\r\n\x1a\n truncated", b""])

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import convscope
+
 from convscope.errors import ConvscopeError
 from convscope.images import PHOTOS, TEXTURES
 from convscope.testing import assert_untouched, model_state
@@ -52,8 +54,12 @@ def test_features_mode_trains_only_a_new_head_and_leaves_the_model(model, photos
         if not name.startswith("classifier"):
             assert torch.equal(parameter, original[name]), name  # the backbone is frozen
     assert history.val_accuracy[-1] == pytest.approx(accuracy(trained, val))
-    saved = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert saved["mode"] == "features" and saved["classes"] == list(train.classes)
+    # the checkpoint describes itself: load_model needs no architecture, labels or size
+    reloaded = convscope.load_model(tmp_path / "best.safetensors")
+    assert reloaded.labels == list(train.classes) and reloaded.input_size == train.images.shape[-1]
+    assert (tmp_path / "best.json").is_file() and reloaded.arch == "efficientnet_lite0"
+    with torch.no_grad():
+        assert reloaded(val.images[:2]).argmax(1).tolist() == trained(val.images[:2]).argmax(1).tolist()
     assert plot_curves([history], tmp_path / "curves.png").size[0] > 100 and (tmp_path / "curves.png").is_file()
 
 

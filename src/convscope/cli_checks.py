@@ -48,10 +48,10 @@ RANGES: dict[str, Range] = {
     "size": POSITIVE, "input_size": POSITIVE, "eval_size": POSITIVE, "patch_size": POSITIVE,
     "topk": POSITIVE, "k": POSITIVE, "batch_size": POSITIVE, "steps": POSITIVE, "samples": POSITIVE,
     "generations": POSITIVE, "popsize": Range(2), "epochs": POSITIVE, "count": POSITIVE, "octaves": POSITIVE,
-    "eot": POSITIVE, "limit": POSITIVE, "max_filters": POSITIVE, "severity": Range(1, 5),
+    "eot": POSITIVE, "limit": POSITIVE, "runs": POSITIVE, "max_filters": POSITIVE, "severity": Range(1, 5),
     "seed": NATURAL, "make_samples": NATURAL, "port": Range(1, 65535), "workers": POSITIVE,
     "lr": RATE, "max_upload_mb": RATE, "threshold": FRACTION, "eps": Range(0, 1),
-    "content_weight": WEIGHT, "style_weight": WEIGHT, "tv_weight": WEIGHT, "octave_scale": Range(1, low_open=True),
+    "clean_error": Range(0, 1), "content_weight": WEIGHT, "style_weight": WEIGHT, "tv_weight": WEIGHT, "octave_scale": Range(1, low_open=True),
 }
 #: per-command overrides: (command path, parameter name) -> range.
 COMMAND_RANGES: dict[tuple[str, str], Range] = {
@@ -60,6 +60,8 @@ COMMAND_RANGES: dict[tuple[str, str], Range] = {
 
 #: output options by parameter name; their kind comes from the default's suffix unless given here.
 OUTPUTS: dict[str, str | None] = {"out": None, "out_dir": "folder", "save_adversarial": "image", "save_array": "array"}
+#: per-command output kinds: (command path, parameter name) -> kind.
+COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_folder"}  # a folder in dataset mode
 SUFFIXES: dict[str, set[str]] = {
     "html": {".html", ".htm"}, "array": {".npy", ".npz"}, "checkpoint": {".pt", ".pth"},
 }
@@ -87,6 +89,8 @@ def check_output(path: Path | str, kind: str = "image", what: str = "--out") -> 
     """Raise ConvscopeError unless ``path`` can be written as a ``kind`` output (nothing is created)."""
     path = Path(path)
     name = f"{what} {path}" if what else str(path)
+    if kind == "image_or_folder":
+        kind = "image" if path.suffix else "folder"
     if kind == "folder":
         if path.exists() and not path.is_dir():
             raise ConvscopeError(f"{name} is a file, not a folder")
@@ -153,7 +157,7 @@ def parse_ids(text: str, what: str) -> list[int]:
 def param_rule(command: str, param) -> Range | str | None:
     """The check of one click parameter: a Range, an output kind, or None."""
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    kind = output_kind(param.name, param.default)
+    kind = COMMAND_OUTPUTS.get((command, param.name)) or output_kind(param.name, param.default)
     if kind is not None:
         return kind
     base = _number_type(annotation)
@@ -162,13 +166,32 @@ def param_rule(command: str, param) -> Range | str | None:
     return COMMAND_RANGES.get((command, param.name)) or RANGES.get(param.name)
 
 
-def number_params(group, prefix: str = ""):
-    """(command path, click parameter, int | float) for every number option of every command."""
-    for name, command in group.commands.items():
-        path = f"{prefix}{name}"
+def all_commands() -> dict[str, object]:
+    """Every click command of ``convscope`` by its path (``segment train``), feature modules imported."""
+    import typer.main
+
+    from .cli import COMMANDS, app, feature_commands
+
+    group = typer.main.get_command(app)
+    found: dict[str, object] = {}
+
+    def add(path, command):
         if hasattr(command, "commands"):
-            yield from number_params(command, path + " ")
-            continue
+            for name, sub in command.commands.items():
+                add(f"{path} {name}", sub)
+        else:
+            found[path] = command
+
+    for name, command in group.commands.items():
+        add(name, command)
+    for name, (module, _) in COMMANDS.items():
+        add(name, feature_commands(module)[name])
+    return found
+
+
+def number_params():
+    """(command path, click parameter, int | float) for every number option of every command."""
+    for path, command in all_commands().items():
         for param in command.params:
             base = _number_type(getattr(getattr(param, "type_descriptor", None), "annotation", None))
             if base is not None:
@@ -186,23 +209,29 @@ def _number_type(annotation):
     return None
 
 
-def harden(group, prefix: str = ""):
-    """Attach the range and output checks to every parameter of every command of ``group``."""
+def harden(group):
+    """Attach the range and output checks to every command already in ``group`` (deferred
+    feature commands get them from :func:`harden_command` when they load)."""
+    for name, command in group.commands.items():
+        harden_command(name, command)
+    return group
+
+
+def harden_command(path: str, command):
+    """Attach the checks to one click command (or every command of a sub-group); return it."""
     import typer
 
-    for name, command in group.commands.items():
-        path = f"{prefix}{name}"
-        if hasattr(command, "commands"):
-            harden(command, path + " ")
-            continue
-        for param in command.params:
-            rule = param_rule(path, param)
-            if rule is None and _number_type(getattr(getattr(param, "type_descriptor", None), "annotation", None)) is float:
-                rule = Range()  # any finite float
-            if rule is None:
-                continue
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            harden_command(f"{path} {name}", sub)
+        return command
+    for param in command.params:
+        rule = param_rule(path, param)
+        if rule is None and _number_type(getattr(getattr(param, "type_descriptor", None), "annotation", None)) is float:
+            rule = Range()  # any finite float
+        if rule is not None and not getattr(param.callback, "convscope_checked", False):
             param.callback = _checker(rule, param.callback, typer.BadParameter)
-    return group
+    return command
 
 
 def _checker(rule, previous, bad):
@@ -222,5 +251,6 @@ def _checker(rule, previous, bad):
                 raise bad(str(error), ctx=ctx, param=param) from None
         return value
 
+    check.convscope_checked = True
     return check
 

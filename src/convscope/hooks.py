@@ -16,7 +16,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .layers import find_layer
+
+from .layers import HOOK_FREE, find_layer, require_hooks  # noqa: F401  (HOOK_FREE re-exported)
+from .state import frozen  # noqa: F401  (re-exported: convscope.hooks.frozen)
 
 
 @dataclass
@@ -71,6 +73,7 @@ def capture(
     seen = Captured()
     with contextlib.ExitStack() as stack:
         for name, module in modules.items():
+            require_hooks(module, name)
             stack.enter_context(module.register_forward_hook(_recorder(name, seen, grads, detach)))
         yield seen
 
@@ -130,30 +133,9 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
 
     with contextlib.ExitStack() as stack:
         for name in dict.fromkeys(layers):
+            require_hooks(find_layer(model, name), name)
             stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
         yield cut
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode with parameters not requiring grad; restore both on exit.
-
-    The user's model comes back with the same ``training`` flag on every module and the
-    same ``requires_grad`` on every parameter, whatever the block does or raises.
-    """
-    training = [(module, module.training) for module in model.modules()]
-    requires = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    try:
-        if eval_mode:
-            model.eval()
-        for parameter, _ in requires:
-            parameter.requires_grad_(False)
-        yield model
-    finally:
-        for module, flag in training:
-            module.training = flag
-        for parameter, flag in requires:
-            parameter.requires_grad_(flag)
 
 
 def hook_count(model: nn.Module) -> int:

@@ -35,6 +35,78 @@ TEXTURES = ("brick", "grass", "gravel")
 
 ImageSpec = "str | Path | Image.Image | np.ndarray | torch.Tensor"
 
+#: the environment variable that sets :func:`max_pixels` (CLI, folders, API); the web app has its own limit.
+MAX_PIXELS_ENV = "CONVSCOPE_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 40_000_000
+#: the most elongated image accepted (longer side / shorter side).
+MAX_ASPECT = 100
+
+
+class ImageTooLarge(ConvscopeError):
+    """An image file whose header claims more pixels than the limit, or a degenerate shape (40000 x 1)."""
+
+
+def max_pixels() -> int:
+    """The largest image (width x height) convscope decodes: ``$CONVSCOPE_MAX_PIXELS`` or 40 M."""
+    import os
+
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise ConvscopeError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {text!r}")
+    return int(text)
+
+
+def check_image_size(width: int, height: int, where: str = "image", limit: int | None = None) -> None:
+    """Refuse, before decoding, an image over ``limit`` pixels (default :func:`max_pixels`) or
+    more elongated than :data:`MAX_ASPECT` : 1 (a decompression bomb is small on disk and huge
+    once decoded; the header's size is read first, the pixels only after this check)."""
+    hint = f" (set {MAX_PIXELS_ENV} to raise it)" if limit is None else ""
+    limit = max_pixels() if limit is None else limit
+    if width < 1 or height < 1:
+        raise ImageTooLarge(f"{where} is {width}x{height} pixels: empty")
+    if width * height > limit:
+        raise ImageTooLarge(f"{where} is {width}x{height} = {width * height:,} pixels; the limit is {limit:,}{hint}")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageTooLarge(f"{where} is {width}x{height} pixels: more elongated than {MAX_ASPECT}:1")
+
+
+def open_checked(source, where: str, limit: int | None = None) -> Image.Image:
+    """``Image.open`` (header only) and :func:`check_image_size`; the caller decodes with ``.load()``."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # PIL's warning at its own 89 M limit: the check below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+    except Image.DecompressionBombError:  # PIL's own guard, at twice its MAX_IMAGE_PIXELS
+        raise ImageTooLarge(f"{where} claims over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels; the limit is "
+                            f"{max_pixels() if limit is None else limit:,}") from None
+    try:
+        check_image_size(image.width, image.height, where, limit)
+    except ImageTooLarge:
+        image.close()
+        raise
+    return image
+
+
+def reduce_for(image: Image.Image, target: tuple[int, int] | None) -> Image.Image:
+    """Shrink a large picture cheaply before the exact resize: JPEGs decode at a reduced scale
+    (``draft``) and others are box-reduced by an integer factor, both stopping at twice the
+    target so the antialiased resize still does the last step (a 6000 px photo resized to 224
+    takes a fraction of a second and memory instead of seconds and a gigabyte of floats)."""
+    if target is None:
+        return image
+    height, width = target
+    if image.format == "JPEG" and image.mode in ("RGB", "L"):
+        image.draft(image.mode, (2 * width, 2 * height))
+    factor = int(min(image.width / width, image.height / height) // 2)
+    if factor >= 2 and image.mode in ("RGB", "RGBA", "L", "LA"):
+        image.load()
+        return image.reduce(factor)
+    return image
+
 
 def sample_array(name: str) -> np.ndarray:
     """A scikit-image bundled picture as a numpy array, by name."""
@@ -92,23 +164,30 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return array_to_tensor(np.asarray(image))
 
 
-def read_image_file(path: str | Path) -> torch.Tensor:
-    """Read an image file -> (3, H, W) in [0, 1], with a one-line error for bad files."""
+def read_image_file(path: str | Path, target: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read an image file -> (3, H, W) in [0, 1], with a one-line error for bad files; the
+    header's size is checked first (:func:`check_image_size`). ``target`` (H, W): the size it
+    will be resized to, so a large picture is first reduced cheaply (:func:`reduce_for`)."""
     path = Path(path)
     if path.is_dir():
         raise ConvscopeError(f"{path} is a folder; use load_folder() (CLI: pass the folder to a dataset command)")
     if not path.is_file():
         raise ConvscopeError(f"no such image file: {path}")
     try:
-        with Image.open(path) as image:
+        with open_checked(path, str(path)) as image:
+            image = reduce_for(image, target)
             image.load()
             return pil_to_tensor(image)
+    except ConvscopeError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         if path.suffix.lower() in (".tif", ".tiff"):  # 16-bit colour TIFFs that PIL cannot decode
             try:
                 import tifffile
 
-                array = tifffile.imread(path)
+                array = _read_tiff(path, tifffile)
+            except ImageTooLarge:
+                raise
             except Exception as tiff_error:  # neither PIL nor tifffile can decode it: say both reasons
                 raise ConvscopeError(f"cannot read image {path}: not a readable TIFF ({str(error).splitlines()[0]}; "
                                      f"tifffile: {str(tiff_error).splitlines()[0] if str(tiff_error) else type(tiff_error).__name__})") from None
@@ -118,6 +197,15 @@ def read_image_file(path: str | Path) -> torch.Tensor:
                 raise ConvscopeError(f"cannot read image {path}: {bad}") from None
         kind = "truncated or corrupt" if isinstance(error, OSError) and "truncated" in str(error) else "not a readable image"
         raise ConvscopeError(f"cannot read image {path}: {kind} ({str(error).splitlines()[0]})") from None
+
+
+def _read_tiff(path: Path, tifffile) -> np.ndarray:
+    with tifffile.TiffFile(path) as tiff:
+        shape = tiff.series[0].shape
+        channels_last = len(shape) >= 3 and shape[-1] <= 4
+        height, width = (shape[-3], shape[-2]) if channels_last else (shape[-2], shape[-1])
+        check_image_size(int(width), int(height), str(path))
+        return tiff.asarray()
 
 
 def resize(x: torch.Tensor, size: int | tuple[int, int], crop: bool = False) -> torch.Tensor:
@@ -139,7 +227,28 @@ def resize(x: torch.Tensor, size: int | tuple[int, int], crop: bool = False) -> 
     return x[..., top : top + height, left : left + width].clamp(0, 1).contiguous()
 
 
-def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = False) -> torch.Tensor:
+#: torchvision's evaluation convention: Resize(S * 256 / 224) of the shorter side, then CenterCrop(S).
+CROP_RATIO = 224 / 256
+
+
+def preprocess(x: torch.Tensor, size: int | tuple[int, int], mode: str = "center-crop") -> torch.Tensor:
+    """Fit (N, C, H, W) to ``size`` the way a model expects: ``center-crop`` resizes the shorter
+    side to ``size / 0.875`` and takes the centre (torchvision's Resize(256) + CenterCrop(224)
+    at any size); ``squash`` resizes to ``size`` ignoring the aspect ratio."""
+    if mode == "squash":
+        return resize(x, size)
+    if mode != "center-crop":
+        raise ConvscopeError(f"unknown preprocessing {mode!r}; choose center-crop | squash")
+    height, width = (size, size) if isinstance(size, int) else size
+    scale = max(height, width) / CROP_RATIO / min(x.shape[-2:])
+    inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
+    x = resize(x, inner)
+    top, left = (inner[0] - height) // 2, (inner[1] - width) // 2
+    return x[..., top: top + height, left: left + width].contiguous()
+
+
+def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = False,
+               preprocessing: str | None = None) -> torch.Tensor:
     """Load one image as a float tensor (1, 3, H, W) in [0, 1].
 
     Args:
@@ -147,6 +256,8 @@ def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = Fals
             :data:`SAMPLES`), PIL image, numpy array or tensor.
         size: side (or (H, W)) to resize to; ``None`` keeps the original size.
         crop: resize the shorter side and centre-crop instead of squashing.
+        preprocessing: ``center-crop`` or ``squash`` (see :func:`preprocess`); overrides ``crop``.
+            :func:`model_image` uses the model's own.
 
     >>> load_image("sample:chelsea").shape
     torch.Size([1, 3, 224, 224])
@@ -168,11 +279,23 @@ def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = Fals
         if text.startswith("sample:"):
             tensor = array_to_tensor(sample_array(text.split(":", 1)[1]))
         else:
-            tensor = read_image_file(text)
+            target = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+            tensor = read_image_file(text, target)
     else:
         raise ConvscopeError(f"cannot load an image from {type(spec).__name__}")
     tensor = tensor[None]
-    return tensor if size is None else resize(tensor, size, crop)
+    if size is None:
+        return tensor
+    return preprocess(tensor, size, preprocessing) if preprocessing else resize(tensor, size, crop)
+
+
+def model_image(spec, model, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """Load an image the way ``model`` takes it: at its ``input_size`` (or ``size``) with its
+    preprocessing (``center-crop`` by default), on the model's device."""
+    parameter = next(model.parameters(), None)
+    image = load_image(spec, size or getattr(model, "input_size", 224),
+                       preprocessing=getattr(model, "preprocess", "center-crop"))
+    return image.to(parameter.device) if parameter is not None else image
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import ConvscopeError
+from .state import frozen
 
 
 def _root(model: nn.Module) -> nn.Module:
@@ -183,6 +184,40 @@ class LayerInfo:
     output_shape: tuple[int, ...] | None
     receptive_field: ReceptiveField | None
 
+    def cells(self) -> list[str]:
+        """The row as text, in :data:`LAYER_COLUMNS` order (the one formatter of the CLI's table,
+        the report, the tour's TSV): ``3`` for a square size, ``3x5`` otherwise; ``global``/``-``."""
+        shape = "x".join(map(str, self.output_shape)) if self.output_shape else "-"
+        field = self.receptive_field
+        if field is None:
+            rf = ["-", "-", "-"]
+        elif field.size is None:
+            rf = ["global", "-", "-"]
+        else:
+            rf = [_pair_text(field.size), _pair_text(field.jump), _pair_text(field.start)]
+        return [self.name, self.type, shape, *rf]
+
+
+#: the columns of :meth:`LayerInfo.cells`
+LAYER_COLUMNS = ("layer", "type", "output shape", "RF size", "jump", "start")
+
+
+def _pair_text(pair) -> str:
+    text = [f"{v:g}" for v in pair]
+    return text[0] if text[0] == text[1] else "x".join(text)
+
+
+#: what works on a TorchScript program (no hooks needed).
+HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
+
+
+def require_hooks(module: nn.Module, name: str = "") -> None:
+    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ConvscopeError(
+            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
+            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch")
+
 
 def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: torch.device | str | None = None) -> list[LayerInfo]:
     """Every layer with its type, output shape (for one image of ``size``) and receptive field.
@@ -190,8 +225,6 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
     The receptive field is reported relative to the model's input image. Layers that do
     not run in the forward pass have no shape.
     """
-    from .hooks import frozen
-
     height, width = (size, size) if isinstance(size, int) else size
     if device is None:
         parameter = next(model.parameters(), None)
@@ -211,6 +244,8 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
             if field is not None:
                 fields[name] = field
 
+    for module in names:
+        require_hooks(module)
     handles = [module.register_forward_hook(record) for module in names]
     x = torch.rand(1, 3, height, width, device=device)
     try:

@@ -7,8 +7,8 @@ base64 PNG ``data:`` URIs, CSS inline, no script, nothing fetched) that can be o
 offline or mailed.
 
 A section is a function ``section(model, image, context) -> Section | None`` registered in
-:data:`REPORT_SECTIONS`; it returns ``None`` when the feature it shows is not installed in
-this build (so the report grows as features land) and may read what earlier sections
+:data:`REPORT_SECTIONS` next to its feature; it returns ``None`` when it has nothing to show
+for this model and image, and may read what earlier sections
 left in ``context`` (e.g. the predicted class). A section that raises is not hidden: the
 report shows its error in place and :func:`build_report` emits a warning.
 """
@@ -30,16 +30,13 @@ from PIL import Image
 from .checks import check_images
 from .errors import ConvscopeError
 from .images import to_uint8
-from .layers import layer_table
+from .layers import LAYER_COLUMNS, layer_table
 from .predictions import Prediction, predict
+from .progress import progress_bar
 from .registry import Registry
 from .render import bar_chart, overlay, png_bytes
+from .targets import class_name
 
-#: Smaller settings for the slow attribution methods, so the whole report stays under a
-#: minute on two CPU cores (the report and the web app; the methods' defaults otherwise).
-QUICK_OPTIONS: dict[str, dict[str, Any]] = {
-    "smoothgrad": {"n": 8, "seed": 0}, "smoothgrad_sq": {"n": 8, "seed": 0}, "integrated_gradients": {"steps": 16},
-}
 ATTACK_EPS = 2 / 255
 DREAM_LAYER, DREAM_OCTAVES, DREAM_STEPS = "blocks.4", 2, 8
 CLASS_VIS_SIZE, CLASS_VIS_STEPS = 112, 32
@@ -135,7 +132,7 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
     context: dict[str, Any] = {}
     built: list[Section] = []
     start = time.perf_counter()
-    with _progress(progress, len(names)) as advance:
+    with progress_bar(len(names), "report", progress, interrupted=None) as advance:
         for done, name in enumerate(names):
             if on_section is not None:
                 on_section(name, done, len(names))
@@ -151,7 +148,7 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
             if section is not None:
                 section.seconds = time.perf_counter() - section_start
                 built.append(section)
-            advance(name)
+            advance(1, name)
     seconds = time.perf_counter() - start
     built.append(Section("Timings", headers=["section", "seconds"],
                          rows=[[s.title, f"{s.seconds:.2f}"] for s in built] + [["total", f"{seconds:.2f}"]],
@@ -165,28 +162,6 @@ def write_report(model: torch.nn.Module, image: torch.Tensor, path: str | Path, 
                  progress: bool = False) -> Path:
     """Build the report for ``image`` and write it to ``path`` (one HTML file)."""
     return build_report(model, image, image_name, progress=progress).save(path)
-
-
-class _progress:
-    """A rich progress bar over the sections (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.bar = enabled, total, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda name: None
-        from rich.progress import Progress
-
-        self.bar = Progress(transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task("report", total=self.total)
-        return lambda name: self.bar.update(task, advance=1, description=f"report: {name}")
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def picture_of(image: torch.Tensor) -> Image.Image:
@@ -214,62 +189,34 @@ def prediction_section(model, image, context) -> Section:
 @REPORT_SECTIONS.register("layers")
 def layers_section(model, image, context) -> Section:
     """Every layer with its output shape and receptive field (size, jump, start)."""
-    rows = []
-    for row in layer_table(model, tuple(image.shape[-2:])):
-        field_ = row.receptive_field
-        if field_ is None:
-            cells = ["-", "-", "-"]
-        elif field_.size is None:
-            cells = ["global", "-", "-"]
-        else:
-            cells = [_pair(field_.size), _pair(field_.jump), _pair(field_.start)]
-        shape = "x".join(map(str, row.output_shape)) if row.output_shape else "-"
-        rows.append([row.name, row.type, shape, *cells])
-    return Section("Layers and receptive fields", headers=["layer", "type", "output shape", "RF size", "jump", "start"],
+    rows = [row.cells() for row in layer_table(model, tuple(image.shape[-2:]))]
+    return Section("Layers and receptive fields", headers=list(LAYER_COLUMNS),
                    rows=rows, collapsed_table=True,
                    note=f"{len(rows)} layers; receptive fields in input pixels at {image.shape[-2]}x{image.shape[-1]}")
-
-
-def _pair(pair) -> str:
-    text = [f"{v:g}" for v in pair]
-    return text[0] if text[0] == text[1] else "x".join(text)
-
-
-def display_mode(method: str) -> str:
-    """How a method's map is scaled for display: CAM maps min-max, gradient maps by |value| / p99.5."""
-    from .attribution import method_options
-
-    return "minmax" if "layer" in method_options(method) and method != "guided_gradcam" else "abs"
 
 
 @REPORT_SECTIONS.register("attribution")
 def attribution_section(model, image, context) -> Section | None:
     """Every registered attribution method for the top class, side by side."""
-    try:
-        from .attribution import METHODS, attribute, method_options
-    except ImportError:
-        return None
+    from .attribution import METHODS, attribute, display_mode, quick_options
     target = context.get("target")
-    label = model.labels[target] if target is not None and getattr(model, "labels", None) else str(target)
+    label = class_name(getattr(model, "labels", None), target)
     figures, rows = [], []
     for method in METHODS.names():
         start = time.perf_counter()
-        options = {k: v for k, v in QUICK_OPTIONS.get(method, {}).items() if k in method_options(method)}
+        options = quick_options(method)  # the registry's smaller settings (under a minute on two cores)
         heat = attribute(model, image, target, method=method, **options)
         seconds = time.perf_counter() - start
         figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
         rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
     return Section(f"Attribution maps for “{label}” ({target})", figures=figures, headers=["method", "options", "seconds"],
-                   rows=rows, note="CAM maps scaled min-max; gradient maps by |value| / 99.5th percentile; jet colour map")
+                   rows=rows, note="CAM and occlusion maps scaled min-max; gradient maps by |value| / 99.5th percentile; jet colour map")
 
 
 @REPORT_SECTIONS.register("sanity")
 def sanity_section(model, image, context) -> Section | None:
     """Adebayo et al. (2018) cascading randomization for saliency and Grad-CAM."""
-    try:
-        from .attribution.sanity import sanity_check, sanity_figure
-    except ImportError:
-        return None
+    from .attribution.sanity import sanity_check, sanity_figure
     result = sanity_check(model, image, context.get("target"), methods=("saliency", "gradcam"), progress=False)
     rows = [[method, step, f"{rho:.3f}", f"{ssim:.3f}"] for method, step, rho, ssim in result.rows()]
     return Section("Sanity check (model-parameter randomization)", figures=[
@@ -278,24 +225,23 @@ def sanity_section(model, image, context) -> Section | None:
         collapsed_table=True, note="a method that explains the model changes its map as the weights are randomized")
 
 
-def attack_pictures(result, eps: float | None) -> list[Image.Image]:
+def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
     """Original | perturbation | adversarial pictures of the first image of an attack result.
 
-    The perturbation is shown as ``0.5 + delta / (2 eps)`` (grey = unchanged; the full
-    budget maps to black/white), the way Goodfellow et al. (2015) draw it amplified.
+    The perturbation is drawn by :func:`convscope.attacks.figure.perturbation_picture` (grey =
+    unchanged; for L∞ attacks the full budget maps to black/white, the way Goodfellow et al.
+    (2015) draw it amplified), the same as the CLI's figure. ``eps`` is unused (kept for callers).
     """
-    delta = result.perturbation[0].detach().cpu()
-    scale = 2 * (eps or float(delta.abs().max()) or 1.0)
-    return [picture_of(result.x[0]), picture_of((0.5 + delta / scale).clamp(0, 1)), picture_of(result.x_adv[0])]
+    from .attacks.figure import perturbation_picture
+
+    shown, _ = perturbation_picture(result, 0)
+    return [picture_of(result.x[0]), picture_of(shown), picture_of(result.x_adv[0])]
 
 
 @REPORT_SECTIONS.register("attack")
 def attack_section(model, image, context) -> Section | None:
     """An FGSM adversarial example (Goodfellow et al. 2015) at eps = 2/255."""
-    try:
-        from .attacks import attack
-    except ImportError:
-        return None
+    from .attacks import attack
     result = attack(model, image, method="fgsm", eps=ATTACK_EPS, seed=0)
     row = result.rows()[0]
     original, perturbation, adversarial = attack_pictures(result, ATTACK_EPS)
@@ -310,10 +256,7 @@ def attack_section(model, image, context) -> Section | None:
 @REPORT_SECTIONS.register("dream")
 def dream_section(model, image, context) -> Section | None:
     """DeepDream (Mordvintsev et al. 2015) on the input."""
-    try:
-        from .optimize import dream
-    except ImportError:
-        return None
+    from .optimize import dream
     result = dream(model, image, DREAM_LAYER, octaves=DREAM_OCTAVES, steps=DREAM_STEPS, progress=False)
     return Section("DeepDream", figures=[Figure(picture_of(image), "input"),
                                          Figure(picture_of(result.image), f"dreamed at {DREAM_LAYER}")],
@@ -323,13 +266,10 @@ def dream_section(model, image, context) -> Section | None:
 @REPORT_SECTIONS.register("class_visualization")
 def class_visualization_section(model, image, context) -> Section | None:
     """A class visualization (Simonyan et al. 2014; Olah et al. 2017 parameterization) of the top class."""
-    try:
-        from .optimize import visualize_class
-    except ImportError:
-        return None
+    from .optimize import visualize_class
     target = context.get("target", 0)
     result = visualize_class(model, target, size=CLASS_VIS_SIZE, steps=CLASS_VIS_STEPS, progress=False)
-    label = model.labels[target] if getattr(model, "labels", None) else str(target)
+    label = class_name(getattr(model, "labels", None), target)
     return Section("Class visualization", figures=[
         Figure(picture_of(result.image[0]), f"“{label}”: logit {float(result.scores[0]):.1f}")],
         note=f"{CLASS_VIS_STEPS} Adam steps at {CLASS_VIS_SIZE} px, decorrelated Fourier parameterization with jitter/scale/rotate")

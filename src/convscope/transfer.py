@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import ConvscopeError
 from .images import IMAGE_SUFFIXES, PHOTOS, TEXTURES, load_images, sample_array, save_image
-from .models import ImageClassifier
+from .models import ImageClassifier, _side, save_checkpoint, set_head
 
 MODES = ("features", "finetune", "scratch")
 
@@ -126,13 +126,7 @@ def load_image_folder(root: str | Path, size: int = 64, val_fraction: float = 0.
 
 def replace_head(network: nn.Module, num_classes: int) -> str:
     """Replace the last ``nn.Linear`` of ``network`` by a fresh one with ``num_classes`` outputs; returns its name."""
-    linears = [(name, module) for name, module in network.named_modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ConvscopeError(f"{type(network).__name__} has no linear classifier layer to replace")
-    name, old = linears[-1]
-    parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
-    setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_classes).to(old.weight.device))
-    return name
+    return set_head(network, num_classes)
 
 
 def _reinitialise(network: nn.Module) -> None:
@@ -208,7 +202,9 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
             the pretrained start) or ``scratch`` (train all from a random start).
         lr: Adam learning rate (default: 1e-3 for ``features``/``scratch``, 3e-4 for ``finetune``).
         augmentation: random flips and crops (:func:`augment`).
-        checkpoint: save ``{"state_dict", "classes", "mode", "arch"}`` here at the best val accuracy.
+        checkpoint: save a self-describing checkpoint (:func:`~convscope.models.save_checkpoint`:
+            ``X.safetensors`` + ``X.json`` with the architecture, new head, labels, input size
+            and normalisation) here at the best val accuracy; ``load_model(X)`` gets it back.
         progress: rich progress bar; Ctrl-C stops cleanly and returns what was trained.
 
     Returns:
@@ -227,6 +223,10 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
     trained = copy.deepcopy(model)
     trained.labels = list(train.classes)
     head_name = replace_head(trained.network, len(train.classes))
+    trained.head_spec = {"layer": head_name, "in_features": trained.network.get_submodule(head_name).in_features,
+                         "out_features": len(train.classes)}
+    if not trained.fixed_size:   # a fixed-size network keeps its size (its forward resizes to it)
+        trained.input_size = _side(tuple(train.images.shape[-2:]))
     if mode == "scratch":
         _reinitialise(trained.network)
     head = trained.network.get_submodule(head_name)
@@ -267,9 +267,8 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
                 history.val_accuracy.append(accuracy(trained, val, batch_size))
                 if checkpoint is not None and history.val_accuracy[-1] > best:
                     best = history.val_accuracy[-1]
-                    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-                    torch.save({"state_dict": trained.network.state_dict(), "classes": list(train.classes),
-                                "mode": mode, "arch": model.name}, checkpoint)
+                    save_checkpoint(trained, checkpoint, extra={"trained_by": f"finetune --mode {mode}",
+                                                                "val_accuracy": best, "epoch": len(history.val_accuracy)})
     except KeyboardInterrupt:
         history.interrupted = True
     trained.eval()

@@ -11,12 +11,14 @@ import time
 
 import torch
 
-from ..checks import check_images, check_options
+from ..checks import check_images, check_options, keyword_parameters
 from ..hooks import frozen
 from ..targets import Target, resolve_target
+from ..errors import ConvscopeError
+from ..registry import import_submodules, unknown_options_message
 from . import cw, deepfool, eot, evolution, gradient, square, substitute  # noqa: F401  (each module registers its attacks)
 from ._common import labels_for
-from .registry import ATTACKS
+from .registry import ATTACKS, attack_options
 from .result import AttackResult, distances
 
 __all__ = ["ATTACKS", "AttackResult", "attack", "attack_options", "list_attacks"]
@@ -25,23 +27,6 @@ __all__ = ["ATTACKS", "AttackResult", "attack", "attack_options", "list_attacks"
 def list_attacks() -> list[str]:
     """Names accepted by ``attack(..., method=NAME)``."""
     return ATTACKS.names()
-
-
-_PASSED = {"model", "x", "y", "labels", "target", "eps", "generator", "progress", "targeted"}
-
-
-def attack_options(method: str) -> dict:
-    """The ``**options`` a registered attack accepts: ``{name: inspect.Parameter}`` of its entry and
-    the convscope attack functions the entry calls (those ``attack`` passes itself left out)."""
-    import inspect
-
-    from ..checks import keyword_parameters
-
-    entry = ATTACKS.get(method)
-    called = [entry.__globals__[name] for name in entry.__code__.co_names
-              if inspect.isfunction(entry.__globals__.get(name))
-              and entry.__globals__[name].__module__.startswith(__name__)]
-    return keyword_parameters([entry, *called], _PASSED)
 
 
 def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, method: str = "pgd",
@@ -53,13 +38,16 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
         model: classifier taking RGB in [0, 1] (an :class:`~convscope.ImageClassifier`).
         x: images (N, 3, H, W) in [0, 1].
         y: true classes LongTensor[N] (default: the model's predictions on ``x``).
-        method: a name from :func:`list_attacks` (``fgsm``, ``bim``, ``pgd``, ``pgd-l2``, ...).
-        eps: the budget in pixel units (None: the method's default; ignored by unbounded attacks).
+        method: a name from :func:`list_attacks` (``fgsm``, ``bim``, ``pgd``, ``pgd_l2``, ...;
+            the kebab-case spelling ``pgd-l2`` is accepted too).
+        eps: the budget in pixel units (None: the method's default ``ATTACKS.meta(method)['eps']``;
+            ignored by unbounded attacks).
         target: None for untargeted, or any form of the target contract (class id, name,
             list, tensor) for a targeted attack.
         seed: makes random starts / populations reproducible.
         progress: show a progress bar for iterative attacks.
-        **options: passed to the method (``steps``, ``alpha``, ``restarts``, ``loss_fn``, ...).
+        **options: passed to the method (``steps``, ``alpha``, ``restarts``, ``loss_fn``, ...); an
+            option the method does not take is a ConvscopeError (:func:`attack_options` lists them).
 
     Returns:
         An :class:`AttackResult` with ``x_adv`` and the per-image record.
@@ -68,8 +56,17 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     >>> result.success, result.confidence
     """
     x = check_images(x)
-    entry = ATTACKS.get(method)
-    check_options(options, attack_options(method), f"attack {method!r}")
+    method = ATTACKS.canonical(method)
+    entry, meta = ATTACKS.get(method), ATTACKS.meta(method)
+    accepted = attack_options(method)
+    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise ConvscopeError(unknown_options_message(f"attack {method!r}", unknown, accepted or []))
+    if accepted is not None:  # NaN/inf, wrong types, negative counts: before anything runs
+        chain = (ATTACKS.entry(method).function, *meta["wraps"])
+        check_options(options, {k: v for k, v in keyword_parameters(chain).items() if k in accepted},
+                      f"attack {method!r}")
+    budget = meta["eps"] if eps is None else eps
     x = x.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed) if seed is not None else None
     with frozen(model):
@@ -79,7 +76,7 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
         names = getattr(model, "labels", None)
         target_ids = resolve_target(target, original, names) if target is not None else None
         start = time.perf_counter()
-        output = entry(model, x, labels, target_ids, eps=eps, generator=generator, progress=progress, **options)
+        output = entry(model, x, labels, target_ids, eps=budget, generator=generator, progress=progress, **options)
         seconds = time.perf_counter() - start
         x_adv, queries = output if isinstance(output, tuple) else (output, None)
         x_adv = x_adv.detach().clamp(0, 1)
@@ -90,4 +87,10 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     success = predicted == target_ids if target_ids is not None else predicted != labels
     linf, l2, l0 = distances(x, x_adv)
     return AttackResult(method, x, x_adv, labels, target_ids, success, linf, l2, l0, queries, predicted,
-                        confidence, original_predicted, original_confidence, seconds, eps, names)
+                        confidence, original_predicted, original_confidence, seconds,
+                        budget if meta["uses_eps"] else None, names)
+
+
+# then every other module of the package (after ``attack`` exists: some import it), so a new
+# attack is one new file
+import_submodules(__name__)

@@ -100,7 +100,8 @@ def cw(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
     return best_adv
 
 
-@ATTACKS.register("cw")
+@ATTACKS.register("cw", norm="l2", uses_eps=False, deterministic=True, wraps=(cw,),
+                  quick={"steps": 5, "search_steps": 2})
 def _cw_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     return cw(model, x, goal, targeted=target is not None, progress=progress, **options)

@@ -80,7 +80,8 @@ def deepfool(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     return adv
 
 
-@ATTACKS.register("deepfool")
+@ATTACKS.register("deepfool", norm="l2", uses_eps=False, deterministic=True, targeted=False, wraps=(deepfool,),
+                  quick={"steps": 5})
 def _deepfool_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     if target is not None:
         raise ConvscopeError("deepfool is untargeted (Moosavi-Dezfooli 2016): drop --target or use pgd/cw")

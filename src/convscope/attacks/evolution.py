@@ -75,7 +75,7 @@ def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
                 if not active.any():
                     break
                 r = _three_others(count, popsize, generator, device)
-                pick = lambda index: population.gather(1, index.view(count, popsize, 1, 1).expand_as(population))  # noqa: E731
+                pick = lambda index, population=population: population.gather(1, index.view(count, popsize, 1, 1).expand_as(population))  # noqa: E731
                 children = (pick(r[0]) + mutation * (pick(r[1]) - pick(r[2]))).clamp(0, 1)
                 child_fitness, child_fooled = _evaluate(model, x, y, targeted, children, scale, active, batch_size,
                                                         queries)
@@ -128,7 +128,8 @@ def _evaluate(model, x, y, targeted, population, scale, active, batch_size, quer
     return fitness, fooled
 
 
-@ATTACKS.register("one-pixel")
+@ATTACKS.register("one_pixel", norm="l0", uses_eps=False, threat="black-box", wraps=(one_pixel,),
+                  quick={"popsize": 8, "steps": 3})
 def _one_pixel_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     return one_pixel(model, x, goal, targeted=target is not None, generator=generator, progress=progress, **options)

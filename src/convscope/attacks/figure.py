@@ -8,14 +8,34 @@ import torch
 from PIL import Image
 
 from ..render import Panel, figure
+from .registry import ATTACKS
 from .result import AttackResult
 
 
-def amplified(perturbation: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Map a perturbation (3, H, W) to [0, 1] around grey: ``0.5 + gain · δ``; returns it and the gain."""
-    peak = float(perturbation.abs().max())
+def amplified(perturbation: torch.Tensor, budget: float | None = None) -> tuple[torch.Tensor, float]:
+    """Map a perturbation (3, H, W) to [0, 1] around grey: ``0.5 + gain · δ``; returns it and the gain.
+
+    ``gain = 0.5 / budget`` (the full L∞ budget maps to black/white, as Goodfellow et al. 2015
+    draw it), or ``0.5 / peak |δ|`` without a budget.
+    """
+    peak = budget or float(perturbation.abs().max())
     gain = 0.5 / peak if peak > 0 else 1.0
     return (0.5 + gain * perturbation).clamp(0, 1), gain
+
+
+def display_budget(result: AttackResult) -> float | None:
+    """The one rule for drawing a perturbation: scaled by ``eps`` for L∞-bounded attacks (every
+    pixel may move by eps), by its own peak otherwise (L2/L0 budgets and unbounded attacks)."""
+    if result.method in ATTACKS and ATTACKS.meta(result.method)["norm"] == "linf" and result.eps:
+        return float(result.eps)
+    return None
+
+
+def perturbation_picture(result: AttackResult, index: int = 0) -> tuple[torch.Tensor, float]:
+    """Image ``index``'s perturbation (3, H, W) drawn around grey (:func:`amplified` by
+    :func:`display_budget`) and its gain; used by the figure, the report and the web app."""
+    delta = (result.x_adv[index] - result.x[index]).detach().cpu()
+    return amplified(delta, display_budget(result))
 
 
 def attack_figure(result: AttackResult, index: int = 0, path: str | Path | None = None) -> Image.Image:
@@ -25,7 +45,7 @@ def attack_figure(result: AttackResult, index: int = 0, path: str | Path | None 
     """
     original = result.x[index].detach().cpu()
     adversarial = result.x_adv[index].detach().cpu()
-    shown, gain = amplified(adversarial - original)
+    shown, gain = perturbation_picture(result, index)
     before = f"{result.name_of(int(result.original_predicted[index]))} {100 * float(result.original_confidence[index]):.1f}%"
     after = f"{result.name_of(int(result.predicted[index]))} {100 * float(result.confidence[index]):.1f}%"
     linf = 255 * float(result.linf[index])

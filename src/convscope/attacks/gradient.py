@@ -19,6 +19,7 @@ any ``(logits, y) -> Tensor[N] | scalar`` (a BPDA/EOT wrapper passes its own), a
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable
 
 import torch
@@ -72,7 +73,7 @@ def fgsm(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: floa
 
 
 def pgd(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255,
-        alpha: float = 2 / 255, steps: int = 10, random_start: bool = True, norm: str = "inf", *,
+        alpha: float | None = None, steps: int = 10, random_start: bool = True, norm: str = "inf", *,
         targeted: bool = False, restarts: int = 1, loss_fn: str | LossFn = "ce",
         generator: torch.Generator | None = None, eval_mode: bool = True, progress: bool = False) -> torch.Tensor:
     """Projected gradient descent (Madry 2018) in L∞ or L2, with random start and restarts.
@@ -86,7 +87,9 @@ def pgd(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float
     Args:
         model, x, y, targeted, loss_fn, eval_mode: as :func:`fgsm`.
         eps: radius of the ball (pixel units; L2 radius over the whole image for ``norm="2"``).
-        alpha: step size; steps: iterations; norm: ``"inf"`` or ``"2"``.
+        alpha: step size (default ``2.5 * eps / steps``, Madry's rule: the walk can cross the
+            ball and come back); a budget with ``steps * alpha < eps`` cannot reach the
+            ball's edge from ``x`` and warns. steps: iterations; norm: ``"inf"`` or ``"2"``.
         random_start: start at a random point of the ball (else at ``x``).
         restarts: independent runs; generator: source of the random starts (reproducible).
         progress: show a progress bar (Ctrl-C stops early and returns the current images).
@@ -96,12 +99,14 @@ def pgd(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float
 
     >>> x_adv = pgd(model, x, torch.tensor([340]), eps=4/255, steps=20, targeted=True)
     """
-    eps, alpha = check_eps(eps), check_eps(alpha, "alpha")
     norm = str(norm).lower().replace("l", "")
     if norm not in ("inf", "2"):
         raise ConvscopeError(f"norm must be 'inf' or '2', got {norm!r}")
     if steps < 0 or restarts < 1:
         raise ConvscopeError("steps must be >= 0 and restarts >= 1")
+    eps = check_eps(eps)
+    alpha = check_eps(2.5 * eps / max(steps, 1) if alpha is None else alpha, "alpha")
+    warn_short_budget("pgd", eps, alpha, steps)
     loss = loss_function(loss_fn)
     x = x.detach()
     with _freeze(model, eval_mode):
@@ -115,6 +120,14 @@ def pgd(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float
                     advance(1)
                 best = _keep_fooling(model, best, adv, y, targeted) if restarts > 1 else adv
     return best if best is not None else adv
+
+
+def warn_short_budget(name: str, eps: float, alpha: float, steps: int) -> None:
+    """Warn when ``steps * alpha < eps``: the attack cannot reach the edge of its own ball."""
+    if steps > 0 and steps * alpha < eps * (1 - 1e-6):
+        warnings.warn(f"{name}: {steps} steps x alpha {alpha:.4g} = {steps * alpha:.4g} < eps {eps:.4g}; the attack "
+                      f"cannot reach the edge of the eps-ball (robust accuracy will be overestimated); use more steps "
+                      f"or alpha >= eps/steps (default 2.5*eps/steps)", RuntimeWarning, stacklevel=3)
 
 
 def bim(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255,
@@ -159,29 +172,30 @@ def _keep_fooling(model: Model, best: torch.Tensor | None, candidate: torch.Tens
     return torch.where(fooled.view(-1, 1, 1, 1), best, candidate)
 
 
-@ATTACKS.register("fgsm")
+@ATTACKS.register("fgsm", norm="linf", eps=8 / 255, deterministic=True, interactive=True, wraps=(fgsm,))
 def _fgsm_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return fgsm(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None, **options)
+    return fgsm(model, x, goal, eps, targeted=target is not None, **options)
 
 
-@ATTACKS.register("bim")
+@ATTACKS.register("bim", norm="linf", eps=8 / 255, deterministic=True, interactive=True, wraps=(bim, pgd),
+                  fixed=("random_start", "norm"),
+                  quick={"steps": 3})
 def _bim_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return bim(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None, progress=progress,
+    return bim(model, x, goal, eps, targeted=target is not None, progress=progress,
                **options)
 
 
-@ATTACKS.register("pgd")
+@ATTACKS.register("pgd", norm="linf", eps=8 / 255, interactive=True, wraps=(pgd,), quick={"steps": 3})
 def _pgd_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return pgd(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None,
+    return pgd(model, x, goal, eps, targeted=target is not None,
                generator=generator, progress=progress, **options)
 
 
-@ATTACKS.register("pgd-l2")
+@ATTACKS.register("pgd_l2", norm="l2", eps=1.0, wraps=(pgd,), fixed=("norm",), quick={"steps": 3})
 def _pgd_l2_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    options.setdefault("alpha", 0.2)
-    return pgd(model, x, goal, 1.0 if eps is None else eps, norm="2", targeted=target is not None,
+    return pgd(model, x, goal, eps, norm="2", targeted=target is not None,
                generator=generator, progress=progress, **options)

@@ -38,7 +38,7 @@ class Placement:
 
     @staticmethod
     def random(count: int, scale: tuple[float, float], rotation: float, generator: torch.Generator | None,
-               device: torch.device | str = "cpu") -> "Placement":
+               device: torch.device | str = "cpu") -> Placement:
         """Uniform scale in ``scale``, angle in ±``rotation`` degrees, the round patch inside the image."""
         def uniform(low, high):
             return low + (high - low) * torch.rand(count, generator=generator).to(device)

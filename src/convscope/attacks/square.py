@@ -84,8 +84,8 @@ def square(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     return adv, used
 
 
-@ATTACKS.register("square")
+@ATTACKS.register("square", norm="linf", eps=8 / 255, threat="black-box", wraps=(square,), quick={"queries": 20})
 def _square_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return square(model, x, goal, 8 / 255 if eps is None else eps, targeted=target is not None, generator=generator,
+    return square(model, x, goal, eps, targeted=target is not None, generator=generator,
                   progress=progress, **options)

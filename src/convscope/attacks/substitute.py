@@ -113,14 +113,15 @@ def substitute_attack(black_box: nn.Module, seed: torch.Tensor, x: torch.Tensor,
     return SubstituteResult(x_adv, model, queries, oracle(x_adv) != y, agreement)
 
 
-@ATTACKS.register("substitute")
+@ATTACKS.register("substitute", norm="linf", eps=8 / 255, threat="black-box", targeted=False,
+                  wraps=(substitute_attack,), quick={"rounds": 1, "epochs": 2})
 def _substitute_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, seed_images=None,
                       **options):
     """Registry form: the seed set defaults to the attacked batch itself; queries are spread per image."""
     if target is not None:
         raise ConvscopeError("the substitute attack here is untargeted: drop --target")
     seed = x if seed_images is None else seed_images.to(x.device)
-    result = substitute_attack(model, seed, x, labels, eps=8 / 255 if eps is None else eps, generator=generator,
+    result = substitute_attack(model, seed, x, labels, eps=eps, generator=generator,
                                progress=progress, **options)
     per_image = torch.full((x.shape[0],), -(-result.queries // x.shape[0]) + 1, dtype=torch.long, device=x.device)
     return result.x_adv, per_image

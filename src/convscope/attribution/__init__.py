@@ -10,30 +10,44 @@ input's size. Display scaling lives in :mod:`convscope.render`.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
 
 import torch
 
 from ..checks import check_images, model_device
 from ..errors import ConvscopeError
 from ..hooks import frozen
-from ..registry import Registry
+from ..registry import import_submodules, unknown_options_message
 from ..targets import Target
+
+# The methods register themselves (``@METHODS.register(...)``) when their module is imported:
+# the listed modules first (the order of the CLI's ``--method all`` and the report), then any
+# other module of this package, so a new method is one new file.
+from . import gradients, rectifiers, noise, integrated, perturbation  # noqa: F401,I001
 from .cam import cam, gradcam, gradcam_pp, guided_gradcam
+from .cam_family import ablationcam, eigencam, fullgrad, hirescam, layercam, scorecam, xgradcam
 from .gradients import input_x_gradient, saliency
 from .integrated import integrated_gradients
 from .noise import smooth as smooth_method
 from .noise import smoothgrad, smoothgrad_sq
 from .perturbation import occlusion
 from .rectifiers import deconvnet, guided_backprop, rectifier_rule
+from .shapley import deeplift, gradient_shap, kernel_shap, lime
+from .registry import METHODS
 
-METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method")
-for _method in (saliency, input_x_gradient, guided_backprop, deconvnet, smoothgrad, smoothgrad_sq,
-                integrated_gradients, occlusion, cam, gradcam, gradcam_pp, guided_gradcam):
-    METHODS.register()(_method)
+import_submodules(__name__)
 
-STOCHASTIC = frozenset({"smoothgrad", "smoothgrad_sq"})
-"""Methods that draw random noise (reproducible with ``seed=``)."""
+STOCHASTIC = frozenset(METHODS.names(stochastic=True))
+"""Methods that draw random noise (reproducible with ``seed=``); read from the registry."""
+
+
+def display_mode(method: str) -> str:
+    """How ``method``'s map is scaled for display (the registry's ``display``: ``minmax``, ``abs`` or ``signed``)."""
+    return METHODS.meta(method)["display"]
+
+
+def quick_options(method: str) -> dict:
+    """The registry's smaller settings of ``method`` for the report and the web app (a copy)."""
+    return dict(METHODS.meta(method)["quick"])
 
 
 def method_options(method: str) -> list[str]:
@@ -66,6 +80,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
     >>> heat.shape
     torch.Size([1, 1, 224, 224])
     """
+    method = METHODS.canonical(method)
     function = METHODS.get(method)
     accepted = method_options(method)
     if layer is not None:
@@ -74,7 +89,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
         options["layer"] = layer
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ConvscopeError(f"method {method!r} has no option {', '.join(unknown)}; it takes: {', '.join(accepted)}")
+        raise ConvscopeError(unknown_options_message(f"method {method!r}", unknown, accepted))
     x = check_images(x)
     x = x.to(model_device(model)).detach()
     if smooth:
@@ -83,5 +98,8 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
     with frozen(model):
         return function(model, x, target, **options)
 
-__all__ = ["METHODS", "STOCHASTIC", "attribute", "method_options", "rectifier_rule", "smooth_method"] + list(
-    METHODS.names())
+
+__all__ = ["METHODS", "STOCHASTIC", "ablationcam", "deeplift", "gradient_shap", "kernel_shap", "lime", "attribute", "cam", "eigencam", "fullgrad", "hirescam", "layercam",
+           "scorecam", "xgradcam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
+           "guided_backprop", "guided_gradcam", "input_x_gradient", "integrated_gradients", "method_options",
+           "occlusion", "quick_options", "rectifier_rule", "saliency", "smooth_method", "smoothgrad", "smoothgrad_sq"]

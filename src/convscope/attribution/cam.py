@@ -21,15 +21,16 @@ from __future__ import annotations
 import weakref
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConvscopeError
+from ..filters import resize_map
 from ..hooks import capture
 from ..layers import canonical_name, default_cam_layer
 from .gradients import objective_score
+from .registry import METHODS
 
-_DEFAULT_LAYERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+_DEFAULT_LAYERS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 
 def cam_layer(model: nn.Module, layer: str | None, size: int = 224) -> str:
@@ -42,13 +43,8 @@ def cam_layer(model: nn.Module, layer: str | None, size: int = 224) -> str:
 
 
 def upsample_map(heat: torch.Tensor, size: tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
-    """(N, 1, h, w) -> (N, 1, H, W), bilinear (align_corners=False) or nearest."""
-    if interpolation not in ("bilinear", "nearest"):
-        raise ConvscopeError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-    if tuple(heat.shape[-2:]) == tuple(size):
-        return heat
-    extra = {"align_corners": False} if interpolation == "bilinear" else {}
-    return F.interpolate(heat, size=size, mode=interpolation, **extra)
+    """(N, 1, h, w) -> (N, 1, H, W), bilinear (align_corners=False) or nearest (:func:`convscope.filters.resize_map`)."""
+    return resize_map(heat, size, interpolation)
 
 
 def layer_gradients(model, x, target, layer: str, objective: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +65,7 @@ def _finish(heat: torch.Tensor, x: torch.Tensor, relu: bool, interpolation: str)
     return upsample_map(heat, tuple(x.shape[-2:]), interpolation)
 
 
+@METHODS.register(kind="cam", display="minmax")
 def gradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
             interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017): ``relu(sum_c w_c A_c)`` with ``w_c`` = spatial mean of dy/dA_c.
@@ -85,6 +82,7 @@ def gradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
     return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
 
 
+@METHODS.register(kind="cam", display="minmax")
 def gradcam_pp(model, x, target=None, layer: str | None = None, relu: bool = True,
                interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018), closed form with the exponential-score shortcut.
@@ -109,6 +107,7 @@ def _classifier_head(model: nn.Module, classes: int) -> nn.Linear:
     return linears[-1]
 
 
+@METHODS.register(kind="cam", display="minmax")
 def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
         interpolation: str = "bilinear") -> torch.Tensor:
     """Class activation mapping (Zhou et al. 2016): ``M_c = sum_k W[c, k] A_k`` from the last Linear's weights.
@@ -139,6 +138,7 @@ def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
     return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
 
 
+@METHODS.register(kind="cam")
 def guided_gradcam(model, x, target=None, layer: str | None = None, interpolation: str = "bilinear",
                    channels: str | None = None, objective: str = "logit") -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled Grad-CAM (with ReLU).

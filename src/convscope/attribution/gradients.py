@@ -9,6 +9,7 @@ import torch
 
 from ..errors import ConvscopeError
 from ..targets import Target, resolve_target, target_score
+from .registry import METHODS
 
 OBJECTIVES = ("logit", "log_softmax", "probability")
 CHANNELS = ("max", "sum", None)
@@ -66,6 +67,7 @@ def reduce_channels(values: torch.Tensor, channels: str | None, absolute: bool =
     return values.gather(1, values.abs().argmax(dim=1, keepdim=True))
 
 
+@METHODS.register(kind="gradient")
 def saliency(model, x, target=None, signed: bool = False, channels: str | None = "max",
              objective: str = "logit") -> torch.Tensor:
     """Image-specific class saliency (Simonyan, Vedaldi & Zisserman 2014).
@@ -85,6 +87,7 @@ def saliency(model, x, target=None, signed: bool = False, channels: str | None =
     return reduce_channels(input_gradient(model, x, target, objective), channels, absolute=not signed)
 
 
+@METHODS.register(kind="gradient")
 def input_x_gradient(model, x, target=None, channels: str | None = None, objective: str = "logit") -> torch.Tensor:
     """Input times gradient (Shrikumar et al. 2016): ``x * d score / d x``.
 

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from ..errors import ConvscopeError
+from ..filters import gaussian_blur
 from .gradients import input_gradient, objective_score, reduce_channels
 from .noise import fixed_targets
+from .registry import METHODS
 
 RULES = ("gausslegendre", "riemann_trapezoid")
 
@@ -34,8 +36,8 @@ def quadrature(steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor, t
     if steps < 2 and rule == "riemann_trapezoid" or steps < 1:
         raise ConvscopeError(f"integrated gradients needs more steps, got {steps}")
     if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * weights)
+        nodes, node_weights = np.polynomial.legendre.leggauss(steps)
+        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * node_weights)
     if rule == "riemann_trapezoid":
         alphas = torch.linspace(0, 1, steps, dtype=torch.float64)
         weights = torch.full((steps,), 1.0 / (steps - 1), dtype=torch.float64)
@@ -54,10 +56,7 @@ def make_baseline(x: torch.Tensor, baseline, blur_sigma: float = 10.0, seed: int
     if baseline == "black":
         return torch.zeros_like(x)
     if baseline == "blur":
-        from torchvision.transforms.v2.functional import gaussian_blur
-
-        kernel = 2 * int(3 * blur_sigma) + 1
-        return gaussian_blur(x, [kernel, kernel], [blur_sigma, blur_sigma])
+        return gaussian_blur(x, blur_sigma, radius=int(3 * blur_sigma))
     if baseline == "uniform":
         generator = torch.Generator(device=x.device)
         if seed is not None:
@@ -68,6 +67,7 @@ def make_baseline(x: torch.Tensor, baseline, blur_sigma: float = 10.0, seed: int
     raise ConvscopeError(f"baseline must be 'black', 'blur', 'uniform' or a tensor, got {baseline!r}")
 
 
+@METHODS.register(kind="path", quick={"steps": 16})
 def integrated_gradients(model, x, target=None, baseline="black", steps: int = 50, rule: str = "gausslegendre",
                          batch_size: int = 32, channels: str | None = None, objective: str = "logit",
                          blur_sigma: float = 10.0, seed: int | None = None, return_gap: bool = False):

@@ -18,6 +18,7 @@ import torch
 
 from ..targets import resolve_target
 from .gradients import input_gradient, reduce_channels
+from .registry import METHODS
 
 
 def fixed_targets(model, x: torch.Tensor, target):
@@ -87,6 +88,7 @@ def smooth(method: Callable, n: int = 16, noise: float = 0.15, batch_size: int =
     return smoothed
 
 
+@METHODS.register(kind="noise", stochastic=True, quick={"n": 8, "seed": 0})
 def smoothgrad(model, x, target=None, n: int = 16, noise: float = 0.15, batch_size: int = 16, seed: int | None = None,
                signed: bool = False, channels: str | None = "max", objective: str = "logit") -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies, then reduced like saliency.
@@ -104,6 +106,7 @@ def smoothgrad(model, x, target=None, n: int = 16, noise: float = 0.15, batch_si
     return reduce_channels(mean, channels, absolute=not signed)
 
 
+@METHODS.register(kind="noise", stochastic=True, quick={"n": 8, "seed": 0})
 def smoothgrad_sq(model, x, target=None, n: int = 16, noise: float = 0.15, batch_size: int = 16,
                   seed: int | None = None, channels: str | None = "max", objective: str = "logit") -> torch.Tensor:
     """SmoothGrad² (Hooker et al. 2019): ``E[grad²]`` over noisy copies, max over channels.

@@ -16,6 +16,7 @@ import torch
 from ..errors import ConvscopeError
 from .gradients import objective_score
 from .noise import fixed_targets
+from .registry import METHODS
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -30,6 +31,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+@METHODS.register(kind="perturbation", display="signed")
 def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: float = 0.5, batch_size: int = 64,
               objective: str = "logit", progress: bool = False) -> torch.Tensor:
     """Occlusion map (N, 1, H, W): positive where hiding the pixel lowers the class score.

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .registry import METHODS
+
 RULES = ("guided", "deconvnet")
 
 
@@ -160,6 +162,7 @@ def _rectified_gradient(model, x, target, rule: str, objective: str) -> torch.Te
     return grad
 
 
+@METHODS.register(kind="rectifier")
 def guided_backprop(model, x, target=None, channels: str | None = None, objective: str = "logit") -> torch.Tensor:
     """Guided backpropagation (Springenberg et al. 2015), via :func:`rectifier_rule` ``"guided"``.
 
@@ -176,6 +179,7 @@ def guided_backprop(model, x, target=None, channels: str | None = None, objectiv
     return reduce_channels(_rectified_gradient(model, x, target, "guided", objective), channels)
 
 
+@METHODS.register(kind="rectifier")
 def deconvnet(model, x, target=None, channels: str | None = None, objective: str = "logit") -> torch.Tensor:
     """Deconvnet reconstruction (Zeiler & Fergus 2014), via :func:`rectifier_rule` ``"deconvnet"``.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,34 +12,36 @@ from ..attacks import ATTACKS, attack
 from ..attacks.evaluate import evaluate_attack
 from ..attacks.evolution import fooling_gallery, fooling_images
 from ..attacks.figure import attack_figure
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_image, output_path, parse_budget, parse_set
+from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
+                            WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import image_files, load_folder, save_image
-from ..models import DEFAULT_MODEL
+from ..targets import class_name
+from ..images import load_folder, save_image
 from ..targets import class_index
 from ..tour import tour_step
 
 
 def parse_eps(text: str | None) -> float | None:
-    """``"8/255"``, ``"0.03"`` or None -> float (pixel units, in [0, 1])."""
-    from ..cli_checks import parse_eps as parse
-
-    return parse(text)
+    """``"8/255"``, ``"0.03"`` or None -> float (pixel units)."""
+    return parse_budget(text, "--eps")
 
 
 def parse_options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs (values as JSON when possible: 10, 0.5, true) -> keyword options."""
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConvscopeError(f"--option takes KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            options[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = value
-    return options
+    """``KEY=VALUE`` pairs (values as JSON when possible: 10, 0.5, true; fractions like 1/255) -> keyword options."""
+    return parse_set(pairs)
+
+
+def _run_attack(method: str, run):
+    """Run an attack; an option the method does not take is one line, not a traceback."""
+    try:
+        return run()
+    except TypeError as error:
+        text = str(error)
+        if "unexpected keyword argument" in text:
+            raise ConvscopeError(f"{method} does not take the option {text.split('argument')[-1].strip()} "
+                                 f"(see: python -c 'import convscope.attacks as a; help(a.{method.replace('-', '_')})')") from None
+        raise
 
 
 METHODS_HELP = " | ".join(ATTACKS.names())
@@ -49,25 +50,26 @@ METHODS_HELP = " | ".join(ATTACKS.names())
 def register(app: typer.Typer) -> None:
 
     @app.command("attack")
+    @model_options
     def attack_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         method: Annotated[str, typer.Option("--method", help=METHODS_HELP)] = "pgd",
         eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255 (default: the method's)")] = None,
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (targeted attack)")] = None,
-        option: Annotated[list[str], typer.Option("--option", "-o", help="method option KEY=VALUE (steps=20, alpha=1/255 as 0.0039)")] = [],  # noqa: B006
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("attack.png"),
+        option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20 --set alpha=1/255)")] = [],  # noqa: B006
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("attack.png"),
         save_adversarial: Annotated[Optional[Path], typer.Option("--save-adversarial", help="also write the adversarial image (.png)")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Attack one image and draw original | perturbation (amplified) | adversarial."""
         ATTACKS.get(method)
-        classifier = open_model(model, weights, arch, trust, device)
+        classifier = model.open()
         x = open_image(image, classifier, size)
-        result = attack(classifier, x, method=method, eps=parse_eps(eps), target=target, seed=seed, progress=True,
-                        **parse_options(option))
+        options = parse_options(option)
+        result = _run_attack(method, lambda: attack(classifier, x, method=method, eps=parse_eps(eps), target=target,
+                                                    seed=seed, progress=True, **options))
         attack_figure(result, 0, output_path(out))
         if save_adversarial is not None:
             save_image(result.x_adv, output_path(save_adversarial))
@@ -79,33 +81,68 @@ def register(app: typer.Typer) -> None:
                       + f", {result.seconds:.1f} s; figure: {out}")
 
     @app.command("attack-eval")
+    @model_options
     def attack_eval_command(
-        data: Annotated[Path, typer.Argument(help="folder of images (sub-folders named by class id/name give labels)")],
+        data: DataArgument = "samples:imagenet",
         method: Annotated[str, typer.Option("--method", help=METHODS_HELP)] = "pgd",
         eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255")] = None,
-        option: Annotated[list[str], typer.Option("--option", "-o", help="method option KEY=VALUE")] = [],  # noqa: B006
+        option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20)")] = [],  # noqa: B006
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        size: Annotated[int, typer.Option("--size", help="resize images to SIZE x SIZE")] = 224,
+        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's input size)")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        data_labels: DataLabelsOption = None, strict: StrictOption = False,
+        resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
+        workers: WorkersOption = None,
+        json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the totals and a RobustBench-style entry as JSON")] = None,
+        csv_out: Annotated[Optional[Path], typer.Option("--csv", help="also write one row per image (robust, broken_by, distances)")] = None,
+        model: ModelArgs = None,
     ) -> None:
-        """Success rate and robust accuracy of an attack over a folder (with a progress bar)."""
+        """Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset.
+
+        ``--method autoattack`` runs the AutoAttack protocol (``--set version=standard|plus|rand``).
+        """
         ATTACKS.get(method)
-        total = len(image_files(data))
-        classifier = open_model(model, weights, arch, trust, device)
-        report = evaluate_attack(classifier, load_folder(data, size, batch_size), method, parse_eps(eps),
-                                 progress=True, total=total, seed=seed, **parse_options(option))
-        table = Table(title=f"{method} on {data} ({report.images} images, {report.labelled} labelled by folder)")
-        for column in ("eps", "clean acc", "robust acc", "success", "mean L∞", "mean L2", "queries/img", "time"):
+        check_engine(engine)
+        if size is not None and size < 1:
+            raise ConvscopeError(f"--size must be a positive integer, got {size}")
+        classifier = model.open()
+        options = parse_options(option)
+        report = _run_attack(method, lambda: evaluate_attack(
+            classifier, data, method, parse_eps(eps), progress=True, seed=seed, batch_size=batch_size, size=size,
+            preprocess=data_preprocess(classifier), strict=strict, resume=resume, engine=engine, address=address,
+            workers=workers, label_file=data_labels, **options))
+        truth = ("ground-truth labels" if report.ground_truth else
+                 f"{report.labelled} labelled, the others scored against the model's clean predictions")
+        table = Table(title=f"{method} on {data} ({report.images} images, {truth})")
+        for column in ("eps", "clean acc", "robust acc [95% CI]", "success (of correct)", "mean L∞", "mean L2", "queries/img", "time"):
             table.add_column(column, justify="right")
+        low, high = report.robust_interval
         table.add_row("-" if report.eps is None else f"{255 * report.eps:.2f}/255", f"{100 * report.clean_accuracy:.1f}%",
-                      f"{100 * report.robust_accuracy:.1f}%", f"{100 * report.success_rate:.1f}%",
+                      f"{100 * report.robust_accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}]",
+                      f"{100 * report.success_rate:.1f}% of {report.attacked}",
                       f"{255 * report.mean_linf:.2f}/255", f"{report.mean_l2:.3f}",
                       "-" if report.mean_queries is None else f"{report.mean_queries:.0f}", f"{report.seconds:.1f} s")
         console.print(table)
+        if report.skipped:
+            from ..data import SkipLog
+
+            console.print(SkipLog(report.skipped).summary())
+        if report.resumed_shards:
+            console.print(f"resumed: {report.resumed_shards} shard(s) read from {resume}")
+        if json_out is not None:
+            import json as _json
+
+            version = options.get("version", "standard") if ATTACKS.canonical(method) == "autoattack" else None
+            name = getattr(classifier, "name", None) or type(classifier).__name__
+            entry = report.robustbench_entry(str(name), str(data), version)
+            output_path(json_out).write_text(_json.dumps({**entry, "totals": report.to_dict()}, indent=1))
+            console.print(f"JSON: {json_out}")
+        if csv_out is not None:
+            report.write_csv(output_path(csv_out))
+            console.print(f"per-image CSV: {csv_out}")
 
     @app.command("fooling")
+    @model_options
     def fooling_command(
         classes: Annotated[str, typer.Argument(help="comma-separated class ids or names, e.g. strawberry,volcano")],
         encoding: Annotated[str, typer.Option("--encoding", help="cppn | direct")] = "cppn",
@@ -113,15 +150,14 @@ def register(app: typer.Typer) -> None:
         popsize: Annotated[int, typer.Option("--popsize")] = 32,
         size: Annotated[int, typer.Option("--size", help="image size in pixels")] = 64,
         threshold: Annotated[float, typer.Option("--threshold", help="stop a class at this confidence")] = 0.99,
-        out: Annotated[Path, typer.Option("--out", help="gallery to write (.png)")] = Path("fooling.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="gallery to write (.png)")] = Path("fooling.png"),
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."""
         import torch
 
-        classifier = open_model(model, weights, arch, trust, device)
+        classifier = model.open()
         ids = [class_index(name, classifier.labels) for name in classes.split(",") if name.strip()]
         if not ids:
             raise ConvscopeError("give at least one class")
@@ -130,11 +166,12 @@ def register(app: typer.Typer) -> None:
                                 progress=True)
         fooling_gallery(classifier, result, output_path(out))
         for class_id, confidence, spent in zip(ids, result.confidence.tolist(), result.queries.tolist()):
-            name = classifier.labels[class_id] if classifier.labels else str(class_id)
+            name = class_name(classifier.labels, class_id)
             console.print(f"{name}: {100 * confidence:.1f}% after {spent} queries")
         console.print(f"gallery: {out}")
 
     @app.command("patch")
+    @model_options
     def patch_command(
         target: Annotated[str, typer.Option("--target", help="class name or id the patch pushes towards")] = "zebra",
         images: Annotated[Optional[Path], typer.Option("--images", help="folder of training photos (default: 4 bundled)")] = None,
@@ -146,8 +183,7 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option("--lr")] = 0.05,
         out: Annotated[Path, typer.Option("--out", "-o", help="figure: the patch and patched test photos (.png)")] = Path("patch.png"),
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."""
         import torch
@@ -160,7 +196,7 @@ def register(app: typer.Typer) -> None:
             low, high = (float(v) for v in scale.split(","))
         except ValueError:
             raise ConvscopeError(f"--scale takes LOW,HIGH like 0.3,0.45; got {scale!r}") from None
-        classifier = open_model(model, weights, arch, trust, device)
+        classifier = model.open()
         move = next(classifier.parameters()).device
 
         def photos(folder, names):
@@ -180,7 +216,7 @@ def register(app: typer.Typer) -> None:
         patch_figure(classifier, test, result, output_path(out), scale=(low, high),
                      generator=torch.Generator().manual_seed(seed + 2))
         save_image(result.patch[None], output_path(out.with_name(out.stem + "_alone.png")))
-        name = classifier.labels[goal] if classifier.labels else str(goal)
+        name = class_name(classifier.labels, goal)
         console.print(f"patch -> {name!r}: log P {result.history[0]:.2f} -> {result.history[-1]:.2f} ({result.stopped}); "
                       f"held-out success {100 * rate:.0f}% ({len(test)} photos x 8 placements) -> {out}")
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..cli_common import ModelArgs, console, model_options, open_image, output_path
+from ..data.options import StrictOption
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL
 from ..tour import tour_step
 
-LayersOption = Annotated[List[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
+LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
 EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
 AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")]
 SamplesOption = Annotated[int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")]
@@ -35,7 +34,8 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         raise ConvscopeError(f"cannot read shape {text!r}: use e.g. 8x8 or 3x32x32") from None
 
 
-def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path):
+def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path,
+          strict: bool = False):
     from ..dissect import sample_folder, top_k_examples
 
     if data is None:
@@ -44,30 +44,36 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
         sample_folder(data, n=make_samples)
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
-    return top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                          checkpoint=out / "examples-checkpoint.pt")
+    found = top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
+                           checkpoint=out / "examples-checkpoint.safetensors", strict=strict)
+    if found.skipped:
+        from ..data import SkipLog
+
+        console.print(SkipLog(found.skipped).summary())
+    return found
 
 
 def register(app: typer.Typer) -> None:
     @app.command("weights")
+    @model_options(device="cpu", positional=True)
     def weights_command(
-        model: Annotated[str, typer.Argument(help="model name or file")] = DEFAULT_MODEL,
         layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
         mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
         shape: Annotated[Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")] = None,
         max_filters: Annotated[int, typer.Option("--max-filters")] = 64,
-        weights: WeightsOption = None, arch: ArchOption = None, trust: TrustOption = False, device: DeviceOption = "cpu",
+        model: ModelArgs = None,
     ) -> None:
         """A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."""
         from ..dissect import weight_grid, weight_tiles
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
         weight_grid(tiles).save(output_path(out))
         console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
     @app.command("examples")
+    @model_options
     def examples_command(
         layers: LayersOption,
         data: Annotated[Optional[Path], typer.Argument(help="image folder")] = None,
@@ -78,16 +84,15 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
         image: Annotated[Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")] = None,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        strict: StrictOption = False, model: ModelArgs = None,
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
-        Resumable: partial results are kept in OUT/examples-checkpoint.pt (also after Ctrl-C); run again to go on.
+        Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
         """
         from ..dissect import channel_sheet, example_strip, top_units
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         out.mkdir(parents=True, exist_ok=True)
         if image:
             picture = open_image(image, network, size)
@@ -98,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 example_strip(found, 112).save(path)
                 console.print(f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}")
             return
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         for layer in found.layers:
             shown = _channels(channels) or list(range(min(16, found[layer].channels)))
             path = out / f"examples_{layer}.png"
@@ -106,6 +111,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"{layer}: {found.seen} images -> {path}")
 
     @app.command("atlas")
+    @model_options
     def atlas_command(
         data: Annotated[Path, typer.Argument(help="image folder")],
         layers: LayersOption,
@@ -117,14 +123,13 @@ def register(app: typer.Typer) -> None:
         feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
         projections: Annotated[bool, typer.Option("--projections", help="add deconvnet projections of the examples")] = False,
         engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        strict: StrictOption = False, model: ModelArgs = None,
     ) -> None:
         """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
         from ..dissect.atlas import build_atlas
 
-        network = open_model(model, weights, arch, trust, device)
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out)
+        network = model.open()
+        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         index = build_atlas(network, found, out, channels=_channels(channels), feature_vis=feature_vis,
                             projections=projections)
         console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")

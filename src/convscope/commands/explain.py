@@ -9,24 +9,15 @@ import numpy as np
 import torch
 import typer
 
-from ..attribution import METHODS, attribute, method_options
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_image,
-                          open_model, output_path)
+from ..attribution import METHODS, attribute, display_mode, method_options
+from ..cli_common import ModelArgs, SetOption, console, data_preprocess, model_options, open_image, output_path, parse_set
+from ..data.options import AddressOption, DataLabelsOption, EngineOption, StrictOption, WorkersOption, check_engine
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL
 from ..render import Panel, figure
 from ..tour import tour_step
 
-CAM_METHODS = {"cam", "gradcam", "gradcam_pp", "occlusion"}
-
-
-def display_mode(method: str) -> str:
-    """How a method's map is scaled for display: min-max for CAM-like maps, |value|/p99.5 for gradients."""
-    return "minmax" if method in CAM_METHODS else "abs"
-
-
 def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list[int], layer: str | None = None,
-                   path: Path | None = None, options: dict | None = None):
+                   path: Path | None = None, options: dict | None = None, progress: bool = False):
     """One row per class, one column per method: the map over the image, with a colour bar.
 
     Returns the PIL figure and the maps ``{method: Tensor (K, C, H, W)}``.
@@ -35,11 +26,17 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
     labels = model.labels or [str(i) for i in range(probabilities.shape[-1])]
     maps: dict[str, torch.Tensor] = {}
     batch = image.expand(len(classes), -1, -1, -1)
-    for method in methods:
-        extra = dict((options or {}).get(method, {}))
-        if layer is not None and "layer" in method_options(method):
-            extra["layer"] = layer
-        maps[method] = attribute(model, batch, classes, method=method, **extra).detach().cpu()
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not progress or len(methods) < 2) as bar:
+        task = bar.add_task("attribution", total=len(methods))
+        for method in methods:
+            bar.update(task, description=f"{method} ({len(classes)} class{'es' if len(classes) > 1 else ''})")
+            extra = dict((options or {}).get(method, {}))
+            if layer is not None and "layer" in method_options(method):
+                extra["layer"] = layer
+            maps[method] = attribute(model, batch, classes, method=method, **extra).detach().cpu()
+            bar.advance(task)
     panels = []
     for row, class_id in enumerate(classes):
         caption = f"{labels[class_id]} ({class_id}) p={probabilities[class_id]:.3f}"
@@ -47,10 +44,21 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
             panels.append(Panel(image[0].cpu(), caption))
         for method in methods:
             panels.append(Panel(maps[method][row], f"{method}: {caption}" if len(methods) == 1 else method,
-                                under=image[0].cpu(), mode=display_mode(method), colorbar=True))
-    columns = len(panels) if len(methods) == 1 else (len(methods) + 1 if len(classes) > 1 else 5)
-    picture = figure(panels, path, columns=columns, panel_size=3.2)
+                                under=image[0].cpu(), mode=display_mode(method), colorbar=True,
+                                unit=_unit(method, (options or {}).get(method, {}))))
+    # wrap into rows x columns (at most 6 wide); one class and one method per row when that fits
+    columns = min(6, len(panels) if len(methods) == 1 else len(methods) + 1)
+    title = f"{getattr(model, 'name', 'model')}: " + ", ".join(
+        f"{labels[c]} p = {probabilities[c]:.3f}" for c in classes[:3]) + (" ..." if len(classes) > 3 else "")
+    picture = figure(panels, path, columns=columns, panel_size=3.2, suptitle=title)
     return picture, maps
+
+
+def _unit(method: str, options: dict) -> str:
+    """What a method's values are, for its colour bar."""
+    if method == "occlusion":
+        return f"drop in {options.get('objective', 'logit')} when hidden"
+    return "CAM" if METHODS.meta(method).get("kind") == "cam" else "attribution"
 
 
 def _probabilities(model, image) -> torch.Tensor:
@@ -60,32 +68,70 @@ def _probabilities(model, image) -> torch.Tensor:
         return model(image).softmax(dim=-1)[0].cpu()
 
 
+def _is_dataset(spec: str) -> bool:
+    """A dataset spec (folder, samples:SET, photos, NAME:ROOT) rather than one image."""
+    from ..data.specs import TORCHVISION_ROOTS
+
+    if spec.startswith("samples:") or spec == "photos" or Path(spec).is_dir():
+        return True
+    head, _, rest = spec.partition(":")
+    return bool(rest) and head.lower().removesuffix("-train") in TORCHVISION_ROOTS
+
+
 def register(app: typer.Typer) -> None:
     @app.command("explain")
+    @model_options
     def explain_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+        image: Annotated[str, typer.Argument(help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode")],
         method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHODS.names())} | all")] = "gradcam",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
         topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
         layer: Annotated[Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")] = None,
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("explain.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
         save_array: Annotated[Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")] = None,
-        steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 32,
-        samples: Annotated[int, typer.Option("--samples", help="SmoothGrad noisy copies")] = 16,
+        steps: Annotated[int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")] = 32,
+        samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        settings: SetOption = [],  # noqa: B006 (typer reads the default)
+        overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
+        metrics: Annotated[Optional[str], typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI")] = None,
+        data_labels: DataLabelsOption = None, strict: StrictOption = False,
+        engine: EngineOption = "local", address: AddressOption = None, workers: WorkersOption = None,
+        model: ModelArgs = None,
     ) -> None:
-        """Attribution map(s) of one image, drawn over it with the class name and probability."""
-        if method != "all":
-            METHODS.get(method)
-            if layer is not None and "layer" not in method_options(method):
-                raise ConvscopeError(f"--layer: method {method!r} takes no layer (layer methods: "
-                                     f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})")
-        network = open_model(model, weights, arch, trust, device)
+        """Attribution map(s) of one image, drawn over it with the class name and probability.
+
+        Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
+        map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
+        score), resumable; --target predicted | label."""
+        if method != "all" and layer is not None and "layer" not in method_options(METHODS.canonical(method)):
+            raise ConvscopeError(f"--layer: method {method!r} takes no layer (layer methods: "
+                                 f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})")
+        if _is_dataset(image):
+            from ..attribution.batch import explain_dataset
+
+            check_engine(engine)
+            network = model.open()
+            folder = Path("explanations") if out == Path("explain.png") else out
+            name = METHODS.canonical(method)
+            given = {"steps": steps, "n": samples}
+            options = {key: value for key, value in given.items() if key in method_options(name)}
+            index, reduced = explain_dataset(
+                network, image, name, folder, target or "predicted", layer, overlays, seed, batch_size, size,
+                data_preprocess(network), strict, True, engine, address, workers, data_labels, progress=True,
+                metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()], **options)
+            console.print(f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
+                          + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
+                          + (f"; {reduced.skips.summary()}" if len(reduced.skips) else ""))
+            for metric, (mean, half) in reduced.summary.items():
+                console.print(f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
+                              f"{'lower' if metric == 'deletion' else 'higher'} is better)")
+            return
+        network = model.open()
         picture = open_image(image, network, size)
-        methods = METHODS.names() if method == "all" else [method]
+        methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
         if target is not None and topk != 1:
             raise ConvscopeError("give --target or --topk, not both")
         if target is not None:
@@ -94,9 +140,23 @@ def register(app: typer.Typer) -> None:
             classes = [class_index(target, network.labels)]
         else:
             classes = _probabilities(network, picture).topk(topk).indices.tolist()
-        options = {"integrated_gradients": {"steps": steps}, "smoothgrad": {"n": samples, "seed": seed},
-                   "smoothgrad_sq": {"n": samples, "seed": seed}}
-        _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options)
+        # the CLI's --steps / --samples / --seed go to every chosen method that takes them
+        given = {"steps": steps, "n": samples, "seed": seed}
+        options: dict[str, dict] = {name: {key: value for key, value in given.items() if key in method_options(name)}
+                                    for name in methods}
+        # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
+        accepted = sorted({key for name in methods for key in method_options(name)})
+        for key, value in parse_set(settings).items():
+            if key not in accepted:
+                import difflib
+
+                close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.5)
+                raise ConvscopeError(f"--set: {', '.join(methods) if len(methods) < 4 else 'these methods'} has no option "
+                                     f"{key!r}" + (f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(accepted)}"))
+            for name in methods:
+                if key in method_options(name):
+                    options[name][key] = value
+        _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options, progress=True)
         console.print(f"wrote {out}")
         if save_array is not None:
             if len(methods) == 1:
@@ -106,25 +166,25 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {save_array}")
 
     @app.command("sanity")
+    @model_options
     def sanity_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         methods: Annotated[str, typer.Option("--methods", help="comma-separated attribution methods")] =
         "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
         scheme: Annotated[str, typer.Option("--scheme", help="cascading | independent")] = "cascading",
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
-        out: Annotated[Path, typer.Option("--out", help="figure to write (.png)")] = Path("sanity.png"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("sanity.png"),
         steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."""
         from rich.table import Table
 
         from ..attribution.sanity import sanity_check, sanity_figure
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         picture = open_image(image, network, size)
         chosen = [name.strip() for name in methods.split(",") if name.strip()]
         result = sanity_check(network, picture, target, chosen, scheme, seed=seed,

@@ -7,23 +7,23 @@ from typing import Annotated
 
 import typer
 
-from ..cli_common import DeviceOption, ModelOption, console, open_image, open_model, output_path
-from ..models import DEFAULT_MODEL
+from ..cli_common import ModelArgs, console, model_options, open_image, output_path
 from ..tour import tour_step
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
+    @model_options
     def report_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")] = "sample:chelsea",
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")] = Path("report.html"),
     ) -> None:
         """One self-contained HTML file: prediction, attribution maps, sanity check, an adversarial
         example, DeepDream, a class visualization and the timings."""
         from ..report import write_report
 
-        network = open_model(model, device=device)
+        network = model.open()
         path = write_report(network, open_image(image, network), output_path(out), image_name=image, progress=True)
         console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from ..cli_common import DeviceOption, ModelOption, console, open_model, output_path
+from ..cli_common import DeviceOption, ModelArgs, ModelOption, TrustOption, console, model_options, output_path
 from ..errors import ConvscopeError
 from ..images import load_image
 from ..models import DEFAULT_MODEL
@@ -16,6 +16,8 @@ from ..render import Panel, figure
 from ..tour import tour_step
 
 ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
+BackboneOption = Annotated[Optional[str], typer.Option(
+    "--backbone", help="backbone of an FCN checkpoint, when it is not a known model name (your file or module:callable)")]
 
 
 def heatmap_figure(model, image: torch.Tensor, target, path: Path):
@@ -26,7 +28,8 @@ def heatmap_figure(model, image: torch.Tensor, target, path: Path):
     rows, cols = heat.probability.shape[-2:]
     figure([Panel(image[0], f"input {image.shape[-2]}x{image.shape[-1]}"),
             Panel(heat.probability[0], f"p({heat.label or heat.class_id}) per location, {rows}x{cols}", under=image[0],
-                  mode="abs", colorbar=True)], path)
+                  mode="probability", colorbar=True, unit=f"p({heat.label or heat.class_id})")], path,
+           suptitle=f"{getattr(model, 'name', 'model')}: {heat.label or heat.class_id}, max p = {float(heat.probability.max()):.3f}")
     return heat
 
 
@@ -46,33 +49,53 @@ def _data(spec: str, size: int, split: str | None, count: int, seed: int):
     return load_voc_folder(spec, split=split, size=size)
 
 
-def _load_segmenter(path: Path, device: str):
-    from ..models import read_checkpoint
+def _load_segmenter(path: Path, device: str, backbone: str | None = None, trust: bool = False):
+    """A checkpoint of ``segment train``. Its ``backbone`` entry is used only when it names a known
+    model (embedded, torchvision:NAME, timm:NAME); any other spec (a file, ``module:callable``)
+    must come from the command line (``--backbone``), or from the file under ``--trust``."""
+    from ..models import is_model_name, read_checkpoint
     from ..segmentation import build_segmenter
 
     saved = read_checkpoint(path)
-    if not isinstance(saved, dict) or "state_dict" not in saved or "arch" not in saved:
+    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) or not isinstance(saved.get("arch"), str):
         raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train'")
-    net = build_segmenter(saved["arch"], len(saved["classes"]), saved.get("backbone", DEFAULT_MODEL))
-    net.load_state_dict(saved["state_dict"])
+    classes, size = saved.get("classes"), saved.get("size")
+    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes) \
+            or not isinstance(size, int) or not 8 <= size <= 4096:
+        raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train' (bad classes or size)")
+    if saved["arch"] not in ARCHITECTURES:
+        raise ConvscopeError(f"{path} names an unknown architecture {saved['arch']!r}; known: {', '.join(ARCHITECTURES)}")
+    named = saved.get("backbone", DEFAULT_MODEL)
+    if backbone is None:
+        if not isinstance(named, str) or not (is_model_name(named) or trust):
+            raise ConvscopeError(f"{path} names the backbone {str(named)[:80]!r}, which is not a known model name; "
+                                 "pass --backbone SPEC yourself (or --trust if you trust the file's author)")
+        backbone = named
+    net = build_segmenter(saved["arch"], len(classes), backbone)
+    try:
+        net.load_state_dict(saved["state_dict"])
+    except (RuntimeError, TypeError) as error:
+        raise ConvscopeError(f"{path} does not fit a {saved['arch']} on {backbone}: "
+                             f"{str(error).strip().splitlines()[0]}") from None
     from ..devices import resolve_device
 
-    return net.to(resolve_device(device)).eval(), tuple(saved["classes"]), int(saved["size"])
+    return net.to(resolve_device(device)).eval(), tuple(classes), size
 
 
 def register(app: typer.Typer) -> None:
     @app.command("heatmap")
+    @model_options
     def heatmap_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         class_name: Annotated[str, typer.Option("--class", help="class name or id, e.g. 'tabby'")] = "tabby",
         size: Annotated[int, typer.Option("--size", help="shorter image side in pixels (larger than the training size gives a finer map)")] = 448,
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("heatmap.png"),
-        model: ModelOption = DEFAULT_MODEL, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."""
         from ..checks import model_device
 
-        network = open_model(model, device=device)
+        network = model.open()
         picture = load_image(image, size=None)
         scale = size / min(picture.shape[-2:])
         picture = load_image(picture, size=(round(picture.shape[-2] * scale), round(picture.shape[-1] * scale)))
@@ -121,14 +144,14 @@ def register(app: typer.Typer) -> None:
         count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
         split: Annotated[Optional[str], typer.Option("--split")] = None,
         seed: Annotated[int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")] = 1234,
-        device: DeviceOption = "auto",
+        backbone: BackboneOption = None, trust: TrustOption = False, device: DeviceOption = "auto",
     ) -> None:
         """mIoU, pixel accuracy and per-class IoU on DATA."""
         from rich.table import Table
 
         from ..segmentation import evaluate_segmenter
 
-        net, classes, size = _load_segmenter(checkpoint, device)
+        net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
         data_set = _data(data, size, split, count, seed)
         scores = evaluate_segmenter(net, data_set)
         table = Table("class", "IoU", title=f"{checkpoint}: mIoU {scores.mean_iou:.3f}, pixel accuracy {scores.pixel_accuracy:.3f}")
@@ -141,13 +164,13 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
         images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("segmentation.png"),
-        device: DeviceOption = "auto",
+        backbone: BackboneOption = None, trust: TrustOption = False, device: DeviceOption = "auto",
     ) -> None:
         """Predicted masks drawn in colour over the images."""
         from ..images import load_images
         from ..segmentation import predict_masks, prediction_figure
 
-        net, classes, size = _load_segmenter(checkpoint, device)
+        net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
         batch = load_images(images, size)
         masks = predict_masks(net, batch)
         prediction_figure(batch, masks, classes, path=output_path(out))

@@ -10,21 +10,15 @@ results of the images before it, not a partial Ray run.
 
 from __future__ import annotations
 
-import io
 from typing import Callable
 
 import torch
 
 from ..errors import ConvscopeError
-from ..registry import Registry
-from .examples import ImageSource, LayerExamples, TopExamples, mine_range
+from .examples import ImageSource, LayerExamples, TopExamples, mine_range, state_bytes, state_from_bytes
+from .registry import ENGINES, get_engine
 
-ENGINES: Registry[Callable] = Registry("engine")
-
-
-def get_engine(name: str) -> Callable:
-    """The engine called ``name`` (``local`` or ``ray``)."""
-    return ENGINES.get(name)
+__all__ = ["ENGINES", "get_engine", "local_engine", "ray_engine"]
 
 
 @ENGINES.register("local")
@@ -51,20 +45,19 @@ def local_engine(model, source: ImageSource, result: TopExamples, batch_size: in
 class _ShardMiner:
     """A Ray Data actor: mines the image indices of each block it gets; returns its top-k lists."""
 
-    def __init__(self, model_bytes: bytes, source: ImageSource, template: dict, batch_size: int):
+    def __init__(self, model, source: ImageSource, template: bytes, batch_size: int):
         torch.set_num_threads(1)
-        self.model = torch.load(io.BytesIO(model_bytes), weights_only=False)
+        self.model = model  # the caller's own model, shipped by Ray (never read from a file)
         self.source, self.template, self.batch_size = source, template, batch_size
 
     def __call__(self, block: dict) -> dict:
         indices = [int(i) for i in block["index"]]
-        shard = TopExamples.from_state(self.template)
+        shard = TopExamples.from_state(state_from_bytes(self.template)[0])
         shard.seen = 0
         for first, stop in _runs(indices):
             mine_range(self.model, self.source, shard, first, stop, self.batch_size, "cpu")
-        buffer = io.BytesIO()
-        torch.save(shard.state(), buffer)
-        return {"state": [buffer.getvalue()], "count": [len(indices)]}
+        # a final non-zero byte: numpy bytes columns drop trailing zero bytes
+        return {"state": [state_bytes(shard.state()) + b"\xff"], "count": [len(indices)]}
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
@@ -98,17 +91,16 @@ def ray_engine(model, source: ImageSource, result: TopExamples, batch_size: int,
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     empty = {name: LayerExamples.empty(r.channels, result.k, r.field, r.map_size) for name, r in result.layers.items()}
-    template = TopExamples(empty, result.k, result.size).state()
-    buffer = io.BytesIO()
-    torch.save(model.cpu() if device == torch.device("cpu") or str(device) == "cpu" else _cpu_copy(model), buffer)
+    template = state_bytes(TopExamples(empty, result.k, result.size).state())
+    shipped = model if device == torch.device("cpu") or str(device) == "cpu" else _cpu_copy(model)
     remaining = list(range(result.seen, len(source)))
     dataset = ray.data.from_items([{"index": i} for i in remaining], override_num_blocks=max(1, len(remaining) // batch_size))
     mined = dataset.map_batches(
-        _ShardMiner, fn_constructor_args=(buffer.getvalue(), source, template, batch_size),
+        _ShardMiner, fn_constructor_args=(shipped, source, template, batch_size),
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=shards), num_cpus=1, batch_format="numpy",
     )
     for row in mined.iter_rows():
-        shard = TopExamples.from_state(torch.load(io.BytesIO(row["state"]), weights_only=False))
+        shard = TopExamples.from_state(state_from_bytes(bytes(row["state"])[:-1], "a Ray shard")[0])
         for name, record in result.layers.items():
             record.combine(shard.layers[name])
         result.seen += int(row["count"])

@@ -19,6 +19,7 @@ whole image.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..errors import ConvscopeError
 from ..hooks import capture, frozen
 from ..images import image_files, load_image, to_uint8
 from ..layers import ReceptiveField, check_layers, layer_table, receptive_field
+from .registry import get_engine
 
 _WHOLE_IMAGE = ReceptiveField(None, (0.0, 0.0), (0.0, 0.0))
 
@@ -62,7 +64,7 @@ class LayerExamples:
     active: torch.Tensor
 
     @classmethod
-    def empty(cls, channels: int, k: int, field: ReceptiveField, map_size: tuple[int, int]) -> "LayerExamples":
+    def empty(cls, channels: int, k: int, field: ReceptiveField, map_size: tuple[int, int]) -> LayerExamples:
         return cls(torch.full((channels, k), float("-inf")), torch.full((channels, k), -1, dtype=torch.long),
                    torch.zeros(channels, k, 2, dtype=torch.long), field, map_size,
                    torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64),
@@ -72,8 +74,9 @@ class LayerExamples:
     def channels(self) -> int:
         return self.values.shape[0]
 
-    def update(self, activations: torch.Tensor, first_index: int) -> None:
-        """Fold a batch of activations (N, C, h, w) or (N, C) of images ``first_index...`` in."""
+    def update(self, activations: torch.Tensor, first_index: int | torch.Tensor) -> None:
+        """Fold a batch of activations (N, C, h, w) or (N, C) of images ``first_index...`` (or of
+        the image indices ``first_index``, a LongTensor[N], when some were skipped) in."""
         acts = activations.detach().float()
         acts = acts.flatten(2) if acts.ndim > 2 else acts[..., None]
         strongest, where = acts.max(dim=-1)  # (N, C)
@@ -83,7 +86,8 @@ class LayerExamples:
         self.max_sum += strongest.double().sum(0)
         self.mean_sum += acts.mean(-1).double().sum(0).cpu()
         self.active += (strongest > 0).sum(0)
-        ids = torch.arange(first_index, first_index + strongest.shape[0]).expand(self.channels, -1)
+        ids = (first_index.long().cpu() if isinstance(first_index, torch.Tensor)
+               else torch.arange(first_index, first_index + strongest.shape[0])).expand(self.channels, -1)
         self.merge(strongest.T, ids, positions)
 
     def merge(self, values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor) -> None:
@@ -100,7 +104,7 @@ class LayerExamples:
         self.positions = positions.gather(1, order[..., None].expand(-1, -1, 2))
         self.indices = torch.where(torch.isinf(self.values), torch.full_like(self.indices, -1), self.indices)
 
-    def combine(self, other: "LayerExamples") -> None:
+    def combine(self, other: LayerExamples) -> None:
         """Merge another shard's record of the same layer in (exact: same lists as one pass)."""
         self.merge(other.values, other.indices, other.positions)
         self.max_sum += other.max_sum
@@ -135,6 +139,7 @@ class TopExamples:
     complete: bool = True
     sources: list[str] | None = None
     _images: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def __getitem__(self, layer: str) -> LayerExamples:
         if layer not in self.layers:
@@ -163,17 +168,17 @@ class TopExamples:
     def statistics(self, layer: str) -> dict[str, torch.Tensor]:
         """Per-channel summary over the images seen: mean of the spatial max, mean activation,
         fraction of images where the channel fires (max > 0), and the top-1 value."""
-        record, count = self[layer], max(self.seen, 1)
+        record, count = self[layer], max(self.seen - len(self.skipped), 1)
         return {"mean_max": (record.max_sum / count).float(), "mean": (record.mean_sum / count).float(),
                 "firing_rate": record.active.float() / count, "top": record.values[:, 0]}
 
     def state(self) -> dict:
-        """A plain, picklable snapshot (for checkpoints and for shipping shards between processes)."""
+        """A plain snapshot (tensors, numbers, strings, receptive fields): see :func:`state_bytes`."""
         return {"k": self.k, "size": self.size, "seen": self.seen, "total": self.total, "complete": self.complete,
                 "sources": self.sources, "layers": {name: vars(record).copy() for name, record in self.layers.items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "TopExamples":
+    def from_state(cls, state: dict) -> TopExamples:
         layers = {name: LayerExamples(**{key: value.clone() if isinstance(value, torch.Tensor) else value
                                          for key, value in fields.items()})
                   for name, fields in state["layers"].items()}
@@ -185,8 +190,9 @@ class ImageSource:
     (paths, ``sample:NAME``), a tensor (N, 3, H, W) or a ``torch`` dataset whose items are an
     image tensor or a tuple starting with one."""
 
-    def __init__(self, data, size: int):
-        self.size = size
+    def __init__(self, data, size: int, strict: bool = False):
+        self.size, self.strict = size, strict
+        self.skipped: list[tuple[str, str]] = []
         self.sources: list[str] | None = None
         if isinstance(data, (str, Path)):
             self.sources = [str(p) for p in image_files(data)]
@@ -234,10 +240,25 @@ class ImageSource:
                                                     antialias=True, align_corners=False)[0].clamp(0, 1)
         return image
 
-    def batches(self, start: int, batch_size: int, stop: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    def batches(self, start: int, batch_size: int, stop: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+        """``(indices, images, attempted)`` per batch; unreadable images are left out and recorded in
+        :attr:`skipped` (``strict`` raises at the first one instead)."""
         stop = len(self) if stop is None else stop
         for first in range(start, stop, batch_size):
-            yield first, torch.stack([self._read(i) for i in range(first, min(first + batch_size, stop))])
+            indices, images = [], []
+            for i in range(first, min(first + batch_size, stop)):
+                try:
+                    images.append(self._read(i))
+                except ConvscopeError as error:
+                    name = self.sources[i] if self.sources else str(i)
+                    if self.strict:
+                        raise ConvscopeError(f"{error} (--strict stops at the first unreadable file)") from None
+                    self.skipped.append((name, str(error)))
+                    continue
+                indices.append(i)
+            attempted = min(first + batch_size, stop) - first
+            yield torch.tensor(indices, dtype=torch.long), (torch.stack(images) if images else None), attempted
 
 
 def empty_result(model: nn.Module, layers: Sequence[str], k: int, size: int, device) -> TopExamples:
@@ -264,13 +285,14 @@ def mine_range(model: nn.Module, source: ImageSource, result: TopExamples, start
     all layers captured at once); ``result.seen`` counts the images done."""
     names = list(result.layers)
     with frozen(model), torch.inference_mode(), capture(model, names, detach=True) as seen:
-        for first, images in source.batches(start, batch_size, stop):
-            model(images.to(device))
-            for name in names:
-                result.layers[name].update(seen[name], first)
-            result.seen += images.shape[0]
+        for indices, images, attempted in source.batches(start, batch_size, stop):
+            if images is not None:
+                model(images.to(device))
+                for name in names:
+                    result.layers[name].update(seen[name], indices)
+            result.seen += attempted   # a position: the pass resumes after the skipped images too
             if on_batch is not None:
-                on_batch(images.shape[0])
+                on_batch(attempted)
 
 
 def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | None, total: int) -> str:
@@ -281,7 +303,7 @@ def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | 
 def top_k_examples(
     model: nn.Module, data, layers: str | Sequence[str], k: int = 9, size: int | None = None,
     batch_size: int = 16, checkpoint: str | Path | None = None, save_every: int = 20, engine: str = "local",
-    address: str | None = None, shards: int | None = None, progress: bool = True,
+    address: str | None = None, shards: int | None = None, progress: bool = True, strict: bool = False,
 ) -> TopExamples:
     """One streaming pass: for each channel of each layer, the top-k images and where they peak.
 
@@ -311,14 +333,12 @@ def top_k_examples(
     >>> found = top_k_examples(model, "photos/", ["blocks.1", "blocks.5"], k=9)
     >>> found["blocks.5"].indices[42]        # the 9 images that excite channel 42 most
     """
-    from .engines import get_engine
-
     names = check_layers(model, [layers] if isinstance(layers, str) else list(layers))
     if k < 1:
         raise ConvscopeError(f"k must be at least 1, got {k}")
     size = size or getattr(model, "input_size", None) or 224
     size = size if isinstance(size, int) else size[0]
-    source = ImageSource(data, size)
+    source = ImageSource(data, size, strict)
     total = len(source)
     if total == 0:
         raise ConvscopeError("no images to mine")
@@ -329,6 +349,7 @@ def top_k_examples(
         result = empty_result(model, names, k, size, device)
         result.total, result.sources = total, source.sources
     result._images = source
+    result.skipped = source.skipped   # filled as the pass goes (this pass's skipped files)
     if result.seen >= total:
         result.complete = True
         return result
@@ -352,28 +373,105 @@ def _save(result: TopExamples, path: str | Path, fingerprint: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"fingerprint": fingerprint, "state": result.state()}, temporary)
+    temporary.write_bytes(state_bytes(result.state(), fingerprint))
     temporary.replace(path)  # atomic: an interrupt never leaves a half-written checkpoint
+
+
+_TENSOR_FIELDS = ("values", "indices", "positions", "max_sum", "mean_sum", "active")
+
+
+def state_bytes(state: dict, fingerprint: str = "") -> bytes:
+    """A :meth:`TopExamples.state` as safetensors bytes: the tensors, and the rest as JSON in the
+    header's metadata. The format holds data only (no pickle), so reading it runs no code."""
+    from safetensors.torch import save
+
+    tensors, layers = {}, []
+    for i, (name, fields) in enumerate(state["layers"].items()):
+        for key in _TENSOR_FIELDS:
+            tensors[f"{i}.{key}"] = fields[key].contiguous()
+        field_ = fields["field"]
+        layers.append({"name": name, "map_size": list(fields["map_size"]),
+                       "field": [None if field_.size is None else list(field_.size), list(field_.jump),
+                                 list(field_.start)]})
+    meta = {key: state[key] for key in ("k", "size", "seen", "total", "complete", "sources")}
+    header = {"format": _FORMAT, "fingerprint": fingerprint, "layers": layers, **meta}
+    return save(tensors, metadata={"convscope": json.dumps(header)})
+
+
+_FORMAT = "convscope-examples-1"
+
+
+def state_from_bytes(data: bytes, where: str = "the examples file") -> tuple[dict, str]:
+    """Inverse of :func:`state_bytes`: ``(state, fingerprint)``; anything else is refused with a
+    :class:`ConvscopeError` (pickled checkpoints of older versions included: they could run code)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    refuse = (f"{where} is not a convscope examples file (safetensors written by top_k_examples); "
+              "pickled checkpoints are refused because loading them could run code")
+    try:
+        tensors = load(data)
+        meta = json.loads(_metadata(data).get("convscope", "null"))
+    except (SafetensorError, ValueError, KeyError, TypeError, OSError, UnicodeDecodeError):
+        raise ConvscopeError(refuse) from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise ConvscopeError(refuse)
+    try:
+        layers = {}
+        for i, layer in enumerate(meta["layers"]):
+            size, jump, start = layer["field"]
+            fields = {key: tensors[f"{i}.{key}"] for key in _TENSOR_FIELDS}
+            fields["field"] = ReceptiveField(None if size is None else (float(size[0]), float(size[1])),
+                                             (float(jump[0]), float(jump[1])), (float(start[0]), float(start[1])))
+            fields["map_size"] = (int(layer["map_size"][0]), int(layer["map_size"][1]))
+            layers[str(layer["name"])] = fields
+        sources = meta["sources"]
+        if sources is not None and not all(isinstance(s, str) for s in sources):
+            raise TypeError
+        state = {"k": int(meta["k"]), "size": int(meta["size"]), "seen": int(meta["seen"]),
+                 "total": None if meta["total"] is None else int(meta["total"]), "complete": bool(meta["complete"]),
+                 "sources": sources, "layers": layers}
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ConvscopeError(f"{where} is damaged (its header does not match its tensors)") from None
+    return state, str(meta.get("fingerprint", ""))
+
+
+def _metadata(data: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors buffer (read from its JSON header, no tensors)."""
+    import struct
+
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8:
+        raise ValueError("truncated")
+    return json.loads(data[8: 8 + length]).get("__metadata__") or {}
+
+
+def _read_saved(path: Path) -> tuple[dict, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConvscopeError(f"cannot read {path}: {error.strerror or error}") from None
+    return state_from_bytes(data, str(path))
 
 
 def _resume(path: str | Path, fingerprint: str) -> TopExamples | None:
     path = Path(path)
     if not path.is_file():
         return None
-    saved = torch.load(path, weights_only=False)
-    if saved.get("fingerprint") != fingerprint:
+    state, saved = _read_saved(path)
+    if saved != fingerprint:
         warnings.warn(f"{path} was made for other data, layers or k; starting afresh", stacklevel=3)
         return None
-    return TopExamples.from_state(saved["state"])
+    return TopExamples.from_state(state)
 
 
 def load_examples(path: str | Path, data=None) -> TopExamples:
     """Read a saved result (a checkpoint of :func:`top_k_examples`); ``data`` re-attaches the
-    images when they were not files."""
+    images when they were not files. Only the safetensors format is read (it cannot hold code)."""
     path = Path(path)
     if not path.is_file():
         raise ConvscopeError(f"no such examples file: {path}")
-    result = TopExamples.from_state(torch.load(path, weights_only=False)["state"])
+    result = TopExamples.from_state(_read_saved(path)[0])
     if data is not None or result.sources:
         result._images = ImageSource(data if data is not None else result.sources, result.size)
     return result
@@ -423,7 +521,7 @@ def draw_box(image: torch.Tensor, box: tuple[int, int, int, int], colour=(255, 4
 def _tile(picture: Image.Image, side: int) -> Image.Image:
     scale = side / max(picture.size)
     resized = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                             Image.NEAREST if scale > 2 else Image.BILINEAR)
+                             Image.Resampling.NEAREST if scale > 2 else Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (side, side), (255, 255, 255))
     canvas.paste(resized, ((side - resized.width) // 2, (side - resized.height) // 2))
     return canvas

@@ -78,7 +78,7 @@ class Objective:
     def __repr__(self) -> str:
         return f"Objective({self.name})"
 
-    def _combine(self, other, op: Callable, symbol: str) -> "Objective":
+    def _combine(self, other, op: Callable, symbol: str) -> Objective:
         if isinstance(other, Objective):
             return Objective(lambda e: op(self(e), other(e)), self.layers + other.layers,
                              f"{self.name} {symbol} {other.name}")
@@ -105,7 +105,7 @@ class Objective:
 
     __rmul__ = __mul__
 
-    def __neg__(self) -> "Objective":
+    def __neg__(self) -> Objective:
         return Objective(lambda e: -self(e), self.layers, f"-({self.name})")
 
 

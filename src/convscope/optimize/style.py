@@ -72,7 +72,8 @@ def default_style_layers(model: nn.Module) -> tuple[str, list[str]]:
     try:
         return EFFICIENTNET_CONTENT_LAYER, check_layers(model, EFFICIENTNET_STYLE_LAYERS)
     except ConvscopeError:
-        raise ConvscopeError("no default style layers for this model: pass content_layer= and style_layers=") from None
+        raise ConvscopeError("no default style layers for this model: pass content_layer= and style_layers= "
+                             "(CLI: --content-layer and --style-layers; see: convscope layers)") from None
 
 
 @dataclass

@@ -28,6 +28,7 @@ from torch import nn
 from ..attacks.gradient import pgd
 from ..checks import check_images
 from ..errors import ConvscopeError
+from ..filters import jpeg
 from ..hooks import frozen
 from ..registry import Registry
 
@@ -50,11 +51,9 @@ DEFENSES: Registry[Callable[..., InputDefense]] = Registry("defense")
 @DEFENSES.register("jpeg")
 def jpeg_defense(quality: int = 75) -> InputDefense:
     """JPEG re-encoding at ``quality`` (libjpeg through torchvision; not differentiable)."""
-    from torchvision.io import decode_jpeg, encode_jpeg
 
     def apply(x, generator=None):
-        images = list((x.detach() * 255).round().clamp(0, 255).to(torch.uint8).cpu())
-        return torch.stack(decode_jpeg(encode_jpeg(images, quality=quality))).to(x) / 255
+        return jpeg(x, quality)
 
     return InputDefense(f"jpeg(q={quality})", apply, differentiable=False, random=False)
 
@@ -149,13 +148,17 @@ def _nll(log_probabilities: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DefenseResult:
-    """Accuracy of one defended classifier: clean, under the naive and under the adaptive attack."""
+    """Accuracy of one defended classifier: clean, under the naive and under the adaptive attack,
+    and the per-image worst case (an image counts only if it is classified correctly clean and
+    under every attack run: the accuracy an attacker choosing per image would leave)."""
 
     defense: str
     clean_accuracy: float
     naive_accuracy: float
     adaptive_accuracy: float
     adaptive_attack: str
+    worst_case_accuracy: float = float("nan")
+    correct: torch.Tensor | None = None   #: Bool (3, N): clean, naive, adaptive
 
 
 def evaluate_defense(model: nn.Module, defense: InputDefense | str, x: torch.Tensor, y: torch.Tensor,
@@ -185,15 +188,17 @@ def evaluate_defense(model: nn.Module, defense: InputDefense | str, x: torch.Ten
     adaptive = DefendedModel(model, defense, bpda=True, generator=generator)
     attacker = ExpectationOverTransformation(adaptive, eot_samples if defense.random else 1)
 
-    def accuracy(images: torch.Tensor) -> float:
+    def correct(images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return float((defended(images).argmax(-1) == y).float().mean())
+            return (defended(images).argmax(-1) == y).cpu()
 
     with frozen(model):
-        clean = accuracy(x)
+        clean_correct = correct(x)
         naive = pgd(model, x, y, eps, alpha, steps, generator=generator, progress=progress)
         strong = pgd(attacker, x, y, eps, alpha, steps, loss_fn=_nll, generator=generator, progress=progress)
-        naive_accuracy, adaptive_accuracy = accuracy(naive), accuracy(strong)
+        table = torch.stack([clean_correct, correct(naive), correct(strong)])
+    clean, naive_accuracy, adaptive_accuracy = (float(row.float().mean()) for row in table)
     parts = (["BPDA"] if not defense.differentiable else []) + ([f"EOT-{eot_samples}"] if defense.random else [])
     return DefenseResult(defense.name, clean, naive_accuracy, adaptive_accuracy,
-                         f"PGD-{steps}" + (" + " + " + ".join(parts) if parts else ""))
+                         f"PGD-{steps}" + (" + " + " + ".join(parts) if parts else ""),
+                         float(table.all(dim=0).float().mean()), table)

@@ -195,7 +195,7 @@ def train(network: nn.Module, train_data: Dataset, test_data: Dataset, epochs: i
     network.to(device)
     torch.manual_seed(seed)
     model = nn.parallel.DistributedDataParallel(network) if distributed else network
-    sampler = torch.utils.data.DistributedSampler(train_data, world, rank, shuffle=True, seed=seed) if distributed else None
+    sampler: torch.utils.data.DistributedSampler | None = torch.utils.data.DistributedSampler(train_data, world, rank, shuffle=True, seed=seed) if distributed else None
     loader = DataLoader(train_data, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)

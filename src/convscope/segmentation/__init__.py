@@ -29,3 +29,11 @@ def build_segmenter(arch: str, num_classes: int, backbone: str | nn.Module = "ef
     if arch in ("fcn32s", "fcn16s", "fcn8s"):
         return FCN(load_model(backbone) if isinstance(backbone, str) else backbone, num_classes, arch[3:])
     raise ConvscopeError(f"unknown segmentation architecture {arch!r}: choose fcn32s, fcn16s, fcn8s, unet or segnet")
+
+__all__ = ["bilinear_kernel", "bilinear_upsample", "bilinear_upsample_transposed", "build_segmenter",
+           "class_heatmap", "ClassMap", "confusion_matrix", "convolutionalize", "dice_loss", "draw_masks",
+           "evaluate_segmenter", "FCN", "FullyConvolutional", "generate_scenes", "linear_to_conv", "load_voc_folder",
+           "max_pool_with_indices", "max_unpool", "predict_masks", "prediction_figure", "SCENE_CLASSES",
+           "segmentation_loss", "SegmentationData", "SegmentationScores", "SegNet", "stamp_transposed_conv",
+           "stride_layers", "train_segmenter", "TrainingHistory", "UNet", "VOC_CLASSES", "voc_palette",
+           "write_voc_folder"]

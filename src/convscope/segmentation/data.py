@@ -50,10 +50,10 @@ class SegmentationData:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index) -> "SegmentationData":
+    def __getitem__(self, index) -> SegmentationData:
         return SegmentationData(self.images[index], self.masks[index], self.classes)
 
-    def split(self, val_fraction: float, seed: int = 0) -> tuple["SegmentationData", "SegmentationData"]:
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[SegmentationData, SegmentationData]:
         """A random (train, val) split."""
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         cut = len(self) - max(1, round(val_fraction * len(self)))

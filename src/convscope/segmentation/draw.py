@@ -36,6 +36,6 @@ def prediction_figure(images: torch.Tensor, predicted: torch.Tensor, classes: Se
         if truth is not None:
             panels.append(Panel(draw_masks(images[index: index + 1], truth[index: index + 1], len(classes))[0], "truth"))
         panels.append(Panel(draw_masks(images[index: index + 1], predicted[index: index + 1], len(classes))[0], "prediction"))
-    legend = ", ".join(f"{name}={'#%02x%02x%02x' % colour}" for name, colour in zip(classes[1:], voc_palette(len(classes))[1:]))
+    legend = ", ".join(f"{name}=#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}" for name, colour in zip(classes[1:], voc_palette(len(classes))[1:]))
     columns = 3 if truth is not None else 2
     return figure(panels, path, columns=columns, suptitle=(title + "\n" if title else "") + legend, panel_size=2.2)

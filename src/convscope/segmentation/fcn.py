@@ -111,7 +111,7 @@ class FCN(nn.Module):
         self.backbone.requires_grad_(train_backbone)
         self.train(True)
 
-    def train(self, mode: bool = True) -> "FCN":
+    def train(self, mode: bool = True) -> FCN:
         super().train(mode)
         if not self.train_backbone:
             self.backbone.eval()

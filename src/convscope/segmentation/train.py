@@ -51,7 +51,7 @@ class SegmentationScores:
     confusion: torch.Tensor
 
     @classmethod
-    def from_confusion(cls, confusion: torch.Tensor) -> "SegmentationScores":
+    def from_confusion(cls, confusion: torch.Tensor) -> SegmentationScores:
         confusion = confusion.double()
         true_positive = confusion.diag()
         union = confusion.sum(0) + confusion.sum(1) - true_positive

@@ -1,13 +1,11 @@
-"""What the web app can compute, read from the feature packages present in this build.
-
-Each family is offered only when its package imports (attribution, attacks, optimize), and
-its method names come from that family's registry, so the page's menus grow as features
-land. Every function here expects the caller to hold the model gate.
+"""What the web app can compute: the method names come from each family's registry (and
+its metadata: the attacks marked ``interactive``, the attribution methods' ``quick`` settings
+and ``display`` scaling), so the page's menus grow as methods are registered. Every function
+here expects the caller to hold the model gate.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 import torch
@@ -17,31 +15,24 @@ from torch import nn
 from ..models import ImageClassifier
 from ..predictions import predict
 from ..render import overlay
-
-
-def _module(name: str):
-    try:
-        return importlib.import_module(f"convscope.{name}")
-    except ImportError:
-        return None
+from ..targets import class_name
 
 
 def attribution_methods() -> list[str]:
     """Registered attribution methods (empty when ``convscope.attribution`` is absent)."""
-    attribution = _module("attribution")
-    registry = getattr(attribution, "ATTRIBUTIONS", None) or getattr(attribution, "METHODS", None)
-    return registry.names() if registry is not None else []
+    from ..attribution import METHODS
+
+    return METHODS.names()
 
 
 def explain(model, x: torch.Tensor, method: str, target: int, layer: str | None) -> tuple[Image.Image, str | None]:
     """The attribution map of ``target`` drawn over the image, and the layer used (CAM
     methods; other methods ignore ``layer``). Slow methods use the report's quick settings."""
-    from ..attribution import attribute, method_options
+    from ..attribution import attribute, display_mode, method_options, quick_options
     from ..layers import default_cam_layer
-    from ..report import QUICK_OPTIONS, display_mode
 
     accepted = method_options(method)
-    options = {k: v for k, v in QUICK_OPTIONS.get(method, {}).items() if k in accepted}
+    options = quick_options(method)
     if "layer" in accepted:
         options["layer"] = layer = layer or default_cam_layer(model, x.shape[-1])
     else:
@@ -51,9 +42,10 @@ def explain(model, x: torch.Tensor, method: str, target: int, layer: str | None)
 
 
 def attack_methods() -> list[str]:
-    """Registered attacks that take an ``eps`` budget (empty when ``convscope.attacks`` is absent)."""
-    attacks = _module("attacks")
-    return [name for name in attacks.list_attacks() if name in ("fgsm", "bim", "pgd")] if attacks else []
+    """Registered L∞ attacks quick enough for the page (the registry's ``interactive``)."""
+    from ..attacks import ATTACKS
+
+    return ATTACKS.names(interactive=True, uses_eps=True)
 
 
 def attack(model, x: torch.Tensor, method: str, eps: float, encode: Callable[[Image.Image], str]) -> dict[str, Any]:
@@ -62,7 +54,7 @@ def attack(model, x: torch.Tensor, method: str, eps: float, encode: Callable[[Im
     from ..report import attack_pictures
 
     result = run_attack(model, x, method=method, eps=eps, seed=0)
-    pictures = attack_pictures(result, eps)
+    pictures = attack_pictures(result)
     return {"original": encode(pictures[0]), "perturbation": encode(pictures[1]), "adversarial": encode(pictures[2]),
             "before": _ranked(model, x), "after": _ranked(model, result.x_adv), "success": bool(result.success[0]),
             "linf": float(result.linf[0]), "method": method, "eps": eps}
@@ -73,9 +65,8 @@ def _ranked(model, x: torch.Tensor) -> list[dict[str, Any]]:
 
 
 def job_kinds() -> list[str]:
-    """Long jobs this build offers: the full report always; DeepDream and class visualization
-    when ``convscope.optimize`` is present."""
-    return ["report"] + (["dream", "visualize_class"] if _module("optimize") else [])
+    """Long jobs the app offers: the full report, DeepDream and class visualization."""
+    return ["report", "dream", "visualize_class"]
 
 
 class _Watch(nn.Module):
@@ -134,7 +125,7 @@ def job(kind: str, model: ImageClassifier, x: torch.Tensor, image_name: str, ste
             result = visualize_class(watched(model, count, report), goal, size=defaults.CLASS_VIS_SIZE, steps=count,
                                      progress=False)
             return {"image": _data_uri(result.image[0]), "class_id": goal,
-                    "label": model.labels[goal] if model.labels else str(goal)}
+                    "label": class_name(model.labels, goal)}
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     return work

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-class JobCancelled(Exception):
-    """Raised inside a job's progress callback to stop it."""
+class JobCancelled(BaseException):
+    """Raised inside a job's progress callback (or a forward pass, see
+    :func:`~convscope.server.guards.cancellation_point`) to stop it. A ``BaseException``, like
+    ``KeyboardInterrupt``, so that no ``except Exception`` on the way (a report section that
+    records its own failure, a method that rewords errors) turns a cancel into a failure."""
 
 
 class QueueFull(RuntimeError):
@@ -41,7 +44,7 @@ class Job:
 
 
 #: A job's work: ``work(report)`` where ``report(fraction, message)`` updates the progress
-#: and raises :class:`JobCancelled` when the job should stop.
+#: and raises :class:`JobCancelled` when the job should stop; ``report.check()`` only checks.
 JobWork = Callable[[Callable[[float, str], None]], Any]
 
 
@@ -121,18 +124,24 @@ class JobRunner:
             if job is None or work is None or job.status != "queued":
                 continue
 
-            def report(fraction: float, message: str = "", job=job) -> None:
+            def check(job=job) -> None:
                 if job.cancel.is_set():
                     raise JobCancelled("cancelled")
                 if time.monotonic() - job.last_seen > self.abandon_after:
                     raise JobCancelled(f"abandoned: nobody asked about it for {self.abandon_after:g} s")
+
+            def report(fraction: float, message: str = "", job=job) -> None:
+                check()
                 job.progress, job.message = min(max(fraction, 0.0), 1.0), message
 
+            report.check = check
             with self.lock:
                 job.status = "running"
                 try:
                     report(0.0, "started")
-                    job.result = work(report)
+                    result = work(report)
+                    check()  # a cancel during the last step ends "cancelled", not "done"
+                    job.result = result
                     job.status, job.progress, job.message = "done", 1.0, "done"
                 except JobCancelled as stop:
                     job.status, job.message = "cancelled", str(stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 
 
@@ -68,13 +69,19 @@ class ModelGate:
         self._count = threading.Lock()
 
     @contextmanager
-    def hold(self):
+    def hold(self, ticket=None):
+        """Hold the model; while waiting, a cancelled ``ticket`` (its client left) stops the wait."""
         with self._count:
             if self._waiting >= self.max_waiting:
                 raise Busy(f"{self._waiting} requests are waiting for the model")
             self._waiting += 1
         try:
-            acquired = self.lock.acquire(timeout=self.timeout)
+            deadline = time.monotonic() + self.timeout
+            acquired = False
+            while not acquired and time.monotonic() < deadline:
+                acquired = self.lock.acquire(timeout=min(0.1, max(deadline - time.monotonic(), 0.0)))
+                if not acquired and ticket is not None:
+                    ticket.raise_if_stopped()
         finally:
             with self._count:
                 self._waiting -= 1

@@ -15,9 +15,28 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..images import SAMPLES, array_to_tensor, pil_to_tensor, resize, sample_array
+from ..errors import ConvscopeError
+from ..images import SAMPLES, ImageTooLarge, array_to_tensor, open_checked, pil_to_tensor, resize, sample_array
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _give_memory_back() -> None:
+    """Return freed heap pages to the OS after a large decode (glibc keeps them otherwise, and the
+    process's resident memory stays at its peak); a no-op where ``malloc_trim`` does not exist."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 class UploadRejected(ValueError):
@@ -63,30 +82,50 @@ class ImageStore:
     """Uploaded photos by SHA-256 of their bytes (kept as uint8, at most ``max_side`` px),
     plus the bundled ``sample:NAME`` photos. Nothing is ever written to disk."""
 
-    def __init__(self, capacity: int = 32, max_pixels: int = 40_000_000, max_side: int = 1024):
+    def __init__(self, capacity: int = 32, max_pixels: int = 40_000_000, max_side: int = 1024, decoders: int = 2,
+                 decode_wait: float = 30.0):
         self._images = LRU(capacity)
         self.max_pixels, self.max_side = max_pixels, max_side
+        # at most ``decoders`` uploads decode at once: each may need max_pixels x 4 bytes for a moment
+        self._decoding, self.decode_wait = threading.BoundedSemaphore(decoders), decode_wait
 
     def add(self, data: bytes) -> tuple[str, tuple[int, int]]:
-        """Decode an upload; return its id and (width, height). Raises :class:`UploadRejected`."""
+        """Decode an upload; return its id and (width, height). Raises :class:`UploadRejected`.
+
+        The header's size is checked before any pixel is decoded (413 over ``max_pixels`` or
+        more elongated than 100:1); the picture is shrunk to ``max_side`` in 8 bits before it
+        becomes a float tensor. Blocking: call it from a worker thread, not the event loop."""
+        if not self._decoding.acquire(timeout=self.decode_wait):
+            raise UploadRejected(503, "busy decoding other uploads; try again")
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > self.max_pixels:
-                    raise UploadRejected(413, f"image has {image.width}x{image.height} pixels; "
-                                              f"the limit is {self.max_pixels:,}")
-                image.load()
-                tensor = pil_to_tensor(image)
-        except UploadRejected:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            with open_checked(io.BytesIO(data), "the upload", self.max_pixels) as image:
+                size = image.size
+                tensor = pil_to_tensor(self._shrunk(image))
+        except ImageTooLarge as error:
+            raise UploadRejected(413, str(error)) from None
+        except (ConvscopeError, UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
             raise UploadRejected(415, "the upload is not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
-        size = (tensor.shape[-1], tensor.shape[-2])
-        scale = self.max_side / max(size)
-        if scale < 1:
-            tensor = resize(tensor[None], (round(tensor.shape[-2] * scale), round(tensor.shape[-1] * scale)))[0]
+        finally:
+            self._decoding.release()
+            _give_memory_back()
+        scale = self.max_side / max(tensor.shape[-2:])
+        if scale < 1:  # modes PIL cannot resize in 8 bits (16-bit, float)
+            tensor = resize(tensor[None], (max(1, round(tensor.shape[-2] * scale)),
+                                           max(1, round(tensor.shape[-1] * scale))))[0]
         image_id = hashlib.sha256(data).hexdigest()
         self._images.put(image_id, (tensor.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
         return image_id, size
+
+    def _shrunk(self, image: Image.Image) -> Image.Image:
+        if image.mode == "P":
+            image = image.convert("RGBA")
+        if max(image.size) > self.max_side and image.mode in ("RGB", "RGBA", "L", "LA"):
+            if image.format == "JPEG":
+                image.draft(image.mode, (self.max_side, self.max_side))
+            image.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        else:
+            image.load()
+        return image
 
     def tensor(self, image_id: str, size: int):
         """(1, 3, size, size) in [0, 1] for an id or ``sample:NAME``; ``None`` when unknown."""

@@ -1,0 +1,84 @@
+"""LRP speed: convscope next to zennit 0.5 and a bare forward+backward of the same model and batch.
+
+Run: ``python benchmarks/lrp.py [--batch 2] [--size 224] [--repeats 3] [--threads 2]``.
+Models: the embedded EfficientNet-Lite0 and torchvision ResNet-18 (random weights; the
+speed does not depend on them). zennit runs its ``EpsilonGammaBox`` / ``EpsilonAlpha2Beta1Flat``
+composites with its ResNet canonizer on ResNet-18 and without canonizer on EfficientNet-Lite0
+(its BatchNorm merging needs ``nn.Sequential`` neighbours, timm's blocks are not).
+Goal: LRP <= 1.3 x forward+backward. Each round runs bare, convscope and zennit in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torchvision
+from rich.console import Console
+from rich.table import Table
+
+import convscope
+from convscope.attribution import attribute
+from convscope.hooks import frozen
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py: the shared helper)
+
+
+def interleaved_best(functions: dict, repeats: int) -> dict:
+    """Best wall time of each function after one warm-up, running them in turn in every round."""
+    return interleaved(functions, repeats, "min")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox
+    from zennit.torchvision import ResNetCanonizer
+
+    images = torch.cat([convscope.load_image(f"sample:{name}", args.size) for name in ("chelsea", "coffee")])
+    x = images.repeat((args.batch + 1) // 2, 1, 1, 1)[: args.batch].to(args.device)
+    lite = convscope.load_model().to(args.device)
+    resnet = convscope.models.ImageClassifier(torchvision.models.resnet18(), [0.485, 0.456, 0.406],
+                                              [0.229, 0.224, 0.225]).to(args.device).eval()
+    table = Table("model", "composite", "bare fwd+bwd (s)", "convscope (s)", "zennit (s)", "convscope / bare",
+                  "zennit / bare", title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}")
+    for model, canonizers in ((lite, []), (resnet, [ResNetCanonizer])):
+        targets = torch.arange(len(x), device=x.device) + 1
+        anchor = copy.deepcopy(model).eval()
+        normalized = anchor.normalize(x).detach()
+        low, high = anchor.normalize(torch.zeros_like(x)), anchor.normalize(torch.ones_like(x))
+
+        def bare():
+            with frozen(model):
+                inputs = x.detach().requires_grad_(True)
+                torch.autograd.grad(model(inputs).gather(1, targets[:, None]).sum(), inputs)
+
+        for name, make in (("epsilon_gamma_box", lambda: EpsilonGammaBox(low=low, high=high,
+                                                                           canonizers=[c() for c in canonizers])),
+                           ("epsilon_alpha2_beta1_flat", lambda: EpsilonAlpha2Beta1Flat(
+                               canonizers=[c() for c in canonizers]))):
+            def ours(name=name):
+                attribute(model, x, targets, method="lrp", rule=name)
+
+            def theirs(make=make):
+                with Gradient(anchor.network, make()) as attributor:
+                    attributor(normalized.clone().requires_grad_(True),
+                               lambda out: torch.zeros_like(out).scatter(1, targets[:, None],
+                                                                          out.gather(1, targets[:, None])))
+
+            best = interleaved_best({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
+            table.add_row(model.network.__class__.__name__, name, f"{best['bare']:.3f}", f"{best['ours']:.3f}",
+                          f"{best['zennit']:.3f}", f"{best['ours'] / best['bare']:.2f}",
+                          f"{best['zennit'] / best['bare']:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
