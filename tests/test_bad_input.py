@@ -198,3 +198,17 @@ def test_float64_is_converted_to_float32(model):
 def test_eps_range():
     assert RANGES["eps"].check(float("inf")) and RANGES["eps"].check(-0.1) and RANGES["eps"].check(1.5)
     assert RANGES["eps"].check(8 / 255) is None
+
+
+def test_gradcam_on_layers_before_an_in_place_activation_and_on_skipped_layers(model):
+    """Layers followed by ReLU6(inplace=True) used to fail with 'leaf Variable ... in-place'
+    (33 of the 272 listed layers); a drop_path the network never calls (no shape in the layer
+    table) used to be a KeyError: now a map, or one ConvscopeError saying the layer did not run."""
+    x = torch.rand(1, 3, 64, 64)
+    rows = {row.name: row for row in convscope.layer_table(model, 64)}
+    for name in ("conv_stem", "bn1.drop", "blocks.0.0.bn1.drop", "blocks.1.0.bn2.drop", "blocks.1.1.drop_path"):
+        heat = convscope.attribute(model, x, 0, method="gradcam", layer=name)
+        assert heat.shape == (1, 1, 64, 64) and torch.isfinite(heat).all()
+    assert rows["blocks.0.0.drop_path"].output_shape is None
+    with pytest.raises(ConvscopeError, match="did not run"):
+        convscope.attribute(model, x, 0, method="gradcam", layer="blocks.0.0.drop_path")
