@@ -304,3 +304,22 @@ def test_train_reads_any_labelled_spec(monkeypatch, capsys, tmp_path):
     assert (tmp_path / "standard.safetensors").is_file() and "standard training" in text
     code, _, err = run_cli(monkeypatch, capsys, "train", "photos", "--epochs", "1")
     assert code == 2 and "training needs a label for every image" in err
+
+
+def test_sanity_over_a_dataset_averages_the_per_image_scores_with_an_interval(model):
+    from convscope.attribution.batch import sanity_dataset
+    from convscope.attribution.sanity import sanity_check
+
+    from convscope.data import take
+
+    data = take(open_dataset("samples:imagenet", 32), 10)
+    groups = ["network.classifier", "network.blocks.6"]
+    rows, names, reduced = sanity_dataset(model, data, ["saliency"], "independent", seed=0, batch_size=5, workers=0,
+                                          groups=groups)
+    images = torch.stack([data[i][0] for i in range(10)])
+    direct = sanity_check(model, images, None, ["saliency"], "independent", groups, seed=0, progress=False)
+    assert reduced.images == 10 and len(rows) == len(direct.steps) == 2
+    for (_, _step, rho, half, _ssim, _), expected in zip(rows, direct.spearman[0]):
+        assert rho == pytest.approx(float(np.nan_to_num(expected).mean()), abs=1e-6)
+        # t(0.975, 9) = 2.262
+        assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10 ** 0.5, rel=1e-3, abs=1e-9)

@@ -90,7 +90,8 @@ def _send_and_leave(url: str, body: dict, seen: dict, passes_before_leaving: int
 
 def test_requests_whose_client_left_are_not_computed_to_the_end(served, model):
     url, app = served
-    # PGD with the app's settings: 10 steps of forward+backward plus the predictions before and after
+    # one complete PGD request with the app's settings runs 14 forward passes (10 steps plus the
+    # predictions before and after, counted 2026-12-01); 12 is a lower bound
     full = 12
     with counted(model.network, delay=0.1) as seen:
         _send_and_leave(url, {"image": "sample:astronaut", "method": "pgd", "eps": 1 / 255}, seen, 1)

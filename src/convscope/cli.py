@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attack-eval": ("attacks", "Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset."),
     "fooling": ("attacks", "Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."),
     "patch": ("attacks", "Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."),
+    "transfer-matrix": ("attacks", "Attack every model (source) and score every model (target) on the results: a transfer heatmap and CSV."),
     "weights": ("dissect", "A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."),
     "examples": ("dissect", "Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014)."),
     "atlas": ("dissect", "A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."),

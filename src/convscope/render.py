@@ -192,6 +192,35 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path |
     return figure_to_image(fig, path)
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def annotate(picture: Image.Image, title: str = "", row_labels: Sequence[str] = (), row_height: int = 0,
+             label_width: int = 0) -> Image.Image:
+    """Add a title band above a PIL sheet and, with ``row_labels``, a left column naming each row
+    (rows ``row_height`` px apart). For figures made of tiles (filters, dataset examples)."""
+    from PIL import ImageDraw
+
+    band = 26 if title else 0
+    margin = label_width or (max((len(text) for text in row_labels), default=0) * 7 + 10 if row_labels else 0)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    needed = int(probe.textlength(title, font=_font(14))) + 12 if title else 0
+    out = Image.new("RGB", (max(picture.width + margin, needed), picture.height + band), (255, 255, 255))
+    out.paste(picture, (margin, band))
+    draw = ImageDraw.Draw(out)
+    if title:
+        draw.text((6, 5), title, fill=(0, 0, 0), font=_font(14))
+    for row, text in enumerate(row_labels):
+        draw.text((4, band + row * row_height + max(0, row_height // 2 - 7)), text, fill=(0, 0, 0), font=_font(11))
+    return out
+
+
 def png_bytes(picture: Image.Image) -> bytes:
     """PNG-encode a PIL image (for notebooks, the report and the web app)."""
     buffer = io.BytesIO()

@@ -210,7 +210,8 @@ def attribution_section(model, image, context) -> Section | None:
         figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
         rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
     return Section(f"Attribution maps for “{label}” ({target})", figures=figures, headers=["method", "options", "seconds"],
-                   rows=rows, note="CAM and occlusion maps scaled min-max; gradient maps by |value| / 99.5th percentile; jet colour map")
+                   rows=rows, note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
+                                   "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)")
 
 
 @REPORT_SECTIONS.register("sanity")

@@ -186,3 +186,92 @@ def explain_dataset(model, data, method: str = "gradcam", out: str | Path = "exp
                                  progress=lambda n: advance(n))
     reduced.summary = reduction.summary(reduced.state)
     return reduction.finish(-(-len(dataset) // batch_size)), reduced
+
+
+class SanityReduction(Reduction):
+    """The model-parameter randomization test (Adebayo et al. 2018) reduced over a dataset:
+    sums and sums of squares of the per-image Spearman and SSIM, per (method, step).
+
+    The randomization seed is the same for every batch (all images see the same randomized
+    models); the targets are each image's prediction (or label with ``target="label"``).
+    """
+
+    def __init__(self, model, methods, scheme: str = "cascading", seed: int = 0, target: str = "predicted",
+                 options: dict | None = None, groups=None):
+        from .sanity import randomization_groups
+
+        if target not in TARGETS:
+            raise ConvscopeError(f"dataset sanity --target takes {' | '.join(TARGETS)}, got {target!r}")
+        self.model, self.methods, self.scheme, self.seed = model, [METHODS.canonical(m) for m in methods], scheme, seed
+        self.target, self.options = target, options or {}
+        self.groups = list(groups) if groups is not None else list(randomization_groups(model))
+
+    def key(self) -> dict:
+        return {"methods": self.methods, "scheme": self.scheme, "seed": self.seed, "target": self.target,
+                "options": self.options, "groups": self.groups, "model": getattr(self.model, "name", type(self.model).__name__)}
+
+    def prepare(self, device) -> None:
+        if device is not None:
+            self.model.to(device)
+
+    def start(self) -> dict:
+        return {"images": 0}
+
+    def update(self, state: dict, batch: Batch, number: int) -> None:
+        from .sanity import sanity_check
+
+        device = model_device(self.model)
+        x = batch.images.to(device)
+        target = None
+        if self.target == "label":
+            with torch.no_grad(), frozen(self.model):
+                predicted = self.model(x).argmax(-1)
+            given = batch.labels.to(device)
+            target = torch.where(given >= 0, given, predicted)
+        result = sanity_check(self.model, x, target, self.methods, self.scheme, self.groups, seed=self.seed,
+                              options=self.options, progress=False)
+        self.step_names = list(result.steps)
+        for name, values in (("spearman", result.spearman), ("ssim", result.ssim)):
+            values = torch.from_numpy(np.nan_to_num(values.astype(np.float64)))
+            state[f"{name}_sum"] = state.get(f"{name}_sum", 0) + values.sum(-1)
+            state[f"{name}_squares"] = state.get(f"{name}_squares", 0) + (values ** 2).sum(-1)
+        state["images"] += x.shape[0]
+
+    def merge(self, total: dict, part: dict) -> dict:
+        for name, value in part.items():
+            total[name] = total.get(name, 0) + value
+        return total
+
+    def rows(self, state: dict) -> list[tuple[str, int, float, float, float, float]]:
+        """(method, step number, mean Spearman, CI half-width, mean SSIM, CI half-width)."""
+        count, rows = state["images"], []
+        for i, method in enumerate(self.methods):
+            for j in range(state["spearman_sum"].shape[1]):
+                rho = mean_interval(float(state["spearman_sum"][i, j]), float(state["spearman_squares"][i, j]), count)
+                ssim = mean_interval(float(state["ssim_sum"][i, j]), float(state["ssim_squares"][i, j]), count)
+                rows.append((method, j, *rho, *ssim))
+        return rows
+
+
+def sanity_dataset(model, data, methods=("saliency", "gradcam"), scheme: str = "cascading", seed: int = 0,
+                   target: str = "predicted", options: dict | None = None, batch_size: int = 8, size: int | None = None,
+                   preprocess: str = "crop", strict: bool = False, workers: int | None = None, engine: str = "local",
+                   address: str | None = None, label_file=None, progress: bool = False, groups=None):
+    """:func:`~convscope.attribution.sanity.sanity_check` over a dataset, streamed: mean Spearman / SSIM
+    per method and randomization step with 95 % confidence intervals over the images.
+
+    Returns ``(rows, step names, Reduced)`` with rows as in :meth:`SanityReduction.rows`.
+    """
+    from rich.progress import Progress
+
+    from ..data import open_dataset, reduce_dataset
+
+    reduction = SanityReduction(model, methods, scheme, seed, target, options, groups)
+    dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
+                           labels=getattr(model, "labels", None), label_file=label_file)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("sanity", total=len(dataset))
+        reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict, None,
+                                 engine=engine, address=address, progress=lambda n: bar.advance(task, n))
+    names = list(getattr(reduction, "step_names", None) or reduction.groups)
+    return reduction.rows(reduced.state), names, reduced

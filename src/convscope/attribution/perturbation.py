@@ -50,7 +50,7 @@ def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: f
     counts = torch.zeros(1, 1, height, width, device=x.device, dtype=x.dtype)
     for top, left in boxes:
         counts[..., top:top + window, left:left + window] += 1
-    from rich.progress import track
+    from ..progress import track
 
     chunks = range(0, len(boxes), max(1, batch_size))
     with torch.no_grad():
@@ -58,7 +58,7 @@ def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: f
             image = x[index:index + 1]
             target_here = ids[index:index + 1] if isinstance(ids, torch.Tensor) else ids
             clean = objective_score(model, image, target_here, objective)
-            for start in track(chunks, description=f"occlusion {index + 1}/{x.shape[0]}", disable=not progress):
+            for start in track(chunks, f"occlusion {index + 1}/{x.shape[0]}", progress):
                 part = boxes[start:start + batch_size]
                 copies = image.repeat(len(part), 1, 1, 1)
                 for k, (top, left) in enumerate(part):

@@ -120,7 +120,7 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target=None, methods: Sequen
         options: per-method options, e.g. ``{"integrated_gradients": {"steps": 16}}``.
         progress: show a progress bar.
     """
-    from rich.progress import track
+    from ..progress import track
 
     from . import METHODS, STOCHASTIC, attribute
     from .noise import fixed_targets
@@ -149,7 +149,7 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target=None, methods: Sequen
     randomized = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for step, group in enumerate(track(groups, description=f"{scheme} randomization", disable=not progress)):
+        for step, group in enumerate(track(groups, f"{scheme} randomization", progress)):
             if scheme == "independent":
                 randomized = copy.deepcopy(model)
             reinitialize(randomized, group)
