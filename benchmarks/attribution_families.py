@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=64, help="masked / ablated images per forward pass")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", default="", help="comma-separated method names: run only those rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -147,7 +148,10 @@ def main() -> None:
     table = Table("method", "convscope s", "÷ (passes × bare)", "bare s", "anchor", "anchor s", "convscope ÷ anchor",
                   title=f"CAM / Shapley families, batch {args.batch} at {args.size}px, {args.threads} threads, "
                         f"{device.type}")
+    wanted = [part for part in args.only.split(",") if part]
     for name, bare, passes, mine, anchor, anchor_name in rows:
+        if wanted and name.split()[0] not in wanted:
+            continue
         times = interleaved_best({"bare": timed(bare), "mine": timed(mine), "anchor": timed(anchor)}, args.repeats)
         cells = (name, f"{times['mine']:.3f}", f"{times['mine'] / (passes * times['bare']):.2f}", f"{times['bare']:.3f}",
                  anchor_name, f"{times['anchor']:.3f}", f"{times['mine'] / times['anchor']:.2f}")
