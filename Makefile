@@ -2,23 +2,32 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench docs lint typecheck clean samples
+.PHONY: demo test test-fast bench docs lint typecheck clean samples
 
-$(VENV)/.installed: pyproject.toml
+# `make demo` installs what the tour runs (the API and the cli extra); `make test` adds the test,
+# docs and dev extras (reference libraries, Ray, Playwright, mkdocs, ruff, mypy).
+$(VENV)/.demo: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[test,docs,dev]"
+	$(PY) -m pip install --quiet -e ".[cli]"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.demo
+	$(PY) -m pip install --quiet -e ".[cli,test,docs,dev]"
 	$(PY) -m pip install --quiet --no-deps torch-lucent==0.1.8
 	$(PY) -m pip install --quiet --no-deps foolbox==3.3.4  # the labelled samples (samples:imagenet, ...): data files only
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo
 	$(VENV)/bin/convscope tour --out tour
 	$(VENV)/bin/convscope report sample:chelsea --out tour/report.html
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not browser and not distributed"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -12,7 +12,6 @@ only with --deepfool-reference (374 s against our 1.2 s on a loaded 2-core machi
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -26,15 +25,11 @@ from convscope.attacks.deepfool import deepfool
 from convscope.attacks.evolution import one_pixel
 from convscope.attacks.gradient import fgsm, pgd
 from convscope.attacks.square import square
+from timing import repeat  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 def timed(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return repeat(function, repeats, "median")
 
 
 def main() -> None:

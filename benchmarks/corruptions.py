@@ -8,21 +8,22 @@ Severity 3 of each of the 19 corruptions, convscope on one batch, imagecorruptio
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import convscope
 from convscope.robustness import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
-from convscope.testing import load_imagecorruptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import load_imagecorruptions  # noqa: E402  (the test-suite's shim for the reference)
+from timing import repeat  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
-def seconds(function, repeat: int = 1) -> float:
-    start = time.perf_counter()
-    for _ in range(repeat):
-        function()
-    return (time.perf_counter() - start) / repeat
+def seconds(function, repeat_count: int = 1) -> float:
+    return repeat(function, repeat_count, "mean")
 
 
 def main() -> None:

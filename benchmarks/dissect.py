@@ -11,32 +11,22 @@ memory, so file decoding is not timed.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 
 import torch
 
 import convscope
 from convscope.dissect.examples import ImageSource, empty_result, mine_range
 from convscope.hooks import frozen
+from timing import interleaved, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 LAYERS = ["bn1", "blocks.1", "blocks.3", "blocks.5"]
 BATCH, SIZE, REPEATS = 16, 224, 5
 
 
 def timed(functions: dict) -> dict[str, float]:
-    """Median seconds of each function; rounds interleave them so a shared machine's load drift
-    hits all alike."""
-    for function in functions.values():
-        function()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(REPEATS):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    """Median seconds of each function; rounds interleave them (load drift hits all alike)."""
+    return interleaved(functions, REPEATS, "median")
 
 
 def main() -> None:
@@ -79,6 +69,7 @@ def main() -> None:
     base = rows[0][1]
     print(f"EfficientNet-Lite0, batch {BATCH} x {SIZE} px, {torch.get_num_threads()} threads, median of {REPEATS} interleaved rounds")
     print(f"{'what':40s} {'s/batch':>9s} {'images/s':>9s} {'throughput vs forward':>22s}")
+    save_results("dissect", [{"what": name, "seconds_per_batch": seconds} for name, seconds in rows])
     for name, seconds in rows:
         print(f"{name:40s} {seconds:9.3f} {BATCH / seconds:9.1f} {base / seconds:22.2f}")
 

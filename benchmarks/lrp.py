@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
 import torchvision
@@ -22,18 +21,12 @@ from rich.table import Table
 import convscope
 from convscope.attribution import attribute
 from convscope.hooks import frozen
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 def interleaved_best(functions: dict, repeats: int) -> dict:
-    for function in functions.values():
-        function()
-    best = {name: float("inf") for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    """Best wall time of each function after one warm-up, running them in turn in every round."""
+    return interleaved(functions, repeats, "min")
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ each line's ratio is its time over one bare forward+backward of the same image.
 
 from __future__ import annotations
 
-import time
 
 import torch
 from fastapi.testclient import TestClient
@@ -17,15 +16,11 @@ from rich.table import Table
 import convscope
 from convscope.report import build_report
 from convscope.server import create_app
+from timing import repeat, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
-def best_of(function, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def best_of(function, repeat_count: int = 3) -> float:
+    return repeat(function, repeat_count, "min")
 
 
 def main() -> None:
@@ -52,6 +47,7 @@ def main() -> None:
             rows.append((f"{name} (first)", best_of(lambda path=path, body=body: client.post(path, json=body).raise_for_status(), 1)))
             rows.append((f"{name} (cached)", best_of(lambda path=path, body=body: client.post(path, json=body).raise_for_status(), 3)))
     table = Table("what", "seconds", "x bare fwd+bwd", title=f"report and web app, {torch.get_num_threads()} threads")
+    save_results("report", [{"what": name, "seconds": seconds} for name, seconds in rows])
     for name, seconds in rows:
         table.add_row(name, f"{seconds:.3f}", f"{seconds / bare:.1f}")
     Console().print(table)

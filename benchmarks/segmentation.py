@@ -7,21 +7,17 @@ Run: ``python benchmarks/segmentation.py``. Same model, same batch, one process:
 * ``stamp_transposed_conv`` (the teaching loop) vs ``F.conv_transpose2d``.
 """
 
-import time
 
 import torch
 import torch.nn.functional as F
 
 import convscope
 from convscope.segmentation import FCN, UNet, class_heatmap, segmentation_loss, stamp_transposed_conv
+from timing import repeat, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 def timed(function, repeats=5):
-    function()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
+    return repeat(function, repeats, "mean", warmup=True)
 
 
 def main():
@@ -60,6 +56,8 @@ def main():
     ]
     base = {"bare": rows[0][1], "forward": rows[3][1], "conv": rows[5][1]}
     print(f"{'what':45s} {'seconds':>10s} {'ratio':>8s}")
+    save_results("segmentation", [{"what": name, "seconds": seconds, "relative_to": against}
+                                  for name, seconds, against in rows])
     for name, seconds, against in rows:
         ratio = f"{seconds / base[against]:.2f}x" if against else "1.00x"
         print(f"{name:45s} {seconds:10.4f} {ratio:>8s}")

@@ -11,32 +11,20 @@ drop), which takes several minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import convscope
 from convscope.optimize import channel, render
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 LAYER, CHANNEL = "blocks.4", 10
 
 
 def timed_interleaved(functions: dict, rounds: int = 3) -> dict:
-    """Best wall time of each function over ``rounds``, running them in turn each round (so a
-    change in machine load hits all of them alike)."""
-    best = {name: float("inf") for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            try:
-                function()
-            except Exception as error:  # report, do not hide, why a library could not run
-                print(f"{name} could not run: {type(error).__name__}: {error}")
-                best[name] = None
-                continue
-            if best[name] is not None:
-                best[name] = min(best[name], time.perf_counter() - start)
-    return {name: seconds for name, seconds in best.items() if seconds is not None}
+    """Best wall time of each function over ``rounds``, in turn each round; a library that cannot
+    run is reported and left out."""
+    return interleaved(functions, rounds, "min", warmup=False, keep_going=True)
 
 
 def lucent_render(model, size: int, steps: int):

@@ -31,3 +31,24 @@ def small_batch(chelsea, coffee):
     """chelsea and coffee at 128 px: a real batch of 2 where the size does not matter."""
     return torch.nn.functional.interpolate(torch.cat([chelsea, coffee]), size=128, mode="bilinear",
                                            antialias=True, align_corners=False).clamp(0, 1)
+
+
+# ---------------------------------------------------------------- markers (registered in pyproject.toml)
+# `make test` runs everything; `make test-fast` leaves out the three kinds below. One table here
+# instead of decorators scattered over the files; a test file can also mark itself.
+MARKED = {
+    "browser": ("tests/e2e/",),
+    "distributed": ("tests/test_dissect_ray.py", "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun"),
+    "slow": ("tests/test_robustness.py::test_adversarial_training_beats_standard_training",
+             "tests/test_segmentation_training.py", "tests/test_transfer.py", "tests/test_server_live.py",
+             "tests/test_model_spec.py"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        path = path if path.startswith("tests/") else "tests/" + path
+        for marker, prefixes in MARKED.items():
+            if path.startswith(prefixes):
+                item.add_marker(getattr(pytest.mark, marker))

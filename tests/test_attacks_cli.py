@@ -9,7 +9,7 @@ import convscope
 from convscope.attacks.evaluate import evaluate_attack
 from convscope.attacks.figure import amplified, attack_figure
 from convscope.images import load_folder
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
 def test_amplified_perturbation_uses_the_full_range_around_grey():

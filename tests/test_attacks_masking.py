@@ -47,7 +47,7 @@ def test_zero_gradients_are_flagged_as_masking(model, photos):
 
 
 def test_defenses_cli_flags_the_non_differentiable_defense(monkeypatch, capsys):
-    from convscope.testing import run_cli
+    from helpers import run_cli
 
     code, stdout, _ = run_cli(monkeypatch, capsys, "defenses", "samples", "--defenses", "bit_depth,median",
                               "--masking-checks", "--size", "64", "--limit", "4", "--steps", "5")

@@ -55,7 +55,7 @@ def test_bad_patch_arguments_are_one_line_errors(model):
 
 
 def test_cli_trains_a_patch_and_draws_it_on_held_out_photos(tmp_path, monkeypatch, capsys):
-    from convscope.testing import run_cli
+    from helpers import run_cli
 
     out = tmp_path / "patch.png"
     code, stdout, _ = run_cli(monkeypatch, capsys, "patch", "--target", "zebra", "--size", "64", "--patch-size", "16",

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import convscope
 from convscope.attribution import attribute
 from convscope.attribution.cam_family import full_gradient_decomposition
 from convscope.hooks import capture

@@ -10,7 +10,7 @@ from convscope.attribution import attribute
 from convscope.attribution.evaluate import deletion, insertion
 from convscope.attribution.sanity import randomization_groups, sanity_check, sanity_figure, similarity
 from convscope.testing import assert_untouched, model_state
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
 def test_predict_prints_the_cats_first(monkeypatch, capsys):

@@ -15,7 +15,7 @@ import convscope
 from convscope.errors import ConvscopeError
 from convscope.robustness import BENCHMARK_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt
 from convscope.robustness import corruptions as ours
-from convscope.testing import load_imagecorruptions
+from helpers import load_imagecorruptions
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from convscope.data import (ClassNames, SkipLog, imagenet_wnids, open_dataset, r
                             stream)
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
-from convscope.testing import run_cli
+from helpers import run_cli
 
 try:
     samples_folder()
@@ -253,3 +253,24 @@ def test_examples_and_robustness_skip_name_and_count_a_corrupt_file_or_stop_with
     code, _, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast", "--strict",
                            "--out-dir", str(tmp_path / "r"), *common)
     assert code == 2 and "zz_broken.jpg" in err
+
+
+def test_shape_bias_on_a_model_vs_human_stimulus_folder(model, monkeypatch, capsys, tmp_path):
+    from convscope.images import load_image, save_image
+    from convscope.robustness.shape_bias import ShapeBiasResult, category_decisions, stimulus_shape_bias
+
+    files = {"cat/cat1-clock1.png": "sample:chelsea", "clock/clock1-cat1.png": "sample:clock",
+             "cat/cat2-cat3.png": "sample:chelsea", "clock/clock2-keyboard1.png": "sample:coins"}
+    for name, spec in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        save_image(load_image(spec, 64), tmp_path / name)
+    (tmp_path / "cat" / "cat9-bottle1.png").write_bytes(b"\x89PNG broken")
+    result, names, skips = stimulus_shape_bias(model, tmp_path, size=64, workers=0)
+    assert sorted(names) == ["cat/cat1-clock1.png", "clock/clock1-cat1.png", "clock/clock2-keyboard1.png"]
+    assert [name for name, _ in skips.items] == ["cat/cat9-bottle1.png"]   # skipped and named
+    images = torch.cat([load_image(tmp_path / name, 64) for name in names])
+    expected = ShapeBiasResult(category_decisions(model, images), ["cat", "clock", "clock"], ["clock", "cat", "keyboard"])
+    assert result.decisions == expected.decisions and result.shape_bias == expected.shape_bias
+    code, text, err = run_cli(monkeypatch, capsys, "shape-bias", "--stimuli", str(tmp_path), "--size", "64",
+                              "--workers", "0", "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert code == 0 and f"shape bias {result.shape_bias:.3f}" in text and "cat9-bottle1.png" in text, err

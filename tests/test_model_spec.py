@@ -15,10 +15,9 @@ import textwrap
 import pytest
 import torch
 
-import convscope
 from convscope.errors import ConvscopeError
 from convscope.models import ModelSpec, load_model, parse_labels, parse_size, save_checkpoint
-from convscope.testing import run_cli
+from helpers import run_cli
 
 USER_NETS = '''
 from torch import nn
@@ -270,3 +269,27 @@ def test_option_vocabulary(monkeypatch, capsys, tmp_path):
     assert code == 2 and "did you mean steps" in err
     code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--eps", "eight")
     assert code == 2 and "8/255" in err
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+
+    code = ("import sys; from convscope.cli import main; sys.argv = ['convscope', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "NO-TORCH" in result.stdout and "finetune" in result.stdout, result.stdout[-500:] + result.stderr[-500:]
+
+
+def test_the_command_table_is_what_the_modules_register():
+    import pkgutil
+
+    import convscope.commands
+    from convscope.cli import COMMANDS, feature_commands
+
+    registered = {}
+    for module in pkgutil.iter_modules(convscope.commands.__path__):
+        for name, command in feature_commands(module.name).items():
+            registered[name] = (module.name, command.get_short_help_str(limit=300))
+    # a new command or a new first docstring line: update COMMANDS in convscope/cli.py (--help reads it)
+    assert registered == COMMANDS, {k: v for k, v in registered.items() if COMMANDS.get(k) != v}

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from convscope.commands.synthesis import parse_channels, synthesis_step
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
 def test_visualize_writes_a_grid_of_channels(monkeypatch, capsys, tmp_path):

@@ -10,7 +10,8 @@ import torch
 import convscope
 from convscope.errors import ConvscopeError
 from convscope.optimize import evaluate, embedding
-from convscope.testing import assert_untouched, model_state, run_cli
+from convscope.testing import assert_untouched, model_state
+from helpers import run_cli
 
 open_clip = pytest.importorskip("open_clip")
 from convscope.optimize.clip import invert_text, load_clip, text_embedding  # noqa: E402

@@ -92,3 +92,19 @@ def test_one_display_rule_for_maps_and_perturbations(monkeypatch):
     assert gain == pytest.approx(0.5 * 255 / 8)  # the budget, not the 1/255 peak of one step
     _, drawn, _ = attack_pictures(result)
     assert (np.asarray(drawn) == to_uint8(shown)).all()
+
+
+def test_one_progress_bar_draws_nothing_when_off_and_stops_cleanly_on_ctrl_c():
+    from convscope.progress import progress_bar
+
+    done = []
+    with progress_bar(3, "off", enabled=False) as advance:
+        advance(2, "note")
+        done.append(1)
+    assert done == [1]
+    with pytest.warns(RuntimeWarning, match="loop: interrupted; keeping the results so far"):
+        with progress_bar(3, "loop", enabled=True) as advance:
+            advance()
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), progress_bar(3, "report", enabled=False, interrupted=None):
+        raise KeyboardInterrupt

@@ -1,7 +1,7 @@
 """``convscope heatmap``, ``segment train|eval|predict`` and ``finetune`` as a user runs them."""
 
 
-from convscope.testing import run_cli
+from helpers import run_cli
 
 
 def test_heatmap_writes_the_class_map(monkeypatch, capsys, tmp_path):

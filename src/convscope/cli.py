@@ -1,15 +1,18 @@
 """The ``convscope`` command line: thin commands over the Python API.
 
 Core commands live here; each feature adds its own in ``convscope/commands/NAME.py``
-(a ``register(app)`` function), found automatically. Bad input prints one line and
-exits 2; set ``CONVSCOPE_DEBUG=1`` to see tracebacks.
+(a ``register(app)`` function). Bad input prints one line and exits 2; set
+``CONVSCOPE_DEBUG=1`` to see tracebacks.
+
+Start-up: ``convscope --help`` imports no torch. The feature commands are listed from
+:data:`COMMANDS` (name -> module, one-line help; a test keeps it equal to what the modules
+register) and a command's module is imported only when that command runs or shows its help.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import sys
 import time
 import warnings
@@ -17,20 +20,109 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+try:  # typer >= 0.17 runs on its own copy of click
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer
+    import click
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
-from . import commands
-from .cli_common import ModelArgs, OutOption, console, err_console, model_options, open_image
+from .cli_common import ModelArgs, console, err_console, model_options, open_image
 from .errors import ConvscopeError
-from .models import DEFAULT_MODEL, list_models
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+#: feature command -> (module in convscope.commands, the one-line help ``convscope --help`` shows).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "attack": ("attacks", "Attack one image and draw original | perturbation (amplified) | adversarial."),
+    "attack-eval": ("attacks", "Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset."),
+    "fooling": ("attacks", "Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."),
+    "patch": ("attacks", "Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."),
+    "weights": ("dissect", "A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."),
+    "examples": ("dissect", "Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014)."),
+    "atlas": ("dissect", "A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."),
+    "evaluate-explanations": ("evaluate", "Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell."),
+    "explain": ("explain", "Attribution map(s) of one image, drawn over it with the class name and probability."),
+    "sanity": ("explain", "Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."),
+    "report": ("report", "One self-contained HTML file: prediction, attribution maps, sanity check, an adversarial example, "
+                         "DeepDream, a class visualization and the timings."),
+    "corrupt": ("robustness", "Apply one ImageNet-C corruption (or draw all 19) to an image."),
+    "robustness": ("robustness", "Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot."),
+    "train": ("robustness", "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP)."),
+    "defenses": ("robustness", "Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker."),
+    "shape-bias": ("robustness", "Shape vs texture bias on cue-conflict images (Geirhos et al."),
+    "heatmap": ("segmentation", "Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."),
+    "segment": ("segmentation", "Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet)."),
+    "serve": ("serve", "A local web app: upload or pick a photo, see predictions, attributions, attacks, layers and long jobs."),
+    "visualize": ("synthesis", "Activation maximization: images that excite a channel (or several, as a grid) or a class."),
+    "dream": ("synthesis", "DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."),
+    "invert-text": ("synthesis", "Inverting CLIP: render an image whose CLIP embedding points at a text prompt (needs open_clip)."),
+    "invert": ("synthesis", "Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."),
+    "stylize": ("synthesis", "Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."),
+    "finetune": ("transfer", "Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves."),
+}
+
+
+def feature_commands(module: str) -> dict[str, click.Command]:
+    """The click commands ``convscope.commands.MODULE`` registers (imports it)."""
+    holder = typer.Typer()
+    command_module = importlib.import_module(f"{__package__}.commands.{module}")
+    if not hasattr(command_module, "register"):  # a module may only add tour steps (basics)
+        return {}
+    command_module.register(holder)
+    return dict(typer.main.get_group(holder).commands)
+
+
+class _Deferred(TyperCommand):
+    """A feature command in ``--help``'s list; its module loads when it is used."""
+
+    rich_help_panel = None
+
+    def __init__(self, name: str, module: str, summary: str):
+        super().__init__(name, help=summary, short_help=summary)
+        self.module = module
+
+    def real(self) -> click.Command:
+        return feature_commands(self.module)[self.name]
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+
+class LazyGroup(TyperGroup):
+    """Core commands as usual; feature commands from :data:`COMMANDS`, imported on use."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(super().list_commands(ctx)) + [name for name in COMMANDS if name not in self.commands]
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        if name in COMMANDS:
+            return _Deferred(name, *COMMANDS[name])
+        return _unlisted().get(name)   # a command added without a COMMANDS entry still runs
+
+
+def _unlisted() -> dict[str, click.Command]:
+    """Every feature command, found by importing every module of convscope.commands (slow path)."""
+    import pkgutil
+
+    from . import commands
+
+    found: dict[str, click.Command] = {}
+    for module in pkgutil.iter_modules(commands.__path__):
+        found.update(feature_commands(module.name))
+    return found
+
+
+app = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="convscope: what a CNN has learned, why it predicts, how it can be fooled.")
 
 
 @app.command("models")
 def models_command() -> None:
     """List the model sources."""
+    from .models import list_models
+
     table = Table("model", "what it is")
     for name, description in list_models():
         table.add_row(name, description)
@@ -98,8 +190,10 @@ def tour_command(
     model: ModelArgs = None,
 ) -> None:
     """A tour of everything convscope does, on one model and one photo: writes pictures to OUT."""
+    from .registry import import_submodules
     from .tour import steps
 
+    import_submodules(f"{__package__}.commands")   # the tour steps live next to their commands
     network = model.open()
     picture = open_image(image, network)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,14 +205,6 @@ def tour_command(
         console.print(f"[green]✓[/green] {step.title} ({time.perf_counter() - start:.1f} s): "
                       + ", ".join(str(f) for f in files))
     console.print(f"\nWrote {len(written)} files to {out.resolve()}")
-
-
-def _discover() -> None:
-    for module in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
-
-
-_discover()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -142,12 +228,10 @@ def main() -> None:
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except Exception as error:  # click usage errors carry their own message and code
-        import click
-
         if isinstance(error, click.exceptions.ClickException):
             error.show()
             sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
+        if type(error).__name__ == "Abort":
             sys.exit(130)
         if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
             err_console.print(f"[red]error:[/red] {error}", highlight=False)

@@ -16,9 +16,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .errors import ConvscopeError
 
-from .layers import find_layer
+from .layers import HOOK_FREE, find_layer, require_hooks  # noqa: F401  (HOOK_FREE re-exported)
+from .state import frozen  # noqa: F401  (re-exported: convscope.hooks.frozen)
 
 
 @dataclass
@@ -48,18 +48,6 @@ class Captured:
         else:  # a later in-place op rewrote the output: back-propagate the whole way instead
             score.backward()
         return self.gradients[name]
-
-
-#: what works on a TorchScript program (no hooks needed).
-HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
-
-
-def require_hooks(module: nn.Module, name: str = "") -> None:
-    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
-    if isinstance(module, torch.jit.ScriptModule):
-        raise ConvscopeError(
-            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
-            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch")
 
 
 @contextlib.contextmanager
@@ -148,28 +136,6 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
             require_hooks(find_layer(model, name), name)
             stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
         yield cut
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode with parameters not requiring grad; restore both on exit.
-
-    The user's model comes back with the same ``training`` flag on every module and the
-    same ``requires_grad`` on every parameter, whatever the block does or raises.
-    """
-    training = [(module, module.training) for module in model.modules()]
-    requires = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    try:
-        if eval_mode:
-            model.eval()
-        for parameter, _ in requires:
-            parameter.requires_grad_(False)
-        yield model
-    finally:
-        for module, flag in training:
-            module.training = flag
-        for parameter, flag in requires:
-            parameter.requires_grad_(flag)
 
 
 def hook_count(model: nn.Module) -> int:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import ConvscopeError
+from .state import frozen
 
 
 def _root(model: nn.Module) -> nn.Module:
@@ -184,14 +185,24 @@ class LayerInfo:
     receptive_field: ReceptiveField | None
 
 
+#: what works on a TorchScript program (no hooks needed).
+HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
+
+
+def require_hooks(module: nn.Module, name: str = "") -> None:
+    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ConvscopeError(
+            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
+            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch")
+
+
 def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: torch.device | str | None = None) -> list[LayerInfo]:
     """Every layer with its type, output shape (for one image of ``size``) and receptive field.
 
     The receptive field is reported relative to the model's input image. Layers that do
     not run in the forward pass have no shape.
     """
-    from .hooks import frozen
-
     height, width = (size, size) if isinstance(size, int) else size
     if device is None:
         parameter = next(model.parameters(), None)
@@ -210,8 +221,6 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
             field = tracer.field_of(tensor)
             if field is not None:
                 fields[name] = field
-
-    from .hooks import require_hooks
 
     for module in names:
         require_hooks(module)

@@ -163,7 +163,7 @@ class ModelSpec:
     std: tuple[float, ...] | None = None
     preprocess: str | None = None
 
-    def load(self, device: str | torch.device = "cpu", trust: bool = False) -> "ImageClassifier":
+    def load(self, device: str | torch.device = "cpu", trust: bool = False) -> ImageClassifier:
         """:func:`load_model` of this spec."""
         return load_model(self, device=device, trust=trust)
 
@@ -464,7 +464,7 @@ def _build(arch: str, kwargs: dict, allow_import: bool, where: str) -> nn.Module
                          + " (known names, torchvision:NAME, timm:NAME or package.module:callable)")
 
 
-def save_checkpoint(model: "ImageClassifier", path: str | Path, extra: dict | None = None) -> Path:
+def save_checkpoint(model: ImageClassifier, path: str | Path, extra: dict | None = None) -> Path:
     """Write ``model`` as a self-describing checkpoint: safetensors weights of ``model.network`` at
     ``path`` (suffix ``.safetensors``) and ``path.with_suffix(".json")`` describing it (architecture,
     head, labels, input size, mean/std, preprocessing; also stored in the weights' header), so
@@ -496,7 +496,7 @@ def save_checkpoint(model: "ImageClassifier", path: str | Path, extra: dict | No
     return path
 
 
-def _from_checkpoint(meta: dict, weights: Path, where: Path, arch: str | None, trust: bool) -> "ImageClassifier":
+def _from_checkpoint(meta: dict, weights: Path, where: Path, arch: str | None, trust: bool) -> ImageClassifier:
     kwargs = meta.get("arch_kwargs") or {}
     if not isinstance(kwargs, dict) or not all(isinstance(v, (int, float, str, bool)) for v in kwargs.values()):
         raise ConvscopeError(f"{where}: arch_kwargs must map names to numbers or strings")

@@ -8,6 +8,7 @@ import torch
 
 from .checks import check_images, model_device
 from .hooks import frozen
+from .targets import class_name
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,6 @@ def predict(model: torch.nn.Module, x: torch.Tensor, topk: int = 5) -> list[list
     labels = getattr(model, "labels", None)
     values, ids = probabilities.topk(min(topk, probabilities.shape[-1]), dim=-1)
     return [
-        [Prediction(int(i), labels[int(i)] if labels else str(int(i)), float(v)) for v, i in zip(row_v, row_i)]
+        [Prediction(int(i), class_name(labels, int(i)), float(v)) for v, i in zip(row_v, row_i)]
         for row_v, row_i in zip(values.cpu(), ids.cpu())
     ]

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 from .errors import ConvscopeError
 
 Entry = TypeVar("Entry", bound=Callable)
+Function = TypeVar("Function", bound=Callable)  # the decorated function keeps its own signature
 
 __all__ = ["Registry", "RegistryEntry", "import_submodules", "unknown_options_message"]
 
@@ -52,11 +53,11 @@ class Registry(Generic[Entry]):
         self.defaults = dict(defaults)
         self._entries: dict[str, RegistryEntry[Entry]] = {}
 
-    def register(self, name: str | None = None, /, **meta: Any) -> Callable[[Entry], Entry]:
+    def register(self, name: str | None = None, /, **meta: Any) -> Callable[[Function], Function]:
         """Decorator: register the function under ``name`` (default: its ``__name__``) with ``meta``."""
 
-        def add(entry: Entry) -> Entry:
-            self.add(name or entry.__name__, entry, **meta)
+        def add(entry: Function) -> Function:
+            self.add(name or entry.__name__, entry, **meta)  # type: ignore[arg-type]
             return entry
 
         return add

@@ -7,8 +7,8 @@ base64 PNG ``data:`` URIs, CSS inline, no script, nothing fetched) that can be o
 offline or mailed.
 
 A section is a function ``section(model, image, context) -> Section | None`` registered in
-:data:`REPORT_SECTIONS`; it returns ``None`` when the feature it shows is not installed in
-this build (so the report grows as features land) and may read what earlier sections
+:data:`REPORT_SECTIONS` next to its feature; it returns ``None`` when it has nothing to show
+for this model and image, and may read what earlier sections
 left in ``context`` (e.g. the predicted class). A section that raises is not hidden: the
 report shows its error in place and :func:`build_report` emits a warning.
 """
@@ -32,8 +32,10 @@ from .errors import ConvscopeError
 from .images import to_uint8
 from .layers import layer_table
 from .predictions import Prediction, predict
+from .progress import progress_bar
 from .registry import Registry
 from .render import bar_chart, overlay, png_bytes
+from .targets import class_name
 
 ATTACK_EPS = 2 / 255
 DREAM_LAYER, DREAM_OCTAVES, DREAM_STEPS = "blocks.4", 2, 8
@@ -130,7 +132,7 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
     context: dict[str, Any] = {}
     built: list[Section] = []
     start = time.perf_counter()
-    with _progress(progress, len(names)) as advance:
+    with progress_bar(len(names), "report", progress, interrupted=None) as advance:
         for done, name in enumerate(names):
             if on_section is not None:
                 on_section(name, done, len(names))
@@ -146,7 +148,7 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
             if section is not None:
                 section.seconds = time.perf_counter() - section_start
                 built.append(section)
-            advance(name)
+            advance(1, name)
     seconds = time.perf_counter() - start
     built.append(Section("Timings", headers=["section", "seconds"],
                          rows=[[s.title, f"{s.seconds:.2f}"] for s in built] + [["total", f"{seconds:.2f}"]],
@@ -160,28 +162,6 @@ def write_report(model: torch.nn.Module, image: torch.Tensor, path: str | Path, 
                  progress: bool = False) -> Path:
     """Build the report for ``image`` and write it to ``path`` (one HTML file)."""
     return build_report(model, image, image_name, progress=progress).save(path)
-
-
-class _progress:
-    """A rich progress bar over the sections (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.bar = enabled, total, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda name: None
-        from rich.progress import Progress
-
-        self.bar = Progress(transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task("report", total=self.total)
-        return lambda name: self.bar.update(task, advance=1, description=f"report: {name}")
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def picture_of(image: torch.Tensor) -> Image.Image:
@@ -233,12 +213,9 @@ def _pair(pair) -> str:
 @REPORT_SECTIONS.register("attribution")
 def attribution_section(model, image, context) -> Section | None:
     """Every registered attribution method for the top class, side by side."""
-    try:
-        from .attribution import METHODS, attribute, display_mode, quick_options
-    except ImportError:
-        return None
+    from .attribution import METHODS, attribute, display_mode, quick_options
     target = context.get("target")
-    label = model.labels[target] if target is not None and getattr(model, "labels", None) else str(target)
+    label = class_name(getattr(model, "labels", None), target)
     figures, rows = [], []
     for method in METHODS.names():
         start = time.perf_counter()
@@ -254,10 +231,7 @@ def attribution_section(model, image, context) -> Section | None:
 @REPORT_SECTIONS.register("sanity")
 def sanity_section(model, image, context) -> Section | None:
     """Adebayo et al. (2018) cascading randomization for saliency and Grad-CAM."""
-    try:
-        from .attribution.sanity import sanity_check, sanity_figure
-    except ImportError:
-        return None
+    from .attribution.sanity import sanity_check, sanity_figure
     result = sanity_check(model, image, context.get("target"), methods=("saliency", "gradcam"), progress=False)
     rows = [[method, step, f"{rho:.3f}", f"{ssim:.3f}"] for method, step, rho, ssim in result.rows()]
     return Section("Sanity check (model-parameter randomization)", figures=[
@@ -282,10 +256,7 @@ def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
 @REPORT_SECTIONS.register("attack")
 def attack_section(model, image, context) -> Section | None:
     """An FGSM adversarial example (Goodfellow et al. 2015) at eps = 2/255."""
-    try:
-        from .attacks import attack
-    except ImportError:
-        return None
+    from .attacks import attack
     result = attack(model, image, method="fgsm", eps=ATTACK_EPS, seed=0)
     row = result.rows()[0]
     original, perturbation, adversarial = attack_pictures(result, ATTACK_EPS)
@@ -300,10 +271,7 @@ def attack_section(model, image, context) -> Section | None:
 @REPORT_SECTIONS.register("dream")
 def dream_section(model, image, context) -> Section | None:
     """DeepDream (Mordvintsev et al. 2015) on the input."""
-    try:
-        from .optimize import dream
-    except ImportError:
-        return None
+    from .optimize import dream
     result = dream(model, image, DREAM_LAYER, octaves=DREAM_OCTAVES, steps=DREAM_STEPS, progress=False)
     return Section("DeepDream", figures=[Figure(picture_of(image), "input"),
                                          Figure(picture_of(result.image), f"dreamed at {DREAM_LAYER}")],
@@ -313,13 +281,10 @@ def dream_section(model, image, context) -> Section | None:
 @REPORT_SECTIONS.register("class_visualization")
 def class_visualization_section(model, image, context) -> Section | None:
     """A class visualization (Simonyan et al. 2014; Olah et al. 2017 parameterization) of the top class."""
-    try:
-        from .optimize import visualize_class
-    except ImportError:
-        return None
+    from .optimize import visualize_class
     target = context.get("target", 0)
     result = visualize_class(model, target, size=CLASS_VIS_SIZE, steps=CLASS_VIS_STEPS, progress=False)
-    label = model.labels[target] if getattr(model, "labels", None) else str(target)
+    label = class_name(getattr(model, "labels", None), target)
     return Section("Class visualization", figures=[
         Figure(picture_of(result.image[0]), f"“{label}”: logit {float(result.scores[0]):.1f}")],
         note=f"{CLASS_VIS_STEPS} Adam steps at {CLASS_VIS_SIZE} px, decorrelated Fourier parameterization with jitter/scale/rotate")

@@ -18,6 +18,14 @@ from .errors import ConvscopeError
 Target = Union[None, int, str, Sequence[int], torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
 
+def class_name(labels: Sequence[str] | None, class_id: int | None) -> str:
+    """The label of ``class_id``, or ``str(class_id)`` when the model has no labels (the one place
+    every caption, table and API answer names a class)."""
+    if class_id is None or not labels:
+        return str(class_id)
+    return labels[int(class_id)]
+
+
 def class_index(name_or_id: int | str, labels: Sequence[str] | None, num_classes: int | None = None) -> int:
     """A class id from an id, a digit string or a class name (case-insensitive)."""
     if isinstance(name_or_id, str):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from ..errors import ConvscopeError
+from ..progress import progress_bar as _progress_bar
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -71,19 +69,9 @@ def success(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) 
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar yielding ``advance(n)``; Ctrl-C stops the block cleanly with a warning.
-
-    Attacks keep their best result so far in variables outside the block, so an interrupted
-    attack still returns the adversarial images it has found.
-    """
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not enabled, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        try:
-            def advance(n: int = 1) -> None:
-                bar.advance(task, n)
-
-            yield advance
-        except KeyboardInterrupt:
-            warnings.warn(f"{description}: interrupted; returning the images found so far", RuntimeWarning, stacklevel=3)
+def progress_bar(total: int, description: str, enabled: bool) -> Iterator[Callable[..., None]]:
+    """The package's progress bar (:func:`convscope.progress.progress_bar`) for an attack; Ctrl-C
+    stops the block cleanly with a warning. Attacks keep their best result so far in variables
+    outside the block, so an interrupted attack still returns the adversarial images it has found."""
+    with _progress_bar(total, description, enabled, interrupted="returning the images found so far") as advance:
+        yield advance

@@ -23,10 +23,25 @@ Metadata (defaults in brackets), given to ``@ATTACKS.register(name, ...)``:
 from __future__ import annotations
 
 import inspect
+from typing import Any, Protocol
+
+import torch
 
 from ..registry import Registry
 
-ATTACKS: Registry = Registry("attack", norm=None, uses_eps=True, eps=None, deterministic=False, threat="white-box",
+
+class Attack(Protocol):
+    """The contract of a registered attack entry (see the module notes): returns ``x_adv`` or
+    ``(x_adv, queries)``; ``target`` is None or class ids; ``generator`` seeds every random draw."""
+
+    __name__: str
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+                 /, *, eps: float | None, generator: torch.Generator | None, progress: bool,
+                 **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
+ATTACKS: Registry[Attack] = Registry("attack", norm=None, uses_eps=True, eps=None, deterministic=False, threat="white-box",
                              targeted=True, interactive=False, wraps=(), fixed=(), quick={})
 
 #: Parameters the registry entry fills in itself (never user options).
@@ -49,4 +64,4 @@ def attack_options(method: str) -> list[str] | None:
     return None if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in last) else names
 
 
-__all__ = ["ATTACKS", "attack_options"]
+__all__ = ["ATTACKS", "Attack", "attack_options"]

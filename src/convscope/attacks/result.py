@@ -7,6 +7,8 @@ from typing import Sequence
 
 import torch
 
+from ..targets import class_name
+
 
 @dataclass
 class AttackResult:
@@ -57,7 +59,7 @@ class AttackResult:
         return float(self.success.float().mean())
 
     def name_of(self, class_id: int) -> str:
-        return self.labels_text[class_id] if self.labels_text is not None else str(class_id)
+        return class_name(self.labels_text, class_id)
 
     def rows(self) -> list[dict]:
         """One plain dict per image (for tables and JSON)."""

@@ -99,6 +99,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
         return function(model, x, target, **options)
 
 
-__all__ = ["METHODS", "STOCHASTIC", "attribute", "cam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
+__all__ = ["METHODS", "STOCHASTIC", "ablationcam", "deeplift", "gradient_shap", "kernel_shap", "lime", "attribute", "cam", "eigencam", "fullgrad", "hirescam", "layercam",
+           "scorecam", "xgradcam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
            "guided_backprop", "guided_gradcam", "input_x_gradient", "integrated_gradients", "method_options",
            "occlusion", "quick_options", "rectifier_rule", "saliency", "smooth_method", "smoothgrad", "smoothgrad_sq"]

@@ -17,13 +17,26 @@ Metadata (defaults in brackets):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 
 from ..registry import Registry
+from ..targets import Target
 
-METHODS: Registry[Callable[..., torch.Tensor]] = Registry("attribution method", kind="gradient", display="abs",
-                                                          stochastic=False, quick={})
 
-__all__ = ["METHODS"]
+class AttributionMethod(Protocol):
+    """The contract of a registered attribution method: ``x`` (N, 3, H, W) in [0, 1] on the
+    model's device, any form of the target contract, the method's own keyword options; returns
+    the raw map (N, 1, H, W) or (N, 3, H, W) at the input's size. Runs inside ``frozen(model)``."""
+
+    __name__: str
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, target: Target = None, /,
+                 **options: Any) -> torch.Tensor: ...
+
+
+METHODS: Registry[AttributionMethod] = Registry("attribution method", kind="gradient", display="abs",
+                                                stochastic=False, quick={})
+
+__all__ = ["METHODS", "AttributionMethod"]

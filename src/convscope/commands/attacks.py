@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +16,7 @@ from ..cli_common import ModelArgs, console, data_preprocess, model_options, ope
 from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
                             WorkersOption, check_engine)
 from ..errors import ConvscopeError
+from ..targets import class_name
 from ..images import load_folder, save_image
 from ..targets import class_index
 from ..tour import tour_step
@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
                                 progress=True)
         fooling_gallery(classifier, result, output_path(out))
         for class_id, confidence, spent in zip(ids, result.confidence.tolist(), result.queries.tolist()):
-            name = classifier.labels[class_id] if classifier.labels else str(class_id)
+            name = class_name(classifier.labels, class_id)
             console.print(f"{name}: {100 * confidence:.1f}% after {spent} queries")
         console.print(f"gallery: {out}")
 
@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
         patch_figure(classifier, test, result, output_path(out), scale=(low, high),
                      generator=torch.Generator().manual_seed(seed + 2))
         save_image(result.patch[None], output_path(out.with_name(out.stem + "_alone.png")))
-        name = classifier.labels[goal] if classifier.labels else str(goal)
+        name = class_name(classifier.labels, goal)
         console.print(f"patch -> {name!r}: log P {result.history[0]:.2f} -> {result.history[-1]:.2f} ({result.stopped}); "
                       f"held-out success {100 * rate:.0f}% ({len(test)} photos x 8 placements) -> {out}")
 

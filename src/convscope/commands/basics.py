@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from ..images import save_image
 from ..layers import layer_table
 from ..predictions import predict
@@ -34,7 +32,3 @@ def layers_step(model, image, out: Path) -> list[Path]:
         lines.append(f"{row.name}\t{row.type}\t{shape}\t{size}\t{jump}\t{start}")
     path.write_text("\n".join(lines) + "\n")
     return [path]
-
-
-def register(app: typer.Typer) -> None:
-    """The foundation's commands live in cli.py; this module only adds tour steps."""

@@ -8,10 +8,8 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from ..cli_common import (ArchOption, DeviceOption, ModelOption, TrustOption, WeightsOption, console, open_model,
-                          output_path)
+from ..cli_common import ModelArgs, console, model_options, output_path
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL
 
 DEFAULT_METHODS = "saliency,guided_backprop,gradcam,integrated_gradients,lrp"
 DEFAULT_METRICS = ("sparseness,complexity,pixel_flipping,faithfulness_correlation,road_morf,road_lerf,"
@@ -38,7 +36,7 @@ def _read_masks(folder: Path, ids: list[str], size: int) -> torch.Tensor:
         path = folder / f"{Path(name).stem}.png"
         if not path.is_file():
             raise ConvscopeError(f"no mask {path} for image {name}")
-        mask = Image.open(path).convert("L").resize((size, size), Image.NEAREST)
+        mask = Image.open(path).convert("L").resize((size, size), Image.Resampling.NEAREST)
         masks.append(torch.from_numpy(np.asarray(mask) > 0))
     return torch.stack(masks)
 
@@ -61,6 +59,7 @@ def _dataset_batches(data: str, model, size: int, limit: int | None, batch_size:
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate-explanations")
+    @model_options
     def evaluate_command(
         data: Annotated[str, typer.Argument(help="dataset spec (folder, samples:imagenet, ...) or scenes:N "
                                                  "(generated scenes with exact masks)")],
@@ -69,15 +68,14 @@ def register(app: typer.Typer) -> None:
         metrics: Annotated[str, typer.Option("--metrics", help="comma-separated metrics, or all")] = DEFAULT_METRICS,
         masks: Annotated[Optional[Path], typer.Option("--masks", help="folder of object masks NAME.png (localisation)")] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", help="at most N images")] = None,
-        out: Annotated[Path, typer.Option("--out", help="table to write (.csv); the figure goes next to it (.png)")] =
+        out: Annotated[Path, typer.Option("--out", "-o", help="table to write (.csv); the figure goes next to it (.png)")] =
         Path("explanations.csv"),
         samples: Annotated[int, typer.Option("--samples", help="perturbations of the robustness metrics")] = 8,
         runs: Annotated[int, typer.Option("--runs", help="random subsets of faithfulness_correlation")] = 64,
         size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's)")] = None,
         batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        model: ModelOption = DEFAULT_MODEL, weights: WeightsOption = None, arch: ArchOption = None,
-        trust: TrustOption = False, device: DeviceOption = "auto",
+        model: ModelArgs = None,
     ) -> None:
         """Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -87,7 +85,7 @@ def register(app: typer.Typer) -> None:
         from ..attribution.evaluation import evaluate_explanations, scene_batches
         from ..attribution.metrics import METRICS
 
-        network = open_model(model, weights, arch, trust, device)
+        network = model.open()
         chosen_methods, chosen_metrics = _names(methods, METHODS), _names(metrics, METRICS)
         side = size or network.input_size
         if data.startswith("scenes:"):

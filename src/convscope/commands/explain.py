@@ -10,14 +10,14 @@ import torch
 import typer
 
 from ..attribution import METHODS, attribute, display_mode, method_options
-from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_image, output_path
+from ..cli_common import ModelArgs, SetOption, console, data_preprocess, model_options, open_image, output_path, parse_set
 from ..data.options import AddressOption, DataLabelsOption, EngineOption, StrictOption, WorkersOption, check_engine
 from ..errors import ConvscopeError
 from ..render import Panel, figure
 from ..tour import tour_step
 
 def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list[int], layer: str | None = None,
-                   path: Path | None = None, options: dict | None = None):
+                   path: Path | None = None, options: dict | None = None, progress: bool = False):
     """One row per class, one column per method: the map over the image, with a colour bar.
 
     Returns the PIL figure and the maps ``{method: Tensor (K, C, H, W)}``.
@@ -26,11 +26,17 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
     labels = model.labels or [str(i) for i in range(probabilities.shape[-1])]
     maps: dict[str, torch.Tensor] = {}
     batch = image.expand(len(classes), -1, -1, -1)
-    for method in methods:
-        extra = dict((options or {}).get(method, {}))
-        if layer is not None and "layer" in method_options(method):
-            extra["layer"] = layer
-        maps[method] = attribute(model, batch, classes, method=method, **extra).detach().cpu()
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not progress or len(methods) < 2) as bar:
+        task = bar.add_task("attribution", total=len(methods))
+        for method in methods:
+            bar.update(task, description=f"{method} ({len(classes)} class{'es' if len(classes) > 1 else ''})")
+            extra = dict((options or {}).get(method, {}))
+            if layer is not None and "layer" in method_options(method):
+                extra["layer"] = layer
+            maps[method] = attribute(model, batch, classes, method=method, **extra).detach().cpu()
+            bar.advance(task)
     panels = []
     for row, class_id in enumerate(classes):
         caption = f"{labels[class_id]} ({class_id}) p={probabilities[class_id]:.3f}"
@@ -76,6 +82,7 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
+        settings: SetOption = [],  # noqa: B006 (typer reads the default)
         overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
         batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
         data_labels: DataLabelsOption = None, strict: StrictOption = False,
@@ -117,8 +124,21 @@ def register(app: typer.Typer) -> None:
             classes = _probabilities(network, picture).topk(topk).indices.tolist()
         # the CLI's --steps / --samples / --seed go to every chosen method that takes them
         given = {"steps": steps, "n": samples, "seed": seed}
-        options = {name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods}
-        _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options)
+        options: dict[str, dict] = {name: {key: value for key, value in given.items() if key in method_options(name)}
+                                    for name in methods}
+        # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
+        accepted = sorted({key for name in methods for key in method_options(name)})
+        for key, value in parse_set(settings).items():
+            if key not in accepted:
+                import difflib
+
+                close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.5)
+                raise ConvscopeError(f"--set: {', '.join(methods) if len(methods) < 4 else 'these methods'} has no option "
+                                     f"{key!r}" + (f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(accepted)}"))
+            for name in methods:
+                if key in method_options(name):
+                    options[name][key] = value
+        _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options, progress=True)
         console.print(f"wrote {out}")
         if save_array is not None:
             if len(methods) == 1:

@@ -284,9 +284,31 @@ def register(app: typer.Typer) -> None:
         style_weight: Annotated[float, typer.Option("--style-weight")] = 30.0,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         out: Annotated[Path, typer.Option("--out", "-o", help="folder for cue_conflict.png and shape_bias.png")] = Path("shape_bias"),
+        stimuli: Annotated[Optional[Path], typer.Option("--stimuli", help="a cue-conflict stimulus folder in the model-vs-human layout "
+                                                        "(<shape>/<shape>N-<texture>M.png): score it instead of making stimuli")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+        strict: StrictOption = False, workers: WorkersOption = None,
         model: ModelArgs = None,
     ) -> None:
         """Shape vs texture bias on cue-conflict images (Geirhos et al. 2019), 16 categories."""
+        if stimuli is not None:
+            from ..robustness.shape_bias import stimulus_shape_bias
+
+            classifier = model.open()
+            result, names, skips = stimulus_shape_bias(classifier, stimuli, size, batch_size, strict, workers)
+            out.mkdir(parents=True, exist_ok=True)
+            result.plot(out / "shape_bias.png", label=classifier.name)
+            table = Table(title=f"shape bias {result.shape_bias:.3f} (shape {result.shape_hits}, texture "
+                                f"{result.texture_hits}, {len(result.decisions)} stimuli from {stimuli})")
+            for column in ("category", "shape bias", "trials"):
+                table.add_column(column)
+            for category, (bias, count) in result.per_category().items():
+                table.add_row(category, f"{bias:.3f}" if bias == bias else "-", str(count))
+            console.print(table)
+            if len(skips):
+                console.print(skips.summary())
+            console.print(f"wrote {out / 'shape_bias.png'}")
+            return
         shape_sources = load_sources(shapes, size) if shapes else offline_sources(size)
         texture_sources = load_sources(textures, size) if textures else shape_sources
         classifier = model.open()

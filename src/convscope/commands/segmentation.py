@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from ..cli_common import DeviceOption, ModelArgs, ModelOption, TrustOption, console, model_options, open_model, output_path
+from ..cli_common import DeviceOption, ModelArgs, ModelOption, TrustOption, console, model_options, output_path
 from ..errors import ConvscopeError
 from ..images import load_image
 from ..models import DEFAULT_MODEL

@@ -33,9 +33,9 @@ def _start_ray(address: str | None, actors: int | None):
 class _ShardActor:
     """Runs whole shards: row ``shard`` -> its state (safetensors bytes), skipped files, image count."""
 
-    def __init__(self, reduction, dataset, bounds, batch_size: int, strict: bool, gpu: bool):
+    def __init__(self, reduction, dataset, bounds, batch_size: int, strict: bool, gpu: bool, run_shards):
         torch.set_num_threads(1)
-        self.reduction, self.dataset, self.bounds = reduction, dataset, bounds
+        self.reduction, self.dataset, self.bounds, self.run_shards = reduction, dataset, bounds, run_shards
         self.batch_size, self.strict = batch_size, strict
         self.device = torch.device("cuda") if gpu and torch.cuda.is_available() else torch.device("cpu")
         self.reduction.prepare(self.device)
@@ -43,11 +43,9 @@ class _ShardActor:
     def __call__(self, rows: dict) -> dict:
         from safetensors.torch import save
 
-        from .stream import run_shards
-
         out: dict[str, list] = {"shard": [], "tensors": [], "meta": []}
         for shard in [int(s) for s in rows["shard"]]:
-            for index, (state, skipped, images) in run_shards(self.reduction, self.dataset, self.bounds, [shard],
+            for index, (state, skipped, images) in self.run_shards(self.reduction, self.dataset, self.bounds, [shard],
                                                               self.batch_size, self.device, 0, self.strict):
                 tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
                 numbers = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
@@ -59,8 +57,12 @@ class _ShardActor:
 
 
 def ray_shards(reduction, dataset, bounds, todo: Sequence[int], batch_size: int, strict: bool,
-               address: str | None = None, actors: int | None = None) -> Iterator[tuple[int, tuple[dict, list, int]]]:
-    """Compute the shards ``todo`` on Ray; yields ``(shard, (state, skipped, images))`` as they finish."""
+               address: str | None = None, actors: int | None = None, *,
+               run_shards) -> Iterator[tuple[int, tuple[dict, list, int]]]:
+    """Compute the shards ``todo`` on Ray; yields ``(shard, (state, skipped, images))`` as they finish.
+
+    ``run_shards`` is :func:`convscope.data.stream.run_shards` (passed in, so that this module
+    does not import the one that imports it)."""
     if not todo:
         return
     ray = _start_ray(address, actors)
@@ -73,7 +75,7 @@ def ray_shards(reduction, dataset, bounds, todo: Sequence[int], batch_size: int,
     context.enable_progress_bars = False
     rows = ray.data.from_items([{"shard": int(i)} for i in todo], override_num_blocks=len(todo))
     mapped = rows.map_batches(
-        _ShardActor, fn_constructor_args=(reduction, dataset, bounds, batch_size, strict, gpus > 0),
+        _ShardActor, fn_constructor_args=(reduction, dataset, bounds, batch_size, strict, gpus > 0, run_shards),
         batch_size=1, compute=ray.data.ActorPoolStrategy(size=size), batch_format="numpy",
         **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
     try:

@@ -276,7 +276,8 @@ def reduce_dataset(reduction: Reduction, dataset, batch_size: int = 32, device=N
     elif engine == "ray":
         from .ray_engine import ray_shards
 
-        computed = ray_shards(reduction, dataset, bounds, todo, batch_size, strict, address, actors)
+        computed = ray_shards(reduction, dataset, bounds, todo, batch_size, strict, address, actors,
+                              run_shards=run_shards)
     else:
         raise ConvscopeError(f"unknown engine {engine!r}; known: local, ray")
     total, skips, images, waiting = None, SkipLog(), 0, {}

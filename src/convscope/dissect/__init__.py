@@ -9,6 +9,7 @@
 - :mod:`.samples`: an offline image folder from the bundled photos.
 """
 
+from . import engines  # noqa: F401  (registers the local and ray engines)
 from .atlas import build_atlas
 from .examples import (LayerExamples, TopExamples, UnitActivation, channel_sheet, example_strip, load_examples,
                        top_k_examples, top_units)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-import jinja2
 import torch
 from PIL import Image
 from torch import nn
@@ -33,7 +32,22 @@ nav{margin:.5em 0 1em;font-size:14px}nav a{margin-right:1.2em}table{border-colla
 td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:left}.pixel{image-rendering:pixelated}
 section{margin-bottom:1.5em}"""
 
-_INDEX = jinja2.Template("""<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</title>
+class _Template:
+    """A jinja2 template compiled on first use (jinja2 comes with the ``cli`` extra)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.compiled: Any = None
+
+    def render(self, **values) -> str:
+        if self.compiled is None:
+            import jinja2
+
+            self.compiled = jinja2.Template(self.source)
+        return self.compiled.render(**values)
+
+
+_INDEX = _Template("""<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>{{ style }}</style></head><body><h1>{{ title }}</h1>
 <p>{{ seen }} images, top {{ k }} examples per channel, images at {{ size }}&times;{{ size }} px.
 Dataset examples after Zeiler &amp; Fergus (2014): the images whose strongest activation of the channel is
@@ -44,7 +58,7 @@ largest, with the receptive-field patch of that position.</p>
 <img src="{{ layer.folder }}/img/thumb_{{ c.index }}.png" alt="channel {{ c.index }}">{{ c.index }}</a>{% endfor %}</div>
 </section>{% endfor %}</body></html>""")
 
-_LAYER = jinja2.Template("""<!doctype html><html><head><meta charset="utf-8"><title>{{ layer.name }}</title>
+_LAYER = _Template("""<!doctype html><html><head><meta charset="utf-8"><title>{{ layer.name }}</title>
 <style>{{ style }}</style></head><body><nav><a href="../index.html">atlas</a>
 {% if previous %}<a href="../{{ previous.folder }}/index.html">&larr; layer {{ previous.name }}</a>{% endif %}
 {% if next %}<a href="../{{ next.folder }}/index.html">layer {{ next.name }} &rarr;</a>{% endif %}</nav>
@@ -52,7 +66,7 @@ _LAYER = jinja2.Template("""<!doctype html><html><head><meta charset="utf-8"><ti
 <div class="grid">{% for c in layer.thumbs %}<a href="channel_{{ c.index }}.html"><img src="img/thumb_{{ c.index }}.png"
 alt="channel {{ c.index }}">{{ c.index }}</a>{% endfor %}</div></body></html>""")
 
-_CHANNEL = jinja2.Template("""<!doctype html><html><head><meta charset="utf-8"><title>{{ layer.name }} channel {{ index }}</title>
+_CHANNEL = _Template("""<!doctype html><html><head><meta charset="utf-8"><title>{{ layer.name }} channel {{ index }}</title>
 <style>{{ style }}</style></head><body><nav><a href="../index.html">atlas</a><a href="index.html">{{ layer.name }}</a>
 {% if index_previous is not none %}<a href="channel_{{ index_previous }}.html">&larr; channel {{ index_previous }}</a>{% endif %}
 {% if index_next is not none %}<a href="channel_{{ index_next }}.html">channel {{ index_next }} &rarr;</a>{% endif %}

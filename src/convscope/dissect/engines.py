@@ -15,15 +15,10 @@ from typing import Callable
 import torch
 
 from ..errors import ConvscopeError
-from ..registry import Registry
 from .examples import ImageSource, LayerExamples, TopExamples, mine_range, state_bytes, state_from_bytes
+from .registry import ENGINES, get_engine
 
-ENGINES: Registry[Callable] = Registry("engine")
-
-
-def get_engine(name: str) -> Callable:
-    """The engine called ``name`` (``local`` or ``ray``)."""
-    return ENGINES.get(name)
+__all__ = ["ENGINES", "get_engine", "local_engine", "ray_engine"]
 
 
 @ENGINES.register("local")

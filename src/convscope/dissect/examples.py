@@ -34,6 +34,7 @@ from ..errors import ConvscopeError
 from ..hooks import capture, frozen
 from ..images import image_files, load_image, to_uint8
 from ..layers import ReceptiveField, check_layers, layer_table, receptive_field
+from .registry import get_engine
 
 _WHOLE_IMAGE = ReceptiveField(None, (0.0, 0.0), (0.0, 0.0))
 
@@ -240,7 +241,7 @@ class ImageSource:
         return image
 
     def batches(self, start: int, batch_size: int, stop: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
         """``(indices, images, attempted)`` per batch; unreadable images are left out and recorded in
         :attr:`skipped` (``strict`` raises at the first one instead)."""
         stop = len(self) if stop is None else stop
@@ -332,8 +333,6 @@ def top_k_examples(
     >>> found = top_k_examples(model, "photos/", ["blocks.1", "blocks.5"], k=9)
     >>> found["blocks.5"].indices[42]        # the 9 images that excite channel 42 most
     """
-    from .engines import get_engine
-
     names = check_layers(model, [layers] if isinstance(layers, str) else list(layers))
     if k < 1:
         raise ConvscopeError(f"k must be at least 1, got {k}")

@@ -33,7 +33,7 @@ import functools
 import importlib.util
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -43,9 +43,18 @@ from ..checks import check_images
 from ..errors import ConvscopeError
 from ..registry import Registry
 
-CorruptionFn = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+class Corruption(Protocol):
+    """The contract of a registered corruption: a batch (N, 3, H, W) in [0, 1], a severity
+    1..5 and the generator of every random draw -> float images in [0, 1] of the same shape."""
 
-CORRUPTIONS: Registry[CorruptionFn] = Registry("corruption", category=None, deterministic=False)
+    __name__: str
+
+    def __call__(self, x: torch.Tensor, severity: int, generator: torch.Generator | None, /) -> torch.Tensor: ...
+
+
+CorruptionFn = Corruption  # the former name
+
+CORRUPTIONS: Registry[Corruption] = Registry("corruption", category=None, deterministic=False)
 """Name -> ``fn(x, severity, generator)``; names as in ``imagecorruptions``. Metadata:
 ``category`` (``noise`` | ``blur`` | ``weather`` | ``digital``, as Hendrycks & Dietterich group
 them) and ``deterministic`` (no random draws: equal to the reference pixel for pixel)."""

@@ -233,3 +233,47 @@ def shape_bias(model: nn.Module, trials: CueConflict, batch_size: int = 16) -> S
     keep = [i for i, (s, t) in enumerate(zip(trials.shapes, trials.textures)) if s != t]
     decisions = category_decisions(model, trials.images[keep], batch_size) if keep else []
     return ShapeBiasResult(decisions, [trials.shapes[i] for i in keep], [trials.textures[i] for i in keep])
+
+
+def stimulus_shape_bias(model: nn.Module, folder: str | Path, size: int = 224, batch_size: int = 16,
+                        strict: bool = False, workers: int | None = None, preprocess: str = "resize"):
+    """Shape bias on a user's cue-conflict stimuli in the model-vs-human layout, streamed.
+
+    ``FOLDER/<shape category>/<shape><n>-<texture><m>.png`` (Geirhos et al.'s released
+    ``cue-conflict`` folder, e.g. ``cat/cat7-elephant1.png``): the shape is the folder, the texture
+    the part after the ``-`` without its digits. Unreadable files are skipped and named
+    (``strict``: stop). Returns ``(ShapeBiasResult, names, SkipLog)``; same-category stimuli
+    are dropped as in the paper.
+    """
+    import re
+
+    from ..data import SkipLog, open_dataset, stream
+
+    folder = Path(folder)
+    dataset = open_dataset(folder, size, preprocess, labels=None)
+    shapes, textures = [], []
+    for name in dataset.ids:
+        parts = Path(name).parts
+        stem = Path(name).stem
+        if len(parts) < 2 or parts[0] not in CATEGORIES or "-" not in stem:
+            raise ConvscopeError(f"{folder / name}: expected <shape category>/<shape><n>-<texture><m>.png with "
+                                 f"categories among {', '.join(CATEGORY_NAMES)} (the model-vs-human cue-conflict layout)")
+        texture = re.sub(r"\d+$", "", stem.split("-", 1)[1])
+        if texture not in CATEGORIES:
+            raise ConvscopeError(f"{folder / name}: texture {texture!r} is not one of the 16 categories")
+        shapes.append(parts[0])
+        textures.append(texture)
+    skips = SkipLog()
+    decisions, kept = [], []
+    device = next(model.parameters()).device
+    with frozen(model), torch.no_grad():
+        for batch in stream(dataset, batch_size, workers, device, strict, skips):
+            scores = category_scores(model(batch.images.to(device)).softmax(-1)).cpu()
+            for index, choice in zip(batch.indices.tolist(), scores.argmax(1).tolist()):
+                if shapes[index] != textures[index]:
+                    decisions.append(CATEGORY_NAMES[choice])
+                    kept.append(index)
+    if not kept:
+        raise ConvscopeError(f"no readable cue-conflict stimuli with different shape and texture in {folder}")
+    result = ShapeBiasResult(decisions, [shapes[i] for i in kept], [textures[i] for i in kept])
+    return result, [dataset.ids[i] for i in kept], skips

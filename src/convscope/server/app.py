@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 from pydantic import BaseModel, Field
 
+from .. import __version__
 from ..errors import ConvscopeError
 from ..images import PHOTOS
 from ..layers import layer_names, layer_table
@@ -110,7 +111,7 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
         yield
         jobs.stop()
 
-    app = FastAPI(title="convscope", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="convscope", version=__version__, lifespan=lifespan,
                   description="See what a CNN sees: predictions, layers, attributions, attacks, long jobs. "
                               "The page at / uses exactly this API.")
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)

@@ -15,6 +15,7 @@ from torch import nn
 from ..models import ImageClassifier
 from ..predictions import predict
 from ..render import overlay
+from ..targets import class_name
 
 
 def attribution_methods() -> list[str]:
@@ -124,7 +125,7 @@ def job(kind: str, model: ImageClassifier, x: torch.Tensor, image_name: str, ste
             result = visualize_class(watched(model, count, report), goal, size=defaults.CLASS_VIS_SIZE, steps=count,
                                      progress=False)
             return {"image": _data_uri(result.image[0]), "class_id": goal,
-                    "label": model.labels[goal] if model.labels else str(goal)}
+                    "label": class_name(model.labels, goal)}
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     return work

@@ -1,0 +1,167 @@
+"""The dataset layer measured: accuracy on the real labelled samples, throughput of the streaming
+loader against a bare loop over the same tensors, and peak memory flat in the number of images.
+
+Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [--device cpu|cuda] [--images 64]``.
+
+* accuracy: the embedded model on ``samples:imagenet`` (20 real ImageNet validation images with
+  their labels): top-1/top-5, FGSM and PGD-10 success (over the initially correct images) at
+  1, 2, 4/255, and mCE (15 corruptions x 5 severities, on the fly) against the ground truth.
+* throughput: ``attack-eval`` (FGSM), ``robustness`` (contrast, one severity) and batch
+  ``explain`` (saliency) through the dataset layer (PNG files decoded by the loader workers)
+  next to a bare loop doing the same forward(+backward) over the same images already in memory,
+  in one run; ratio = bare seconds / convscope seconds (goal >= 0.9).
+* memory: peak RSS of a fresh process running attack-eval / robustness on 500 and on 5,000
+  generated 32-px images (loader in-process, ``--workers 0``, so the number is the whole run's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import convscope
+from convscope.attacks.evaluate import evaluate_attack
+from convscope.attribution.batch import explain_dataset
+from convscope.robustness.imagenet_c import corruption_errors
+
+
+def accuracy(device: str) -> None:
+    model = convscope.load_model("efficientnet_lite0", device=device)
+    first = evaluate_attack(model, "samples:imagenet", "fgsm", 1 / 255, batch_size=20, workers=0)
+    print(f"samples:imagenet (20 labelled): top-1 {first.clean_accuracy:.2f}, top-5 {first.top5_accuracy:.2f}")
+    for method, options in (("fgsm", {}), ("pgd", {"steps": 10})):
+        for eps in (1, 2, 4):
+            report = evaluate_attack(model, "samples:imagenet", method, eps / 255, batch_size=20, workers=0, **options)
+            print(f"  {method} eps {eps}/255: success {report.success_rate:.3f} of {report.attacked} correct, "
+                  f"robust accuracy {report.robust_accuracy:.2f}")
+    start = time.perf_counter()
+    errors = corruption_errors(model, "samples:imagenet", batch_size=20, workers=0, progress=False)
+    print(f"  mCE {100 * errors.mce():.1f}%, relative mCE {100 * errors.mce(relative=True):.1f}%, clean error "
+          f"{errors.clean:.2f} ({time.perf_counter() - start:.0f} s)")
+
+
+def generated_folder(root: Path, count: int, size: int) -> Path:
+    """``count`` distinct PNGs (crops of the bundled photos), in class folder 0..9 by index."""
+    photos = [convscope.load_image(f"sample:{name}", None) for name in ("chelsea", "coffee", "astronaut", "rocket")]
+    generator = torch.Generator().manual_seed(0)
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        height, width = photo.shape[-2:]
+        side = int(min(height, width) * (0.3 + 0.6 * float(torch.rand(1, generator=generator))))
+        top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+        crop = torch.nn.functional.interpolate(photo[..., top:top + side, left:left + side], size=(size, size),
+                                               mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        folder = root / str(i % 10)
+        folder.mkdir(parents=True, exist_ok=True)
+        convscope.save_image(crop, folder / f"{i:05d}.png")
+    return root
+
+
+def throughput(device: str, count: int, size: int, batch: int) -> None:
+    model = convscope.load_model("efficientnet_lite0", device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = generated_folder(Path(tmp) / "images", count, size)
+        data = convscope.data.open_dataset(folder, size, labels=model.labels)
+        tensors = torch.stack([data[i][0] for i in range(len(data))])
+        labels = torch.tensor(data.labels)
+
+        def bare(backward: bool, corrupt: bool = False) -> float:
+            start = time.perf_counter()
+            for i in range(0, count, batch):
+                x = tensors[i:i + batch].to(device)
+                if corrupt:
+                    x = convscope.corrupt(x, "contrast", 3, seed=i)
+                if backward:
+                    x.requires_grad_(True)
+                    loss = torch.nn.functional.cross_entropy(model(x), labels[i:i + batch].to(device))
+                    loss.backward()
+                    (x + x.grad.sign() / 255).clamp(0, 1)
+                    with torch.no_grad():
+                        model(x)
+                else:
+                    with torch.no_grad():
+                        model(x).argmax(-1).cpu()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            return time.perf_counter() - start
+
+        def timed(function) -> float:
+            start = time.perf_counter()
+            function()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            return time.perf_counter() - start
+
+        bare(False)   # warm up
+        rows = []
+        ours = timed(lambda: evaluate_attack(model, folder, "fgsm", 1 / 255, batch_size=batch, size=size))
+        rows.append(("attack-eval fgsm", bare(True), ours))
+        ours = timed(lambda: corruption_errors(model, folder, ["contrast"], [3], batch_size=batch, size=size,
+                                               progress=False))
+        rows.append(("robustness contrast/3", bare(False) + bare(False, True), ours))
+        ours = timed(lambda: explain_dataset(model, folder, "saliency", Path(tmp) / "maps", batch_size=batch, size=size,
+                                             resume=False))
+        rows.append(("explain saliency", bare(True), ours))
+        print(f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, "
+              f"{convscope.data.default_workers()} loader workers:")
+        for name, reference, seconds in rows:
+            print(f"  {name:24s} bare {count / reference:7.1f} img/s  convscope {count / seconds:7.1f} img/s  "
+                  f"ratio {reference / seconds:.2f}")
+
+
+MEMORY_SNIPPET = """
+import resource, sys, convscope
+from convscope.attacks.evaluate import evaluate_attack
+from convscope.robustness.imagenet_c import corruption_errors
+model = convscope.load_model("efficientnet_lite0")
+if sys.argv[2] == "attack":
+    evaluate_attack(model, sys.argv[1], "fgsm", 1 / 255, batch_size=50, size=32, workers=0)
+else:
+    corruption_errors(model, sys.argv[1], ["contrast"], [3], batch_size=50, size=32, workers=0, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def memory() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = generated_folder(Path(tmp) / "images", 5000, 32)
+        small = Path(tmp) / "small"
+        small.mkdir()
+        for path in (sorted(folder.rglob("*.png"), key=lambda p: p.name)[:500]):
+            (small / path.parent.name).mkdir(exist_ok=True)
+            (small / path.parent.name / path.name).symlink_to(path)
+        print("peak RSS (MiB) of a fresh process, 32-px PNGs, batch 50, loader in-process:")
+        for command in ("attack", "robustness"):
+            values = []
+            for where in (small, folder):
+                out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, str(where), command], capture_output=True,
+                                     text=True, check=True)
+                values.append(int(out.stdout.strip().splitlines()[-1]))
+            print(f"  {command:10s} 500 images: {values[0]} MiB   5,000 images: {values[1]} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("parts", nargs="*", default=["accuracy", "throughput", "memory"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    if "accuracy" in args.parts:
+        accuracy(args.device)
+    if "throughput" in args.parts:
+        throughput(args.device, args.images, args.size, args.batch)
+    if "memory" in args.parts:
+        memory()
+
+
+if __name__ == "__main__":
+    main()

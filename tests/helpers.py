@@ -1,0 +1,47 @@
+"""Helpers of the test-suite (and the benchmarks): run the CLI in-process, import the reference
+``imagecorruptions`` on today's numpy/scikit-image/setuptools. Not part of the package."""
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``convscope ARGS`` in-process (pytest's ``monkeypatch`` and ``capsys``): (exit code, stdout, stderr)."""
+    import sys
+
+    from convscope.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["convscope", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def load_imagecorruptions():
+    """The reference package ``imagecorruptions`` (test/benchmark only), made importable on
+    today's numpy, scikit-image and setuptools: it needs ``pkg_resources.resource_filename``,
+    ``np.float_`` and scikit-image's removed ``multichannel`` argument. Patches the process."""
+    import importlib
+    import os
+    import sys
+    import types
+
+    import numpy as np
+    from skimage.filters import gaussian
+
+    if "pkg_resources" not in sys.modules:
+        shim = types.ModuleType("pkg_resources")
+        shim.resource_filename = lambda package, path: os.path.join(os.path.dirname(sys.modules[package].__file__), path)
+        sys.modules["pkg_resources"] = shim
+    if not hasattr(np, "float_"):
+        np.float_ = np.float64
+    module = importlib.import_module("imagecorruptions")
+
+    def gaussian_compat(image, sigma, multichannel=None, **kwargs):
+        if multichannel:
+            kwargs["channel_axis"] = -1
+        return gaussian(image, sigma=sigma, **kwargs)
+
+    module.corruptions.gaussian = gaussian_compat
+    return module
