@@ -11,6 +11,7 @@ $(VENV)/.demo: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e ".[cli]"
+	$(PY) -m pip install --quiet --no-deps imagecorruptions==1.1.2  # the tour's frost photographs: data files only
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.demo

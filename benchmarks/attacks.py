@@ -78,11 +78,11 @@ def main() -> None:
     compare("Square 100 queries", lambda: square(model, x, y, 8 / 255, queries=100),
             lambda: torchattacks.Square(model, eps=8 / 255, n_queries=100)(x, y), None, repeats=1)
     np.random.seed(0)
-    compare("one-pixel pop 50 x 5 (64px)", lambda: one_pixel(model, small, y_small, popsize=50, steps=5),
+    compare("one-pixel pop 50 x 5 (64px)", lambda: one_pixel(model, small, y_small, popsize=50, generations=5),
             lambda: torchattacks.OnePixel(model, steps=5, popsize=50)(small, y_small), None, repeats=1)
 
     start = time.perf_counter()
-    _, used = one_pixel(model, small.repeat(4, 1, 1, 1), y_small.repeat(4), popsize=64, steps=3)
+    _, used = one_pixel(model, small.repeat(4, 1, 1, 1), y_small.repeat(4), popsize=64, generations=3)
     throughput = float(used.sum()) / (time.perf_counter() - start)
     queries = int(used.sum())
     plain = small.repeat(128, 1, 1, 1)[:256]

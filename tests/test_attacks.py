@@ -40,6 +40,8 @@ def bound_of(method):
     meta = ATTACKS.meta(method)
     if meta["uses_eps"]:
         return meta["norm"], meta["eps"]
+    if meta["norm"] == "l0" and "gamma" in meta["quick"]:  # JSMA changes at most 2 * int(gamma * D / 2) features
+        return "l0", 2 * int(3 * 16 * 16 * meta["quick"]["gamma"] / 2)
     if meta["norm"] == "l0":  # the one-pixel attack changes at most ``pixels`` pixels
         return "l0", meta["quick"].get("pixels", 1)
     return None
@@ -159,10 +161,10 @@ def test_deepfool_and_cw_compare_with_torchattacks(tiny, tiny_images):
 
 def test_one_pixel_changes_one_pixel_counts_queries_and_matches_torchattacks(model, small_batch):
     x = shrink(small_batch, 64)
-    result = attack(model, x, method="one_pixel", popsize=20, steps=4, seed=0)
+    result = attack(model, x, method="one_pixel", popsize=20, generations=4, seed=0)
     assert (result.l0 <= 1).all()
     assert ((result.queries >= 20) & (result.queries <= 100) & (result.queries % 20 == 0)).all()
-    assert torch.equal(result.queries == 20, attack(model, x, method="one_pixel", popsize=20, steps=0, seed=0).success)
+    assert torch.equal(result.queries == 20, attack(model, x, method="one_pixel", popsize=20, generations=0, seed=0).success)
     np.random.seed(0)
     theirs = torchattacks.OnePixel(model, pixels=1, steps=4, popsize=20)(x, result.labels)
     their_success = (model(theirs).argmax(dim=1) != result.labels).sum()

@@ -274,3 +274,52 @@ def test_shape_bias_on_a_model_vs_human_stimulus_folder(model, monkeypatch, caps
     code, text, err = run_cli(monkeypatch, capsys, "shape-bias", "--stimuli", str(tmp_path), "--size", "64",
                               "--workers", "0", "--out", str(tmp_path / "out"), "--device", "cpu")
     assert code == 0 and f"shape bias {result.shape_bias:.3f}" in text and "cat9-bottle1.png" in text, err
+
+
+def test_batch_explain_scores_deletion_and_insertion_with_a_confidence_interval(model, tmp_path):
+    from convscope.attribution.batch import explain_dataset, mean_interval
+    from convscope.attribution.evaluate import deletion
+
+    data = open_dataset("samples:imagenet", 32)
+    index, reduced = explain_dataset(model, data, "saliency", tmp_path / "m", batch_size=10, workers=0,
+                                     metrics=("deletion", "insertion"), metric_steps=8)
+    rows = [line.split(",") for line in index.read_text().splitlines()]
+    assert rows[0][-2:] == ["deletion_auc", "insertion_auc"] and len(rows) == 21
+    stored = np.load(tmp_path / "m" / "maps" / "000000.npz")["maps"]
+    images = torch.stack([data[i][0] for i in range(10)])
+    targets = torch.tensor([int(r[2]) for r in rows[1:11]])
+    direct = deletion(model, images, torch.from_numpy(stored), targets, steps=8).auc
+    np.testing.assert_allclose([float(r[-2]) for r in rows[1:11]], direct.numpy(), atol=1e-5)
+    values = np.array([float(r[-2]) for r in rows[1:]])
+    mean, half = reduced.summary["deletion"]
+    assert mean == pytest.approx(values.mean(), abs=1e-6)   # the CSV holds 6 decimals
+    assert half == pytest.approx(2.093 * values.std(ddof=1) / 20 ** 0.5, rel=1e-2, abs=1e-6)
+    assert mean_interval(3.0, 5.0, 2)[0] == 1.5                     # t(0.975, 19) = 2.093
+
+
+def test_train_reads_any_labelled_spec(monkeypatch, capsys, tmp_path):
+    code, text, err = run_cli(monkeypatch, capsys, "train", "samples:cifar10", "--epochs", "1", "--size", "16",
+                              "--batch-size", "8", "--eval-size", "4", "--out", str(tmp_path))
+    assert code == 0, err
+    assert (tmp_path / "standard.safetensors").is_file() and "standard training" in text
+    code, _, err = run_cli(monkeypatch, capsys, "train", "photos", "--epochs", "1")
+    assert code == 2 and "training needs a label for every image" in err
+
+
+def test_sanity_over_a_dataset_averages_the_per_image_scores_with_an_interval(model):
+    from convscope.attribution.batch import sanity_dataset
+    from convscope.attribution.sanity import sanity_check
+
+    from convscope.data import take
+
+    data = take(open_dataset("samples:imagenet", 32), 10)
+    groups = ["network.classifier", "network.blocks.6"]
+    rows, names, reduced = sanity_dataset(model, data, ["saliency"], "independent", seed=0, batch_size=5, workers=0,
+                                          groups=groups)
+    images = torch.stack([data[i][0] for i in range(10)])
+    direct = sanity_check(model, images, None, ["saliency"], "independent", groups, seed=0, progress=False)
+    assert reduced.images == 10 and len(rows) == len(direct.steps) == 2
+    for (_, _step, rho, half, _ssim, _), expected in zip(rows, direct.spearman[0]):
+        assert rho == pytest.approx(float(np.nan_to_num(expected).mean()), abs=1e-6)
+        # t(0.975, 9) = 2.262
+        assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10 ** 0.5, rel=1e-3, abs=1e-9)

@@ -150,6 +150,14 @@ def test_every_command_takes_every_model(monkeypatch, capsys, tmp_path, zoo, pho
                 failures.append(f"{name}: expected one line about {expected!r}, got {code}: {err.strip()[-300:]}")
         elif code != 0 or "Traceback" in err:
             failures.append(f"{name}: exit {code}: {(err or out).strip()[-300:]}")
+    # serve: the web app is built on the model (uvicorn.run is replaced: no port is opened)
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **settings: served.append(app))
+    code, _, err = run_cli(monkeypatch, capsys, "serve", *model)
+    if code != 0 or len(served) != 1:
+        failures.append(f"serve: exit {code}: {err.strip()[-300:]}")
     assert not failures, "\n".join(failures)
     assert (tmp_path / "finetune" / "features.safetensors").is_file()
 

@@ -76,8 +76,9 @@ def test_attack_options_are_checked_against_the_signature():
 
 
 def test_one_display_rule_for_maps_and_perturbations(monkeypatch):
-    # occlusion used to be min-max in the CLI and |value|/p99.5 in the report and the app
-    assert display_mode("occlusion") == display_mode("gradcam") == "minmax"
+    # occlusion used to be min-max in the CLI and |value|/p99.5 in the report and the app; it is signed
+    # (a score drop can be negative: hiding a patch can raise the score), drawn diverging around 0
+    assert display_mode("gradcam") == "minmax" and display_mode("occlusion") == "signed"
     assert display_mode("saliency") == display_mode("guided_gradcam") == "abs"
     import convscope.commands.explain as explain
 

@@ -167,3 +167,30 @@ def test_adaptive_attack_breaks_the_defenses_the_naive_one_does_not(model, small
     assert result.worst_case_accuracy == float(result.correct.all(0).float().mean())
     assert result.worst_case_accuracy <= min(result.clean_accuracy, result.naive_accuracy, result.adaptive_accuracy)
     assert_untouched(model, before)
+
+
+def test_trades_maximises_the_kl_inside_the_ball_and_trains():
+    import torch.nn.functional as F
+    from torch.utils.data import Subset
+
+    from convscope.robustness.training import trades_batch, trades_loss
+
+    torch.manual_seed(0)
+    network = small_cnn()
+    x, y = digits_dataset(16, "test").tensors
+    x, y = x[:32], y[:32]
+    network.train()
+    generator = torch.Generator().manual_seed(0)
+    adv = trades_batch(network, x, 0.1, steps=5, generator=generator)
+    assert network.training and (adv - x).abs().amax() <= 0.1 + 1e-6
+    with torch.no_grad():
+        network.eval()
+        natural = network(x).softmax(-1)
+        kl = F.kl_div(network(adv).log_softmax(-1), natural, reduction="sum")
+        start = F.kl_div(network((x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)).log_softmax(-1), natural, reduction="sum")
+        network.train()
+    assert kl > 10 * start                                  # the inner maximisation moved away from the start
+    assert torch.isfinite(trades_loss(network, x, adv, y))
+    history = train(network, Subset(digits_dataset(16), range(128)), Subset(digits_dataset(16, "test"), range(32)),
+                    epochs=1, adversarial="trades", eps=0.1, steps=2, eval_steps=2, progress=False)
+    assert history.adversarial == "trades" and 0 <= history.final.robust_accuracy <= history.final.clean_accuracy

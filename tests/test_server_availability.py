@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from convscope.hooks import hook_count
 from convscope.server import create_app
 from convscope.server.run import running
 from convscope.testing import assert_untouched, model_state
@@ -73,6 +74,7 @@ def test_a_long_job_does_not_block_predicts_and_a_cancel_stops_it_within_a_pass(
         final = httpx.get(f"{url}/api/jobs/{job['id']}", timeout=10).json()
         after = passes["passes"] - at_cancel
     assert final["status"] == "cancelled", final
+    assert hook_count(copy) == 0  # the job's cancellation hook is gone, nothing was copied in from a request
     assert after <= 1, f"{after} forward passes after the cancel"  # at most the pass already past its check
 
 
@@ -88,7 +90,8 @@ def _send_and_leave(url: str, body: dict, seen: dict, passes_before_leaving: int
 
 def test_requests_whose_client_left_are_not_computed_to_the_end(served, model):
     url, app = served
-    # PGD with the app's settings: 10 steps of forward+backward plus the predictions before and after
+    # one complete PGD request with the app's settings runs 14 forward passes (10 steps plus the
+    # predictions before and after, counted 2026-12-01); 12 is a lower bound
     full = 12
     with counted(model.network, delay=0.1) as seen:
         _send_and_leave(url, {"image": "sample:astronaut", "method": "pgd", "eps": 1 / 255}, seen, 1)

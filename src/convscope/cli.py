@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attack-eval": ("attacks", "Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset."),
     "fooling": ("attacks", "Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."),
     "patch": ("attacks", "Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."),
+    "transfer-matrix": ("attacks", "Attack every model (source) and score every model (target) on the results: a transfer heatmap and CSV."),
     "weights": ("dissect", "A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."),
     "examples": ("dissect", "Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014)."),
     "atlas": ("dissect", "A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."),
@@ -137,30 +138,16 @@ def layers_command(
     model: ModelArgs = None,
 ) -> None:
     """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
-    from .layers import layer_table
+    from .layers import LAYER_COLUMNS, layer_table
 
     network = model.open()
     side = size or network.input_size
     height, width = (side, side) if isinstance(side, int) else side
-    table = Table("layer", "type", "output shape", "RF size", "jump", "start", title=f"{network.name} at {height}x{width}")
+    table = Table(*LAYER_COLUMNS, title=f"{network.name} at {height}x{width}")
     for row in layer_table(network, side):
-        if match not in row.name:
-            continue
-        field = row.receptive_field
-        shape = "x".join(map(str, row.output_shape)) if row.output_shape else "-"
-        if field is None:
-            cells = ("-", "-", "-")
-        elif field.size is None:
-            cells = ("global", "-", "-")
-        else:
-            cells = tuple(_pair_text(v) for v in (field.size, field.jump, field.start))
-        table.add_row(row.name, row.type, shape, *cells)
+        if match in row.name:
+            table.add_row(*row.cells())
     console.print(table)
-
-
-def _pair_text(pair) -> str:
-    text = [f"{v:g}" for v in pair]
-    return text[0] if text[0] == text[1] else "x".join(text)
 
 
 @app.command("predict")

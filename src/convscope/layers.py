@@ -184,6 +184,28 @@ class LayerInfo:
     output_shape: tuple[int, ...] | None
     receptive_field: ReceptiveField | None
 
+    def cells(self) -> list[str]:
+        """The row as text, in :data:`LAYER_COLUMNS` order (the one formatter of the CLI's table,
+        the report, the tour's TSV): ``3`` for a square size, ``3x5`` otherwise; ``global``/``-``."""
+        shape = "x".join(map(str, self.output_shape)) if self.output_shape else "-"
+        field = self.receptive_field
+        if field is None:
+            rf = ["-", "-", "-"]
+        elif field.size is None:
+            rf = ["global", "-", "-"]
+        else:
+            rf = [_pair_text(field.size), _pair_text(field.jump), _pair_text(field.start)]
+        return [self.name, self.type, shape, *rf]
+
+
+#: the columns of :meth:`LayerInfo.cells`
+LAYER_COLUMNS = ("layer", "type", "output shape", "RF size", "jump", "start")
+
+
+def _pair_text(pair) -> str:
+    text = [f"{v:g}" for v in pair]
+    return text[0] if text[0] == text[1] else "x".join(text)
+
 
 #: what works on a TorchScript program (no hooks needed).
 HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"

@@ -12,7 +12,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "track"]
 
 
 @contextlib.contextmanager
@@ -55,3 +55,12 @@ def progress_bar(total: int | None, description: str, enabled: bool = True, *,
             yield advance
         except KeyboardInterrupt:
             warnings.warn(f"{description}: interrupted; {interrupted}", RuntimeWarning, stacklevel=3)
+
+
+def track(items, description: str, enabled: bool = True, total: int | None = None):
+    """Iterate over ``items`` with a :func:`progress_bar` (one step per item; Ctrl-C passes through)."""
+    items = items if total is not None or hasattr(items, "__len__") else list(items)
+    with progress_bar(len(items) if total is None else total, description, enabled, interrupted=None) as advance:
+        for item in items:
+            yield item
+            advance()

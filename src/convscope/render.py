@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from .filters import resize_map
 from .images import to_uint8
 
 
@@ -29,12 +29,20 @@ def pyplot():
     return plt
 
 
-def figure_to_image(fig, path: str | Path | None = None) -> Image.Image:
+#: vector formats written straight from matplotlib (print at any resolution).
+VECTOR_SUFFIXES = (".pdf", ".svg")
+
+
+def figure_to_image(fig, path: str | Path | None = None, h_pad: float | None = None) -> Image.Image:
     """Render a matplotlib figure to a PIL image (tight layout, 100 dpi), close it, and save
-    it to ``path`` if given."""
-    fig.tight_layout()
+    it to ``path`` if given: PNG/JPEG from that image, ``.pdf``/``.svg`` as vector graphics."""
+    fig.tight_layout(h_pad=h_pad)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
+    if path is not None and Path(path).suffix.lower() in VECTOR_SUFFIXES:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=300)
+        path = None
     pyplot().close(fig)
     picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     if path is not None:
@@ -47,7 +55,7 @@ def upsample(heat: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
     """(N, 1, h, w) or (h, w) map -> same layout at ``size`` (bilinear, align_corners=False)."""
     squeeze = heat.ndim == 2
     heat = heat[None, None] if squeeze else heat
-    heat = F.interpolate(heat.float(), size=size, mode=mode, **({"align_corners": False} if mode != "nearest" else {}))
+    heat = resize_map(heat.float(), size, mode)
     return heat[0, 0] if squeeze else heat
 
 
@@ -92,8 +100,17 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, cmap: s
     picture = to_uint8(image).astype(np.float32)
     heat = _as_map(heat)
     heat = upsample(heat, picture.shape[:2]) if tuple(heat.shape) != picture.shape[:2] else heat
-    coloured = colorize(normalize_map(heat, mode), cmap).astype(np.float32)
-    return Image.fromarray(((1 - alpha) * picture + alpha * coloured).round().astype(np.uint8))
+    shown = normalize_map(heat, mode)
+    if mode == "signed" and cmap == "jet":
+        cmap = "RdBu_r"   # diverging, white at zero
+    coloured = colorize(shown, cmap).astype(np.float32)
+    if mode in ("abs", "signed"):
+        # sparse maps (gradients): colour only where the map is strong, so the photo shows elsewhere
+        strength = (shown if mode == "abs" else (shown - 0.5).abs() * 2).numpy()[..., None]
+        weight = alpha * np.clip(strength * 1.5, 0.15, 1.0)
+    else:
+        weight = alpha
+    return Image.fromarray(((1 - weight) * picture + weight * coloured).round().clip(0, 255).astype(np.uint8))
 
 
 @dataclass
@@ -106,6 +123,8 @@ class Panel:
     cmap: str = "jet"
     mode: str = "minmax"
     colorbar: bool = False
+    #: what the map's values are (e.g. "logit drop"), for the colour bar
+    unit: str = ""
 
 
 def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int | None = None,
@@ -114,8 +133,9 @@ def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int
     plt = pyplot()
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, panel_size * rows + (0.4 if suptitle else 0)),
-                             squeeze=False)
+    lines = max((panel.title.count("\n") + 1 for panel in panels if panel.title), default=0)
+    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + (0.4 if suptitle else 0)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, height), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, panel in zip(axes.flat, panels):
@@ -128,18 +148,29 @@ def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int
                 axis.imshow(to_uint8(panel.under))
                 size = tuple(panel.under.shape[-2:])
                 heat = upsample(heat, size) if tuple(heat.shape) != size else heat
-            shown = normalize_map(heat, panel.mode)
-            artist = axis.imshow(shown.numpy(), cmap=panel.cmap, vmin=0, vmax=1,
-                                 alpha=0.5 if panel.under is not None else 1.0)
+            alpha = 0.5 if panel.under is not None else 1.0
+            unit = panel.unit or "value"
+            if panel.mode == "signed":   # true units, diverging map centred at 0
+                limit = float(torch.quantile(heat.abs().flatten()[:1_000_000], 0.995)) or 1e-12
+                artist = axis.imshow(heat.numpy(), cmap="RdBu_r" if panel.cmap == "jet" else panel.cmap,
+                                     vmin=-limit, vmax=limit, alpha=0.65 if panel.under is not None else 1.0)
+                label = f"{unit} (0 = white; clipped at ±p99.5)"
+            elif panel.mode == "probability":
+                artist = axis.imshow(heat.numpy(), cmap=panel.cmap, vmin=0, vmax=1, alpha=alpha)
+                label = unit if panel.unit else "probability"
+            else:
+                shown = normalize_map(heat, panel.mode)
+                artist = axis.imshow(shown.numpy(), cmap=panel.cmap, vmin=0, vmax=1, alpha=alpha)
+                label = {"minmax": f"{unit}, min-max scaled to [0, 1]",
+                         "abs": f"|{unit}| / its 99.5th percentile"}.get(panel.mode, panel.mode)
             if panel.colorbar:
                 bar = fig.colorbar(artist, ax=axis, fraction=0.046, pad=0.04)
-                bar.set_label({"minmax": "relative (min-max)", "abs": "|value| / p99.5",
-                               "signed": "signed / p99.5"}.get(panel.mode, panel.mode), fontsize=7)
+                bar.set_label(label, fontsize=7)
                 bar.ax.tick_params(labelsize=7)
         axis.set_title(panel.title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return figure_to_image(fig, path)
+    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None)
 
 
 def overlay_figure(image: torch.Tensor, heat: torch.Tensor, path: str | Path | None = None, title: str = "",
@@ -159,6 +190,35 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path |
     axis.set_xlabel(xlabel)
     axis.set_title(title, fontsize=10)
     return figure_to_image(fig, path)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def annotate(picture: Image.Image, title: str = "", row_labels: Sequence[str] = (), row_height: int = 0,
+             label_width: int = 0) -> Image.Image:
+    """Add a title band above a PIL sheet and, with ``row_labels``, a left column naming each row
+    (rows ``row_height`` px apart). For figures made of tiles (filters, dataset examples)."""
+    from PIL import ImageDraw
+
+    band = 26 if title else 0
+    margin = label_width or (max((len(text) for text in row_labels), default=0) * 7 + 10 if row_labels else 0)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    needed = int(probe.textlength(title, font=_font(14))) + 12 if title else 0
+    out = Image.new("RGB", (max(picture.width + margin, needed), picture.height + band), (255, 255, 255))
+    out.paste(picture, (margin, band))
+    draw = ImageDraw.Draw(out)
+    if title:
+        draw.text((6, 5), title, fill=(0, 0, 0), font=_font(14))
+    for row, text in enumerate(row_labels):
+        draw.text((4, band + row * row_height + max(0, row_height // 2 - 7)), text, fill=(0, 0, 0), font=_font(11))
+    return out
 
 
 def png_bytes(picture: Image.Image) -> bytes:

@@ -30,7 +30,7 @@ from PIL import Image
 from .checks import check_images
 from .errors import ConvscopeError
 from .images import to_uint8
-from .layers import layer_table
+from .layers import LAYER_COLUMNS, layer_table
 from .predictions import Prediction, predict
 from .progress import progress_bar
 from .registry import Registry
@@ -189,25 +189,10 @@ def prediction_section(model, image, context) -> Section:
 @REPORT_SECTIONS.register("layers")
 def layers_section(model, image, context) -> Section:
     """Every layer with its output shape and receptive field (size, jump, start)."""
-    rows = []
-    for row in layer_table(model, tuple(image.shape[-2:])):
-        field_ = row.receptive_field
-        if field_ is None:
-            cells = ["-", "-", "-"]
-        elif field_.size is None:
-            cells = ["global", "-", "-"]
-        else:
-            cells = [_pair(field_.size), _pair(field_.jump), _pair(field_.start)]
-        shape = "x".join(map(str, row.output_shape)) if row.output_shape else "-"
-        rows.append([row.name, row.type, shape, *cells])
-    return Section("Layers and receptive fields", headers=["layer", "type", "output shape", "RF size", "jump", "start"],
+    rows = [row.cells() for row in layer_table(model, tuple(image.shape[-2:]))]
+    return Section("Layers and receptive fields", headers=list(LAYER_COLUMNS),
                    rows=rows, collapsed_table=True,
                    note=f"{len(rows)} layers; receptive fields in input pixels at {image.shape[-2]}x{image.shape[-1]}")
-
-
-def _pair(pair) -> str:
-    text = [f"{v:g}" for v in pair]
-    return text[0] if text[0] == text[1] else "x".join(text)
 
 
 @REPORT_SECTIONS.register("attribution")
@@ -225,7 +210,8 @@ def attribution_section(model, image, context) -> Section | None:
         figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
         rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
     return Section(f"Attribution maps for “{label}” ({target})", figures=figures, headers=["method", "options", "seconds"],
-                   rows=rows, note="CAM and occlusion maps scaled min-max; gradient maps by |value| / 99.5th percentile; jet colour map")
+                   rows=rows, note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
+                                   "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)")
 
 
 @REPORT_SECTIONS.register("sanity")

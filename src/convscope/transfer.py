@@ -213,7 +213,7 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
     >>> train, val = photo_dataset()
     >>> trained, history = finetune(load_model(), train, val, mode="features", epochs=3)
     """
-    from rich.progress import Progress
+    from .progress import progress_bar
 
     if mode not in MODES:
         raise ConvscopeError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
@@ -240,8 +240,7 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
     history = TransferHistory(mode)
     best = -1.0
     try:
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task(mode, total=epochs * -(-len(train) // batch_size))
+        with progress_bar(epochs * -(-len(train) // batch_size), mode, progress, interrupted=None) as advance:
             for _ in range(epochs):
                 trained.train()
                 if mode == "features":
@@ -259,7 +258,7 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
                     optimizer.step()
                     total += loss.item() * len(batch)
                     correct += int((logits.argmax(1).cpu() == train.labels[batch]).sum())
-                    bar.update(task, advance=1, description=f"{mode}: loss {loss.item():.3f}")
+                    advance(1, f"loss {loss.item():.3f}")
                 history.loss.append(total / len(train))
                 history.train_accuracy.append(correct / len(train))
                 if mode == "scratch":

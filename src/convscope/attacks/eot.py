@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..filters import gaussian_blur
 from ..hooks import frozen
 from ._common import check_eps, labels_for
 from .gradient import pgd
@@ -75,17 +76,7 @@ class PhysicalTransform:
 
 def _blur(x: torch.Tensor, sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Separable Gaussian blur with a per-image σ (σ = 0 leaves the image as it is)."""
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-offsets[None] ** 2 / (2 * sigma[:, None].clamp_min(1e-3) ** 2))
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (N, K)
-    count, channels, height, width = x.shape
-    weights = kernel.repeat_interleave(channels, 0)
-    flat = x.reshape(1, count * channels, height, width)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), weights.view(-1, 1, 1, 2 * radius + 1),
-                    groups=count * channels)
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), weights.view(-1, 1, 2 * radius + 1, 1),
-                    groups=count * channels)
-    return flat.view(count, channels, height, width)
+    return gaussian_blur(x, sigma, radius=radius)
 
 
 class _StraightThroughJPEG(torch.autograd.Function):

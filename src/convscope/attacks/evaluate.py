@@ -240,12 +240,11 @@ def evaluate_attack(model, data, method: str = "pgd", eps: float | None = None, 
     if isinstance(data, (str, Path, torch.utils.data.Dataset)):
         dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
                                labels=getattr(model, "labels", None), label_file=label_file)
-        from rich.progress import Progress
+        from ..progress import progress_bar
 
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task(f"attack-eval {method}", total=len(dataset))
+        with progress_bar(len(dataset), f"attack-eval {method}", progress, interrupted=None) as advance:
             reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict, resume,
-                                     engine=engine, address=address, shard_batches=shard_batches, progress=lambda n: bar.advance(task, n))
+                                     engine=engine, address=address, shard_batches=shard_batches, progress=lambda n: advance(n))
         return reduction.report(reduced.state, reduced.skips, reduced.resumed)
     state = reduction.start()
     for number, batch in enumerate(_as_batches(model, data)):

@@ -31,15 +31,16 @@ from .registry import ATTACKS
 
 
 def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, targeted: bool = False,
-              pixels: int = 1, popsize: int = 400, steps: int = 100, mutation: float = 0.5,
+              pixels: int = 1, popsize: int = 400, generations: int = 100, mutation: float = 0.5,
               batch_size: int = 256, generator: torch.Generator | None = None,
-              progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              progress: bool = False, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One-pixel (or few-pixel) attack by differential evolution.
 
     Args:
         model: classifier taking RGB in [0, 1]; x: images (N, 3, H, W) in [0, 1].
         y: true labels (the prediction when None), or target classes when ``targeted``.
-        pixels: pixels changed per image; popsize: candidates per image; steps: generations.
+        pixels: pixels changed per image; popsize: candidates per image; generations: rounds of
+            differential evolution (``steps=`` is accepted as the old name).
         mutation: the differential weight F.
         batch_size: candidates per forward pass.
         generator: random source (reproducible runs).
@@ -49,10 +50,11 @@ def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
         ``(x_adv, queries)``: the best candidate applied per image, and LongTensor[N] of
         model evaluations spent per image.
 
-    >>> x_adv, queries = one_pixel(model, x, popsize=100, steps=30)
+    >>> x_adv, queries = one_pixel(model, x, popsize=100, generations=30)
     """
+    steps = generations if steps is None else steps   # the old name
     if pixels < 1 or popsize < 4 or steps < 0 or batch_size < 1:
-        raise ConvscopeError("one_pixel needs pixels >= 1, popsize >= 4, steps >= 0 and batch_size >= 1")
+        raise ConvscopeError("one_pixel needs pixels >= 1, popsize >= 4, generations >= 0 and batch_size >= 1")
     x = x.detach()
     count, _, height, width = x.shape
     device = x.device
@@ -129,7 +131,7 @@ def _evaluate(model, x, y, targeted, population, scale, active, batch_size, quer
 
 
 @ATTACKS.register("one_pixel", norm="l0", uses_eps=False, threat="black-box", wraps=(one_pixel,),
-                  quick={"popsize": 8, "steps": 3})
+                  quick={"popsize": 8, "generations": 3})
 def _one_pixel_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     return one_pixel(model, x, goal, targeted=target is not None, generator=generator, progress=progress, **options)

@@ -41,7 +41,7 @@ STOCHASTIC = frozenset(METHODS.names(stochastic=True))
 
 
 def display_mode(method: str) -> str:
-    """How ``method``'s map is scaled for display (the registry's ``display``: ``minmax`` or ``abs``)."""
+    """How ``method``'s map is scaled for display (the registry's ``display``: ``minmax``, ``abs`` or ``signed``)."""
     return METHODS.meta(method)["display"]
 
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import weakref
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConvscopeError
+from ..filters import resize_map
 from ..hooks import capture
 from ..layers import canonical_name, default_cam_layer
 from .gradients import objective_score
@@ -43,13 +43,8 @@ def cam_layer(model: nn.Module, layer: str | None, size: int = 224) -> str:
 
 
 def upsample_map(heat: torch.Tensor, size: tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
-    """(N, 1, h, w) -> (N, 1, H, W), bilinear (align_corners=False) or nearest."""
-    if interpolation not in ("bilinear", "nearest"):
-        raise ConvscopeError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-    if tuple(heat.shape[-2:]) == tuple(size):
-        return heat
-    extra = {"align_corners": False} if interpolation == "bilinear" else {}
-    return F.interpolate(heat, size=size, mode=interpolation, **extra)
+    """(N, 1, h, w) -> (N, 1, H, W), bilinear (align_corners=False) or nearest (:func:`convscope.filters.resize_map`)."""
+    return resize_map(heat, size, interpolation)
 
 
 def layer_gradients(model, x, target, layer: str, objective: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..checks import check_images, model_device
 from ..errors import ConvscopeError
+from ..filters import gaussian_blur
 from ..hooks import frozen
 from .noise import fixed_targets
 
@@ -72,9 +73,7 @@ def causal_curve(model, x: torch.Tensor, heat: torch.Tensor, target=None, kind: 
     if kind == "deletion":
         start, finish = x, torch.zeros_like(x)
     else:
-        from torchvision.transforms.v2.functional import gaussian_blur
-
-        start, finish = gaussian_blur(x, [11, 11], [blur_sigma, blur_sigma]), x
+        start, finish = gaussian_blur(x, blur_sigma, radius=5), x
     scores = torch.zeros(x.shape[0], steps + 1)
     with frozen(model), torch.no_grad():
         ids = fixed_targets(model, x, target)

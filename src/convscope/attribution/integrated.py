@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ConvscopeError
+from ..filters import gaussian_blur
 from .gradients import input_gradient, objective_score, reduce_channels
 from .noise import fixed_targets
 from .registry import METHODS
@@ -55,10 +56,7 @@ def make_baseline(x: torch.Tensor, baseline, blur_sigma: float = 10.0, seed: int
     if baseline == "black":
         return torch.zeros_like(x)
     if baseline == "blur":
-        from torchvision.transforms.v2.functional import gaussian_blur
-
-        kernel = 2 * int(3 * blur_sigma) + 1
-        return gaussian_blur(x, [kernel, kernel], [blur_sigma, blur_sigma])
+        return gaussian_blur(x, blur_sigma, radius=int(3 * blur_sigma))
     if baseline == "uniform":
         generator = torch.Generator(device=x.device)
         if seed is not None:

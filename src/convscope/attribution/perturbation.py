@@ -31,7 +31,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-@METHODS.register(kind="perturbation", display="minmax")
+@METHODS.register(kind="perturbation", display="signed")
 def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: float = 0.5, batch_size: int = 64,
               objective: str = "logit", progress: bool = False) -> torch.Tensor:
     """Occlusion map (N, 1, H, W): positive where hiding the pixel lowers the class score.
@@ -50,7 +50,7 @@ def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: f
     counts = torch.zeros(1, 1, height, width, device=x.device, dtype=x.dtype)
     for top, left in boxes:
         counts[..., top:top + window, left:left + window] += 1
-    from rich.progress import track
+    from ..progress import track
 
     chunks = range(0, len(boxes), max(1, batch_size))
     with torch.no_grad():
@@ -58,7 +58,7 @@ def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: f
             image = x[index:index + 1]
             target_here = ids[index:index + 1] if isinstance(ids, torch.Tensor) else ids
             clean = objective_score(model, image, target_here, objective)
-            for start in track(chunks, description=f"occlusion {index + 1}/{x.shape[0]}", disable=not progress):
+            for start in track(chunks, f"occlusion {index + 1}/{x.shape[0]}", progress):
                 part = boxes[start:start + batch_size]
                 copies = image.repeat(len(part), 1, 1, 1)
                 for k, (top, left) in enumerate(part):

@@ -10,7 +10,8 @@ Metadata (defaults in brackets):
 * ``kind``: ``"gradient"`` | ``"rectifier"`` | ``"path"`` | ``"noise"`` | ``"perturbation"`` | ``"cam"`` | ``"relevance"`` (LRP) |
   ``"shapley"``;
 * ``display`` [``"abs"``]: how the map is scaled for display (:func:`convscope.render.normalize_map`):
-  ``"abs"`` (|value| / p99.5, for gradient maps) or ``"minmax"`` (CAM-like maps);
+  ``"abs"`` (|value| / p99.5, for gradient maps), ``"minmax"`` (CAM-like maps) or ``"signed"``
+  (true units on a diverging map centred at 0: occlusion);
 * ``stochastic`` [False]: draws random numbers (reproducible with ``seed=``);
 * ``quick`` [{}]: smaller settings for the report and the web app (under a minute on two cores).
 """

@@ -120,7 +120,7 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target=None, methods: Sequen
         options: per-method options, e.g. ``{"integrated_gradients": {"steps": 16}}``.
         progress: show a progress bar.
     """
-    from rich.progress import track
+    from ..progress import track
 
     from . import METHODS, STOCHASTIC, attribute
     from .noise import fixed_targets
@@ -149,7 +149,7 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target=None, methods: Sequen
     randomized = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for step, group in enumerate(track(groups, description=f"{scheme} randomization", disable=not progress)):
+        for step, group in enumerate(track(groups, f"{scheme} randomization", progress)):
             if scheme == "independent":
                 randomized = copy.deepcopy(model)
             reinitialize(randomized, group)
@@ -165,9 +165,15 @@ def sanity_figure(result: SanityResult, image: torch.Tensor, path: str | Path | 
     from ..render import Panel, figure
 
     panels = []
-    for method in result.methods:
+    for row, method in enumerate(result.methods):
         for column, heat in enumerate(result.maps[method]):
-            title = f"{method}\noriginal" if column == 0 else f"{result.steps[column - 1]}"
+            if column == 0:
+                title = f"{method}\noriginal"
+            else:   # the number that matters: how similar the map stayed (1 = unchanged)
+                rho = float(result.spearman[row, column - 1].mean())
+                ssim = float(result.ssim[row, column - 1].mean())
+                title = f"{result.steps[column - 1]}\nρ {rho:.2f}, SSIM {ssim:.2f}"
             panels.append(Panel(heat.abs().sum(dim=0, keepdim=True), title, cmap="gray", mode="minmax"))
-    return figure(panels, path, columns=len(result.steps) + 1, panel_size=1.6,
-                  suptitle=f"sanity check ({result.scheme} randomization, top layers first)")
+    return figure(panels, path, columns=len(result.steps) + 1, panel_size=2.0,
+                  suptitle=f"sanity check ({result.scheme} randomization, top layers first; "
+                           f"ρ = Spearman rank correlation with the original map)")

@@ -93,12 +93,14 @@ class _RescaleMode(TorchFunctionMode):
             y = pure(z.detach())
             delta_in = z[:self.count] - z[self.count:]
             delta_out = y[:self.count] - y[self.count:]
-        with torch.enable_grad():
-            probe = z.detach().requires_grad_(True)
-            (slope,) = torch.autograd.grad(pure(probe).sum(), probe)
-        delta_in, delta_out = torch.cat([delta_in, delta_in]), torch.cat([delta_out, delta_out])
-        small = delta_in.abs() < self.eps
-        m = torch.where(small, slope, delta_out / torch.where(small, torch.ones_like(delta_in), delta_in))
+            delta_in, delta_out = torch.cat([delta_in, delta_in]), torch.cat([delta_out, delta_out])
+            small = delta_in.abs() < self.eps
+            m = delta_out / torch.where(small, torch.ones_like(delta_in), delta_in)
+        if small.any():  # the derivative where the input barely changed (captum's rule)
+            with torch.enable_grad():
+                probe = z.detach().requires_grad_(True)
+                (slope,) = torch.autograd.grad(pure(probe).sum(), probe)
+            m = torch.where(small, slope, m)
         return _Multiplier.apply(z, y, m, inplace)
 
 
@@ -243,18 +245,29 @@ def coalition_values(model, x, reference, segments, coalitions: list[torch.Tenso
     and the others taken from ``reference``. ``coalitions[i]``: (S_i, M_i) in {0, 1}; returns
     a list of ``Tensor[S_i]``, evaluated ``batch_size`` perturbed images at a time."""
     labels = getattr(model, "labels", None)
-    jobs = [(i, s) for i, table in enumerate(coalitions) for s in range(table.shape[0])]
+    # (image, first row, last row) runs of at most batch_size rows, packed into chunks
     values = [torch.empty(table.shape[0], device=x.device, dtype=x.dtype) for table in coalitions]
+    runs = [(i, start, min(start + batch_size, table.shape[0]))
+            for i, table in enumerate(coalitions) for start in range(0, table.shape[0], max(1, batch_size))]
+    chunk: list[tuple[int, int, int]] = []
     with torch.no_grad():
-        for start in range(0, len(jobs), max(1, batch_size)):
-            part = jobs[start:start + batch_size]
-            images = torch.tensor([i for i, _ in part], device=x.device)
-            keep = torch.stack([coalitions[i][s].to(x.dtype)[segments[i]] for i, s in part])[:, None]
-            perturbed = reference[images] + keep * (x[images] - reference[images])
-            targets = ids[images] if isinstance(ids, torch.Tensor) else ids
-            scores = target_score(targets, model(perturbed), labels)
-            for k, (i, s) in enumerate(part):
-                values[i][s] = scores[k]
+        for run in runs + [None]:
+            size = sum(stop - start for _, start, stop in chunk)
+            if chunk and (run is None or size + run[2] - run[1] > batch_size):
+                perturbed = torch.cat([reference[i:i + 1] + coalitions[i][start:stop].to(x.dtype)[:, segments[i]][:, None]
+                                       * (x[i:i + 1] - reference[i:i + 1]) for i, start, stop in chunk])
+                if isinstance(ids, torch.Tensor):
+                    targets = torch.cat([ids[i:i + 1].expand(stop - start) for i, start, stop in chunk])
+                else:
+                    targets = ids
+                scores = target_score(targets, model(perturbed), labels)
+                offset = 0
+                for i, start, stop in chunk:
+                    values[i][start:stop] = scores[offset:offset + stop - start]
+                    offset += stop - start
+                chunk = []
+            if run is not None:
+                chunk.append(run)
     return values
 
 

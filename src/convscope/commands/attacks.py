@@ -141,6 +141,53 @@ def register(app: typer.Typer) -> None:
             report.write_csv(output_path(csv_out))
             console.print(f"per-image CSV: {csv_out}")
 
+    @app.command("transfer-matrix")
+    def transfer_matrix_command(
+        data: DataArgument = "samples:imagenet",
+        models: Annotated[str, typer.Option("--models", help="comma-separated model sources, e.g. efficientnet_lite0,efficientnet_lite1")] = "efficientnet_lite0,efficientnet_lite1",
+        method: Annotated[str, typer.Option("--method", help="mi-fgsm | di-fgsm | ti-fgsm | any attack")] = "mi_fgsm",
+        eps: Annotated[Optional[str], typer.Option("--eps", help="L∞ budget, e.g. 16/255")] = "16/255",
+        option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE (diversity=0.5, kernel=7 combine DI/TI)")] = [],  # noqa: B006
+        size: Annotated[int, typer.Option("--size", help="image side fed to every model")] = 224,
+        limit: Annotated[int, typer.Option("--limit", help="at most this many images")] = 64,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        out: Annotated[Path, typer.Option("--out", "-o", help="heatmap (.png)")] = Path("transfer-matrix.png"),
+        csv_out: Annotated[Path, typer.Option("--csv", help="matrix as CSV")] = Path("transfer-matrix.csv"),
+        device: Annotated[str, typer.Option("--device")] = "auto",
+        trust: Annotated[bool, typer.Option("--trust", help="allow weights files that need unpickling")] = False,
+    ) -> None:
+        """Attack every model (source) and score every model (target) on the results: a transfer heatmap and CSV."""
+        import torch
+
+        from ..attacks.transferable import transfer_matrix
+        from ..cli_common import model_args
+        from ..data import open_dataset
+
+        names = [name.strip() for name in models.split(",") if name.strip()]
+        if len(names) < 2:
+            raise ConvscopeError("--models needs at least two comma-separated models")
+        loaded = {name: model_args(name, device=device, trust=trust).open() for name in names}
+        first = next(iter(loaded.values()))
+        dataset = open_dataset(data, size, "resize", labels=getattr(first, "labels", None))
+        items = [dataset[i] for i in range(min(limit, len(dataset)))]
+        if not items or any(item[1] is None for item in items):
+            raise ConvscopeError(f"transfer-matrix needs labelled images; {data} has none or unlabelled ones")
+        from ..checks import model_device
+
+        x = torch.stack([item[0] for item in items]).to(model_device(first))
+        y = torch.tensor([int(item[1]) for item in items], device=x.device)
+        matrix = transfer_matrix(loaded, x, y, method, parse_eps(eps), seed=seed, **parse_options(option))
+        matrix.plot(output_path(out))
+        matrix.write_csv(output_path(csv_out))
+        table = Table(title=f"{method} eps {eps}: success rate (rows: source, columns: target; {len(items)} images)")
+        table.add_column("source")
+        for name, count in zip(matrix.names, matrix.counted):
+            table.add_column(f"{name} ({count} correct)", justify="right")
+        for name, row in zip(matrix.names, matrix.rate):
+            table.add_row(name, *[f"{100 * v:.1f}%" for v in row])
+        console.print(table)
+        console.print(f"heatmap: {out}  CSV: {csv_out}")
+
     @app.command("fooling")
     @model_options
     def fooling_command(

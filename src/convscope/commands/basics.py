@@ -24,11 +24,6 @@ def prediction_step(model, image, out: Path) -> list[Path]:
 def layers_step(model, image, out: Path) -> list[Path]:
     path = out / "layers.tsv"
     lines = ["layer\ttype\toutput_shape\trf_size\tjump\tstart"]
-    for row in layer_table(model, image.shape[-1]):
-        field = row.receptive_field
-        size = "global" if field is not None and field.size is None else (f"{field.size[0]:g}" if field else "-")
-        jump, start = (f"{field.jump[0]:g}", f"{field.start[0]:g}") if field and field.size else ("-", "-")
-        shape = "x".join(map(str, row.output_shape)) if row.output_shape else "-"
-        lines.append(f"{row.name}\t{row.type}\t{shape}\t{size}\t{jump}\t{start}")
+    lines += ["\t".join(row.cells()) for row in layer_table(model, image.shape[-1])]
     path.write_text("\n".join(lines) + "\n")
     return [path]

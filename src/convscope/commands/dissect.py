@@ -76,7 +76,11 @@ def register(app: typer.Typer) -> None:
 
         network = model.open()
         tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
-        weight_grid(tiles).save(output_path(out))
+        weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
+        shape = "x".join(map(str, weight.shape)) if weight is not None else ""
+        weight_grid(tiles, numbered=True, title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
+                                               f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
+                                               f"{mode} view").save(output_path(out))
         console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
     @app.command("examples")
@@ -107,7 +111,8 @@ def register(app: typer.Typer) -> None:
                 units = top_units(network, picture, layer, k)
                 found = [(picture[0, :, u.box[0]:u.box[2], u.box[1]:u.box[3]].cpu(), picture[0].cpu(), u.box) for u in units]
                 path = out / f"units_{layer}.png"
-                example_strip(found, 112).save(path)
+                example_strip(found, 112, title=f"{network.name} · {layer}: the units that fire most on {image}",
+                              labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units]).save(path)
                 console.print(f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}")
             return
         found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)

@@ -44,10 +44,21 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
             panels.append(Panel(image[0].cpu(), caption))
         for method in methods:
             panels.append(Panel(maps[method][row], f"{method}: {caption}" if len(methods) == 1 else method,
-                                under=image[0].cpu(), mode=display_mode(method), colorbar=True))
-    columns = len(panels) if len(methods) == 1 else (len(methods) + 1 if len(classes) > 1 else 5)
-    picture = figure(panels, path, columns=columns, panel_size=3.2)
+                                under=image[0].cpu(), mode=display_mode(method), colorbar=True,
+                                unit=_unit(method, (options or {}).get(method, {}))))
+    # wrap into rows x columns (at most 6 wide); one class and one method per row when that fits
+    columns = min(6, len(panels) if len(methods) == 1 else len(methods) + 1)
+    title = f"{getattr(model, 'name', 'model')}: " + ", ".join(
+        f"{labels[c]} p = {probabilities[c]:.3f}" for c in classes[:3]) + (" ..." if len(classes) > 3 else "")
+    picture = figure(panels, path, columns=columns, panel_size=3.2, suptitle=title)
     return picture, maps
+
+
+def _unit(method: str, options: dict) -> str:
+    """What a method's values are, for its colour bar."""
+    if method == "occlusion":
+        return f"drop in {options.get('objective', 'logit')} when hidden"
+    return "CAM" if METHODS.meta(method).get("kind") == "cam" else "attribution"
 
 
 def _probabilities(model, image) -> torch.Tensor:
@@ -85,6 +96,7 @@ def register(app: typer.Typer) -> None:
         settings: SetOption = [],  # noqa: B006 (typer reads the default)
         overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
         batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
+        metrics: Annotated[Optional[str], typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI")] = None,
         data_labels: DataLabelsOption = None, strict: StrictOption = False,
         engine: EngineOption = "local", address: AddressOption = None, workers: WorkersOption = None,
         model: ModelArgs = None,
@@ -106,10 +118,13 @@ def register(app: typer.Typer) -> None:
             index, reduced = explain_dataset(
                 network, image, name, folder, target or "predicted", layer, overlays, seed, batch_size, size,
                 data_preprocess(network), strict, True, engine, address, workers, data_labels, progress=True,
-                **options)
+                metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()], **options)
             console.print(f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
                           + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
                           + (f"; {reduced.skips.summary()}" if len(reduced.skips) else ""))
+            for metric, (mean, half) in reduced.summary.items():
+                console.print(f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
+                              f"{'lower' if metric == 'deletion' else 'higher'} is better)")
             return
         network = model.open()
         picture = open_image(image, network, size)
@@ -159,9 +174,33 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="dataset mode: images per batch")] = 8,
+        strict: StrictOption = False, workers: WorkersOption = None, data_labels: DataLabelsOption = None,
         model: ModelArgs = None,
     ) -> None:
-        """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."""
+        """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized.
+
+        Given a dataset instead of one image: mean Spearman and SSIM over its images with 95 % CIs
+        (--target predicted | label)."""
+        if _is_dataset(image):
+            from rich.table import Table
+
+            from ..attribution.batch import sanity_dataset
+
+            network = model.open()
+            chosen = [name.strip() for name in methods.split(",") if name.strip()]
+            rows, names, reduced = sanity_dataset(
+                network, image, chosen, scheme, seed, target or "predicted", {"integrated_gradients": {"steps": steps}},
+                batch_size, size, data_preprocess(network), strict, workers, label_file=data_labels, progress=True)
+            table = Table("method", "randomized", "Spearman [95% CI]", "SSIM [95% CI]",
+                          title=f"{scheme} randomization over {reduced.images} images (1 = unchanged map)")
+            for method, step, rho, rho_half, ssim, ssim_half in rows:
+                table.add_row(method, names[step] if step < len(names) else str(step), f"{rho:.3f} ± {rho_half:.3f}",
+                              f"{ssim:.3f} ± {ssim_half:.3f}")
+            console.print(table)
+            if len(reduced.skips):
+                console.print(reduced.skips.summary())
+            return
         from rich.table import Table
 
         from ..attribution.sanity import sanity_check, sanity_figure

@@ -13,7 +13,7 @@ from ..cli_common import ModelArgs, console, data_preprocess, model_options, ope
 from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
                             WorkersOption, check_engine)
 from ..errors import ConvscopeError
-from ..images import ImageFolderDataset, load_image, save_image
+from ..images import load_image, save_image
 from ..models import ImageClassifier, save_checkpoint
 from ..render import Panel, figure
 from ..robustness.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_command(
-        data: Annotated[str, typer.Argument(help="'digits' (scikit-learn, offline) or an image folder (subfolders = classes)")],
+        data: Annotated[str, typer.Argument(help="'digits' (scikit-learn, offline) or a labelled dataset spec (class folders, samples:cifar10, cifar10:ROOT, ...)")],
         arch: Annotated[str, typer.Option("--arch", help="small_cnn")] = "small_cnn",
         adversarial: Annotated[Optional[str], typer.Option("--adversarial", help=" | ".join(ADVERSARIAL_METHODS))] = None,
         eps_text: Annotated[str, typer.Option("--eps", help="L∞ budget (pixel units, e.g. 0.1 or 8/255) of training and PGD-20 evaluation")] = "0.1",
@@ -187,16 +187,17 @@ def register(app: typer.Typer) -> None:
             train_data, test_data, classes = digits_dataset(size), digits_dataset(size, "test"), 10
             names = [str(digit) for digit in range(10)]
         else:
-            folder = Path(data)
-            if not folder.is_dir():
-                raise ConvscopeError(f"{data!r} is neither 'digits' nor a folder")
-            dataset = ImageFolderDataset(folder, size, labelled=True)
-            if len(dataset.classes) < 2:
-                raise ConvscopeError(f"{data!r} needs at least two class subfolders")
+            from ..data import labelled_pairs, open_dataset
+
+            dataset = labelled_pairs(open_dataset(data, size, "resize"))   # any labelled spec; classes in sorted order
+            classes = max(dataset.labels) + 1
+            if len(set(dataset.labels)) < 2:
+                raise ConvscopeError(f"{data!r} needs at least two classes")
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
             cut = max(1, len(order) // 5)
             train_data, test_data = torch.utils.data.Subset(dataset, order[cut:]), torch.utils.data.Subset(dataset, order[:cut])
-            classes, names = len(dataset.classes), list(dataset.classes)
+            named = getattr(dataset.dataset, "classes", None) or {}
+            names = [named.get(i, str(i)) for i in range(classes)]
         name = adversarial or "standard"
         network = small_cnn(classes, size=size)
         history = train(network, train_data, test_data, epochs, adversarial, eps, batch_size=batch_size,

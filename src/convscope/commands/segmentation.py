@@ -28,7 +28,8 @@ def heatmap_figure(model, image: torch.Tensor, target, path: Path):
     rows, cols = heat.probability.shape[-2:]
     figure([Panel(image[0], f"input {image.shape[-2]}x{image.shape[-1]}"),
             Panel(heat.probability[0], f"p({heat.label or heat.class_id}) per location, {rows}x{cols}", under=image[0],
-                  mode="abs", colorbar=True)], path)
+                  mode="probability", colorbar=True, unit=f"p({heat.label or heat.class_id})")], path,
+           suptitle=f"{getattr(model, 'name', 'model')}: {heat.label or heat.class_id}, max p = {float(heat.probability.max()):.3f}")
     return heat
 
 

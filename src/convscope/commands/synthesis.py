@@ -73,7 +73,19 @@ def register(app: typer.Typer) -> None:
                  else visualize_channel(network, layer, parse_channels(channel), **options))
         path = save_image(shown.image, output_path(out))
         scores = ", ".join(f"{v:.3g}" for v in shown.scores.tolist())
-        console.print(f"{shown.objective}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
+        what = shown.objective
+        if class_ is not None:   # "espresso, p = 0.98": the class by name and what the model says of the image
+            import torch
+
+            from ..hooks import frozen
+            from ..targets import class_index
+
+            class_id = class_index(class_, network.labels)
+            with torch.no_grad(), frozen(network):
+                probability = network(shown.image.to(next(network.parameters()).device)).softmax(-1)[0, class_id]
+            name = network.labels[class_id] if network.labels else str(class_id)
+            what = f"{name} ({class_id}), p = {float(probability):.3f}"
+        console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
 
     @app.command("dream")
     @model_options

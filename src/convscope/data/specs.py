@@ -286,6 +286,30 @@ class Take(torch.utils.data.Dataset):
         return self.labels is None or all(label is not None for label in self.labels)
 
 
+class LabelledPairs(torch.utils.data.Dataset):
+    """A labelled dataset as ``(image, label)`` items, for training loops."""
+
+    def __init__(self, dataset):
+        labels = getattr(dataset, "labels", None)
+        if not labels or any(label is None for label in labels):
+            missing = sum(label is None for label in labels or [None])
+            raise ConvscopeError(f"training needs a label for every image; {missing} of {len(dataset)} have none "
+                                 "(class subfolders, a label file or a labelled set)")
+        self.dataset, self.labels = dataset, list(labels)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label, _ = self.dataset[index]
+        return image, label
+
+
+def labelled_pairs(dataset) -> LabelledPairs:
+    """``(image, label)`` items of a labelled dataset (every item must have a label)."""
+    return LabelledPairs(dataset)
+
+
 def take(dataset, count: int):
     """The first ``count`` items of ``dataset`` (``--limit``)."""
     if count < 1:

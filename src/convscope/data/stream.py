@@ -207,6 +207,7 @@ class Reduced:
     shards: int
     resumed: int
     images: int
+    summary: dict | None = None  # what a caller derives from ``state`` (e.g. the batch explainer's table)
 
 
 def shard_bounds(count: int, batch_size: int, shard_batches: int) -> list[tuple[int, int]]:

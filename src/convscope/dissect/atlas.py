@@ -102,7 +102,7 @@ def build_atlas(
     >>> found = top_k_examples(model, sample_folder("photos"), ["blocks.1", "blocks.3"])
     >>> build_atlas(model, found, "atlas")          # open atlas/index.html in a browser
     """
-    from rich.progress import Progress
+    from ..progress import progress_bar
 
     out = Path(out)
     names = list(layers) if layers is not None else list(examples.layers)
@@ -113,8 +113,7 @@ def build_atlas(
         raise ConvscopeError("feature visualizations need convscope.optimize.visualize, which is not available")
     infos = [_layer_info(examples, name, channels) for name in names]
     total = sum(len(info["thumbs"]) for info in infos)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("writing atlas", total=total)
+    with progress_bar(total, "writing atlas", progress, interrupted=None) as advance:
         for position, info in enumerate(infos):
             folder = out / info["folder"]
             (folder / "img").mkdir(parents=True, exist_ok=True)
@@ -157,7 +156,7 @@ def build_atlas(
                                        projection=projections, weights=weights_note is not None,
                                        weights_note=weights_note, sources=[html.escape(s) for s in sources])
                 (folder / f"channel_{channel}.html").write_text(page, encoding="utf-8")
-                bar.advance(task)
+                advance()
             (folder / "index.html").write_text(_LAYER.render(style=_STYLE, layer=info, previous=previous,
                                                              next=following), encoding="utf-8")
     index = out / "index.html"

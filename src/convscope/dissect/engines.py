@@ -25,16 +25,15 @@ __all__ = ["ENGINES", "get_engine", "local_engine", "ray_engine"]
 def local_engine(model, source: ImageSource, result: TopExamples, batch_size: int, device, progress: bool = True,
                  save: Callable[[], None] | None = None, save_every: int = 20, **_) -> None:
     """Mine in this process, one batch at a time, with a progress bar and periodic checkpoints."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from ..progress import progress_bar
 
     total = len(source)
-    columns = (TextColumn("mining examples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("mine", total=total, completed=result.seen)
+    with progress_bar(total, "mining examples", progress, interrupted=None, completed=result.seen,
+                      remaining=True) as step:
         batches = [0]
 
         def advance(count: int) -> None:
-            bar.advance(task, count)
+            step(count)
             batches[0] += 1
             if save is not None and batches[0] % save_every == 0:
                 save()

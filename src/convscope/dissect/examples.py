@@ -527,7 +527,7 @@ def _tile(picture: Image.Image, side: int) -> Image.Image:
 
 
 def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], side: int = 96,
-                  context: bool = True) -> Image.Image:
+                  context: bool = True, title: str = "", labels: Sequence[str] = ()) -> Image.Image:
     """One row per example: the receptive-field patch (enlarged) next to the whole image with the
     box drawn (``context=False``: the patches alone, in one row)."""
     if not found:
@@ -541,14 +541,26 @@ def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], sid
     for i, (patch, image, box) in enumerate(found):
         sheet.paste(_tile(Image.fromarray(to_uint8(patch)), side), (0, i * (side + 4)))
         sheet.paste(_tile(draw_box(image, box, width=max(2, image.shape[-1] // 60)), side), (side + 6, i * (side + 4)))
+    if title or labels:
+        from ..render import annotate
+
+        return annotate(sheet, title, labels, side + 4)
     return sheet
 
 
-def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side: int = 64) -> Image.Image:
-    """A grid with one row per channel and its k patches (Zeiler & Fergus' figure 2 layout)."""
+def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side: int = 64,
+                  title: str | None = None) -> Image.Image:
+    """A grid with one row per channel and its k patches (Zeiler & Fergus' figure 2 layout), each
+    row labelled with its channel id and top activation, titled with the layer."""
+    from ..render import annotate
+
+    channels = list(channels)
     rows = [example_strip(result.patches(layer, c), side, context=False) for c in channels]
     width = max(r.width for r in rows)
     sheet = Image.new("RGB", (width, len(rows) * (side + 4)), (255, 255, 255))
     for i, row in enumerate(rows):
         sheet.paste(row, (0, i * (side + 4)))
-    return sheet
+    values = result[layer].values
+    labels = [f"ch {c}  max {float(values[c, 0]):.3g}" for c in channels]
+    heading = title if title is not None else f"{layer}: top-{values.shape[1]} dataset examples per channel ({result.seen} images)"
+    return annotate(sheet, heading, labels, side + 4)

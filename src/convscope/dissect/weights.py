@@ -122,12 +122,31 @@ def weight_tiles(model: nn.Module, layer: str, mode: str = "auto", shape: tuple[
     return filter_tiles(weight, mode, max_filters, max_inputs)
 
 
-def weight_grid(tiles: torch.Tensor, columns: int | None = None, tile_side: int = 48) -> Image.Image:
+def weight_grid(tiles: torch.Tensor, columns: int | None = None, tile_side: int = 48, title: str = "",
+                numbered: bool = False) -> Image.Image:
     """Tiles (T, 3, h, w) -> one picture, each tile enlarged (nearest) to about ``tile_side`` px
-    with a white gap (filters are tiny: 3x3 or 7x7)."""
+    with a white gap (filters are tiny: 3x3 or 7x7), laid out near-square (about 4:3) unless
+    ``columns`` is given; ``title`` above it and ``numbered`` filter ids under each tile."""
+    import math
+
+    from PIL import ImageDraw
     from torchvision.utils import make_grid
+
+    from ..render import _font, annotate
 
     scale = max(1, tile_side // max(tiles.shape[-2:]))
     tiles = tiles.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
-    columns = columns or min(len(tiles), 16)
-    return Image.fromarray(to_uint8(make_grid(tiles, nrow=columns, padding=2, pad_value=1.0)))
+    columns = columns or max(1, min(len(tiles), math.ceil(math.sqrt(len(tiles) * 4 / 3))))
+    if not numbered:
+        return annotate(Image.fromarray(to_uint8(make_grid(tiles, nrow=columns, padding=2, pad_value=1.0))), title)
+    gap = 14   # room for the id under each tile
+    height, width = tiles.shape[-2:]
+    rows = math.ceil(len(tiles) / columns)
+    sheet = Image.new("RGB", (columns * (width + 4), rows * (height + gap + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        left, top = column * (width + 4) + 2, row * (height + gap + 4) + 2
+        sheet.paste(Image.fromarray(to_uint8(tile)), (left, top))
+        draw.text((left + 1, top + height + 1), str(index), fill=(60, 60, 60), font=_font(10))
+    return annotate(sheet, title)

@@ -72,16 +72,11 @@ class OptimizationResult:
 
 @contextlib.contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True):
-    """A rich progress bar yielding ``advance(text)``; a no-op when disabled."""
-    if not enabled:
-        yield lambda text="": None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    """The package's progress bar (:func:`convscope.progress.progress_bar`) yielding ``advance(text)``."""
+    from ..progress import progress_bar as shared
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True) as bar:
-        task = bar.add_task(description, total=total, info="")
-        yield lambda text="": bar.update(task, advance=1, info=text)
+    with shared(total, description, enabled, interrupted=None, remaining=True) as advance:
+        yield lambda text="": advance(1, text)
 
 
 def optimize(

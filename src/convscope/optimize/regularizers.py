@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from .. import filters
 from .objectives import Objective
 
 StepOperation = Callable[[torch.Tensor, int], None]
@@ -45,19 +45,12 @@ def total_variation(beta: float = 2.0) -> Objective:
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     """A normalised 1-D Gaussian of radius ⌈3σ⌉."""
-    radius = max(1, int(3 * sigma + 0.5))
-    grid = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (grid / sigma) ** 2)
-    return kernel / kernel.sum()
+    return filters.gaussian_kernel(sigma, radius=max(1, int(3 * sigma + 0.5)), dtype=torch.float32)
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) with reflected borders."""
-    kernel = gaussian_kernel(sigma).to(image)
-    channels, radius = image.shape[1], kernel.numel() // 2
-    out = F.pad(image, (radius, radius, radius, radius), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    """Separable Gaussian blur of (N, C, H, W) with reflected borders, radius ⌈3σ⌉ (:func:`convscope.filters.gaussian_blur`)."""
+    return filters.gaussian_blur(image, sigma, truncate=3.0)
 
 
 def blur_every(every: int = 4, sigma: float = 0.5) -> StepOperation:

@@ -28,6 +28,7 @@ from torch import nn
 from ..attacks.gradient import pgd
 from ..checks import check_images
 from ..errors import ConvscopeError
+from ..filters import jpeg
 from ..hooks import frozen
 from ..registry import Registry
 
@@ -50,11 +51,9 @@ DEFENSES: Registry[Callable[..., InputDefense]] = Registry("defense")
 @DEFENSES.register("jpeg")
 def jpeg_defense(quality: int = 75) -> InputDefense:
     """JPEG re-encoding at ``quality`` (libjpeg through torchvision; not differentiable)."""
-    from torchvision.io import decode_jpeg, encode_jpeg
 
     def apply(x, generator=None):
-        images = list((x.detach() * 255).round().clamp(0, 255).to(torch.uint8).cpu())
-        return torch.stack(decode_jpeg(encode_jpeg(images, quality=quality))).to(x) / 255
+        return jpeg(x, quality)
 
     return InputDefense(f"jpeg(q={quality})", apply, differentiable=False, random=False)
 

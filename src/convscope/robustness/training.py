@@ -7,7 +7,12 @@ current weights and minimises the loss on them:
 * ``"fgsm-rs"``: Wong, Rice & Kolter 2020 ("fast is better than free"), one FGSM step of
   ``1.25 * eps`` from a uniform random start in the eps-ball, i.e. PGD with one step.
 
-Both use :func:`convscope.attacks.gradient.pgd` with ``eval_mode=False`` (the attack sees the
+* ``"trades"``: Zhang et al. 2019, minimise ``CE(f(x), y) + β · KL(f(x) ‖ f(x'))`` where ``x'``
+  maximises the KL term by ``steps`` signed steps of ``alpha`` (default ``2.5 * eps / steps``) in
+  the eps-ball from ``x + 0.001·N(0, 1)``; β = ``trades_beta`` (6, the paper's CIFAR-10 setting).
+  As the authors' code, the inner maximisation runs the model in eval mode.
+
+PGD and FGSM-RS use :func:`convscope.attacks.gradient.pgd` with ``eval_mode=False`` (the attack sees the
 model in training mode, as in both papers). Every epoch reports the clean test accuracy and
 the robust test accuracy under PGD-20 (``alpha = 2.5 * eps / 20``, Madry's rule, random start).
 
@@ -37,7 +42,7 @@ from ..attacks.gradient import pgd
 from ..errors import ConvscopeError
 from .progress import progress_bar
 
-ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")
+ADVERSARIAL_METHODS = ("pgd", "fgsm-rs", "trades")
 
 
 def digits_dataset(size: int = 16, split: str = "train", test_fraction: float = 0.2, seed: int = 0) -> TensorDataset:
@@ -116,6 +121,34 @@ class TrainingHistory:
         return Path(path)
 
 
+def trades_batch(network: nn.Module, x: torch.Tensor, eps: float, alpha: float | None = None, steps: int = 10,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """TRADES' inner maximisation (Zhang 2019): ``x'`` in the L∞ eps-ball maximising ``KL(f(x) ‖ f(x'))``."""
+    from ..hooks import frozen
+
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    x = x.detach()
+    with frozen(network):
+        with torch.no_grad():
+            natural = network(x).softmax(-1)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        adv = (x + 0.001 * noise).clamp(0, 1)
+        for _ in range(steps):
+            point = adv.detach().requires_grad_(True)
+            with torch.enable_grad():
+                divergence = F.kl_div(network(point).log_softmax(-1), natural, reduction="sum")
+                (grad,) = torch.autograd.grad(divergence, point)
+            adv = (x + (adv + alpha * grad.sign() - x).clamp(-eps, eps)).clamp(0, 1)
+    return adv.detach()
+
+
+def trades_loss(network: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, beta: float = 6.0) -> torch.Tensor:
+    """``CE(f(x), y) + β · KL(f(x) ‖ f(x_adv))`` averaged over the batch (Zhang 2019, eq. 5)."""
+    logits = network(x)
+    robust = F.kl_div(network(x_adv).log_softmax(-1), logits.softmax(-1), reduction="batchmean")
+    return F.cross_entropy(logits, y) + beta * robust
+
+
 def adversarial_batch(network: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float,
                       alpha: float | None = None, steps: int = 7,
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -162,14 +195,15 @@ def train(network: nn.Module, train_data: Dataset, test_data: Dataset, epochs: i
           adversarial: str | None = None, eps: float = 0.2, alpha: float | None = None, steps: int = 7,
           batch_size: int = 64, lr: float = 3e-3, eval_steps: int = 20, eval_size: int | None = None,
           checkpoint: str | Path | None = None, seed: int = 0, progress: bool = True,
-          device: str | torch.device | None = None) -> TrainingHistory:
+          device: str | torch.device | None = None, trades_beta: float = 6.0) -> TrainingHistory:
     """Train ``network`` (in place) with Adam, standard or adversarial; evaluate after every epoch.
 
     Args:
         network: a module taking images in [0, 1] (normalisation inside) -> logits.
         train_data, test_data: datasets of ``(image (3, H, W) in [0, 1], label)``.
         epochs, batch_size (per process), lr: the optimisation.
-        adversarial: None (standard), ``"pgd"`` (Madry 2018) or ``"fgsm-rs"`` (Wong 2020).
+        adversarial: None (standard), ``"pgd"`` (Madry 2018), ``"fgsm-rs"`` (Wong 2020) or ``"trades"``
+            (Zhang 2019; ``trades_beta`` weighs its KL term).
         eps: L∞ budget of training and evaluation attacks (pixel units).
         alpha, steps: step size and steps of the training attack (defaults in :func:`adversarial_batch`).
         eval_steps: PGD steps of the robust evaluation (0 skips it); eval_size: evaluate on the
@@ -210,9 +244,13 @@ def train(network: nn.Module, train_data: Dataset, test_data: Dataset, epochs: i
             started, total_loss, batches = time.perf_counter(), 0.0, 0
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
-                if adversarial is not None:
-                    x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, attack_generator)
-                loss = F.cross_entropy(model(x), y)
+                if adversarial == "trades":
+                    loss = trades_loss(model, x, trades_batch(model, x, eps, alpha, steps, attack_generator), y,
+                                       trades_beta)
+                else:
+                    if adversarial is not None:
+                        x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, attack_generator)
+                    loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -130,7 +130,7 @@ def train_segmenter(net: nn.Module, train: SegmentationData, val: SegmentationDa
     Returns:
         The :class:`TrainingHistory`; ``net`` keeps its ``training`` flag of before.
     """
-    from rich.progress import Progress
+    from ..progress import progress_bar
 
     segmentation_loss(torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long), loss)  # validates the name
     device = _device(net)
@@ -143,8 +143,7 @@ def train_segmenter(net: nn.Module, train: SegmentationData, val: SegmentationDa
     was_training = net.training
     steps = epochs * -(-len(train) // batch_size)
     try:
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("training", total=steps)
+        with progress_bar(steps, "training", progress, interrupted=None) as advance:
             for _ in range(epochs):
                 net.train()
                 order = torch.randperm(len(train), generator=generator)
@@ -161,7 +160,7 @@ def train_segmenter(net: nn.Module, train: SegmentationData, val: SegmentationDa
                     value.backward()
                     optimizer.step()
                     total, count = total + value.item() * len(batch), count + len(batch)
-                    bar.update(task, advance=1, description=f"loss {value.item():.3f}")
+                    advance(1, f"loss {value.item():.3f}")
                 history.loss.append(total / count)
                 if val is not None:
                     scores = evaluate_segmenter(net, val, batch_size)

@@ -130,9 +130,12 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
         """The background jobs' own copy of model ``name`` (made on first use)."""
         model = model_named(name)
         with load_lock:
-            if name not in job_copies:
-                job_copies[name] = copy.deepcopy(model)
-            return job_copies[name]
+            if name in job_copies:
+                return job_copies[name]
+        with gate.hold():  # copied while no request has its hooks on the model
+            made = copy.deepcopy(model)
+        with load_lock:
+            return job_copies.setdefault(name, made)
 
     app.state.job_model = job_model
 

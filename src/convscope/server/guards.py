@@ -148,14 +148,19 @@ class Ticket:
 @contextlib.contextmanager
 def cancellation_point(model: nn.Module, ticket: Ticket) -> Iterator[Ticket]:
     """While the block runs, every forward pass of ``model`` first checks ``ticket`` (a forward
-    pre-hook, removed on exit): a cancelled or late computation stops at its next pass."""
+    pre-hook, first in line, removed on exit): a cancelled or late computation stops at its next
+    pass. On an :class:`~convscope.models.ImageClassifier` the wrapped ``network`` gets the hook
+    too, for the methods that run it directly (LRP) and the progress views of the jobs."""
 
     def hook(module, inputs):
         ticket.raise_if_stopped()
-        ticket.passes += 1
+        if module is model:
+            ticket.passes += 1
 
-    handle = model.register_forward_pre_hook(hook)
+    modules = [model] + [m for m in (getattr(model, "network", None),) if isinstance(m, nn.Module)]
+    handles = [m.register_forward_pre_hook(hook, prepend=True) for m in modules]
     try:
         yield ticket
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
