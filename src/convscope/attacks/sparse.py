@@ -46,7 +46,6 @@ def jsma(model, x: torch.Tensor, target: torch.Tensor, *, gamma: float = 0.1, th
     if features > MAX_FEATURES:
         raise ConvscopeError(f"JSMA searches feature pairs (O(D²)); {features} features are too many — resize the "
                              f"images to at most {MAX_FEATURES} values (e.g. 64×64 RGB)")
-    n = x.shape[0]
     adv = x.detach().flatten(1).clone()
     limit = 1.0 if theta > 0 else 0.0
     domain = (adv < limit) if theta > 0 else (adv > limit)
