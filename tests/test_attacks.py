@@ -97,6 +97,7 @@ def test_goodfellow_fgsm_two_levels_change_top1(model, chelsea):
     assert result.linf.item() == pytest.approx(2 / 255, abs=1e-6)
 
 
+@pytest.mark.threads
 def test_targeted_pgd_turns_chelsea_into_a_zebra(model, chelsea):
     before = model_state(model)
     result = attack(model, chelsea, method="pgd", eps=4 / 255, target="zebra", steps=15, alpha=1 / 255, seed=0)

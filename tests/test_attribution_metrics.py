@@ -129,7 +129,7 @@ def test_max_sensitivity_ranks_methods_as_quantus(model, scene):
 
 
 def test_evaluate_explanations_on_generated_scenes(monkeypatch, capsys, tmp_path):
-    from convscope.testing import run_cli
+    from helpers import run_cli
 
     out = tmp_path / "table.csv"
     code, text, err = run_cli(monkeypatch, capsys, "evaluate-explanations", "scenes:3", "--size", "64", "--methods",

@@ -42,10 +42,17 @@ def test_channel_grid_renders_one_image_per_channel(model):
     assert shown._repr_png_()[:4] == b"\x89PNG"
 
 
+@pytest.mark.threads
 def test_class_visualization_is_classified_as_the_class(model):
-    shown = visualize_class(model, "espresso", size=96, steps=40, progress=False)
+    # Measured spread (2026-12-01), p(espresso) as top-1 after 40 steps at 96 px:
+    #   seed 0 (this test): 0.9999 at 1 thread, 0.886 at 2, 0.940 at 4;
+    #   seeds 0-6: 1 thread min 0.64, 2 threads min 0.52 (issue 13), 4 threads top-1 in 6 of 7
+    #   (seed 4: espresso second to beer glass, p(top) 0.69).
+    # What the method guarantees at a fixed seed on any thread count: the class wins top-1 and
+    # clearly (p > 0.5, a margin of 0.39 below the lowest seed-0 value).
+    shown = visualize_class(model, "espresso", size=96, steps=40, progress=False, seed=0)
     top = predict(model, shown.image, 1)[0][0]
-    assert top.class_id == 967 and top.probability > 0.9
+    assert top.class_id == 967 and top.probability > 0.5
 
 
 def test_inversion_error_is_small_at_a_shallow_layer_and_grows_with_depth(model, chelsea):

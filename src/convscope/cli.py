@@ -83,7 +83,9 @@ class _Deferred(TyperCommand):
         self.module = module
 
     def real(self) -> click.Command:
-        return feature_commands(self.module)[self.name]
+        from .cli_checks import harden_command
+
+        return harden_command(self.name, feature_commands(self.module)[self.name])
 
     def make_context(self, info_name, args, parent=None, **extra):
         return self.real().make_context(info_name, args, parent=parent, **extra)
@@ -200,33 +202,54 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main() -> None:
     """Entry point: run the app; bad input -> one line on stderr, exit 2."""
+    import typer.main
+
+    from .cli_checks import harden
+
     warnings.showwarning = _show_warning
+    command = harden(typer.main.get_command(app))
     if os.environ.get("CONVSCOPE_DEBUG"):
-        app()
+        command.main(prog_name="convscope")
         return
     try:
-        app(standalone_mode=False)
+        command.main(prog_name="convscope", standalone_mode=False)
     except ConvscopeError as error:
         err_console.print(f"[red]error:[/red] {error}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
         sys.exit(130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors carry their own message and code
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if type(error).__name__ == "Abort":
-            sys.exit(130)
-        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+    except (typer.Exit, typer.Abort) as done:
+        sys.exit(getattr(done, "exit_code", 130))
+    except Exception as error:
+        usage = _usage_error(error)
+        if usage is not None:
+            sys.exit(usage)
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
             err_console.print(f"[red]error:[/red] {error}", highlight=False)
             sys.exit(2)
         err_console.print(f"[red]internal error:[/red] {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
                           "(set CONVSCOPE_DEBUG=1 for the traceback)", highlight=False)
         sys.exit(1)
 
+
+def _usage_error(error: Exception) -> int | None:
+    """Print a click usage error (typer's vendored click or click itself) as one line; its exit code."""
+    import click
+
+    kinds = tuple(k for k in (getattr(typer, "TyperException", None), click.exceptions.ClickException) if k)
+    if isinstance(error, click.exceptions.Abort):
+        return 130
+    if not isinstance(error, kinds) or not hasattr(error, "format_message"):
+        return None
+    if type(error).__name__ == "NoArgsIsHelpError":  # bare `convscope` or a group without a command: the help
+        error.show()
+        return error.exit_code
+    context = getattr(error, "ctx", None)
+    hint = f" (see '{context.command_path} --help')" if context is not None else ""
+    message = " ".join(error.format_message().split())
+    err_console.print(f"[red]error:[/red] {message}{hint}", highlight=False)
+    return getattr(error, "exit_code", 2) or 2
 
 if __name__ == "__main__":
     main()

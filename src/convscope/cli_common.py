@@ -140,18 +140,12 @@ def open_image(spec: str, model, size: int | None = None):
 
 
 def parse_budget(text: str | float | None, what: str = "--eps") -> float | None:
-    """``"8/255"``, ``"0.03"`` or None -> float (pixel units)."""
-    if text is None or isinstance(text, (int, float)):
-        return text
-    from .errors import ConvscopeError
+    """``"8/255"``, ``"0.03"`` or None -> float (pixel units, finite, in [0, 1])."""
+    if text is None:
+        return None
+    from .cli_checks import parse_eps
 
-    try:
-        if "/" in text:
-            top, bottom = text.split("/")
-            return float(top) / float(bottom)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConvscopeError(f"{what} must be a number or a fraction like 8/255, got {text!r}") from None
+    return parse_eps(str(text) if isinstance(text, (int, float)) else text, what)
 
 
 def parse_set(pairs: list[str], function=None, what: str = "--set") -> dict:

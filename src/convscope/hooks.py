@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 
+from .errors import ConvscopeError
 from .layers import HOOK_FREE, find_layer, require_hooks  # noqa: F401  (HOOK_FREE re-exported)
 from .state import frozen  # noqa: F401  (re-exported: convscope.hooks.frozen)
 
@@ -37,17 +38,27 @@ class Captured:
     outputs: dict[str, tuple[torch.Tensor, int]] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.activations:
+            raise ConvscopeError(_did_not_run(name))
         return self.activations[name]
 
     def gradient(self, score: torch.Tensor, name: str) -> torch.Tensor:
         """d score / d (output of layer ``name``), back-propagating only as far as that layer
         (the part of the network below it is skipped). Needs ``grads=True``."""
+        if name not in self.outputs:
+            raise ConvscopeError(_did_not_run(name) if name not in self.activations
+                                 else f"layer {name!r}: no gradient recorded (capture(..., grads=True) under torch.enable_grad())")
         output, version = self.outputs[name]
         if output._version == version:
             torch.autograd.grad(score, output)
         else:  # a later in-place op rewrote the output: back-propagate the whole way instead
             score.backward()
         return self.gradients[name]
+
+
+def _did_not_run(name: str) -> str:
+    return (f"layer {name!r} did not run in the forward pass (the network skips it, e.g. an inactive "
+            "drop_path in eval mode): pick another layer")
 
 
 @contextlib.contextmanager
@@ -84,8 +95,9 @@ def _recorder(name: str, seen: Captured, grads: bool, detach: bool):
             raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor: pick another layer")
         if grads and not output.requires_grad and torch.is_grad_enabled():
             # nothing below this layer needs gradients (frozen weights, constant input): start the
-            # graph here, so the backward pass stops at this layer
-            output = output.detach().requires_grad_(True)
+            # graph here, so the backward pass stops at this layer; the clone keeps the returned
+            # tensor a non-leaf, so a following in-place op (ReLU6(inplace=True)) is allowed
+            output = output.detach().requires_grad_(True).clone()
         seen.activations[name] = output.detach().clone() if detach else output.clone()
         if grads and output.requires_grad:
             output.register_hook(lambda grad: seen.gradients.__setitem__(name, grad))

@@ -141,8 +141,10 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
         array = array[..., :-1] * alpha + (1.0 - alpha)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
-    if array.min() < 0 or array.max() > 1:
-        raise ConvscopeError(f"float image values must lie in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
+    if array.min() < -1e-6 or array.max() > 1 + 1e-6:
+        raise ConvscopeError(f"float image values must lie in [0, 1], got [{array.min():.3g}, {array.max():.3g}]"
+                             " (scale the image to [0, 1] first)")
+    array = array.clip(0, 1)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).clone()
 
 
@@ -155,8 +157,8 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     if image.mode == "I":
         array = np.asarray(image, dtype=np.int64)
         return array_to_tensor((array.clip(0, 65535)).astype(np.uint16))
-    if image.mode == "F":
-        return array_to_tensor(np.asarray(image, dtype=np.float32).clip(0, 1))
+    if image.mode == "F":  # float grey: values must already be in [0, 1] (not clipped silently)
+        return array_to_tensor(np.asarray(image, dtype=np.float32))
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGB")
     return array_to_tensor(np.asarray(image))
@@ -183,11 +185,16 @@ def read_image_file(path: str | Path, target: tuple[int, int] | None = None) -> 
             try:
                 import tifffile
 
-                return array_to_tensor(_read_tiff(path, tifffile))
+                array = _read_tiff(path, tifffile)
             except ImageTooLarge:
                 raise
-            except Exception:
-                pass
+            except Exception as tiff_error:  # neither PIL nor tifffile can decode it: say both reasons
+                raise ConvscopeError(f"cannot read image {path}: not a readable TIFF ({str(error).splitlines()[0]}; "
+                                     f"tifffile: {str(tiff_error).splitlines()[0] if str(tiff_error) else type(tiff_error).__name__})") from None
+            try:
+                return array_to_tensor(array)
+            except ConvscopeError as bad:  # decoded, but the values are not an image in [0, 1]
+                raise ConvscopeError(f"cannot read image {path}: {bad}") from None
         kind = "truncated or corrupt" if isinstance(error, OSError) and "truncated" in str(error) else "not a readable image"
         raise ConvscopeError(f"cannot read image {path}: {kind} ({str(error).splitlines()[0]})") from None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -300,6 +301,8 @@ def read_checkpoint(path: str | Path, trust: bool = False):
     path = Path(path)
     if not path.is_file():
         raise ConvscopeError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise ConvscopeError(f"cannot read checkpoint {path}: the file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as error:  # torch raises many types for bad files
@@ -309,6 +312,8 @@ def read_checkpoint(path: str | Path, trust: bool = False):
                 f"{path} holds pickled Python objects, not just weights; load it with trust=True "
                 "(CLI: --trust) only if you trust its author"
             ) from None
+        if isinstance(error, (pickle.UnpicklingError, EOFError)) or first.isdigit():
+            first = "not a file written by torch.save (or truncated)"
         raise ConvscopeError(f"cannot read checkpoint {path}: {first}") from None
 
 
@@ -572,9 +577,12 @@ def _builder(spec: str) -> Callable[[], nn.Module]:
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attribute)
+        builder = getattr(module, attribute)
     except (ImportError, AttributeError, ValueError):
         raise ConvscopeError(f"cannot import {spec!r}: expected 'package.module:callable'") from None
+    if not callable(builder):
+        raise ConvscopeError(f"{spec} is a {type(builder).__name__}, not a callable that builds an nn.Module")
+    return builder
 
 
 def _from_file(path: Path, arch: str | None, trust: bool, mean, std, labels) -> ImageClassifier:
@@ -582,7 +590,11 @@ def _from_file(path: Path, arch: str | None, trust: bool, mean, std, labels) -> 
     if described is not None:
         return _from_checkpoint(*described, path, arch, trust)
     if _is_torchscript(path):
-        network = torch.jit.load(str(path), map_location="cpu")
+        try:
+            network = torch.jit.load(str(path), map_location="cpu")
+        except Exception as error:  # a zip that looks like TorchScript but is not one
+            raise ConvscopeError(f"cannot read TorchScript file {path}: "
+                                 f"{str(error).split('(Could this')[0].strip()[:160] or type(error).__name__}") from None
     elif arch is not None:
         network = load_weights(_build(arch, {}, True, "--arch"), path)
     else:
@@ -625,6 +637,8 @@ def wrap_model(
     """
     if isinstance(network, ImageClassifier):
         return network
+    if not isinstance(network, nn.Module):
+        raise ConvscopeError(f"{name} gave a {type(network).__name__}, not a torch.nn.Module")
     if labels is None and _num_outputs(network) == 1000:
         labels = imagenet_labels()
     channels = len(mean) if mean is not None else 3

@@ -23,7 +23,7 @@ class Prediction:
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, topk: int = 5) -> list[list[Prediction]]:
     """Softmax top-k per image: a list (per image) of :class:`Prediction`, most likely first."""
-    check_images(x)
+    x = check_images(x)
     with frozen(model):
         probabilities = model(x.to(model_device(model))).softmax(dim=-1)
     labels = getattr(model, "labels", None)

@@ -123,7 +123,7 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
     >>> report = build_report(load_model(), load_image("sample:chelsea"), "sample:chelsea")
     >>> report.save("report.html")
     """
-    check_images(image)
+    image = check_images(image)
     if image.shape[0] != 1:
         raise ConvscopeError(f"the report explains one image; got a batch of {image.shape[0]}")
     names = REPORT_SECTIONS.names() if sections is None else list(sections)

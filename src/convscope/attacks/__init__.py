@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ..checks import check_images
+from ..checks import check_images, check_options, keyword_parameters
 from ..hooks import frozen
 from ..targets import Target, resolve_target
 from ..errors import ConvscopeError
@@ -55,13 +55,17 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     >>> result = attack(model, x, method="pgd", eps=4/255, target="tabby")
     >>> result.success, result.confidence
     """
-    check_images(x)
+    x = check_images(x)
     method = ATTACKS.canonical(method)
     entry, meta = ATTACKS.get(method), ATTACKS.meta(method)
     accepted = attack_options(method)
     unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
     if unknown:
         raise ConvscopeError(unknown_options_message(f"attack {method!r}", unknown, accepted or []))
+    if accepted is not None:  # NaN/inf, wrong types, negative counts: before anything runs
+        chain = (ATTACKS.entry(method).function, *meta["wraps"])
+        check_options(options, {k: v for k, v in keyword_parameters(chain).items() if k in accepted},
+                      f"attack {method!r}")
     budget = meta["eps"] if eps is None else eps
     x = x.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed) if seed is not None else None

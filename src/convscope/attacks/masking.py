@@ -84,7 +84,7 @@ def check_gradient_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     >>> report.suspicious
     False
     """
-    check_images(x)
+    x = check_images(x)
     eps = check_eps(eps)
     generator = torch.Generator().manual_seed(seed)
     model = _InputInGraph(model)

@@ -107,7 +107,7 @@ def adversarial_patch(model: torch.nn.Module, images: torch.Tensor, target: int,
 
     >>> result = adversarial_patch(model, load_folder("photos/"), class_index("toaster", model.labels))
     """
-    check_images(images, "images")
+    images = check_images(images, "images")
     classes = None
     if steps < 1 or size < 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ConvscopeError("patch needs steps >= 1, size >= 2 and 0 < scale[0] <= scale[1] <= 1 (it must fit)")
@@ -144,7 +144,7 @@ def patch_success(model: torch.nn.Module, images: torch.Tensor, patch: torch.Ten
                   generator: torch.Generator | None = None) -> float:
     """Fraction of (image, fresh random placement) pairs classified as ``target``: the paper's
     success rate, on images and placements not used in training."""
-    check_images(images, "images")
+    images = check_images(images, "images")
     hits, total = 0, 0
     with frozen(model):
         for _ in range(placements):

@@ -90,7 +90,7 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConvscopeError(unknown_options_message(f"method {method!r}", unknown, accepted))
-    check_images(x)
+    x = check_images(x)
     x = x.to(model_device(model)).detach()
     if smooth:
         settings = smooth if isinstance(smooth, dict) else {}

@@ -53,7 +53,7 @@ def layer_gradients(model, x, target, layer: str, objective: str = "logit") -> t
     x = x.detach()
     with capture(model, layer, grads=True) as seen:
         score = objective_score(model, x, target, objective)
-        activations = seen.activations[layer].detach()
+        activations = seen[layer].detach()
         if activations.ndim != 4:
             raise ConvscopeError(f"layer {layer!r} has output shape {tuple(activations.shape)}; CAM needs (N, C, h, w)")
         gradients = seen.gradient(score.sum(), layer)
@@ -120,7 +120,7 @@ def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
     layer = cam_layer(model, layer, x.shape[-1])
     with torch.no_grad(), capture(model, layer, detach=True) as seen:
         logits = model(x)
-    activations = seen.activations[layer]
+    activations = seen[layer]
     head = _classifier_head(model, logits.shape[-1])
     if activations.ndim != 4 or activations.shape[1] != head.in_features:
         raise ConvscopeError(f"CAM: layer {layer!r} has shape {tuple(activations.shape[1:])} but the last Linear "

@@ -89,13 +89,13 @@ def layercam(model, x, target=None, layer: str | Sequence[str] | None = None, re
     with capture(model, layers, grads=True) as seen:
         score = objective_score(model, x.detach(), target, objective)
         for name in layers:
-            if seen.activations[name].ndim != 4:
-                raise ConvscopeError(f"layer {name!r} has output shape {tuple(seen.activations[name].shape)}; "
+            if seen[name].ndim != 4:
+                raise ConvscopeError(f"layer {name!r} has output shape {tuple(seen[name].shape)}; "
                                      "CAM needs (N, C, h, w)")
         score.sum().backward()
         maps = []
         for name in layers:
-            activations, grads = seen.activations[name].detach(), seen.gradients[name]
+            activations, grads = seen[name].detach(), seen.gradients[name]
             maps.append((grads.clamp(min=0) * activations).sum(dim=1, keepdim=True))
     if len(maps) == 1:
         return _finish(maps[0], x, relu, interpolation)
@@ -111,7 +111,7 @@ def layercam(model, x, target=None, layer: str | Sequence[str] | None = None, re
 def _layer_activations(model, x, layer: str) -> torch.Tensor:
     with torch.no_grad(), capture(model, layer, detach=True) as seen:
         model(x)
-    activations = seen.activations[layer]
+    activations = seen[layer]
     if activations.ndim != 4:
         raise ConvscopeError(f"layer {layer!r} has output shape {tuple(activations.shape)}; CAM needs (N, C, h, w)")
     return activations

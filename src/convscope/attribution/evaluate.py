@@ -62,7 +62,7 @@ def causal_curve(model, x: torch.Tensor, heat: torch.Tensor, target=None, kind: 
     """
     if kind not in ("deletion", "insertion"):
         raise ConvscopeError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
-    check_images(x)
+    x = check_images(x)
     x = x.to(model_device(model)).detach()
     if heat.shape[0] != x.shape[0]:
         raise ConvscopeError(f"{heat.shape[0]} maps for {x.shape[0]} images")

@@ -46,7 +46,8 @@ swapped, no weight changed, no hook added, so nothing can be left behind. For a
 :class:`~convscope.models.ImageClassifier` the relevance is taken at the normalised input
 (the per-pixel affine normalisation passes relevance unchanged) and the z^B box is the
 normalised [0, 1]. Cost: one forward pass plus, per layer, epsilon: one transposed
-conv; gamma / alpha-beta: 1 (inputs >= 0) or 2 extra convs and 1-2 transposed convs.
+conv; gamma / alpha-beta: 1 extra conv and 2 transposed convs (inputs >= 0, after a
+ReLU), 2 convs and 2 transposed convs on a doubled batch (signed inputs).
 Deviation: conv2d and linear only (conv1d/3d and transposed convs pass their gradient).
 ``Conv2dSame`` pads with zeros before its conv, so z^B sees the box at the padding too.
 """
@@ -134,27 +135,50 @@ class Rule:
                 bias_first, bias_second = bias + self.gamma * bias.clamp(min=0), bias + self.gamma * bias.clamp(max=0)
             else:
                 bias_first = bias_second = None
-            return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second,
-                                   lambda za, zb: (relevance * (z > 0) / stabilize(za, self.epsilon),
-                                                   relevance * (z < 0) / stabilize(zb, self.epsilon)))
+            numerators = lambda za, zb: (relevance * (z > 0) / stabilize(za, self.epsilon),  # noqa: E731
+                                         relevance * (z < 0) / stabilize(zb, self.epsilon))
+            if not bool((x < 0).any()):
+                # inputs after a ReLU: one extra conv. With p = W+ x and Wx = z - b:
+                # (W + g W+) x = Wx + g p,  (W + g W-) x = Wx + g (Wx - p), and back
+                # P^T a + M^T b = W^T (a + b + g b) + g W+^T (a - b)
+                plain, positive = self._plain(layer, z), layer.apply(x, weight.clamp(min=0))
+                za = self._biased(layer, plain + self.gamma * positive, bias_first)
+                zb = self._biased(layer, plain + self.gamma * (plain - positive), bias_second)
+                ua, ub = numerators(za, zb)
+                return x * (layer.transpose(ua + (1 + self.gamma) * ub, weight, x.shape)
+                            + self.gamma * layer.transpose(ua - ub, weight.clamp(min=0), x.shape))
+            return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators)
         if self.name == "alphabeta":
             first, second = weight.clamp(min=0), weight.clamp(max=0)
             bias_first = bias.clamp(min=0) if bias is not None else None
             bias_second = bias.clamp(max=0) if bias is not None else None
-            return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second,
-                                   lambda za, zb: (self.alpha * relevance / stabilize(za, self.epsilon),
-                                                   -self.beta * relevance / stabilize(zb, self.epsilon)))
+            numerators = lambda za, zb: (self.alpha * relevance / stabilize(za, self.epsilon),  # noqa: E731
+                                         -self.beta * relevance / stabilize(zb, self.epsilon))
+            if not bool((x < 0).any()):
+                # one extra conv: W+ x = p, W- x = (z - b) - p; back: W+^T a + W-^T b = W+^T (a - b) + W^T b
+                plain, positive = self._plain(layer, z), layer.apply(x, first)
+                ua, ub = numerators(self._biased(layer, positive, bias_first),
+                                    self._biased(layer, plain - positive, bias_second))
+                if self.beta == 0:
+                    return x * layer.transpose(ua, first, x.shape)
+                return x * (layer.transpose(ua - ub, first, x.shape) + layer.transpose(ub, weight, x.shape))
+            return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators)
         raise ConvscopeError(f"unknown LRP rule {self.name!r}")
+
+    @staticmethod
+    def _plain(layer, z):
+        """Wx from the layer's output z = Wx + b."""
+        return z - layer.bias_shape(layer.bias) if layer.bias is not None else z
+
+    @staticmethod
+    def _biased(layer, value, bias):
+        return value + layer.bias_shape(bias) if bias is not None else value
 
     @staticmethod
     def _two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators):
         """Rules with two weight versions P, M: positive inputs see P in the first sum and M in the
         second, negative inputs the other way round; the biases go with the positive inputs."""
         add = (lambda value, b: value + layer.bias_shape(b)) if bias_first is not None else (lambda value, b: value)
-        if not bool((x < 0).any()):  # inputs after a ReLU: the negative half is zero, skip it
-            za, zb = add(layer.apply(x, first), bias_first), add(layer.apply(x, second), bias_second)
-            ua, ub = numerators(za, zb)
-            return x * (layer.transpose(ua, first, x.shape) + layer.transpose(ub, second, x.shape))
         count = x.shape[0]
         halves = torch.cat([x.clamp(min=0), x.clamp(max=0)])
         with_first, with_second = layer.apply(halves, first), layer.apply(halves, second)

@@ -129,7 +129,7 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target=None, methods: Sequen
         raise ConvscopeError(f"scheme must be 'cascading' or 'independent', got {scheme!r}")
     for method in methods:
         METHODS.get(method)
-    check_images(x)
+    x = check_images(x)
     x = x.to(model_device(model))
     groups = list(groups) if groups is not None else randomization_groups(model)
     options = options or {}

@@ -20,16 +20,9 @@ SamplesOption = Annotated[int, typer.Option("--make-samples", help="first fill D
 
 def _channels(text: str | None) -> list[int] | None:
     """'0-15,32' -> [0, ..., 15, 32]."""
-    if not text:
-        return None
-    try:
-        found: list[int] = []
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            found += list(range(int(low), int(high) + 1)) if high else [int(low)]
-        return found
-    except ValueError:
-        raise ConvscopeError(f"cannot read channels {text!r}: use e.g. 0-15,32") from None
+    from ..cli_checks import parse_ids
+
+    return parse_ids(text, "--channels") if text else None
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:

@@ -106,6 +106,9 @@ def register(app: typer.Typer) -> None:
         Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
         map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
         score), resumable; --target predicted | label."""
+        if method != "all" and layer is not None and "layer" not in method_options(METHODS.canonical(method)):
+            raise ConvscopeError(f"--layer: method {method!r} takes no layer (layer methods: "
+                                 f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})")
         if _is_dataset(image):
             from ..attribution.batch import explain_dataset
 

@@ -23,17 +23,9 @@ SWEEP_LAYERS = ("bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5
 
 def parse_channels(text: str) -> list[int]:
     """``"7"``, ``"0,3,9"`` or ``"0-7"`` -> channel ids."""
-    channels: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                low, high = part.split("-")
-                channels += list(range(int(low), int(high) + 1))
-            else:
-                channels.append(int(part))
-    except ValueError:
-        raise ConvscopeError(f"--channel takes ids like 7, 0,3,9 or 0-7; got {text!r}") from None
-    return channels
+    from ..cli_checks import parse_ids
+
+    return parse_ids(text, "--channel")
 
 
 def _steps(value: int | None, default: int) -> dict:

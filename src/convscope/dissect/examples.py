@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from ..checks import model_device
+from ..checks import check_images, model_device
 from ..errors import ConvscopeError
 from ..hooks import capture, frozen
 from ..images import image_files, load_image, to_uint8
@@ -491,7 +491,8 @@ class UnitActivation:
 def top_units(model: nn.Module, image: torch.Tensor, layer: str, k: int = 9) -> list[UnitActivation]:
     """The reverse view: for one image (1, 3, H, W), the k channels of ``layer`` that fire most
     (by spatial maximum), each with the position of its maximum and its receptive-field box."""
-    if image.ndim != 4 or image.shape[0] != 1:
+    image = check_images(image, "image")
+    if image.shape[0] != 1:
         raise ConvscopeError(f"top_units takes one image (1, 3, H, W), got {tuple(image.shape)}")
     (name,) = check_layers(model, [layer])
     with frozen(model), torch.no_grad(), capture(model, name, detach=True) as seen:

@@ -77,7 +77,7 @@ def dream(
 
     >>> dreamed = dream(model, load_image("sample:chelsea"), "blocks.3", octaves=3)
     """
-    check_images(image, "image")
+    image = check_images(image, "image")
     if octaves < 1:
         raise ConvscopeError(f"octaves must be at least 1, got {octaves}")
     objective = objective or layer_energy(layer)

@@ -97,7 +97,7 @@ def invert(
     >>> float(result.relative_error[0]) < 0.1
     True
     """
-    check_images(image, "image")
+    image = check_images(image, "image")
     (layer,) = check_layers(model, [layer])
     target = representation(model, image, layer)
     loss = match_activations(layer, target)

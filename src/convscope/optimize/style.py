@@ -141,8 +141,8 @@ def stylize(
     >>> result.style_loss[-1] < 0.1 * result.initial_style_loss
     True
     """
-    check_images(content, "content")
-    check_images(style, "style")
+    content = check_images(content, "content")
+    style = check_images(style, "style")
     if style.shape[0] not in (1, content.shape[0]):
         raise ConvscopeError(f"style has {style.shape[0]} images for {content.shape[0]} content images")
     default_content, default_style = (None, None) if content_layer and style_layers else default_style_layers(model)

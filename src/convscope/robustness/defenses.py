@@ -176,7 +176,7 @@ def evaluate_defense(model: nn.Module, defense: InputDefense | str, x: torch.Ten
 
     >>> evaluate_defense(model, "jpeg", x, y, eps=4/255)
     """
-    check_images(x)
+    x = check_images(x)
     if isinstance(defense, str):
         defense = DEFENSES.get(defense)()
     if steps < 1 or eot_samples < 1:

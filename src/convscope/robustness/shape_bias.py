@@ -75,7 +75,7 @@ def category_scores(probabilities: torch.Tensor) -> torch.Tensor:
 
 def category_decisions(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> list[str]:
     """The model's 16-category decision for each image (argmax of :func:`category_scores`)."""
-    check_images(images)
+    images = check_images(images)
     device = next(model.parameters()).device
     with frozen(model), torch.no_grad():
         scores = torch.cat([category_scores(model(images[i:i + batch_size].to(device)).softmax(-1)).cpu()

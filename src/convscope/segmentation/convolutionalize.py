@@ -202,7 +202,7 @@ def class_heatmap(model: nn.Module, x: torch.Tensor, target: int | str, input_si
     >>> heat.probability.shape
     torch.Size([1, 14, 14])
     """
-    check_images(x)
+    x = check_images(x)
     labels = getattr(model, "labels", None)
     class_id = class_index(target, labels)
     with frozen(model), torch.no_grad():

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_images
 from ..errors import ConvscopeError
 from .data import IGNORE_INDEX, SegmentationData
 
@@ -90,6 +91,7 @@ def _device(net: nn.Module) -> torch.device:
 
 def predict_masks(net: nn.Module, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """(N, H, W) class ids: the argmax of the net's pixel scores, in eval mode (restored after)."""
+    images = check_images(images, "images", channels=None)
     was_training = net.training
     net.eval()
     try:

@@ -58,7 +58,7 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int | None = None) 
 
     >>> foggy = corrupt(load_image("sample:chelsea"), "fog", 3, seed=0)
     """
-    check_images(x)
+    x = check_images(x)
     if x.shape[-1] < 32 or x.shape[-2] < 32:
         raise ConvscopeError(f"corruptions need images of at least 32x32 pixels, got {tuple(x.shape[-2:])}")
     if severity not in SEVERITIES:

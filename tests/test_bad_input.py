@@ -1,0 +1,228 @@
+"""Bad input is one clear line: CLI usage errors and bad values exit 2 before anything is
+computed; every public function taking images raises ConvscopeError for a bad tensor.
+
+The per-command cases are generated from the commands themselves (every number option, every
+float option, every output path), so a new command is covered without editing this file.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import run_cli
+
+import convscope
+from convscope.cli_checks import RANGES, Range, all_commands, check_output, number_params, output_kind, param_rule
+from convscope.errors import ConvscopeError
+
+COMMANDS = all_commands()
+NUMBERS = list(number_params())
+
+
+def _one_clean_line(code: int, err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip() and not line.startswith("warning:")]
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+def test_every_number_option_has_a_range():
+    """A command that gains an int option must declare its range in convscope.cli_checks.RANGES."""
+    missing = [f"{path} --{param.name}" for path, param, base in NUMBERS if base is int and param_rule(path, param) is None]
+    assert not missing, f"add these to RANGES or COMMAND_RANGES: {missing}"
+    for path, param, _ in NUMBERS:   # and every default passes its own rule
+        rule = param_rule(path, param) or Range()
+        if isinstance(param.default, (int, float)) and not isinstance(param.default, bool):
+            assert rule.check(param.default) is None, (path, param.name, param.default)
+
+
+def _below(rule: Range, base) -> str:
+    value = rule.low if rule.low_open else rule.low - 1
+    return str(int(value)) if base is int else str(value)
+
+
+BELOW = [(path, param.opts[0], _below(param_rule(path, param), base)) for path, param, base in NUMBERS
+         if isinstance(param_rule(path, param), Range) and param_rule(path, param).low is not None and param.opts[0].startswith("-")]
+FLOATS = [(path, param.opts[0]) for path, param, base in NUMBERS if base is float and param.opts[0].startswith("-")]
+SUFFIX = {"image": ".png", "html": ".html", "array": ".npy", "checkpoint": ".pt", "folder": "", "image_or_folder": ""}
+OUTPUTS = [(path, param.opts[0], param_rule(path, param)) for path, command in COMMANDS.items() for param in command.params
+           if (param_rule(path, param) in ("image", "html", "array", "checkpoint", "folder", "image_or_folder"))
+           and param.opts[0].startswith("-")]
+
+
+def test_the_generated_cases_cover_every_command_family():
+    assert len(BELOW) > 40 and len(FLOATS) > 10 and len(OUTPUTS) > 20
+    assert {path for path, *_ in BELOW} >= {"predict", "attack", "explain", "segment train", "serve"}
+
+
+@pytest.mark.parametrize("path, option, value", BELOW, ids=[f"{p} {o} {v}" for p, o, v in BELOW])
+def test_a_number_below_its_range_is_a_usage_error(monkeypatch, capsys, path, option, value):
+    line = _one_clean_line(*run_cli(monkeypatch, capsys, *path.split(), f"{option}={value}")[::2])
+    assert option in line and "Missing" not in line
+
+
+@pytest.mark.parametrize("path, option", FLOATS, ids=[f"{p} {o}" for p, o in FLOATS])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_float_that_is_not_finite_is_a_usage_error(monkeypatch, capsys, path, option, value):
+    line = _one_clean_line(*run_cli(monkeypatch, capsys, *path.split(), f"{option}={value}")[::2])
+    assert option in line and "finite" in line
+
+
+@pytest.mark.parametrize("path, option, kind", OUTPUTS, ids=[f"{p} {o}" for p, o, _ in OUTPUTS])
+def test_an_output_under_a_file_is_refused_before_computing(monkeypatch, capsys, tmp_path, path, option, kind):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / f"out{SUFFIX[kind]}"
+    line = _one_clean_line(*run_cli(monkeypatch, capsys, *path.split(), option, str(target))[::2])
+    assert "is a file" in line
+
+
+def test_output_paths(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for bad, kind in [(tmp_path / "x.foo", "image"), (tmp_path / "f" / "x.png", "image"), (tmp_path / "f", "folder"),
+                      (tmp_path / "r.png", "html"), ("/proc/x.png", "image"), (tmp_path, "image")]:
+        with pytest.raises(ConvscopeError):
+            check_output(bad, kind)
+    for good, kind in [(tmp_path / "new" / "deeper" / "x.png", "image"), (tmp_path / "x.JPG", "image"),
+                       (tmp_path / "r.html", "html"), (tmp_path / "out", "folder"), (tmp_path / "a.npz", "array")]:
+        assert check_output(good, kind) == good
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    assert output_kind("out", "report.html") == "html" and output_kind("out", "tour") == "folder"
+
+
+# Hand-picked cases from issue 13: each must be one line and exit 2, none computes anything long.
+CASES = [
+    (["predict", "sample:chelsea", "-k", "abc"], "--topk"),
+    (["predict"], "Missing argument"),
+    (["predict", "sample:chelsea", "--bogus"], "No such option"),
+    (["attack", "sample:chelsea", "--eps", "inf"], "finite"),
+    (["attack", "sample:chelsea", "--eps", "2"], "<= 1"),
+    (["attack", "sample:chelsea", "--eps", "8/0"], "fraction"),
+    (["attack", "sample:chelsea", "--size", "32", "--set", "steps=NaN"], "finite"),
+    (["attack", "sample:chelsea", "--size", "32", "--set", "bogus=1"], "no option bogus"),
+    (["attack", "sample:chelsea", "--size", "32", "--set", "steps=2.5"], "whole number"),
+    (["attack", "sample:chelsea", "--size", "32", "--set", "alpha=-1"], ">= 0"),
+    (["attack", "sample:chelsea", "--out", "x.unknown"], "unknown suffix"),
+    (["report", "--out", "/proc/x.html"], "cannot write"),
+    (["visualize", "-l", "blocks.3", "-c", "5-1"], "ascending"),
+    (["visualize", "-l", "blocks.3", "-c", "x"], "--channel"),
+    (["explain", "sample:chelsea", "--method", "saliency", "--layer", "bn2"], "takes no layer"),
+    (["layers", "os:getcwd"], "not a torch.nn.Module"),
+    (["layers", "os:sep"], "not a callable"),
+    (["robustness", "samples", "--limit", "0"], "--limit"),
+    (["weights", "--max-filters", "-1"], "--max-filters"),
+    (["serve", "--max-upload-mb", "-1"], "--max-upload-mb"),
+]
+
+
+@pytest.mark.parametrize("args, expected", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_issue_13_cases(monkeypatch, capsys, args, expected):
+    line = _one_clean_line(*run_cli(monkeypatch, capsys, *args)[::2])
+    assert expected in line
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", "fake-torchscript"])
+def test_bad_model_files(monkeypatch, capsys, tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content == "fake-torchscript":
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("m/constants.pkl", "junk")
+            archive.writestr("m/code/x.py", "x")
+    else:
+        path.write_bytes(content)
+    line = _one_clean_line(*run_cli(monkeypatch, capsys, "layers", str(path))[::2])
+    assert str(path) in line
+
+
+# --------------------------------------------------------------------------- Python API
+def _api(model):
+    """(name, call(x)) for every public function that takes images; each validates first."""
+    from convscope.attribution.sanity import sanity_check
+    from convscope.predictions import predict
+
+    return [
+        ("predict", lambda x: predict(model, x)),
+        ("attack", lambda x: convscope.attack(model, x, method="fgsm")),
+        ("attribute", lambda x: convscope.attribute(model, x, method="saliency")),
+        ("corrupt", lambda x: convscope.corrupt(x, "gaussian_noise", 1)),
+        ("top_units", lambda x: convscope.top_units(model, x, "blocks.3")),
+        ("dream", lambda x: convscope.dream(model, x, "blocks.3", steps=1, octaves=1)),
+        ("invert", lambda x: convscope.invert(model, x, "blocks.3", steps=1)),
+        ("stylize content", lambda x: convscope.stylize(model, x, torch.rand(1, 3, 32, 32), steps=1)),
+        ("stylize style", lambda x: convscope.stylize(model, torch.rand(1, 3, 32, 32), x, steps=1)),
+        ("class_heatmap", lambda x: convscope.class_heatmap(model, x, 285)),
+        ("build_report", lambda x: convscope.build_report(model, x)),
+        ("sanity_check", lambda x: sanity_check(model, x)),
+        ("predict_masks", lambda x: convscope.predict_masks(model, x)),
+    ]
+
+
+BAD = {
+    "empty batch": torch.rand(0, 3, 32, 32),
+    "NaN": torch.full((1, 3, 32, 32), float("nan")),
+    "inf": torch.full((1, 3, 32, 32), float("inf")),
+    "uint8": torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8),
+    "3-d": torch.rand(3, 32, 32),
+    "above 1": torch.rand(1, 3, 32, 32) + 1,
+    "not a tensor": [[0.5]],
+}
+GREY_OK = {"predict_masks"}   # a segmenter may take any number of channels
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_every_api_function_refuses_bad_tensors(model, case):
+    for name, call in _api(model):
+        with pytest.raises(ConvscopeError):
+            call(BAD[case])
+            pytest.fail(f"{name} accepted a bad tensor ({case})")
+    for name, call in _api(model):   # one grey channel (3 expected)
+        if name not in GREY_OK:
+            with pytest.raises(ConvscopeError, match="channels"):
+                call(torch.rand(1, 1, 32, 32))
+
+
+def test_float64_is_converted_to_float32(model):
+    """float64 input runs (converted to float32 by check_images) where it used to raise 'expected scalar type'."""
+    from convscope.predictions import predict
+
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    assert convscope.checks.check_images(x).dtype == torch.float32
+    assert predict(model, x, 1)[0][0].probability > 0
+    assert convscope.attribute(model, x, method="saliency").dtype == torch.float32
+    assert convscope.attack(model, x, method="fgsm", eps=1 / 255).x_adv.dtype == torch.float32
+    assert convscope.top_units(model, x, "blocks.3", k=1)
+    assert convscope.corrupt(x, "gaussian_noise", 1).shape == x.shape
+
+
+def test_eps_range():
+    assert RANGES["eps"].check(float("inf")) and RANGES["eps"].check(-0.1) and RANGES["eps"].check(1.5)
+    assert RANGES["eps"].check(8 / 255) is None
+
+
+def test_gradcam_on_layers_before_an_in_place_activation_and_on_skipped_layers(model):
+    """Layers followed by ReLU6(inplace=True) used to fail with 'leaf Variable ... in-place'
+    (33 of the 272 listed layers); a drop_path the network never calls (no shape in the layer
+    table) used to be a KeyError: now a map, or one ConvscopeError saying the layer did not run."""
+    x = torch.rand(1, 3, 64, 64)
+    rows = {row.name: row for row in convscope.layer_table(model, 64)}
+    for name in ("conv_stem", "bn1.drop", "blocks.0.0.bn1.drop", "blocks.1.0.bn2.drop", "blocks.1.1.drop_path"):
+        heat = convscope.attribute(model, x, 0, method="gradcam", layer=name)
+        assert heat.shape == (1, 1, 64, 64) and torch.isfinite(heat).all()
+    assert rows["blocks.0.0.drop_path"].output_shape is None
+    with pytest.raises(ConvscopeError, match="did not run"):
+        convscope.attribute(model, x, 0, method="gradcam", layer="blocks.0.0.drop_path")
+
+
+def test_a_users_own_hook_raising_is_not_reported_as_an_image_size_problem(model):
+    def broken(module, inputs, output):
+        raise RuntimeError("my hook is broken")
+
+    handle = convscope.find_layer(model, "blocks.2").register_forward_hook(broken)
+    try:
+        with pytest.raises(RuntimeError, match="my hook is broken"):
+            convscope.layer_table(model, 64)
+    finally:
+        handle.remove()
+    assert convscope.layer_table(model, 64)  # and without it the table is there
