@@ -49,7 +49,7 @@ RANGES: dict[str, Range] = {
     "topk": POSITIVE, "k": POSITIVE, "batch_size": POSITIVE, "steps": POSITIVE, "samples": POSITIVE,
     "generations": POSITIVE, "popsize": Range(2), "epochs": POSITIVE, "count": POSITIVE, "octaves": POSITIVE,
     "eot": POSITIVE, "limit": POSITIVE, "runs": POSITIVE, "max_filters": POSITIVE, "severity": Range(1, 5),
-    "seed": NATURAL, "make_samples": NATURAL, "port": Range(1, 65535), "workers": POSITIVE,
+    "seed": NATURAL, "make_samples": NATURAL, "port": Range(1, 65535), "workers": NATURAL,  # --workers 0: decode in-process
     "lr": RATE, "max_upload_mb": RATE, "threshold": FRACTION, "eps": Range(0, 1),
     "clean_error": Range(0, 1), "content_weight": WEIGHT, "style_weight": WEIGHT, "tv_weight": WEIGHT, "octave_scale": Range(1, low_open=True),
 }
