@@ -176,6 +176,7 @@ def test_every_api_function_refuses_bad_tensors(model, case):
     for name, call in _api(model):
         with pytest.raises(ConvscopeError):
             call(BAD[case])
+            pytest.fail(f"{name} accepted a bad tensor ({case})")
     for name, call in _api(model):   # one grey channel (3 expected)
         if name not in GREY_OK:
             with pytest.raises(ConvscopeError, match="channels"):
@@ -212,3 +213,16 @@ def test_gradcam_on_layers_before_an_in_place_activation_and_on_skipped_layers(m
     assert rows["blocks.0.0.drop_path"].output_shape is None
     with pytest.raises(ConvscopeError, match="did not run"):
         convscope.attribute(model, x, 0, method="gradcam", layer="blocks.0.0.drop_path")
+
+
+def test_a_users_own_hook_raising_is_not_reported_as_an_image_size_problem(model):
+    def broken(module, inputs, output):
+        raise RuntimeError("my hook is broken")
+
+    handle = convscope.find_layer(model, "blocks.2").register_forward_hook(broken)
+    try:
+        with pytest.raises(RuntimeError, match="my hook is broken"):
+            convscope.layer_table(model, 64)
+    finally:
+        handle.remove()
+    assert convscope.layer_table(model, 64)  # and without it the table is there

@@ -257,6 +257,8 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
     except ConvscopeError:
         raise
     except Exception as error:
+        if _raised_in_user_hook(model, error, record):  # the user's own hook failed: their error, unchanged
+            raise
         raise ConvscopeError(f"cannot run {getattr(model, 'name', 'the model')} on a {height}x{width} image: "
                              f"{str(error).splitlines()[0]}") from None
     finally:
@@ -306,3 +308,20 @@ def default_cam_layer(model: nn.Module, size: int = 224) -> str:
 def check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     """Validate names up front (before any work), returning their canonical form."""
     return [canonical_name(model, layer) for layer in layers]
+
+
+def _raised_in_user_hook(model: nn.Module, error: BaseException, ours) -> bool:
+    """True when ``error`` was raised inside a hook someone else registered on ``model``'s modules."""
+    codes = set()
+    for module in model.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks):
+            for hook in hooks.values():
+                code = getattr(hook, "__code__", None) or getattr(type(hook).__call__, "__code__", None)
+                if code is not None and hook is not ours:
+                    codes.add(code)
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code in codes:
+            return True
+        trace = trace.tb_next
+    return False
