@@ -63,7 +63,7 @@ OUTPUTS: dict[str, str | None] = {"out": None, "out_dir": "folder", "save_advers
 #: per-command output kinds: (command path, parameter name) -> kind.
 COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_folder"}  # a folder in dataset mode
 SUFFIXES: dict[str, set[str]] = {
-    "html": {".html", ".htm"}, "array": {".npy", ".npz"}, "checkpoint": {".pt", ".pth"},
+    "html": {".html", ".htm"}, "array": {".npy", ".npz"}, "checkpoint": {".pt", ".pth"}, "table": {".csv"},
 }
 
 
@@ -82,7 +82,7 @@ def output_kind(name: str, default) -> str | None:
     if OUTPUTS[name] is not None:
         return OUTPUTS[name]
     suffix = Path(str(default)).suffix.lower() if default else ""
-    return {".html": "html", ".pt": "checkpoint", ".npy": "array", "": "folder"}.get(suffix, "image")
+    return {".html": "html", ".pt": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(suffix, "image")
 
 
 def check_output(path: Path | str, kind: str = "image", what: str = "--out") -> Path:
