@@ -38,7 +38,7 @@ def small_batch(chelsea, coffee):
 # instead of decorators scattered over the files; a test file can also mark itself.
 MARKED = {
     "browser": ("tests/e2e/",),
-    "distributed": ("tests/test_dissect_ray.py", "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun"),
+    "distributed": ("tests/test_dissect_ray.py", "tests/test_data_ray.py", "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun"),
     "slow": ("tests/test_robustness.py::test_adversarial_training_beats_standard_training",
              "tests/test_segmentation_training.py", "tests/test_transfer.py", "tests/test_server_live.py",
              "tests/test_model_spec.py"),
