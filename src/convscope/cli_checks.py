@@ -182,7 +182,7 @@ def all_commands() -> dict[str, object]:
         else:
             found[path] = command
 
-    for name, command in group.commands.items():
+    for name, command in getattr(group, "commands", {}).items():
         add(name, command)
     for name, (module, _) in COMMANDS.items():
         add(name, feature_commands(module)[name])
