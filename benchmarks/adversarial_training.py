@@ -26,14 +26,26 @@ def main() -> None:
     for method in (None, "fgsm-rs", "pgd"):
         torch.manual_seed(0)
         network = small_cnn()
-        history = train(network, train_data, test_data, epochs=args.epochs, adversarial=method, eps=args.eps,
-                        progress=False, checkpoint=args.out / f"{method or 'standard'}.pt")
+        history = train(
+            network,
+            train_data,
+            test_data,
+            epochs=args.epochs,
+            adversarial=method,
+            eps=args.eps,
+            progress=False,
+            checkpoint=args.out / f"{method or 'standard'}.pt",
+        )
         history.plot(args.out / f"{method or 'standard'}.png")
         final = history.final
-        rows.append((method or "standard", final.clean_accuracy, final.robust_accuracy,
-                     sum(e.seconds for e in history.epochs)))
-        print(f"{rows[-1][0]:<10} clean {final.clean_accuracy:.3f}  PGD-20 {final.robust_accuracy:.3f}  "
-              f"train {rows[-1][3]:.0f} s", flush=True)
+        rows.append(
+            (method or "standard", final.clean_accuracy, final.robust_accuracy, sum(e.seconds for e in history.epochs))
+        )
+        print(
+            f"{rows[-1][0]:<10} clean {final.clean_accuracy:.3f}  PGD-20 {final.robust_accuracy:.3f}  "
+            f"train {rows[-1][3]:.0f} s",
+            flush=True,
+        )
     print(f"\ndigits 16 px, eps={args.eps:g}, {args.epochs} epochs, {torch.get_num_threads()} threads")
     print(f"{'training':<10}{'clean acc':>10}{'PGD-20 acc':>12}{'train s':>9}")
     for name, clean, robust, seconds in rows:

@@ -61,6 +61,7 @@ def main() -> None:
         def run():
             with kind(model=anchor_model, target_layers=[layer]) as engine:
                 engine(input_tensor=x, targets=cam_targets)
+
         return run
 
     def layer_gradcam():
@@ -82,31 +83,59 @@ def main() -> None:
         ("gradcam (vs pytorch-grad-cam)", 1, ours("gradcam"), grad_cam_lib(GradCAM), "pytorch-grad-cam GradCAM"),
         ("gradcam_pp", 1, ours("gradcam_pp"), grad_cam_lib(GradCAMPlusPlus), "pytorch-grad-cam GradCAM++"),
         ("cam", 1, ours("cam"), None, "-"),
-        ("guided_gradcam", 2, ours("guided_gradcam"),
-         lambda: captum.GuidedGradCam(anchor_model, layer).attribute(x.clone().requires_grad_(), target=targets),
-         "captum GuidedGradCam*"),
-        (f"smoothgrad n={n}", n, ours("smoothgrad", n=n, seed=0),
-         lambda: captum.NoiseTunnel(captum.Saliency(anchor_model)).attribute(
-             x.clone().requires_grad_(), target=targets, nt_type="smoothgrad", nt_samples=n, stdevs=0.15),
-         "captum NoiseTunnel(Saliency)"),
-        (f"integrated_gradients steps={n}", n, ours("integrated_gradients", steps=n),
-         lambda: captum.IntegratedGradients(anchor_model).attribute(x, target=targets, n_steps=n),
-         "captum IntegratedGradients"),
+        (
+            "guided_gradcam",
+            2,
+            ours("guided_gradcam"),
+            lambda: captum.GuidedGradCam(anchor_model, layer).attribute(x.clone().requires_grad_(), target=targets),
+            "captum GuidedGradCam*",
+        ),
+        (
+            f"smoothgrad n={n}",
+            n,
+            ours("smoothgrad", n=n, seed=0),
+            lambda: captum.NoiseTunnel(captum.Saliency(anchor_model)).attribute(
+                x.clone().requires_grad_(), target=targets, nt_type="smoothgrad", nt_samples=n, stdevs=0.15
+            ),
+            "captum NoiseTunnel(Saliency)",
+        ),
+        (
+            f"integrated_gradients steps={n}",
+            n,
+            ours("integrated_gradients", steps=n),
+            lambda: captum.IntegratedGradients(anchor_model).attribute(x, target=targets, n_steps=n),
+            "captum IntegratedGradients",
+        ),
     ]
     base = interleaved_best({"bare": bare}, args.repeats)["bare"]
     print(f"bare forward+backward: {base:.3f} s", flush=True)
-    table = Table("method", "convscope s", "÷ (passes × fwd+bwd)", "anchor", "anchor s", "convscope ÷ anchor",
-                  title=f"attribution, batch {args.batch} at {args.size}px, {args.threads} threads; "
-                        f"bare forward+backward {base * 1000:.0f} ms (each row: its own, interleaved)")
+    table = Table(
+        "method",
+        "convscope s",
+        "÷ (passes × fwd+bwd)",
+        "anchor",
+        "anchor s",
+        "convscope ÷ anchor",
+        title=f"attribution, batch {args.batch} at {args.size}px, {args.threads} threads; "
+        f"bare forward+backward {base * 1000:.0f} ms (each row: its own, interleaved)",
+    )
     for name, passes, mine, anchor, anchor_name in rows:
         times = interleaved_best({"bare": bare, "mine": mine, **({"anchor": anchor} if anchor else {})}, args.repeats)
         t_mine, t_anchor = times["mine"], times.get("anchor")
-        cells = (name, f"{t_mine:.3f}", f"{t_mine / (passes * times['bare']):.2f}", anchor_name,
-                 f"{t_anchor:.3f}" if t_anchor else "-", f"{t_mine / t_anchor:.2f}" if t_anchor else "-")
+        cells = (
+            name,
+            f"{t_mine:.3f}",
+            f"{t_mine / (passes * times['bare']):.2f}",
+            anchor_name,
+            f"{t_anchor:.3f}" if t_anchor else "-",
+            f"{t_mine / t_anchor:.2f}" if t_anchor else "-",
+        )
         print(" | ".join(cells), flush=True)
         table.add_row(*cells)
     Console(width=160).print(table)
-    print("* captum's rectifier rules skip ReLU6, so on this model its guided backprop / deconvnet is a plain gradient.")
+    print(
+        "* captum's rectifier rules skip ReLU6, so on this model its guided backprop / deconvnet is a plain gradient."
+    )
 
 
 if __name__ == "__main__":

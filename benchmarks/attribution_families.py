@@ -73,6 +73,7 @@ def main() -> None:
         def run():
             function()
             sync()
+
         return run
 
     def bare_fb(copies: int = 1):
@@ -80,6 +81,7 @@ def main() -> None:
             with frozen(model):
                 inputs = x.repeat(copies, 1, 1, 1).detach().requires_grad_(True)
                 torch.autograd.grad(model(inputs)[:, 0].sum(), inputs)
+
         return run
 
     def bare_forwards(total: int):
@@ -90,6 +92,7 @@ def main() -> None:
             with torch.no_grad(), frozen(model):
                 for start in range(0, total, args.chunk):
                     model(block[: min(args.chunk, total - start)])
+
         return run
 
     from captum import attr as captum
@@ -106,6 +109,7 @@ def main() -> None:
                 if hasattr(engine, "batch_size"):
                     engine.batch_size = args.chunk
                 engine(input_tensor=x, targets=cam_targets)
+
         return run
 
     def ours(method, **options):
@@ -116,8 +120,15 @@ def main() -> None:
     def captum_superpixels(kind, **options):
         def run():
             for i in range(x.shape[0]):
-                kind(anchor_model, **options).attribute(x[i:i + 1], target=targets[i], feature_mask=segments[i:i + 1, None],
-                                                        n_samples=samples, baselines=0.0, perturbations_per_eval=args.chunk)
+                kind(anchor_model, **options).attribute(
+                    x[i : i + 1],
+                    target=targets[i],
+                    feature_mask=segments[i : i + 1, None],
+                    n_samples=samples,
+                    baselines=0.0,
+                    perturbations_per_eval=args.chunk,
+                )
+
         return run
 
     gradient_n = max(1, samples // 8)
@@ -126,40 +137,96 @@ def main() -> None:
         ("xgradcam", bare_fb(), 1, ours("xgradcam"), grad_cam_lib("XGradCAM"), "pytorch-grad-cam XGradCAM"),
         ("layercam", bare_fb(), 1, ours("layercam"), grad_cam_lib("LayerCAM"), "pytorch-grad-cam LayerCAM"),
         ("eigencam", bare_fb(), 1, ours("eigencam"), grad_cam_lib("EigenCAM"), "pytorch-grad-cam EigenCAM"),
-        ("fullgrad", bare_fb(), 1, ours("fullgrad"), grad_cam_lib("FullGrad", layer=None), "pytorch-grad-cam FullGrad*"),
-        (f"scorecam {args.layer} ({channels} ch)", bare_forwards(args.batch * channels), 1,
-         ours("scorecam", layer=args.layer, batch_size=args.chunk), grad_cam_lib("ScoreCAM", args.layer),
-         "pytorch-grad-cam ScoreCAM"),
-        (f"ablationcam {args.layer} ({channels} ch)", bare_forwards(args.batch * channels), 1,
-         ours("ablationcam", layer=args.layer, batch_size=args.chunk), grad_cam_lib("AblationCAM", args.layer),
-         "pytorch-grad-cam AblationCAM"),
-        ("deeplift", bare_fb(2), 1, ours("deeplift"),
-         lambda: captum.DeepLift(anchor_model).attribute(x.clone(), target=targets), "captum DeepLift**"),
-        (f"gradient_shap n={gradient_n}", bare_fb(), gradient_n, ours("gradient_shap", n=gradient_n, seed=0),
-         lambda: captum.GradientShap(anchor_model).attribute(x, baselines=torch.zeros_like(x), target=targets,
-                                                              n_samples=gradient_n), "captum GradientShap"),
-        (f"kernel_shap samples={samples}", bare_forwards(args.batch * (samples + 2)), 1,
-         ours("kernel_shap", samples=samples, segments=segments, seed=0, batch_size=args.chunk),
-         captum_superpixels(captum.KernelShap), "captum KernelShap"),
-        (f"lime samples={samples}", bare_forwards(args.batch * samples), 1,
-         ours("lime", samples=samples, segments=segments, seed=0, batch_size=args.chunk),
-         captum_superpixels(captum.Lime), "captum Lime"),
+        (
+            "fullgrad",
+            bare_fb(),
+            1,
+            ours("fullgrad"),
+            grad_cam_lib("FullGrad", layer=None),
+            "pytorch-grad-cam FullGrad*",
+        ),
+        (
+            f"scorecam {args.layer} ({channels} ch)",
+            bare_forwards(args.batch * channels),
+            1,
+            ours("scorecam", layer=args.layer, batch_size=args.chunk),
+            grad_cam_lib("ScoreCAM", args.layer),
+            "pytorch-grad-cam ScoreCAM",
+        ),
+        (
+            f"ablationcam {args.layer} ({channels} ch)",
+            bare_forwards(args.batch * channels),
+            1,
+            ours("ablationcam", layer=args.layer, batch_size=args.chunk),
+            grad_cam_lib("AblationCAM", args.layer),
+            "pytorch-grad-cam AblationCAM",
+        ),
+        (
+            "deeplift",
+            bare_fb(2),
+            1,
+            ours("deeplift"),
+            lambda: captum.DeepLift(anchor_model).attribute(x.clone(), target=targets),
+            "captum DeepLift**",
+        ),
+        (
+            f"gradient_shap n={gradient_n}",
+            bare_fb(),
+            gradient_n,
+            ours("gradient_shap", n=gradient_n, seed=0),
+            lambda: captum.GradientShap(anchor_model).attribute(
+                x, baselines=torch.zeros_like(x), target=targets, n_samples=gradient_n
+            ),
+            "captum GradientShap",
+        ),
+        (
+            f"kernel_shap samples={samples}",
+            bare_forwards(args.batch * (samples + 2)),
+            1,
+            ours("kernel_shap", samples=samples, segments=segments, seed=0, batch_size=args.chunk),
+            captum_superpixels(captum.KernelShap),
+            "captum KernelShap",
+        ),
+        (
+            f"lime samples={samples}",
+            bare_forwards(args.batch * samples),
+            1,
+            ours("lime", samples=samples, segments=segments, seed=0, batch_size=args.chunk),
+            captum_superpixels(captum.Lime),
+            "captum Lime",
+        ),
     ]
-    table = Table("method", "convscope s", "÷ (passes × bare)", "bare s", "anchor", "anchor s", "convscope ÷ anchor",
-                  title=f"CAM / Shapley families, batch {args.batch} at {args.size}px, {args.threads} threads, "
-                        f"{device.type}")
+    table = Table(
+        "method",
+        "convscope s",
+        "÷ (passes × bare)",
+        "bare s",
+        "anchor",
+        "anchor s",
+        "convscope ÷ anchor",
+        title=f"CAM / Shapley families, batch {args.batch} at {args.size}px, {args.threads} threads, {device.type}",
+    )
     wanted = [part for part in args.only.split(",") if part]
     for name, bare, passes, mine, anchor, anchor_name in rows:
         if wanted and name.split()[0] not in wanted:
             continue
         times = interleaved_best({"bare": timed(bare), "mine": timed(mine), "anchor": timed(anchor)}, args.repeats)
-        cells = (name, f"{times['mine']:.3f}", f"{times['mine'] / (passes * times['bare']):.2f}", f"{times['bare']:.3f}",
-                 anchor_name, f"{times['anchor']:.3f}", f"{times['mine'] / times['anchor']:.2f}")
+        cells = (
+            name,
+            f"{times['mine']:.3f}",
+            f"{times['mine'] / (passes * times['bare']):.2f}",
+            f"{times['bare']:.3f}",
+            anchor_name,
+            f"{times['anchor']:.3f}",
+            f"{times['mine'] / times['anchor']:.2f}",
+        )
         print(" | ".join(cells), flush=True)
         table.add_row(*cells)
     Console(width=170).print(table)
-    print("* pytorch-grad-cam's FullGrad finds only exact nn.Conv2d/nn.BatchNorm2d modules: on this model (timm "
-          "BatchNormAct2d) it computes the input term alone.")
+    print(
+        "* pytorch-grad-cam's FullGrad finds only exact nn.Conv2d/nn.BatchNorm2d modules: on this model (timm "
+        "BatchNormAct2d) it computes the input term alone."
+    )
     print("** captum's DeepLift only rewrites nn.ReLU-type modules: on this ReLU6 model it is gradient x input.")
 
 

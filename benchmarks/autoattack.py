@@ -36,8 +36,16 @@ def main() -> None:
         network.load_state_dict(torch.load(args.checkpoint, weights_only=True)["state_dict"])
     else:
         torch.manual_seed(0)
-        train(network, digits_dataset(), digits_dataset(split="test"), epochs=8, adversarial="pgd", eps=args.eps,
-              progress=False, checkpoint=args.checkpoint)
+        train(
+            network,
+            digits_dataset(),
+            digits_dataset(split="test"),
+            epochs=8,
+            adversarial="pgd",
+            eps=args.eps,
+            progress=False,
+            checkpoint=args.checkpoint,
+        )
     network.eval()
     for p in network.parameters():
         p.requires_grad_(False)
@@ -59,18 +67,26 @@ def main() -> None:
     start = time.perf_counter()
     theirs = torchattacks.APGD(network, eps=eps, steps=k, seed=0)(x, y)
     theirs_s = time.perf_counter() - start
-    print(f"{k} x fwd+bwd {bare:.2f} s | APGD-CE-{k}: convscope {ours_s:.2f} s (acc {accuracy(ours):.3f}, "
-          f"{ours_s / bare:.2f} x k fwd+bwd) | torchattacks {theirs_s:.2f} s (acc {accuracy(theirs):.3f})", flush=True)
+    print(
+        f"{k} x fwd+bwd {bare:.2f} s | APGD-CE-{k}: convscope {ours_s:.2f} s (acc {accuracy(ours):.3f}, "
+        f"{ours_s / bare:.2f} x k fwd+bwd) | torchattacks {theirs_s:.2f} s (acc {accuracy(theirs):.3f})",
+        flush=True,
+    )
     start = time.perf_counter()
     result = autoattack(network, x, y, eps, steps=k, seed=0)
     ours_s = time.perf_counter() - start
-    print(f"convscope AutoAttack standard, {k} steps: {result.robust_accuracy:.3f} in {ours_s:.1f} s; stages "
-          + ", ".join(f"{n} {a:.3f} ({s:.1f} s)" for n, a, s in result.stages), flush=True)
+    print(
+        f"convscope AutoAttack standard, {k} steps: {result.robust_accuracy:.3f} in {ours_s:.1f} s; stages "
+        + ", ".join(f"{n} {a:.3f} ({s:.1f} s)" for n, a, s in result.stages),
+        flush=True,
+    )
     start = time.perf_counter()
     reference = torchattacks.AutoAttack(network, eps=eps, n_classes=10, seed=0)(x, y)
     theirs_s = time.perf_counter() - start
-    print(f"torchattacks AutoAttack (its 10-step defaults): {accuracy(reference):.3f} in {theirs_s:.1f} s; "
-          f"ratio convscope/torchattacks {ours_s / theirs_s:.2f}")
+    print(
+        f"torchattacks AutoAttack (its 10-step defaults): {accuracy(reference):.3f} in {theirs_s:.1f} s; "
+        f"ratio convscope/torchattacks {ours_s / theirs_s:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,20 +42,29 @@ def main() -> None:
     seconds(lambda: model(inputs).sum().backward())
     bare = seconds(lambda: model(inputs).sum().backward(), 2) / args.batch
 
-    print(f"{args.size}px, severity 3, convscope batch of {args.batch}, imagecorruptions on {args.ref_images} "
-          f"images, {torch.get_num_threads()} threads")
+    print(
+        f"{args.size}px, severity 3, convscope batch of {args.batch}, imagecorruptions on {args.ref_images} "
+        f"images, {torch.get_num_threads()} threads"
+    )
     print(f"{'corruption':<18}{'imagecorruptions s/img':>24}{'convscope s/img':>17}{'speed-up':>10}")
     total_reference = total_ours = 0.0
     for name in BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS:
         convscope.corrupt(batch[:1], name, 3, seed=0)  # warm-up (frost photo cache, kernels)
         ours = seconds(lambda name=name: convscope.corrupt(batch, name, 3, seed=0)) / args.batch
-        theirs = sum(seconds(lambda a=arrays[i % 2], name=name: reference.corrupt(a, corruption_name=name, severity=3))
-                     for i in range(args.ref_images)) / args.ref_images
+        theirs = (
+            sum(
+                seconds(lambda a=arrays[i % 2], name=name: reference.corrupt(a, corruption_name=name, severity=3))
+                for i in range(args.ref_images)
+            )
+            / args.ref_images
+        )
         total_reference, total_ours = total_reference + theirs, total_ours + ours
         print(f"{name:<18}{theirs:>24.4f}{ours:>17.4f}{theirs / ours:>9.1f}x")
     print(f"{'all 19 (sum)':<18}{total_reference:>24.4f}{total_ours:>17.4f}{total_reference / total_ours:>9.1f}x")
-    print(f"bare forward+backward of {model.name}: {bare:.4f} s/img "
-          f"(all 19 corruptions cost {total_ours / bare:.1f} forward+backward passes per image)")
+    print(
+        f"bare forward+backward of {model.name}: {bare:.4f} s/img "
+        f"(all 19 corruptions cost {total_ours / bare:.1f} forward+backward passes per image)"
+    )
 
 
 if __name__ == "__main__":

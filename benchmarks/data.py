@@ -38,12 +38,16 @@ def accuracy(device: str) -> None:
     for method, options in (("fgsm", {}), ("pgd", {"steps": 10})):
         for eps in (1, 2, 4):
             report = evaluate_attack(model, "samples:imagenet", method, eps / 255, batch_size=20, workers=0, **options)
-            print(f"  {method} eps {eps}/255: success {report.success_rate:.3f} of {report.attacked} correct, "
-                  f"robust accuracy {report.robust_accuracy:.2f}")
+            print(
+                f"  {method} eps {eps}/255: success {report.success_rate:.3f} of {report.attacked} correct, "
+                f"robust accuracy {report.robust_accuracy:.2f}"
+            )
     start = time.perf_counter()
     errors = corruption_errors(model, "samples:imagenet", batch_size=20, workers=0, progress=False)
-    print(f"  mCE {100 * errors.mce():.1f}%, relative mCE {100 * errors.mce(relative=True):.1f}%, clean error "
-          f"{errors.clean:.2f} ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"  mCE {100 * errors.mce():.1f}%, relative mCE {100 * errors.mce(relative=True):.1f}%, clean error "
+        f"{errors.clean:.2f} ({time.perf_counter() - start:.0f} s)"
+    )
 
 
 def generated_folder(root: Path, count: int, size: int) -> Path:
@@ -56,8 +60,13 @@ def generated_folder(root: Path, count: int, size: int) -> Path:
         side = int(min(height, width) * (0.3 + 0.6 * float(torch.rand(1, generator=generator))))
         top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
         left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
-        crop = torch.nn.functional.interpolate(photo[..., top:top + side, left:left + side], size=(size, size),
-                                               mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        crop = torch.nn.functional.interpolate(
+            photo[..., top : top + side, left : left + side],
+            size=(size, size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        ).clamp(0, 1)
         folder = root / str(i % 10)
         folder.mkdir(parents=True, exist_ok=True)
         convscope.save_image(crop, folder / f"{i:05d}.png")
@@ -75,12 +84,12 @@ def throughput(device: str, count: int, size: int, batch: int) -> None:
         def bare(backward: bool, corrupt: bool = False) -> float:
             start = time.perf_counter()
             for i in range(0, count, batch):
-                x = tensors[i:i + batch].to(device)
+                x = tensors[i : i + batch].to(device)
                 if corrupt:
                     x = convscope.corrupt(x, "contrast", 3, seed=i)
                 if backward:
                     x.requires_grad_(True)
-                    loss = torch.nn.functional.cross_entropy(model(x), labels[i:i + batch].to(device))
+                    loss = torch.nn.functional.cross_entropy(model(x), labels[i : i + batch].to(device))
                     loss.backward()
                     (x + x.grad.sign() / 255).clamp(0, 1)
                     with torch.no_grad():
@@ -99,21 +108,29 @@ def throughput(device: str, count: int, size: int, batch: int) -> None:
                 torch.cuda.synchronize()
             return time.perf_counter() - start
 
-        bare(False)   # warm up
+        bare(False)  # warm up
         rows = []
         ours = timed(lambda: evaluate_attack(model, folder, "fgsm", 1 / 255, batch_size=batch, size=size))
         rows.append(("attack-eval fgsm", bare(True), ours))
-        ours = timed(lambda: corruption_errors(model, folder, ["contrast"], [3], batch_size=batch, size=size,
-                                               progress=False))
+        ours = timed(
+            lambda: corruption_errors(model, folder, ["contrast"], [3], batch_size=batch, size=size, progress=False)
+        )
         rows.append(("robustness contrast/3", bare(False) + bare(False, True), ours))
-        ours = timed(lambda: explain_dataset(model, folder, "saliency", Path(tmp) / "maps", batch_size=batch, size=size,
-                                             resume=False))
+        ours = timed(
+            lambda: explain_dataset(
+                model, folder, "saliency", Path(tmp) / "maps", batch_size=batch, size=size, resume=False
+            )
+        )
         rows.append(("explain saliency", bare(True), ours))
-        print(f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, "
-              f"{convscope.data.default_workers()} loader workers:")
+        print(
+            f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, "
+            f"{convscope.data.default_workers()} loader workers:"
+        )
         for name, reference, seconds in rows:
-            print(f"  {name:24s} bare {count / reference:7.1f} img/s  convscope {count / seconds:7.1f} img/s  "
-                  f"ratio {reference / seconds:.2f}")
+            print(
+                f"  {name:24s} bare {count / reference:7.1f} img/s  convscope {count / seconds:7.1f} img/s  "
+                f"ratio {reference / seconds:.2f}"
+            )
 
 
 MEMORY_SNIPPET = """
@@ -134,15 +151,19 @@ def memory() -> None:
         folder = generated_folder(Path(tmp) / "images", 5000, 32)
         small = Path(tmp) / "small"
         small.mkdir()
-        for path in (sorted(folder.rglob("*.png"), key=lambda p: p.name)[:500]):
+        for path in sorted(folder.rglob("*.png"), key=lambda p: p.name)[:500]:
             (small / path.parent.name).mkdir(exist_ok=True)
             (small / path.parent.name / path.name).symlink_to(path)
         print("peak RSS (MiB) of a fresh process, 32-px PNGs, batch 50, loader in-process:")
         for command in ("attack", "robustness"):
             values = []
             for where in (small, folder):
-                out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, str(where), command], capture_output=True,
-                                     text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", MEMORY_SNIPPET, str(where), command],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 values.append(int(out.stdout.strip().splitlines()[-1]))
             print(f"  {command:10s} 500 images: {values[0]} MiB   5,000 images: {values[1]} MiB")
 

@@ -52,6 +52,7 @@ def main() -> None:
 
     def bare_hooks():  # the least any hook route can cost: a hook taking the channel max, nothing else
         modules = [convscope.find_layer(model, name) for name in LAYERS]
+
         def channel_max(module, inputs, output) -> None:
             output.flatten(2).max(-1)
 
@@ -63,11 +64,20 @@ def main() -> None:
             for handle in handles:
                 handle.remove()
 
-    rows = list(timed({"forward only (inference_mode)": forward, "forward + backward": forward_backward,
-                       f"convscope mining, {len(LAYERS)} layers": mine,
-                       "bare forward hooks + channel max": bare_hooks}).items())
+    rows = list(
+        timed(
+            {
+                "forward only (inference_mode)": forward,
+                "forward + backward": forward_backward,
+                f"convscope mining, {len(LAYERS)} layers": mine,
+                "bare forward hooks + channel max": bare_hooks,
+            }
+        ).items()
+    )
     base = rows[0][1]
-    print(f"EfficientNet-Lite0, batch {BATCH} x {SIZE} px, {torch.get_num_threads()} threads, median of {REPEATS} interleaved rounds")
+    print(
+        f"EfficientNet-Lite0, batch {BATCH} x {SIZE} px, {torch.get_num_threads()} threads, median of {REPEATS} interleaved rounds"
+    )
     print(f"{'what':40s} {'s/batch':>9s} {'images/s':>9s} {'throughput vs forward':>22s}")
     save_results("dissect", [{"what": name, "seconds_per_batch": seconds} for name, seconds in rows])
     for name, seconds in rows:

@@ -45,10 +45,21 @@ def main() -> None:
     images = torch.cat([convscope.load_image(f"sample:{name}", args.size) for name in ("chelsea", "coffee")])
     x = images.repeat((args.batch + 1) // 2, 1, 1, 1)[: args.batch].to(args.device)
     lite = convscope.load_model().to(args.device)
-    resnet = convscope.models.ImageClassifier(torchvision.models.resnet18(), [0.485, 0.456, 0.406],
-                                              [0.229, 0.224, 0.225]).to(args.device).eval()
-    table = Table("model", "composite", "bare fwd+bwd (s)", "convscope (s)", "zennit (s)", "convscope / bare",
-                  "zennit / bare", title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}")
+    resnet = (
+        convscope.models.ImageClassifier(torchvision.models.resnet18(), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        .to(args.device)
+        .eval()
+    )
+    table = Table(
+        "model",
+        "composite",
+        "bare fwd+bwd (s)",
+        "convscope (s)",
+        "zennit (s)",
+        "convscope / bare",
+        "zennit / bare",
+        title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}",
+    )
     for model, canonizers in ((lite, []), (resnet, [ResNetCanonizer])):
         targets = torch.arange(len(x), device=x.device) + 1
         anchor = copy.deepcopy(model).eval()
@@ -60,23 +71,31 @@ def main() -> None:
                 inputs = x.detach().requires_grad_(True)
                 torch.autograd.grad(model(inputs).gather(1, targets[:, None]).sum(), inputs)
 
-        for name, make in (("epsilon_gamma_box", lambda: EpsilonGammaBox(low=low, high=high,
-                                                                           canonizers=[c() for c in canonizers])),
-                           ("epsilon_alpha2_beta1_flat", lambda: EpsilonAlpha2Beta1Flat(
-                               canonizers=[c() for c in canonizers]))):
+        for name, make in (
+            ("epsilon_gamma_box", lambda: EpsilonGammaBox(low=low, high=high, canonizers=[c() for c in canonizers])),
+            ("epsilon_alpha2_beta1_flat", lambda: EpsilonAlpha2Beta1Flat(canonizers=[c() for c in canonizers])),
+        ):
+
             def ours(name=name):
                 attribute(model, x, targets, method="lrp", rule=name)
 
             def theirs(make=make):
                 with Gradient(anchor.network, make()) as attributor:
-                    attributor(normalized.clone().requires_grad_(True),
-                               lambda out: torch.zeros_like(out).scatter(1, targets[:, None],
-                                                                          out.gather(1, targets[:, None])))
+                    attributor(
+                        normalized.clone().requires_grad_(True),
+                        lambda out: torch.zeros_like(out).scatter(1, targets[:, None], out.gather(1, targets[:, None])),
+                    )
 
             best = interleaved_best({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
-            table.add_row(model.network.__class__.__name__, name, f"{best['bare']:.3f}", f"{best['ours']:.3f}",
-                          f"{best['zennit']:.3f}", f"{best['ours'] / best['bare']:.2f}",
-                          f"{best['zennit'] / best['bare']:.2f}")
+            table.add_row(
+                model.network.__class__.__name__,
+                name,
+                f"{best['bare']:.3f}",
+                f"{best['ours']:.3f}",
+                f"{best['zennit']:.3f}",
+                f"{best['ours'] / best['bare']:.2f}",
+                f"{best['zennit'] / best['bare']:.2f}",
+            )
     Console().print(table)
 
 

@@ -68,29 +68,56 @@ def main() -> None:
         def run():
             with frozen(model), torch.no_grad():
                 for i in range(0, len(images), 64):
-                    model(images[i:i + 64])
+                    model(images[i : i + 64])
+
         return run
 
     cases = [
-        ("pixel_flipping", steps, lambda: METRICS.get("pixel_flipping")(model, x3, heat, targets, steps=steps),
-         lambda: quantus.PixelFlipping(features_in_step=args.size ** 2 // steps, disable_warnings=True)(
-             model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu")),
-        ("faithfulness_correlation", runs + 1,
-         lambda: METRICS.get("faithfulness_correlation")(model, x3, heat, targets, runs=runs, subset=subset),
-         lambda: quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=subset, return_aggregate=False,
-                                                 disable_warnings=True)(
-             model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu")),
-        ("sparseness", 0, lambda: METRICS.get("sparseness")(model, x3, heat, targets),
-         lambda: quantus.Sparseness(disable_warnings=True)(model=None, x_batch=xn, y_batch=yn, a_batch=an.copy())),
+        (
+            "pixel_flipping",
+            steps,
+            lambda: METRICS.get("pixel_flipping")(model, x3, heat, targets, steps=steps),
+            lambda: quantus.PixelFlipping(features_in_step=args.size**2 // steps, disable_warnings=True)(
+                model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu"
+            ),
+        ),
+        (
+            "faithfulness_correlation",
+            runs + 1,
+            lambda: METRICS.get("faithfulness_correlation")(model, x3, heat, targets, runs=runs, subset=subset),
+            lambda: quantus.FaithfulnessCorrelation(
+                nr_runs=runs, subset_size=subset, return_aggregate=False, disable_warnings=True
+            )(model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu"),
+        ),
+        (
+            "sparseness",
+            0,
+            lambda: METRICS.get("sparseness")(model, x3, heat, targets),
+            lambda: quantus.Sparseness(disable_warnings=True)(model=None, x_batch=xn, y_batch=yn, a_batch=an.copy()),
+        ),
     ]
-    table = Table("metric", "calls / image", "bare calls (s)", "convscope (s)", "Quantus (s)", "convscope / bare",
-                  "Quantus / convscope",
-                  title=f"explanation metrics, batch {args.batch} at {args.size} px, {args.threads} threads")
+    table = Table(
+        "metric",
+        "calls / image",
+        "bare calls (s)",
+        "convscope (s)",
+        "Quantus (s)",
+        "convscope / bare",
+        "Quantus / convscope",
+        title=f"explanation metrics, batch {args.batch} at {args.size} px, {args.threads} threads",
+    )
     for name, calls, ours, theirs in cases:
         t_bare = best_of(bare(calls), args.repeats) if calls else float("nan")
         t_ours, t_theirs = best_of(ours, args.repeats), best_of(theirs, args.repeats)
-        table.add_row(name, str(calls), f"{t_bare:.3f}", f"{t_ours:.3f}", f"{t_theirs:.3f}",
-                      f"{t_ours / t_bare:.2f}" if calls else "-", f"{t_theirs / t_ours:.1f}")
+        table.add_row(
+            name,
+            str(calls),
+            f"{t_bare:.3f}",
+            f"{t_ours:.3f}",
+            f"{t_theirs:.3f}",
+            f"{t_ours / t_bare:.2f}" if calls else "-",
+            f"{t_theirs / t_ours:.1f}",
+        )
     Console().print(table)
 
 

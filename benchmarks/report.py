@@ -44,8 +44,18 @@ def main() -> None:
             ("API /api/explain gradcam", "/api/explain", {"image": "sample:chelsea", "method": "gradcam"}),
             ("API /api/attack fgsm", "/api/attack", {"image": "sample:chelsea", "method": "fgsm", "eps": 2 / 255}),
         ]:
-            rows.append((f"{name} (first)", best_of(lambda path=path, body=body: client.post(path, json=body).raise_for_status(), 1)))
-            rows.append((f"{name} (cached)", best_of(lambda path=path, body=body: client.post(path, json=body).raise_for_status(), 3)))
+            rows.append(
+                (
+                    f"{name} (first)",
+                    best_of(lambda path=path, body=body: client.post(path, json=body).raise_for_status(), 1),
+                )
+            )
+            rows.append(
+                (
+                    f"{name} (cached)",
+                    best_of(lambda path=path, body=body: client.post(path, json=body).raise_for_status(), 3),
+                )
+            )
     table = Table("what", "seconds", "x bare fwd+bwd", title=f"report and web app, {torch.get_num_threads()} threads")
     save_results("report", [{"what": name, "seconds": seconds} for name, seconds in rows])
     for name, seconds in rows:

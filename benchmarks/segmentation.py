@@ -7,7 +7,6 @@ Run: ``python benchmarks/segmentation.py``. Same model, same batch, one process:
 * ``stamp_transposed_conv`` (the teaching loop) vs ``F.conv_transpose2d``.
 """
 
-
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +35,7 @@ def main():
         def run():
             net.zero_grad()
             segmentation_loss(net(x), masks).backward()
+
         return run
 
     image = convscope.load_image("sample:chelsea", size=(448, 672))
@@ -56,8 +56,9 @@ def main():
     ]
     base = {"bare": rows[0][1], "forward": rows[3][1], "conv": rows[5][1]}
     print(f"{'what':45s} {'seconds':>10s} {'ratio':>8s}")
-    save_results("segmentation", [{"what": name, "seconds": seconds, "relative_to": against}
-                                  for name, seconds, against in rows])
+    save_results(
+        "segmentation", [{"what": name, "seconds": seconds, "relative_to": against} for name, seconds, against in rows]
+    )
     for name, seconds, against in rows:
         ratio = f"{seconds / base[against]:.2f}x" if against else "1.00x"
         print(f"{name:45s} {seconds:10.4f} {ratio:>8s}")

@@ -47,8 +47,9 @@ def main() -> None:
                 return httpx.post(f"{url}/api/images", files={"file": (f"{i}.png", bomb, "image/png")}, timeout=300)
             image = ("sample:coffee", "sample:astronaut", "sample:rocket")[i % 3]
             if i < 35:
-                return httpx.post(f"{url}/api/explain", json={"image": image, "method": "gradcam", "target": i},
-                                  timeout=300)
+                return httpx.post(
+                    f"{url}/api/explain", json={"image": image, "method": "gradcam", "target": i}, timeout=300
+                )
             return httpx.post(f"{url}/api/predict", json={"image": image, "topk": 1 + i % 20}, timeout=300)
 
         watcher = threading.Thread(target=sample, daemon=True)

@@ -21,8 +21,11 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REDUCERS: dict[str, Callable[[list[float]], float]] = {"min": min, "median": statistics.median,
-                                                        "mean": statistics.fmean}
+REDUCERS: dict[str, Callable[[list[float]], float]] = {
+    "min": min,
+    "median": statistics.median,
+    "mean": statistics.fmean,
+}
 
 
 def repeat(function: Callable[[], object], repeats: int = 3, reduce: str = "min", warmup: bool = False) -> float:
@@ -37,8 +40,13 @@ def repeat(function: Callable[[], object], repeats: int = 3, reduce: str = "min"
     return REDUCERS[reduce](times)
 
 
-def interleaved(functions: dict[str, Callable[[], object]], rounds: int = 3, reduce: str = "min",
-                warmup: bool = True, keep_going: bool = False) -> dict[str, float]:
+def interleaved(
+    functions: dict[str, Callable[[], object]],
+    rounds: int = 3,
+    reduce: str = "min",
+    warmup: bool = True,
+    keep_going: bool = False,
+) -> dict[str, float]:
     """Seconds per call of each function, running them in turn in every round. With
     ``keep_going`` a function that raises is reported (printed) and left out instead of stopping."""
     if warmup:
@@ -66,9 +74,15 @@ def interleaved(functions: dict[str, Callable[[], object]], rounds: int = 3, red
 def machine() -> dict:
     """What the numbers depend on: threads, cores, load, versions."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": list(load),
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(load),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def save_results(name: str, rows: list[dict] | dict, folder: Path = RESULTS, **settings) -> Path:
@@ -76,8 +90,13 @@ def save_results(name: str, rows: list[dict] | dict, folder: Path = RESULTS, **s
     now = datetime.datetime.now(datetime.timezone.utc)
     path = Path(folder) / f"{name}-{now:%Y-%m-%d}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "created": now.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-              "settings": settings, "results": rows}
+    record = {
+        "benchmark": name,
+        "created": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "settings": settings,
+        "results": rows,
+    }
     path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path

@@ -29,8 +29,9 @@ def coffee():
 @pytest.fixture(scope="session")
 def small_batch(chelsea, coffee):
     """chelsea and coffee at 128 px: a real batch of 2 where the size does not matter."""
-    return torch.nn.functional.interpolate(torch.cat([chelsea, coffee]), size=128, mode="bilinear",
-                                           antialias=True, align_corners=False).clamp(0, 1)
+    return torch.nn.functional.interpolate(
+        torch.cat([chelsea, coffee]), size=128, mode="bilinear", antialias=True, align_corners=False
+    ).clamp(0, 1)
 
 
 # ---------------------------------------------------------------- markers (registered in pyproject.toml)
@@ -38,10 +39,18 @@ def small_batch(chelsea, coffee):
 # instead of decorators scattered over the files; a test file can also mark itself.
 MARKED = {
     "browser": ("tests/e2e/",),
-    "distributed": ("tests/test_dissect_ray.py", "tests/test_data_ray.py", "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun"),
-    "slow": ("tests/test_robustness.py::test_adversarial_training_beats_standard_training",
-             "tests/test_segmentation_training.py", "tests/test_transfer.py", "tests/test_server_live.py",
-             "tests/test_model_spec.py"),
+    "distributed": (
+        "tests/test_dissect_ray.py",
+        "tests/test_data_ray.py",
+        "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun",
+    ),
+    "slow": (
+        "tests/test_robustness.py::test_adversarial_training_beats_standard_training",
+        "tests/test_segmentation_training.py",
+        "tests/test_transfer.py",
+        "tests/test_server_live.py",
+        "tests/test_model_spec.py",
+    ),
 }
 
 

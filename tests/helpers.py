@@ -32,7 +32,9 @@ def load_imagecorruptions():
 
     if "pkg_resources" not in sys.modules:
         shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda package, path: os.path.join(os.path.dirname(sys.modules[package].__file__), path)
+        shim.resource_filename = lambda package, path: os.path.join(
+            os.path.dirname(sys.modules[package].__file__), path
+        )
         sys.modules["pkg_resources"] = shim
     if not hasattr(np, "float_"):
         np.float_ = np.float64

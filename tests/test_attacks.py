@@ -24,8 +24,15 @@ def shrink(x, size):
 def tiny():
     """A small CNN with BatchNorm and dropout, left in train mode with trainable weights."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-                        nn.Flatten(), nn.Dropout(0.5), nn.Linear(128, 10))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(128, 10),
+    )
     net.train()
     return net
 
@@ -67,8 +74,7 @@ def test_every_attack_keeps_the_contract(tiny, tiny_images, method):
     again = attack(tiny, tiny_images, method=method, seed=3, **fast)
     assert torch.equal(again.x_adv, result.x_adv)  # deterministic under a seed
     if ATTACKS.meta(method)["deterministic"]:  # no random draws: a batch equals its images one by one
-        alone = torch.cat([attack(tiny, tiny_images[i:i + 1], method=method, **fast).x_adv
-                           for i in range(2)])
+        alone = torch.cat([attack(tiny, tiny_images[i : i + 1], method=method, **fast).x_adv for i in range(2)])
         torch.testing.assert_close(alone, result.x_adv, atol=1e-5, rtol=0)
 
 
@@ -78,12 +84,17 @@ def test_fgsm_and_pgd_equal_torchattacks(model, small_batch):
     theirs = torchattacks.FGSM(model, eps=4 / 255)(x, labels)
     torch.testing.assert_close(fgsm(model, x, labels, 4 / 255), theirs, atol=1e-6, rtol=0)
     reference = torchattacks.PGD(model, eps=4 / 255, alpha=1 / 255, steps=3, random_start=False)
-    torch.testing.assert_close(pgd(model, x, labels, 4 / 255, 1 / 255, 3, random_start=False), reference(x, labels),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        pgd(model, x, labels, 4 / 255, 1 / 255, 3, random_start=False), reference(x, labels), atol=1e-6, rtol=0
+    )
     reference.set_mode_targeted_by_label(quiet=True)
     goal = torch.tensor([340, 340])
-    torch.testing.assert_close(pgd(model, x, goal, 4 / 255, 1 / 255, 3, random_start=False, targeted=True),
-                               reference(x, goal), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        pgd(model, x, goal, 4 / 255, 1 / 255, 3, random_start=False, targeted=True),
+        reference(x, goal),
+        atol=1e-6,
+        rtol=0,
+    )
     reference_l2 = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=3, random_start=False)
     # L2 norms reduce in another order; the float noise grows through 3 steps of a deep net in a
     # few pixels (2.0e-4 seen), so: all within 1e-3 and 1e-5 on average
@@ -111,7 +122,7 @@ def test_pgd_restarts_keep_fooling_examples_and_losses_are_pluggable(model, smal
     labels = model(x).argmax(dim=1)
     generator = torch.Generator().manual_seed(0)
     adv = pgd(model, x, labels, 2 / 255, 1 / 255, 2, restarts=2, generator=generator, loss_fn="margin")
-    assert ((adv - x).abs().amax() <= 2 / 255 + 1e-6)
+    assert (adv - x).abs().amax() <= 2 / 255 + 1e-6
     seen = []
 
     def spy(logits, y):  # what a BPDA/EOT wrapper plugs in
@@ -165,7 +176,9 @@ def test_one_pixel_changes_one_pixel_counts_queries_and_matches_torchattacks(mod
     result = attack(model, x, method="one_pixel", popsize=20, generations=4, seed=0)
     assert (result.l0 <= 1).all()
     assert ((result.queries >= 20) & (result.queries <= 100) & (result.queries % 20 == 0)).all()
-    assert torch.equal(result.queries == 20, attack(model, x, method="one_pixel", popsize=20, generations=0, seed=0).success)
+    assert torch.equal(
+        result.queries == 20, attack(model, x, method="one_pixel", popsize=20, generations=0, seed=0).success
+    )
     np.random.seed(0)
     theirs = torchattacks.OnePixel(model, pixels=1, steps=4, popsize=20)(x, result.labels)
     their_success = (model(theirs).argmax(dim=1) != result.labels).sum()
@@ -211,11 +224,12 @@ def test_cw_aborts_early_per_image_as_the_paper_code_does(tiny, tiny_images):
         early = cw(tiny, tiny_images, steps=100, search_steps=4, lr=0.05, abort_early=True)
         hook.remove()
         labels = tiny(tiny_images).argmax(dim=1)
-        assert images_full == 2 * 100 * 4 + 3         # every step of both c, plus the label and class-count passes
-        assert sum(calls) < images_full / 2            # stalled images stop being forwarded
+        assert images_full == 2 * 100 * 4 + 3  # every step of both c, plus the label and class-count passes
+        assert sum(calls) < images_full / 2  # stalled images stop being forwarded
         assert (tiny(early).argmax(dim=1) != labels).all() and (tiny(full).argmax(dim=1) != labels).all()
-        alone = torch.cat([cw(tiny, tiny_images[i:i + 1], steps=100, search_steps=4, lr=0.05, abort_early=True)
-                           for i in range(2)])
-        torch.testing.assert_close(alone, early, atol=1e-5, rtol=0)   # each image stops on its own
+        alone = torch.cat(
+            [cw(tiny, tiny_images[i : i + 1], steps=100, search_steps=4, lr=0.05, abort_early=True) for i in range(2)]
+        )
+        torch.testing.assert_close(alone, early, atol=1e-5, rtol=0)  # each image stops on its own
     finally:
         tiny.train()

@@ -25,8 +25,16 @@ def digits_model():
 
     torch.manual_seed(0)
     network = small_cnn()
-    train(network, digits_dataset(), digits_dataset(split="test"), epochs=3, adversarial="fgsm-rs", eps=EPS,
-          eval_steps=0, progress=False)
+    train(
+        network,
+        digits_dataset(),
+        digits_dataset(split="test"),
+        epochs=3,
+        adversarial="fgsm-rs",
+        eps=EPS,
+        eval_steps=0,
+        progress=False,
+    )
     x, y = digits_dataset(split="test").tensors
     return network, x[:120], y[:120]
 
@@ -44,20 +52,22 @@ def test_checkpoints_and_dlr_follow_the_paper():
     # image 0: -(3 - 1) / (3 - 0); image 1: -(2 - 5) / (5 - 1)
     torch.testing.assert_close(dlr_loss(logits, y), torch.tensor([-2 / 3, 3 / 4]))
     # targeted towards class 2 / 0: -(z_y - z_t) / (z_π1 - (z_π3 + z_π4) / 2)
-    torch.testing.assert_close(dlr_targeted_loss(logits, y, torch.tensor([2, 0])),
-                               torch.tensor([-3 / (3 - (0 - 1) / 2), -2 / (5 - (1 + 0) / 2)]))
-    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)   # the textbook value
+    torch.testing.assert_close(
+        dlr_targeted_loss(logits, y, torch.tensor([2, 0])),
+        torch.tensor([-3 / (3 - (0 - 1) / 2), -2 / (5 - (1 + 0) / 2)]),
+    )
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)  # the textbook value
 
 
 def test_projection_onto_hyperplane_and_box_matches_the_closed_form():
     g = torch.Generator().manual_seed(0)
     point = torch.full((3, 50), 0.5)
     w = torch.randn(3, 50, generator=g)
-    b = torch.tensor([0.05, 0.1, -1.0])                   # the last one is already on the far side
-    linf = project_halfspace_box(point, w, b, "inf")      # box inactive: δ = b / ||w||_1 · sign(w)
+    b = torch.tensor([0.05, 0.1, -1.0])  # the last one is already on the far side
+    linf = project_halfspace_box(point, w, b, "inf")  # box inactive: δ = b / ||w||_1 · sign(w)
     expected = (b.clamp_min(0) / w.abs().sum(1))[:, None] * w.sign()
     torch.testing.assert_close(linf, expected, atol=1e-6, rtol=1e-4)
-    l2 = project_halfspace_box(point, w, b, "2")          # box inactive: δ = b w / ||w||²
+    l2 = project_halfspace_box(point, w, b, "2")  # box inactive: δ = b w / ||w||²
     torch.testing.assert_close(l2, (b.clamp_min(0) / (w * w).sum(1))[:, None] * w, atol=1e-6, rtol=1e-4)
     # with an active box the constraint still holds and no coordinate leaves [0, 1]
     far = project_halfspace_box(point, w, torch.tensor([5.0, 5.0, 5.0]), "2")
@@ -82,7 +92,7 @@ def test_apgd_and_fab_agree_with_torchattacks_on_robust_digits(digits_model):
     adv, norms = fab_targeted(network, x, y, EPS, steps=20)
     with torch.no_grad():
         clean = network(x).argmax(-1) == y
-    assert (norms[~clean] == 0).all() and (norms[clean] > 0).all()     # misclassified images need no perturbation
+    assert (norms[~clean] == 0).all() and (norms[clean] > 0).all()  # misclassified images need no perturbation
     fab_correct = correct(network, torch.where((norms <= EPS).view(-1, 1, 1, 1), adv, x), y)
     reference = torchattacks.FAB(network, eps=EPS, steps=20, multi_targeted=True, seed=0)(x, y)
     assert abs(fab_correct - correct(network, reference, y)) <= 1
@@ -95,7 +105,7 @@ def test_autoattack_runs_each_attack_on_the_survivors_and_records_who_broke_what
     result = autoattack(network, x, y, EPS, steps=10, queries=50, seed=0)
     assert [name for name, _, _ in result.stages] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     curve = [result.clean_accuracy] + [accuracy for _, accuracy, _ in result.stages]
-    assert all(a >= b for a, b in zip(curve, curve[1:]))               # each stage only removes survivors
+    assert all(a >= b for a, b in zip(curve, curve[1:]))  # each stage only removes survivors
     assert result.robust_accuracy == curve[-1] < result.clean_accuracy
     with torch.no_grad():
         predicted = network(result.x_adv).argmax(-1)
@@ -115,8 +125,8 @@ def test_pgd_default_step_reaches_the_ball_and_a_short_budget_warns(digits_model
     network, x, y = digits_model
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pgd(network, x[:4], y[:4], EPS, steps=10)                      # default alpha = 2.5 eps / steps
+        pgd(network, x[:4], y[:4], EPS, steps=10)  # default alpha = 2.5 eps / steps
     with pytest.warns(RuntimeWarning, match="cannot reach the edge"):
-        pgd(network, x[:4], y[:4], EPS, alpha=2 / 255, steps=10)       # the old default: 10 x 2/255 < 0.1
+        pgd(network, x[:4], y[:4], EPS, alpha=2 / 255, steps=10)  # the old default: 10 x 2/255 < 0.1
     result = attack(network, x[:8], y[:8], method="apgd-t", eps=EPS, steps=5, top=3, seed=0)
     assert (result.linf <= EPS + 1e-6).all()

@@ -1,6 +1,5 @@
 """The attack CLI, figure and folder evaluation as a user runs them."""
 
-
 import pytest
 import torch
 from PIL import Image
@@ -22,8 +21,24 @@ def test_amplified_perturbation_uses_the_full_range_around_grey():
 
 def test_attack_command_writes_the_figure(monkeypatch, capsys, tmp_path):
     out = tmp_path / "attack.png"
-    code, text, _ = run_cli(monkeypatch, capsys, "attack", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
-                        "--size", "96", "--out", str(out), "--save-adversarial", str(tmp_path / "adv.png"), "--device", "cpu")
+    code, text, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "attack",
+        "sample:chelsea",
+        "--method",
+        "fgsm",
+        "--eps",
+        "2/255",
+        "--size",
+        "96",
+        "--out",
+        str(out),
+        "--save-adversarial",
+        str(tmp_path / "adv.png"),
+        "--device",
+        "cpu",
+    )
     assert code == 0, text
     assert "fgsm: Egyptian cat" in text and "L∞ 2.00/255" in text
     assert Image.open(out).size[0] > 3 * Image.open(tmp_path / "adv.png").size[0]
@@ -43,8 +58,20 @@ def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
     assert report.mean_linf <= 8 / 255 + 1e-6 and report.robust_accuracy <= report.clean_accuracy
     # only initially correct images are attacked; robust = correct and not fooled
     assert report.robust_accuracy * report.images == pytest.approx(report.attacked * (1 - report.success_rate))
-    code, text, _ = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path), "--method", "fgsm", "--eps", "8/255",
-                        "--size", "64", "--device", "cpu")
+    code, text, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "attack-eval",
+        str(tmp_path),
+        "--method",
+        "fgsm",
+        "--eps",
+        "8/255",
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+    )
     text = " ".join(text.split())  # rich may wrap the title
     assert code == 0 and "3 images, 2 labelled" in text and f"{100 * report.robust_accuracy:.1f}%" in text
 
@@ -58,8 +85,22 @@ def test_figure_titles_show_classes_and_confidence(model, chelsea):
 
 def test_fooling_command_writes_a_gallery(monkeypatch, capsys, tmp_path):
     out = tmp_path / "fooling.png"
-    code, text, _ = run_cli(monkeypatch, capsys, "fooling", "strawberry", "--generations", "3", "--popsize", "8",
-                        "--size", "32", "--out", str(out), "--device", "cpu")
+    code, text, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "fooling",
+        "strawberry",
+        "--generations",
+        "3",
+        "--popsize",
+        "8",
+        "--size",
+        "32",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "strawberry:" in text and "queries" in text and Image.open(out).size[0] > 0
     code, _, err = run_cli(monkeypatch, capsys, "fooling", "strawbery", "--generations", "1")
     assert code == 2 and "did you mean 'strawberry'" in err
@@ -72,13 +113,35 @@ def test_attack_eval_autoattack_writes_interval_csv_and_robustbench_json(monkeyp
     (tmp_path / "data" / "285").mkdir(parents=True)
     for name in ("chelsea", "coffee"):
         convscope.save_image(convscope.load_image(f"sample:{name}", 64), tmp_path / "data" / "285" / f"{name}.png")
-    code, text, err = run_cli(monkeypatch, capsys, "attack-eval", str(tmp_path / "data"), "--method", "autoattack",
-                              "--eps", "1/255", "--set", "steps=2", "--set", "queries=5", "--size", "64", "--device", "cpu",
-                              "--csv", str(tmp_path / "rows.csv"), "--json", str(tmp_path / "entry.json"))
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "attack-eval",
+        str(tmp_path / "data"),
+        "--method",
+        "autoattack",
+        "--eps",
+        "1/255",
+        "--set",
+        "steps=2",
+        "--set",
+        "queries=5",
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        "--csv",
+        str(tmp_path / "rows.csv"),
+        "--json",
+        str(tmp_path / "entry.json"),
+    )
     assert code == 0, err
     entry = json.loads((tmp_path / "entry.json").read_text())
     assert entry["threat_model"] == "Linf" and entry["eps_255"] == 1.0 and entry["attack_version"] == "standard"
-    assert entry["n_examples"] == 2 and entry["robust_acc_95ci"][0] <= entry["autoattack_acc"] <= entry["robust_acc_95ci"][1]
+    assert (
+        entry["n_examples"] == 2
+        and entry["robust_acc_95ci"][0] <= entry["autoattack_acc"] <= entry["robust_acc_95ci"][1]
+    )
     rows = list(csv.DictReader(open(tmp_path / "rows.csv")))
     assert len(rows) == 2 and all(r["label"] == "285" for r in rows)
     # the coffee mug is not an Egyptian cat: broken before any attack; chelsea robust or broken by a named stage

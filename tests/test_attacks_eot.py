@@ -9,8 +9,9 @@ from convscope.attacks.eot import PhysicalTransform, transform_success
 
 def test_transform_is_identity_when_switched_off_and_reproducible():
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    off = PhysicalTransform(rotation=0, scale=(1, 1), translate=0, brightness=0, contrast=(1, 1), blur=(0, 0),
-                            noise=0, jpeg=None)
+    off = PhysicalTransform(
+        rotation=0, scale=(1, 1), translate=0, brightness=0, contrast=(1, 1), blur=(0, 0), noise=0, jpeg=None
+    )
     torch.testing.assert_close(off(x), x, atol=1e-5, rtol=0)
     first = PhysicalTransform(generator=torch.Generator().manual_seed(1))(x)
     second = PhysicalTransform(generator=torch.Generator().manual_seed(1))(x)
@@ -20,8 +21,9 @@ def test_transform_is_identity_when_switched_off_and_reproducible():
 
 def test_jpeg_is_applied_forward_and_passed_straight_through_backward():
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
-    jpeg_only = PhysicalTransform(rotation=0, scale=(1, 1), translate=0, brightness=0, contrast=(1, 1), blur=(0, 0),
-                                  noise=0, jpeg=(10, 10))
+    jpeg_only = PhysicalTransform(
+        rotation=0, scale=(1, 1), translate=0, brightness=0, contrast=(1, 1), blur=(0, 0), noise=0, jpeg=(10, 10)
+    )
     out = jpeg_only(x)
     assert (out - x).abs().mean() > 0.02  # quality 10 destroys random noise
     (grad,) = torch.autograd.grad((out * 3).sum(), x)

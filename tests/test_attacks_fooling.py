@@ -19,8 +19,16 @@ def test_cppn_evolves_a_strawberry_at_99_percent(model):
 
 
 def test_direct_encoding_never_loses_its_best_and_stops_finished_classes(model):
-    result = fooling_images(model, [949, 980], encoding="direct", size=32, popsize=8, elite=2, generations=6,
-                            generator=torch.Generator().manual_seed(0))
+    result = fooling_images(
+        model,
+        [949, 980],
+        encoding="direct",
+        size=32,
+        popsize=8,
+        elite=2,
+        generations=6,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert (result.history[1:] >= result.history[:-1] - 1e-6).all()  # elitism
     assert ((result.images >= 0) & (result.images <= 1)).all()
     assert torch.equal(result.queries, result.generations * 8)

@@ -24,7 +24,9 @@ class ZeroGradient(nn.Module):
 
 @pytest.fixture(scope="module")
 def photos():
-    return torch.cat([convscope.load_image(f"sample:{name}", 64) for name in ("chelsea", "coffee", "astronaut", "rocket")])
+    return torch.cat(
+        [convscope.load_image(f"sample:{name}", 64) for name in ("chelsea", "coffee", "astronaut", "rocket")]
+    )
 
 
 def test_the_real_model_passes_every_check(model, photos):
@@ -43,15 +45,28 @@ def test_zero_gradients_are_flagged_as_masking(model, photos):
     assert report.suspicious
     failed = {c.name for c in report.checks if not c.passed}
     assert "white-box beats black-box" in failed
-    assert report.accuracy["square"] < report.accuracy["pgd"]   # the black-box attack does what PGD cannot
+    assert report.accuracy["square"] < report.accuracy["pgd"]  # the black-box attack does what PGD cannot
 
 
 def test_defenses_cli_flags_the_non_differentiable_defense(monkeypatch, capsys):
     from helpers import run_cli
 
-    code, stdout, _ = run_cli(monkeypatch, capsys, "defenses", "samples", "--defenses", "bit_depth,median",
-                              "--masking-checks", "--size", "64", "--limit", "4", "--steps", "5")
+    code, stdout, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "defenses",
+        "samples",
+        "--defenses",
+        "bit_depth,median",
+        "--masking-checks",
+        "--size",
+        "64",
+        "--limit",
+        "4",
+        "--steps",
+        "5",
+    )
     assert code == 0 and "gradient-masking" in stdout
     rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
-    assert "white-box beats black-box" in rows["bit_depth(3)"]    # round() has zero gradient
-    assert rows["median(3x3)"].rstrip(" │").endswith("none")          # a median filter is differentiable
+    assert "white-box beats black-box" in rows["bit_depth(3)"]  # round() has zero gradient
+    assert rows["median(3x3)"].rstrip(" │").endswith("none")  # a median filter is differentiable

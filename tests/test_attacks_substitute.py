@@ -25,8 +25,17 @@ def test_substitute_learns_the_black_box_and_its_examples_transfer():
     x = torch.rand(8, 3, 16, 16, generator=generator)
     architecture = small_substitute(3)
     before, before_sub = model_state(black_box), model_state(architecture)
-    result = substitute_attack(black_box, seed, x, substitute=architecture, eps=0.1, rounds=2, epochs=15, lr=3e-3,
-                               generator=torch.Generator().manual_seed(1))
+    result = substitute_attack(
+        black_box,
+        seed,
+        x,
+        substitute=architecture,
+        eps=0.1,
+        rounds=2,
+        epochs=15,
+        lr=3e-3,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert_untouched(black_box, before)
     assert_untouched(architecture, before_sub)  # the user's module is copied, not trained
     assert result.queries == 24 * 4  # the set doubles in each of 2 rounds, one label query per point

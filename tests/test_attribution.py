@@ -100,8 +100,9 @@ def test_rectifier_rule_leaves_nothing_behind_on_error():
 
 
 def test_guided_backprop_on_silu_network_warns_and_equals_gradient():
-    net = convscope.wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                             nn.Linear(4, 3)))
+    net = convscope.wrap_model(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    )
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with pytest.warns(UserWarning, match="plain gradient"):
         guided = attribute(net, x, 0, method="guided_backprop")
@@ -141,8 +142,10 @@ def test_quadrature_rules_sum_to_one():
 
 def test_integrated_gradients_gap_shrinks_with_steps(model, small_batch):
     x = F.interpolate(small_batch[:1], size=64, mode="bilinear")
-    gaps = [attribute(model, x, 285, method="integrated_gradients", steps=s, return_gap=True, batch_size=64)[1].abs().item()
-            for s in (4, 48)]
+    gaps = [
+        attribute(model, x, 285, method="integrated_gradients", steps=s, return_gap=True, batch_size=64)[1].abs().item()
+        for s in (4, 48)
+    ]
     assert gaps[1] < gaps[0]
 
 
@@ -157,7 +160,7 @@ def test_occlusion_by_hand_on_linear_model():
     contribution = (net.weight[0] * (x[0] - 0.5)).sum(0)
     assert torch.allclose(heat[0, 0, 0, 0], contribution[:3, :3].sum(), atol=1e-5)
     # rows and columns 4..6 and 5..7 both cover pixel 6: four windows cover (6, 6)
-    corner = sum(contribution[top:top + 3, left:left + 3].sum() for top in (4, 5) for left in (4, 5)) / 4
+    corner = sum(contribution[top : top + 3, left : left + 3].sum() for top in (4, 5) for left in (4, 5)) / 4
     assert torch.allclose(heat[0, 0, 6, 6], corner, atol=1e-5) and torch.isfinite(heat).all()
     with pytest.raises(ConvscopeError, match="uncovered"):
         occlusion(net, x, 0, window=2, stride=3)
@@ -185,12 +188,26 @@ def test_gradcam_on_the_cat(model, chelsea):
 
 
 # ---------------------------------------------------------------- invariants for every registered method
-FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n": 2, "seed": 0}, "smoothgrad_sq": {"n": 2, "seed": 0},
-        "occlusion": {"window": 32, "stride": 32}, "scorecam": {"top_channels": 16},
-        "gradient_shap": {"n": 2, "seed": 0}, "kernel_shap": {"samples": 16, "seed": 0},
-        "lime": {"samples": 16, "seed": 0}}
-PER_CHANNEL = {"input_x_gradient", "guided_backprop", "deconvnet", "integrated_gradients", "guided_gradcam", "deeplift",
-               "gradient_shap", "lrp"}
+FAST = {
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"n": 2, "seed": 0},
+    "smoothgrad_sq": {"n": 2, "seed": 0},
+    "occlusion": {"window": 32, "stride": 32},
+    "scorecam": {"top_channels": 16},
+    "gradient_shap": {"n": 2, "seed": 0},
+    "kernel_shap": {"samples": 16, "seed": 0},
+    "lime": {"samples": 16, "seed": 0},
+}
+PER_CHANNEL = {
+    "input_x_gradient",
+    "guided_backprop",
+    "deconvnet",
+    "integrated_gradients",
+    "guided_gradcam",
+    "deeplift",
+    "gradient_shap",
+    "lrp",
+}
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +248,9 @@ def test_errors_leave_the_model_untouched(model, tiny_batch):
 def test_saliency_conventions(model, tiny_batch):
     grad = attribute(model, tiny_batch, 285, method="saliency", signed=True, channels=None)
     assert torch.allclose(attribute(model, tiny_batch, 285, method="saliency"), grad.abs().amax(1, keepdim=True))
-    assert torch.allclose(attribute(model, tiny_batch, 285, method="saliency", signed=True, channels="sum"),
-                          grad.sum(1, keepdim=True))
+    assert torch.allclose(
+        attribute(model, tiny_batch, 285, method="saliency", signed=True, channels="sum"), grad.sum(1, keepdim=True)
+    )
     # log-softmax objective: d log p / dx = d z_y / dx - sum_k p_k d z_k / dx
     logp = attribute(model, tiny_batch, 285, method="saliency", signed=True, channels=None, objective="log_softmax")
     assert not torch.allclose(logp, grad)

@@ -49,8 +49,9 @@ class GapNet(nn.Module):
     def __init__(self):
         super().__init__()
         generator = torch.Generator().manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                                  nn.Conv2d(6, 5, 3, padding=1), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 5, 3, padding=1), nn.ReLU()
+        )
         self.head = nn.Linear(5, 4)
         for parameter in self.parameters():
             parameter.data = torch.randn(parameter.shape, generator=generator) * 0.5
@@ -134,9 +135,16 @@ def grad_cam_maps(anchor, model, x, layer=LAYER, **options):
         return engine(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in TARGETS])
 
 
-@pytest.mark.parametrize("method, anchor, options", [
-    ("hirescam", "HiResCAM", {}), ("xgradcam", "XGradCAM", {}), ("layercam", "LayerCAM", {}),
-    ("scorecam", "ScoreCAM", {}), ("ablationcam", "AblationCAM", {"batch_size": 48})])
+@pytest.mark.parametrize(
+    "method, anchor, options",
+    [
+        ("hirescam", "HiResCAM", {}),
+        ("xgradcam", "XGradCAM", {}),
+        ("layercam", "LayerCAM", {}),
+        ("scorecam", "ScoreCAM", {}),
+        ("ablationcam", "AblationCAM", {"batch_size": 48}),
+    ],
+)
 def test_cam_family_matches_pytorch_grad_cam(model, reference_model, x, method, anchor, options):
     """pytorch-grad-cam min-max scales relu(map) at layer resolution and resizes with cv2; the same
     scaling of convscope's raw map agrees up to cv2 vs torch resampling. (Score-CAM: its masks are
@@ -153,11 +161,16 @@ def test_eigencam_matches_pytorch_grad_cam_up_to_sign(model, reference_model, x)
     center=True with one of the two signs reproduces it; convscope's own sign follows sum_c A_c."""
     theirs = grad_cam_maps("EigenCAM", reference_model, x)
     # the signed projection at layer resolution (nearest upsampling by 4, subsampled back)
-    raw = attribute(model, x, None, method="eigencam", layer=LAYER, center=True, relu=False,
-                    interpolation="nearest")[..., ::4, ::4]
+    raw = attribute(model, x, None, method="eigencam", layer=LAYER, center=True, relu=False, interpolation="nearest")[
+        ..., ::4, ::4
+    ]
     for i in range(2):
-        best = max(correlation(scaled(F.interpolate((sign * raw[i:i + 1]).clamp(min=0), size=SIZE, mode="bilinear")),
-                               theirs[i]) for sign in (1, -1))
+        best = max(
+            correlation(
+                scaled(F.interpolate((sign * raw[i : i + 1]).clamp(min=0), size=SIZE, mode="bilinear")), theirs[i]
+            )
+            for sign in (1, -1)
+        )
         assert best > 0.999
 
 
@@ -172,13 +185,16 @@ def test_fullgrad_matches_pytorch_grad_cam(model, x):
 
 
 # ---------------------------------------------------------------- against torchcam
-@pytest.mark.parametrize("method, anchor", [("xgradcam", "XGradCAM"), ("layercam", "LayerCAM"),
-                                            ("scorecam", "ScoreCAM")])
+@pytest.mark.parametrize(
+    "method, anchor", [("xgradcam", "XGradCAM"), ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM")]
+)
 def test_cam_family_matches_torchcam(reference_model, model, x, method, anchor):
     """torchcam returns min-max scaled maps at layer resolution (Score-CAM: masks scaled before
     upsampling, so slightly different masks); upsampled, they agree with convscope's."""
     methods = pytest.importorskip("torchcam.methods")
-    with getattr(methods, anchor)(reference_model, target_layer="network." + LAYER, input_shape=(3, SIZE, SIZE)) as extractor:
+    with getattr(methods, anchor)(
+        reference_model, target_layer="network." + LAYER, input_shape=(3, SIZE, SIZE)
+    ) as extractor:
         scores = reference_model(x)
         (theirs,) = extractor(class_idx=TARGETS, scores=scores)
     theirs = F.interpolate(theirs[:, None].detach(), size=SIZE, mode="bilinear", align_corners=False)
@@ -194,15 +210,24 @@ def test_layercam_fusion_matches_torchcam(reference_model, model, x):
     maps the fusion is the same."""
     methods = pytest.importorskip("torchcam.methods")
     layers = ["blocks.1.0.bn2", "blocks.3.0.bn2", "bn2"]
-    with methods.LayerCAM(reference_model, target_layer=["network." + name for name in layers],
-                          input_shape=(3, SIZE, SIZE)) as extractor:
+    with methods.LayerCAM(
+        reference_model, target_layer=["network." + name for name in layers], input_shape=(3, SIZE, SIZE)
+    ) as extractor:
         scores = reference_model(x)
         fused = extractor.fuse_cams(extractor(class_idx=TARGETS, scores=scores))
     theirs = F.interpolate(fused[:, None].detach(), size=SIZE, mode="bilinear", align_corners=False)
-    per_layer = [attribute(model, x, TARGETS, method="layercam", layer=name, interpolation="nearest") for name in layers]
+    per_layer = [
+        attribute(model, x, TARGETS, method="layercam", layer=name, interpolation="nearest") for name in layers
+    ]
     strides = [SIZE // 16, SIZE // 4, SIZE // 2]
-    mine = torch.stack([F.interpolate(torch.tanh(2 * torch.as_tensor(scaled(m[..., ::s, ::s]))[:, None]), size=SIZE,
-                                      mode="bilinear") for m, s in zip(per_layer, strides)]).amax(0)
+    mine = torch.stack(
+        [
+            F.interpolate(
+                torch.tanh(2 * torch.as_tensor(scaled(m[..., ::s, ::s]))[:, None]), size=SIZE, mode="bilinear"
+            )
+            for m, s in zip(per_layer, strides)
+        ]
+    ).amax(0)
     assert correlation(mine, theirs) > 0.99
     # and convscope's own fusion (the paper's M / max M) is a different, stated scaling
     ours = attribute(model, x, TARGETS, method="layercam", layer=",".join(layers))

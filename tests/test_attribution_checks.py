@@ -1,6 +1,5 @@
 """Does the explanation mean anything? Deletion/insertion (Petsiuk 2018), sanity checks (Adebayo 2018), the CLI."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -62,25 +61,70 @@ def test_cascading_sanity_check_as_in_the_paper(model, cat):
 
 
 def test_independent_randomization_touches_one_group(model, cat):
-    result = sanity_check(model, cat, 285, ["saliency"], scheme="independent",
-                          groups=["network.classifier", "network.conv_stem"], progress=False)
+    result = sanity_check(
+        model,
+        cat,
+        285,
+        ["saliency"],
+        scheme="independent",
+        groups=["network.classifier", "network.conv_stem"],
+        progress=False,
+    )
     assert result.spearman.shape == (1, 2, 1) and result.scheme == "independent"
     assert np.all(result.spearman < 0.95)
 
 
 def test_explain_command_writes_figure_and_array(monkeypatch, capsys, tmp_path):
     out, array = tmp_path / "cat.png", tmp_path / "cat.npy"
-    code, text, _ = run_cli(monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcam", "--topk", "2",
-                        "--size", "96", "--device", "cpu", "--out", str(out), "--save-array", str(array))
+    code, text, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "explain",
+        "sample:chelsea",
+        "--method",
+        "gradcam",
+        "--topk",
+        "2",
+        "--size",
+        "96",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--save-array",
+        str(array),
+    )
     assert code == 0 and out.exists()
     maps = np.load(array)
     assert maps.shape == (2, 1, 96, 96) and maps.max() > 0
 
 
 def test_explain_and_sanity_reject_bad_input(monkeypatch, capsys, tmp_path):
-    code, _, err = run_cli(monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcm", "--out",
-                       str(tmp_path / "x.png"), "--device", "cpu")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "explain",
+        "sample:chelsea",
+        "--method",
+        "gradcm",
+        "--out",
+        str(tmp_path / "x.png"),
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "gradcam" in err and "Traceback" not in err
-    code, _, err = run_cli(monkeypatch, capsys, "sanity", "sample:chelsea", "--methods", "saliency", "--scheme", "upwards",
-                       "--device", "cpu", "--out", str(tmp_path / "s.png"))
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "sanity",
+        "sample:chelsea",
+        "--methods",
+        "saliency",
+        "--scheme",
+        "upwards",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "s.png"),
+    )
     assert code == 2 and "cascading" in err

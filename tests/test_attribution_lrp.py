@@ -15,11 +15,25 @@ zennit = pytest.importorskip("zennit")
 
 def _vgg_style(bias: bool = True, batchnorm: bool = True) -> nn.Sequential:
     def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=bias)] + ([nn.BatchNorm2d(cout)] if batchnorm else []) + [nn.ReLU()]
+        return (
+            [nn.Conv2d(cin, cout, 3, padding=1, bias=bias)]
+            + ([nn.BatchNorm2d(cout)] if batchnorm else [])
+            + [nn.ReLU()]
+        )
 
-    return nn.Sequential(*block(3, 8), *block(8, 8), nn.MaxPool2d(2), *block(8, 16), nn.MaxPool2d(2),
-                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, 32, bias=bias), nn.ReLU(inplace=True),
-                         nn.Dropout(), nn.Linear(32, 10, bias=bias))
+    return nn.Sequential(
+        *block(3, 8),
+        *block(8, 8),
+        nn.MaxPool2d(2),
+        *block(8, 16),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(256, 32, bias=bias),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(32, 10, bias=bias),
+    )
 
 
 def _random_batchnorm(net: nn.Module) -> nn.Module:
@@ -46,13 +60,20 @@ def _zennit_composite(rule: str, canonizer):
         return EpsilonGammaBox(low=0.0, high=1.0, canonizers=[canonizer()])
     if rule == "epsilon_alpha2_beta1_flat":
         return EpsilonAlpha2Beta1Flat(canonizers=[canonizer()])
-    single = {"epsilon": Epsilon(1e-6), "gamma": Gamma(0.25), "alpha1beta0": AlphaBeta(1, 0),
-              "alpha2beta1": AlphaBeta(2, 1)}[rule]
+    single = {
+        "epsilon": Epsilon(1e-6),
+        "gamma": Gamma(0.25),
+        "alpha1beta0": AlphaBeta(1, 0),
+        "alpha2beta1": AlphaBeta(2, 1),
+    }[rule]
     return LayerMapComposite(layer_map_base() + [(Convolution, single), (nn.Linear, single)], canonizers=[canonizer()])
 
 
-@pytest.mark.parametrize("network, rule", [("vgg", rule) for rule in COMPOSITES] + [
-    ("resnet", rule) for rule in ("epsilon_gamma_box", "epsilon_alpha2_beta1_flat", "epsilon")])
+@pytest.mark.parametrize(
+    "network, rule",
+    [("vgg", rule) for rule in COMPOSITES]
+    + [("resnet", rule) for rule in ("epsilon_gamma_box", "epsilon_alpha2_beta1_flat", "epsilon")],
+)
 def test_lrp_equals_zennit(network, rule):
     from zennit.attribution import Gradient
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
@@ -66,8 +87,10 @@ def test_lrp_equals_zennit(network, rule):
     target = torch.tensor([3, 7])
     ours = lrp(net, x, target, rule=rule)
     with Gradient(net, _zennit_composite(rule, canonizer)) as attributor:
-        _, theirs = attributor(x.clone().requires_grad_(True),
-                               lambda out: torch.zeros_like(out).scatter(1, target[:, None], out.gather(1, target[:, None])))
+        _, theirs = attributor(
+            x.clone().requires_grad_(True),
+            lambda out: torch.zeros_like(out).scatter(1, target[:, None], out.gather(1, target[:, None])),
+        )
     # float64 on both sides: the maps agree to ~1e-12 of their scale
     assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-9 * theirs.abs().max().item())
     assert hook_count(net) == 0

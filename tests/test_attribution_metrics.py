@@ -44,9 +44,12 @@ def test_complexity_and_localisation_equal_quantus(model, scene):
     gray, targets, heat, masks = scene
     x3 = gray.expand(-1, 3, -1, -1)
     x, y, a, s = _numpy(gray, targets, heat, masks[:, None].float())
-    for ours, theirs, extra in [("sparseness", quantus.Sparseness(), {}), ("complexity", quantus.Complexity(), {}),
-                                ("pointing_game", quantus.PointingGame(), {"s_batch": s}),
-                                ("relevance_mass", quantus.RelevanceMassAccuracy(), {"s_batch": s})]:
+    for ours, theirs, extra in [
+        ("sparseness", quantus.Sparseness(), {}),
+        ("complexity", quantus.Complexity(), {}),
+        ("pointing_game", quantus.PointingGame(), {"s_batch": s}),
+        ("relevance_mass", quantus.RelevanceMassAccuracy(), {"s_batch": s}),
+    ]:
         expected = np.array(theirs(model=None, x_batch=x, y_batch=y, a_batch=a.copy(), **extra), dtype=float)
         got = METRICS.get(ours)(model, x3, heat, targets, masks=masks).numpy()
         assert np.allclose(got, expected, rtol=1e-5, atol=1e-7), ours  # Quantus works in float32
@@ -69,8 +72,9 @@ def test_pixel_flipping_and_faithfulness_correlation_equal_quantus(model, scene,
     # the same random subsets on both sides: Quantus draws them with np.random.choice, one per run and image
     drawn = iter(subset_indices(2, 64 * 64, 16, 128, seed=3).reshape(-1, 128))
     monkeypatch.setattr(np.random, "choice", lambda *args, **kwargs: next(drawn))
-    correlation = quantus.FaithfulnessCorrelation(nr_runs=16, subset_size=128, return_aggregate=False,
-                                                  disable_warnings=True)
+    correlation = quantus.FaithfulnessCorrelation(
+        nr_runs=16, subset_size=128, return_aggregate=False, disable_warnings=True
+    )
     expected = np.array(correlation(model=wrapped, x_batch=x, y_batch=y, a_batch=a, device="cpu"))
     got = METRICS.get("faithfulness_correlation")(model, x3, heat, targets, runs=16, subset=128, seed=3).numpy()
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -85,8 +89,9 @@ def test_all_zero_maps_give_nan_for_every_metric(model, scene):
     for name in METRICS.names():
         if name == "mprt":
             continue
-        scores = METRICS.get(name)(model, x3, zero, targets, masks=masks, explain=explain, samples=2, steps=4,
-                                   runs=4, fractions=(0.5,))
+        scores = METRICS.get(name)(
+            model, x3, zero, targets, masks=masks, explain=explain, samples=2, steps=4, runs=4, fractions=(0.5,)
+        )
         assert torch.isnan(scores[0]) and scores.shape == (2,), name
         if name not in ("random_logit",):
             assert not torch.isnan(scores[1]), name
@@ -114,8 +119,11 @@ def test_max_sensitivity_ranks_methods_as_quantus(model, scene):
     for method in ("saliency", "gradcam"):
         explain = lambda images, ids, method=method: attribute(model, images, ids, method=method)  # noqa: E731
         heat = explain(x3, targets)
-        ours[method] = METRICS.get("max_sensitivity")(model, x3, heat, targets, explain=explain, samples=4,
-                                                      radius=0.02).mean().item()
+        ours[method] = (
+            METRICS.get("max_sensitivity")(model, x3, heat, targets, explain=explain, samples=4, radius=0.02)
+            .mean()
+            .item()
+        )
 
         def quantus_explain(model, inputs, targets, method=method, **_):
             # Quantus does not clamp its noisy copies to the pixel range; convscope needs [0, 1] (as ours)
@@ -123,8 +131,13 @@ def test_max_sensitivity_ranks_methods_as_quantus(model, scene):
             return attribute(model, images, torch.as_tensor(targets), method=method).numpy()
 
         metric = quantus.MaxSensitivity(nr_samples=4, lower_bound=0.02, disable_warnings=True)
-        theirs[method] = float(np.mean(metric(model=model, x_batch=x, y_batch=y, a_batch=heat.numpy(), device="cpu",
-                                              explain_func=quantus_explain)))
+        theirs[method] = float(
+            np.mean(
+                metric(
+                    model=model, x_batch=x, y_batch=y, a_batch=heat.numpy(), device="cpu", explain_func=quantus_explain
+                )
+            )
+        )
     assert (ours["saliency"] > ours["gradcam"]) == (theirs["saliency"] > theirs["gradcam"])
 
 
@@ -132,9 +145,22 @@ def test_evaluate_explanations_on_generated_scenes(monkeypatch, capsys, tmp_path
     from helpers import run_cli
 
     out = tmp_path / "table.csv"
-    code, text, err = run_cli(monkeypatch, capsys, "evaluate-explanations", "scenes:3", "--size", "64", "--methods",
-                              "saliency,gradcam", "--metrics", "sparseness,pointing_game,relevance_mass",
-                              "--device", "cpu", "--out", str(out))
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "evaluate-explanations",
+        "scenes:3",
+        "--size",
+        "64",
+        "--methods",
+        "saliency,gradcam",
+        "--metrics",
+        "sparseness,pointing_game,relevance_mass",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     import csv
 
@@ -142,6 +168,7 @@ def test_evaluate_explanations_on_generated_scenes(monkeypatch, capsys, tmp_path
     assert len(rows) == 6 and {r["metric"] for r in rows} == {"sparseness", "pointing_game", "relevance_mass"}
     mass = [float(r["mean"]) for r in rows if r["metric"] == "relevance_mass"]
     assert all(np.isfinite(mass)) and out.with_suffix(".png").is_file()
-    code, _, err = run_cli(monkeypatch, capsys, "evaluate-explanations", "scenes:2", "--metrics", "nonsense",
-                           "--device", "cpu")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "evaluate-explanations", "scenes:2", "--metrics", "nonsense", "--device", "cpu"
+    )
     assert code == 2 and "unknown explanation metric" in err

@@ -88,8 +88,13 @@ def test_integrated_gradients_matches_captum(model, reference_model, x):
 
 def test_occlusion_matches_captum_with_grey_baseline(model, reference_model, x):
     theirs = captum_attr.Occlusion(reference_model).attribute(
-        x, target=TARGETS, sliding_window_shapes=(3, 16, 16), strides=(3, 16, 16), baselines=0.5,
-        perturbations_per_eval=16)
+        x,
+        target=TARGETS,
+        sliding_window_shapes=(3, 16, 16),
+        strides=(3, 16, 16),
+        baselines=0.5,
+        perturbations_per_eval=16,
+    )
     ours = attribute(model, x, TARGETS, method="occlusion", window=16, stride=16, fill=0.5)
     assert close(ours.expand_as(theirs), theirs, rtol=1e-3)
 
@@ -101,8 +106,10 @@ def test_gradcam_and_guided_gradcam_match_captum(model, reference_model, relu_mo
     assert close(attribute(model, x, TARGETS, method="gradcam"), theirs)
     # captum's LayerGradCam has no ReLU by default
     raw = captum_attr.LayerGradCam(reference_model, layer).attribute(x, target=TARGETS)
-    assert close(attribute(model, x, TARGETS, method="gradcam", relu=False, interpolation="nearest"),
-                 F.interpolate(raw, size=(SIZE, SIZE), mode="nearest"))
+    assert close(
+        attribute(model, x, TARGETS, method="gradcam", relu=False, interpolation="nearest"),
+        F.interpolate(raw, size=(SIZE, SIZE), mode="nearest"),
+    )
     # guided Grad-CAM: captum upsamples nearest and only covers nn.ReLU
     theirs = captum_attr.GuidedGradCam(relu_model, find_layer(relu_model, "bn2")).attribute(x, target=TARGETS)
     assert close(attribute(relu_model, x, TARGETS, method="guided_gradcam", interpolation="nearest"), theirs)

@@ -13,8 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.attribution import attribute
-from convscope.attribution.shapley import (gradient_shap_from_draws, lime_weights, shapley_kernel_regression,
-                                           superpixels, weighted_ridge)
+from convscope.attribution.shapley import (
+    gradient_shap_from_draws,
+    lime_weights,
+    shapley_kernel_regression,
+    superpixels,
+    weighted_ridge,
+)
 
 captum_attr = pytest.importorskip("captum.attr")
 SIZE = 64
@@ -109,13 +114,15 @@ def test_gradient_shap_same_draws_as_captum(model, reference_model, x):
     image, n = x[:1], 6
     recorder = Recorder(reference_model)
     np.random.seed(0)
-    theirs = captum_attr.GradientShap(recorder).attribute(image, baselines=torch.zeros_like(image), target=285,
-                                                         n_samples=n, stdevs=0.0)
+    theirs = captum_attr.GradientShap(recorder).attribute(
+        image, baselines=torch.zeros_like(image), target=285, n_samples=n, stdevs=0.0
+    )
     points = torch.cat(recorder.seen)
     alphas = (points.flatten(1) * image.flatten(1)).sum(1) / (image.flatten() ** 2).sum()
     assert torch.allclose(points, alphas.view(-1, 1, 1, 1) * image, atol=1e-6)  # really alpha x
-    terms = gradient_shap_from_draws(model, image.expand(n, -1, -1, -1), torch.zeros(n, *image.shape[1:]), alphas,
-                                     torch.full((n,), 285))
+    terms = gradient_shap_from_draws(
+        model, image.expand(n, -1, -1, -1), torch.zeros(n, *image.shape[1:]), alphas, torch.full((n,), 285)
+    )
     assert close(terms.mean(0, keepdim=True), theirs, rtol=1e-3)
 
 
@@ -124,7 +131,9 @@ def test_gradient_shap_seeds_and_captum_agree(model, reference_model, x):
     maps summed over colour and pooled 8 x 8. Measured over 5 seeds (same at 1 and 2 threads):
     correlation ours-vs-ours 0.42-0.54, ours-vs-captum 0.37-0.72, captum-vs-captum 0.21-0.55:
     the two are as close as either is to itself; the bound sits below the lowest."""
-    pool = torch.cat([F.avg_pool2d(x, 9, 1, 4), torch.rand(14, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))])
+    pool = torch.cat(
+        [F.avg_pool2d(x, 9, 1, 4), torch.rand(14, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))]
+    )
     pooled = lambda a: F.avg_pool2d(a.sum(1, keepdim=True), 8)  # noqa: E731
     ours = attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, n=16, seed=0)
     torch.manual_seed(0), np.random.seed(0)

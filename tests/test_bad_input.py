@@ -12,11 +12,12 @@ import torch
 from helpers import run_cli
 
 import convscope
-from convscope.cli_checks import RANGES, Range, all_commands, check_output, number_params, output_kind, param_rule
+from convscope.cli import all_commands
+from convscope.cli_checks import RANGES, Range, check_output, number_params, output_kind, param_rule
 from convscope.errors import ConvscopeError
 
 COMMANDS = all_commands()
-NUMBERS = list(number_params())
+NUMBERS = list(number_params(COMMANDS))
 
 
 def _one_clean_line(code: int, err: str) -> str:
@@ -28,9 +29,11 @@ def _one_clean_line(code: int, err: str) -> str:
 
 def test_every_number_option_has_a_range():
     """A command that gains an int option must declare its range in convscope.cli_checks.RANGES."""
-    missing = [f"{path} --{param.name}" for path, param, base in NUMBERS if base is int and param_rule(path, param) is None]
+    missing = [
+        f"{path} --{param.name}" for path, param, base in NUMBERS if base is int and param_rule(path, param) is None
+    ]
     assert not missing, f"add these to RANGES or COMMAND_RANGES: {missing}"
-    for path, param, _ in NUMBERS:   # and every default passes its own rule
+    for path, param, _ in NUMBERS:  # and every default passes its own rule
         rule = param_rule(path, param) or Range()
         if isinstance(param.default, (int, float)) and not isinstance(param.default, bool):
             assert rule.check(param.default) is None, (path, param.name, param.default)
@@ -41,13 +44,22 @@ def _below(rule: Range, base) -> str:
     return str(int(value)) if base is int else str(value)
 
 
-BELOW = [(path, param.opts[0], _below(param_rule(path, param), base)) for path, param, base in NUMBERS
-         if isinstance(param_rule(path, param), Range) and param_rule(path, param).low is not None and param.opts[0].startswith("-")]
+BELOW = [
+    (path, param.opts[0], _below(param_rule(path, param), base))
+    for path, param, base in NUMBERS
+    if isinstance(param_rule(path, param), Range)
+    and param_rule(path, param).low is not None
+    and param.opts[0].startswith("-")
+]
 FLOATS = [(path, param.opts[0]) for path, param, base in NUMBERS if base is float and param.opts[0].startswith("-")]
 SUFFIX = {"image": ".png", "html": ".html", "array": ".npy", "checkpoint": ".pt", "folder": "", "image_or_folder": ""}
-OUTPUTS = [(path, param.opts[0], param_rule(path, param)) for path, command in COMMANDS.items() for param in command.params
-           if (param_rule(path, param) in ("image", "html", "array", "checkpoint", "folder", "image_or_folder"))
-           and param.opts[0].startswith("-")]
+OUTPUTS = [
+    (path, param.opts[0], param_rule(path, param))
+    for path, command in COMMANDS.items()
+    for param in command.params
+    if (param_rule(path, param) in ("image", "html", "array", "checkpoint", "folder", "image_or_folder"))
+    and param.opts[0].startswith("-")
+]
 
 
 def test_the_generated_cases_cover_every_command_family():
@@ -79,12 +91,23 @@ def test_an_output_under_a_file_is_refused_before_computing(monkeypatch, capsys,
 
 def test_output_paths(tmp_path):
     (tmp_path / "f").write_text("x")
-    for bad, kind in [(tmp_path / "x.foo", "image"), (tmp_path / "f" / "x.png", "image"), (tmp_path / "f", "folder"),
-                      (tmp_path / "r.png", "html"), ("/proc/x.png", "image"), (tmp_path, "image")]:
+    for bad, kind in [
+        (tmp_path / "x.foo", "image"),
+        (tmp_path / "f" / "x.png", "image"),
+        (tmp_path / "f", "folder"),
+        (tmp_path / "r.png", "html"),
+        ("/proc/x.png", "image"),
+        (tmp_path, "image"),
+    ]:
         with pytest.raises(ConvscopeError):
             check_output(bad, kind)
-    for good, kind in [(tmp_path / "new" / "deeper" / "x.png", "image"), (tmp_path / "x.JPG", "image"),
-                       (tmp_path / "r.html", "html"), (tmp_path / "out", "folder"), (tmp_path / "a.npz", "array")]:
+    for good, kind in [
+        (tmp_path / "new" / "deeper" / "x.png", "image"),
+        (tmp_path / "x.JPG", "image"),
+        (tmp_path / "r.html", "html"),
+        (tmp_path / "out", "folder"),
+        (tmp_path / "a.npz", "array"),
+    ]:
         assert check_output(good, kind) == good
     assert not (tmp_path / "new").exists()  # checking creates nothing
     assert output_kind("out", "report.html") == "html" and output_kind("out", "tour") == "folder"
@@ -168,7 +191,7 @@ BAD = {
     "above 1": torch.rand(1, 3, 32, 32) + 1,
     "not a tensor": [[0.5]],
 }
-GREY_OK = {"predict_masks"}   # a segmenter may take any number of channels
+GREY_OK = {"predict_masks"}  # a segmenter may take any number of channels
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -177,7 +200,7 @@ def test_every_api_function_refuses_bad_tensors(model, case):
         with pytest.raises(ConvscopeError):
             call(BAD[case])
             pytest.fail(f"{name} accepted a bad tensor ({case})")
-    for name, call in _api(model):   # one grey channel (3 expected)
+    for name, call in _api(model):  # one grey channel (3 expected)
         if name not in GREY_OK:
             with pytest.raises(ConvscopeError, match="channels"):
                 call(torch.rand(1, 1, 32, 32))

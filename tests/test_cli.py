@@ -17,8 +17,9 @@ def test_predict_prints_the_cats_first(monkeypatch, capsys):
     rows = [line for line in out.splitlines() if "│" in line]
     assert len(rows) == 3 and {"tiger cat", "Egyptian cat", "tabby"} == {row.split("│")[2].strip() for row in rows}
     assert "0.38" in rows[0] or "0.39" in rows[0]
-    code, out, _ = run_cli(monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "1",
-                           "--preprocess", "squash")
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "predict", "sample:chelsea", "--device", "cpu", "--topk", "1", "--preprocess", "squash"
+    )
     row = [line for line in out.splitlines() if "│" in line][0]
     assert code == 0 and "Egyptian cat" in row and "285" in row and "0.79" in row
 
@@ -30,12 +31,15 @@ def test_models_and_layers(monkeypatch, capsys):
     assert code == 0 and "1280x7x7" in out and "851" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["predict", "missing.png"], "no such image file"),
-    (["predict", "sample:chelsea", "--model", "resnet"], "unknown model"),
-    (["layers", "torchvision:vgg17"], "did you mean"),
-    (["predict", "sample:chelsea", "--device", "cuda:7"], "CUDA is not available"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "missing.png"], "no such image file"),
+        (["predict", "sample:chelsea", "--model", "resnet"], "unknown model"),
+        (["layers", "torchvision:vgg17"], "did you mean"),
+        (["predict", "sample:chelsea", "--device", "cuda:7"], "CUDA is not available"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 2
@@ -50,7 +54,8 @@ def test_corrupt_image(monkeypatch, capsys, tmp_path):
 
 
 def test_console_script_has_no_traceback():
-    result = subprocess.run([sys.executable, "-m", "convscope.cli", "predict", "nofile.png"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "convscope.cli", "predict", "nofile.png"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "no such image file" in result.stderr and "Traceback" not in result.stderr

@@ -76,14 +76,25 @@ def test_frost_layers_are_the_reference_photos_rescaled_as_opencv_does(reference
         height, width = 400, 700  # larger than some photos, so both rescaling branches run
         scale = max(1.0, height / photo.shape[0], width / photo.shape[1]) * 1.1
         size = (int(np.ceil(photo.shape[1] * scale)), int(np.ceil(photo.shape[0] * scale)))
-        expected = torch.from_numpy(cv2.resize(np.ascontiguousarray(photo), size, interpolation=cv2.INTER_CUBIC) / 255.0)
+        expected = torch.from_numpy(
+            cv2.resize(np.ascontiguousarray(photo), size, interpolation=cv2.INTER_CUBIC) / 255.0
+        )
         got = ours._frost_rescaled(index, height, width, torch.device("cpu")).permute(1, 2, 0).double()
         assert got.shape == expected.shape
         assert (got - expected).abs().mean() < 1 / 255
 
 
-RANDOM = ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur",
-          "snow", "elastic_transform", "spatter"]
+RANDOM = [
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "glass_blur",
+    "motion_blur",
+    "snow",
+    "elastic_transform",
+    "spatter",
+]
 
 
 def test_fog_height_maps_match_the_reference_plasma_fractal(reference):
@@ -108,8 +119,18 @@ def test_random_corruptions_match_the_reference_in_distribution(reference, photo
         base = photo.expand_as(got)
         change_expected, change_got = (expected - base).abs().mean(), (got - base).abs().mean()
         shift_expected, shift_got = (expected - base).mean(), (got - base).mean()
-        assert abs(change_got - change_expected) < 0.015 + 0.2 * change_expected, (name, severity, change_got, change_expected)
-        assert abs(shift_got - shift_expected) < 0.015 + 0.2 * abs(shift_expected), (name, severity, shift_got, shift_expected)
+        assert abs(change_got - change_expected) < 0.015 + 0.2 * change_expected, (
+            name,
+            severity,
+            change_got,
+            change_expected,
+        )
+        assert abs(shift_got - shift_expected) < 0.015 + 0.2 * abs(shift_expected), (
+            name,
+            severity,
+            shift_got,
+            shift_expected,
+        )
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS.names())

@@ -9,15 +9,14 @@ import pytest
 import torch
 
 from convscope.attacks.evaluate import AttackReduction, evaluate_attack
-from convscope.data import (ClassNames, SkipLog, imagenet_wnids, open_dataset, reduce_dataset, samples_folder,
-                            stream)
+from convscope.data import ClassNames, SkipLog, imagenet_wnids, open_dataset, reduce_dataset, samples_folder, stream
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
 from helpers import run_cli
 
 try:
     samples_folder()
-except ConvscopeError:   # the labelled samples are a test dependency (the Makefile installs them)
+except ConvscopeError:  # the labelled samples are a test dependency (the Makefile installs them)
     pytest.skip("the labelled samples: pip install --no-deps foolbox==3.3.4", allow_module_level=True)
 
 
@@ -32,11 +31,15 @@ def test_bundled_sets_are_real_and_labelled():
     image, label, name = data[0]
     assert image.shape == (3, 64, 64) and 0 <= image.min() and image.max() <= 1 and image.std() > 0.05
     assert (label, name) == (243, "samples:imagenet/imagenet_00_243.jpg")
-    for spec, count in (("samples:cifar10", 10), ("samples:cifar100", 100), ("samples:mnist", 10),
-                        ("samples:fashion-mnist", 10)):
+    for spec, count in (
+        ("samples:cifar10", 10),
+        ("samples:cifar100", 100),
+        ("samples:mnist", 10),
+        ("samples:fashion-mnist", 10),
+    ):
         small = open_dataset(spec, size=32)
         assert len(small) == 20 and all(0 <= y < count for y in small.labels)
-        assert small[0][0].shape == (3, 32, 32)   # MNIST's grey 28 px -> RGB, crop convention
+        assert small[0][0].shape == (3, 32, 32)  # MNIST's grey 28 px -> RGB, crop convention
     with pytest.raises(ConvscopeError, match="known: samples:imagenet"):
         open_dataset("samples:imagenett")
 
@@ -44,15 +47,19 @@ def test_bundled_sets_are_real_and_labelled():
 def test_wordnet_id_name_and_id_folders_give_the_same_labels(model, tmp_path):
     wnids = imagenet_wnids()
     assert wnids[0] == "n01440764" and len(wnids) == 1000
-    for layout, folder_of in (("wnid", lambda y: wnids[y]), ("id", str),
-                              ("name", lambda y: model.labels[y].replace(" ", "_"))):
+    for layout, folder_of in (
+        ("wnid", lambda y: wnids[y]),
+        ("id", str),
+        ("name", lambda y: model.labels[y].replace(" ", "_")),
+    ):
         for path, label in imagenet_samples()[:6]:
             (tmp_path / layout / folder_of(label)).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, tmp_path / layout / folder_of(label) / path.name)
         data = open_dataset(tmp_path / layout, 32, labels=model.labels)
         assert data.layout == "class-folders"
         assert sorted(zip(data.ids, data.labels)) == sorted(
-            (f"{folder_of(y)}/{p.name}", y) for p, y in imagenet_samples()[:6])
+            (f"{folder_of(y)}/{p.name}", y) for p, y in imagenet_samples()[:6]
+        )
     (tmp_path / "bad" / "not_a_class").mkdir(parents=True)
     shutil.copy(imagenet_samples()[0][0], tmp_path / "bad" / "not_a_class" / "x.jpg")
     with pytest.raises(ConvscopeError, match="class folder 'not_a_class' is not a class id, a WordNet ID"):
@@ -72,7 +79,7 @@ def test_flat_validation_folder_with_loc_csv_or_a_label_file(model, tmp_path):
     (tmp_path / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
     expected = [y for _, y in imagenet_samples()[:5]]
-    found = open_dataset(flat, 32, labels=model.labels)   # the csv next to the folder is found
+    found = open_dataset(flat, 32, labels=model.labels)  # the csv next to the folder is found
     assert found.layout == "flat-labelled" and found.labels == expected
     assert open_dataset(flat, 32, labels=model.labels, label_file=tmp_path / "labels.txt").labels == expected
     (tmp_path / "broken.txt").write_text("ILSVRC2012_val_00000001.JPEG\n")
@@ -101,14 +108,14 @@ def test_released_imagenet_c_tree_is_read_as_it_is(model, tmp_path):
     assert data.layout == "imagenet-c" and len(data) == 16
     assert sorted(set(data.groups)) == [("contrast", 1), ("contrast", 3), ("fog", 1), ("fog", 3)]
     result = corruption_errors(model, data, ["fog", "contrast"], [1, 3], batch_size=5, progress=False, workers=0)
-    for name in ("fog", "contrast"):       # each group's error = its own files' error
+    for name in ("fog", "contrast"):  # each group's error = its own files' error
         for s, severity in enumerate((1, 3)):
             picked = [i for i, g in enumerate(data.groups) if g == (name, severity)]
             images = torch.stack([data[i][0] for i in picked])
             with torch.no_grad():
                 wrong = (model(images).argmax(-1) != torch.tensor([data.labels[i] for i in picked])).float().mean()
             assert result.errors[name][s] == pytest.approx(float(wrong))
-    assert result.severities == (1, 3) and result.clean != result.clean   # no clean images: NaN
+    assert result.severities == (1, 3) and result.clean != result.clean  # no clean images: NaN
     with pytest.raises(ConvscopeError, match="needs all 5 severities"):
         result.mce()
 
@@ -120,13 +127,17 @@ def test_cifar10_c_npy_files_are_memory_mapped_by_severity_block(tmp_path):
     root = tmp_path / "CIFAR-10-C"
     root.mkdir()
     np.save(root / "labels.npy", np.tile(labels, 5))
-    np.save(root / "fog.npy", np.concatenate([np.clip(images.astype(int) + 10 * s, 0, 255).astype(np.uint8)
-                                              for s in range(5)]))
+    np.save(
+        root / "fog.npy",
+        np.concatenate([np.clip(images.astype(int) + 10 * s, 0, 255).astype(np.uint8) for s in range(5)]),
+    )
     data = open_dataset(root, 32)
     assert data.layout == "cifar10-c" and len(data) == 20
     assert data.groups[4] == ("fog", 2) and data.labels[4] == labels[0] and data.ids[4] == "fog/2/0"
-    assert torch.equal(data[4][0], torch.from_numpy(np.clip(images[0].astype(int) + 10, 0, 255) / 255).permute(2, 0, 1).float())
-    copy = pickle.loads(pickle.dumps(data))           # what a loader worker gets: reopens the memory map
+    assert torch.equal(
+        data[4][0], torch.from_numpy(np.clip(images[0].astype(int) + 10, 0, 255) / 255).permute(2, 0, 1).float()
+    )
+    copy = pickle.loads(pickle.dumps(data))  # what a loader worker gets: reopens the memory map
     assert copy._maps == {} and torch.equal(copy[7][0], data[7][0])
 
 
@@ -171,7 +182,7 @@ def test_unreadable_files_are_skipped_named_and_counted_or_stop_with_strict(tmp_
 def test_attack_eval_scores_ground_truth_and_success_over_correct_images(model):
     report = evaluate_attack(model, "samples:imagenet", "fgsm", 2 / 255, size=64, batch_size=10, workers=0)
     assert report.images == report.labelled == 20 and report.ground_truth
-    assert report.attacked == round(report.clean_accuracy * 20) < 20       # some are wrong at 64 px
+    assert report.attacked == round(report.clean_accuracy * 20) < 20  # some are wrong at 64 px
     # robust = correct and not fooled; success is over the attacked (initially correct) images only
     assert report.robust_accuracy * 20 == pytest.approx(report.attacked * (1 - report.success_rate))
     assert report.top5_accuracy >= report.clean_accuracy and report.mean_linf <= 2 / 255 + 1e-6
@@ -189,8 +200,9 @@ def test_an_interrupted_run_resumes_to_the_numbers_of_an_uninterrupted_one(model
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        reduce_dataset(AttackReduction(model, "fgsm", 4 / 255), data, resume=tmp_path / "run", progress=crash_after_two,
-                       **options)
+        reduce_dataset(
+            AttackReduction(model, "fgsm", 4 / 255), data, resume=tmp_path / "run", progress=crash_after_two, **options
+        )
     assert sorted(p.name for p in (tmp_path / "run").glob("shard-*.json")) == ["shard-00000.json", "shard-00001.json"]
     again = reduce_dataset(AttackReduction(model, "fgsm", 4 / 255), data, resume=tmp_path / "run", **options)
     assert again.resumed == 2 and again.shards == 5
@@ -202,9 +214,26 @@ def test_an_interrupted_run_resumes_to_the_numbers_of_an_uninterrupted_one(model
 
 
 def test_robustness_cli_labels_the_severities_run_and_refuses_published_ce_on_a_subset(monkeypatch, capsys, tmp_path):
-    code, text, err = run_cli(monkeypatch, capsys, "robustness", "samples:imagenet", "--corruptions", "contrast",
-                              "--severities", "1,5", "--size", "48", "--limit", "6", "--workers", "0",
-                              "--out-dir", str(tmp_path), "--device", "cpu")
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "robustness",
+        "samples:imagenet",
+        "--corruptions",
+        "contrast",
+        "--severities",
+        "1,5",
+        "--size",
+        "48",
+        "--limit",
+        "6",
+        "--workers",
+        "0",
+        "--out-dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     header = (tmp_path / "corruption_errors.csv").read_text().splitlines()[0]
     assert header == "corruption,error_s1,error_s5,mean_error,ce,relative_ce"
@@ -213,9 +242,26 @@ def test_robustness_cli_labels_the_severities_run_and_refuses_published_ce_on_a_
 
 def test_batch_explain_writes_one_map_per_image_and_an_index(model, monkeypatch, capsys, tmp_path):
     out = tmp_path / "maps"
-    code, text, err = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
-                              "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out),
-                              "--device", "cpu")
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "explain",
+        "samples:imagenet",
+        "--method",
+        "saliency",
+        "--size",
+        "48",
+        "--batch-size",
+        "8",
+        "--target",
+        "label",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     rows = (out / "index.csv").read_text().splitlines()
     assert rows[0] == "image,label,target,target_name,probability,score,file,row" and len(rows) == 21
@@ -228,9 +274,25 @@ def test_batch_explain_writes_one_map_per_image_and_an_index(model, monkeypatch,
     image = open_dataset("samples:imagenet", 48)[0][0][None]
     direct = convscope.attribute(model, image, 243, method="saliency")
     np.testing.assert_allclose(stored["maps"][0], direct[0].numpy(), rtol=1e-4, atol=1e-6)
-    code, text, _ = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--method", "saliency", "--size", "48",
-                            "--batch-size", "8", "--target", "label", "--workers", "0", "--out", str(out))
-    assert code == 0 and "1 shard(s) resumed" in text            # the same command again: nothing recomputed
+    code, text, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "explain",
+        "samples:imagenet",
+        "--method",
+        "saliency",
+        "--size",
+        "48",
+        "--batch-size",
+        "8",
+        "--target",
+        "label",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    )
+    assert code == 0 and "1 shard(s) resumed" in text  # the same command again: nothing recomputed
 
 
 def test_examples_and_robustness_skip_name_and_count_a_corrupt_file_or_stop_with_strict(monkeypatch, capsys, tmp_path):
@@ -240,18 +302,66 @@ def test_examples_and_robustness_skip_name_and_count_a_corrupt_file_or_stop_with
         shutil.copy(path, folder / path.name)
     (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     common = ("--size", "32", "--workers", "0", "--device", "cpu")
-    code, text, err = run_cli(monkeypatch, capsys, "examples", "-l", "conv_stem", str(folder), "--k", "2", "--size", "32",
-                              "--out", str(tmp_path / "ex"), "--device", "cpu")
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "examples",
+        "-l",
+        "conv_stem",
+        str(folder),
+        "--k",
+        "2",
+        "--size",
+        "32",
+        "--out",
+        str(tmp_path / "ex"),
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     assert "skipped 1 unreadable file:" in text and "zz_broken.jpg" in text and "conv_stem: 4 images" in text
-    code, _, err = run_cli(monkeypatch, capsys, "examples", "-l", "conv_stem", str(folder), "--k", "2", "--size", "32",
-                           "--out", str(tmp_path / "ex2"), "--strict", "--device", "cpu")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "examples",
+        "-l",
+        "conv_stem",
+        str(folder),
+        "--k",
+        "2",
+        "--size",
+        "32",
+        "--out",
+        str(tmp_path / "ex2"),
+        "--strict",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "zz_broken.jpg" in err and "--strict" in err
-    code, text, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast",
-                              "--out-dir", str(tmp_path / "r"), *common)
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "robustness",
+        str(folder),
+        "--corruptions",
+        "contrast",
+        "--out-dir",
+        str(tmp_path / "r"),
+        *common,
+    )
     assert code == 0 and "skipped 1 unreadable file: zz_broken.jpg" in " ".join(text.split()), err
-    code, _, err = run_cli(monkeypatch, capsys, "robustness", str(folder), "--corruptions", "contrast", "--strict",
-                           "--out-dir", str(tmp_path / "r"), *common)
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "robustness",
+        str(folder),
+        "--corruptions",
+        "contrast",
+        "--strict",
+        "--out-dir",
+        str(tmp_path / "r"),
+        *common,
+    )
     assert code == 2 and "zz_broken.jpg" in err
 
 
@@ -259,20 +369,39 @@ def test_shape_bias_on_a_model_vs_human_stimulus_folder(model, monkeypatch, caps
     from convscope.images import load_image, save_image
     from convscope.robustness.shape_bias import ShapeBiasResult, category_decisions, stimulus_shape_bias
 
-    files = {"cat/cat1-clock1.png": "sample:chelsea", "clock/clock1-cat1.png": "sample:clock",
-             "cat/cat2-cat3.png": "sample:chelsea", "clock/clock2-keyboard1.png": "sample:coins"}
+    files = {
+        "cat/cat1-clock1.png": "sample:chelsea",
+        "clock/clock1-cat1.png": "sample:clock",
+        "cat/cat2-cat3.png": "sample:chelsea",
+        "clock/clock2-keyboard1.png": "sample:coins",
+    }
     for name, spec in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         save_image(load_image(spec, 64), tmp_path / name)
     (tmp_path / "cat" / "cat9-bottle1.png").write_bytes(b"\x89PNG broken")
     result, names, skips = stimulus_shape_bias(model, tmp_path, size=64, workers=0)
     assert sorted(names) == ["cat/cat1-clock1.png", "clock/clock1-cat1.png", "clock/clock2-keyboard1.png"]
-    assert [name for name, _ in skips.items] == ["cat/cat9-bottle1.png"]   # skipped and named
+    assert [name for name, _ in skips.items] == ["cat/cat9-bottle1.png"]  # skipped and named
     images = torch.cat([load_image(tmp_path / name, 64) for name in names])
-    expected = ShapeBiasResult(category_decisions(model, images), ["cat", "clock", "clock"], ["clock", "cat", "keyboard"])
+    expected = ShapeBiasResult(
+        category_decisions(model, images), ["cat", "clock", "clock"], ["clock", "cat", "keyboard"]
+    )
     assert result.decisions == expected.decisions and result.shape_bias == expected.shape_bias
-    code, text, err = run_cli(monkeypatch, capsys, "shape-bias", "--stimuli", str(tmp_path), "--size", "64",
-                              "--workers", "0", "--out", str(tmp_path / "out"), "--device", "cpu")
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "shape-bias",
+        "--stimuli",
+        str(tmp_path),
+        "--size",
+        "64",
+        "--workers",
+        "0",
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    )
     assert code == 0 and f"shape bias {result.shape_bias:.3f}" in text and "cat9-bottle1.png" in text, err
 
 
@@ -281,8 +410,16 @@ def test_batch_explain_scores_deletion_and_insertion_with_a_confidence_interval(
     from convscope.attribution.evaluate import deletion
 
     data = open_dataset("samples:imagenet", 32)
-    index, reduced = explain_dataset(model, data, "saliency", tmp_path / "m", batch_size=10, workers=0,
-                                     metrics=("deletion", "insertion"), metric_steps=8)
+    index, reduced = explain_dataset(
+        model,
+        data,
+        "saliency",
+        tmp_path / "m",
+        batch_size=10,
+        workers=0,
+        metrics=("deletion", "insertion"),
+        metric_steps=8,
+    )
     rows = [line.split(",") for line in index.read_text().splitlines()]
     assert rows[0][-2:] == ["deletion_auc", "insertion_auc"] and len(rows) == 21
     stored = np.load(tmp_path / "m" / "maps" / "000000.npz")["maps"]
@@ -292,14 +429,28 @@ def test_batch_explain_scores_deletion_and_insertion_with_a_confidence_interval(
     np.testing.assert_allclose([float(r[-2]) for r in rows[1:11]], direct.numpy(), atol=1e-5)
     values = np.array([float(r[-2]) for r in rows[1:]])
     mean, half = reduced.summary["deletion"]
-    assert mean == pytest.approx(values.mean(), abs=1e-6)   # the CSV holds 6 decimals
-    assert half == pytest.approx(2.093 * values.std(ddof=1) / 20 ** 0.5, rel=1e-2, abs=1e-6)
-    assert mean_interval(3.0, 5.0, 2)[0] == 1.5                     # t(0.975, 19) = 2.093
+    assert mean == pytest.approx(values.mean(), abs=1e-6)  # the CSV holds 6 decimals
+    assert half == pytest.approx(2.093 * values.std(ddof=1) / 20**0.5, rel=1e-2, abs=1e-6)
+    assert mean_interval(3.0, 5.0, 2)[0] == 1.5  # t(0.975, 19) = 2.093
 
 
 def test_train_reads_any_labelled_spec(monkeypatch, capsys, tmp_path):
-    code, text, err = run_cli(monkeypatch, capsys, "train", "samples:cifar10", "--epochs", "1", "--size", "16",
-                              "--batch-size", "8", "--eval-size", "4", "--out", str(tmp_path))
+    code, text, err = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "samples:cifar10",
+        "--epochs",
+        "1",
+        "--size",
+        "16",
+        "--batch-size",
+        "8",
+        "--eval-size",
+        "4",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     assert (tmp_path / "standard.safetensors").is_file() and "standard training" in text
     code, _, err = run_cli(monkeypatch, capsys, "train", "photos", "--epochs", "1")
@@ -314,12 +465,13 @@ def test_sanity_over_a_dataset_averages_the_per_image_scores_with_an_interval(mo
 
     data = take(open_dataset("samples:imagenet", 32), 10)
     groups = ["network.classifier", "network.blocks.6"]
-    rows, names, reduced = sanity_dataset(model, data, ["saliency"], "independent", seed=0, batch_size=5, workers=0,
-                                          groups=groups)
+    rows, names, reduced = sanity_dataset(
+        model, data, ["saliency"], "independent", seed=0, batch_size=5, workers=0, groups=groups
+    )
     images = torch.stack([data[i][0] for i in range(10)])
     direct = sanity_check(model, images, None, ["saliency"], "independent", groups, seed=0, progress=False)
     assert reduced.images == 10 and len(rows) == len(direct.steps) == 2
     for (_, _step, rho, half, _ssim, _), expected in zip(rows, direct.spearman[0]):
         assert rho == pytest.approx(float(np.nan_to_num(expected).mean()), abs=1e-6)
         # t(0.975, 9) = 2.262
-        assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10 ** 0.5, rel=1e-3, abs=1e-9)
+        assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10**0.5, rel=1e-3, abs=1e-9)

@@ -22,15 +22,18 @@ def test_ray_engine_equals_local_for_attack_eval_robustness_and_explain(model, t
     options = dict(size=48, batch_size=5, workers=0, shard_batches=1)
     local_attack = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, steps=3, **options)
     local_errors = corruption_errors(model, "samples:imagenet", ["fog", "contrast"], [1, 5], progress=False, **options)
-    local_index, _ = explain_dataset(model, "samples:imagenet", "saliency", tmp_path / "local", size=48, batch_size=5,
-                                     workers=0)
+    local_index, _ = explain_dataset(
+        model, "samples:imagenet", "saliency", tmp_path / "local", size=48, batch_size=5, workers=0
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote_attack = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, steps=3, engine="ray", **options)
-        remote_errors = corruption_errors(model, "samples:imagenet", ["fog", "contrast"], [1, 5], progress=False,
-                                          engine="ray", **options)
-        remote_index, _ = explain_dataset(model, "samples:imagenet", "saliency", tmp_path / "ray", size=48,
-                                          batch_size=5, workers=0, engine="ray")
+        remote_errors = corruption_errors(
+            model, "samples:imagenet", ["fog", "contrast"], [1, 5], progress=False, engine="ray", **options
+        )
+        remote_index, _ = explain_dataset(
+            model, "samples:imagenet", "saliency", tmp_path / "ray", size=48, batch_size=5, workers=0, engine="ray"
+        )
     finally:
         ray.shutdown()
     for key in ("images", "labelled", "clean_accuracy", "robust_accuracy", "success_rate", "attacked", "top5_accuracy"):
@@ -41,5 +44,9 @@ def test_ray_engine_equals_local_for_attack_eval_robustness_and_explain(model, t
     local_rows, remote_rows = local_index.read_text().splitlines(), remote_index.read_text().splitlines()
     assert [r.split(",")[:3] for r in remote_rows] == [r.split(",")[:3] for r in local_rows] and len(local_rows) == 21
     for part in range(4):
-        np.testing.assert_allclose(np.load(tmp_path / "ray" / "maps" / f"{part:06d}.npz")["maps"],
-                                   np.load(tmp_path / "local" / "maps" / f"{part:06d}.npz")["maps"], rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(
+            np.load(tmp_path / "ray" / "maps" / f"{part:06d}.npz")["maps"],
+            np.load(tmp_path / "local" / "maps" / f"{part:06d}.npz")["maps"],
+            rtol=1e-3,
+            atol=1e-6,
+        )

@@ -57,12 +57,45 @@ def test_atlas_errors(model, mined, tmp_path):
 def test_atlas_and_examples_commands(mined, tmp_path):
     folder, _ = mined
     runner = CliRunner()
-    result = runner.invoke(app, ["atlas", str(folder), "--layer", "blocks.2", "--out", str(tmp_path / "site"),
-                                 "--size", "64", "--k", "2", "--channels", "0-1", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "atlas",
+            str(folder),
+            "--layer",
+            "blocks.2",
+            "--out",
+            str(tmp_path / "site"),
+            "--size",
+            "64",
+            "--k",
+            "2",
+            "--channels",
+            "0-1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "site" / "blocks.2" / "channel_1.html").is_file()
-    result = runner.invoke(app, ["examples", "--layer", "blocks.2", "--image", "sample:coffee", "--size", "64",
-                                 "--k", "3", "--out", str(tmp_path / "units"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "examples",
+            "--layer",
+            "blocks.2",
+            "--image",
+            "sample:coffee",
+            "--size",
+            "64",
+            "--k",
+            "3",
+            "--out",
+            str(tmp_path / "units"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "units" / "units_blocks.2.png").is_file()
     assert load_examples(tmp_path / "site" / "examples-checkpoint.safetensors").complete
@@ -70,10 +103,18 @@ def test_atlas_and_examples_commands(mined, tmp_path):
 
 def test_atlas_with_feature_visualizations(model, tmp_path):
     pytest.importorskip("convscope.optimize.visualize")
-    found = convscope.top_k_examples(model, torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)),
-                                     "blocks.2", k=2, size=48, progress=False)
+    found = convscope.top_k_examples(
+        model,
+        torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0)),
+        "blocks.2",
+        k=2,
+        size=48,
+        progress=False,
+    )
     build_atlas(model, found, tmp_path, channels=[4], feature_vis=True, vis_steps=2, progress=False)
     assert (tmp_path / "blocks.2" / "img" / "vis_4.png").is_file()
     assert 'src="img/vis_4.png"' in (tmp_path / "blocks.2" / "channel_4.html").read_text()
-    assert "image 0" in (tmp_path / "blocks.2" / "channel_4.html").read_text() or "image 1" in \
-        (tmp_path / "blocks.2" / "channel_4.html").read_text()  # in-memory images are named by index
+    assert (
+        "image 0" in (tmp_path / "blocks.2" / "channel_4.html").read_text()
+        or "image 1" in (tmp_path / "blocks.2" / "channel_4.html").read_text()
+    )  # in-memory images are named by index

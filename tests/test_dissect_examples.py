@@ -39,9 +39,9 @@ def _brute_force(acts: torch.Tensor, k: int):
 
 def test_hand_built_net_exact_with_ties_and_batching():
     images = torch.rand(7, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.5
-    images[2, 0, 5, 6] = 1.0           # reddest pixel of all at (5, 6)
-    images[4] = images[2]              # a tie: the lower index (2) must come first
-    images[3, 1] = 0.0                 # greenless: channel 1 (-green) peaks at 0
+    images[2, 0, 5, 6] = 1.0  # reddest pixel of all at (5, 6)
+    images[4] = images[2]  # a tie: the lower index (2) must come first
+    images[3, 1] = 0.0  # greenless: channel 1 (-green) peaks at 0
     net = _colour_net()
     for batch_size in (1, 3, 7):
         found = top_k_examples(net, images, "0", k=3, size=8, batch_size=batch_size, progress=False)

@@ -24,5 +24,6 @@ def test_ray_engine_equals_local(model, tmp_path):
         assert torch.equal(remote[layer].positions, local[layer].positions)
         # workers run 1 thread, the test 2: summation order differs in the last bits only
         torch.testing.assert_close(remote[layer].values, local[layer].values, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(remote.statistics(layer)["mean_max"], local.statistics(layer)["mean_max"],
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            remote.statistics(layer)["mean_max"], local.statistics(layer)["mean_max"], rtol=1e-4, atol=1e-5
+        )

@@ -64,7 +64,7 @@ def test_gradient_is_the_gradient_of_the_output():
         out = network(x)
         out.sum().backward()
     hidden = network[0](x)
-    expected, = torch.autograd.grad(network[2](torch.relu(hidden)).sum(), hidden)
+    (expected,) = torch.autograd.grad(network[2](torch.relu(hidden)).sum(), hidden)
     assert torch.allclose(seen.gradients["0"], expected, atol=1e-6)
 
 

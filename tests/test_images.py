@@ -52,7 +52,7 @@ def test_grey_rgba_palette_and_16_bit(tmp_path, photo):
     assert torch.allclose(convscope.load_image(tmp_path / "clear.png", size=None), torch.ones(1, 3, 64, 96))
     Image.fromarray(photo).convert("P").save(tmp_path / "palette.png")
     assert convscope.load_image(tmp_path / "palette.png", size=None).shape == (1, 3, 64, 96)
-    deep = (np.arange(64 * 96, dtype=np.uint16).reshape(64, 96) * 10)
+    deep = np.arange(64 * 96, dtype=np.uint16).reshape(64, 96) * 10
     Image.fromarray(deep).save(tmp_path / "deep.png")
     loaded = convscope.load_image(tmp_path / "deep.png", size=None)
     assert loaded[0, 0, -1, -1].item() == pytest.approx(deep[-1, -1] / 65535, abs=1e-4)
@@ -66,11 +66,14 @@ def test_arrays_and_pil(photo):
     assert convscope.load_image(photo[..., 0] > 128, size=None).shape == (1, 3, 64, 96)
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
-    (np.full((8, 8, 3), 2.0, np.float32), r"\[0, 1\]"),
-    (np.zeros((8, 8, 5)), "shape"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+        (np.full((8, 8, 3), 2.0, np.float32), r"\[0, 1\]"),
+        (np.zeros((8, 8, 5)), "shape"),
+    ],
+)
 def test_bad_arrays(array, message):
     with pytest.raises(ConvscopeError, match=message):
         convscope.load_image(array)

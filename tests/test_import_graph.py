@@ -50,8 +50,9 @@ def import_graph() -> dict[str, set[str]]:
                     source = ".".join(base + ([node.module] if node.module else []))
                 else:
                     source = node.module or ""
-                targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source
-                           for alias in node.names]
+                targets = [
+                    f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source for alias in node.names
+                ]
             for target in targets:
                 while target and target not in known and "." in target:
                     target = target.rpartition(".")[0]
@@ -131,7 +132,12 @@ heat = convscope.attribute(net, x, 0, method="occlusion", window=16, stride=16, 
 result = convscope.attack(net, x, method="bim", eps=2 / 255, steps=2, progress=True)
 print(tuple(heat.shape), tuple(result.x_adv.shape))
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT.parent)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT.parent)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[:2] == ["[]", "(1, 1, 32, 32) (1, 3, 32, 32)"]

@@ -19,9 +19,16 @@ def _field_rows(spec):
 
 def test_alexnet_by_hand():
     # (size, jump, start) along conv1 k11 s4 p2, pool k3 s2, conv2 k5 p2, pool, conv3-5 k3 p1, pool
-    expected = {"features.0": (11, 4, 3), "features.2": (19, 8, 7), "features.3": (51, 8, 7),
-                "features.5": (67, 16, 15), "features.6": (99, 16, 15), "features.8": (131, 16, 15),
-                "features.10": (163, 16, 15), "features.12": (195, 32, 31)}
+    expected = {
+        "features.0": (11, 4, 3),
+        "features.2": (19, 8, 7),
+        "features.3": (51, 8, 7),
+        "features.5": (67, 16, 15),
+        "features.6": (99, 16, 15),
+        "features.8": (131, 16, 15),
+        "features.10": (163, 16, 15),
+        "features.12": (195, 32, 31),
+    }
     _, rows = _field_rows("torchvision:alexnet")
     for name, (size, jump, start) in expected.items():
         field = rows[name].receptive_field
@@ -32,9 +39,15 @@ def test_alexnet_by_hand():
 
 def test_vgg16_by_hand():
     # 3x3 convs add 2 * jump; 2x2 pools add jump, double it and move the start by jump / 2
-    expected = {"features.0": (3, 1, 0), "features.4": (6, 2, 0.5), "features.9": (16, 4, 1.5),
-                "features.16": (44, 8, 3.5), "features.23": (100, 16, 7.5), "features.28": (196, 16, 7.5),
-                "features.30": (212, 32, 15.5)}
+    expected = {
+        "features.0": (3, 1, 0),
+        "features.4": (6, 2, 0.5),
+        "features.9": (16, 4, 1.5),
+        "features.16": (44, 8, 3.5),
+        "features.23": (100, 16, 7.5),
+        "features.28": (196, 16, 7.5),
+        "features.30": (212, 32, 15.5),
+    }
     _, rows = _field_rows("torchvision:vgg16")
     for name, (size, jump, start) in expected.items():
         field = rows[name].receptive_field
@@ -76,7 +89,11 @@ def test_unknown_layer_suggests_the_closest(model):
 
 
 def test_default_cam_layers_of_torchvision_models():
-    for spec, layer in [("torchvision:alexnet", "features.11"), ("torchvision:vgg16", "features.29"),
-                        ("torchvision:resnet18", "layer4.1"), ("torchvision:googlenet", "inception5b")]:
+    for spec, layer in [
+        ("torchvision:alexnet", "features.11"),
+        ("torchvision:vgg16", "features.29"),
+        ("torchvision:resnet18", "layer4.1"),
+        ("torchvision:googlenet", "inception5b"),
+    ]:
         model, _ = _field_rows(spec)
         assert default_cam_layer(model) == layer

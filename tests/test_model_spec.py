@@ -67,8 +67,19 @@ def _train(root) -> int:
     from convscope.cli import main
 
     argv = sys.argv
-    sys.argv = ["convscope", "train", "digits", "--epochs", "1", "--eval-size", "16", "--eps", "8/255",
-                "-o", str(root / "training")]
+    sys.argv = [
+        "convscope",
+        "train",
+        "digits",
+        "--epochs",
+        "1",
+        "--eval-size",
+        "16",
+        "--eps",
+        "8/255",
+        "-o",
+        str(root / "training"),
+    ]
     try:
         main()
     except SystemExit as done:
@@ -85,14 +96,18 @@ MODELS = {
     "train-checkpoint": ["-m", "{zoo}/training/standard.safetensors"],
 }
 #: a convolution and a deeper layer of each model
-LAYERS = {"resnet18": ("conv1", "layer2"), "builder+labels": ("0", "2"), "cifar32": ("0", "4"),
-          "train-checkpoint": ("0", "3")}
+LAYERS = {
+    "resnet18": ("conv1", "layer2"),
+    "builder+labels": ("0", "2"),
+    "cifar32": ("0", "4"),
+    "train-checkpoint": ("0", "3"),
+}
 #: commands that may answer one clear line instead of an output on a model (and why)
 CLEAR_LINE = {
-    ("heatmap", "builder+labels"): "convolutionalize",   # a plain Sequential head: no known FC layout
+    ("heatmap", "builder+labels"): "convolutionalize",  # a plain Sequential head: no known FC layout
     ("heatmap", "cifar32"): "convolutionalize",
     ("heatmap", "train-checkpoint"): "convolutionalize",
-    ("robustness", "train-checkpoint"): "at least 32x32",   # ImageNet-C corruptions are defined from 32 px up
+    ("robustness", "train-checkpoint"): "at least 32x32",  # ImageNet-C corruptions are defined from 32 px up
 }
 
 
@@ -112,12 +127,36 @@ def _commands(conv: str, deep: str, out) -> dict[str, list[str]]:
         "visualize-class": ["visualize", "--class", "1", "--steps", "2", "-q", "-o", f"{out}/class.png"],
         "dream": ["dream", img, "-l", deep, "--steps", "1", "--octaves", "2", "-q", "-o", f"{out}/dream.png"],
         "invert": ["invert", img, "-l", deep, "--steps", "1", "--size", "32", "-q", "-o", f"{out}/invert.png"],
-        "stylize": ["stylize", img, "sample:brick", "--content-layer", deep, "--style-layers", f"{conv},{deep}",
-                    "--steps", "1", "--size", "32", "-q", "-o", f"{out}/stylize.png"],
+        "stylize": [
+            "stylize",
+            img,
+            "sample:brick",
+            "--content-layer",
+            deep,
+            "--style-layers",
+            f"{conv},{deep}",
+            "--steps",
+            "1",
+            "--size",
+            "32",
+            "-q",
+            "-o",
+            f"{out}/stylize.png",
+        ],
         "heatmap": ["heatmap", img, "--class", "1", "--size", "96", "-o", f"{out}/heatmap.png"],
         "examples": ["examples", "-l", deep, "{zoo}/photos", "--k", "2", "--channels", "0-1", "-o", f"{out}/examples"],
-        "robustness": ["robustness", "samples", "--corruptions", "fog", "--severities", "1", "--limit", "2",
-                       "-o", f"{out}/robustness"],
+        "robustness": [
+            "robustness",
+            "samples",
+            "--corruptions",
+            "fog",
+            "--severities",
+            "1",
+            "--limit",
+            "2",
+            "-o",
+            f"{out}/robustness",
+        ],
         "finetune": ["finetune", "{zoo}/photos_classes", "--epochs", "1", "--size", "32", "-o", f"{out}/finetune"],
     }
 
@@ -164,25 +203,44 @@ def test_every_command_takes_every_model(monkeypatch, capsys, tmp_path, zoo, pho
 
 def test_finetune_checkpoint_is_enough_for_every_command(monkeypatch, capsys, tmp_path, zoo, photo_classes):
     # (e) with a finetune checkpoint: -m that.safetensors, no other flag (the builder is a known name)
-    code, _, err = run_cli(monkeypatch, capsys, "finetune", str(photo_classes), "--epochs", "1", "--size", "32",
-                           "-m", f"{zoo}/training/standard.safetensors", "-o", str(tmp_path / "ft"), "--device", "cpu")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "finetune",
+        str(photo_classes),
+        "--epochs",
+        "1",
+        "--size",
+        "32",
+        "-m",
+        f"{zoo}/training/standard.safetensors",
+        "-o",
+        str(tmp_path / "ft"),
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     checkpoint = tmp_path / "ft" / "features.safetensors"
     meta = json.loads((tmp_path / "ft" / "features.json").read_text())
     assert meta["arch"] == "small_cnn" and meta["labels"] == ["cats", "cups"] and meta["head"]["out_features"] == 2
-    for args in (["predict", "sample:coffee", "-k", "2"], ["explain", "sample:coffee", "-o", str(tmp_path / "e.png")],
-                 ["visualize", "--class", "cups", "--steps", "2", "-q", "-o", str(tmp_path / "v.png")]):
+    for args in (
+        ["predict", "sample:coffee", "-k", "2"],
+        ["explain", "sample:coffee", "-o", str(tmp_path / "e.png")],
+        ["visualize", "--class", "cups", "--steps", "2", "-q", "-o", str(tmp_path / "v.png")],
+    ):
         code, out, err = run_cli(monkeypatch, capsys, *args, "-m", str(checkpoint), "--device", "cpu")
         assert code == 0, err
     code, out, _ = run_cli(monkeypatch, capsys, "predict", "sample:coffee", "-k", "2", "-m", str(checkpoint))
     assert "cups" in out and "cats" in out
 
 
-@pytest.mark.parametrize("args", [["predict", "sample:chelsea"], ["layers", "--match", "bn2"],
-                                  ["weights", "-o", "{tmp}/w.png"]])
+@pytest.mark.parametrize(
+    "args", [["predict", "sample:chelsea"], ["layers", "--match", "bn2"], ["weights", "-o", "{tmp}/w.png"]]
+)
 def test_embedded_model_through_the_shared_options(monkeypatch, capsys, tmp_path, args):
-    code, out, err = run_cli(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args], "-m", "efficientnet_lite0",
-                             "--device", "cpu")
+    code, out, err = run_cli(
+        monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args], "-m", "efficientnet_lite0", "--device", "cpu"
+    )
     assert code == 0, err
 
 
@@ -201,13 +259,20 @@ def test_a_state_dict_that_does_not_fit_names_the_first_mismatch(zoo):
     with pytest.raises(ConvscopeError) as error:
         load_model("torchvision:resnet34", weights=zoo / "resnet18.pt")
     assert "does not fit" in str(error.value) and "layer1.2.conv1.weight" in str(error.value)
-    with pytest.raises(ConvscopeError) as error:   # same keys, other shapes: not "internal error"
+    with pytest.raises(ConvscopeError) as error:  # same keys, other shapes: not "internal error"
         load_model("usernets_spec:cifar_net", weights=zoo / "resnet18.pt")
     assert "does not fit" in str(error.value) and len(str(error.value).splitlines()) == 1
     bad = zoo / "wide.pt"
-    torch.save({k: torch.zeros(2, *v.shape[1:]) if v.ndim else v for k, v in
-                __import__("usernets_spec").cifar_net().state_dict().items()}, bad)
-    with pytest.raises(ConvscopeError, match=r"shape mismatch.*0\.weight: file \[2, 3, 3, 3\] vs architecture \[8, 3, 3, 3\]"):
+    torch.save(
+        {
+            k: torch.zeros(2, *v.shape[1:]) if v.ndim else v
+            for k, v in __import__("usernets_spec").cifar_net().state_dict().items()
+        },
+        bad,
+    )
+    with pytest.raises(
+        ConvscopeError, match=r"shape mismatch.*0\.weight: file \[2, 3, 3, 3\] vs architecture \[8, 3, 3, 3\]"
+    ):
         load_model("usernets_spec:cifar_net", weights=bad)
 
 
@@ -216,9 +281,9 @@ def test_fixed_size_network_takes_any_size_through_the_wrapper(zoo):
     assert model.fixed_size and model.input_shape == (32, 32)
     large = torch.rand(1, 3, 96, 96)
     small = torch.nn.functional.interpolate(large, size=32, mode="bilinear", antialias=True, align_corners=False)
-    assert torch.allclose(model(large), model.network(small), atol=1e-6)   # resized to 32 inside forward
+    assert torch.allclose(model(large), model.network(small), atol=1e-6)  # resized to 32 inside forward
     assert model(torch.rand(3, 3, 57, 41)).shape == (3, 10)
-    with pytest.raises(RuntimeError, match="mat1 and mat2"):      # the bare network is what failed before
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):  # the bare network is what failed before
         model.network(torch.rand(1, 3, 64, 64))
 
 
@@ -235,8 +300,19 @@ def test_labels_files_sizes_and_spec(tmp_path):
     assert parse_size("32") == 32 and parse_size("224x320") == (224, 320)
     with pytest.raises(ConvscopeError, match="H or HxW"):
         parse_size("big")
-    model = load_model(ModelSpec("usernets_spec:pooled_net", labels=("a", "b", "c"), mean=(0.5,) * 3, std=(0.25,) * 3,
-                                 preprocess="squash")) if "usernets_spec" in sys.modules else None
+    model = (
+        load_model(
+            ModelSpec(
+                "usernets_spec:pooled_net",
+                labels=("a", "b", "c"),
+                mean=(0.5,) * 3,
+                std=(0.25,) * 3,
+                preprocess="squash",
+            )
+        )
+        if "usernets_spec" in sys.modules
+        else None
+    )
     if model is not None:
         assert model.labels == ["a", "b", "c"] and model.mean == (0.5,) * 3 and model.preprocess == "squash"
     with pytest.raises(ConvscopeError, match="3 labels given, but torchvision:resnet18 has 1000 outputs"):
@@ -260,8 +336,16 @@ def test_center_crop_is_torchvisions_convention(model):
 def test_torchscript_model_says_what_needs_hooks(model, tmp_path):
     from convscope import attribute
 
-    network = torch.jit.trace(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                                  torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval(), torch.rand(1, 3, 32, 32))
+    network = torch.jit.trace(
+        torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4, 3),
+        ).eval(),
+        torch.rand(1, 3, 32, 32),
+    )
     path = tmp_path / "scripted.pt"
     network.save(str(path))
     scripted = load_model(path)
@@ -272,8 +356,20 @@ def test_torchscript_model_says_what_needs_hooks(model, tmp_path):
 
 
 def test_option_vocabulary(monkeypatch, capsys, tmp_path):
-    code, _, err = run_cli(monkeypatch, capsys, "attack", "sample:chelsea", "--set", "stepz=2", "--size", "64",
-                           "-o", str(tmp_path / "a.png"), "--device", "cpu")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "attack",
+        "sample:chelsea",
+        "--set",
+        "stepz=2",
+        "--size",
+        "64",
+        "-o",
+        str(tmp_path / "a.png"),
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "did you mean steps" in err
     code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--eps", "eight")
     assert code == 2 and "8/255" in err
@@ -282,9 +378,11 @@ def test_option_vocabulary(monkeypatch, capsys, tmp_path):
 def test_help_does_not_import_torch():
     import subprocess
 
-    code = ("import sys; from convscope.cli import main; sys.argv = ['convscope', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    code = (
+        "import sys; from convscope.cli import main; sys.argv = ['convscope', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "NO-TORCH" in result.stdout and "finetune" in result.stdout, result.stdout[-500:] + result.stderr[-500:]
 

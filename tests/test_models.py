@@ -25,7 +25,8 @@ def test_embedded_logits_equal_reference_implementation(model, chelsea, coffee):
     """The PyPI package efficientnet-lite-pytorch (its own architecture code) gives the same logits."""
     reference_package = pytest.importorskip("efficientnet_lite_pytorch")
     reference = reference_package.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(embedded_weights_path("efficientnet_lite0"))).eval()
+        "efficientnet-lite0", weights_path=str(embedded_weights_path("efficientnet_lite0"))
+    ).eval()
     x = torch.cat([chelsea, coffee])
     with torch.no_grad():
         ours, theirs = model(x), reference((x - 0.5) / 0.5)
@@ -47,8 +48,10 @@ def test_torchvision_with_weights_file(tmp_path):
     torch.save({"state_dict": network.state_dict()}, path)
     model = convscope.load_model("torchvision:alexnet", weights=path)
     x = torch.rand(1, 3, 64, 64)
-    expected = network.eval()((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-                              / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    expected = network.eval()(
+        (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    )
     assert torch.allclose(model(x), expected, atol=1e-5)
     assert model.labels[0] == "tench"
 
@@ -89,7 +92,8 @@ def test_state_dict_with_builder(tmp_path, monkeypatch):
     (tmp_path / "my_nets.py").write_text(
         "from torch import nn\n"
         "def build():\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n")
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
+    )
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     network = tiny_network()
     torch.save(network.state_dict(), tmp_path / "ckpt.pt")
@@ -117,13 +121,16 @@ def test_module_passed_in_python():
     assert convscope.load_model(model) is model
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("efficientnet_lite", "did you mean efficientnet_lite"),
-    ("torchvision:resnet5", "resnet50"),
-    ("timm:not_a_model_at_all", "unknown timm model"),
-    ("https://example.com/model.pt", "offline"),
-    ("", "model must be"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("efficientnet_lite", "did you mean efficientnet_lite"),
+        ("torchvision:resnet5", "resnet50"),
+        ("timm:not_a_model_at_all", "unknown timm model"),
+        ("https://example.com/model.pt", "offline"),
+        ("", "model must be"),
+    ],
+)
 def test_bad_model_specs(spec, message):
     with pytest.raises(ConvscopeError, match=message):
         convscope.load_model(spec)
@@ -142,4 +149,8 @@ def test_optional_lite_models():
         warnings.simplefilter("error", RandomWeightsWarning)
         model = convscope.load_model("efficientnet_lite1")
     assert model.input_size == 240
-    assert predict(model, convscope.load_image("sample:chelsea", 240), 1)[0][0].label in ("Egyptian cat", "tabby", "tiger cat")
+    assert predict(model, convscope.load_image("sample:chelsea", 240), 1)[0][0].label in (
+        "Egyptian cat",
+        "tabby",
+        "tiger cat",
+    )

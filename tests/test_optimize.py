@@ -9,10 +9,30 @@ from torch import nn
 
 from convscope.errors import ConvscopeError
 from convscope.hooks import hook_count
-from convscope.optimize import (STANDARD, alpha_norm, blur_every, channel, class_logit, clip_small_norm, direction,
-                                diversity, embedding, gram, gram_matrix, image_param, jitter, layer_energy,
-                                match_activations, neuron, optimize, pad, random_rotate, random_scale, roll,
-                                total_variation)
+from convscope.optimize import (
+    STANDARD,
+    alpha_norm,
+    blur_every,
+    channel,
+    class_logit,
+    clip_small_norm,
+    direction,
+    diversity,
+    embedding,
+    gram,
+    gram_matrix,
+    image_param,
+    jitter,
+    layer_energy,
+    match_activations,
+    neuron,
+    optimize,
+    pad,
+    random_rotate,
+    random_scale,
+    roll,
+    total_variation,
+)
 from convscope.optimize.objectives import Evaluation
 from convscope.optimize.params import COLOR_CORRELATION, spectrum_scale
 from convscope.optimize.transforms import compose
@@ -49,7 +69,9 @@ def test_objectives_match_hand_computed_values(image):
     e = evaluation(image)
     red, green, blue = image[:, 0], image[:, 1], image[:, 2]
     torch.testing.assert_close(channel("conv", 0)(e), red.mean(dim=(-2, -1)))
-    torch.testing.assert_close(channel("conv", [0, 1])(e), torch.stack([red[0].mean(), (2 * green[1] - blue[1]).mean()]))
+    torch.testing.assert_close(
+        channel("conv", [0, 1])(e), torch.stack([red[0].mean(), (2 * green[1] - blue[1]).mean()])
+    )
     torch.testing.assert_close(neuron("conv", 1)(e), 2 * green[:, 2, 2] - blue[:, 2, 2])
     torch.testing.assert_close(neuron("conv", 0, y=0, x=4)(e), red[:, 0, 4])
     torch.testing.assert_close(class_logit(2)(e), red.mean(dim=(-2, -1)) + (2 * green - blue).mean(dim=(-2, -1)))
@@ -95,7 +117,7 @@ def test_priors_match_hand_computed_values():
     stripes = torch.zeros(1, 3, 4, 4)
     stripes[..., 1::2] = 1.0  # every horizontal neighbour differs by 1 in 3 channels, vertical ones agree
     torch.testing.assert_close(total_variation(2)(e(stripes)), torch.tensor([3.0]))
-    torch.testing.assert_close(total_variation(1)(e(stripes)), torch.tensor([3 ** 0.5]))
+    torch.testing.assert_close(total_variation(1)(e(stripes)), torch.tensor([3**0.5]))
     pixels = grey.clone()
     blur_every(1, 1.0)(pixels, 0)
     torch.testing.assert_close(pixels, grey)
@@ -124,8 +146,9 @@ def test_parameterizations_match_lucent():
 def test_parameterizations_start_from_given_images(small_batch, basis, output):
     param = image_param(init=small_batch, basis=basis, output=output)
     assert param().shape == small_batch.shape
-    torch.testing.assert_close(param(), small_batch.clamp(1e-3, 1 - 1e-3) if output == "sigmoid" else small_batch,
-                               atol=2e-4, rtol=0)
+    torch.testing.assert_close(
+        param(), small_batch.clamp(1e-3, 1 - 1e-3) if output == "sigmoid" else small_batch, atol=2e-4, rtol=0
+    )
     noise = image_param(3, 16, basis=basis, output=output, generator=torch.Generator().manual_seed(0))()
     assert noise.shape == (3, 3, 16, 16) and 0 <= noise.min() and noise.max() <= 1
 
@@ -137,7 +160,9 @@ def test_transforms_are_differentiable_and_seeded():
     assert random_scale([1.5])(x, g()).shape[-1] == 60
     torch.testing.assert_close(random_rotate([0])(x, g()), x)
     quarter = random_rotate([90])(x, g())
-    torch.testing.assert_close(quarter[0, :, 1:-1, 1:-1], torch.rot90(x[0], 1, (1, 2))[:, 1:-1, 1:-1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        quarter[0, :, 1:-1, 1:-1], torch.rot90(x[0], 1, (1, 2))[:, 1:-1, 1:-1], atol=1e-5, rtol=0
+    )
     shifted = roll(5)(x, g())
     assert torch.allclose(shifted.sum(), x.sum())
     chain = compose(STANDARD)
@@ -158,8 +183,15 @@ def test_loop_ascends_on_a_tiny_net_and_restores_it():
     torch.testing.assert_close(result.image[0, 1], torch.ones(8, 8))
     torch.testing.assert_close(result.image[0, 2], torch.zeros(8, 8))
     assert [step for step, _ in result.snapshots] == [10, 20, 30] and result.steps == 30
-    lbfgs = optimize(net, channel("conv", 0) - alpha_norm(2), image_param(1, 4, basis="pixel", decorrelate=False),
-                     optimizer="lbfgs", lr=1.0, steps=10, progress=False)
+    lbfgs = optimize(
+        net,
+        channel("conv", 0) - alpha_norm(2),
+        image_param(1, 4, basis="pixel", decorrelate=False),
+        optimizer="lbfgs",
+        lr=1.0,
+        steps=10,
+        progress=False,
+    )
     assert lbfgs.history[-1] > lbfgs.history[0]
 
 
@@ -192,8 +224,18 @@ def test_loop_leaves_no_hooks_when_it_fails():
 
 
 def test_loop_is_deterministic_under_a_seed(model):
-    runs = [optimize(model, channel("blocks.2", 3), image_param(1, 48, generator=torch.Generator().manual_seed(0)),
-                     transforms=STANDARD, steps=3, seed=7, progress=False) for _ in range(2)]
+    runs = [
+        optimize(
+            model,
+            channel("blocks.2", 3),
+            image_param(1, 48, generator=torch.Generator().manual_seed(0)),
+            transforms=STANDARD,
+            steps=3,
+            seed=7,
+            progress=False,
+        )
+        for _ in range(2)
+    ]
     torch.testing.assert_close(runs[0].image, runs[1].image)
     assert runs[0].history == runs[1].history
 
@@ -218,11 +260,11 @@ def test_the_loop_skips_the_layers_after_the_objective_and_changes_nothing():
     cut = optimize(net, channel("relu", 1), seeded(), steps=6, progress=False)
     # the same objective, but reading the logits (times 0) on every step: the whole network runs
     full = optimize(net, channel("relu", 1) + 0 * class_logit(0), seeded(), steps=6, progress=False)
-    torch.testing.assert_close(cut.image, full.image, rtol=0, atol=0)   # the second relu call is the one read
+    torch.testing.assert_close(cut.image, full.image, rtol=0, atol=0)  # the second relu call is the one read
     assert cut.history == full.history
     calls = []
     hook = net.head.register_forward_hook(lambda *args: calls.append(1))
     optimize(net, channel("relu", 1), seeded(), steps=4, progress=False)
     hook.remove()
-    assert len(calls) == 1                       # the head ran in the first step only
+    assert len(calls) == 1  # the head ran in the first step only
     assert_untouched(net, before)

@@ -16,9 +16,11 @@ from helpers import run_cli
 open_clip = pytest.importorskip("open_clip")
 from convscope.optimize.clip import invert_text, load_clip, text_embedding  # noqa: E402
 
-TINY = {"embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_loaded_encoder_takes_unit_range_images_of_any_size_and_matches_open_cli
     with torch.no_grad():
         expected = clip.model.encode_image((image - mean) / std)
         assert torch.allclose(clip.image_encoder(image), expected, atol=1e-5)
-        assert clip.image_encoder(convscope.load_image("sample:chelsea", 96)).shape == (1, 32)   # resized
+        assert clip.image_encoder(convscope.load_image("sample:chelsea", 96)).shape == (1, 32)  # resized
     assert text_embedding(clip, ["a cat", "a cup of coffee"]).shape == (2, 32)
 
 
@@ -56,7 +58,9 @@ def test_text_inversion_raises_the_cosine_to_the_prompt_and_leaves_the_model_alo
     for i in range(2):
         to_prompt = embedding(goal[i])
         photo_best = float(evaluate(clip.image_encoder, to_prompt, photos).max())
-        assert float(evaluate(clip.image_encoder, to_prompt, shown.image[i:i + 1])[0]) > photo_best + 0.3   # measured 0.59 and 0.57
+        assert (
+            float(evaluate(clip.image_encoder, to_prompt, shown.image[i : i + 1])[0]) > photo_best + 0.3
+        )  # measured 0.59 and 0.57
     assert shown.history[-1] > shown.history[0]
     assert_untouched(clip.image_encoder, before)
 
@@ -76,9 +80,32 @@ def test_bad_clip_inputs_are_one_line_errors(weights, tmp_path):
 
 def test_cli_inverts_a_prompt_into_a_png(weights, tmp_path, monkeypatch, capsys):
     out = tmp_path / "cat.png"
-    code, stdout, _ = run_cli(monkeypatch, capsys, "invert-text", "a photo of a cat", "--clip", "convscope-tiny-clip",
-                              "--weights", str(weights), "--size", "64", "--steps", "3", "--quiet", "-o", str(out))
+    code, stdout, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "invert-text",
+        "a photo of a cat",
+        "--clip",
+        "convscope-tiny-clip",
+        "--weights",
+        str(weights),
+        "--size",
+        "64",
+        "--steps",
+        "3",
+        "--quiet",
+        "-o",
+        str(out),
+    )
     assert code == 0 and out.stat().st_size > 0 and "cosine" in stdout
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "invert-text", "a cat", "--clip", "convscope-tiny-clip",
-                                   "--weights", str(tmp_path / "x.pt"))
+    code, stdout, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        "invert-text",
+        "a cat",
+        "--clip",
+        "convscope-tiny-clip",
+        "--weights",
+        str(tmp_path / "x.pt"),
+    )
     assert code == 2 and "not found" in stderr and "Traceback" not in stdout + stderr

@@ -10,8 +10,22 @@ import torch.nn.functional as F
 
 import convscope
 from convscope.errors import ConvscopeError
-from convscope.optimize import (channel, embedding, dream, evaluate, invert, invert_embedding, layer_energy, photo_scores,
-                                render, representation, robust_scores, stylize, visualize_channel, visualize_class)
+from convscope.optimize import (
+    channel,
+    embedding,
+    dream,
+    evaluate,
+    invert,
+    invert_embedding,
+    layer_energy,
+    photo_scores,
+    render,
+    representation,
+    robust_scores,
+    stylize,
+    visualize_channel,
+    visualize_class,
+)
 from convscope.optimize.style import default_style_layers, vgg_layer_names
 from convscope.predictions import predict
 from convscope.testing import assert_untouched, model_state
@@ -22,14 +36,17 @@ def test_visualization_beats_every_photo_and_plain_pixel_ascent(model, layer, in
     objective = channel(layer, index)
     best_photo = max(photo_scores(model, objective, 64).values())
     shown = render(model, objective, size=64, steps=40, progress=False)
-    plain = render(model, objective, size=64, steps=40, param="pixel", decorrelate=False, transforms=None,
-                   progress=False)
-    assert float(shown.scores[0]) > best_photo          # measured 22.9 / 27.1 / 34.6 vs 8.9 / 14.6 / 17.3
+    plain = render(
+        model, objective, size=64, steps=40, param="pixel", decorrelate=False, transforms=None, progress=False
+    )
+    assert float(shown.scores[0]) > best_photo  # measured 22.9 / 27.1 / 34.6 vs 8.9 / 14.6 / 17.3
     assert shown.history[-1] > shown.history[0]
     # plain ascent's raw score is higher, but its high-frequency pattern does not survive small
     # jitter/scale/rotation; the Fourier + transforms image keeps more under random views
     # (measured 14.6 / 20.4 / 31.3 vs 7.2 / 12.7 / 7.2)
-    assert float(robust_scores(model, objective, shown.image)[0]) > float(robust_scores(model, objective, plain.image)[0])
+    assert float(robust_scores(model, objective, shown.image)[0]) > float(
+        robust_scores(model, objective, plain.image)[0]
+    )
 
 
 def test_channel_grid_renders_one_image_per_channel(model):
@@ -68,8 +85,12 @@ def test_inversion_tv_weight_grows_with_the_layer_stride_as_in_the_paper(model):
     from convscope.optimize.invert import depth_scaled_tv
 
     # strides 2, 16 and 32 input pixels; a global layer's unit spans the whole 128-px image
-    assert [depth_scaled_tv(model, layer, (128, 128), 0.5) for layer in ("bn1", "blocks.3", "bn2", "global_pool")] \
-        == [0.5, 2.0, 4.0, 16.0]
+    assert [depth_scaled_tv(model, layer, (128, 128), 0.5) for layer in ("bn1", "blocks.3", "bn2", "global_pool")] == [
+        0.5,
+        2.0,
+        4.0,
+        16.0,
+    ]
 
 
 def test_embedding_inversion_points_the_penultimate_features_at_the_target(model, coffee, chelsea):
@@ -83,9 +104,9 @@ def test_embedding_inversion_points_the_penultimate_features_at_the_target(model
 
 def test_style_transfer_cuts_the_style_loss_by_90_percent_and_keeps_the_content(model):
     content, brick = convscope.load_image("sample:chelsea", 96), convscope.load_image("sample:brick", 96)
-    result = stylize(model, content, brick, progress=False)        # the defaults: 150 Adam steps
+    result = stylize(model, content, brick, progress=False)  # the defaults: 150 Adam steps
     assert result.initial_content_loss == pytest.approx(0.0, abs=1e-6)
-    assert float(result.final_style_loss[0]) <= 0.1 * result.initial_style_loss     # measured −95 %
+    assert float(result.final_style_loss[0]) <= 0.1 * result.initial_style_loss  # measured −95 %
     assert result.style_loss[-1] < result.style_loss[0]
     # the content stays near its start: a relative error of 0.32 measured, a third of the
     # brick photo's own distance from the cat (1.21) at the content layer
@@ -129,6 +150,14 @@ def test_style_defaults_use_vgg_names_on_a_vgg_and_tested_layers_on_efficientnet
     names = vgg_layer_names(vgg)
     assert names["conv1_1"] == "features.1" and names["conv4_2"] == "features.22" and names["conv5_1"] == "features.29"
     content, style = default_style_layers(vgg)
-    assert content == "features.22" and style == ["features.1", "features.6", "features.11", "features.20", "features.29"]
-    assert default_style_layers(model) == ("blocks.5", ["bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1",
-                                                     "blocks.4.0.bn1"])
+    assert content == "features.22" and style == [
+        "features.1",
+        "features.6",
+        "features.11",
+        "features.20",
+        "features.29",
+    ]
+    assert default_style_layers(model) == (
+        "blocks.5",
+        ["bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.4.0.bn1"],
+    )

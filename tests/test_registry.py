@@ -54,10 +54,21 @@ def test_every_family_is_snake_case_and_described():
     for registry in (METHODS, ATTACKS, CORRUPTIONS, DEFENSES, REPORT_SECTIONS, TOUR_STEPS, ENGINES):
         assert len(registry) > 0
         assert all(name == name.lower() and "-" not in name and " " not in name for name in registry), registry
-    assert set(METHODS.names(kind="cam")) == {"cam", "gradcam", "gradcam_pp", "guided_gradcam", "hirescam", "xgradcam",
-                                              "layercam", "scorecam", "ablationcam", "eigencam", "fullgrad"}
+    assert set(METHODS.names(kind="cam")) == {
+        "cam",
+        "gradcam",
+        "gradcam_pp",
+        "guided_gradcam",
+        "hirescam",
+        "xgradcam",
+        "layercam",
+        "scorecam",
+        "ablationcam",
+        "eigencam",
+        "fullgrad",
+    }
     assert STOCHASTIC == {"smoothgrad", "smoothgrad_sq", "gradient_shap", "kernel_shap", "lime"}
-    assert all(ATTACKS.meta(name)["norm"] in ("linf", "l2", "l0") for name in ATTACKS)
+    assert all(ATTACKS.meta(name)["norm"] in ("linf", "l2", "l1", "l0") for name in ATTACKS)
     assert all(ATTACKS.meta(name)["eps"] is not None for name in ATTACKS.names(uses_eps=True))
     assert features.attack_methods() == ["fgsm", "bim", "pgd"]
 

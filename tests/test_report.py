@@ -113,8 +113,11 @@ def test_report_command_writes_the_file_and_rejects_bad_input(tmp_path, monkeypa
     from convscope import report as report_module
     from convscope.cli import app
 
-    monkeypatch.setattr(report_module.REPORT_SECTIONS, "_entries",
-                        {k: v for k, v in REPORT_SECTIONS._entries.items() if k in ("prediction", "layers")})
+    monkeypatch.setattr(
+        report_module.REPORT_SECTIONS,
+        "_entries",
+        {k: v for k, v in REPORT_SECTIONS._entries.items() if k in ("prediction", "layers")},
+    )
     out = tmp_path / "r" / "report.html"
     result = CliRunner().invoke(app, ["report", "sample:chelsea", "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output

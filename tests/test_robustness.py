@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError
-from convscope.robustness.defenses import (DEFENSES, DefendedModel, ExpectationOverTransformation,
-                                           evaluate_defense)
+from convscope.robustness.defenses import DEFENSES, DefendedModel, ExpectationOverTransformation, evaluate_defense
 from convscope.robustness.imagenet_c import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS, CorruptionErrors, corruption_errors
 from convscope.robustness.training import adversarial_batch, digits_dataset, small_cnn, train
 from convscope.testing import assert_untouched, model_state
@@ -49,7 +48,7 @@ def test_corruption_errors_counts_mistakes_and_leaves_the_model_alone(tmp_path, 
     labels = torch.tensor([1, 0])  # one right, one wrong whatever the corruption
     result = corruption_errors(model, [(small_batch, labels)], ["fog", "speckle_noise"], [1, 5], progress=False)
     assert result.clean == 0.5 and result.errors == {"fog": [0.5, 0.5], "speckle_noise": [0.5, 0.5]}
-    with pytest.raises(ConvscopeError, match="needs all 5 severities"):   # AlexNet's errors average 1-5
+    with pytest.raises(ConvscopeError, match="needs all 5 severities"):  # AlexNet's errors average 1-5
         result.mce()
     base = CorruptionErrors("b", 0.25, {"fog": [0.5, 1.0]}, severities=(1, 5))
     assert result.mce(base) == pytest.approx(1.0 / 1.5)  # only fog is a benchmark corruption
@@ -88,8 +87,18 @@ def test_adversarial_training_beats_standard_training_under_pgd(tmp_path):
     for method in (None, "fgsm-rs"):
         torch.manual_seed(0)
         network = small_cnn()
-        history = train(network, train_data, test_data, epochs=3, adversarial=method, eps=0.1, eval_steps=10,
-                        eval_size=120, checkpoint=tmp_path / f"{method}.pt", progress=False)
+        history = train(
+            network,
+            train_data,
+            test_data,
+            epochs=3,
+            adversarial=method,
+            eps=0.1,
+            eval_steps=10,
+            eval_size=120,
+            checkpoint=tmp_path / f"{method}.pt",
+            progress=False,
+        )
         results[method] = history.final
         assert len(history.epochs) == 3 and not network.training
         saved = torch.load(tmp_path / f"{method}.pt", weights_only=True)
@@ -100,7 +109,8 @@ def test_adversarial_training_beats_standard_training_under_pgd(tmp_path):
 
 def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
     script = tmp_path / "ddp.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import torch, torch.distributed as dist
         from torch.utils.data import Subset
         from convscope.robustness.training import digits_dataset, small_cnn, train
@@ -114,13 +124,18 @@ def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
             total, history.final.clean_accuracy, dist.get_world_size()))
         dist.barrier()  # both ranks are done before either closes its gloo sockets (a teardown race aborted rank 1 once)
         dist.destroy_process_group()
-    """))
+    """)
+    )
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     # one retry, on a fresh port, only when a rank was killed by SIGABRT (seen once in CI, not reproduced in 14 runs)
     for port in (29731, 29732):
-        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                              f"--master_port={port}", str(script)], capture_output=True, text=True, env=environment,
-                             timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(script)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
         if run.returncode == 0 or "SIGABRT" not in run.stderr:
             break
     assert run.returncode == 0, run.stderr[-6000:]
@@ -137,8 +152,9 @@ def test_bpda_is_straight_through_and_eot_averages_the_draws():
     assert torch.allclose(output, linear(torch.round(x * 3) / 3))
     (gradient,) = torch.autograd.grad(output[:, 0].sum(), x)
     assert torch.allclose(gradient, linear[1].weight[0].view(1, 3, 4, 4).expand(2, -1, -1, -1))
-    (naive,) = torch.autograd.grad(DefendedModel(linear, DEFENSES.get("bit_depth")(2))(x)[:, 0].sum(), x,
-                                   allow_unused=True)
+    (naive,) = torch.autograd.grad(
+        DefendedModel(linear, DEFENSES.get("bit_depth")(2))(x)[:, 0].sum(), x, allow_unused=True
+    )
     assert naive is None or naive.abs().max() == 0  # rounding hides the gradient: why naive attacks fail
 
     noisy = DefendedModel(linear, DEFENSES.get("gaussian_noise")(0.5), generator=torch.Generator().manual_seed(1))
@@ -187,10 +203,25 @@ def test_trades_maximises_the_kl_inside_the_ball_and_trains():
         network.eval()
         natural = network(x).softmax(-1)
         kl = F.kl_div(network(adv).log_softmax(-1), natural, reduction="sum")
-        start = F.kl_div(network((x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)).log_softmax(-1), natural, reduction="sum")
+        start = F.kl_div(
+            network(
+                (x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+            ).log_softmax(-1),
+            natural,
+            reduction="sum",
+        )
         network.train()
-    assert kl > 10 * start                                  # the inner maximisation moved away from the start
+    assert kl > 10 * start  # the inner maximisation moved away from the start
     assert torch.isfinite(trades_loss(network, x, adv, y))
-    history = train(network, Subset(digits_dataset(16), range(128)), Subset(digits_dataset(16, "test"), range(32)),
-                    epochs=1, adversarial="trades", eps=0.1, steps=2, eval_steps=2, progress=False)
+    history = train(
+        network,
+        Subset(digits_dataset(16), range(128)),
+        Subset(digits_dataset(16, "test"), range(32)),
+        epochs=1,
+        adversarial="trades",
+        eps=0.1,
+        steps=2,
+        eval_steps=2,
+        progress=False,
+    )
     assert history.adversarial == "trades" and 0 <= history.final.robust_accuracy <= history.final.clean_accuracy

@@ -57,8 +57,11 @@ def marker(tmp_path):
 
 
 # ------------------------------------------------------------------------- checkpoints
-@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"state_dict": p}, lambda p: {"weight": torch.zeros(1), "x": p}],
-                         ids=["bare", "state_dict", "mixed"])
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda p: p, lambda p: {"state_dict": p}, lambda p: {"weight": torch.zeros(1), "x": p}],
+    ids=["bare", "state_dict", "mixed"],
+)
 def test_pickled_payloads_are_refused_by_every_model_source(tmp_path, marker, wrap):
     bomb = _pickle_bomb(tmp_path / "evil.pt", marker, wrap)
     assert "trust" in _one_line_refusal(lambda: load_model(str(bomb)))
@@ -76,8 +79,7 @@ def test_training_checkpoint_of_defenses_is_refused(tmp_path, marker):
 
 
 def test_example_checkpoints_never_unpickle(tmp_path, marker, model):
-    bomb = _pickle_bomb(tmp_path / "examples.safetensors", marker,
-                        lambda p: {"fingerprint": "x", "state": p})
+    bomb = _pickle_bomb(tmp_path / "examples.safetensors", marker, lambda p: {"fingerprint": "x", "state": p})
     assert "pickled checkpoints are refused" in _one_line_refusal(lambda: load_examples(bomb))
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     _one_line_refusal(lambda: top_k_examples(model, images, "blocks.1", k=1, size=32, checkpoint=bomb, progress=False))
@@ -89,8 +91,25 @@ def test_example_checkpoints_never_unpickle(tmp_path, marker, model):
     out = tmp_path / "site"
     out.mkdir()
     (out / "examples-checkpoint.safetensors").write_bytes(bomb.read_bytes())
-    result = CliRunner().invoke(cli_app, ["atlas", str(folder), "--layer", "blocks.1", "--out", str(out), "--size", "32",
-                                          "--k", "1", "--channels", "0", "--device", "cpu"])
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "atlas",
+            str(folder),
+            "--layer",
+            "blocks.1",
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--k",
+            "1",
+            "--channels",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    )
     assert isinstance(result.exception, ConvscopeError) and "\n" not in str(result.exception)
 
 
@@ -111,7 +130,8 @@ def test_example_checkpoint_round_trip_is_data_only(tmp_path, model):
 def evil_builder(tmp_path, monkeypatch, marker):
     """A module on sys.path whose ``build`` would write the marker: what 'os:abort' is to a real attack."""
     (tmp_path / "convscope_evil_builder.py").write_text(
-        f"def build(*a, **k):\n    open({str(marker)!r}, 'w').write('ran')\n    raise SystemExit(3)\n")
+        f"def build(*a, **k):\n    open({str(marker)!r}, 'w').write('ran')\n    raise SystemExit(3)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "convscope_evil_builder:build"
     sys.modules.pop("convscope_evil_builder", None)
@@ -124,12 +144,30 @@ def test_segmentation_checkpoint_cannot_name_a_builder(tmp_path, evil_builder, c
     net = build_segmenter("unet", 3)
     for backbone in (evil_builder, "os:abort", str(tmp_path / "model.pt")):
         checkpoint = tmp_path / "seg.pt"
-        torch.save({"state_dict": net.state_dict(), "arch": "fcn8s", "backbone": backbone, "classes": ["a", "b", "c"],
-                    "size": 32}, checkpoint)
+        torch.save(
+            {
+                "state_dict": net.state_dict(),
+                "arch": "fcn8s",
+                "backbone": backbone,
+                "classes": ["a", "b", "c"],
+                "size": 32,
+            },
+            checkpoint,
+        )
         extra = ["generated:scenes", "--count", "2"] if command == "eval" else ["sample:chelsea"]
-        result = CliRunner().invoke(cli_app, ["segment", command, str(checkpoint), *extra, "--device", "cpu",
-                                              "--out" if command == "predict" else "--seed", *(
-                                                  [str(tmp_path / "o.png")] if command == "predict" else ["1"])])
+        result = CliRunner().invoke(
+            cli_app,
+            [
+                "segment",
+                command,
+                str(checkpoint),
+                *extra,
+                "--device",
+                "cpu",
+                "--out" if command == "predict" else "--seed",
+                *([str(tmp_path / "o.png")] if command == "predict" else ["1"]),
+            ],
+        )
         assert isinstance(result.exception, ConvscopeError), result.output
         assert "not a known model name" in str(result.exception) and "\n" not in str(result.exception)
         assert "convscope_evil_builder" not in sys.modules
@@ -138,20 +176,27 @@ def test_segmentation_checkpoint_cannot_name_a_builder(tmp_path, evil_builder, c
 def test_segmentation_checkpoint_pickle_and_bad_arch(tmp_path, marker):
     from convscope.commands.segmentation import _load_segmenter
 
-    bomb = _pickle_bomb(tmp_path / "seg.pt", marker, lambda p: {"state_dict": p, "arch": "unet", "classes": ["a"], "size": 32})
+    bomb = _pickle_bomb(
+        tmp_path / "seg.pt", marker, lambda p: {"state_dict": p, "arch": "unet", "classes": ["a"], "size": 32}
+    )
     _one_line_refusal(lambda: _load_segmenter(bomb, "cpu"))
-    torch.save({"state_dict": {}, "arch": "convscope_evil_builder:build", "classes": ["a"], "size": 32}, tmp_path / "a.pt")
+    torch.save(
+        {"state_dict": {}, "arch": "convscope_evil_builder:build", "classes": ["a"], "size": 32}, tmp_path / "a.pt"
+    )
     assert "unknown architecture" in _one_line_refusal(lambda: _load_segmenter(tmp_path / "a.pt", "cpu"))
 
 
 # ------------------------------------------------------------------------- images
 def png_claiming(width: int, height: int) -> bytes:
     """A 70-byte PNG whose header claims width x height (8-bit RGB) with almost no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def zeros_png(width: int, height: int) -> bytes:
@@ -226,8 +271,15 @@ def test_app_answers_only_its_host_names(web):
     assert rebound.status_code == 400 and "Host" in rebound.json()["detail"]
 
 
-@pytest.mark.parametrize("headers", [{"origin": "http://attacker.example"}, {"origin": "null"},
-                                     {"referer": "http://attacker.example/page"}, {"origin": "http://127.0.0.1:9999"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://attacker.example"},
+        {"origin": "null"},
+        {"referer": "http://attacker.example/page"},
+        {"origin": "http://127.0.0.1:9999"},
+    ],
+)
 def test_cross_origin_state_changes_are_403(web, headers):
     assert _upload(web, zeros_png(8, 8), **headers).status_code == 403
     response = web.post("/api/predict", json={"image": "sample:chelsea"}, headers=headers)

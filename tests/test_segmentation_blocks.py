@@ -9,9 +9,17 @@ import torch.nn.functional as F
 import convscope
 from convscope.errors import ConvscopeError
 from convscope.models import RandomWeightsWarning
-from convscope.segmentation import (bilinear_kernel, bilinear_upsample, bilinear_upsample_transposed, class_heatmap,
-                                    convolutionalize, linear_to_conv, max_pool_with_indices, max_unpool,
-                                    stamp_transposed_conv)
+from convscope.segmentation import (
+    bilinear_kernel,
+    bilinear_upsample,
+    bilinear_upsample_transposed,
+    class_heatmap,
+    convolutionalize,
+    linear_to_conv,
+    max_pool_with_indices,
+    max_unpool,
+    stamp_transposed_conv,
+)
 from convscope.testing import assert_untouched, model_state
 
 
@@ -19,8 +27,9 @@ def test_stamp_worked_example_by_hand():
     # 2x2 input, 3x3 kernel of ones, stride 2: stamps at (0,0), (0,2), (2,0), (2,2) overlap on row/col 2.
     x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     out = stamp_transposed_conv(x, torch.ones(1, 1, 3, 3), stride=2)[0, 0]
-    expected = torch.tensor([[1, 1, 3, 2, 2], [1, 1, 3, 2, 2], [4, 4, 10, 6, 6], [3, 3, 7, 4, 4], [3, 3, 7, 4, 4]],
-                            dtype=torch.float32)
+    expected = torch.tensor(
+        [[1, 1, 3, 2, 2], [1, 1, 3, 2, 2], [4, 4, 10, 6, 6], [3, 3, 7, 4, 4], [3, 3, 7, 4, 4]], dtype=torch.float32
+    )
     torch.testing.assert_close(out, expected)
 
 
@@ -30,8 +39,10 @@ def test_stamp_equals_conv_transpose2d(stride, padding, kernel):
     x = torch.randn(2, 3, 4, 5, generator=generator, dtype=torch.float64)
     weight = torch.randn(3, 2, kernel, kernel, generator=generator, dtype=torch.float64)
     bias = torch.randn(2, generator=generator, dtype=torch.float64)
-    torch.testing.assert_close(stamp_transposed_conv(x, weight, bias, stride, padding),
-                               F.conv_transpose2d(x, weight, bias, stride=stride, padding=padding))
+    torch.testing.assert_close(
+        stamp_transposed_conv(x, weight, bias, stride, padding),
+        F.conv_transpose2d(x, weight, bias, stride=stride, padding=padding),
+    )
 
 
 def test_max_unpool_puts_values_back_where_the_max_was():
@@ -75,13 +86,23 @@ class TinyVGG(torch.nn.Module):
         super().__init__()
         layers, channels = [], 3
         for width in (8, 8, 16, 16, 16):
-            layers += [torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.ReLU(inplace=True), torch.nn.MaxPool2d(2)]
+            layers += [
+                torch.nn.Conv2d(channels, width, 3, padding=1),
+                torch.nn.ReLU(inplace=True),
+                torch.nn.MaxPool2d(2),
+            ]
             channels = width
         self.features = torch.nn.Sequential(*layers)
         self.avgpool = torch.nn.AdaptiveAvgPool2d(7)
-        self.classifier = torch.nn.Sequential(torch.nn.Linear(16 * 7 * 7, 64), torch.nn.ReLU(True), torch.nn.Dropout(),
-                                              torch.nn.Linear(64, 64), torch.nn.ReLU(True), torch.nn.Dropout(),
-                                              torch.nn.Linear(64, 1000))
+        self.classifier = torch.nn.Sequential(
+            torch.nn.Linear(16 * 7 * 7, 64),
+            torch.nn.ReLU(True),
+            torch.nn.Dropout(),
+            torch.nn.Linear(64, 64),
+            torch.nn.ReLU(True),
+            torch.nn.Dropout(),
+            torch.nn.Linear(64, 1000),
+        )
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -6,17 +6,32 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix as sk_confusion, jaccard_score
 
 from convscope.errors import ConvscopeError
-from convscope.segmentation import (FCN, SCENE_CLASSES, SegmentationScores, UNet, build_segmenter, confusion_matrix,
-                                    dice_loss, draw_masks, evaluate_segmenter, generate_scenes, load_voc_folder,
-                                    predict_masks, segmentation_loss, train_segmenter, write_voc_folder)
+from convscope.segmentation import (
+    FCN,
+    SCENE_CLASSES,
+    SegmentationScores,
+    UNet,
+    build_segmenter,
+    confusion_matrix,
+    dice_loss,
+    draw_masks,
+    evaluate_segmenter,
+    generate_scenes,
+    load_voc_folder,
+    predict_masks,
+    segmentation_loss,
+    train_segmenter,
+    write_voc_folder,
+)
 from convscope.testing import assert_untouched, model_state
 
 
 def test_scores_match_scikit_learn():
     generator = torch.Generator().manual_seed(0)
     truth = torch.randint(0, 4, (3, 10, 10), generator=generator)
-    predicted = torch.where(torch.rand(3, 10, 10, generator=generator) < 0.7, truth,
-                            torch.randint(0, 4, (3, 10, 10), generator=generator))
+    predicted = torch.where(
+        torch.rand(3, 10, 10, generator=generator) < 0.7, truth, torch.randint(0, 4, (3, 10, 10), generator=generator)
+    )
     truth[0, :2] = 255  # ignored pixels
     confusion = confusion_matrix(predicted, truth, 4)
     keep = (truth != 255).flatten().numpy()
@@ -65,7 +80,9 @@ def test_generated_scenes_are_exact_and_deterministic(tmp_path):
         load_voc_folder(tmp_path / "voc", split="train")
     drawn = draw_masks(data.images[:2], data.masks[:2], len(SCENE_CLASSES))
     background = data.masks[:2] == 0
-    assert torch.allclose(drawn.permute(0, 2, 3, 1)[background], data.images[:2].permute(0, 2, 3, 1)[background], atol=1 / 255)
+    assert torch.allclose(
+        drawn.permute(0, 2, 3, 1)[background], data.images[:2].permute(0, 2, 3, 1)[background], atol=1 / 255
+    )
 
 
 def test_unet_shapes_and_skips():
@@ -89,10 +106,15 @@ def test_segnet_decodes_with_the_encoder_pooling_indices():
     out = tiny(x)
     pooled, indices = torch.nn.functional.max_pool2d(features, 2, return_indices=True)
     assert torch.equal(out, torch.nn.functional.max_unpool2d(pooled, indices, 2))
-    assert int((out != 0).sum()) <= 3 * 16                         # at most one value per 2x2 window
+    assert int((out != 0).sum()) <= 3 * 16  # at most one value per 2x2 window
     torch.manual_seed(0)
-    history = train_segmenter(SegNet(len(SCENE_CLASSES), width=8, depth=2), generate_scenes(24, 48, seed=0), epochs=3,
-                              batch_size=8, progress=False)
+    history = train_segmenter(
+        SegNet(len(SCENE_CLASSES), width=8, depth=2),
+        generate_scenes(24, 48, seed=0),
+        epochs=3,
+        batch_size=8,
+        progress=False,
+    )
     assert history.loss[-1] < history.loss[0]
 
 

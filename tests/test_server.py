@@ -41,13 +41,33 @@ def client(model, state):
 
 def test_openapi_documents_the_api_the_page_uses(client):
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/models", "/api/samples", "/api/methods", "/api/images", "/api/layers", "/api/predict",
-                 "/api/explain", "/api/attack", "/api/jobs", "/api/jobs/{job_id}"):
+    for path in (
+        "/api/models",
+        "/api/samples",
+        "/api/methods",
+        "/api/images",
+        "/api/layers",
+        "/api/predict",
+        "/api/explain",
+        "/api/attack",
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+    ):
         assert path in paths
     script = client.get("/static/app.js").text
-    assert all(f'"{path}' in script or f"`{path}" in script
-               for path in ("/api/models", "/api/samples", "/api/methods", "/api/images", "/api/predict",
-                            "/api/explain", "/api/attack", "/api/jobs"))
+    assert all(
+        f'"{path}' in script or f"`{path}" in script
+        for path in (
+            "/api/models",
+            "/api/samples",
+            "/api/methods",
+            "/api/images",
+            "/api/predict",
+            "/api/explain",
+            "/api/attack",
+            "/api/jobs",
+        )
+    )
     page = client.get("/")
     assert page.status_code == 200 and 'src="/static/app.js"' in page.text
 
@@ -71,7 +91,9 @@ def test_layers_with_shapes_and_receptive_fields(client):
     layers = {row["name"]: row for row in client.get("/api/layers").json()["layers"]}
     assert layers["bn2"]["shape"] == [1280, 7, 7]
     # the 3x3 stride-2 stem sees 3 pixels, 2 apart; the last layer's units are 32 pixels apart (5 stride-2 stages)
-    assert layers["conv_stem"]["receptive_field"]["size"] == [3, 3] and layers["conv_stem"]["receptive_field"]["jump"] == [2, 2]
+    assert layers["conv_stem"]["receptive_field"]["size"] == [3, 3] and layers["conv_stem"]["receptive_field"][
+        "jump"
+    ] == [2, 2]
     assert layers["bn2"]["receptive_field"]["jump"] == [32, 32] and layers["bn2"]["receptive_field"]["size"][0] > 224
 
 
@@ -81,8 +103,9 @@ def test_explain_returns_an_overlay_for_the_predicted_class(client):
     result = client.post("/api/explain", json={"image": "sample:chelsea", "method": "gradcam"}).json()
     assert result["target"] == {"class_id": 285, "label": "Egyptian cat"} and result["layer"] == "bn2"
     assert decode(result["overlay"]).size == (224, 224)
-    other = client.post("/api/explain", json={"image": "sample:chelsea", "method": "gradcam", "layer": "blocks.5",
-                                              "target": 281}).json()
+    other = client.post(
+        "/api/explain", json={"image": "sample:chelsea", "method": "gradcam", "layer": "blocks.5", "target": 281}
+    ).json()
     assert other["layer"] == "blocks.5" and other["target"]["label"] == "tabby"
     assert other["overlay"] != result["overlay"]
 
@@ -126,11 +149,18 @@ def test_a_non_image_with_an_image_name_is_415(client, content):
     assert response.status_code == 415 and "not a readable image" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("model", "../../etc/passwd"), ("model", "/etc/passwd"), ("image", "../../../etc/passwd"),
-    ("image", "sample:../../etc/passwd"), ("image", "/dev/zero"), ("layer", "../../etc/passwd"),
-    ("method", "../../etc/passwd"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model", "../../etc/passwd"),
+        ("model", "/etc/passwd"),
+        ("image", "../../../etc/passwd"),
+        ("image", "sample:../../etc/passwd"),
+        ("image", "/dev/zero"),
+        ("layer", "../../etc/passwd"),
+        ("method", "../../etc/passwd"),
+    ],
+)
 def test_path_traversal_in_name_parameters_is_refused(client, field, value):
     body = {"image": "sample:chelsea", "method": "gradcam", field: value}
     response = client.post("/api/explain", json=body)
@@ -138,9 +168,16 @@ def test_path_traversal_in_name_parameters_is_refused(client, field, value):
     assert "root:" not in response.text
 
 
-@pytest.mark.parametrize("path", ["/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-                                  "/static/..%2f..%2f..%2fetc%2fpasswd", "/api/jobs/..%2f..%2fetc%2fpasswd",
-                                  "/api/layers?model=..%2F..%2Fetc%2Fpasswd"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static/..%2f..%2f..%2fetc%2fpasswd",
+        "/api/jobs/..%2f..%2fetc%2fpasswd",
+        "/api/layers?model=..%2F..%2Fetc%2Fpasswd",
+    ],
+)
 def test_path_traversal_in_urls_is_refused(client, path):
     response = client.get(path)
     assert response.status_code in (400, 404) and "root:" not in response.text
@@ -154,8 +191,9 @@ def test_upload_names_never_become_files(client, chelsea, tmp_path, monkeypatch)
 
 
 def test_long_jobs_report_progress_finish_and_cancel(client):
-    started = client.post("/api/jobs", json={"image": "sample:chelsea", "kind": "visualize_class", "steps": 2,
-                                             "target": 285})
+    started = client.post(
+        "/api/jobs", json={"image": "sample:chelsea", "kind": "visualize_class", "steps": 2, "target": 285}
+    )
     assert started.status_code == 202
     job = wait_for(client, started.json()["id"])
     assert job["status"] == "done" and job["progress"] == 1.0

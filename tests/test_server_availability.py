@@ -61,16 +61,19 @@ def test_a_long_job_does_not_block_predicts_and_a_cancel_stops_it_within_a_pass(
     with counted(copy.network) as passes:
         job = httpx.post(f"{url}/api/jobs", json={"image": "sample:chelsea", "kind": "report"}, timeout=30).json()
         wait_for(lambda: passes["passes"] > 0, what="the report job to start")
-        answers = [httpx.post(f"{url}/api/predict", json={"image": "sample:coffee", "topk": k}, timeout=60)
-                   for k in (1, 2, 3)]  # distinct requests: no cache hits
+        answers = [
+            httpx.post(f"{url}/api/predict", json={"image": "sample:coffee", "topk": k}, timeout=60) for k in (1, 2, 3)
+        ]  # distinct requests: no cache hits
         assert [a.status_code for a in answers] == [200, 200, 200]
         assert all(not a.json()["cached"] for a in answers)
         running_now = httpx.get(f"{url}/api/jobs/{job['id']}", timeout=10).json()
         assert running_now["status"] == "running"  # the predicts were answered while the job ran
         httpx.delete(f"{url}/api/jobs/{job['id']}", timeout=10)
         at_cancel = passes["passes"]
-        wait_for(lambda: httpx.get(f"{url}/api/jobs/{job['id']}", timeout=10).json()["status"] != "running",
-                 what="the job to stop")
+        wait_for(
+            lambda: httpx.get(f"{url}/api/jobs/{job['id']}", timeout=10).json()["status"] != "running",
+            what="the job to stop",
+        )
         final = httpx.get(f"{url}/api/jobs/{job['id']}", timeout=10).json()
         after = passes["passes"] - at_cancel
     assert final["status"] == "cancelled", final
@@ -83,8 +86,10 @@ def _send_and_leave(url: str, body: dict, seen: dict, passes_before_leaving: int
     address = urlparse(url)
     data = json.dumps(body).encode()
     with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
-        sock.sendall(b"POST /api/attack HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+        sock.sendall(
+            b"POST /api/attack HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data
+        )
         wait_for(lambda: seen["passes"] >= passes_before_leaving, what="the computation to start")
 
 
@@ -99,11 +104,15 @@ def test_requests_whose_client_left_are_not_computed_to_the_end(served, model):
             address = urlparse(url)
             data = json.dumps({"image": "sample:astronaut", "method": "pgd", "eps": eps}).encode()
             with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
-                sock.sendall(b"POST /api/attack HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+                sock.sendall(
+                    b"POST /api/attack HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data
+                )
         answer = httpx.post(f"{url}/api/predict", json={"image": "sample:astronaut", "topk": 4}, timeout=60)
-        wait_for(lambda: app.state.gate.lock.acquire(timeout=0.1) and (app.state.gate.lock.release() or True),
-                 what="the model to be free")
+        wait_for(
+            lambda: app.state.gate.lock.acquire(timeout=0.1) and (app.state.gate.lock.release() or True),
+            what="the model to be free",
+        )
     assert answer.status_code == 200
     computed = seen["passes"] - 1  # minus the predict
     assert computed < full, f"{computed} passes for 4 abandoned requests (one complete request is {full})"
@@ -112,8 +121,9 @@ def test_requests_whose_client_left_are_not_computed_to_the_end(served, model):
 def test_a_request_over_its_time_budget_stops(model):
     app = create_app({NAME: model}, request_budget=0.3)
     with running(app) as url, counted(model.network, delay=0.1) as seen:
-        response = httpx.post(f"{url}/api/attack", json={"image": "sample:rocket", "method": "pgd", "eps": 2 / 255},
-                              timeout=60)
+        response = httpx.post(
+            f"{url}/api/attack", json={"image": "sample:rocket", "method": "pgd", "eps": 2 / 255}, timeout=60
+        )
     assert response.status_code == 503 and "time budget" in response.json()["detail"]
     assert seen["passes"] < 12
 

@@ -18,8 +18,14 @@ from convscope.testing import assert_untouched, model_state
 @pytest.fixture(scope="module")
 def live(model):
     before = model_state(model)
-    app = create_app({"efficientnet_lite0": model}, max_waiting=4, wait_timeout=30, cache_size=8,
-                     max_queued_jobs=2, abandon_after=1.0)
+    app = create_app(
+        {"efficientnet_lite0": model},
+        max_waiting=4,
+        wait_timeout=30,
+        cache_size=8,
+        max_queued_jobs=2,
+        abandon_after=1.0,
+    )
     with running(app) as url:
         yield url, app
     assert_untouched(model, before)
@@ -58,7 +64,7 @@ def test_clients_that_disconnect_mid_request_do_not_hurt_the_server(live):
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
         # an upload that stops half way
         b"POST /api/images HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-        b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\x89PNG",
+        b'Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n\x89PNG',
     ):
         with socket.create_connection((host, port)) as connection:
             connection.sendall(request)

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from convscope.cli import main
-from convscope.robustness.shape_bias import (CATEGORIES, CATEGORY_NAMES, CueConflict, ShapeBiasResult,
-                                              category_scores, make_cue_conflict, shape_bias)
+from convscope.robustness.shape_bias import (
+    CATEGORIES,
+    CATEGORY_NAMES,
+    CueConflict,
+    ShapeBiasResult,
+    category_scores,
+    make_cue_conflict,
+    shape_bias,
+)
 from convscope.testing import assert_untouched, model_state
 
 
@@ -22,20 +29,21 @@ def test_sixteen_disjoint_categories_of_imagenet_indices():
 
 def test_category_score_is_the_mean_of_member_probabilities():
     p = torch.zeros(1, 1000)
-    p[0, 285] = 0.6                        # one cat class: cat score 0.6 / 6 = 0.1
-    p[0, 499] = 0.3                        # knife has one class: score 0.3
-    p[0, [152, 153]] = 0.05                # dog: 0.1 / 109
+    p[0, 285] = 0.6  # one cat class: cat score 0.6 / 6 = 0.1
+    p[0, 499] = 0.3  # knife has one class: score 0.3
+    p[0, [152, 153]] = 0.05  # dog: 0.1 / 109
     scores = category_scores(p)[0]
     assert torch.isclose(scores[CATEGORY_NAMES.index("cat")], torch.tensor(0.1))
     assert torch.isclose(scores[CATEGORY_NAMES.index("knife")], torch.tensor(0.3))
     assert torch.isclose(scores[CATEGORY_NAMES.index("dog")], torch.tensor(0.1 / 109))
-    assert CATEGORY_NAMES[int(scores.argmax())] == "knife"   # the mean, not the sum, decides
+    assert CATEGORY_NAMES[int(scores.argmax())] == "knife"  # the mean, not the sum, decides
 
 
 def test_shape_bias_arithmetic_and_dropped_same_category_trials(model, monkeypatch):
     import convscope.robustness.shape_bias as module
+
     shapes = ["cat", "cat", "dog", "dog", "car", "car"]
-    textures = ["dog", "car", "cat", "cat", "truck", "car"]      # the last trial agrees: dropped
+    textures = ["dog", "car", "cat", "cat", "truck", "car"]  # the last trial agrees: dropped
     decisions = iter([["cat", "car", "dog", "bird", "truck"]])  # shape, texture, shape, other, texture
     monkeypatch.setattr(module, "category_decisions", lambda m, images, batch_size: next(decisions))
     trials = CueConflict(torch.rand(6, 3, 8, 8), shapes, textures, [str(i) for i in range(6)])
@@ -44,7 +52,7 @@ def test_shape_bias_arithmetic_and_dropped_same_category_trials(model, monkeypat
     assert (result.shape_hits, result.texture_hits) == (2, 2) and result.shape_bias == 0.5
     table = result.per_category()
     assert table["cat"] == (0.5, 2) and table["dog"] == (1.0, 1) and table["car"] == (0.0, 1)
-    assert ShapeBiasResult([], [], []).shape_bias != ShapeBiasResult([], [], []).shape_bias   # NaN
+    assert ShapeBiasResult([], [], []).shape_bias != ShapeBiasResult([], [], []).shape_bias  # NaN
 
 
 def test_real_cue_conflict_trial_on_the_embedded_model(model, tmp_path):
@@ -54,7 +62,7 @@ def test_real_cue_conflict_trial_on_the_embedded_model(model, tmp_path):
     trials = make_cue_conflict(model, [cat], [bottle, cat], steps=4, progress=False)
     assert trials.images.shape == (1, 3, 64, 64) and trials.names == ["chelsea+page"]
     assert 0 <= float(trials.images.min()) and float(trials.images.max()) <= 1
-    assert not torch.equal(trials.images, cat[2])            # the texture changed the picture
+    assert not torch.equal(trials.images, cat[2])  # the texture changed the picture
     result = shape_bias(model, trials)
     assert result.decisions[0] in CATEGORY_NAMES
     assert result.shape_hits + result.texture_hits <= 1
@@ -64,7 +72,9 @@ def test_real_cue_conflict_trial_on_the_embedded_model(model, tmp_path):
 
 
 def test_cli_missing_folder_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(sys, "argv", ["convscope", "shape-bias", "--shapes", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    monkeypatch.setattr(
+        sys, "argv", ["convscope", "shape-bias", "--shapes", str(tmp_path / "nope"), "--out", str(tmp_path)]
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     err = capsys.readouterr().err

@@ -8,8 +8,16 @@ import convscope
 from convscope.errors import ConvscopeError
 from convscope.images import PHOTOS, TEXTURES
 from convscope.testing import assert_untouched, model_state
-from convscope.transfer import (ImageSet, accuracy, finetune, load_image_folder, photo_dataset, plot_curves, replace_head,
-                                write_image_folder)
+from convscope.transfer import (
+    ImageSet,
+    accuracy,
+    finetune,
+    load_image_folder,
+    photo_dataset,
+    plot_curves,
+    replace_head,
+    write_image_folder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +53,9 @@ def test_replace_head_swaps_the_last_linear(model):
 def test_features_mode_trains_only_a_new_head_and_leaves_the_model(model, photos, tmp_path):
     train, val = photos
     before = model_state(model)
-    trained, history = finetune(model, train, val, mode="features", epochs=2, checkpoint=tmp_path / "best.pt",
-                                progress=False)
+    trained, history = finetune(
+        model, train, val, mode="features", epochs=2, checkpoint=tmp_path / "best.pt", progress=False
+    )
     assert_untouched(model, before)
     assert trained.labels == list(train.classes) and trained.network.classifier.out_features == 10
     original = dict(model.network.named_parameters())
@@ -70,7 +79,7 @@ def test_pretrained_start_beats_training_from_scratch(model, photos):
     chance = 1 / len(train.classes)
     assert pretrained.best_val_accuracy >= 0.7
     assert pretrained.best_val_accuracy > scratch.best_val_accuracy + 0.2
-    assert 2 * chance < scratch.best_val_accuracy < 0.5 + chance   # a real baseline (precise BN): 0.33
+    assert 2 * chance < scratch.best_val_accuracy < 0.5 + chance  # a real baseline (precise BN): 0.33
 
 
 def test_bad_mode_and_mismatched_classes(model, photos):

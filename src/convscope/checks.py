@@ -21,8 +21,10 @@ def check_images(x: torch.Tensor, name: str = "x", channels: int | None = 3) -> 
     if not isinstance(x, torch.Tensor):
         raise ConvscopeError(f"{name} must be a torch.Tensor of shape (N, 3, H, W), got {type(x).__name__}")
     if x.ndim != 4:
-        raise ConvscopeError(f"{name} must have shape (N, 3, H, W), got {tuple(x.shape)}"
-                             + (" (add a batch dimension: x[None])" if x.ndim == 3 else ""))
+        raise ConvscopeError(
+            f"{name} must have shape (N, 3, H, W), got {tuple(x.shape)}"
+            + (" (add a batch dimension: x[None])" if x.ndim == 3 else "")
+        )
     if x.shape[0] == 0:
         raise ConvscopeError(f"{name} is an empty batch (0 images); give at least one image")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
@@ -30,13 +32,17 @@ def check_images(x: torch.Tensor, name: str = "x", channels: int | None = 3) -> 
     if not x.dtype.is_floating_point:
         raise ConvscopeError(f"{name} must be a float tensor in [0, 1], got {x.dtype} (divide uint8 images by 255)")
     if channels is not None and x.shape[1] != channels:
-        raise ConvscopeError(f"{name} must have {channels} channels, got {x.shape[1]}"
-                             + (" (grey images: x.expand(-1, 3, -1, -1))" if x.shape[1] == 1 and channels == 3 else ""))
+        raise ConvscopeError(
+            f"{name} must have {channels} channels, got {x.shape[1]}"
+            + (" (grey images: x.expand(-1, 3, -1, -1))" if x.shape[1] == 1 and channels == 3 else "")
+        )
     if not torch.isfinite(x).all():
         raise ConvscopeError(f"{name} contains NaN or infinite values")
     low, high = x.min().item(), x.max().item()
     if low < -1e-6 or high > 1 + 1e-6:
-        raise ConvscopeError(f"{name} must lie in [0, 1] (normalisation happens inside the model), got [{low:.3g}, {high:.3g}]")
+        raise ConvscopeError(
+            f"{name} must lie in [0, 1] (normalisation happens inside the model), got [{low:.3g}, {high:.3g}]"
+        )
     return x.float() if x.dtype != torch.float32 else x
 
 

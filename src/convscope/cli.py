@@ -34,32 +34,74 @@ from .errors import ConvscopeError
 #: feature command -> (module in convscope.commands, the one-line help ``convscope --help`` shows).
 COMMANDS: dict[str, tuple[str, str]] = {
     "attack": ("attacks", "Attack one image and draw original | perturbation (amplified) | adversarial."),
-    "attack-eval": ("attacks", "Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset."),
+    "attack-eval": (
+        "attacks",
+        "Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset.",
+    ),
     "fooling": ("attacks", "Evolve fooling images (Nguyen 2015) for a list of classes and draw the gallery."),
     "patch": ("attacks", "Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."),
-    "transfer-matrix": ("attacks", "Attack every model (source) and score every model (target) on the results: a transfer heatmap and CSV."),
+    "transfer-matrix": (
+        "attacks",
+        "Attack every model (source) and score every model (target) on the results: a transfer heatmap and CSV.",
+    ),
     "weights": ("dissect", "A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."),
     "examples": ("dissect", "Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014)."),
     "atlas": ("dissect", "A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."),
-    "evaluate-explanations": ("evaluate", "Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell."),
+    "evaluate-explanations": (
+        "evaluate",
+        "Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell.",
+    ),
     "explain": ("explain", "Attribution map(s) of one image, drawn over it with the class name and probability."),
-    "sanity": ("explain", "Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized."),
-    "report": ("report", "One self-contained HTML file: prediction, attribution maps, sanity check, an adversarial example, "
-                         "DeepDream, a class visualization and the timings."),
+    "sanity": (
+        "explain",
+        "Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized.",
+    ),
+    "report": (
+        "report",
+        "One self-contained HTML file: prediction, attribution maps, sanity check, an adversarial example, "
+        "DeepDream, a class visualization and the timings.",
+    ),
     "corrupt": ("robustness", "Apply one ImageNet-C corruption (or draw all 19) to an image."),
-    "robustness": ("robustness", "Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot."),
-    "train": ("robustness", "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP)."),
-    "defenses": ("robustness", "Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker."),
+    "robustness": (
+        "robustness",
+        "Per-corruption errors, CE, mCE and relative mCE (Hendrycks & Dietterich 2019), CSV and plot.",
+    ),
+    "train": (
+        "robustness",
+        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP).",
+    ),
+    "defenses": (
+        "robustness",
+        "Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker.",
+    ),
     "shape-bias": ("robustness", "Shape vs texture bias on cue-conflict images (Geirhos et al."),
-    "heatmap": ("segmentation", "Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."),
+    "heatmap": (
+        "segmentation",
+        "Run the classifier as a fully-convolutional net on a large image: a map of one class's probability.",
+    ),
     "segment": ("segmentation", "Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet)."),
-    "serve": ("serve", "A local web app: upload or pick a photo, see predictions, attributions, attacks, layers and long jobs."),
-    "visualize": ("synthesis", "Activation maximization: images that excite a channel (or several, as a grid) or a class."),
+    "serve": (
+        "serve",
+        "A local web app: upload or pick a photo, see predictions, attributions, attacks, layers and long jobs.",
+    ),
+    "visualize": (
+        "synthesis",
+        "Activation maximization: images that excite a channel (or several, as a grid) or a class.",
+    ),
     "dream": ("synthesis", "DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."),
-    "invert-text": ("synthesis", "Inverting CLIP: render an image whose CLIP embedding points at a text prompt (needs open_clip)."),
-    "invert": ("synthesis", "Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."),
+    "invert-text": (
+        "synthesis",
+        "Inverting CLIP: render an image whose CLIP embedding points at a text prompt (needs open_clip).",
+    ),
+    "invert": (
+        "synthesis",
+        "Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation.",
+    ),
     "stylize": ("synthesis", "Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."),
-    "finetune": ("transfer", "Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves."),
+    "finetune": (
+        "transfer",
+        "Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves.",
+    ),
 }
 
 
@@ -102,7 +144,7 @@ class LazyGroup(TyperGroup):
             return self.commands[name]
         if name in COMMANDS:
             return _Deferred(name, *COMMANDS[name])
-        return _unlisted().get(name)   # a command added without a COMMANDS entry still runs
+        return _unlisted().get(name)  # a command added without a COMMANDS entry still runs
 
 
 def _unlisted() -> dict[str, click.Command]:
@@ -117,8 +159,13 @@ def _unlisted() -> dict[str, click.Command]:
     return found
 
 
-app = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="convscope: what a CNN has learned, why it predicts, how it can be fooled.")
+app = typer.Typer(
+    cls=LazyGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="convscope: what a CNN has learned, why it predicts, how it can be fooled.",
+)
 
 
 @app.command("models")
@@ -135,7 +182,9 @@ def models_command() -> None:
 @app.command("layers")
 @model_options(device="cpu", positional=True)
 def layers_command(
-    size: Annotated[Optional[int], typer.Option("--size", help="input side for the shapes (default: the model's input size)")] = None,
+    size: Annotated[
+        Optional[int], typer.Option("--size", help="input side for the shapes (default: the model's input size)")
+    ] = None,
     match: Annotated[str, typer.Option("--match", help="only names containing this text")] = "",
     model: ModelArgs = None,
 ) -> None:
@@ -182,7 +231,7 @@ def tour_command(
     from .registry import import_submodules
     from .tour import steps
 
-    import_submodules(f"{__package__}.commands")   # the tour steps live next to their commands
+    import_submodules(f"{__package__}.commands")  # the tour steps live next to their commands
     network = model.open()
     picture = open_image(image, network)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,9 +240,31 @@ def tour_command(
         start = time.perf_counter()
         files = step.run(network, picture, out)
         written += files
-        console.print(f"[green]✓[/green] {step.title} ({time.perf_counter() - start:.1f} s): "
-                      + ", ".join(str(f) for f in files))
+        console.print(
+            f"[green]✓[/green] {step.title} ({time.perf_counter() - start:.1f} s): " + ", ".join(str(f) for f in files)
+        )
     console.print(f"\nWrote {len(written)} files to {out.resolve()}")
+
+
+def all_commands() -> dict[str, object]:
+    """Every click command of ``convscope`` by its path (``segment train``), feature modules imported."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    found: dict[str, object] = {}
+
+    def add(path, command):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                add(f"{path} {name}", sub)
+        else:
+            found[path] = command
+
+    for name, command in getattr(group, "commands", {}).items():
+        add(name, command)
+    for name, (module, _) in COMMANDS.items():
+        add(name, feature_commands(module)[name])
+    return found
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -228,8 +299,11 @@ def main() -> None:
         if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
             err_console.print(f"[red]error:[/red] {error}", highlight=False)
             sys.exit(2)
-        err_console.print(f"[red]internal error:[/red] {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
-                          "(set CONVSCOPE_DEBUG=1 for the traceback)", highlight=False)
+        err_console.print(
+            f"[red]internal error:[/red] {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+            "(set CONVSCOPE_DEBUG=1 for the traceback)",
+            highlight=False,
+        )
         sys.exit(1)
 
 
@@ -250,6 +324,7 @@ def _usage_error(error: Exception) -> int | None:
     message = " ".join(error.format_message().split())
     err_console.print(f"[red]error:[/red] {message}{hint}", highlight=False)
     return getattr(error, "exit_code", 2) or 2
+
 
 if __name__ == "__main__":
     main()

@@ -37,21 +37,46 @@ class Range:
         return None
 
 
-POSITIVE = Range(1)            # counts: sizes, steps, batch sizes, k, epochs, ...
-NATURAL = Range(0)             # seeds, optional counts where 0 means "none"
-WEIGHT = Range(0)              # loss weights
+POSITIVE = Range(1)  # counts: sizes, steps, batch sizes, k, epochs, ...
+NATURAL = Range(0)  # seeds, optional counts where 0 means "none"
+WEIGHT = Range(0)  # loss weights
 RATE = Range(0, low_open=True)  # learning rates, budgets in MB
 FRACTION = Range(0, 1, low_open=True)  # eps in pixel units, probabilities
 
 #: number options by parameter name (the python name typer derives from the option).
 RANGES: dict[str, Range] = {
-    "size": POSITIVE, "input_size": POSITIVE, "eval_size": POSITIVE, "patch_size": POSITIVE,
-    "topk": POSITIVE, "k": POSITIVE, "batch_size": POSITIVE, "steps": POSITIVE, "samples": POSITIVE,
-    "generations": POSITIVE, "popsize": Range(2), "epochs": POSITIVE, "count": POSITIVE, "octaves": POSITIVE,
-    "eot": POSITIVE, "limit": POSITIVE, "runs": POSITIVE, "max_filters": POSITIVE, "severity": Range(1, 5),
-    "seed": NATURAL, "make_samples": NATURAL, "port": Range(1, 65535), "workers": NATURAL,  # --workers 0: decode in-process
-    "lr": RATE, "max_upload_mb": RATE, "threshold": FRACTION, "eps": Range(0, 1),
-    "clean_error": Range(0, 1), "content_weight": WEIGHT, "style_weight": WEIGHT, "tv_weight": WEIGHT, "octave_scale": Range(1, low_open=True),
+    "size": POSITIVE,
+    "input_size": POSITIVE,
+    "eval_size": POSITIVE,
+    "patch_size": POSITIVE,
+    "topk": POSITIVE,
+    "k": POSITIVE,
+    "batch_size": POSITIVE,
+    "steps": POSITIVE,
+    "samples": POSITIVE,
+    "generations": POSITIVE,
+    "popsize": Range(2),
+    "epochs": POSITIVE,
+    "count": POSITIVE,
+    "octaves": POSITIVE,
+    "eot": POSITIVE,
+    "limit": POSITIVE,
+    "runs": POSITIVE,
+    "max_filters": POSITIVE,
+    "severity": Range(1, 5),
+    "seed": NATURAL,
+    "make_samples": NATURAL,
+    "port": Range(1, 65535),
+    "workers": NATURAL,  # --workers 0: decode in-process
+    "lr": RATE,
+    "max_upload_mb": RATE,
+    "threshold": FRACTION,
+    "eps": Range(0, 1),
+    "clean_error": Range(0, 1),
+    "content_weight": WEIGHT,
+    "style_weight": WEIGHT,
+    "tv_weight": WEIGHT,
+    "octave_scale": Range(1, low_open=True),
 }
 #: per-command overrides: (command path, parameter name) -> range.
 COMMAND_RANGES: dict[tuple[str, str], Range] = {
@@ -63,7 +88,10 @@ OUTPUTS: dict[str, str | None] = {"out": None, "out_dir": "folder", "save_advers
 #: per-command output kinds: (command path, parameter name) -> kind.
 COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_folder"}  # a folder in dataset mode
 SUFFIXES: dict[str, set[str]] = {
-    "html": {".html", ".htm"}, "array": {".npy", ".npz"}, "checkpoint": {".pt", ".pth"}, "table": {".csv"},
+    "html": {".html", ".htm"},
+    "array": {".npy", ".npz"},
+    "checkpoint": {".pt", ".pth"},
+    "table": {".csv"},
 }
 
 
@@ -166,32 +194,9 @@ def param_rule(command: str, param) -> Range | str | None:
     return COMMAND_RANGES.get((command, param.name)) or RANGES.get(param.name)
 
 
-def all_commands() -> dict[str, object]:
-    """Every click command of ``convscope`` by its path (``segment train``), feature modules imported."""
-    import typer.main
-
-    from .cli import COMMANDS, app, feature_commands
-
-    group = typer.main.get_command(app)
-    found: dict[str, object] = {}
-
-    def add(path, command):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                add(f"{path} {name}", sub)
-        else:
-            found[path] = command
-
-    for name, command in getattr(group, "commands", {}).items():
-        add(name, command)
-    for name, (module, _) in COMMANDS.items():
-        add(name, feature_commands(module)[name])
-    return found
-
-
-def number_params():
-    """(command path, click parameter, int | float) for every number option of every command."""
-    for path, command in all_commands().items():
+def number_params(commands: dict):
+    """(command path, click parameter, int | float) for every number option of ``commands`` (``cli.all_commands()``)."""
+    for path, command in commands.items():
         for param in command.params:
             base = _number_type(getattr(getattr(param, "type_descriptor", None), "annotation", None))
             if base is not None:
@@ -253,4 +258,3 @@ def _checker(rule, previous, bad):
 
     check.convscope_checked = True
     return check
-

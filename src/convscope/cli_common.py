@@ -25,25 +25,67 @@ DEFAULT_MODEL = "efficientnet_lite0"
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="efficientnet_lite0 (embedded), torchvision:NAME, timm:NAME, a file (a convscope checkpoint .safetensors/.json, TorchScript, a state dict with --arch), or module:callable")]
-WeightsOption = Annotated[Optional[Path], typer.Option("--weights", help="state-dict file (safetensors or torch) for torchvision/timm/callable architectures")]
-ArchOption = Annotated[Optional[str], typer.Option("--arch", help="builder of a state-dict file's architecture: package.module:callable, torchvision:NAME, timm:NAME or small_cnn")]
-LabelsOption = Annotated[Optional[Path], typer.Option("--labels", help="class names: one per line, or a JSON list / {id: name}")]
-InputSizeOption = Annotated[Optional[str], typer.Option("--input-size", help="the size the network takes, H or HxW (e.g. 32 for a CIFAR net)")]
-MeanOption = Annotated[Optional[str], typer.Option("--mean", help="normalisation mean the network was trained with: 0.5 | R,G,B | imagenet")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="efficientnet_lite0 (embedded), torchvision:NAME, timm:NAME, a file (a convscope checkpoint .safetensors/.json, TorchScript, a state dict with --arch), or module:callable",
+    ),
+]
+WeightsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--weights", help="state-dict file (safetensors or torch) for torchvision/timm/callable architectures"
+    ),
+]
+ArchOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--arch",
+        help="builder of a state-dict file's architecture: package.module:callable, torchvision:NAME, timm:NAME or small_cnn",
+    ),
+]
+LabelsOption = Annotated[
+    Optional[Path], typer.Option("--labels", help="class names: one per line, or a JSON list / {id: name}")
+]
+InputSizeOption = Annotated[
+    Optional[str], typer.Option("--input-size", help="the size the network takes, H or HxW (e.g. 32 for a CIFAR net)")
+]
+MeanOption = Annotated[
+    Optional[str],
+    typer.Option("--mean", help="normalisation mean the network was trained with: 0.5 | R,G,B | imagenet"),
+]
 StdOption = Annotated[Optional[str], typer.Option("--std", help="normalisation std: 0.5 | R,G,B | imagenet")]
-PreprocessOption = Annotated[Optional[str], typer.Option("--preprocess", help="center-crop (torchvision's Resize + CenterCrop; default) | squash")]
-TrustOption = Annotated[bool, typer.Option("--trust", help="allow unpickling a whole-module checkpoint, or importing a builder a checkpoint names (only from people you trust)")]
+PreprocessOption = Annotated[
+    Optional[str],
+    typer.Option("--preprocess", help="center-crop (torchvision's Resize + CenterCrop; default) | squash"),
+]
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="allow unpickling a whole-module checkpoint, or importing a builder a checkpoint names (only from people you trust)",
+    ),
+]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")]
 SizeOption = Annotated[int, typer.Option("--size", help="resize images to SIZE x SIZE")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="output file")]
-SetOption = Annotated[list[str], typer.Option("--set", help="method option KEY=VALUE (repeat), e.g. --set steps=20 --set alpha=1/255")]
+SetOption = Annotated[
+    list[str], typer.Option("--set", help="method option KEY=VALUE (repeat), e.g. --set steps=20 --set alpha=1/255")
+]
 
 #: the model options, in the order ``--help`` lists them.
 MODEL_OPTIONS = {
-    "model_source": (ModelOption, DEFAULT_MODEL), "weights": (WeightsOption, None), "arch": (ArchOption, None),
-    "labels": (LabelsOption, None), "input_size": (InputSizeOption, None), "mean": (MeanOption, None),
-    "std": (StdOption, None), "preprocess": (PreprocessOption, None), "device": (DeviceOption, "auto"),
+    "model_source": (ModelOption, DEFAULT_MODEL),
+    "weights": (WeightsOption, None),
+    "arch": (ArchOption, None),
+    "labels": (LabelsOption, None),
+    "input_size": (InputSizeOption, None),
+    "mean": (MeanOption, None),
+    "std": (StdOption, None),
+    "preprocess": (PreprocessOption, None),
+    "device": (DeviceOption, "auto"),
     "trust": (TrustOption, False),
 }
 
@@ -68,14 +110,31 @@ class ModelArgs:
         return load_model(self.spec, device=resolve_device(self.device), trust=self.trust)
 
 
-def model_args(model_source: str = DEFAULT_MODEL, weights=None, arch=None, labels=None, input_size=None, mean=None,
-               std=None, preprocess=None, device: str = "auto", trust: bool = False) -> ModelArgs:
+def model_args(
+    model_source: str = DEFAULT_MODEL,
+    weights=None,
+    arch=None,
+    labels=None,
+    input_size=None,
+    mean=None,
+    std=None,
+    preprocess=None,
+    device: str = "auto",
+    trust: bool = False,
+) -> ModelArgs:
     """The :class:`ModelArgs` of the model options' values (used by :func:`model_options`)."""
     from .models import ModelSpec, parse_floats, parse_labels, parse_size
 
-    spec = ModelSpec(model_source, None if weights is None else str(weights), arch,
-                     None if labels is None else parse_labels(labels), parse_size(input_size),
-                     parse_floats(mean, "mean"), parse_floats(std, "std"), preprocess)
+    spec = ModelSpec(
+        model_source,
+        None if weights is None else str(weights),
+        arch,
+        None if labels is None else parse_labels(labels),
+        parse_size(input_size),
+        parse_floats(mean, "mean"),
+        parse_floats(std, "std"),
+        preprocess,
+    )
     return ModelArgs(spec, device, trust)
 
 
@@ -85,6 +144,7 @@ def model_options(function=None, *, device: str = "auto", positional: bool = Fal
     ``positional``: the model may also be given as the command's first argument
     (``convscope layers torchvision:resnet18``).
     """
+
     def decorate(command):
         signature = inspect.signature(command, eval_str=True)
         kept = [p for name, p in signature.parameters.items() if name != "model"]
@@ -94,15 +154,28 @@ def model_options(function=None, *, device: str = "auto", positional: bool = Fal
                 default = device
             if name == "model_source":
                 default = model_default
-            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+            added.append(
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            )
         if positional:
             argument = Annotated[Optional[str], typer.Argument(help="model (same as -m)", show_default=False)]
-            kept.insert(0, inspect.Parameter("model_argument", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                                             annotation=argument))
-        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
-                      and p.name != "model_argument" else p for p in kept]
-        ordered = ([p for p in parameters if p.kind != inspect.Parameter.KEYWORD_ONLY]
-                   + [p for p in parameters if p.kind == inspect.Parameter.KEYWORD_ONLY] + added)
+            kept.insert(
+                0,
+                inspect.Parameter(
+                    "model_argument", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=argument
+                ),
+            )
+        parameters = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name != "model_argument"
+            else p
+            for p in kept
+        ]
+        ordered = (
+            [p for p in parameters if p.kind != inspect.Parameter.KEYWORD_ONLY]
+            + [p for p in parameters if p.kind == inspect.Parameter.KEYWORD_ONLY]
+            + added
+        )
 
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
@@ -120,8 +193,13 @@ def model_options(function=None, *, device: str = "auto", positional: bool = Fal
     return decorate(function) if function is not None else decorate
 
 
-def open_model(model="efficientnet_lite0", weights: Path | None = None, arch: str | None = None,
-               trust: bool = False, device: str = "auto"):
+def open_model(
+    model="efficientnet_lite0",
+    weights: Path | None = None,
+    arch: str | None = None,
+    trust: bool = False,
+    device: str = "auto",
+):
     """Load the model named on the command line onto the chosen device (a :class:`ModelArgs` or a spec string)."""
     if isinstance(model, ModelArgs):
         return model.open()

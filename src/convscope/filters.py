@@ -21,8 +21,9 @@ from .errors import ConvscopeError
 __all__ = ["gaussian_blur", "gaussian_kernel", "jpeg", "resize_map"]
 
 
-def gaussian_kernel(sigma: float, truncate: float = 4.0, radius: int | None = None,
-                    dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def gaussian_kernel(
+    sigma: float, truncate: float = 4.0, radius: int | None = None, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """A normalised 1-D Gaussian (2·radius + 1 taps)."""
     radius = int(truncate * sigma + 0.5) if radius is None else int(radius)
     offsets = torch.arange(-radius, radius + 1, dtype=dtype)
@@ -30,8 +31,9 @@ def gaussian_kernel(sigma: float, truncate: float = 4.0, radius: int | None = No
     return kernel / kernel.sum()
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, radius: int | None = None,
-                  truncate: float = 3.0) -> torch.Tensor:
+def gaussian_blur(
+    x: torch.Tensor, sigma: float | torch.Tensor, radius: int | None = None, truncate: float = 3.0
+) -> torch.Tensor:
     """Separable Gaussian blur of (N, C, H, W) with reflected borders.
 
     Args:

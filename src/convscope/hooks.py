@@ -46,8 +46,11 @@ class Captured:
         """d score / d (output of layer ``name``), back-propagating only as far as that layer
         (the part of the network below it is skipped). Needs ``grads=True``."""
         if name not in self.outputs:
-            raise ConvscopeError(_did_not_run(name) if name not in self.activations
-                                 else f"layer {name!r}: no gradient recorded (capture(..., grads=True) under torch.enable_grad())")
+            raise ConvscopeError(
+                _did_not_run(name)
+                if name not in self.activations
+                else f"layer {name!r}: no gradient recorded (capture(..., grads=True) under torch.enable_grad())"
+            )
         output, version = self.outputs[name]
         if output._version == version:
             torch.autograd.grad(score, output)
@@ -57,8 +60,10 @@ class Captured:
 
 
 def _did_not_run(name: str) -> str:
-    return (f"layer {name!r} did not run in the forward pass (the network skips it, e.g. an inactive "
-            "drop_path in eval mode): pick another layer")
+    return (
+        f"layer {name!r} did not run in the forward pass (the network skips it, e.g. an inactive "
+        "drop_path in eval mode): pick another layer"
+    )
 
 
 @contextlib.contextmanager
@@ -141,6 +146,7 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
             cut.calls[name] = cut.calls.get(name, 0) + 1
             if cut.expected is not None and all(cut.calls.get(n, 0) >= c for n, c in cut.expected.items()):
                 raise ForwardStopped
+
         return hook
 
     with contextlib.ExitStack() as stack:
@@ -154,7 +160,13 @@ def hook_count(model: nn.Module) -> int:
     """How many hooks of any kind sit on the model's modules (for the 'nothing left behind' checks)."""
     total = 0
     for module in model.modules():
-        for attribute in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-                          "_state_dict_hooks", "_load_state_dict_pre_hooks"):
+        for attribute in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+            "_state_dict_hooks",
+            "_load_state_dict_pre_hooks",
+        ):
             total += len(getattr(module, attribute, {}) or {})
     return total

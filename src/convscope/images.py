@@ -24,9 +24,28 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".g
 
 #: scikit-image's bundled pictures (no download), loadable as ``sample:NAME``.
 SAMPLES = (
-    "chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "retina", "colorwheel", "logo", "brick", "grass", "gravel", "camera", "coins", "clock",
-    "moon", "page", "text", "horse", "cell", "microaneurysms", "checkerboard",
+    "chelsea",
+    "coffee",
+    "astronaut",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+    "logo",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "coins",
+    "clock",
+    "moon",
+    "page",
+    "text",
+    "horse",
+    "cell",
+    "microaneurysms",
+    "checkerboard",
 )
 #: the colour photos of everyday scenes: a small offline 'dataset'.
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -81,8 +100,10 @@ def open_checked(source, where: str, limit: int | None = None) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source)
     except Image.DecompressionBombError:  # PIL's own guard, at twice its MAX_IMAGE_PIXELS
-        raise ImageTooLarge(f"{where} claims over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels; the limit is "
-                            f"{max_pixels() if limit is None else limit:,}") from None
+        raise ImageTooLarge(
+            f"{where} claims over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels; the limit is "
+            f"{max_pixels() if limit is None else limit:,}"
+        ) from None
     try:
         check_image_size(image.width, image.height, where, limit)
     except ImageTooLarge:
@@ -142,8 +163,10 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     if array.min() < -1e-6 or array.max() > 1 + 1e-6:
-        raise ConvscopeError(f"float image values must lie in [0, 1], got [{array.min():.3g}, {array.max():.3g}]"
-                             " (scale the image to [0, 1] first)")
+        raise ConvscopeError(
+            f"float image values must lie in [0, 1], got [{array.min():.3g}, {array.max():.3g}]"
+            " (scale the image to [0, 1] first)"
+        )
     array = array.clip(0, 1)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).clone()
 
@@ -189,13 +212,19 @@ def read_image_file(path: str | Path, target: tuple[int, int] | None = None) -> 
             except ImageTooLarge:
                 raise
             except Exception as tiff_error:  # neither PIL nor tifffile can decode it: say both reasons
-                raise ConvscopeError(f"cannot read image {path}: not a readable TIFF ({str(error).splitlines()[0]}; "
-                                     f"tifffile: {str(tiff_error).splitlines()[0] if str(tiff_error) else type(tiff_error).__name__})") from None
+                raise ConvscopeError(
+                    f"cannot read image {path}: not a readable TIFF ({str(error).splitlines()[0]}; "
+                    f"tifffile: {str(tiff_error).splitlines()[0] if str(tiff_error) else type(tiff_error).__name__})"
+                ) from None
             try:
                 return array_to_tensor(array)
             except ConvscopeError as bad:  # decoded, but the values are not an image in [0, 1]
                 raise ConvscopeError(f"cannot read image {path}: {bad}") from None
-        kind = "truncated or corrupt" if isinstance(error, OSError) and "truncated" in str(error) else "not a readable image"
+        kind = (
+            "truncated or corrupt"
+            if isinstance(error, OSError) and "truncated" in str(error)
+            else "not a readable image"
+        )
         raise ConvscopeError(f"cannot read image {path}: {kind} ({str(error).splitlines()[0]})") from None
 
 
@@ -244,11 +273,12 @@ def preprocess(x: torch.Tensor, size: int | tuple[int, int], mode: str = "center
     inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
     x = resize(x, inner)
     top, left = (inner[0] - height) // 2, (inner[1] - width) // 2
-    return x[..., top: top + height, left: left + width].contiguous()
+    return x[..., top : top + height, left : left + width].contiguous()
 
 
-def load_image(spec, size: int | tuple[int, int] | None = 224, crop: bool = False,
-               preprocessing: str | None = None) -> torch.Tensor:
+def load_image(
+    spec, size: int | tuple[int, int] | None = 224, crop: bool = False, preprocessing: str | None = None
+) -> torch.Tensor:
     """Load one image as a float tensor (1, 3, H, W) in [0, 1].
 
     Args:
@@ -293,8 +323,9 @@ def model_image(spec, model, size: int | tuple[int, int] | None = None) -> torch
     """Load an image the way ``model`` takes it: at its ``input_size`` (or ``size``) with its
     preprocessing (``center-crop`` by default), on the model's device."""
     parameter = next(model.parameters(), None)
-    image = load_image(spec, size or getattr(model, "input_size", 224),
-                       preprocessing=getattr(model, "preprocess", "center-crop"))
+    image = load_image(
+        spec, size or getattr(model, "input_size", 224), preprocessing=getattr(model, "preprocess", "center-crop")
+    )
     return image.to(parameter.device) if parameter is not None else image
 
 
@@ -318,7 +349,10 @@ class ImageBatch:
 
 
 def load_folder(
-    folder: str | Path, size: int | tuple[int, int] = 224, batch_size: int = 32, crop: bool = False,
+    folder: str | Path,
+    size: int | tuple[int, int] = 224,
+    batch_size: int = 32,
+    crop: bool = False,
     skip_bad: bool = True,
 ) -> Iterator[ImageBatch]:
     """Yield batches of images from a folder; unreadable files are skipped with a warning
@@ -346,12 +380,22 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """A ``torch`` dataset over image files: item = (image (3, H, W), index). Subfolders
     name classes when ``labelled`` (torchvision ImageFolder layout)."""
 
-    def __init__(self, folder: str | Path, size: int | tuple[int, int] = 224, crop: bool = False, labelled: bool = False):
+    def __init__(
+        self, folder: str | Path, size: int | tuple[int, int] = 224, crop: bool = False, labelled: bool = False
+    ):
         self.files = image_files(folder)
         self.size, self.crop = size, crop
         root = Path(folder)
-        self.classes = sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1}) if labelled else []
-        self.targets = [self.classes.index(p.relative_to(root).parts[0]) for p in self.files] if self.classes else [-1] * len(self.files)
+        self.classes = (
+            sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1})
+            if labelled
+            else []
+        )
+        self.targets = (
+            [self.classes.index(p.relative_to(root).parts[0]) for p in self.files]
+            if self.classes
+            else [-1] * len(self.files)
+        )
 
     def __len__(self) -> int:
         return len(self.files)

@@ -54,8 +54,10 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     if not close:
         close = [n for n in known if n.startswith(name.rsplit(".", 1)[0])][:4]
     hint = f"; closest: {', '.join(close)}" if close else ""
-    raise ConvscopeError(f"unknown layer {name!r} in {getattr(model, 'name', type(model).__name__)}{hint} "
-                         "(list them with: convscope layers MODEL)")
+    raise ConvscopeError(
+        f"unknown layer {name!r} in {getattr(model, 'name', type(model).__name__)}{hint} "
+        "(list them with: convscope layers MODEL)"
+    )
 
 
 def canonical_name(model: nn.Module, name: str) -> str:
@@ -141,10 +143,21 @@ class _FieldTracer(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         first = self.field_of(args[0]) if args else None
         if first is not None and name == "conv2d":
-            field = _through(first, args[1].shape[-2:], _argument(args, kwargs, 3, "stride", 1),
-                             _argument(args, kwargs, 4, "padding", 0), _argument(args, kwargs, 5, "dilation", 1))
-        elif first is not None and name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices",
-                                            "avg_pool2d", "lp_pool2d", "_max_pool2d_with_indices"):
+            field = _through(
+                first,
+                args[1].shape[-2:],
+                _argument(args, kwargs, 3, "stride", 1),
+                _argument(args, kwargs, 4, "padding", 0),
+                _argument(args, kwargs, 5, "dilation", 1),
+            )
+        elif first is not None and name in (
+            "max_pool2d",
+            "_max_pool2d",
+            "max_pool2d_with_indices",
+            "avg_pool2d",
+            "lp_pool2d",
+            "_max_pool2d_with_indices",
+        ):
             kernel = _argument(args, kwargs, 1, "kernel_size", 1)
             stride = _argument(args, kwargs, 2, "stride", None) or kernel
             dilation = 1 if name.startswith("avg") else _argument(args, kwargs, 4, "dilation", 1)
@@ -152,14 +165,28 @@ class _FieldTracer(TorchFunctionMode):
         elif first is not None and name == "pad":
             pad = _argument(args, kwargs, 1, "pad", ())
             if len(pad) >= 4 and first.size is not None:
-                field = ReceptiveField(first.size, first.jump, (first.start[0] - pad[2] * first.jump[0],
-                                                                 first.start[1] - pad[0] * first.jump[1]))
-        elif name in ("adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_max_pool2d", "linear",
-                      "mean", "amax", "sum", "flatten", "interpolate", "upsample_bilinear2d"):
+                field = ReceptiveField(
+                    first.size,
+                    first.jump,
+                    (first.start[0] - pad[2] * first.jump[0], first.start[1] - pad[0] * first.jump[1]),
+                )
+        elif name in (
+            "adaptive_avg_pool2d",
+            "adaptive_max_pool2d",
+            "_adaptive_max_pool2d",
+            "linear",
+            "mean",
+            "amax",
+            "sum",
+            "flatten",
+            "interpolate",
+            "upsample_bilinear2d",
+        ):
             spatial_in = any(t.ndim == 4 and t.shape[-1] > 1 for t in inputs)
             out = output[0] if isinstance(output, tuple) else output
-            if name in ("flatten", "linear") or (spatial_in and isinstance(out, torch.Tensor) and
-                                                 (out.ndim < 4 or out.shape[-1] == 1)):
+            if name in ("flatten", "linear") or (
+                spatial_in and isinstance(out, torch.Tensor) and (out.ndim < 4 or out.shape[-1] == 1)
+            ):
                 field = _GLOBAL
         for tensor in _flatten(output if isinstance(output, (tuple, list)) else [output]):
             if isinstance(tensor, torch.Tensor):
@@ -216,10 +243,13 @@ def require_hooks(module: nn.Module, name: str = "") -> None:
     if isinstance(module, torch.jit.ScriptModule):
         raise ConvscopeError(
             f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
-            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch")
+            f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch"
+        )
 
 
-def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: torch.device | str | None = None) -> list[LayerInfo]:
+def layer_table(
+    model: nn.Module, size: int | tuple[int, int] = 224, device: torch.device | str | None = None
+) -> list[LayerInfo]:
     """Every layer with its type, output shape (for one image of ``size``) and receptive field.
 
     The receptive field is reported relative to the model's input image. Layers that do
@@ -259,13 +289,16 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] = 224, device: tor
     except Exception as error:
         if _raised_in_user_hook(model, error, record):  # the user's own hook failed: their error, unchanged
             raise
-        raise ConvscopeError(f"cannot run {getattr(model, 'name', 'the model')} on a {height}x{width} image: "
-                             f"{str(error).splitlines()[0]}") from None
+        raise ConvscopeError(
+            f"cannot run {getattr(model, 'name', 'the model')} on a {height}x{width} image: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
     finally:
         for handle in handles:
             handle.remove()
-    return [LayerInfo(name, type(module).__name__, shapes.get(name), fields.get(name))
-            for module, name in names.items()]
+    return [
+        LayerInfo(name, type(module).__name__, shapes.get(name), fields.get(name)) for module, name in names.items()
+    ]
 
 
 def receptive_field(model: nn.Module, layer: str, size: int | tuple[int, int] = 224) -> ReceptiveField:
@@ -292,7 +325,10 @@ def default_cam_layer(model: nn.Module, size: int = 224) -> str:
 
     prefix, chosen = "", None
     while True:
-        children = [f"{prefix}{child}" for child, _ in (modules[prefix.rstrip(".")] if prefix else _root(model)).named_children()]
+        children = [
+            f"{prefix}{child}"
+            for child, _ in (modules[prefix.rstrip(".")] if prefix else _root(model)).named_children()
+        ]
         candidates = [name for name in children if spatial(name)]
         if not candidates:
             break

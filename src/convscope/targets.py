@@ -44,8 +44,11 @@ def class_index(name_or_id: int | str, labels: Sequence[str] | None, num_classes
     limit = num_classes if num_classes is not None else (len(labels) if labels is not None else None)
     index = int(name_or_id)
     if index < 0 or (limit is not None and index >= limit):
-        raise ConvscopeError(f"class {index} is out of range: the model has {limit} classes (0..{limit - 1})"
-                             if limit is not None else f"class {index} is out of range")
+        raise ConvscopeError(
+            f"class {index} is out of range: the model has {limit} classes (0..{limit - 1})"
+            if limit is not None
+            else f"class {index} is out of range"
+        )
     return index
 
 
@@ -61,12 +64,16 @@ def resolve_target(target: Target, logits: torch.Tensor, labels: Sequence[str] |
         return torch.full((count,), class_index(target, labels, classes), dtype=torch.long, device=logits.device)
     if isinstance(target, torch.Tensor):
         if target.dtype.is_floating_point or target.ndim > 1:
-            raise ConvscopeError(f"target tensor must hold integer class ids of shape (N,), got {target.dtype} {tuple(target.shape)}")
+            raise ConvscopeError(
+                f"target tensor must hold integer class ids of shape (N,), got {target.dtype} {tuple(target.shape)}"
+            )
         values = target.reshape(-1).tolist()
     elif isinstance(target, Sequence):
         values = list(target)
     else:
-        raise ConvscopeError(f"target must be a class id, a class name, a list of them, a tensor or a callable; got {type(target).__name__}")
+        raise ConvscopeError(
+            f"target must be a class id, a class name, a list of them, a tensor or a callable; got {type(target).__name__}"
+        )
     if len(values) == 1:
         values = values * count
     if len(values) != count:

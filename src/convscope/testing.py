@@ -27,8 +27,11 @@ class ModelState:
 def model_state(model: nn.Module) -> ModelState:
     """A fingerprint of the model's state (weights summed per tensor, to float precision)."""
     with torch.no_grad():
-        weights = tuple(float(t.double().sum()) + float(t.double().abs().sum()) for t in model.state_dict().values()
-                        if t.is_floating_point())
+        weights = tuple(
+            float(t.double().sum()) + float(t.double().abs().sum())
+            for t in model.state_dict().values()
+            if t.is_floating_point()
+        )
     return ModelState(
         weights,
         hook_count(model),

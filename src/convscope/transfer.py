@@ -54,12 +54,14 @@ def _crops(array, count: int, size: int, columns: tuple[float, float], generator
         side = int(min(height, right_edge - left_edge) * (0.35 + 0.5 * torch.rand(1, generator=generator).item()))
         top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
         left = int(torch.randint(left_edge, right_edge - side + 1, (1,), generator=generator))
-        piece = picture[None, :, top: top + side, left: left + side]
+        piece = picture[None, :, top : top + side, left : left + side]
         crops.append(F.interpolate(piece, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
     return torch.cat(crops).clamp(0, 1)
 
 
-def photo_dataset(per_class: int = 20, size: int = 64, seed: int = 0, val_per_class: int | None = None) -> tuple[ImageSet, ImageSet]:
+def photo_dataset(
+    per_class: int = 20, size: int = 64, seed: int = 0, val_per_class: int | None = None
+) -> tuple[ImageSet, ImageSet]:
     """An offline labelled set: one class per bundled photo or texture, random square crops.
 
     Train crops come from the left 55 % of each picture and validation crops from the
@@ -84,7 +86,7 @@ def write_image_folder(data: ImageSet, root: str | Path) -> Path:
     """Write ``root/CLASS/00000.png`` ... (the layout :func:`load_image_folder` reads)."""
     root = Path(root)
     for index in range(len(data)):
-        save_image(data.images[index: index + 1], root / data.classes[int(data.labels[index])] / f"{index:05d}.png")
+        save_image(data.images[index : index + 1], root / data.classes[int(data.labels[index])] / f"{index:05d}.png")
     return root
 
 
@@ -94,7 +96,11 @@ def _read_classes(root: Path, size: int, classes: tuple[str, ...] | None = None)
         raise ConvscopeError(f"{root} has no class folders (expected {root}/CLASS/IMAGE.png)")
     images, labels = [], []
     for label, name in enumerate(names):
-        files = sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if (root / name).is_dir() else []
+        files = (
+            sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if (root / name).is_dir()
+            else []
+        )
         if files:
             images.append(load_images(files, size))
             labels += [label] * len(files)
@@ -103,7 +109,9 @@ def _read_classes(root: Path, size: int, classes: tuple[str, ...] | None = None)
     return ImageSet(torch.cat(images), torch.tensor(labels), names)
 
 
-def load_image_folder(root: str | Path, size: int = 64, val_fraction: float = 0.3, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+def load_image_folder(
+    root: str | Path, size: int = 64, val_fraction: float = 0.3, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
     """(train, val) from ``root/train/CLASS`` + ``root/val/CLASS``, or a seeded per-class split of ``root/CLASS``."""
     root = Path(root)
     if not root.is_dir():
@@ -120,8 +128,10 @@ def load_image_folder(root: str | Path, size: int = 64, val_fraction: float = 0.
         val_index += members[: max(1, round(val_fraction * len(members)))].tolist() if len(members) > 1 else []
     is_val = torch.zeros(len(data), dtype=torch.bool)
     is_val[val_index] = True
-    return (ImageSet(data.images[~is_val], data.labels[~is_val], data.classes),
-            ImageSet(data.images[is_val], data.labels[is_val], data.classes))
+    return (
+        ImageSet(data.images[~is_val], data.labels[~is_val], data.classes),
+        ImageSet(data.images[is_val], data.labels[is_val], data.classes),
+    )
 
 
 def replace_head(network: nn.Module, num_classes: int) -> str:
@@ -146,8 +156,14 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
             image = image.flip(-1)
         side = int(size * (0.75 + 0.25 * torch.rand(1, generator=generator).item()))
         top, left = (int(torch.randint(0, size - side + 1, (1,), generator=generator)) for _ in range(2))
-        out.append(F.interpolate(image[None, :, top: top + side, left: left + side], size=(size, size),
-                                 mode="bilinear", align_corners=False))
+        out.append(
+            F.interpolate(
+                image[None, :, top : top + side, left : left + side],
+                size=(size, size),
+                mode="bilinear",
+                align_corners=False,
+            )
+        )
     return torch.cat(out)
 
 
@@ -173,8 +189,15 @@ def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 32) -> float:
     model.eval()
     try:
         with torch.no_grad():
-            correct = sum(int((model(data.images[i: i + batch_size].to(device)).argmax(1).cpu()
-                               == data.labels[i: i + batch_size]).sum()) for i in range(0, len(data), batch_size))
+            correct = sum(
+                int(
+                    (
+                        model(data.images[i : i + batch_size].to(device)).argmax(1).cpu()
+                        == data.labels[i : i + batch_size]
+                    ).sum()
+                )
+                for i in range(0, len(data), batch_size)
+            )
     finally:
         model.train(was_training)
     return correct / max(1, len(data))
@@ -187,13 +210,23 @@ def recompute_batchnorm(model: nn.Module, data: ImageSet, batch_size: int, devic
     still describe the early weights, and the network predicts one class in eval mode. Used
     for ``scratch`` only: on ``finetune`` it lowered the validation accuracy (0.94 -> 0.60 on
     ``generated:photos``), whose momentum statistics stay close to the pretrained ones."""
-    batches = [data.images[start:start + batch_size].to(device) for start in range(0, len(data), batch_size)]
+    batches = [data.images[start : start + batch_size].to(device) for start in range(0, len(data), batch_size)]
     torch.optim.swa_utils.update_bn(batches, model)
 
 
-def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str = "features", epochs: int = 5,
-             lr: float | None = None, batch_size: int = 32, augmentation: bool = True, seed: int = 0,
-             checkpoint: str | Path | None = None, progress: bool = True) -> tuple[ImageClassifier, TransferHistory]:
+def finetune(
+    model: ImageClassifier,
+    train: ImageSet,
+    val: ImageSet,
+    mode: str = "features",
+    epochs: int = 5,
+    lr: float | None = None,
+    batch_size: int = 32,
+    augmentation: bool = True,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[ImageClassifier, TransferHistory]:
     """Train a copy of ``model`` with a new head on ``train``; score ``val`` after every epoch.
 
     Args:
@@ -223,9 +256,12 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
     trained = copy.deepcopy(model)
     trained.labels = list(train.classes)
     head_name = replace_head(trained.network, len(train.classes))
-    trained.head_spec = {"layer": head_name, "in_features": trained.network.get_submodule(head_name).in_features,
-                         "out_features": len(train.classes)}
-    if not trained.fixed_size:   # a fixed-size network keeps its size (its forward resizes to it)
+    trained.head_spec = {
+        "layer": head_name,
+        "in_features": trained.network.get_submodule(head_name).in_features,
+        "out_features": len(train.classes),
+    }
+    if not trained.fixed_size:  # a fixed-size network keeps its size (its forward resizes to it)
         trained.input_size = _side(tuple(train.images.shape[-2:]))
     if mode == "scratch":
         _reinitialise(trained.network)
@@ -248,7 +284,7 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
                 order = torch.randperm(len(train), generator=generator)
                 total, correct = 0.0, 0
                 for start in range(0, len(train), batch_size):
-                    batch = order[start: start + batch_size]
+                    batch = order[start : start + batch_size]
                     images = train.images[batch]
                     images = augment(images, generator) if augmentation else images
                     logits = trained(images.to(device))
@@ -266,8 +302,15 @@ def finetune(model: ImageClassifier, train: ImageSet, val: ImageSet, mode: str =
                 history.val_accuracy.append(accuracy(trained, val, batch_size))
                 if checkpoint is not None and history.val_accuracy[-1] > best:
                     best = history.val_accuracy[-1]
-                    save_checkpoint(trained, checkpoint, extra={"trained_by": f"finetune --mode {mode}",
-                                                                "val_accuracy": best, "epoch": len(history.val_accuracy)})
+                    save_checkpoint(
+                        trained,
+                        checkpoint,
+                        extra={
+                            "trained_by": f"finetune --mode {mode}",
+                            "val_accuracy": best,
+                            "epoch": len(history.val_accuracy),
+                        },
+                    )
     except KeyboardInterrupt:
         history.interrupted = True
     trained.eval()

@@ -19,13 +19,22 @@ from convscope.server.run import running
 from convscope.testing import assert_untouched, model_state
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 ARTIFACTS = Path(os.environ.get("CONVSCOPE_ARTIFACTS", Path(__file__).parent / "artifacts"))
 
 if not CHROMIUM.exists():
     if os.environ.get("CONVSCOPE_REQUIRE_CHROMIUM"):
-        raise RuntimeError("CONVSCOPE_REQUIRE_CHROMIUM is set but /usr/bin/chromium is missing (apt-get install -y chromium)")
+        raise RuntimeError(
+            "CONVSCOPE_REQUIRE_CHROMIUM is set but /usr/bin/chromium is missing (apt-get install -y chromium)"
+        )
     pytest.skip("Debian chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -56,15 +65,18 @@ def test_upload_a_photo_run_gradcam_and_see_the_overlay(browser, model, chelsea,
         assert page.eval_on_selector("#input", "img => img.naturalWidth") == 224  # the uploaded photo shows
         page.select_option("#method", "gradcam")
         page.click("#explain")
-        page.wait_for_function("document.getElementById('overlay').complete && "
-                               "document.getElementById('overlay').naturalWidth > 0", timeout=60_000)
+        page.wait_for_function(
+            "document.getElementById('overlay').complete && document.getElementById('overlay').naturalWidth > 0",
+            timeout=60_000,
+        )
         assert page.eval_on_selector("#overlay", "img => [img.naturalWidth, img.naturalHeight]") == [224, 224]
         assert page.text_content("#explain-info").startswith('gradcam for "Egyptian cat" at bn2')
         assert page.text_content("#predictions tbody tr:first-child td:first-child") == "Egyptian cat (285)"
         # the layer browser: shapes and receptive fields
         page.fill("#layer-filter", "bn2")
-        shown = page.eval_on_selector_all("#layers tbody tr:not([hidden])",
-                                          "rows => rows.map(r => Array.from(r.cells, c => c.textContent))")
+        shown = page.eval_on_selector_all(
+            "#layers tbody tr:not([hidden])", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))"
+        )
         assert all("bn2" in row[0] for row in shown) and len(shown) < 100  # filtered from ~300
         assert ["bn2", "BatchNormAct2d", "1280x7x7"] in [row[:3] for row in shown]
         shot = page.screenshot(path=str(ARTIFACTS / "gradcam.png"), full_page=True)
@@ -86,7 +98,9 @@ def test_attack_slider_moves_the_confidences(browser, model):
         page.wait_for_function("document.getElementById('attack-info').textContent.includes('→')")
         assert page.text_content("#attack-info") == "Egyptian cat 79.3% → Egyptian cat 79.3% (not fooled)"
         page.fill("#eps", "4")
-        page.wait_for_function("document.getElementById('attack-info').textContent.includes('(fooled)')", timeout=60_000)
+        page.wait_for_function(
+            "document.getElementById('attack-info').textContent.includes('(fooled)')", timeout=60_000
+        )
         assert page.text_content("#eps-text") == "4/255"
         page.screenshot(path=str(ARTIFACTS / "attack.png"), full_page=True)
         page.close()

@@ -29,9 +29,18 @@ def list_attacks() -> list[str]:
     return ATTACKS.names()
 
 
-def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, method: str = "pgd",
-           eps: float | None = None, target: Target = None, *, seed: int | None = None, progress: bool = False,
-           **options) -> AttackResult:
+def attack(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    method: str = "pgd",
+    eps: float | None = None,
+    target: Target = None,
+    *,
+    seed: int | None = None,
+    progress: bool = False,
+    **options,
+) -> AttackResult:
     """Attack a batch with a registered method and measure what happened.
 
     Args:
@@ -64,8 +73,9 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
         raise ConvscopeError(unknown_options_message(f"attack {method!r}", unknown, accepted or []))
     if accepted is not None:  # NaN/inf, wrong types, negative counts: before anything runs
         chain = (ATTACKS.entry(method).function, *meta["wraps"])
-        check_options(options, {k: v for k, v in keyword_parameters(chain).items() if k in accepted},
-                      f"attack {method!r}")
+        check_options(
+            options, {k: v for k, v in keyword_parameters(chain).items() if k in accepted}, f"attack {method!r}"
+        )
     budget = meta["eps"] if eps is None else eps
     x = x.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed) if seed is not None else None
@@ -86,9 +96,25 @@ def attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
     original_confidence, original_predicted = original.max(dim=-1)
     success = predicted == target_ids if target_ids is not None else predicted != labels
     linf, l2, l0 = distances(x, x_adv)
-    return AttackResult(method, x, x_adv, labels, target_ids, success, linf, l2, l0, queries, predicted,
-                        confidence, original_predicted, original_confidence, seconds,
-                        budget if meta["uses_eps"] else None, names)
+    return AttackResult(
+        method,
+        x,
+        x_adv,
+        labels,
+        target_ids,
+        success,
+        linf,
+        l2,
+        l0,
+        queries,
+        predicted,
+        confidence,
+        original_predicted,
+        original_confidence,
+        seconds,
+        budget if meta["uses_eps"] else None,
+        names,
+    )
 
 
 # then every other module of the package (after ``attack`` exists: some import it), so a new

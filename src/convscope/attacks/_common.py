@@ -22,7 +22,9 @@ def labels_for(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) 
     if y.ndim == 0:
         y = y.expand(x.shape[0])
     if y.shape != (x.shape[0],) or y.dtype.is_floating_point:
-        raise ConvscopeError(f"labels must be integer class ids of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        raise ConvscopeError(
+            f"labels must be integer class ids of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}"
+        )
     return y.long()
 
 

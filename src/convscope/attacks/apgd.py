@@ -47,7 +47,7 @@ def checkpoints(n_iter: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    points = sorted({math.ceil(q * n_iter - 1e-9) for q in p[1:] if q <= 1 + 1e-9})   # 1e-9: float sums (0.57)
+    points = sorted({math.ceil(q * n_iter - 1e-9) for q in p[1:] if q <= 1 + 1e-9})  # 1e-9: float sums (0.57)
     return [w for w in points if 0 < w < n_iter]
 
 
@@ -114,7 +114,7 @@ def _run(model, x, y, target, eps, norm, n_iter, loss_name, generator, advance, 
     def evaluate(point):
         point = point.detach().requires_grad_(True)
         total_loss, total_grad = 0.0, 0.0
-        for _ in range(eot):   # EOT (AutoAttack "rand"): mean loss and gradient over draws of a random model
+        for _ in range(eot):  # EOT (AutoAttack "rand"): mean loss and gradient over draws of a random model
             with torch.enable_grad():
                 logits = model(point)
                 if loss_name == "ce":
@@ -175,10 +175,23 @@ def _run(model, x, y, target, eps, norm, n_iter, loss_name, generator, advance, 
     return torch.where(ever.view(view), adversarial, best), ever
 
 
-def apgd(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255, *, norm: str = "inf",
-         steps: int = 100, restarts: int = 1, loss: str = "ce", target: torch.Tensor | None = None,
-         generator: torch.Generator | None = None, eval_mode: bool = True, progress: bool = False,
-         hit_target: bool = True, eot: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def apgd(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    *,
+    norm: str = "inf",
+    steps: int = 100,
+    restarts: int = 1,
+    loss: str = "ce",
+    target: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    eval_mode: bool = True,
+    progress: bool = False,
+    hit_target: bool = True,
+    eot: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """APGD (Croce & Hein 2020) on a batch.
 
     Args:
@@ -215,8 +228,20 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 /
                 if todo.numel() == 0:
                     break
                 sub_target = target[todo] if target is not None else None
-                adv, ok = _run(model, x[todo], y[todo], sub_target, eps, norm, steps, loss, generator, advance,
-                               hit_target and target is not None, eot)
+                adv, ok = _run(
+                    model,
+                    x[todo],
+                    y[todo],
+                    sub_target,
+                    eps,
+                    norm,
+                    steps,
+                    loss,
+                    generator,
+                    advance,
+                    hit_target and target is not None,
+                    eot,
+                )
                 out[todo] = adv
                 fooled[todo] = ok
     return out, fooled
@@ -226,12 +251,24 @@ def target_classes(logits: torch.Tensor, top: int = 9) -> torch.Tensor:
     """LongTensor[N, k]: the ``k = min(top, classes - 1)`` most likely classes after the first
     (AutoAttack's targets for APGD-T and FAB-T, from the clean logits)."""
     k = min(top, logits.shape[-1] - 1)
-    return logits.sort(dim=-1, descending=True).indices[:, 1:k + 1]
+    return logits.sort(dim=-1, descending=True).indices[:, 1 : k + 1]
 
 
-def apgd_targeted(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255, *, norm: str = "inf",
-                  steps: int = 100, top: int = 9, restarts: int = 1, generator: torch.Generator | None = None,
-                  eval_mode: bool = True, progress: bool = False, eot: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def apgd_targeted(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    *,
+    norm: str = "inf",
+    steps: int = 100,
+    top: int = 9,
+    restarts: int = 1,
+    generator: torch.Generator | None = None,
+    eval_mode: bool = True,
+    progress: bool = False,
+    eot: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """APGD-T: targeted DLR APGD towards each of the ``top`` most likely wrong classes of the clean image
     (9 in AutoAttack; ``classes - 1`` when fewer), each run only on the images still correctly classified.
 
@@ -251,9 +288,21 @@ def apgd_targeted(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: fl
                 todo = (~fooled).nonzero()[:, 0]
                 if todo.numel() == 0:
                     break
-                adv, ok = apgd(model, x[todo], y[todo], eps, norm=norm, steps=steps, loss="dlr",
-                               target=targets[todo, j], generator=generator, eval_mode=eval_mode, progress=progress,
-                               hit_target=False, eot=eot)
+                adv, ok = apgd(
+                    model,
+                    x[todo],
+                    y[todo],
+                    eps,
+                    norm=norm,
+                    steps=steps,
+                    loss="dlr",
+                    target=targets[todo, j],
+                    generator=generator,
+                    eval_mode=eval_mode,
+                    progress=progress,
+                    hit_target=False,
+                    eot=eot,
+                )
                 out[todo] = adv
                 fooled[todo] = ok
     return out, fooled
@@ -261,27 +310,62 @@ def apgd_targeted(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: fl
 
 def _entry(loss: str, norm: str):
     def entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
-        return apgd(model, x, labels, eps, norm=norm, loss=loss, target=target, generator=generator, progress=progress,
-                    **options)[0]
+        return apgd(
+            model,
+            x,
+            labels,
+            eps,
+            norm=norm,
+            loss=loss,
+            target=target,
+            generator=generator,
+            progress=progress,
+            **options,
+        )[0]
+
     return entry
 
 
 def _targeted_entry(norm: str):
     def entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
-        if target is not None:   # a given target: targeted DLR towards it
+        if target is not None:  # a given target: targeted DLR towards it
             top = options.pop("top", None)  # noqa: F841  (only meaningful over the likeliest classes)
-            return apgd(model, x, labels, eps, norm=norm, loss="dlr", target=target, generator=generator,
-                        progress=progress, **options)[0]
+            return apgd(
+                model,
+                x,
+                labels,
+                eps,
+                norm=norm,
+                loss="dlr",
+                target=target,
+                generator=generator,
+                progress=progress,
+                **options,
+            )[0]
         return apgd_targeted(model, x, labels, eps, norm=norm, generator=generator, progress=progress, **options)[0]
+
     return entry
 
 
 _FIXED = ("norm", "loss", "target", "hit_target")
 ATTACKS.add("apgd_ce", _entry("ce", "inf"), norm="linf", eps=8 / 255, wraps=(apgd,), fixed=_FIXED, quick={"steps": 3})
-ATTACKS.add("apgd_dlr", _entry("dlr", "inf"), norm="linf", eps=8 / 255, wraps=(apgd,), fixed=_FIXED,
-            quick={"steps": 3})
-ATTACKS.add("apgd_t", _targeted_entry("inf"), norm="linf", eps=8 / 255, wraps=(apgd_targeted,), fixed=("norm",),
-            quick={"steps": 2, "top": 2})
+ATTACKS.add("apgd_dlr", _entry("dlr", "inf"), norm="linf", eps=8 / 255, wraps=(apgd,), fixed=_FIXED, quick={"steps": 3})
+ATTACKS.add(
+    "apgd_t",
+    _targeted_entry("inf"),
+    norm="linf",
+    eps=8 / 255,
+    wraps=(apgd_targeted,),
+    fixed=("norm",),
+    quick={"steps": 2, "top": 2},
+)
 ATTACKS.add("apgd_ce_l2", _entry("ce", "2"), norm="l2", eps=0.5, wraps=(apgd,), fixed=_FIXED, quick={"steps": 3})
-ATTACKS.add("apgd_t_l2", _targeted_entry("2"), norm="l2", eps=0.5, wraps=(apgd_targeted,), fixed=("norm",),
-            quick={"steps": 2, "top": 2})
+ATTACKS.add(
+    "apgd_t_l2",
+    _targeted_entry("2"),
+    norm="l2",
+    eps=0.5,
+    wraps=(apgd_targeted,),
+    fixed=("norm",),
+    quick={"steps": 2, "top": 2},
+)

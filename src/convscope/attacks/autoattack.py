@@ -110,10 +110,21 @@ def _stage(name, model, x, y, eps, norm, generator, restarts, eot, progress, ste
     raise ConvscopeError(f"unknown AutoAttack stage {name!r}; known: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square")
 
 
-def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255, *,
-               norm: str = "inf", version: str = "standard", attacks: tuple[str, ...] | None = None,
-               steps: int = 100, queries: int = 5000, eot: int = 20, seed: int = 0,
-               progress: bool = False) -> AutoAttackResult:
+def autoattack(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    *,
+    norm: str = "inf",
+    version: str = "standard",
+    attacks: tuple[str, ...] | None = None,
+    steps: int = 100,
+    queries: int = 5000,
+    eot: int = 20,
+    seed: int = 0,
+    progress: bool = False,
+) -> AutoAttackResult:
     """Run the AutoAttack protocol on a batch.
 
     Args:
@@ -135,7 +146,9 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
         raise ConvscopeError(f"unknown AutoAttack version {version!r}; known: {', '.join(VERSIONS)}")
     stages = tuple(attacks) if attacks is not None else VERSIONS[version]
     if norm == "2" and "square" in stages:
-        warnings.warn("AutoAttack L2: Square is L∞ only in convscope; the L2 run skips it", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "AutoAttack L2: Square is L∞ only in convscope; the L2 run skips it", RuntimeWarning, stacklevel=2
+        )
         stages = tuple(s for s in stages if s != "square")
     x = x.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -153,8 +166,20 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
             stage_start = time.perf_counter()
             if todo.numel() > 0:
                 restarts = 5 if version == "plus" and name in ("apgd-ce", "apgd-dlr", "fab", "square") else 1
-                adv = _stage(name, model, x[todo], y[todo], eps, norm, generator, restarts,
-                             eot if version == "rand" else 1, progress, steps, queries)
+                adv = _stage(
+                    name,
+                    model,
+                    x[todo],
+                    y[todo],
+                    eps,
+                    norm,
+                    generator,
+                    restarts,
+                    eot if version == "rand" else 1,
+                    progress,
+                    steps,
+                    queries,
+                )
                 with torch.no_grad():
                     fooled = model(adv).argmax(-1) != y[todo]
                 for i in todo[fooled].tolist():
@@ -162,12 +187,14 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                 x_adv[todo[fooled]] = adv[fooled]
                 robust[todo[fooled]] = False
             record.append((name, float(robust.float().mean()), time.perf_counter() - stage_start))
-    return AutoAttackResult(x_adv, y, clean_correct, robust, broken_by, record, version, norm, eps,
-                            time.perf_counter() - started)
+    return AutoAttackResult(
+        x_adv, y, clean_correct, robust, broken_by, record, version, norm, eps, time.perf_counter() - started
+    )
 
 
-@ATTACKS.register("autoattack", norm="linf", eps=8 / 255, targeted=False, wraps=(autoattack,),
-                  quick={"steps": 2, "queries": 10})
+@ATTACKS.register(
+    "autoattack", norm="linf", eps=8 / 255, targeted=False, wraps=(autoattack,), quick={"steps": 2, "queries": 10}
+)
 def _autoattack_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     if target is not None:
         raise ConvscopeError("AutoAttack is untargeted (it runs APGD-T/FAB-T over the likeliest classes itself)")

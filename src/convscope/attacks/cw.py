@@ -29,9 +29,20 @@ from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
-def cw(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, targeted: bool = False,
-       c: float = 1.0, kappa: float = 0.0, steps: int = 100, lr: float = 0.01, search_steps: int = 5,
-       abort_early: bool = False, progress: bool = False) -> torch.Tensor:
+def cw(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    targeted: bool = False,
+    c: float = 1.0,
+    kappa: float = 0.0,
+    steps: int = 100,
+    lr: float = 0.01,
+    search_steps: int = 5,
+    abort_early: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
     """C&W L2 adversarial examples.
 
     Args:
@@ -100,8 +111,9 @@ def cw(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
     return best_adv
 
 
-@ATTACKS.register("cw", norm="l2", uses_eps=False, deterministic=True, wraps=(cw,),
-                  quick={"steps": 5, "search_steps": 2})
+@ATTACKS.register(
+    "cw", norm="l2", uses_eps=False, deterministic=True, wraps=(cw,), quick={"steps": 5, "search_steps": 2}
+)
 def _cw_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     return cw(model, x, goal, targeted=target is not None, progress=progress, **options)

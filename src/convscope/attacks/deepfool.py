@@ -24,8 +24,16 @@ from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
-def deepfool(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, steps: int = 50,
-             overshoot: float = 0.02, candidates: int = 10, progress: bool = False) -> torch.Tensor:
+def deepfool(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    steps: int = 50,
+    overshoot: float = 0.02,
+    candidates: int = 10,
+    progress: bool = False,
+) -> torch.Tensor:
     """Minimal L2 perturbations that cross the nearest decision boundary.
 
     Args:
@@ -47,7 +55,9 @@ def deepfool(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
         y = labels_for(model, x, y)
         with torch.no_grad():
             logits = model(x)
-        others = logits.scatter(1, y[:, None], float("-inf")).topk(min(candidates, logits.shape[-1]) - 1, dim=-1).indices
+        others = (
+            logits.scatter(1, y[:, None], float("-inf")).topk(min(candidates, logits.shape[-1]) - 1, dim=-1).indices
+        )
         total = torch.zeros_like(x)
         adv = x.clone()
         with progress_bar(steps, "deepfool", progress) as advance:
@@ -63,7 +73,7 @@ def deepfool(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
                     best = torch.full_like(true, float("inf"))
                     step = torch.zeros_like(x)
                     for k in range(others.shape[1]):
-                        other = logits.gather(1, others[:, k:k + 1])[:, 0]
+                        other = logits.gather(1, others[:, k : k + 1])[:, 0]
                         last = k == others.shape[1] - 1
                         (grad_other,) = torch.autograd.grad(other.sum(), point, retain_graph=not last)
                         w = grad_other - grad_true
@@ -80,8 +90,9 @@ def deepfool(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
     return adv
 
 
-@ATTACKS.register("deepfool", norm="l2", uses_eps=False, deterministic=True, targeted=False, wraps=(deepfool,),
-                  quick={"steps": 5})
+@ATTACKS.register(
+    "deepfool", norm="l2", uses_eps=False, deterministic=True, targeted=False, wraps=(deepfool,), quick={"steps": 5}
+)
 def _deepfool_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     if target is not None:
         raise ConvscopeError("deepfool is untargeted (Moosavi-Dezfooli 2016): drop --target or use pgd/cw")

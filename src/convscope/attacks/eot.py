@@ -59,17 +59,27 @@ class PhysicalTransform:
         angle = uniform(-self.rotation, self.rotation) * math.pi / 180
         zoom = uniform(*self.scale)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([torch.stack([cos, -sin, uniform(-self.translate, self.translate) * 2], 1),
-                             torch.stack([sin, cos, uniform(-self.translate, self.translate) * 2], 1)], 1)
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin, uniform(-self.translate, self.translate) * 2], 1),
+                torch.stack([sin, cos, uniform(-self.translate, self.translate) * 2], 1),
+            ],
+            1,
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         out = _blur(out, uniform(*self.blur))
-        out = (out - 0.5) * uniform(*self.contrast).view(-1, 1, 1, 1) + 0.5 + uniform(-self.brightness, self.brightness).view(-1, 1, 1, 1)
+        out = (
+            (out - 0.5) * uniform(*self.contrast).view(-1, 1, 1, 1)
+            + 0.5
+            + uniform(-self.brightness, self.brightness).view(-1, 1, 1, 1)
+        )
         noise = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype) * self.noise
         out = (out + noise).clamp(0, 1)
         if self.jpeg is not None:
-            qualities = torch.randint(self.jpeg[0], self.jpeg[1] + 1, (count,), generator=self.generator,
-                                      device=x.device).tolist()
+            qualities = torch.randint(
+                self.jpeg[0], self.jpeg[1] + 1, (count,), generator=self.generator, device=x.device
+            ).tolist()
             out = _StraightThroughJPEG.apply(out, qualities)
         return out
 
@@ -98,10 +108,20 @@ class _StraightThroughJPEG(torch.autograd.Function):
         return grad, None
 
 
-def eot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 16 / 255, *,
-        alpha: float = 2 / 255, steps: int = 20, samples: int = 8, targeted: bool = False,
-        transform: PhysicalTransform | None = None, generator: torch.Generator | None = None,
-        progress: bool = False) -> torch.Tensor:
+def eot(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 16 / 255,
+    *,
+    alpha: float = 2 / 255,
+    steps: int = 20,
+    samples: int = 8,
+    targeted: bool = False,
+    transform: PhysicalTransform | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """L∞ PGD on the expected loss over ``samples`` random transforms per step.
 
     Args:
@@ -127,13 +147,29 @@ def eot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, 
         def expected_loss(logits, labels):
             return F.cross_entropy(logits, labels.repeat(samples), reduction="sum") / samples
 
-        return pgd(transformed, x, y, eps, alpha, steps, random_start=False, targeted=targeted,
-                   loss_fn=expected_loss, progress=progress)
+        return pgd(
+            transformed,
+            x,
+            y,
+            eps,
+            alpha,
+            steps,
+            random_start=False,
+            targeted=targeted,
+            loss_fn=expected_loss,
+            progress=progress,
+        )
 
 
-def transform_success(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None,
-                      transform: PhysicalTransform | None = None, trials: int = 32,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def transform_success(
+    model: torch.nn.Module,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None = None,
+    transform: PhysicalTransform | None = None,
+    trials: int = 32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Per image, the fraction of ``trials`` fresh random transforms under which the attack holds.
 
     Holds = prediction != ``y`` (untargeted) or == ``target``. Use a generator (or a
@@ -151,5 +187,4 @@ def transform_success(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tens
 @ATTACKS.register("eot", norm="linf", eps=16 / 255, wraps=(eot,), quick={"steps": 3, "samples": 2})
 def _eot_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return eot(model, x, goal, eps, targeted=target is not None, generator=generator,
-               progress=progress, **options)
+    return eot(model, x, goal, eps, targeted=target is not None, generator=generator, progress=progress, **options)

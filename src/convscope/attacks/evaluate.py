@@ -27,8 +27,20 @@ from ..images import ImageBatch
 from ..targets import class_index
 from . import attack
 
-COUNTS = ("images", "labelled", "clean", "top5", "attacked", "success", "robust", "linf", "l2", "queries",
-          "black_box", "seconds")
+COUNTS = (
+    "images",
+    "labelled",
+    "clean",
+    "top5",
+    "attacked",
+    "success",
+    "robust",
+    "linf",
+    "l2",
+    "queries",
+    "black_box",
+    "seconds",
+)
 
 
 @dataclass
@@ -63,8 +75,17 @@ class AttackEvaluation:
         """One row per image: id, label, clean and adversarial prediction, robust, broken_by, L∞, L2."""
         import csv
 
-        columns = ("id", "label", "clean_prediction", "adversarial_prediction", "clean_correct", "robust", "broken_by",
-                   "linf", "l2")
+        columns = (
+            "id",
+            "label",
+            "clean_prediction",
+            "adversarial_prediction",
+            "clean_correct",
+            "robust",
+            "broken_by",
+            "linf",
+            "l2",
+        )
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
@@ -76,13 +97,20 @@ class AttackEvaluation:
         """A RobustBench-style record (model, dataset, threat model, eps, clean and robust accuracy, attack)."""
         norm = "L2" if self.method.endswith("l2") or (self.options or {}).get("norm") in ("2", "l2") else "Linf"
         low, high = self.robust_interval
-        return {"name": model, "dataset": dataset, "threat_model": norm, "eps": self.eps,
-                "eps_255": None if self.eps is None or norm == "L2" else round(self.eps * 255, 4),
-                "clean_acc": round(100 * self.clean_accuracy, 2),
-                ("autoattack_acc" if self.method == "autoattack" else "robust_acc"): round(100 * self.robust_accuracy, 2),
-                "robust_acc_95ci": [round(100 * low, 2), round(100 * high, 2)],
-                "attack": self.method, "attack_version": version, "n_examples": self.images,
-                "ground_truth_labels": self.ground_truth}
+        return {
+            "name": model,
+            "dataset": dataset,
+            "threat_model": norm,
+            "eps": self.eps,
+            "eps_255": None if self.eps is None or norm == "L2" else round(self.eps * 255, 4),
+            "clean_acc": round(100 * self.clean_accuracy, 2),
+            ("autoattack_acc" if self.method == "autoattack" else "robust_acc"): round(100 * self.robust_accuracy, 2),
+            "robust_acc_95ci": [round(100 * low, 2), round(100 * high, 2)],
+            "attack": self.method,
+            "attack_version": version,
+            "n_examples": self.images,
+            "ground_truth_labels": self.ground_truth,
+        }
 
     @property
     def ground_truth(self) -> bool:
@@ -105,8 +133,13 @@ class AttackReduction(Reduction):
         self.model, self.method, self.eps, self.seed, self.options = model, method, eps, seed, options
 
     def key(self) -> dict:
-        return {"method": self.method, "eps": self.eps, "seed": self.seed, "options": self.options,
-                "model": getattr(self.model, "name", type(self.model).__name__)}
+        return {
+            "method": self.method,
+            "eps": self.eps,
+            "seed": self.seed,
+            "options": self.options,
+            "model": getattr(self.model, "name", type(self.model).__name__),
+        }
 
     def prepare(self, device) -> None:
         if device is not None:
@@ -129,14 +162,25 @@ class AttackReduction(Reduction):
         state["labelled"] += int((given >= 0).sum())
         state["clean"] += int(correct.sum())
         state["top5"] += int((top5 == labels[:, None]).any(dim=1).sum())
-        rows = [{"id": batch.ids[i], "label": int(labels[i]), "clean_prediction": int(predicted[i]),
-                 "adversarial_prediction": int(predicted[i]), "clean_correct": bool(correct[i]), "robust": False,
-                 "broken_by": None if correct[i] else "clean", "linf": 0.0, "l2": 0.0} for i in range(x.shape[0])]
+        rows = [
+            {
+                "id": batch.ids[i],
+                "label": int(labels[i]),
+                "clean_prediction": int(predicted[i]),
+                "adversarial_prediction": int(predicted[i]),
+                "clean_correct": bool(correct[i]),
+                "robust": False,
+                "broken_by": None if correct[i] else "clean",
+                "linf": 0.0,
+                "l2": 0.0,
+            }
+            for i in range(x.shape[0])
+        ]
         state["rows"] = state["rows"] + rows
         if not bool(correct.any()):
             return
         ids = correct.nonzero()[:, 0].tolist()
-        if self.method == "autoattack":   # the protocol itself, to record which attack broke each image
+        if self.method == "autoattack":  # the protocol itself, to record which attack broke each image
             from .autoattack import autoattack
             from .result import distances
 
@@ -147,15 +191,33 @@ class AttackReduction(Reduction):
             linf, l2, _ = distances(x[correct], found.x_adv)
             success, broken, seconds, queries = ~found.robust, found.broken_by, found.seconds, None
         else:
-            result = attack(self.model, x[correct], labels[correct], method=self.method, eps=self.eps,
-                            seed=self.seed + number, **self.options)
-            adversarial, linf, l2, seconds, queries = result.predicted, result.linf, result.l2, result.seconds, result.queries
+            result = attack(
+                self.model,
+                x[correct],
+                labels[correct],
+                method=self.method,
+                eps=self.eps,
+                seed=self.seed + number,
+                **self.options,
+            )
+            adversarial, linf, l2, seconds, queries = (
+                result.predicted,
+                result.linf,
+                result.l2,
+                result.seconds,
+                result.queries,
+            )
             success = result.success
             broken = [self.method if ok else None for ok in (result.predicted != labels[correct]).tolist()]
         robust = adversarial == labels[correct]
         for j, i in enumerate(ids):
-            rows[i].update(adversarial_prediction=int(adversarial[j]), robust=bool(robust[j]),
-                           broken_by=None if robust[j] else broken[j], linf=float(linf[j]), l2=float(l2[j]))
+            rows[i].update(
+                adversarial_prediction=int(adversarial[j]),
+                robust=bool(robust[j]),
+                broken_by=None if robust[j] else broken[j],
+                linf=float(linf[j]),
+                l2=float(l2[j]),
+            )
         state["attacked"] += int(correct.sum())
         state["success"] += int(success.sum())
         state["robust"] += int(robust.sum())
@@ -176,12 +238,24 @@ class AttackReduction(Reduction):
         if n == 0:
             raise ConvscopeError("no images were attacked")
         return AttackEvaluation(
-            self.method, self.eps, n, state["labelled"], state["clean"] / n, state["robust"] / n,
+            self.method,
+            self.eps,
+            n,
+            state["labelled"],
+            state["clean"] / n,
+            state["robust"] / n,
             state["success"] / attacked if attacked else float("nan"),
-            state["linf"] / attacked if attacked else float("nan"), state["l2"] / attacked if attacked else float("nan"),
-            state["queries"] / attacked if state["black_box"] and attacked else None, state["seconds"],
-            attacked, state["top5"] / n, list(skips.items) if skips else [], resumed, list(state.get("rows", [])),
-            dict(self.options))
+            state["linf"] / attacked if attacked else float("nan"),
+            state["l2"] / attacked if attacked else float("nan"),
+            state["queries"] / attacked if state["black_box"] and attacked else None,
+            state["seconds"],
+            attacked,
+            state["top5"] / n,
+            list(skips.items) if skips else [],
+            resumed,
+            list(state.get("rows", [])),
+            dict(self.options),
+        )
 
 
 def folder_label(path: Path, labels) -> int | None:
@@ -217,11 +291,26 @@ def _as_batches(model, batches: Iterable) -> Iterable[Batch]:
         seen += len(images)
 
 
-def evaluate_attack(model, data, method: str = "pgd", eps: float | None = None, progress: bool = False,
-                    total: int | None = None, seed: int = 0, batch_size: int = 16, size: int | None = None,
-                    preprocess: str = "crop", strict: bool = False, resume: str | Path | None = None,
-                    engine: str = "local", address: str | None = None, workers: int | None = None,
-                    label_file: str | Path | None = None, shard_batches: int = 8, **options) -> AttackEvaluation:
+def evaluate_attack(
+    model,
+    data,
+    method: str = "pgd",
+    eps: float | None = None,
+    progress: bool = False,
+    total: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    size: int | None = None,
+    preprocess: str = "crop",
+    strict: bool = False,
+    resume: str | Path | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    label_file: str | Path | None = None,
+    shard_batches: int = 8,
+    **options,
+) -> AttackEvaluation:
     """Attack every image of ``data`` and aggregate the record (see the module notes).
 
     Args:
@@ -238,13 +327,29 @@ def evaluate_attack(model, data, method: str = "pgd", eps: float | None = None, 
     """
     reduction = AttackReduction(model, method, eps, seed, **options)
     if isinstance(data, (str, Path, torch.utils.data.Dataset)):
-        dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
-                               labels=getattr(model, "labels", None), label_file=label_file)
+        dataset = open_dataset(
+            data,
+            size or getattr(model, "input_size", 224),
+            preprocess,
+            labels=getattr(model, "labels", None),
+            label_file=label_file,
+        )
         from ..progress import progress_bar
 
         with progress_bar(len(dataset), f"attack-eval {method}", progress, interrupted=None) as advance:
-            reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict, resume,
-                                     engine=engine, address=address, shard_batches=shard_batches, progress=lambda n: advance(n))
+            reduced = reduce_dataset(
+                reduction,
+                dataset,
+                batch_size,
+                model_device(model),
+                workers,
+                strict,
+                resume,
+                engine=engine,
+                address=address,
+                shard_batches=shard_batches,
+                progress=lambda n: advance(n),
+            )
         return reduction.report(reduced.state, reduced.skips, reduced.resumed)
     state = reduction.start()
     for number, batch in enumerate(_as_batches(model, data)):

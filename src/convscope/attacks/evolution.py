@@ -30,10 +30,21 @@ from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
-def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, targeted: bool = False,
-              pixels: int = 1, popsize: int = 400, generations: int = 100, mutation: float = 0.5,
-              batch_size: int = 256, generator: torch.Generator | None = None,
-              progress: bool = False, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def one_pixel(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    targeted: bool = False,
+    pixels: int = 1,
+    popsize: int = 400,
+    generations: int = 100,
+    mutation: float = 0.5,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    steps: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One-pixel (or few-pixel) attack by differential evolution.
 
     Args:
@@ -52,7 +63,7 @@ def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
 
     >>> x_adv, queries = one_pixel(model, x, popsize=100, generations=30)
     """
-    steps = generations if steps is None else steps   # the old name
+    steps = generations if steps is None else steps  # the old name
     if pixels < 1 or popsize < 4 or steps < 0 or batch_size < 1:
         raise ConvscopeError("one_pixel needs pixels >= 1, popsize >= 4, generations >= 0 and batch_size >= 1")
     x = x.detach()
@@ -65,22 +76,35 @@ def one_pixel(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
         def random(*shape):
             return torch.rand(shape, generator=generator, device=device, dtype=x.dtype)
 
-        colour = (0.5 + 0.5 * torch.randn((count, popsize, pixels, 3), generator=generator, device=device,
-                                         dtype=x.dtype)).clamp(0, 1)
+        colour = (
+            0.5 + 0.5 * torch.randn((count, popsize, pixels, 3), generator=generator, device=device, dtype=x.dtype)
+        ).clamp(0, 1)
         population = torch.cat([random(count, popsize, pixels, 2), colour], dim=-1)  # unit box coordinates
         queries = torch.zeros(count, dtype=torch.long, device=device)
-        fitness, fooled = _evaluate(model, x, y, targeted, population, scale, torch.ones(count, dtype=torch.bool,
-                                    device=device), batch_size, queries)
+        fitness, fooled = _evaluate(
+            model,
+            x,
+            y,
+            targeted,
+            population,
+            scale,
+            torch.ones(count, dtype=torch.bool, device=device),
+            batch_size,
+            queries,
+        )
         with progress_bar(steps, "one-pixel", progress) as advance:
             for _ in range(steps):
                 active = ~(fooled.any(dim=1))
                 if not active.any():
                     break
                 r = _three_others(count, popsize, generator, device)
-                pick = lambda index, population=population: population.gather(1, index.view(count, popsize, 1, 1).expand_as(population))  # noqa: E731
+                pick = lambda index, population=population: population.gather(
+                    1, index.view(count, popsize, 1, 1).expand_as(population)
+                )  # noqa: E731
                 children = (pick(r[0]) + mutation * (pick(r[1]) - pick(r[2]))).clamp(0, 1)
-                child_fitness, child_fooled = _evaluate(model, x, y, targeted, children, scale, active, batch_size,
-                                                        queries)
+                child_fitness, child_fooled = _evaluate(
+                    model, x, y, targeted, children, scale, active, batch_size, queries
+                )
                 better = (child_fitness < fitness) & active[:, None]
                 population = torch.where(better[..., None, None], children, population)
                 fitness = torch.where(better, child_fitness, fitness)
@@ -120,7 +144,7 @@ def _evaluate(model, x, y, targeted, population, scale, active, batch_size, quer
     member = torch.arange(popsize, device=x.device).repeat(images.numel())
     with torch.no_grad():
         for start in range(0, owner.numel(), batch_size):
-            o, m = owner[start:start + batch_size], member[start:start + batch_size]
+            o, m = owner[start : start + batch_size], member[start : start + batch_size]
             probabilities = model(_apply(x[o], population[o, m], scale)).softmax(dim=-1)
             p = probabilities.gather(1, y[o, None])[:, 0]
             fitness[o, m] = -p if targeted else p
@@ -130,8 +154,14 @@ def _evaluate(model, x, y, targeted, population, scale, active, batch_size, quer
     return fitness, fooled
 
 
-@ATTACKS.register("one_pixel", norm="l0", uses_eps=False, threat="black-box", wraps=(one_pixel,),
-                  quick={"popsize": 8, "generations": 3})
+@ATTACKS.register(
+    "one_pixel",
+    norm="l0",
+    uses_eps=False,
+    threat="black-box",
+    wraps=(one_pixel,),
+    quick={"popsize": 8, "generations": 3},
+)
 def _one_pixel_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
     return one_pixel(model, x, goal, targeted=target is not None, generator=generator, progress=progress, **options)
@@ -160,20 +190,32 @@ def _cppn_render(genome: list[torch.Tensor], size: int) -> torch.Tensor:
     device, dtype = genome[0].device, genome[0].dtype
     axis = torch.linspace(-1, 1, size, device=device, dtype=dtype)
     ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-    hidden = torch.stack([xs, ys, (xs ** 2 + ys ** 2).sqrt(), torch.ones_like(xs)], -1).view(1, -1, 4)
+    hidden = torch.stack([xs, ys, (xs**2 + ys**2).sqrt(), torch.ones_like(xs)], -1).view(1, -1, 4)
     for index, weights in enumerate(genome):
         hidden = hidden @ weights
         if index < len(genome) - 1:
             part = hidden.shape[-1] // len(_CPPN_FUNCTIONS)
-            hidden = torch.cat([f(hidden[..., j * part:(j + 1) * part]) for j, f in enumerate(_CPPN_FUNCTIONS)], -1)
+            hidden = torch.cat([f(hidden[..., j * part : (j + 1) * part]) for j, f in enumerate(_CPPN_FUNCTIONS)], -1)
     return torch.sigmoid(hidden).view(-1, size, size, 3).permute(0, 3, 1, 2)
 
 
-def fooling_images(model: torch.nn.Module, classes: Sequence[int] | torch.Tensor, *, encoding: str = "cppn",
-                   size: int = 64, popsize: int = 32, elite: int | None = None, generations: int = 200,
-                   threshold: float = 0.99, mutation: float = 0.1, hidden: int = 16, batch_size: int = 256,
-                   device: torch.device | str | None = None, generator: torch.Generator | None = None,
-                   progress: bool = False) -> FoolingResult:
+def fooling_images(
+    model: torch.nn.Module,
+    classes: Sequence[int] | torch.Tensor,
+    *,
+    encoding: str = "cppn",
+    size: int = 64,
+    popsize: int = 32,
+    elite: int | None = None,
+    generations: int = 200,
+    threshold: float = 0.99,
+    mutation: float = 0.1,
+    hidden: int = 16,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> FoolingResult:
     """Images unrecognisable to people that the model labels with high confidence (Nguyen 2015).
 
     One evolving population per class, all evaluated together (score-based: only output
@@ -208,7 +250,7 @@ def fooling_images(model: torch.nn.Module, classes: Sequence[int] | torch.Tensor
         return torch.randn(shape, generator=generator, device=device)
 
     if encoding == "cppn":
-        genome = [normal(count, popsize, a, b) * (2 / a ** 0.5) for a, b in shapes]
+        genome = [normal(count, popsize, a, b) * (2 / a**0.5) for a, b in shapes]
     else:
         genome = [torch.rand((count, popsize, 3, size, size), generator=generator, device=device)]
 
@@ -236,10 +278,12 @@ def fooling_images(model: torch.nn.Module, classes: Sequence[int] | torch.Tensor
             new = []
             for part in genome:
                 view = (-1, popsize) + (1,) * (part.dim() - 2)
-                best = part.gather(1, order[:, :elite].reshape(-1, elite, *([1] * (part.dim() - 2))).expand(
-                    -1, -1, *part.shape[2:]))
-                children = best.gather(1, parents.reshape(count, -1, *([1] * (part.dim() - 2))).expand(
-                    -1, -1, *part.shape[2:]))
+                best = part.gather(
+                    1, order[:, :elite].reshape(-1, elite, *([1] * (part.dim() - 2))).expand(-1, -1, *part.shape[2:])
+                )
+                children = best.gather(
+                    1, parents.reshape(count, -1, *([1] * (part.dim() - 2))).expand(-1, -1, *part.shape[2:])
+                )
                 if encoding == "cppn":
                     children = children + mutation * part.std() * normal(*children.shape)
                 else:
@@ -262,6 +306,8 @@ def fooling_gallery(model: torch.nn.Module, result: FoolingResult, path=None):
     from ..render import Panel, figure
 
     names = getattr(model, "labels", None)
-    panels = [Panel(image.cpu(), f"{names[int(c)] if names else int(c)}: {100 * float(p):.1f}%")
-              for image, c, p in zip(result.images, result.classes, result.confidence)]
+    panels = [
+        Panel(image.cpu(), f"{names[int(c)] if names else int(c)}: {100 * float(p):.1f}%")
+        for image, c, p in zip(result.images, result.classes, result.confidence)
+    ]
     return figure(panels, path, columns=min(len(panels), 5), panel_size=2.4)

@@ -44,12 +44,14 @@ def project_halfspace_box(point: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
     reached inside the box, the δ that gets closest (all coordinates at their box limit along w).
     """
     sign = w.sign()
-    room = torch.where(w > 0, 1 - point, point)            # how far each coordinate may move along sign(w)
+    room = torch.where(w > 0, 1 - point, point)  # how far each coordinate may move along sign(w)
     room = torch.where(w == 0, torch.zeros_like(room), room)
     need = b.clamp_min(0)
     if norm == "inf":
+
         def reach(t):
             return (w.abs() * torch.minimum(t[:, None], room)).sum(dim=1)
+
         low, high = torch.zeros_like(need), room.amax(dim=1)
         for _ in range(_BISECTION):
             middle = (low + high) / 2
@@ -78,7 +80,7 @@ def _logits_and_gradients(model, x, y, classes):
         true = logits.gather(1, y[:, None])
         differences, gradients = [], []
         for j in range(classes.shape[1]):
-            difference = logits.gather(1, classes[:, j:j + 1]) - true
+            difference = logits.gather(1, classes[:, j : j + 1]) - true
             (grad,) = torch.autograd.grad(difference.sum(), point, retain_graph=j + 1 < classes.shape[1])
             differences.append(difference.detach()[:, 0])
             gradients.append(grad.flatten(1))
@@ -125,10 +127,23 @@ def _run(model, x, y, target, norm, steps, eps, start, alpha_max, eta, beta, adv
     return best.view(shape), best_norm
 
 
-def fab(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float | None = None, *, norm: str = "inf",
-        steps: int = 100, restarts: int = 1, target: torch.Tensor | None = None, alpha_max: float = 0.1,
-        eta: float = 1.05, beta: float = 0.9, generator: torch.Generator | None = None, eval_mode: bool = True,
-        progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def fab(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float | None = None,
+    *,
+    norm: str = "inf",
+    steps: int = 100,
+    restarts: int = 1,
+    target: torch.Tensor | None = None,
+    alpha_max: float = 0.1,
+    eta: float = 1.05,
+    beta: float = 0.9,
+    generator: torch.Generator | None = None,
+    eval_mode: bool = True,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FAB (Croce & Hein 2019): the smallest L∞/L2 perturbation it finds that changes the class
     (or, with ``target``, crosses the boundary between the true class and the target).
 
@@ -167,16 +182,29 @@ def fab(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float | None
                     if norm == "2":
                         noise = noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                     start = (start + noise * radius.view(-1, 1, 1, 1)).clamp(0, 1)
-                adv, found = _run(model, x[todo], y[todo], None if target is None else target[todo], norm, steps, eps,
-                                  start, alpha_max, eta, beta, advance)
+                adv, found = _run(
+                    model,
+                    x[todo],
+                    y[todo],
+                    None if target is None else target[todo],
+                    norm,
+                    steps,
+                    eps,
+                    start,
+                    alpha_max,
+                    eta,
+                    beta,
+                    advance,
+                )
                 better = found < out_norms[todo]
                 out[todo[better]] = adv[better]
                 out_norms[todo[better]] = found[better]
     return out, out_norms
 
 
-def fab_targeted(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float | None = None, *,
-                 top: int = 9, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def fab_targeted(
+    model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float | None = None, *, top: int = 9, **options
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FAB-T as in AutoAttack: targeted FAB towards each of the ``top`` most likely wrong classes of
     the clean image in turn, keeping per image the smallest perturbation found. Returns ``(x_adv, norms)``."""
     x = x.detach()
@@ -198,21 +226,49 @@ def fab_targeted(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
 def _entry(norm: str, targeted: bool):
     def entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
         if target is not None:
-            adv, norms = fab(model, x, labels, eps, norm=norm, target=target, generator=generator, progress=progress,
-                             **options)
+            adv, norms = fab(
+                model, x, labels, eps, norm=norm, target=target, generator=generator, progress=progress, **options
+            )
         elif targeted:
-            adv, norms = fab_targeted(model, x, labels, eps, norm=norm, generator=generator, progress=progress, **options)
+            adv, norms = fab_targeted(
+                model, x, labels, eps, norm=norm, generator=generator, progress=progress, **options
+            )
         else:
             adv, norms = fab(model, x, labels, eps, norm=norm, generator=generator, progress=progress, **options)
-        if eps is not None:   # a bounded attack keeps only perturbations inside the ball
+        if eps is not None:  # a bounded attack keeps only perturbations inside the ball
             adv = torch.where((norms <= eps * (1 + 1e-6)).view(-1, 1, 1, 1), adv, x)
         return adv
+
     return entry
 
 
-ATTACKS.add("fab", _entry("inf", False), norm="linf", eps=8 / 255, deterministic=True, wraps=(fab,),
-            fixed=("norm", "target"), quick={"steps": 3})
-ATTACKS.add("fab_t", _entry("inf", True), norm="linf", eps=8 / 255, deterministic=True, wraps=(fab_targeted, fab),
-            fixed=("norm", "target"), quick={"steps": 2, "top": 2})
-ATTACKS.add("fab_l2", _entry("2", False), norm="l2", eps=0.5, deterministic=True, wraps=(fab,),
-            fixed=("norm", "target"), quick={"steps": 3})
+ATTACKS.add(
+    "fab",
+    _entry("inf", False),
+    norm="linf",
+    eps=8 / 255,
+    deterministic=True,
+    wraps=(fab,),
+    fixed=("norm", "target"),
+    quick={"steps": 3},
+)
+ATTACKS.add(
+    "fab_t",
+    _entry("inf", True),
+    norm="linf",
+    eps=8 / 255,
+    deterministic=True,
+    wraps=(fab_targeted, fab),
+    fixed=("norm", "target"),
+    quick={"steps": 2, "top": 2},
+)
+ATTACKS.add(
+    "fab_l2",
+    _entry("2", False),
+    norm="l2",
+    eps=0.5,
+    deterministic=True,
+    wraps=(fab,),
+    fixed=("norm", "target"),
+    quick={"steps": 3},
+)

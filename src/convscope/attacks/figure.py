@@ -46,12 +46,16 @@ def attack_figure(result: AttackResult, index: int = 0, path: str | Path | None 
     original = result.x[index].detach().cpu()
     adversarial = result.x_adv[index].detach().cpu()
     shown, gain = perturbation_picture(result, index)
-    before = f"{result.name_of(int(result.original_predicted[index]))} {100 * float(result.original_confidence[index]):.1f}%"
+    before = (
+        f"{result.name_of(int(result.original_predicted[index]))} {100 * float(result.original_confidence[index]):.1f}%"
+    )
     after = f"{result.name_of(int(result.predicted[index]))} {100 * float(result.confidence[index]):.1f}%"
     linf = 255 * float(result.linf[index])
-    panels = [Panel(original, f"original: {before}"),
-              Panel(shown, f"perturbation ×{gain:.0f} (L∞ {linf:.1f}/255, L2 {float(result.l2[index]):.2f})"),
-              Panel(adversarial, f"adversarial: {after}")]
+    panels = [
+        Panel(original, f"original: {before}"),
+        Panel(shown, f"perturbation ×{gain:.0f} (L∞ {linf:.1f}/255, L2 {float(result.l2[index]):.2f})"),
+        Panel(adversarial, f"adversarial: {after}"),
+    ]
     outcome = "fooled" if bool(result.success[index]) else "not fooled"
     goal = "" if result.target is None else f" → target {result.name_of(int(result.target[index]))}"
     return figure(panels, path, suptitle=f"{result.method}{goal}: {outcome}", panel_size=3.4)

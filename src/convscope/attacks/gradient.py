@@ -46,8 +46,16 @@ def _freeze(model: Model, eval_mode: bool):
     return frozen(model, eval_mode=eval_mode) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
 
 
-def fgsm(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255, *,
-         targeted: bool = False, loss_fn: str | LossFn = "ce", eval_mode: bool = True) -> torch.Tensor:
+def fgsm(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    *,
+    targeted: bool = False,
+    loss_fn: str | LossFn = "ce",
+    eval_mode: bool = True,
+) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow 2015): ``clip(x + eps * sign(∇x loss), 0, 1)``.
 
     Args:
@@ -72,10 +80,23 @@ def fgsm(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: floa
     return (x.detach() + eps * grad.sign()).clamp(0, 1)
 
 
-def pgd(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255,
-        alpha: float | None = None, steps: int = 10, random_start: bool = True, norm: str = "inf", *,
-        targeted: bool = False, restarts: int = 1, loss_fn: str | LossFn = "ce",
-        generator: torch.Generator | None = None, eval_mode: bool = True, progress: bool = False) -> torch.Tensor:
+def pgd(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    alpha: float | None = None,
+    steps: int = 10,
+    random_start: bool = True,
+    norm: str = "inf",
+    *,
+    targeted: bool = False,
+    restarts: int = 1,
+    loss_fn: str | LossFn = "ce",
+    generator: torch.Generator | None = None,
+    eval_mode: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
     """Projected gradient descent (Madry 2018) in L∞ or L2, with random start and restarts.
 
     L∞: ``x' += alpha * sign(g)``; L2: ``x' += alpha * g / ||g||``; then projection onto the
@@ -125,13 +146,24 @@ def pgd(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float
 def warn_short_budget(name: str, eps: float, alpha: float, steps: int) -> None:
     """Warn when ``steps * alpha < eps``: the attack cannot reach the edge of its own ball."""
     if steps > 0 and steps * alpha < eps * (1 - 1e-6):
-        warnings.warn(f"{name}: {steps} steps x alpha {alpha:.4g} = {steps * alpha:.4g} < eps {eps:.4g}; the attack "
-                      f"cannot reach the edge of the eps-ball (robust accuracy will be overestimated); use more steps "
-                      f"or alpha >= eps/steps (default 2.5*eps/steps)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{name}: {steps} steps x alpha {alpha:.4g} = {steps * alpha:.4g} < eps {eps:.4g}; the attack "
+            f"cannot reach the edge of the eps-ball (robust accuracy will be overestimated); use more steps "
+            f"or alpha >= eps/steps (default 2.5*eps/steps)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
-def bim(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255,
-        alpha: float = 1 / 255, steps: int | None = None, **options) -> torch.Tensor:
+def bim(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    alpha: float = 1 / 255,
+    steps: int | None = None,
+    **options,
+) -> torch.Tensor:
     """Basic iterative method / iterative FGSM (Kurakin 2017): L∞ PGD from ``x`` (no random start).
 
     ``steps`` defaults to Kurakin's ``min(eps*255 + 4, 1.25 * eps*255)``. Other options as :func:`pgd`.
@@ -161,8 +193,9 @@ def _step(x: torch.Tensor, adv: torch.Tensor, grad: torch.Tensor, eps: float, al
     return (x + delta * scale).clamp(0, 1)
 
 
-def _keep_fooling(model: Model, best: torch.Tensor | None, candidate: torch.Tensor, y: torch.Tensor,
-                  targeted: bool) -> torch.Tensor:
+def _keep_fooling(
+    model: Model, best: torch.Tensor | None, candidate: torch.Tensor, y: torch.Tensor, targeted: bool
+) -> torch.Tensor:
     """Per image, keep ``best`` where it already fools the model, else take ``candidate``."""
     if best is None:
         return candidate
@@ -178,24 +211,30 @@ def _fgsm_entry(model, x, labels, target, *, eps=None, generator=None, progress=
     return fgsm(model, x, goal, eps, targeted=target is not None, **options)
 
 
-@ATTACKS.register("bim", norm="linf", eps=8 / 255, deterministic=True, interactive=True, wraps=(bim, pgd),
-                  fixed=("random_start", "norm"),
-                  quick={"steps": 3})
+@ATTACKS.register(
+    "bim",
+    norm="linf",
+    eps=8 / 255,
+    deterministic=True,
+    interactive=True,
+    wraps=(bim, pgd),
+    fixed=("random_start", "norm"),
+    quick={"steps": 3},
+)
 def _bim_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return bim(model, x, goal, eps, targeted=target is not None, progress=progress,
-               **options)
+    return bim(model, x, goal, eps, targeted=target is not None, progress=progress, **options)
 
 
 @ATTACKS.register("pgd", norm="linf", eps=8 / 255, interactive=True, wraps=(pgd,), quick={"steps": 3})
 def _pgd_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return pgd(model, x, goal, eps, targeted=target is not None,
-               generator=generator, progress=progress, **options)
+    return pgd(model, x, goal, eps, targeted=target is not None, generator=generator, progress=progress, **options)
 
 
 @ATTACKS.register("pgd_l2", norm="l2", eps=1.0, wraps=(pgd,), fixed=("norm",), quick={"steps": 3})
 def _pgd_l2_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return pgd(model, x, goal, eps, norm="2", targeted=target is not None,
-               generator=generator, progress=progress, **options)
+    return pgd(
+        model, x, goal, eps, norm="2", targeted=target is not None, generator=generator, progress=progress, **options
+    )

@@ -67,9 +67,18 @@ class MaskingReport:
         return not all(check.passed for check in self.checks)
 
 
-def check_gradient_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
-                           eps: float = 8 / 255, *, steps: int = 20, queries: int = 500, tolerance: int = 0,
-                           seed: int = 0, warn: bool = True) -> MaskingReport:
+def check_gradient_masking(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    *,
+    steps: int = 20,
+    queries: int = 500,
+    tolerance: int = 0,
+    seed: int = 0,
+    warn: bool = True,
+) -> MaskingReport:
     """Run FGSM, PGD (``steps``), Square (``queries``), PGD at 4 × eps and unbounded PGD on
     ``x`` (N, 3, H, W) in [0, 1] and check the four expectations of the module notes.
 
@@ -107,19 +116,32 @@ def check_gradient_masking(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     total = len(x)
     report = MaskingReport(eps, {name: count / total for name, count in counts.items()})
     expectations = [
-        ("iterative beats single-step", counts["pgd"] <= counts["fgsm"] + tolerance,
-         f"PGD-{steps} leaves {counts['pgd']}/{total} correct, FGSM {counts['fgsm']}/{total}"),
-        ("white-box beats black-box", counts["pgd"] <= counts["square"] + tolerance,
-         f"PGD-{steps} leaves {counts['pgd']}/{total} correct, Square ({queries} queries) {counts['square']}/{total}"),
-        ("a larger budget is stronger", counts["pgd 4×eps"] <= counts["pgd"] + tolerance,
-         f"PGD at 4×eps leaves {counts['pgd 4×eps']}/{total} correct, at eps {counts['pgd']}/{total}"),
-        ("an unbounded attack fools everything", counts["pgd unbounded"] <= tolerance,
-         f"PGD with eps = 1 leaves {counts['pgd unbounded']}/{total} correct"),
+        (
+            "iterative beats single-step",
+            counts["pgd"] <= counts["fgsm"] + tolerance,
+            f"PGD-{steps} leaves {counts['pgd']}/{total} correct, FGSM {counts['fgsm']}/{total}",
+        ),
+        (
+            "white-box beats black-box",
+            counts["pgd"] <= counts["square"] + tolerance,
+            f"PGD-{steps} leaves {counts['pgd']}/{total} correct, Square ({queries} queries) {counts['square']}/{total}",
+        ),
+        (
+            "a larger budget is stronger",
+            counts["pgd 4×eps"] <= counts["pgd"] + tolerance,
+            f"PGD at 4×eps leaves {counts['pgd 4×eps']}/{total} correct, at eps {counts['pgd']}/{total}",
+        ),
+        (
+            "an unbounded attack fools everything",
+            counts["pgd unbounded"] <= tolerance,
+            f"PGD with eps = 1 leaves {counts['pgd unbounded']}/{total} correct",
+        ),
     ]
     report.checks = [MaskingCheck(name, passed, detail) for name, passed, detail in expectations]
     if warn:
         for check in report.checks:
             if not check.passed:
-                warnings.warn(f"possible gradient masking: {check.name} failed ({check.detail})", RuntimeWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"possible gradient masking: {check.name} failed ({check.detail})", RuntimeWarning, stacklevel=2
+                )
     return report

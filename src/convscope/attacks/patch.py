@@ -37,16 +37,23 @@ class Placement:
     centre_x: torch.Tensor
 
     @staticmethod
-    def random(count: int, scale: tuple[float, float], rotation: float, generator: torch.Generator | None,
-               device: torch.device | str = "cpu") -> Placement:
+    def random(
+        count: int,
+        scale: tuple[float, float],
+        rotation: float,
+        generator: torch.Generator | None,
+        device: torch.device | str = "cpu",
+    ) -> Placement:
         """Uniform scale in ``scale``, angle in ±``rotation`` degrees, the round patch inside the image."""
+
         def uniform(low, high):
             return low + (high - low) * torch.rand(count, generator=generator).to(device)
 
         side = uniform(*scale)
         room = 1 - side  # the circle's radius is the half side, ``scale`` in normalised units
-        return Placement(side, uniform(-rotation, rotation) * math.pi / 180,
-                         uniform(-1, 1) * room, uniform(-1, 1) * room)
+        return Placement(
+            side, uniform(-rotation, rotation) * math.pi / 180, uniform(-1, 1) * room, uniform(-1, 1) * room
+        )
 
 
 def circle_mask(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -67,8 +74,10 @@ def apply_patch(images: torch.Tensor, patch: torch.Tensor, placement: Placement)
     centre = torch.stack([placement.centre_x, placement.centre_y], dim=1)[:, :, None]
     theta = torch.cat([linear, -(linear @ centre)], dim=2).to(images.dtype)
     grid = F.affine_grid(theta, [count, 3, height, width], align_corners=False)
-    source = torch.cat([patch[None].expand(count, -1, -1, -1),
-                        circle_mask(patch.shape[-1], patch.device).expand(count, 1, -1, -1)], dim=1)
+    source = torch.cat(
+        [patch[None].expand(count, -1, -1, -1), circle_mask(patch.shape[-1], patch.device).expand(count, 1, -1, -1)],
+        dim=1,
+    )
     pasted = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     ink, mask = pasted[:, :3], pasted[:, 3:]
     return images * (1 - mask) + ink * mask
@@ -91,10 +100,20 @@ class PatchResult:
     stopped: str = "done"
 
 
-def adversarial_patch(model: torch.nn.Module, images: torch.Tensor, target: int, *, size: int = 64,
-                      scale: tuple[float, float] = (0.3, 0.45), rotation: float = 22.5, steps: int = 200,
-                      lr: float = 0.05, batch_size: int = 8, generator: torch.Generator | None = None,
-                      progress: bool = False) -> PatchResult:
+def adversarial_patch(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    target: int,
+    *,
+    size: int = 64,
+    scale: tuple[float, float] = (0.3, 0.45),
+    rotation: float = 22.5,
+    steps: int = 200,
+    lr: float = 0.05,
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> PatchResult:
     """Train a universal round patch that makes ``model`` predict ``target`` on ``images``.
 
     Args:
@@ -139,9 +158,17 @@ def adversarial_patch(model: torch.nn.Module, images: torch.Tensor, target: int,
 
 
 @torch.no_grad()
-def patch_success(model: torch.nn.Module, images: torch.Tensor, patch: torch.Tensor, target: int, *,
-                  placements: int = 8, scale: tuple[float, float] = (0.3, 0.45), rotation: float = 22.5,
-                  generator: torch.Generator | None = None) -> float:
+def patch_success(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    patch: torch.Tensor,
+    target: int,
+    *,
+    placements: int = 8,
+    scale: tuple[float, float] = (0.3, 0.45),
+    rotation: float = 22.5,
+    generator: torch.Generator | None = None,
+) -> float:
     """Fraction of (image, fresh random placement) pairs classified as ``target``: the paper's
     success rate, on images and placements not used in training."""
     images = check_images(images, "images")
@@ -160,18 +187,26 @@ TRAIN_SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")
 HELD_OUT_SAMPLES = ("camera", "coins", "hubble_deep_field", "page")
 
 
-def patch_figure(model: torch.nn.Module, images: torch.Tensor, result: PatchResult, path, *,
-                 scale: tuple[float, float] = (0.3, 0.45), rotation: float = 22.5,
-                 generator: torch.Generator | None = None):
+def patch_figure(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    result: PatchResult,
+    path,
+    *,
+    scale: tuple[float, float] = (0.3, 0.45),
+    rotation: float = 22.5,
+    generator: torch.Generator | None = None,
+):
     """The patch, then each image with the patch at a fresh random place, titled with the
     model's top-1 prediction and its probability."""
     from ..predictions import predict
     from ..render import Panel, figure
 
     with torch.no_grad():
-        patched = apply_patch(images, result.patch, Placement.random(len(images), scale, rotation, generator, images.device))
+        patched = apply_patch(
+            images, result.patch, Placement.random(len(images), scale, rotation, generator, images.device)
+        )
     panels = [Panel(result.patch * circle_mask(result.patch.shape[-1], result.patch.device)[0], "patch")]
     for image, top in zip(patched, predict(model, patched, 1)):
         panels.append(Panel(image, f"{top[0].label} {top[0].probability:.2f}"))
     return figure(panels, path, columns=min(5, len(panels)))
-

@@ -36,13 +36,34 @@ class Attack(Protocol):
 
     __name__: str
 
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
-                 /, *, eps: float | None, generator: torch.Generator | None, progress: bool,
-                 **options: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None,
+        /,
+        *,
+        eps: float | None,
+        generator: torch.Generator | None,
+        progress: bool,
+        **options: Any,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
-ATTACKS: Registry[Attack] = Registry("attack", norm=None, uses_eps=True, eps=None, deterministic=False, threat="white-box",
-                             targeted=True, interactive=False, wraps=(), fixed=(), quick={})
+ATTACKS: Registry[Attack] = Registry(
+    "attack",
+    norm=None,
+    uses_eps=True,
+    eps=None,
+    deterministic=False,
+    threat="white-box",
+    targeted=True,
+    interactive=False,
+    wraps=(),
+    fixed=(),
+    quick={},
+)
 
 #: Parameters the registry entry fills in itself (never user options).
 _SET_BY_ENTRY = {"model", "black_box", "seed", "x", "y", "eps", "targeted", "generator", "progress"}

@@ -65,19 +65,28 @@ class AttackResult:
         """One plain dict per image (for tables and JSON)."""
         rows = []
         for i in range(self.x.shape[0]):
-            rows.append({
-                "label": int(self.labels[i]), "target": None if self.target is None else int(self.target[i]),
-                "original": self.name_of(int(self.original_predicted[i])),
-                "original_confidence": float(self.original_confidence[i]),
-                "adversarial": self.name_of(int(self.predicted[i])), "confidence": float(self.confidence[i]),
-                "success": bool(self.success[i]), "linf": float(self.linf[i]), "l2": float(self.l2[i]),
-                "l0": int(self.l0[i]), "queries": None if self.queries is None else int(self.queries[i]),
-            })
+            rows.append(
+                {
+                    "label": int(self.labels[i]),
+                    "target": None if self.target is None else int(self.target[i]),
+                    "original": self.name_of(int(self.original_predicted[i])),
+                    "original_confidence": float(self.original_confidence[i]),
+                    "adversarial": self.name_of(int(self.predicted[i])),
+                    "confidence": float(self.confidence[i]),
+                    "success": bool(self.success[i]),
+                    "linf": float(self.linf[i]),
+                    "l2": float(self.l2[i]),
+                    "l0": int(self.l0[i]),
+                    "queries": None if self.queries is None else int(self.queries[i]),
+                }
+            )
         return rows
 
     def __repr__(self) -> str:
-        return (f"AttackResult(method={self.method!r}, n={self.x.shape[0]}, success_rate={self.success_rate:.2f}, "
-                f"mean_linf={float(self.linf.mean()):.4f}, mean_l2={float(self.l2.mean()):.4f}, seconds={self.seconds:.2f})")
+        return (
+            f"AttackResult(method={self.method!r}, n={self.x.shape[0]}, success_rate={self.success_rate:.2f}, "
+            f"mean_linf={float(self.linf.mean()):.4f}, mean_l2={float(self.l2.mean()):.4f}, seconds={self.seconds:.2f})"
+        )
 
 
 def distances(x: torch.Tensor, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

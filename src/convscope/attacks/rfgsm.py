@@ -18,9 +18,18 @@ from .gradient import Model, _freeze, fgsm
 from .registry import ATTACKS
 
 
-def rfgsm(model: Model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255,
-          alpha: float | None = None, *, targeted: bool = False, loss_fn: str | LossFn = "ce",
-          generator: torch.Generator | None = None, eval_mode: bool = True) -> torch.Tensor:
+def rfgsm(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    alpha: float | None = None,
+    *,
+    targeted: bool = False,
+    loss_fn: str | LossFn = "ce",
+    generator: torch.Generator | None = None,
+    eval_mode: bool = True,
+) -> torch.Tensor:
     """R+FGSM adversarial examples of ``x`` (see the module notes).
 
     Args:

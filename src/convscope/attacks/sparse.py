@@ -28,8 +28,16 @@ from .registry import ATTACKS
 MAX_FEATURES = 12288
 
 
-def jsma(model, x: torch.Tensor, target: torch.Tensor, *, gamma: float = 0.1, theta: float = 1.0,
-         eval_mode: bool = True, progress: bool = False) -> torch.Tensor:
+def jsma(
+    model,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float = 0.1,
+    theta: float = 1.0,
+    eval_mode: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
     """JSMA, increasing pairs of features (Papernot 2016, Algorithm 3).
 
     Args:
@@ -44,8 +52,10 @@ def jsma(model, x: torch.Tensor, target: torch.Tensor, *, gamma: float = 0.1, th
         raise ConvscopeError("theta must be +1 (increase features) or -1 (decrease)")
     features = x[0].numel()
     if features > MAX_FEATURES:
-        raise ConvscopeError(f"JSMA searches feature pairs (O(D²)); {features} features are too many — resize the "
-                             f"images to at most {MAX_FEATURES} values (e.g. 64×64 RGB)")
+        raise ConvscopeError(
+            f"JSMA searches feature pairs (O(D²)); {features} features are too many — resize the "
+            f"images to at most {MAX_FEATURES} values (e.g. 64×64 RGB)"
+        )
     adv = x.detach().flatten(1).clone()
     limit = 1.0 if theta > 0 else 0.0
     domain = (adv < limit) if theta > 0 else (adv > limit)
@@ -87,9 +97,22 @@ def _shrink(z: torch.Tensor, x: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.where(z - x > beta, (z - beta).clamp(max=1), torch.where(z - x < -beta, (z + beta).clamp(min=0), x))
 
 
-def ead(model, x: torch.Tensor, y: torch.Tensor | None = None, *, target: torch.Tensor | None = None,
-        beta: float = 1e-3, kappa: float = 0.0, steps: int = 100, search_steps: int = 9, initial_c: float = 1e-3,
-        lr: float = 1e-2, rule: str = "en", eval_mode: bool = True, progress: bool = False) -> torch.Tensor:
+def ead(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    target: torch.Tensor | None = None,
+    beta: float = 1e-3,
+    kappa: float = 0.0,
+    steps: int = 100,
+    search_steps: int = 9,
+    initial_c: float = 1e-3,
+    lr: float = 1e-2,
+    rule: str = "en",
+    eval_mode: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
     """EAD (Chen 2018): elastic-net regularised C&W attack solved by FISTA, binary search on ``c``.
 
     Args:
@@ -137,10 +160,13 @@ def ead(model, x: torch.Tensor, y: torch.Tensor | None = None, *, target: torch.
                     current = following
                     with torch.no_grad():
                         logits, margin = objective_parts(current)
-                    success = margin + kappa <= 0 if kappa > 0 else (logits.argmax(-1) == goal if target is not None
-                                                                      else logits.argmax(-1) != y)
+                    success = (
+                        margin + kappa <= 0
+                        if kappa > 0
+                        else (logits.argmax(-1) == goal if target is not None else logits.argmax(-1) != y)
+                    )
                     delta = (current - x).flatten(1)
-                    distance = delta.abs().sum(1) if rule == "l1" else beta * delta.abs().sum(1) + (delta ** 2).sum(1)
+                    distance = delta.abs().sum(1) if rule == "l1" else beta * delta.abs().sum(1) + (delta**2).sum(1)
                     better = success & (distance < best_distance)
                     best = torch.where(better.view(view), current, best)
                     best_distance = torch.where(better, distance, best_distance)
@@ -155,14 +181,15 @@ def ead(model, x: torch.Tensor, y: torch.Tensor | None = None, *, target: torch.
 
 @ATTACKS.register("jsma", norm="l0", uses_eps=False, deterministic=True, wraps=(jsma,), quick={"gamma": 0.02})
 def _jsma_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
-    if target is None:   # untargeted: the likeliest wrong class
+    if target is None:  # untargeted: the likeliest wrong class
         with torch.no_grad():
             logits = model(x).masked_fill(F.one_hot(labels, model(x[:1]).shape[-1]).bool(), float("-inf"))
         target = logits.argmax(-1)
     return jsma(model, x, target, progress=progress, **options)
 
 
-@ATTACKS.register("ead", norm="l1", uses_eps=False, deterministic=True, wraps=(ead,),
-                  quick={"steps": 5, "search_steps": 2})
+@ATTACKS.register(
+    "ead", norm="l1", uses_eps=False, deterministic=True, wraps=(ead,), quick={"steps": 5, "search_steps": 2}
+)
 def _ead_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     return ead(model, x, labels, target=target, progress=progress, **options)

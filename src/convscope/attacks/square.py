@@ -22,9 +22,18 @@ from .registry import ATTACKS
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def square(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8 / 255, *,
-           queries: int = 5000, p_init: float = 0.8, targeted: bool = False, generator: torch.Generator | None = None,
-           progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def square(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 8 / 255,
+    *,
+    queries: int = 5000,
+    p_init: float = 0.8,
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Square attack in the L∞ ball of radius ``eps``.
 
     Args:
@@ -87,5 +96,4 @@ def square(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = Non
 @ATTACKS.register("square", norm="linf", eps=8 / 255, threat="black-box", wraps=(square,), quick={"queries": 20})
 def _square_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
     goal = labels if target is None else target
-    return square(model, x, goal, eps, targeted=target is not None, generator=generator,
-                  progress=progress, **options)
+    return square(model, x, goal, eps, targeted=target is not None, generator=generator, progress=progress, **options)

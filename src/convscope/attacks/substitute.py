@@ -40,14 +40,34 @@ class SubstituteResult:
 
 def small_substitute(classes: int) -> nn.Module:
     """A small CNN substitute (two conv blocks and a linear head), any input size."""
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(64 * 16, classes),
+    )
 
 
-def substitute_attack(black_box: nn.Module, seed: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
-                      substitute: nn.Module | None = None, *, eps: float = 8 / 255, rounds: int = 3,
-                      step: float = 0.1, epochs: int = 10, lr: float = 1e-3, craft: str = "fgsm",
-                      generator: torch.Generator | None = None, progress: bool = False) -> SubstituteResult:
+def substitute_attack(
+    black_box: nn.Module,
+    seed: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    substitute: nn.Module | None = None,
+    *,
+    eps: float = 8 / 255,
+    rounds: int = 3,
+    step: float = 0.1,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    craft: str = "fgsm",
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> SubstituteResult:
     """Train a substitute from label queries, craft on it, transfer to the black box.
 
     Args:
@@ -90,7 +110,7 @@ def substitute_attack(black_box: nn.Module, seed: torch.Tensor, x: torch.Tensor,
             for _ in range(epochs):
                 order = torch.randperm(data.shape[0], generator=generator, device=data.device)
                 for start in range(0, data.shape[0], 32):
-                    batch = order[start:start + 32]
+                    batch = order[start : start + 32]
                     optimizer.zero_grad()
                     F.cross_entropy(model(data[batch]), labels[batch]).backward()
                     optimizer.step()
@@ -113,15 +133,22 @@ def substitute_attack(black_box: nn.Module, seed: torch.Tensor, x: torch.Tensor,
     return SubstituteResult(x_adv, model, queries, oracle(x_adv) != y, agreement)
 
 
-@ATTACKS.register("substitute", norm="linf", eps=8 / 255, threat="black-box", targeted=False,
-                  wraps=(substitute_attack,), quick={"rounds": 1, "epochs": 2})
-def _substitute_entry(model, x, labels, target, *, eps=None, generator=None, progress=False, seed_images=None,
-                      **options):
+@ATTACKS.register(
+    "substitute",
+    norm="linf",
+    eps=8 / 255,
+    threat="black-box",
+    targeted=False,
+    wraps=(substitute_attack,),
+    quick={"rounds": 1, "epochs": 2},
+)
+def _substitute_entry(
+    model, x, labels, target, *, eps=None, generator=None, progress=False, seed_images=None, **options
+):
     """Registry form: the seed set defaults to the attacked batch itself; queries are spread per image."""
     if target is not None:
         raise ConvscopeError("the substitute attack here is untargeted: drop --target")
     seed = x if seed_images is None else seed_images.to(x.device)
-    result = substitute_attack(model, seed, x, labels, eps=eps, generator=generator,
-                               progress=progress, **options)
+    result = substitute_attack(model, seed, x, labels, eps=eps, generator=generator, progress=progress, **options)
     per_image = torch.full((x.shape[0],), -(-result.queries // x.shape[0]) + 1, dtype=torch.long, device=x.device)
     return result.x_adv, per_image

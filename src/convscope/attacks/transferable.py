@@ -39,23 +39,41 @@ def gaussian_kernel(size: int) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def diverse_input(x: torch.Tensor, probability: float, generator: torch.Generator | None, low: float = 0.9) -> torch.Tensor:
+def diverse_input(
+    x: torch.Tensor, probability: float, generator: torch.Generator | None, low: float = 0.9
+) -> torch.Tensor:
     """DI's transform: with ``probability`` shrink to a random side in [low·H, H) and pad back at a random offset."""
     height, width = x.shape[-2:]
     if float(torch.rand((), generator=generator, device=x.device)) >= probability:
         return x
     smallest = max(int(math.floor(low * min(height, width))), 1)
-    side = int(torch.randint(smallest, min(height, width), (1,), generator=generator, device=x.device)) if smallest < min(height, width) else smallest
+    side = (
+        int(torch.randint(smallest, min(height, width), (1,), generator=generator, device=x.device))
+        if smallest < min(height, width)
+        else smallest
+    )
     shrunk = F.interpolate(x, size=(side, side), mode="nearest")
     top = int(torch.randint(0, height - side + 1, (1,), generator=generator, device=x.device))
     left = int(torch.randint(0, width - side + 1, (1,), generator=generator, device=x.device))
     return F.pad(shrunk, (left, width - side - left, top, height - side - top))
 
 
-def transfer_fgsm(model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 16 / 255, *, steps: int = 10,
-                  alpha: float | None = None, momentum: float = 1.0, diversity: float = 0.0, kernel: int | None = None,
-                  targeted: bool = False, generator: torch.Generator | None = None, eval_mode: bool = True,
-                  progress: bool = False) -> torch.Tensor:
+def transfer_fgsm(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    eps: float = 16 / 255,
+    *,
+    steps: int = 10,
+    alpha: float | None = None,
+    momentum: float = 1.0,
+    diversity: float = 0.0,
+    kernel: int | None = None,
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+    eval_mode: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
     """Iterative FGSM with momentum (MI), input diversity (DI) and/or a smoothed gradient (TI).
 
     Args:
@@ -99,8 +117,10 @@ def _entry(momentum: float, diversity: float, kernel: int | None):
     def entry(model, x, labels, target, *, eps=None, generator=None, progress=False, **options):
         options = {"momentum": momentum, "diversity": diversity, "kernel": kernel, **options}
         goal = labels if target is None else target
-        return transfer_fgsm(model, x, goal, eps, targeted=target is not None, generator=generator, progress=progress,
-                             **options)
+        return transfer_fgsm(
+            model, x, goal, eps, targeted=target is not None, generator=generator, progress=progress, **options
+        )
+
     return entry
 
 
@@ -122,7 +142,9 @@ class TransferMatrix:
     eps: float
 
     def rows(self) -> list[dict]:
-        return [{"source": s, **{t: self.rate[i][j] for j, t in enumerate(self.names)}} for i, s in enumerate(self.names)]
+        return [
+            {"source": s, **{t: self.rate[i][j] for j, t in enumerate(self.names)}} for i, s in enumerate(self.names)
+        ]
 
     def write_csv(self, path) -> None:
         import csv
@@ -145,7 +167,9 @@ class TransferMatrix:
         for i in range(k):
             for j in range(k):
                 value = self.rate[i][j]
-                axis.text(j, i, f"{100 * value:.0f}%", ha="center", va="center", color="black" if value > 0.6 else "white")
+                axis.text(
+                    j, i, f"{100 * value:.0f}%", ha="center", va="center", color="black" if value > 0.6 else "white"
+                )
         axis.set_xticks(range(k), self.names, rotation=30, ha="right")
         axis.set_yticks(range(k), self.names)
         axis.set_xlabel("target (evaluated)")
@@ -157,8 +181,15 @@ class TransferMatrix:
         plt.close(figure)
 
 
-def transfer_matrix(models: Mapping[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
-                    method: str = "mi_fgsm", eps: float = 16 / 255, seed: int = 0, **options) -> TransferMatrix:
+def transfer_matrix(
+    models: Mapping[str, torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str = "mi_fgsm",
+    eps: float = 16 / 255,
+    seed: int = 0,
+    **options,
+) -> TransferMatrix:
     """Attack ``x`` on every model with ``method`` and evaluate every model on every result.
 
     ``y`` are the true labels (needed: the models disagree on predictions). Returns :class:`TransferMatrix`.

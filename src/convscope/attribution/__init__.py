@@ -55,8 +55,15 @@ def method_options(method: str) -> list[str]:
     return list(inspect.signature(METHODS.get(method)).parameters)[3:]
 
 
-def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, method: str = "gradcam",
-              layer: str | None = None, smooth: bool | dict = False, **options) -> torch.Tensor:
+def attribute(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    method: str = "gradcam",
+    layer: str | None = None,
+    smooth: bool | dict = False,
+    **options,
+) -> torch.Tensor:
     """Attribution map of ``target`` for every image of ``x`` by the registered ``method``.
 
     Args:
@@ -99,7 +106,36 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, target: Target = None, me
         return function(model, x, target, **options)
 
 
-__all__ = ["METHODS", "STOCHASTIC", "ablationcam", "deeplift", "gradient_shap", "kernel_shap", "lime", "attribute", "cam", "eigencam", "fullgrad", "hirescam", "layercam",
-           "scorecam", "xgradcam", "deconvnet", "display_mode", "gradcam", "gradcam_pp",
-           "guided_backprop", "guided_gradcam", "input_x_gradient", "integrated_gradients", "method_options",
-           "occlusion", "quick_options", "rectifier_rule", "saliency", "smooth_method", "smoothgrad", "smoothgrad_sq"]
+__all__ = [
+    "METHODS",
+    "STOCHASTIC",
+    "ablationcam",
+    "deeplift",
+    "gradient_shap",
+    "kernel_shap",
+    "lime",
+    "attribute",
+    "cam",
+    "eigencam",
+    "fullgrad",
+    "hirescam",
+    "layercam",
+    "scorecam",
+    "xgradcam",
+    "deconvnet",
+    "display_mode",
+    "gradcam",
+    "gradcam_pp",
+    "guided_backprop",
+    "guided_gradcam",
+    "input_x_gradient",
+    "integrated_gradients",
+    "method_options",
+    "occlusion",
+    "quick_options",
+    "rectifier_rule",
+    "saliency",
+    "smooth_method",
+    "smoothgrad",
+    "smoothgrad_sq",
+]

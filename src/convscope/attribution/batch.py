@@ -52,8 +52,19 @@ def mean_interval(total: float, squares: float, count: int, level: float = 0.95)
 class ExplainReduction(Reduction):
     """Writes one ``.npz`` of maps and one index part per batch; the state counts images."""
 
-    def __init__(self, model, method: str, out: str | Path, target: str = "predicted", layer: str | None = None,
-                 overlays: bool = False, seed: int = 0, metrics=(), metric_steps: int = 16, **options):
+    def __init__(
+        self,
+        model,
+        method: str,
+        out: str | Path,
+        target: str = "predicted",
+        layer: str | None = None,
+        overlays: bool = False,
+        seed: int = 0,
+        metrics=(),
+        metric_steps: int = 16,
+        **options,
+    ):
         if target not in TARGETS:
             raise ConvscopeError(f"batch explain --target takes {' | '.join(TARGETS)} (per image), got {target!r}")
         from . import method_options
@@ -70,8 +81,16 @@ class ExplainReduction(Reduction):
             raise ConvscopeError(f"{self.method} takes no --layer")
 
     def key(self) -> dict:
-        return {"method": self.method, "target": self.target, "layer": self.layer, "seed": self.seed,
-                "options": self.options, "metrics": list(self.metrics), "metric_steps": self.metric_steps, "model": getattr(self.model, "name", type(self.model).__name__)}
+        return {
+            "method": self.method,
+            "target": self.target,
+            "layer": self.layer,
+            "seed": self.seed,
+            "options": self.options,
+            "metrics": list(self.metrics),
+            "metric_steps": self.metric_steps,
+            "model": getattr(self.model, "name", type(self.model).__name__),
+        }
 
     def prepare(self, device) -> None:
         if device is not None:
@@ -118,9 +137,19 @@ class ExplainReduction(Reduction):
         text = io.StringIO()
         writer = csv.writer(text)
         for row, (image_id, label, target) in enumerate(zip(batch.ids, batch.labels.tolist(), targets.tolist())):
-            writer.writerow([image_id, "" if label < 0 else label, target, labels[target] if labels else "",
-                             f"{float(probabilities[row]):.6f}", f"{float(scores[row]):.6f}", f"maps/{name}.npz", row,
-                             *[f"{float(aucs[m][row]):.6f}" for m in self.metrics]])
+            writer.writerow(
+                [
+                    image_id,
+                    "" if label < 0 else label,
+                    target,
+                    labels[target] if labels else "",
+                    f"{float(probabilities[row]):.6f}",
+                    f"{float(scores[row]):.6f}",
+                    f"maps/{name}.npz",
+                    row,
+                    *[f"{float(aucs[m][row]):.6f}" for m in self.metrics],
+                ]
+            )
             if self.overlays:
                 from ..render import overlay
 
@@ -158,12 +187,29 @@ def _atomic_npz(path: Path, **arrays) -> None:
     os.replace(temporary, path)
 
 
-def explain_dataset(model, data, method: str = "gradcam", out: str | Path = "explanations", target: str = "predicted",
-                    layer: str | None = None, overlays: bool = False, seed: int = 0, batch_size: int = 16,
-                    size: int | None = None, preprocess: str = "crop", strict: bool = False,
-                    resume: bool = True, engine: str = "local", address: str | None = None,
-                    workers: int | None = None, label_file=None, progress: bool = False, metrics=(),
-                    metric_steps: int = 16, **options):
+def explain_dataset(
+    model,
+    data,
+    method: str = "gradcam",
+    out: str | Path = "explanations",
+    target: str = "predicted",
+    layer: str | None = None,
+    overlays: bool = False,
+    seed: int = 0,
+    batch_size: int = 16,
+    size: int | None = None,
+    preprocess: str = "crop",
+    strict: bool = False,
+    resume: bool = True,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    label_file=None,
+    progress: bool = False,
+    metrics=(),
+    metric_steps: int = 16,
+    **options,
+):
     """Explain every image of ``data`` with ``method`` and write maps + ``index.csv`` under ``out``.
 
     ``resume`` keeps per-shard records in ``out/.shards`` so the same call continues an
@@ -178,12 +224,26 @@ def explain_dataset(model, data, method: str = "gradcam", out: str | Path = "exp
     if out.exists() and not out.is_dir():
         raise ConvscopeError(f"--out {out} is a file; batch explain writes a folder")
     reduction = ExplainReduction(model, method, out, target, layer, overlays, seed, metrics, metric_steps, **options)
-    dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
-                           labels=getattr(model, "labels", None), label_file=label_file)
+    dataset = open_dataset(
+        data,
+        size or getattr(model, "input_size", 224),
+        preprocess,
+        labels=getattr(model, "labels", None),
+        label_file=label_file,
+    )
     with progress_bar(len(dataset), f"explain {reduction.method}", progress, interrupted=None) as advance:
-        reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict,
-                                 out / ".shards" if resume else None, engine=engine, address=address,
-                                 progress=lambda n: advance(n))
+        reduced = reduce_dataset(
+            reduction,
+            dataset,
+            batch_size,
+            model_device(model),
+            workers,
+            strict,
+            out / ".shards" if resume else None,
+            engine=engine,
+            address=address,
+            progress=lambda n: advance(n),
+        )
     reduced.summary = reduction.summary(reduced.state)
     return reduction.finish(-(-len(dataset) // batch_size)), reduced
 
@@ -196,8 +256,16 @@ class SanityReduction(Reduction):
     models); the targets are each image's prediction (or label with ``target="label"``).
     """
 
-    def __init__(self, model, methods, scheme: str = "cascading", seed: int = 0, target: str = "predicted",
-                 options: dict | None = None, groups=None):
+    def __init__(
+        self,
+        model,
+        methods,
+        scheme: str = "cascading",
+        seed: int = 0,
+        target: str = "predicted",
+        options: dict | None = None,
+        groups=None,
+    ):
         from .sanity import randomization_groups
 
         if target not in TARGETS:
@@ -207,8 +275,15 @@ class SanityReduction(Reduction):
         self.groups = list(groups) if groups is not None else list(randomization_groups(model))
 
     def key(self) -> dict:
-        return {"methods": self.methods, "scheme": self.scheme, "seed": self.seed, "target": self.target,
-                "options": self.options, "groups": self.groups, "model": getattr(self.model, "name", type(self.model).__name__)}
+        return {
+            "methods": self.methods,
+            "scheme": self.scheme,
+            "seed": self.seed,
+            "target": self.target,
+            "options": self.options,
+            "groups": self.groups,
+            "model": getattr(self.model, "name", type(self.model).__name__),
+        }
 
     def prepare(self, device) -> None:
         if device is not None:
@@ -228,13 +303,22 @@ class SanityReduction(Reduction):
                 predicted = self.model(x).argmax(-1)
             given = batch.labels.to(device)
             target = torch.where(given >= 0, given, predicted)
-        result = sanity_check(self.model, x, target, self.methods, self.scheme, self.groups, seed=self.seed,
-                              options=self.options, progress=False)
+        result = sanity_check(
+            self.model,
+            x,
+            target,
+            self.methods,
+            self.scheme,
+            self.groups,
+            seed=self.seed,
+            options=self.options,
+            progress=False,
+        )
         self.step_names = list(result.steps)
         for name, values in (("spearman", result.spearman), ("ssim", result.ssim)):
             values = torch.from_numpy(np.nan_to_num(values.astype(np.float64)))
             state[f"{name}_sum"] = state.get(f"{name}_sum", 0) + values.sum(-1)
-            state[f"{name}_squares"] = state.get(f"{name}_squares", 0) + (values ** 2).sum(-1)
+            state[f"{name}_squares"] = state.get(f"{name}_squares", 0) + (values**2).sum(-1)
         state["images"] += x.shape[0]
 
     def merge(self, total: dict, part: dict) -> dict:
@@ -253,10 +337,25 @@ class SanityReduction(Reduction):
         return rows
 
 
-def sanity_dataset(model, data, methods=("saliency", "gradcam"), scheme: str = "cascading", seed: int = 0,
-                   target: str = "predicted", options: dict | None = None, batch_size: int = 8, size: int | None = None,
-                   preprocess: str = "crop", strict: bool = False, workers: int | None = None, engine: str = "local",
-                   address: str | None = None, label_file=None, progress: bool = False, groups=None):
+def sanity_dataset(
+    model,
+    data,
+    methods=("saliency", "gradcam"),
+    scheme: str = "cascading",
+    seed: int = 0,
+    target: str = "predicted",
+    options: dict | None = None,
+    batch_size: int = 8,
+    size: int | None = None,
+    preprocess: str = "crop",
+    strict: bool = False,
+    workers: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    label_file=None,
+    progress: bool = False,
+    groups=None,
+):
     """:func:`~convscope.attribution.sanity.sanity_check` over a dataset, streamed: mean Spearman / SSIM
     per method and randomization step with 95 % confidence intervals over the images.
 
@@ -267,11 +366,26 @@ def sanity_dataset(model, data, methods=("saliency", "gradcam"), scheme: str = "
     from ..data import open_dataset, reduce_dataset
 
     reduction = SanityReduction(model, methods, scheme, seed, target, options, groups)
-    dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
-                           labels=getattr(model, "labels", None), label_file=label_file)
+    dataset = open_dataset(
+        data,
+        size or getattr(model, "input_size", 224),
+        preprocess,
+        labels=getattr(model, "labels", None),
+        label_file=label_file,
+    )
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("sanity", total=len(dataset))
-        reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict, None,
-                                 engine=engine, address=address, progress=lambda n: bar.advance(task, n))
+        reduced = reduce_dataset(
+            reduction,
+            dataset,
+            batch_size,
+            model_device(model),
+            workers,
+            strict,
+            None,
+            engine=engine,
+            address=address,
+            progress=lambda n: bar.advance(task, n),
+        )
     names = list(getattr(reduction, "step_names", None) or reduction.groups)
     return reduction.rows(reduced.state), names, reduced

@@ -66,8 +66,15 @@ def _finish(heat: torch.Tensor, x: torch.Tensor, relu: bool, interpolation: str)
 
 
 @METHODS.register(kind="cam", display="minmax")
-def gradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
-            interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
+def gradcam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    relu: bool = True,
+    interpolation: str = "bilinear",
+    objective: str = "logit",
+) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017): ``relu(sum_c w_c A_c)`` with ``w_c`` = spatial mean of dy/dA_c.
 
     Equals captum ``LayerGradCam(relu_attributions=True)`` upsampled bilinearly, and
@@ -83,8 +90,15 @@ def gradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
 
 
 @METHODS.register(kind="cam", display="minmax")
-def gradcam_pp(model, x, target=None, layer: str | None = None, relu: bool = True,
-               interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
+def gradcam_pp(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    relu: bool = True,
+    interpolation: str = "bilinear",
+    objective: str = "logit",
+) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018), closed form with the exponential-score shortcut.
 
     ``alpha = g^2 / (2 g^2 + sum_ab(A) g^3 + 1e-6)`` (0 where g = 0), ``w_c = sum_ab relu(g) alpha``,
@@ -102,14 +116,17 @@ def gradcam_pp(model, x, target=None, layer: str | None = None, relu: bool = Tru
 def _classifier_head(model: nn.Module, classes: int) -> nn.Linear:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == classes]
     if not linears:
-        raise ConvscopeError("CAM needs a network ending in global average pooling + nn.Linear; "
-                             "this one has no final Linear layer (use method='gradcam')")
+        raise ConvscopeError(
+            "CAM needs a network ending in global average pooling + nn.Linear; "
+            "this one has no final Linear layer (use method='gradcam')"
+        )
     return linears[-1]
 
 
 @METHODS.register(kind="cam", display="minmax")
-def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
-        interpolation: str = "bilinear") -> torch.Tensor:
+def cam(
+    model, x, target=None, layer: str | None = None, relu: bool = False, interpolation: str = "bilinear"
+) -> torch.Tensor:
     """Class activation mapping (Zhou et al. 2016): ``M_c = sum_k W[c, k] A_k`` from the last Linear's weights.
 
     Only for networks whose logits are ``Linear(global average pool(A))`` of the CAM layer;
@@ -123,12 +140,16 @@ def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
     activations = seen[layer]
     head = _classifier_head(model, logits.shape[-1])
     if activations.ndim != 4 or activations.shape[1] != head.in_features:
-        raise ConvscopeError(f"CAM: layer {layer!r} has shape {tuple(activations.shape[1:])} but the last Linear "
-                             f"takes {head.in_features} features; the head is not GAP + Linear (use method='gradcam')")
+        raise ConvscopeError(
+            f"CAM: layer {layer!r} has shape {tuple(activations.shape[1:])} but the last Linear "
+            f"takes {head.in_features} features; the head is not GAP + Linear (use method='gradcam')"
+        )
     pooled = head(activations.mean(dim=(2, 3)))
     if not torch.allclose(pooled, logits, rtol=1e-3, atol=1e-3 * logits.abs().max().item() + 1e-5):
-        raise ConvscopeError(f"CAM: the logits are not Linear(global average pool({layer})); "
-                             "the head is not GAP + Linear (use method='gradcam')")
+        raise ConvscopeError(
+            f"CAM: the logits are not Linear(global average pool({layer})); "
+            "the head is not GAP + Linear (use method='gradcam')"
+        )
     if callable(target) and not isinstance(target, torch.Tensor):
         raise ConvscopeError("CAM explains a class: give a class id or name, not a callable")
     from ..targets import resolve_target
@@ -139,8 +160,15 @@ def cam(model, x, target=None, layer: str | None = None, relu: bool = False,
 
 
 @METHODS.register(kind="cam")
-def guided_gradcam(model, x, target=None, layer: str | None = None, interpolation: str = "bilinear",
-                   channels: str | None = None, objective: str = "logit") -> torch.Tensor:
+def guided_gradcam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    interpolation: str = "bilinear",
+    channels: str | None = None,
+    objective: str = "logit",
+) -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled Grad-CAM (with ReLU).
 
     Per channel (N, 3, H, W). The paper upsamples bilinearly; captum ``GuidedGradCam``

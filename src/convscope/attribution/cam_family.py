@@ -33,8 +33,15 @@ from .registry import METHODS
 
 
 @METHODS.register(kind="cam", display="minmax")
-def hirescam(model, x, target=None, layer: str | None = None, relu: bool = True,
-             interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
+def hirescam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    relu: bool = True,
+    interpolation: str = "bilinear",
+    objective: str = "logit",
+) -> torch.Tensor:
     """HiResCAM (Draelos & Carin 2020): ``sum_c dy/dA_c ⊙ A_c``, the gradient kept per position.
 
     Where Grad-CAM averages the gradient over the map first, HiResCAM multiplies element-wise,
@@ -48,8 +55,16 @@ def hirescam(model, x, target=None, layer: str | None = None, relu: bool = True,
 
 
 @METHODS.register(kind="cam", display="minmax")
-def xgradcam(model, x, target=None, layer: str | None = None, relu: bool = True,
-             interpolation: str = "bilinear", objective: str = "logit", eps: float = 1e-7) -> torch.Tensor:
+def xgradcam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    relu: bool = True,
+    interpolation: str = "bilinear",
+    objective: str = "logit",
+    eps: float = 1e-7,
+) -> torch.Tensor:
     """XGrad-CAM (Fu et al. 2020): ``w_c = sum_ab (A_c(a,b) / sum_ab A_c) dy/dA_c(a,b)``.
 
     The paper's axiom-derived weights (sensitivity and conservation) for ReLU feature maps;
@@ -74,8 +89,16 @@ def _layer_list(model, layer, size: int) -> list[str]:
 
 
 @METHODS.register(kind="cam", display="minmax")
-def layercam(model, x, target=None, layer: str | Sequence[str] | None = None, relu: bool = True,
-             gamma: float = 2.0, interpolation: str = "bilinear", objective: str = "logit") -> torch.Tensor:
+def layercam(
+    model,
+    x,
+    target=None,
+    layer: str | Sequence[str] | None = None,
+    relu: bool = True,
+    gamma: float = 2.0,
+    interpolation: str = "bilinear",
+    objective: str = "logit",
+) -> torch.Tensor:
     """LayerCAM (Jiang et al. 2021): ``relu(sum_c relu(dy/dA_c) ⊙ A_c)`` per position, at any depth.
 
     ``layer`` may name several layers (``"blocks.3,blocks.5,bn2"`` or a list): one backward
@@ -90,8 +113,9 @@ def layercam(model, x, target=None, layer: str | Sequence[str] | None = None, re
         score = objective_score(model, x.detach(), target, objective)
         for name in layers:
             if seen[name].ndim != 4:
-                raise ConvscopeError(f"layer {name!r} has output shape {tuple(seen[name].shape)}; "
-                                     "CAM needs (N, C, h, w)")
+                raise ConvscopeError(
+                    f"layer {name!r} has output shape {tuple(seen[name].shape)}; CAM needs (N, C, h, w)"
+                )
         score.sum().backward()
         maps = []
         for name in layers:
@@ -122,9 +146,16 @@ def _scores(model, images: torch.Tensor, ids, labels) -> torch.Tensor:
 
 
 @METHODS.register(kind="cam", display="minmax", quick={"top_channels": 64})
-def scorecam(model, x, target=None, layer: str | None = None, batch_size: int = 64,
-             top_channels: int | None = None, interpolation: str = "bilinear",
-             mask_align_corners: bool = False) -> torch.Tensor:
+def scorecam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    batch_size: int = 64,
+    top_channels: int | None = None,
+    interpolation: str = "bilinear",
+    mask_align_corners: bool = False,
+) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020): channel weights from the scores of the image masked by each map.
 
     Each channel is upsampled (bilinear) to the input, min-max scaled to [0, 1] and multiplied
@@ -159,11 +190,12 @@ def scorecam(model, x, target=None, layer: str | None = None, batch_size: int = 
     size = tuple(x.shape[-2:])
     with torch.no_grad():
         for start in range(0, len(pairs), max(1, batch_size)):
-            part = pairs[start:start + batch_size]
+            part = pairs[start : start + batch_size]
             rows = torch.tensor([n for n, _ in part], device=x.device)
             cols = torch.tensor([c for _, c in part], device=x.device)
-            masks = F.interpolate(activations[rows, cols][:, None], size=size, mode="bilinear",
-                                  align_corners=mask_align_corners)
+            masks = F.interpolate(
+                activations[rows, cols][:, None], size=size, mode="bilinear", align_corners=mask_align_corners
+            )
             low = masks.flatten(1).amin(dim=1).view(-1, 1, 1, 1)
             high = masks.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
             masks = (masks - low) / (high - low + 1e-8)
@@ -181,8 +213,15 @@ def _replace_output(module: torch.nn.Module, make):
 
 
 @METHODS.register(kind="cam", display="minmax")
-def ablationcam(model, x, target=None, layer: str | None = None, batch_size: int = 64, relu: bool = True,
-                interpolation: str = "bilinear") -> torch.Tensor:
+def ablationcam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    batch_size: int = 64,
+    relu: bool = True,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
     """Ablation-CAM (Desai & Ramaswamy 2020): ``w_k = (y - y_k) / y`` with ``y_k`` the class logit
     when channel k of the layer is set to 0 (the paper's ablation), map ``relu(sum_k w_k A_k)``.
 
@@ -204,13 +243,13 @@ def ablationcam(model, x, target=None, layer: str | None = None, batch_size: int
         clean = _scores(model, x, ids, labels)
         drops = torch.empty(count, channels, device=x.device, dtype=x.dtype)
         for n in range(count):
-            target_n = ids[n:n + 1] if isinstance(ids, torch.Tensor) else ids
+            target_n = ids[n : n + 1] if isinstance(ids, torch.Tensor) else ids
             for start in range(0, channels, max(1, batch_size)):
                 part = torch.arange(start, min(start + batch_size, channels), device=x.device)
-                ablated = activations[n:n + 1].repeat(len(part), 1, 1, 1)
+                ablated = activations[n : n + 1].repeat(len(part), 1, 1, 1)
                 ablated[torch.arange(len(part)), part] = 0
                 targets = target_n.expand(len(part)) if isinstance(ids, torch.Tensor) else ids
-                drops[n, part] = _ablated_scores(model, module, x[n:n + 1], ablated, targets, labels)
+                drops[n, part] = _ablated_scores(model, module, x[n : n + 1], ablated, targets, labels)
     weights = ((clean[:, None] - drops) / clean[:, None])[:, :, None, None]
     return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
 
@@ -230,8 +269,15 @@ def _ablated_scores(model, module, image, ablated, targets, labels) -> torch.Ten
 
 
 @METHODS.register(kind="cam", display="minmax")
-def eigencam(model, x, target=None, layer: str | None = None, center: bool = False, relu: bool = True,
-             interpolation: str = "bilinear") -> torch.Tensor:
+def eigencam(
+    model,
+    x,
+    target=None,
+    layer: str | None = None,
+    center: bool = False,
+    relu: bool = True,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020): the layer's activations projected on their first
     principal direction, ``A V_1`` with ``A`` the (h w, C) activation matrix and ``V_1`` its
     first right singular vector (one batched SVD). Class-agnostic: ``target`` is ignored.
@@ -250,8 +296,9 @@ def eigencam(model, x, target=None, layer: str | None = None, center: bool = Fal
     _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
     projection = matrix @ vh[:, 0, :, None]  # (N, hw, 1)
     total = activations.sum(dim=1).flatten(1).double()
-    agreement = ((projection[..., 0] - projection[..., 0].mean(1, keepdim=True))
-                 * (total - total.mean(1, keepdim=True))).sum(dim=1)
+    agreement = (
+        (projection[..., 0] - projection[..., 0].mean(1, keepdim=True)) * (total - total.mean(1, keepdim=True))
+    ).sum(dim=1)
     projection = projection * torch.where(agreement < 0, -1.0, 1.0).to(projection)[:, None, None]
     heat = projection.to(x.dtype).view(count, 1, height, width)
     return _finish(heat, x, relu, interpolation)

@@ -50,8 +50,16 @@ def pixel_order(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return heat.flatten(1).argsort(dim=1, descending=True, stable=True)
 
 
-def causal_curve(model, x: torch.Tensor, heat: torch.Tensor, target=None, kind: str = "deletion", steps: int = 32,
-                 batch_size: int = 33, blur_sigma: float = 5.0) -> Curve:
+def causal_curve(
+    model,
+    x: torch.Tensor,
+    heat: torch.Tensor,
+    target=None,
+    kind: str = "deletion",
+    steps: int = 32,
+    batch_size: int = 33,
+    blur_sigma: float = 5.0,
+) -> Curve:
     """Deletion or insertion curve of ``heat`` (N, 1|3, h, w) for ``x`` (N, 3, H, W).
 
     Args:
@@ -81,14 +89,14 @@ def causal_curve(model, x: torch.Tensor, heat: torch.Tensor, target=None, kind: 
             rank = torch.empty(total, dtype=torch.long, device=x.device)
             rank[order[index]] = torch.arange(total, device=x.device)
             for first in range(0, steps + 1, batch_size):
-                chosen = torch.tensor(counts[first:first + batch_size], device=x.device)
+                chosen = torch.tensor(counts[first : first + batch_size], device=x.device)
                 mask = (rank[None] < chosen[:, None]).view(-1, 1, height, width).to(x.dtype)
-                images = start[index:index + 1] * (1 - mask) + finish[index:index + 1] * mask
+                images = start[index : index + 1] * (1 - mask) + finish[index : index + 1] * mask
                 probabilities = model(images).softmax(dim=-1)
                 target_here = ids[index] if isinstance(ids, torch.Tensor) else None
                 if target_here is None:
                     raise ConvscopeError("deletion/insertion needs class targets, not a callable")
-                scores[index, first:first + len(chosen)] = probabilities[:, target_here].cpu()
+                scores[index, first : first + len(chosen)] = probabilities[:, target_here].cpu()
     fractions = torch.tensor(counts, dtype=torch.float32) / total
     auc = torch.trapezoid(scores, fractions, dim=1)
     return Curve(kind, fractions, scores, auc)

@@ -54,10 +54,19 @@ class ExplanationTable:
         for method in self.methods:
             for metric in self.metrics:
                 mean, half, count, undefined = self.summary(method, metric)
-                rows.append({"method": method, "metric": metric, "family": METRICS.meta(metric)["family"],
-                             "higher_better": METRICS.meta(metric)["higher_better"], "mean": mean,
-                             "ci95_low": mean - half, "ci95_high": mean + half, "images": count,
-                             "undefined": undefined})
+                rows.append(
+                    {
+                        "method": method,
+                        "metric": metric,
+                        "family": METRICS.meta(metric)["family"],
+                        "higher_better": METRICS.meta(metric)["higher_better"],
+                        "mean": mean,
+                        "ci95_low": mean - half,
+                        "ci95_high": mean + half,
+                        "images": count,
+                        "undefined": undefined,
+                    }
+                )
         return rows
 
     def write_csv(self, path: str | Path) -> Path:
@@ -78,9 +87,10 @@ class ExplanationTable:
 
         columns = min(4, len(self.metrics))
         rows = math.ceil(len(self.metrics) / columns)
-        fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 0.35 * len(self.methods) * rows + 1.2 * rows),
-                                 squeeze=False)
-        for axis in axes.flat[len(self.metrics):]:
+        fig, axes = plt.subplots(
+            rows, columns, figsize=(3.3 * columns, 0.35 * len(self.methods) * rows + 1.2 * rows), squeeze=False
+        )
+        for axis in axes.flat[len(self.metrics) :]:
             axis.axis("off")
         for axis, metric in zip(axes.flat, self.metrics):
             stats = [self.summary(m, metric) for m in self.methods]
@@ -108,9 +118,17 @@ def _settings(method: str, options: dict | None) -> dict:
     return settings
 
 
-def evaluate_explanations(model, batches: Iterable, methods: Sequence[str], metrics: Sequence[str],
-                          options: dict | None = None, metric_options: dict | None = None, seed: int = 0,
-                          batch_size: int = 16, progress=None) -> ExplanationTable:
+def evaluate_explanations(
+    model,
+    batches: Iterable,
+    methods: Sequence[str],
+    metrics: Sequence[str],
+    options: dict | None = None,
+    metric_options: dict | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress=None,
+) -> ExplanationTable:
     """Score ``methods`` with ``metrics`` over ``batches`` of ``(images, targets, masks | None)``.
 
     Args:
@@ -140,8 +158,12 @@ def evaluate_explanations(model, batches: Iterable, methods: Sequence[str], metr
                 settings = _settings(method, options)
 
                 def explain(x, ids, method=method, settings=settings):
-                    return torch.cat([attribute(model, x[i:i + batch_size], ids[i:i + batch_size], method=method,
-                                                **settings) for i in range(0, len(x), batch_size)])
+                    return torch.cat(
+                        [
+                            attribute(model, x[i : i + batch_size], ids[i : i + batch_size], method=method, **settings)
+                            for i in range(0, len(x), batch_size)
+                        ]
+                    )
 
                 heat = explain(images, targets)
                 for metric in metrics:
@@ -182,4 +204,4 @@ def scene_batches(count: int, size: int, batch_size: int, seed: int = 0):
     images = scenes.images[chosen]
     targets, masks = torch.tensor(targets), torch.stack(masks)
     for start in range(0, len(chosen), batch_size):
-        yield images[start:start + batch_size], targets[start:start + batch_size], masks[start:start + batch_size]
+        yield images[start : start + batch_size], targets[start : start + batch_size], masks[start : start + batch_size]

@@ -68,8 +68,9 @@ def reduce_channels(values: torch.Tensor, channels: str | None, absolute: bool =
 
 
 @METHODS.register(kind="gradient")
-def saliency(model, x, target=None, signed: bool = False, channels: str | None = "max",
-             objective: str = "logit") -> torch.Tensor:
+def saliency(
+    model, x, target=None, signed: bool = False, channels: str | None = "max", objective: str = "logit"
+) -> torch.Tensor:
     """Image-specific class saliency (Simonyan, Vedaldi & Zisserman 2014).
 
     The map is max over colour channels of |d S_c / d x| with S_c the pre-softmax class

@@ -68,9 +68,20 @@ def make_baseline(x: torch.Tensor, baseline, blur_sigma: float = 10.0, seed: int
 
 
 @METHODS.register(kind="path", quick={"steps": 16})
-def integrated_gradients(model, x, target=None, baseline="black", steps: int = 50, rule: str = "gausslegendre",
-                         batch_size: int = 32, channels: str | None = None, objective: str = "logit",
-                         blur_sigma: float = 10.0, seed: int | None = None, return_gap: bool = False):
+def integrated_gradients(
+    model,
+    x,
+    target=None,
+    baseline="black",
+    steps: int = 50,
+    rule: str = "gausslegendre",
+    batch_size: int = 32,
+    channels: str | None = None,
+    objective: str = "logit",
+    blur_sigma: float = 10.0,
+    seed: int | None = None,
+    return_gap: bool = False,
+):
     """Integrated gradients along the straight path from ``baseline`` to ``x``.
 
     Args:
@@ -92,14 +103,14 @@ def integrated_gradients(model, x, target=None, baseline="black", steps: int = 5
     total = torch.zeros_like(x)
     per_pass = max(1, batch_size)
     for index in range(x.shape[0]):
-        image, start_image = x[index:index + 1], reference[index:index + 1]
-        target_here = ids[index:index + 1] if isinstance(ids, torch.Tensor) else ids
+        image, start_image = x[index : index + 1], reference[index : index + 1]
+        target_here = ids[index : index + 1] if isinstance(ids, torch.Tensor) else ids
         for start in range(0, steps, per_pass):
-            a = alphas[start:start + per_pass].view(-1, 1, 1, 1)
+            a = alphas[start : start + per_pass].view(-1, 1, 1, 1)
             path = start_image + a * (image - start_image)
             targets = target_here.expand(path.shape[0]) if isinstance(ids, torch.Tensor) else ids
             grads = input_gradient(model, path, targets, objective)
-            total[index] += (grads * weights[start:start + per_pass].view(-1, 1, 1, 1)).sum(dim=0)
+            total[index] += (grads * weights[start : start + per_pass].view(-1, 1, 1, 1)).sum(dim=0)
     attribution = (x - reference) * total
     if not return_gap:
         return reduce_channels(attribution, channels)

@@ -127,16 +127,21 @@ class Rule:
             plain = z - layer.bias_shape(bias) if bias is not None else z  # Wx; the biases cancel (b - b+ - b-)
             denominator = plain - layer.apply(low, positive) - layer.apply(high, negative)
             s = relevance / stabilize(denominator, self.epsilon)
-            return (x * layer.transpose(s, weight, x.shape) - low * layer.transpose(s, positive, x.shape)
-                    - high * layer.transpose(s, negative, x.shape))
+            return (
+                x * layer.transpose(s, weight, x.shape)
+                - low * layer.transpose(s, positive, x.shape)
+                - high * layer.transpose(s, negative, x.shape)
+            )
         if self.name == "gamma":
             first, second = weight + self.gamma * weight.clamp(min=0), weight + self.gamma * weight.clamp(max=0)
             if bias is not None:
                 bias_first, bias_second = bias + self.gamma * bias.clamp(min=0), bias + self.gamma * bias.clamp(max=0)
             else:
                 bias_first = bias_second = None
-            numerators = lambda za, zb: (relevance * (z > 0) / stabilize(za, self.epsilon),  # noqa: E731
-                                         relevance * (z < 0) / stabilize(zb, self.epsilon))
+            numerators = lambda za, zb: (
+                relevance * (z > 0) / stabilize(za, self.epsilon),  # noqa: E731
+                relevance * (z < 0) / stabilize(zb, self.epsilon),
+            )
             if not bool((x < 0).any()):
                 # inputs after a ReLU: one extra conv. With p = W+ x and Wx = z - b:
                 # (W + g W+) x = Wx + g p,  (W + g W-) x = Wx + g (Wx - p), and back
@@ -145,20 +150,25 @@ class Rule:
                 za = self._biased(layer, plain + self.gamma * positive, bias_first)
                 zb = self._biased(layer, plain + self.gamma * (plain - positive), bias_second)
                 ua, ub = numerators(za, zb)
-                return x * (layer.transpose(ua + (1 + self.gamma) * ub, weight, x.shape)
-                            + self.gamma * layer.transpose(ua - ub, weight.clamp(min=0), x.shape))
+                return x * (
+                    layer.transpose(ua + (1 + self.gamma) * ub, weight, x.shape)
+                    + self.gamma * layer.transpose(ua - ub, weight.clamp(min=0), x.shape)
+                )
             return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators)
         if self.name == "alphabeta":
             first, second = weight.clamp(min=0), weight.clamp(max=0)
             bias_first = bias.clamp(min=0) if bias is not None else None
             bias_second = bias.clamp(max=0) if bias is not None else None
-            numerators = lambda za, zb: (self.alpha * relevance / stabilize(za, self.epsilon),  # noqa: E731
-                                         -self.beta * relevance / stabilize(zb, self.epsilon))
+            numerators = lambda za, zb: (
+                self.alpha * relevance / stabilize(za, self.epsilon),  # noqa: E731
+                -self.beta * relevance / stabilize(zb, self.epsilon),
+            )
             if not bool((x < 0).any()):
                 # one extra conv: W+ x = p, W- x = (z - b) - p; back: W+^T a + W-^T b = W+^T (a - b) + W^T b
                 plain, positive = self._plain(layer, z), layer.apply(x, first)
-                ua, ub = numerators(self._biased(layer, positive, bias_first),
-                                    self._biased(layer, plain - positive, bias_second))
+                ua, ub = numerators(
+                    self._biased(layer, positive, bias_first), self._biased(layer, plain - positive, bias_second)
+                )
                 if self.beta == 0:
                     return x * layer.transpose(ua, first, x.shape)
                 return x * (layer.transpose(ua - ub, first, x.shape) + layer.transpose(ub, weight, x.shape))
@@ -192,17 +202,28 @@ class Rule:
         return halves[:count] * total[:count] + halves[count:] * total[count:]
 
 
-def composite_rules(name: str, epsilon: float = 1e-6, gamma: float = 0.25, low=None, high=None,
-                    stabilizer: float = 1e-6) -> Callable[[str, bool], Rule]:
+def composite_rules(
+    name: str, epsilon: float = 1e-6, gamma: float = 0.25, low=None, high=None, stabilizer: float = 1e-6
+) -> Callable[[str, bool], Rule]:
     """``(layer kind, is first layer) -> Rule`` for a composite name in :data:`COMPOSITES`."""
     eps = Rule("epsilon", epsilon=epsilon)
     stable = stabilizer  # zennit's 1e-6 for the non-epsilon rules
     if name == "epsilon_gamma_box":
-        return lambda kind, first: (Rule("zbox", epsilon=stable, low=low, high=high) if first and kind == "conv"
-                                    else Rule("gamma", epsilon=stable, gamma=gamma) if kind == "conv" else eps)
+        return lambda kind, first: (
+            Rule("zbox", epsilon=stable, low=low, high=high)
+            if first and kind == "conv"
+            else Rule("gamma", epsilon=stable, gamma=gamma)
+            if kind == "conv"
+            else eps
+        )
     if name == "epsilon_alpha2_beta1_flat":
-        return lambda kind, first: (Rule("flat", epsilon=stable) if first else
-                                    Rule("alphabeta", epsilon=stable, alpha=2.0, beta=1.0) if kind == "conv" else eps)
+        return lambda kind, first: (
+            Rule("flat", epsilon=stable)
+            if first
+            else Rule("alphabeta", epsilon=stable, alpha=2.0, beta=1.0)
+            if kind == "conv"
+            else eps
+        )
     if name == "epsilon":
         return lambda kind, first: eps
     if name == "gamma":
@@ -285,11 +306,36 @@ def _pair(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-_ACTIVATIONS = {F.relu, torch.relu, torch.Tensor.relu, F.relu_, torch.relu_, torch.Tensor.relu_, F.relu6, F.hardtanh,
-                F.hardtanh_, F.hardswish, F.silu, F.gelu, F.leaky_relu, F.elu, F.mish, F.hardsigmoid, torch.sigmoid,
-                torch.Tensor.sigmoid, torch.tanh, torch.Tensor.tanh}
-_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__, torch.Tensor.add_,
-         torch.Tensor.__iadd__}
+_ACTIVATIONS = {
+    F.relu,
+    torch.relu,
+    torch.Tensor.relu,
+    F.relu_,
+    torch.relu_,
+    torch.Tensor.relu_,
+    F.relu6,
+    F.hardtanh,
+    F.hardtanh_,
+    F.hardswish,
+    F.silu,
+    F.gelu,
+    F.leaky_relu,
+    F.elu,
+    F.mish,
+    F.hardsigmoid,
+    torch.sigmoid,
+    torch.Tensor.sigmoid,
+    torch.tanh,
+    torch.Tensor.tanh,
+}
+_ADDS = {
+    torch.add,
+    torch.Tensor.add,
+    torch.Tensor.__add__,
+    torch.Tensor.__radd__,
+    torch.Tensor.add_,
+    torch.Tensor.__iadd__,
+}
 _MEANS = {torch.mean, torch.Tensor.mean}
 _POOLS = {F.adaptive_avg_pool2d, F.avg_pool2d, torch.nn.functional.adaptive_avg_pool1d}
 
@@ -329,19 +375,31 @@ class _LRPMode(TorchFunctionMode):
                         padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[-2:]))
                     else:
                         return func(*args, **kwargs)
-                layer = _Affine("conv", weight, _argument(args, kwargs, 2, "bias", None),
-                                _pair(_argument(args, kwargs, 3, "stride", 1)), _pair(padding), dilation,
-                                int(_argument(args, kwargs, 6, "groups", 1)))
+                layer = _Affine(
+                    "conv",
+                    weight,
+                    _argument(args, kwargs, 2, "bias", None),
+                    _pair(_argument(args, kwargs, 3, "stride", 1)),
+                    _pair(padding),
+                    dilation,
+                    int(_argument(args, kwargs, 6, "groups", 1)),
+                )
             rule = self.rules(layer.kind, not self.record.layers)
             self.record.layers.append(f"{layer.kind}:{rule.name}")
-            out = _Relevance.apply(x, lambda: func(*args, **kwargs),
-                                   lambda xx, z, r, layer=layer, rule=rule: rule.propagate(layer, xx, z, r))
+            out = _Relevance.apply(
+                x,
+                lambda: func(*args, **kwargs),
+                lambda xx, z, r, layer=layer, rule=rule: rule.propagate(layer, xx, z, r),
+            )
             self.pending[id(out)] = (out, x, layer, rule)
             return out
         if func is F.batch_norm:
             entry = self.pending.get(id(x))
             training = bool(_argument(args, kwargs, 5, "training", False))
-            mean, var = _argument(args, kwargs, 1, "running_mean", None), _argument(args, kwargs, 2, "running_var", None)
+            mean, var = (
+                _argument(args, kwargs, 1, "running_mean", None),
+                _argument(args, kwargs, 2, "running_var", None),
+            )
             if entry is None or entry[0] is not x or training or mean is None or var is None:
                 return _Pass.apply(x, lambda: func(*args, **kwargs)) if x.requires_grad else func(*args, **kwargs)
             _, inputs, layer, rule = entry
@@ -351,25 +409,38 @@ class _LRPMode(TorchFunctionMode):
             bias = layer.bias if layer.bias is not None else torch.zeros_like(mean)
             folded_bias = (bias - mean) * scale + (shift if shift is not None else 0.0)
             folded_weight = layer.weight * scale.view(-1, *([1] * (layer.weight.ndim - 1)))
-            folded = _Affine(layer.kind, folded_weight, folded_bias, layer.stride, layer.padding, layer.dilation,
-                             layer.groups)
+            folded = _Affine(
+                layer.kind, folded_weight, folded_bias, layer.stride, layer.padding, layer.dilation, layer.groups
+            )
             self.record.folded += 1
             value = x.detach()
-            return _Relevance.apply(inputs, lambda: func(value, *args[1:], **kwargs),
-                                    lambda xx, z, r: rule.propagate(folded, xx, z, r))
+            return _Relevance.apply(
+                inputs, lambda: func(value, *args[1:], **kwargs), lambda xx, z, r: rule.propagate(folded, xx, z, r)
+            )
         if func in _ACTIVATIONS and x.requires_grad:
             settings = {k: v for k, v in kwargs.items() if k != "inplace"}
-            plain = {F.relu_: F.relu, torch.relu_: torch.relu, torch.Tensor.relu_: torch.relu,
-                     F.hardtanh_: F.hardtanh}.get(func, func)
+            plain = {
+                F.relu_: F.relu,
+                torch.relu_: torch.relu,
+                torch.Tensor.relu_: torch.relu,
+                F.hardtanh_: F.hardtanh,
+            }.get(func, func)
             if plain is F.hardtanh or plain is F.relu6 or plain is F.relu or plain is F.leaky_relu or plain is F.elu:
                 positional = list(args)
                 # drop a positional inplace flag (F.hardtanh(x, lo, hi, inplace), F.relu(x, inplace), ...)
                 limit = {F.hardtanh: 3, F.relu6: 1, F.relu: 1, F.leaky_relu: 2, F.elu: 2}[plain]
                 args = tuple(positional[:limit])
             return _Pass.apply(x, lambda: plain(*args, **settings))
-        if func in _ADDS and len(args) > 1 and isinstance(args[1], torch.Tensor) and x.requires_grad \
-                and args[1].requires_grad and args[1].shape == x.shape and kwargs.get("alpha", 1) == 1 \
-                and len(args) == 2:
+        if (
+            func in _ADDS
+            and len(args) > 1
+            and isinstance(args[1], torch.Tensor)
+            and x.requires_grad
+            and args[1].requires_grad
+            and args[1].shape == x.shape
+            and kwargs.get("alpha", 1) == 1
+            and len(args) == 2
+        ):
             return _Sum.apply(x, args[1], self.stabilizer)
         if (func in _POOLS or func in _MEANS) and x.requires_grad:
             rest = args[1:]
@@ -389,8 +460,16 @@ def _network_and_inputs(model, x):
 
 
 @METHODS.register(kind="relevance")
-def lrp(model, x, target=None, rule: str = "epsilon_gamma_box", epsilon: float = 1e-6, gamma: float = 0.25,
-        stabilizer: float = 1e-6, channels: str | None = None) -> torch.Tensor:
+def lrp(
+    model,
+    x,
+    target=None,
+    rule: str = "epsilon_gamma_box",
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    stabilizer: float = 1e-6,
+    channels: str | None = None,
+) -> torch.Tensor:
     """Layer-wise relevance propagation (Bach et al. 2015) with a zennit-style composite.
 
     Args:

@@ -32,7 +32,8 @@ from ..hooks import frozen
 from ..registry import Registry
 
 METRICS: Registry[Callable[..., torch.Tensor]] = Registry(
-    "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=())
+    "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=()
+)
 """name -> metric; metadata: ``family``, ``higher_better``, ``stochastic``, ``calls`` (model passes per
 image, a formula of the options), ``needs`` (``"explain"`` and/or ``"masks"``)."""
 
@@ -75,7 +76,7 @@ def _class_ids(model, x, target) -> torch.Tensor:
 
 def _forward(model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     with frozen(model), torch.no_grad():
-        return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------- complexity
@@ -177,13 +178,15 @@ def subset_indices(count: int, pixels: int, runs: int, subset: int, seed: int) -
     """(runs, count, subset) random pixel subsets, drawn as Quantus draws them (per run, per image,
     ``RandomState.choice(pixels, subset, replace=False)``), so a seeded Quantus run sees the same."""
     state = np.random.RandomState(seed)
-    return np.stack([np.stack([state.choice(pixels, subset, replace=False) for _ in range(count)])
-                     for _ in range(runs)])
+    return np.stack(
+        [np.stack([state.choice(pixels, subset, replace=False) for _ in range(count)]) for _ in range(runs)]
+    )
 
 
 @METRICS.register(family="faithfulness", higher_better=True, stochastic=True, calls="runs + 1")
-def faithfulness_correlation(model, x, heat, target=None, runs: int = 64, subset: int = 224, seed: int = 0,
-                             batch_size: int = 64, **_) -> torch.Tensor:
+def faithfulness_correlation(
+    model, x, heat, target=None, runs: int = 64, subset: int = 224, seed: int = 0, batch_size: int = 64, **_
+) -> torch.Tensor:
     """Faithfulness correlation (Bhatt et al. 2020): Pearson correlation, over ``runs`` random subsets of
     ``subset`` pixels set to black, between the map's sum on the subset and the drop of the target
     logit. Higher is better. ``runs + 1`` calls."""
@@ -221,8 +224,16 @@ def noisy_linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: f
     position = -np.ones(height * width, dtype=np.int64)
     position[unknown] = np.arange(unknown.size)
     rows, cols = np.divmod(unknown, width)
-    offsets = [(-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
-               (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12)]
+    offsets = [
+        (-1, 0, 1 / 6),
+        (1, 0, 1 / 6),
+        (0, -1, 1 / 6),
+        (0, 1, 1 / 6),
+        (-1, -1, 1 / 12),
+        (-1, 1, 1 / 12),
+        (1, -1, 1 / 12),
+        (1, 1, 1 / 12),
+    ]
     pixels = image.reshape(channels, -1).double().cpu().numpy()
     total = np.zeros(unknown.size)
     entries_r, entries_c, entries_v = [np.arange(unknown.size)], [np.arange(unknown.size)], []
@@ -243,8 +254,10 @@ def noisy_linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: f
         entries_r.append(np.flatnonzero(hidden))
         entries_c.append(position[index[hidden]])
         entries_v.append(-share[hidden])
-    matrix = scipy.sparse.csc_matrix((np.concatenate(entries_v), (np.concatenate(entries_r), np.concatenate(entries_c))),
-                                     shape=(unknown.size, unknown.size))
+    matrix = scipy.sparse.csc_matrix(
+        (np.concatenate(entries_v), (np.concatenate(entries_r), np.concatenate(entries_c))),
+        shape=(unknown.size, unknown.size),
+    )
     solved = scipy.sparse.linalg.spsolve(matrix, right)
     solved = np.asarray(solved).reshape(unknown.size, channels)
     out = pixels.copy()
@@ -275,8 +288,9 @@ ROAD_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @METRICS.register(family="faithfulness", higher_better=False, stochastic=True, calls="len(fractions)")
-def road_morf(model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0,
-              batch_size: int = 64, **_) -> torch.Tensor:
+def road_morf(
+    model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
+) -> torch.Tensor:
     """ROAD, most relevant first (Rong et al. 2022): share of the ``fractions`` at which the model still
     predicts the target after removing that fraction of the most relevant pixels by noisy linear
     imputation. Lower is better. One call per fraction."""
@@ -284,8 +298,9 @@ def road_morf(model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: floa
 
 
 @METRICS.register(family="faithfulness", higher_better=True, stochastic=True, calls="len(fractions)")
-def road_lerf(model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0,
-              batch_size: int = 64, **_) -> torch.Tensor:
+def road_lerf(
+    model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
+) -> torch.Tensor:
     """ROAD, least relevant first: as :func:`road_morf` removing the least relevant pixels. Higher is
     better. One call per fraction."""
     return _road(model, x, heat, target, "lerf", fractions, noise, seed, batch_size)
@@ -298,10 +313,12 @@ def _need(explain):
     return explain
 
 
-@METRICS.register(family="robustness", higher_better=False, stochastic=True, calls="samples explanations",
-                  needs=("explain",))
-def max_sensitivity(model, x, heat, target=None, explain=None, samples: int = 8, radius: float = 0.02,
-                    seed: int = 0, **_) -> torch.Tensor:
+@METRICS.register(
+    family="robustness", higher_better=False, stochastic=True, calls="samples explanations", needs=("explain",)
+)
+def max_sensitivity(
+    model, x, heat, target=None, explain=None, samples: int = 8, radius: float = 0.02, seed: int = 0, **_
+) -> torch.Tensor:
     """Max-sensitivity (Yeh et al. 2019): ``max_k ||map(x + u_k) - map(x)|| / ||map(x)||`` (Frobenius)
     over ``samples`` uniform perturbations ``u_k`` in [-radius, radius] (clamped to [0, 1]). Lower is
     better. ``samples`` explanations, batched."""
@@ -316,10 +333,12 @@ def max_sensitivity(model, x, heat, target=None, explain=None, samples: int = 8,
     return _nan_where(change.amax(dim=0), _zero(values))
 
 
-@METRICS.register(family="robustness", higher_better=False, stochastic=True, calls="samples explanations",
-                  needs=("explain",))
-def local_lipschitz(model, x, heat, target=None, explain=None, samples: int = 8, std: float = 0.02, seed: int = 0,
-                    **_) -> torch.Tensor:
+@METRICS.register(
+    family="robustness", higher_better=False, stochastic=True, calls="samples explanations", needs=("explain",)
+)
+def local_lipschitz(
+    model, x, heat, target=None, explain=None, samples: int = 8, std: float = 0.02, seed: int = 0, **_
+) -> torch.Tensor:
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018): ``max_k ||m(x_k) - m(x)|| / ||x_k - x||``
     over ``samples`` Gaussian perturbations of std ``std``, maps scaled by their max |value| (Quantus'
     normalisation). Lower is better. ``samples`` explanations, batched."""
@@ -335,8 +354,9 @@ def local_lipschitz(model, x, heat, target=None, explain=None, samples: int = 8,
 
 
 # ------------------------------------------------------------------------------------------- randomisation
-@METRICS.register(family="randomisation", higher_better=False, stochastic=True, calls="1 explanation",
-                  needs=("explain",))
+@METRICS.register(
+    family="randomisation", higher_better=False, stochastic=True, calls="1 explanation", needs=("explain",)
+)
 def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) -> torch.Tensor:
     """Random logit test (Sixt et al. 2020): SSIM between the map of the target and the map of a
     random other class (both scaled by max |value|, SSIM on their common range). A method that
@@ -361,10 +381,12 @@ def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) 
     return _nan_where(torch.tensor(scores, dtype=torch.float64), _zero(values) | _zero(other))
 
 
-@METRICS.register(family="randomisation", higher_better=False, stochastic=True, calls="groups explanations",
-                  needs=("method",))
-def mprt(model, x, heat, target=None, method: str | None = None, options: dict | None = None, seed: int = 0,
-         **_) -> torch.Tensor:
+@METRICS.register(
+    family="randomisation", higher_better=False, stochastic=True, calls="groups explanations", needs=("method",)
+)
+def mprt(
+    model, x, heat, target=None, method: str | None = None, options: dict | None = None, seed: int = 0, **_
+) -> torch.Tensor:
     """Model-parameter randomisation (Adebayo et al. 2018, cascading; :mod:`~convscope.attribution.sanity`):
     Spearman correlation of |map| with the map after the whole network is randomised top-down. Near 0
     passes the test; lower is better. One explanation per layer group."""
@@ -374,6 +396,7 @@ def mprt(model, x, heat, target=None, method: str | None = None, options: dict |
         raise ConvscopeError("mprt needs the method's name")
     values = flat_map(heat, x.shape[-2:])
     ids = _class_ids(model, x, target)
-    result = sanity_check(model, x, ids, [method], "cascading", seed=seed, options={method: options or {}},
-                          progress=False)
+    result = sanity_check(
+        model, x, ids, [method], "cascading", seed=seed, options={method: options or {}}, progress=False
+    )
     return _nan_where(torch.from_numpy(result.spearman[0, -1]).double(), _zero(values))

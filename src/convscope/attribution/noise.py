@@ -47,7 +47,7 @@ def noisy_batches(x: torch.Tensor, n: int, noise: float, batch_size: int, seed: 
         generator.manual_seed(seed)
     per_chunk = max(1, min(n, batch_size))
     for index in range(x.shape[0]):
-        image = x[index:index + 1]
+        image = x[index : index + 1]
         sigma = noise * (image.max() - image.min())
         for start in range(0, n, per_chunk):
             count = min(per_chunk, n - start)
@@ -55,8 +55,16 @@ def noisy_batches(x: torch.Tensor, n: int, noise: float, batch_size: int, seed: 
             yield index, image + sigma * torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def noise_average(function: Callable[[torch.Tensor, object], torch.Tensor], model, x, target, n: int, noise: float,
-                  batch_size: int, seed: int | None) -> torch.Tensor:
+def noise_average(
+    function: Callable[[torch.Tensor, object], torch.Tensor],
+    model,
+    x,
+    target,
+    n: int,
+    noise: float,
+    batch_size: int,
+    seed: int | None,
+) -> torch.Tensor:
     """Mean over ``n`` noisy copies of ``function(copies, targets)`` for every image of ``x``."""
     if n < 1 or noise < 0:
         from ..errors import ConvscopeError
@@ -65,14 +73,15 @@ def noise_average(function: Callable[[torch.Tensor, object], torch.Tensor], mode
     ids = fixed_targets(model, x, target)
     total: list[torch.Tensor | None] = [None] * x.shape[0]
     for index, copies in noisy_batches(x, n, noise, batch_size, seed):
-        target_here = ids[index:index + 1].expand(copies.shape[0]) if isinstance(ids, torch.Tensor) else ids
+        target_here = ids[index : index + 1].expand(copies.shape[0]) if isinstance(ids, torch.Tensor) else ids
         part = function(copies, target_here).sum(dim=0, keepdim=True)
         total[index] = part if total[index] is None else total[index] + part
     return torch.cat(total) / n
 
 
-def smooth(method: Callable, n: int = 16, noise: float = 0.15, batch_size: int = 16,
-           seed: int | None = None) -> Callable:
+def smooth(
+    method: Callable, n: int = 16, noise: float = 0.15, batch_size: int = 16, seed: int | None = None
+) -> Callable:
     """A new method: ``method`` averaged over ``n`` noisy copies (the SmoothGrad idea for any map).
 
     >>> smooth_guided = smooth(guided_backprop, n=16, noise=0.15)
@@ -82,15 +91,26 @@ def smooth(method: Callable, n: int = 16, noise: float = 0.15, batch_size: int =
 
     @functools.wraps(method)
     def smoothed(model, x, target=None, **options):
-        return noise_average(lambda copies, ids: method(model, copies, ids, **options), model, x, target,
-                             n, noise, batch_size, seed)
+        return noise_average(
+            lambda copies, ids: method(model, copies, ids, **options), model, x, target, n, noise, batch_size, seed
+        )
 
     return smoothed
 
 
 @METHODS.register(kind="noise", stochastic=True, quick={"n": 8, "seed": 0})
-def smoothgrad(model, x, target=None, n: int = 16, noise: float = 0.15, batch_size: int = 16, seed: int | None = None,
-               signed: bool = False, channels: str | None = "max", objective: str = "logit") -> torch.Tensor:
+def smoothgrad(
+    model,
+    x,
+    target=None,
+    n: int = 16,
+    noise: float = 0.15,
+    batch_size: int = 16,
+    seed: int | None = None,
+    signed: bool = False,
+    channels: str | None = "max",
+    objective: str = "logit",
+) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies, then reduced like saliency.
 
     ``E[grad]`` per channel first (the paper smooths the sensitivity map, the gradient),
@@ -101,19 +121,37 @@ def smoothgrad(model, x, target=None, n: int = 16, noise: float = 0.15, batch_si
     Returns:
         (N, 1, H, W), or (N, 3, H, W) for ``channels=None``.
     """
-    mean = noise_average(lambda copies, ids: input_gradient(model, copies, ids, objective), model, x, target,
-                         n, noise, batch_size, seed)
+    mean = noise_average(
+        lambda copies, ids: input_gradient(model, copies, ids, objective), model, x, target, n, noise, batch_size, seed
+    )
     return reduce_channels(mean, channels, absolute=not signed)
 
 
 @METHODS.register(kind="noise", stochastic=True, quick={"n": 8, "seed": 0})
-def smoothgrad_sq(model, x, target=None, n: int = 16, noise: float = 0.15, batch_size: int = 16,
-                  seed: int | None = None, channels: str | None = "max", objective: str = "logit") -> torch.Tensor:
+def smoothgrad_sq(
+    model,
+    x,
+    target=None,
+    n: int = 16,
+    noise: float = 0.15,
+    batch_size: int = 16,
+    seed: int | None = None,
+    channels: str | None = "max",
+    objective: str = "logit",
+) -> torch.Tensor:
     """SmoothGrad² (Hooker et al. 2019): ``E[grad²]`` over noisy copies, max over channels.
 
     The per-channel ``E[grad²]`` (``channels=None``) is captum's
     ``NoiseTunnel(Saliency(), nt_type="smoothgrad_sq")`` with the same noise.
     """
-    mean = noise_average(lambda copies, ids: input_gradient(model, copies, ids, objective).pow(2), model, x, target,
-                         n, noise, batch_size, seed)
+    mean = noise_average(
+        lambda copies, ids: input_gradient(model, copies, ids, objective).pow(2),
+        model,
+        x,
+        target,
+        n,
+        noise,
+        batch_size,
+        seed,
+    )
     return reduce_channels(mean, channels)

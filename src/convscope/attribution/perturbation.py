@@ -32,8 +32,17 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 
 
 @METHODS.register(kind="perturbation", display="signed")
-def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: float = 0.5, batch_size: int = 64,
-              objective: str = "logit", progress: bool = False) -> torch.Tensor:
+def occlusion(
+    model,
+    x,
+    target=None,
+    window: int = 32,
+    stride: int = 16,
+    fill: float = 0.5,
+    batch_size: int = 64,
+    objective: str = "logit",
+    progress: bool = False,
+) -> torch.Tensor:
     """Occlusion map (N, 1, H, W): positive where hiding the pixel lowers the class score.
 
     Args:
@@ -45,26 +54,28 @@ def occlusion(model, x, target=None, window: int = 32, stride: int = 16, fill: f
     """
     ids = fixed_targets(model, x, target)
     height, width = x.shape[-2:]
-    boxes = [(top, left) for top in window_starts(height, window, stride) for left in window_starts(width, window, stride)]
+    boxes = [
+        (top, left) for top in window_starts(height, window, stride) for left in window_starts(width, window, stride)
+    ]
     heat = torch.zeros(x.shape[0], 1, height, width, device=x.device, dtype=x.dtype)
     counts = torch.zeros(1, 1, height, width, device=x.device, dtype=x.dtype)
     for top, left in boxes:
-        counts[..., top:top + window, left:left + window] += 1
+        counts[..., top : top + window, left : left + window] += 1
     from ..progress import track
 
     chunks = range(0, len(boxes), max(1, batch_size))
     with torch.no_grad():
         for index in range(x.shape[0]):
-            image = x[index:index + 1]
-            target_here = ids[index:index + 1] if isinstance(ids, torch.Tensor) else ids
+            image = x[index : index + 1]
+            target_here = ids[index : index + 1] if isinstance(ids, torch.Tensor) else ids
             clean = objective_score(model, image, target_here, objective)
             for start in track(chunks, f"occlusion {index + 1}/{x.shape[0]}", progress):
-                part = boxes[start:start + batch_size]
+                part = boxes[start : start + batch_size]
                 copies = image.repeat(len(part), 1, 1, 1)
                 for k, (top, left) in enumerate(part):
-                    copies[k, :, top:top + window, left:left + window] = fill
+                    copies[k, :, top : top + window, left : left + window] = fill
                 targets = target_here.expand(len(part)) if isinstance(ids, torch.Tensor) else ids
                 drops = clean - objective_score(model, copies, targets, objective)
                 for k, (top, left) in enumerate(part):
-                    heat[index, 0, top:top + window, left:left + window] += drops[k]
+                    heat[index, 0, top : top + window, left : left + window] += drops[k]
     return heat / counts

@@ -83,8 +83,14 @@ class _RectifierMode(TorchFunctionMode):
     def __init__(self, rule: str, record: RectifierCount):
         super().__init__()
         self.rule, self.record = rule, record
-        self.relus = {F.relu: False, torch.relu: False, torch.Tensor.relu: False,
-                      F.relu_: True, torch.relu_: True, torch.Tensor.relu_: True}
+        self.relus = {
+            F.relu: False,
+            torch.relu: False,
+            torch.Tensor.relu: False,
+            F.relu_: True,
+            torch.relu_: True,
+            torch.Tensor.relu_: True,
+        }
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -156,8 +162,11 @@ def _rectified_gradient(model, x, target, rule: str, objective: str) -> torch.Te
     with rectifier_rule(rule) as seen:
         score = objective_score(model, x, target, objective)
     if seen.calls == 0:
-        warnings.warn(f"{rule}: the model calls no ReLU/ReLU6-style rectifier (SiLU, GELU, ... are left as they are), "
-                      "so this is the plain gradient", stacklevel=3)
+        warnings.warn(
+            f"{rule}: the model calls no ReLU/ReLU6-style rectifier (SiLU, GELU, ... are left as they are), "
+            "so this is the plain gradient",
+            stacklevel=3,
+        )
     (grad,) = torch.autograd.grad(score.sum(), x)
     return grad
 

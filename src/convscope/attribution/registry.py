@@ -33,11 +33,13 @@ class AttributionMethod(Protocol):
 
     __name__: str
 
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor, target: Target = None, /,
-                 **options: Any) -> torch.Tensor: ...
+    def __call__(
+        self, model: torch.nn.Module, x: torch.Tensor, target: Target = None, /, **options: Any
+    ) -> torch.Tensor: ...
 
 
-METHODS: Registry[AttributionMethod] = Registry("attribution method", kind="gradient", display="abs",
-                                                stochastic=False, quick={})
+METHODS: Registry[AttributionMethod] = Registry(
+    "attribution method", kind="gradient", display="abs", stochastic=False, quick={}
+)
 
 __all__ = ["METHODS", "AttributionMethod"]

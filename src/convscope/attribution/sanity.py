@@ -72,8 +72,12 @@ def similarity(reference: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray
 
     first, second = _absolute(reference), _absolute(other)
     # a constant map (e.g. Grad-CAM killed by the ReLU) has no rank order: correlation 0
-    rho = np.array([0.0 if np.ptp(a) == 0 or np.ptp(b) == 0 else spearmanr(a.ravel(), b.ravel()).statistic
-                    for a, b in zip(first, second)])
+    rho = np.array(
+        [
+            0.0 if np.ptp(a) == 0 or np.ptp(b) == 0 else spearmanr(a.ravel(), b.ravel()).statistic
+            for a, b in zip(first, second)
+        ]
+    )
     ssim = np.array([structural_similarity(a, b, data_range=1.0) for a, b in zip(first, second)])
     return rho, ssim
 
@@ -100,13 +104,24 @@ class SanityResult:
 
     def rows(self) -> list[tuple[str, str, float, float]]:
         """(method, step, mean Spearman, mean SSIM) over the images."""
-        return [(method, step, float(self.spearman[i, j].mean()), float(self.ssim[i, j].mean()))
-                for i, method in enumerate(self.methods) for j, step in enumerate(self.steps)]
+        return [
+            (method, step, float(self.spearman[i, j].mean()), float(self.ssim[i, j].mean()))
+            for i, method in enumerate(self.methods)
+            for j, step in enumerate(self.steps)
+        ]
 
 
-def sanity_check(model: nn.Module, x: torch.Tensor, target=None, methods: Sequence[str] = ("saliency", "gradcam"),
-                 scheme: str = "cascading", groups: Sequence[str] | None = None, seed: int = 0,
-                 options: dict[str, dict] | None = None, progress: bool = True) -> SanityResult:
+def sanity_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    target=None,
+    methods: Sequence[str] = ("saliency", "gradcam"),
+    scheme: str = "cascading",
+    groups: Sequence[str] | None = None,
+    seed: int = 0,
+    options: dict[str, dict] | None = None,
+    progress: bool = True,
+) -> SanityResult:
     """Run the model-parameter randomization test of Adebayo et al. 2018.
 
     Args:
@@ -169,11 +184,16 @@ def sanity_figure(result: SanityResult, image: torch.Tensor, path: str | Path | 
         for column, heat in enumerate(result.maps[method]):
             if column == 0:
                 title = f"{method}\noriginal"
-            else:   # the number that matters: how similar the map stayed (1 = unchanged)
+            else:  # the number that matters: how similar the map stayed (1 = unchanged)
                 rho = float(result.spearman[row, column - 1].mean())
                 ssim = float(result.ssim[row, column - 1].mean())
                 title = f"{result.steps[column - 1]}\nρ {rho:.2f}, SSIM {ssim:.2f}"
             panels.append(Panel(heat.abs().sum(dim=0, keepdim=True), title, cmap="gray", mode="minmax"))
-    return figure(panels, path, columns=len(result.steps) + 1, panel_size=2.0,
-                  suptitle=f"sanity check ({result.scheme} randomization, top layers first; "
-                           f"ρ = Spearman rank correlation with the original map)")
+    return figure(
+        panels,
+        path,
+        columns=len(result.steps) + 1,
+        panel_size=2.0,
+        suptitle=f"sanity check ({result.scheme} randomization, top layers first; "
+        f"ρ = Spearman rank correlation with the original map)",
+    )

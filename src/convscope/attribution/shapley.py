@@ -27,14 +27,39 @@ from .registry import METHODS
 # ---------------------------------------------------------------- DeepLIFT
 # elementwise nonlinearity -> position of its ``inplace`` argument (None: it has none)
 _NONLINEAR = {
-    F.relu: 1, F.relu6: 1, F.hardtanh: 3, F.elu: 2, F.leaky_relu: 2, F.silu: 1, F.hardswish: 1, F.hardsigmoid: 1,
-    F.mish: 1, F.selu: 1, F.celu: 2, F.gelu: None, F.softplus: None, torch.sigmoid: None, torch.tanh: None,
-    torch.relu: None, torch.Tensor.sigmoid: None, torch.Tensor.tanh: None, torch.Tensor.relu: None,
+    F.relu: 1,
+    F.relu6: 1,
+    F.hardtanh: 3,
+    F.elu: 2,
+    F.leaky_relu: 2,
+    F.silu: 1,
+    F.hardswish: 1,
+    F.hardsigmoid: 1,
+    F.mish: 1,
+    F.selu: 1,
+    F.celu: 2,
+    F.gelu: None,
+    F.softplus: None,
+    torch.sigmoid: None,
+    torch.tanh: None,
+    torch.relu: None,
+    torch.Tensor.sigmoid: None,
+    torch.Tensor.tanh: None,
+    torch.Tensor.relu: None,
 }
 # in-place variants -> their out-of-place function (same other arguments)
-_INPLACE = {torch.relu_: torch.relu, torch.Tensor.relu_: torch.relu, F.relu_: torch.relu, F.hardtanh_: F.hardtanh,
-            torch.sigmoid_: torch.sigmoid, torch.Tensor.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh,
-            torch.Tensor.tanh_: torch.tanh, F.elu_: F.elu, F.leaky_relu_: F.leaky_relu}
+_INPLACE = {
+    torch.relu_: torch.relu,
+    torch.Tensor.relu_: torch.relu,
+    F.relu_: torch.relu,
+    F.hardtanh_: F.hardtanh,
+    torch.sigmoid_: torch.sigmoid,
+    torch.Tensor.sigmoid_: torch.sigmoid,
+    torch.tanh_: torch.tanh,
+    torch.Tensor.tanh_: torch.tanh,
+    F.elu_: F.elu,
+    F.leaky_relu_: F.leaky_relu,
+}
 
 
 def _pure(func, args, kwargs):
@@ -85,14 +110,20 @@ class _RescaleMode(TorchFunctionMode):
         kwargs = kwargs or {}
         pure, inplace = _pure(func, args, kwargs)
         z = args[0] if args else None
-        if (pure is None or not isinstance(z, torch.Tensor) or not torch.is_grad_enabled() or z.ndim == 0
-                or z.shape[0] != 2 * self.count or not z.requires_grad):
+        if (
+            pure is None
+            or not isinstance(z, torch.Tensor)
+            or not torch.is_grad_enabled()
+            or z.ndim == 0
+            or z.shape[0] != 2 * self.count
+            or not z.requires_grad
+        ):
             return func(*args, **kwargs)
         self.calls += 1
         with torch.no_grad():
             y = pure(z.detach())
-            delta_in = z[:self.count] - z[self.count:]
-            delta_out = y[:self.count] - y[self.count:]
+            delta_in = z[: self.count] - z[self.count :]
+            delta_out = y[: self.count] - y[self.count :]
             delta_in, delta_out = torch.cat([delta_in, delta_in]), torch.cat([delta_out, delta_out])
             small = delta_in.abs() < self.eps
             m = delta_out / torch.where(small, torch.ones_like(delta_in), delta_in)
@@ -109,8 +140,16 @@ def _logits_scores(model, images, ids, labels):
 
 
 @METHODS.register(kind="shapley")
-def deeplift(model, x, target=None, baseline="black", channels: str | None = None, eps: float = 1e-10,
-             blur_sigma: float = 10.0, return_gap: bool = False):
+def deeplift(
+    model,
+    x,
+    target=None,
+    baseline="black",
+    channels: str | None = None,
+    eps: float = 1e-10,
+    blur_sigma: float = 10.0,
+    return_gap: bool = False,
+):
     """DeepLIFT with the rescale rule (Shrikumar et al. 2017): ``(x - x_ref) ⊙ m``.
 
     The input and its reference run as one batch; every elementwise nonlinearity (ReLU, ReLU6 /
@@ -139,8 +178,9 @@ def deeplift(model, x, target=None, baseline="black", channels: str | None = Non
     if mode.calls == 0:
         import warnings
 
-        warnings.warn("deeplift: the model calls no elementwise nonlinearity it knows; this is gradient x input",
-                      stacklevel=2)
+        warnings.warn(
+            "deeplift: the model calls no elementwise nonlinearity it knows; this is gradient x input", stacklevel=2
+        )
     scores = target_score(ids, logits[:count], labels)
     (grad,) = torch.autograd.grad(scores.sum(), both)
     attribution = (x - reference) * grad[:count]
@@ -162,8 +202,9 @@ def _generator(device, seed: int | None) -> torch.Generator:
     return generator
 
 
-def gradient_shap_from_draws(model, inputs: torch.Tensor, baselines: torch.Tensor, alphas: torch.Tensor, targets,
-                             batch_size: int = 32) -> torch.Tensor:
+def gradient_shap_from_draws(
+    model, inputs: torch.Tensor, baselines: torch.Tensor, alphas: torch.Tensor, targets, batch_size: int = 32
+) -> torch.Tensor:
     """GradientSHAP terms ``(x' - b) ⊙ grad f(b + alpha (x' - b))`` for given rows of noisy inputs
     ``x'``, baselines ``b`` and ``alpha`` (M rows each; ``targets``: ids ``Tensor[M]`` or a callable),
     evaluated ``batch_size`` rows at a time. The expectation over the draws is GradientSHAP."""
@@ -178,8 +219,17 @@ def gradient_shap_from_draws(model, inputs: torch.Tensor, baselines: torch.Tenso
 
 
 @METHODS.register(kind="shapley", stochastic=True, quick={"n": 8, "seed": 0})
-def gradient_shap(model, x, target=None, baselines="black", n: int = 16, stdev: float = 0.0, batch_size: int = 32,
-                  channels: str | None = None, seed: int | None = None) -> torch.Tensor:
+def gradient_shap(
+    model,
+    x,
+    target=None,
+    baselines="black",
+    n: int = 16,
+    stdev: float = 0.0,
+    batch_size: int = 32,
+    channels: str | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
     """GradientSHAP (Lundberg & Lee 2017; expected gradients, Erion et al. 2021), as captum's
     ``GradientShap``: the mean over ``n`` draws of ``(x' - b) ⊙ grad f(b + alpha (x' - b))`` with
     ``b`` drawn uniformly from ``baselines``, ``alpha ~ U(0, 1)`` and ``x' = x + N(0, stdev^2)``.
@@ -235,8 +285,10 @@ def _check_segments(segments, x: torch.Tensor, n_segments: int, compactness: flo
     if segments.ndim == 2:
         segments = segments.expand(x.shape[0], -1, -1)
     if segments.shape != (x.shape[0], *x.shape[-2:]) or segments.min() < 0:
-        raise ConvscopeError(f"segments must be non-negative labels of shape (N, H, W) = "
-                             f"{(x.shape[0], *x.shape[-2:])}, got {tuple(segments.shape)}")
+        raise ConvscopeError(
+            f"segments must be non-negative labels of shape (N, H, W) = "
+            f"{(x.shape[0], *x.shape[-2:])}, got {tuple(segments.shape)}"
+        )
     return segments
 
 
@@ -247,23 +299,32 @@ def coalition_values(model, x, reference, segments, coalitions: list[torch.Tenso
     labels = getattr(model, "labels", None)
     # (image, first row, last row) runs of at most batch_size rows, packed into chunks
     values = [torch.empty(table.shape[0], device=x.device, dtype=x.dtype) for table in coalitions]
-    runs = [(i, start, min(start + batch_size, table.shape[0]))
-            for i, table in enumerate(coalitions) for start in range(0, table.shape[0], max(1, batch_size))]
+    runs = [
+        (i, start, min(start + batch_size, table.shape[0]))
+        for i, table in enumerate(coalitions)
+        for start in range(0, table.shape[0], max(1, batch_size))
+    ]
     chunk: list[tuple[int, int, int]] = []
     with torch.no_grad():
         for run in runs + [None]:
             size = sum(stop - start for _, start, stop in chunk)
             if chunk and (run is None or size + run[2] - run[1] > batch_size):
-                perturbed = torch.cat([reference[i:i + 1] + coalitions[i][start:stop].to(x.dtype)[:, segments[i]][:, None]
-                                       * (x[i:i + 1] - reference[i:i + 1]) for i, start, stop in chunk])
+                perturbed = torch.cat(
+                    [
+                        reference[i : i + 1]
+                        + coalitions[i][start:stop].to(x.dtype)[:, segments[i]][:, None]
+                        * (x[i : i + 1] - reference[i : i + 1])
+                        for i, start, stop in chunk
+                    ]
+                )
                 if isinstance(ids, torch.Tensor):
-                    targets = torch.cat([ids[i:i + 1].expand(stop - start) for i, start, stop in chunk])
+                    targets = torch.cat([ids[i : i + 1].expand(stop - start) for i, start, stop in chunk])
                 else:
                     targets = ids
                 scores = target_score(targets, model(perturbed), labels)
                 offset = 0
                 for i, start, stop in chunk:
-                    values[i][start:stop] = scores[offset:offset + stop - start]
+                    values[i][start:stop] = scores[offset : offset + stop - start]
                     offset += stop - start
                 chunk = []
             if run is not None:
@@ -271,8 +332,13 @@ def coalition_values(model, x, reference, segments, coalitions: list[torch.Tenso
     return values
 
 
-def shapley_kernel_regression(coalitions: torch.Tensor, values: torch.Tensor, full: torch.Tensor, empty: torch.Tensor,
-                              weights: torch.Tensor | None = None) -> torch.Tensor:
+def shapley_kernel_regression(
+    coalitions: torch.Tensor,
+    values: torch.Tensor,
+    full: torch.Tensor,
+    empty: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """KernelSHAP's solution (Lundberg & Lee 2017, Theorem 2): weighted least squares of
     ``values - empty`` on the coalitions, constrained to ``sum(phi) = full - empty`` (the infinite
     weights of the full and empty coalitions, enforced exactly by eliminating the last feature).
@@ -305,8 +371,18 @@ def _expand(values: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register(kind="shapley", stochastic=True, quick={"samples": 64, "seed": 0})
-def kernel_shap(model, x, target=None, samples: int = 256, n_segments: int = 50, compactness: float = 10.0,
-                baseline="black", segments=None, batch_size: int = 64, seed: int | None = None) -> torch.Tensor:
+def kernel_shap(
+    model,
+    x,
+    target=None,
+    samples: int = 256,
+    n_segments: int = 50,
+    compactness: float = 10.0,
+    baseline="black",
+    segments=None,
+    batch_size: int = 64,
+    seed: int | None = None,
+) -> torch.Tensor:
     """KernelSHAP (Lundberg & Lee 2017) on SLIC superpixels: the Shapley values of the superpixels
     for the class logit, a superpixel "absent" when its pixels come from ``baseline`` (black).
 
@@ -361,13 +437,24 @@ def lime_weights(coalitions: torch.Tensor, kernel_width: float) -> torch.Tensor:
     z = coalitions.double()
     norm = z.norm(dim=1) * (z.shape[1] ** 0.5)
     cosine = torch.where(norm > 0, z.sum(dim=1) / norm.clamp(min=1e-12), torch.zeros_like(norm))
-    return torch.exp(-((1 - cosine) ** 2) / kernel_width ** 2)
+    return torch.exp(-((1 - cosine) ** 2) / kernel_width**2)
 
 
 @METHODS.register(kind="shapley", stochastic=True, quick={"samples": 64, "seed": 0})
-def lime(model, x, target=None, samples: int = 256, n_segments: int = 50, compactness: float = 10.0,
-         kernel_width: float = 0.25, alpha: float = 1.0, baseline="black", segments=None, batch_size: int = 64,
-         seed: int | None = None) -> torch.Tensor:
+def lime(
+    model,
+    x,
+    target=None,
+    samples: int = 256,
+    n_segments: int = 50,
+    compactness: float = 10.0,
+    kernel_width: float = 0.25,
+    alpha: float = 1.0,
+    baseline="black",
+    segments=None,
+    batch_size: int = 64,
+    seed: int | None = None,
+) -> torch.Tensor:
     """LIME (Ribeiro et al. 2016) on SLIC superpixels: a local weighted linear surrogate of the class logit.
 
     Coalitions as lime's image explainer: the unperturbed image, then ``samples - 1`` with each

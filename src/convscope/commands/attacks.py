@@ -12,9 +12,26 @@ from ..attacks import ATTACKS, attack
 from ..attacks.evaluate import evaluate_attack
 from ..attacks.evolution import fooling_gallery, fooling_images
 from ..attacks.figure import attack_figure
-from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_image, output_path, parse_budget, parse_set
-from ..data.options import (AddressOption, DataArgument, DataLabelsOption, EngineOption, ResumeOption, StrictOption,
-                            WorkersOption, check_engine)
+from ..cli_common import (
+    ModelArgs,
+    console,
+    data_preprocess,
+    model_options,
+    open_image,
+    output_path,
+    parse_budget,
+    parse_set,
+)
+from ..data.options import (
+    AddressOption,
+    DataArgument,
+    DataLabelsOption,
+    EngineOption,
+    ResumeOption,
+    StrictOption,
+    WorkersOption,
+    check_engine,
+)
 from ..errors import ConvscopeError
 from ..targets import class_name
 from ..images import load_folder, save_image
@@ -39,8 +56,10 @@ def _run_attack(method: str, run):
     except TypeError as error:
         text = str(error)
         if "unexpected keyword argument" in text:
-            raise ConvscopeError(f"{method} does not take the option {text.split('argument')[-1].strip()} "
-                                 f"(see: python -c 'import convscope.attacks as a; help(a.{method.replace('-', '_')})')") from None
+            raise ConvscopeError(
+                f"{method} does not take the option {text.split('argument')[-1].strip()} "
+                f"(see: python -c 'import convscope.attacks as a; help(a.{method.replace('-', '_')})')"
+            ) from None
         raise
 
 
@@ -54,11 +73,20 @@ def register(app: typer.Typer) -> None:
     def attack_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         method: Annotated[str, typer.Option("--method", help=METHODS_HELP)] = "pgd",
-        eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255 (default: the method's)")] = None,
+        eps: Annotated[
+            Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255 (default: the method's)")
+        ] = None,
         target: Annotated[Optional[str], typer.Option("--target", help="class id or name (targeted attack)")] = None,
-        option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20 --set alpha=1/255)")] = [],  # noqa: B006
+        option: Annotated[
+            list[str],
+            typer.Option(
+                "--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20 --set alpha=1/255)"
+            ),
+        ] = [],  # noqa: B006
         out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("attack.png"),
-        save_adversarial: Annotated[Optional[Path], typer.Option("--save-adversarial", help="also write the adversarial image (.png)")] = None,
+        save_adversarial: Annotated[
+            Optional[Path], typer.Option("--save-adversarial", help="also write the adversarial image (.png)")
+        ] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
         model: ModelArgs = None,
@@ -68,17 +96,23 @@ def register(app: typer.Typer) -> None:
         classifier = model.open()
         x = open_image(image, classifier, size)
         options = parse_options(option)
-        result = _run_attack(method, lambda: attack(classifier, x, method=method, eps=parse_eps(eps), target=target,
-                                                    seed=seed, progress=True, **options))
+        result = _run_attack(
+            method,
+            lambda: attack(
+                classifier, x, method=method, eps=parse_eps(eps), target=target, seed=seed, progress=True, **options
+            ),
+        )
         attack_figure(result, 0, output_path(out))
         if save_adversarial is not None:
             save_image(result.x_adv, output_path(save_adversarial))
         row = result.rows()[0]
-        console.print(f"{method}: {row['original']} ({100 * row['original_confidence']:.1f}%) -> {row['adversarial']} "
-                      f"({100 * row['confidence']:.1f}%), {'fooled' if row['success'] else 'not fooled'}; "
-                      f"L∞ {255 * row['linf']:.2f}/255, L2 {row['l2']:.3f}, L0 {row['l0']} px"
-                      + (f", {row['queries']} queries" if row["queries"] is not None else "")
-                      + f", {result.seconds:.1f} s; figure: {out}")
+        console.print(
+            f"{method}: {row['original']} ({100 * row['original_confidence']:.1f}%) -> {row['adversarial']} "
+            f"({100 * row['confidence']:.1f}%), {'fooled' if row['success'] else 'not fooled'}; "
+            f"L∞ {255 * row['linf']:.2f}/255, L2 {row['l2']:.3f}, L0 {row['l0']} px"
+            + (f", {row['queries']} queries" if row["queries"] is not None else "")
+            + f", {result.seconds:.1f} s; figure: {out}"
+        )
 
     @app.command("attack-eval")
     @model_options
@@ -86,15 +120,26 @@ def register(app: typer.Typer) -> None:
         data: DataArgument = "samples:imagenet",
         method: Annotated[str, typer.Option("--method", help=METHODS_HELP)] = "pgd",
         eps: Annotated[Optional[str], typer.Option("--eps", help="budget in pixel units, e.g. 8/255")] = None,
-        option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20)")] = [],  # noqa: B006
+        option: Annotated[
+            list[str], typer.Option("--set", "--option", help="method option KEY=VALUE, repeat (--set steps=20)")
+        ] = [],  # noqa: B006
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's input size)")] = None,
+        size: Annotated[
+            Optional[int], typer.Option("--size", help="image side (default: the model's input size)")
+        ] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        data_labels: DataLabelsOption = None, strict: StrictOption = False,
-        resume: ResumeOption = None, engine: EngineOption = "local", address: AddressOption = None,
+        data_labels: DataLabelsOption = None,
+        strict: StrictOption = False,
+        resume: ResumeOption = None,
+        engine: EngineOption = "local",
+        address: AddressOption = None,
         workers: WorkersOption = None,
-        json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the totals and a RobustBench-style entry as JSON")] = None,
-        csv_out: Annotated[Optional[Path], typer.Option("--csv", help="also write one row per image (robust, broken_by, distances)")] = None,
+        json_out: Annotated[
+            Optional[Path], typer.Option("--json", help="also write the totals and a RobustBench-style entry as JSON")
+        ] = None,
+        csv_out: Annotated[
+            Optional[Path], typer.Option("--csv", help="also write one row per image (robust, broken_by, distances)")
+        ] = None,
         model: ModelArgs = None,
     ) -> None:
         """Clean accuracy, robust accuracy (95 % Wilson interval) and attack success rate over a dataset.
@@ -107,21 +152,55 @@ def register(app: typer.Typer) -> None:
             raise ConvscopeError(f"--size must be a positive integer, got {size}")
         classifier = model.open()
         options = parse_options(option)
-        report = _run_attack(method, lambda: evaluate_attack(
-            classifier, data, method, parse_eps(eps), progress=True, seed=seed, batch_size=batch_size, size=size,
-            preprocess=data_preprocess(classifier), strict=strict, resume=resume, engine=engine, address=address,
-            workers=workers, label_file=data_labels, **options))
-        truth = ("ground-truth labels" if report.ground_truth else
-                 f"{report.labelled} labelled, the others scored against the model's clean predictions")
+        report = _run_attack(
+            method,
+            lambda: evaluate_attack(
+                classifier,
+                data,
+                method,
+                parse_eps(eps),
+                progress=True,
+                seed=seed,
+                batch_size=batch_size,
+                size=size,
+                preprocess=data_preprocess(classifier),
+                strict=strict,
+                resume=resume,
+                engine=engine,
+                address=address,
+                workers=workers,
+                label_file=data_labels,
+                **options,
+            ),
+        )
+        truth = (
+            "ground-truth labels"
+            if report.ground_truth
+            else f"{report.labelled} labelled, the others scored against the model's clean predictions"
+        )
         table = Table(title=f"{method} on {data} ({report.images} images, {truth})")
-        for column in ("eps", "clean acc", "robust acc [95% CI]", "success (of correct)", "mean L∞", "mean L2", "queries/img", "time"):
+        for column in (
+            "eps",
+            "clean acc",
+            "robust acc [95% CI]",
+            "success (of correct)",
+            "mean L∞",
+            "mean L2",
+            "queries/img",
+            "time",
+        ):
             table.add_column(column, justify="right")
         low, high = report.robust_interval
-        table.add_row("-" if report.eps is None else f"{255 * report.eps:.2f}/255", f"{100 * report.clean_accuracy:.1f}%",
-                      f"{100 * report.robust_accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}]",
-                      f"{100 * report.success_rate:.1f}% of {report.attacked}",
-                      f"{255 * report.mean_linf:.2f}/255", f"{report.mean_l2:.3f}",
-                      "-" if report.mean_queries is None else f"{report.mean_queries:.0f}", f"{report.seconds:.1f} s")
+        table.add_row(
+            "-" if report.eps is None else f"{255 * report.eps:.2f}/255",
+            f"{100 * report.clean_accuracy:.1f}%",
+            f"{100 * report.robust_accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}]",
+            f"{100 * report.success_rate:.1f}% of {report.attacked}",
+            f"{255 * report.mean_linf:.2f}/255",
+            f"{report.mean_l2:.3f}",
+            "-" if report.mean_queries is None else f"{report.mean_queries:.0f}",
+            f"{report.seconds:.1f} s",
+        )
         console.print(table)
         if report.skipped:
             from ..data import SkipLog
@@ -144,10 +223,16 @@ def register(app: typer.Typer) -> None:
     @app.command("transfer-matrix")
     def transfer_matrix_command(
         data: DataArgument = "samples:imagenet",
-        models: Annotated[str, typer.Option("--models", help="comma-separated model sources, e.g. efficientnet_lite0,efficientnet_lite1")] = "efficientnet_lite0,efficientnet_lite1",
+        models: Annotated[
+            str,
+            typer.Option("--models", help="comma-separated model sources, e.g. efficientnet_lite0,efficientnet_lite1"),
+        ] = "efficientnet_lite0,efficientnet_lite1",
         method: Annotated[str, typer.Option("--method", help="mi-fgsm | di-fgsm | ti-fgsm | any attack")] = "mi_fgsm",
         eps: Annotated[Optional[str], typer.Option("--eps", help="L∞ budget, e.g. 16/255")] = "16/255",
-        option: Annotated[list[str], typer.Option("--set", "--option", help="method option KEY=VALUE (diversity=0.5, kernel=7 combine DI/TI)")] = [],  # noqa: B006
+        option: Annotated[
+            list[str],
+            typer.Option("--set", "--option", help="method option KEY=VALUE (diversity=0.5, kernel=7 combine DI/TI)"),
+        ] = [],  # noqa: B006
         size: Annotated[int, typer.Option("--size", help="image side fed to every model")] = 224,
         limit: Annotated[int, typer.Option("--limit", help="at most this many images")] = 64,
         seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -208,9 +293,17 @@ def register(app: typer.Typer) -> None:
         ids = [class_index(name, classifier.labels) for name in classes.split(",") if name.strip()]
         if not ids:
             raise ConvscopeError("give at least one class")
-        result = fooling_images(classifier, ids, encoding=encoding, generations=generations, popsize=popsize,
-                                size=size, threshold=threshold, generator=torch.Generator().manual_seed(seed),
-                                progress=True)
+        result = fooling_images(
+            classifier,
+            ids,
+            encoding=encoding,
+            generations=generations,
+            popsize=popsize,
+            size=size,
+            threshold=threshold,
+            generator=torch.Generator().manual_seed(seed),
+            progress=True,
+        )
         fooling_gallery(classifier, result, output_path(out))
         for class_id, confidence, spent in zip(ids, result.confidence.tolist(), result.queries.tolist()):
             name = class_name(classifier.labels, class_id)
@@ -221,22 +314,29 @@ def register(app: typer.Typer) -> None:
     @model_options
     def patch_command(
         target: Annotated[str, typer.Option("--target", help="class name or id the patch pushes towards")] = "zebra",
-        images: Annotated[Optional[Path], typer.Option("--images", help="folder of training photos (default: 4 bundled)")] = None,
-        held_out: Annotated[Optional[Path], typer.Option("--held-out", help="folder of test photos (default: 4 other bundled)")] = None,
+        images: Annotated[
+            Optional[Path], typer.Option("--images", help="folder of training photos (default: 4 bundled)")
+        ] = None,
+        held_out: Annotated[
+            Optional[Path], typer.Option("--held-out", help="folder of test photos (default: 4 other bundled)")
+        ] = None,
         size: Annotated[int, typer.Option("--size", help="image side")] = 128,
         patch_size: Annotated[int, typer.Option("--patch-size", help="patch resolution")] = 48,
-        scale: Annotated[str, typer.Option("--scale", help="patch side as a fraction of the image side: LOW,HIGH")] = "0.3,0.45",
+        scale: Annotated[
+            str, typer.Option("--scale", help="patch side as a fraction of the image side: LOW,HIGH")
+        ] = "0.3,0.45",
         steps: Annotated[int, typer.Option("--steps")] = 200,
         lr: Annotated[float, typer.Option("--lr")] = 0.05,
-        out: Annotated[Path, typer.Option("--out", "-o", help="figure: the patch and patched test photos (.png)")] = Path("patch.png"),
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="figure: the patch and patched test photos (.png)")
+        ] = Path("patch.png"),
         seed: Annotated[int, typer.Option("--seed")] = 0,
         model: ModelArgs = None,
     ) -> None:
         """Adversarial patch (Brown 2017): train one round sticker that turns photos into TARGET."""
         import torch
 
-        from ..attacks.patch import (HELD_OUT_SAMPLES, TRAIN_SAMPLES, adversarial_patch, patch_figure,
-                                     patch_success)
+        from ..attacks.patch import HELD_OUT_SAMPLES, TRAIN_SAMPLES, adversarial_patch, patch_figure, patch_success
         from ..images import load_image
 
         try:
@@ -256,16 +356,34 @@ def register(app: typer.Typer) -> None:
 
         train, test = photos(images, TRAIN_SAMPLES), photos(held_out, HELD_OUT_SAMPLES)
         goal = class_index(target, classifier.labels)
-        result = adversarial_patch(classifier, train, goal, size=patch_size, scale=(low, high), steps=steps, lr=lr,
-                                   generator=torch.Generator().manual_seed(seed), progress=True)
-        rate = patch_success(classifier, test, result.patch, goal, scale=(low, high),
-                             generator=torch.Generator().manual_seed(seed + 1))
-        patch_figure(classifier, test, result, output_path(out), scale=(low, high),
-                     generator=torch.Generator().manual_seed(seed + 2))
+        result = adversarial_patch(
+            classifier,
+            train,
+            goal,
+            size=patch_size,
+            scale=(low, high),
+            steps=steps,
+            lr=lr,
+            generator=torch.Generator().manual_seed(seed),
+            progress=True,
+        )
+        rate = patch_success(
+            classifier, test, result.patch, goal, scale=(low, high), generator=torch.Generator().manual_seed(seed + 1)
+        )
+        patch_figure(
+            classifier,
+            test,
+            result,
+            output_path(out),
+            scale=(low, high),
+            generator=torch.Generator().manual_seed(seed + 2),
+        )
         save_image(result.patch[None], output_path(out.with_name(out.stem + "_alone.png")))
         name = class_name(classifier.labels, goal)
-        console.print(f"patch -> {name!r}: log P {result.history[0]:.2f} -> {result.history[-1]:.2f} ({result.stopped}); "
-                      f"held-out success {100 * rate:.0f}% ({len(test)} photos x 8 placements) -> {out}")
+        console.print(
+            f"patch -> {name!r}: log P {result.history[0]:.2f} -> {result.history[-1]:.2f} ({result.stopped}); "
+            f"held-out success {100 * rate:.0f}% ({len(test)} photos x 8 placements) -> {out}"
+        )
 
 
 @tour_step(40, "adversarial example (targeted PGD, eps 4/255)")

@@ -15,8 +15,12 @@ from ..tour import tour_step
 def prediction_step(model, image, out: Path) -> list[Path]:
     ranked = predict(model, image, 5)[0]
     chart = out / "prediction.png"
-    bar_chart([f"{p.label} ({p.class_id})" for p in ranked], [p.probability for p in ranked], chart,
-              title=f"{model.name}: top-5")
+    bar_chart(
+        [f"{p.label} ({p.class_id})" for p in ranked],
+        [p.probability for p in ranked],
+        chart,
+        title=f"{model.name}: top-5",
+    )
     return [save_image(image, out / "input.png"), chart]
 
 

@@ -14,8 +14,12 @@ from ..tour import tour_step
 
 LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
 EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
-AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")]
-SamplesOption = Annotated[int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")]
+AddressOption = Annotated[
+    Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")
+]
+SamplesOption = Annotated[
+    int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")
+]
 
 
 def _channels(text: str | None) -> list[int] | None:
@@ -34,8 +38,19 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         raise ConvscopeError(f"cannot read shape {text!r}: use e.g. 8x8 or 3x32x32") from None
 
 
-def _mine(network, data: Path | None, layers, k, size, batch_size, engine, address, make_samples, out: Path,
-          strict: bool = False):
+def _mine(
+    network,
+    data: Path | None,
+    layers,
+    k,
+    size,
+    batch_size,
+    engine,
+    address,
+    make_samples,
+    out: Path,
+    strict: bool = False,
+):
     from ..dissect import sample_folder, top_k_examples
 
     if data is None:
@@ -44,8 +59,18 @@ def _mine(network, data: Path | None, layers, k, size, batch_size, engine, addre
         sample_folder(data, n=make_samples)
     if not data.is_dir():
         raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
-    found = top_k_examples(network, data, layers, k=k, size=size, batch_size=batch_size, engine=engine, address=address,
-                           checkpoint=out / "examples-checkpoint.safetensors", strict=strict)
+    found = top_k_examples(
+        network,
+        data,
+        layers,
+        k=k,
+        size=size,
+        batch_size=batch_size,
+        engine=engine,
+        address=address,
+        checkpoint=out / "examples-checkpoint.safetensors",
+        strict=strict,
+    )
     if found.skipped:
         from ..data import SkipLog
 
@@ -60,7 +85,9 @@ def register(app: typer.Typer) -> None:
         layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
         mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
-        shape: Annotated[Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")] = None,
+        shape: Annotated[
+            Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")
+        ] = None,
         max_filters: Annotated[int, typer.Option("--max-filters")] = 64,
         model: ModelArgs = None,
     ) -> None:
@@ -71,9 +98,13 @@ def register(app: typer.Typer) -> None:
         tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
         weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
         shape = "x".join(map(str, weight.shape)) if weight is not None else ""
-        weight_grid(tiles, numbered=True, title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
-                                               f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
-                                               f"{mode} view").save(output_path(out))
+        weight_grid(
+            tiles,
+            numbered=True,
+            title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
+            f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
+            f"{mode} view",
+        ).save(output_path(out))
         console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
     @app.command("examples")
@@ -86,9 +117,14 @@ def register(app: typer.Typer) -> None:
         channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-15 (default: first 16)")] = None,
         size: Annotated[int, typer.Option("--size")] = 224,
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        image: Annotated[Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")] = None,
-        engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        strict: StrictOption = False, model: ModelArgs = None,
+        image: Annotated[
+            Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")
+        ] = None,
+        engine: EngineOption = "local",
+        address: AddressOption = None,
+        make_samples: SamplesOption = 0,
+        strict: StrictOption = False,
+        model: ModelArgs = None,
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
@@ -102,11 +138,20 @@ def register(app: typer.Typer) -> None:
             picture = open_image(image, network, size)
             for layer in layers:
                 units = top_units(network, picture, layer, k)
-                found = [(picture[0, :, u.box[0]:u.box[2], u.box[1]:u.box[3]].cpu(), picture[0].cpu(), u.box) for u in units]
+                found = [
+                    (picture[0, :, u.box[0] : u.box[2], u.box[1] : u.box[3]].cpu(), picture[0].cpu(), u.box)
+                    for u in units
+                ]
                 path = out / f"units_{layer}.png"
-                example_strip(found, 112, title=f"{network.name} · {layer}: the units that fire most on {image}",
-                              labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units]).save(path)
-                console.print(f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}")
+                example_strip(
+                    found,
+                    112,
+                    title=f"{network.name} · {layer}: the units that fire most on {image}",
+                    labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units],
+                ).save(path)
+                console.print(
+                    f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}"
+                )
             return
         found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
         for layer in found.layers:
@@ -126,17 +171,23 @@ def register(app: typer.Typer) -> None:
         size: Annotated[int, typer.Option("--size")] = 224,
         batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
         feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
-        projections: Annotated[bool, typer.Option("--projections", help="add deconvnet projections of the examples")] = False,
-        engine: EngineOption = "local", address: AddressOption = None, make_samples: SamplesOption = 0,
-        strict: StrictOption = False, model: ModelArgs = None,
+        projections: Annotated[
+            bool, typer.Option("--projections", help="add deconvnet projections of the examples")
+        ] = False,
+        engine: EngineOption = "local",
+        address: AddressOption = None,
+        make_samples: SamplesOption = 0,
+        strict: StrictOption = False,
+        model: ModelArgs = None,
     ) -> None:
         """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
         from ..dissect.atlas import build_atlas
 
         network = model.open()
         found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
-        index = build_atlas(network, found, out, channels=_channels(channels), feature_vis=feature_vis,
-                            projections=projections)
+        index = build_atlas(
+            network, found, out, channels=_channels(channels), feature_vis=feature_vis, projections=projections
+        )
         console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
 
 
@@ -144,14 +195,27 @@ def register(app: typer.Typer) -> None:
 def dissect_step(model, image, out: Path) -> list[Path]:
     import tempfile
 
-    from ..dissect import channel_sheet, example_strip, sample_folder, top_k_examples, top_units, weight_grid, weight_tiles
+    from ..dissect import (
+        channel_sheet,
+        example_strip,
+        sample_folder,
+        top_k_examples,
+        top_units,
+        weight_grid,
+        weight_tiles,
+    )
 
     filters = out / "dissect_filters.png"
     weight_grid(weight_tiles(model, "conv_stem")).save(filters)
     units = out / "dissect_units_blocks.3.png"
     picture = image[0].cpu()
-    example_strip([(picture[:, u.box[0]:u.box[2], u.box[1]:u.box[3]], picture, u.box)
-                   for u in top_units(model, image, "blocks.3", k=4)], 112).save(units)
+    example_strip(
+        [
+            (picture[:, u.box[0] : u.box[2], u.box[1] : u.box[3]], picture, u.box)
+            for u in top_units(model, image, "blocks.3", k=4)
+        ],
+        112,
+    ).save(units)
     with tempfile.TemporaryDirectory() as folder:
         found = top_k_examples(model, sample_folder(folder, n=24), ["bn1", "blocks.3"], k=6, size=160, progress=False)
         written = [filters, units]

@@ -12,13 +12,17 @@ from ..cli_common import ModelArgs, console, model_options, output_path
 from ..errors import ConvscopeError
 
 DEFAULT_METHODS = "saliency,guided_backprop,gradcam,integrated_gradients,lrp"
-DEFAULT_METRICS = ("sparseness,complexity,pixel_flipping,faithfulness_correlation,road_morf,road_lerf,"
-                   "max_sensitivity,random_logit")
+DEFAULT_METRICS = (
+    "sparseness,complexity,pixel_flipping,faithfulness_correlation,road_morf,road_lerf,max_sensitivity,random_logit"
+)
 
 
 def _names(text: str, registry) -> list[str]:
-    names = [registry.canonical(n.strip()) if hasattr(registry, "canonical") else n.strip()
-             for n in text.split(",") if n.strip()]
+    names = [
+        registry.canonical(n.strip()) if hasattr(registry, "canonical") else n.strip()
+        for n in text.split(",")
+        if n.strip()
+    ]
     if text.strip() == "all":
         return registry.names()
     for name in names:
@@ -61,15 +65,23 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate-explanations")
     @model_options
     def evaluate_command(
-        data: Annotated[str, typer.Argument(help="dataset spec (folder, samples:imagenet, ...) or scenes:N "
-                                                 "(generated scenes with exact masks)")],
-        methods: Annotated[str, typer.Option("--methods", help="comma-separated attribution methods, or all")] =
-        DEFAULT_METHODS,
+        data: Annotated[
+            str,
+            typer.Argument(
+                help="dataset spec (folder, samples:imagenet, ...) or scenes:N (generated scenes with exact masks)"
+            ),
+        ],
+        methods: Annotated[
+            str, typer.Option("--methods", help="comma-separated attribution methods, or all")
+        ] = DEFAULT_METHODS,
         metrics: Annotated[str, typer.Option("--metrics", help="comma-separated metrics, or all")] = DEFAULT_METRICS,
-        masks: Annotated[Optional[Path], typer.Option("--masks", help="folder of object masks NAME.png (localisation)")] = None,
+        masks: Annotated[
+            Optional[Path], typer.Option("--masks", help="folder of object masks NAME.png (localisation)")
+        ] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", help="at most N images")] = None,
-        out: Annotated[Path, typer.Option("--out", "-o", help="table to write (.csv); the figure goes next to it (.png)")] =
-        Path("explanations.csv"),
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="table to write (.csv); the figure goes next to it (.png)")
+        ] = Path("explanations.csv"),
         samples: Annotated[int, typer.Option("--samples", help="perturbations of the robustness metrics")] = 8,
         runs: Annotated[int, typer.Option("--runs", help="random subsets of faithfulness_correlation")] = 64,
         size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's)")] = None,
@@ -94,23 +106,45 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 raise ConvscopeError(f"scenes:N needs a number, got {data!r}") from None
             if network.num_classes != 1000:
-                raise ConvscopeError("scenes:N targets ImageNet classes (cat 285, espresso 967): use a 1000-class model")
+                raise ConvscopeError(
+                    "scenes:N targets ImageNet classes (cat 285, espresso 967): use a 1000-class model"
+                )
             batches, total = scene_batches(count if limit is None else min(count, limit), side, batch_size, seed), None
         else:
             batches, total = _dataset_batches(data, network, side, limit, batch_size, masks), limit
-        metric_options = {"max_sensitivity": {"samples": samples}, "local_lipschitz": {"samples": samples},
-                          "faithfulness_correlation": {"runs": runs}}
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task(f"{len(chosen_methods)} methods x {len(chosen_metrics)} metrics (Ctrl-C stops)",
-                                total=total)
-            table = evaluate_explanations(network, batches, chosen_methods, chosen_metrics, seed=seed,
-                                          metric_options=metric_options, batch_size=batch_size,
-                                          progress=lambda done: bar.update(task, completed=done))
+        metric_options = {
+            "max_sensitivity": {"samples": samples},
+            "local_lipschitz": {"samples": samples},
+            "faithfulness_correlation": {"runs": runs},
+        }
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(
+                f"{len(chosen_methods)} methods x {len(chosen_metrics)} metrics (Ctrl-C stops)", total=total
+            )
+            table = evaluate_explanations(
+                network,
+                batches,
+                chosen_methods,
+                chosen_metrics,
+                seed=seed,
+                metric_options=metric_options,
+                batch_size=batch_size,
+                progress=lambda done: bar.update(task, completed=done),
+            )
         if table.images == 0:
             raise ConvscopeError("stopped before the first batch was done: nothing to write")
-        shown = Table("method", *[f"{m} {'↑' if METRICS.meta(m)['higher_better'] else '↓'}" for m in chosen_metrics],
-                      title=f"{table.images} images{' (stopped early)' if table.stopped else ''}: mean ± 95 % CI")
+        shown = Table(
+            "method",
+            *[f"{m} {'↑' if METRICS.meta(m)['higher_better'] else '↓'}" for m in chosen_metrics],
+            title=f"{table.images} images{' (stopped early)' if table.stopped else ''}: mean ± 95 % CI",
+        )
         for method in chosen_methods:
             cells = []
             for metric in chosen_metrics:

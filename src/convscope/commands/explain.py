@@ -10,14 +10,32 @@ import torch
 import typer
 
 from ..attribution import METHODS, attribute, display_mode, method_options
-from ..cli_common import ModelArgs, SetOption, console, data_preprocess, model_options, open_image, output_path, parse_set
+from ..cli_common import (
+    ModelArgs,
+    SetOption,
+    console,
+    data_preprocess,
+    model_options,
+    open_image,
+    output_path,
+    parse_set,
+)
 from ..data.options import AddressOption, DataLabelsOption, EngineOption, StrictOption, WorkersOption, check_engine
 from ..errors import ConvscopeError
 from ..render import Panel, figure
 from ..tour import tour_step
 
-def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list[int], layer: str | None = None,
-                   path: Path | None = None, options: dict | None = None, progress: bool = False):
+
+def explain_figure(
+    model,
+    image: torch.Tensor,
+    methods: list[str],
+    classes: list[int],
+    layer: str | None = None,
+    path: Path | None = None,
+    options: dict | None = None,
+    progress: bool = False,
+):
     """One row per class, one column per method: the map over the image, with a colour bar.
 
     Returns the PIL figure and the maps ``{method: Tensor (K, C, H, W)}``.
@@ -43,13 +61,23 @@ def explain_figure(model, image: torch.Tensor, methods: list[str], classes: list
         if len(methods) > 1:
             panels.append(Panel(image[0].cpu(), caption))
         for method in methods:
-            panels.append(Panel(maps[method][row], f"{method}: {caption}" if len(methods) == 1 else method,
-                                under=image[0].cpu(), mode=display_mode(method), colorbar=True,
-                                unit=_unit(method, (options or {}).get(method, {}))))
+            panels.append(
+                Panel(
+                    maps[method][row],
+                    f"{method}: {caption}" if len(methods) == 1 else method,
+                    under=image[0].cpu(),
+                    mode=display_mode(method),
+                    colorbar=True,
+                    unit=_unit(method, (options or {}).get(method, {})),
+                )
+            )
     # wrap into rows x columns (at most 6 wide); one class and one method per row when that fits
     columns = min(6, len(panels) if len(methods) == 1 else len(methods) + 1)
-    title = f"{getattr(model, 'name', 'model')}: " + ", ".join(
-        f"{labels[c]} p = {probabilities[c]:.3f}" for c in classes[:3]) + (" ..." if len(classes) > 3 else "")
+    title = (
+        f"{getattr(model, 'name', 'model')}: "
+        + ", ".join(f"{labels[c]} p = {probabilities[c]:.3f}" for c in classes[:3])
+        + (" ..." if len(classes) > 3 else "")
+    )
     picture = figure(panels, path, columns=columns, panel_size=3.2, suptitle=title)
     return picture, maps
 
@@ -82,23 +110,48 @@ def register(app: typer.Typer) -> None:
     @app.command("explain")
     @model_options
     def explain_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode")],
+        image: Annotated[
+            str,
+            typer.Argument(
+                help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode"
+            ),
+        ],
         method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHODS.names())} | all")] = "gradcam",
-        target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
+        target: Annotated[
+            Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")
+        ] = None,
         topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
-        layer: Annotated[Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")] = None,
+        layer: Annotated[
+            Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")
+        ] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
-        save_array: Annotated[Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")] = None,
-        steps: Annotated[int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")] = 32,
-        samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
+        save_array: Annotated[
+            Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")
+        ] = None,
+        steps: Annotated[
+            int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")
+        ] = 32,
+        samples: Annotated[
+            int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")
+        ] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
         settings: SetOption = [],  # noqa: B006 (typer reads the default)
-        overlays: Annotated[bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")] = False,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
-        metrics: Annotated[Optional[str], typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI")] = None,
-        data_labels: DataLabelsOption = None, strict: StrictOption = False,
-        engine: EngineOption = "local", address: AddressOption = None, workers: WorkersOption = None,
+        overlays: Annotated[
+            bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")
+        ] = False,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")
+        ] = 16,
+        metrics: Annotated[
+            Optional[str],
+            typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI"),
+        ] = None,
+        data_labels: DataLabelsOption = None,
+        strict: StrictOption = False,
+        engine: EngineOption = "local",
+        address: AddressOption = None,
+        workers: WorkersOption = None,
         model: ModelArgs = None,
     ) -> None:
         """Attribution map(s) of one image, drawn over it with the class name and probability.
@@ -107,8 +160,10 @@ def register(app: typer.Typer) -> None:
         map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
         score), resumable; --target predicted | label."""
         if method != "all" and layer is not None and "layer" not in method_options(METHODS.canonical(method)):
-            raise ConvscopeError(f"--layer: method {method!r} takes no layer (layer methods: "
-                                 f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})")
+            raise ConvscopeError(
+                f"--layer: method {method!r} takes no layer (layer methods: "
+                f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})"
+            )
         if _is_dataset(image):
             from ..attribution.batch import explain_dataset
 
@@ -119,15 +174,37 @@ def register(app: typer.Typer) -> None:
             given = {"steps": steps, "n": samples}
             options = {key: value for key, value in given.items() if key in method_options(name)}
             index, reduced = explain_dataset(
-                network, image, name, folder, target or "predicted", layer, overlays, seed, batch_size, size,
-                data_preprocess(network), strict, True, engine, address, workers, data_labels, progress=True,
-                metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()], **options)
-            console.print(f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
-                          + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
-                          + (f"; {reduced.skips.summary()}" if len(reduced.skips) else ""))
+                network,
+                image,
+                name,
+                folder,
+                target or "predicted",
+                layer,
+                overlays,
+                seed,
+                batch_size,
+                size,
+                data_preprocess(network),
+                strict,
+                True,
+                engine,
+                address,
+                workers,
+                data_labels,
+                progress=True,
+                metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()],
+                **options,
+            )
+            console.print(
+                f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
+                + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
+                + (f"; {reduced.skips.summary()}" if len(reduced.skips) else "")
+            )
             for metric, (mean, half) in reduced.summary.items():
-                console.print(f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
-                              f"{'lower' if metric == 'deletion' else 'higher'} is better)")
+                console.print(
+                    f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
+                    f"{'lower' if metric == 'deletion' else 'higher'} is better)"
+                )
             return
         network = model.open()
         picture = open_image(image, network, size)
@@ -142,8 +219,9 @@ def register(app: typer.Typer) -> None:
             classes = _probabilities(network, picture).topk(topk).indices.tolist()
         # the CLI's --steps / --samples / --seed go to every chosen method that takes them
         given = {"steps": steps, "n": samples, "seed": seed}
-        options: dict[str, dict] = {name: {key: value for key, value in given.items() if key in method_options(name)}
-                                    for name in methods}
+        options: dict[str, dict] = {
+            name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods
+        }
         # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
         accepted = sorted({key for name in methods for key in method_options(name)})
         for key, value in parse_set(settings).items():
@@ -151,8 +229,11 @@ def register(app: typer.Typer) -> None:
                 import difflib
 
                 close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.5)
-                raise ConvscopeError(f"--set: {', '.join(methods) if len(methods) < 4 else 'these methods'} has no option "
-                                     f"{key!r}" + (f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(accepted)}"))
+                raise ConvscopeError(
+                    f"--set: {', '.join(methods) if len(methods) < 4 else 'these methods'} has no option "
+                    f"{key!r}"
+                    + (f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(accepted)}")
+                )
             for name in methods:
                 if key in method_options(name):
                     options[name][key] = value
@@ -169,16 +250,21 @@ def register(app: typer.Typer) -> None:
     @model_options
     def sanity_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-        methods: Annotated[str, typer.Option("--methods", help="comma-separated attribution methods")] =
-        "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
+        methods: Annotated[
+            str, typer.Option("--methods", help="comma-separated attribution methods")
+        ] = "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
         scheme: Annotated[str, typer.Option("--scheme", help="cascading | independent")] = "cascading",
-        target: Annotated[Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")] = None,
+        target: Annotated[
+            Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")
+        ] = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("sanity.png"),
         steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
         batch_size: Annotated[int, typer.Option("--batch-size", help="dataset mode: images per batch")] = 8,
-        strict: StrictOption = False, workers: WorkersOption = None, data_labels: DataLabelsOption = None,
+        strict: StrictOption = False,
+        workers: WorkersOption = None,
+        data_labels: DataLabelsOption = None,
         model: ModelArgs = None,
     ) -> None:
         """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized.
@@ -193,13 +279,35 @@ def register(app: typer.Typer) -> None:
             network = model.open()
             chosen = [name.strip() for name in methods.split(",") if name.strip()]
             rows, names, reduced = sanity_dataset(
-                network, image, chosen, scheme, seed, target or "predicted", {"integrated_gradients": {"steps": steps}},
-                batch_size, size, data_preprocess(network), strict, workers, label_file=data_labels, progress=True)
-            table = Table("method", "randomized", "Spearman [95% CI]", "SSIM [95% CI]",
-                          title=f"{scheme} randomization over {reduced.images} images (1 = unchanged map)")
+                network,
+                image,
+                chosen,
+                scheme,
+                seed,
+                target or "predicted",
+                {"integrated_gradients": {"steps": steps}},
+                batch_size,
+                size,
+                data_preprocess(network),
+                strict,
+                workers,
+                label_file=data_labels,
+                progress=True,
+            )
+            table = Table(
+                "method",
+                "randomized",
+                "Spearman [95% CI]",
+                "SSIM [95% CI]",
+                title=f"{scheme} randomization over {reduced.images} images (1 = unchanged map)",
+            )
             for method, step, rho, rho_half, ssim, ssim_half in rows:
-                table.add_row(method, names[step] if step < len(names) else str(step), f"{rho:.3f} ± {rho_half:.3f}",
-                              f"{ssim:.3f} ± {ssim_half:.3f}")
+                table.add_row(
+                    method,
+                    names[step] if step < len(names) else str(step),
+                    f"{rho:.3f} ± {rho_half:.3f}",
+                    f"{ssim:.3f} ± {ssim_half:.3f}",
+                )
             console.print(table)
             if len(reduced.skips):
                 console.print(reduced.skips.summary())
@@ -211,8 +319,9 @@ def register(app: typer.Typer) -> None:
         network = model.open()
         picture = open_image(image, network, size)
         chosen = [name.strip() for name in methods.split(",") if name.strip()]
-        result = sanity_check(network, picture, target, chosen, scheme, seed=seed,
-                              options={"integrated_gradients": {"steps": steps}})
+        result = sanity_check(
+            network, picture, target, chosen, scheme, seed=seed, options={"integrated_gradients": {"steps": steps}}
+        )
         table = Table("method", "randomized", "Spearman", "SSIM", title=f"{scheme} randomization (1 = unchanged map)")
         for method, step, rho, ssim in result.rows():
             table.add_row(method, step, f"{rho:.3f}", f"{ssim:.3f}")

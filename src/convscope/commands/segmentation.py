@@ -16,8 +16,13 @@ from ..render import Panel, figure
 from ..tour import tour_step
 
 ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
-BackboneOption = Annotated[Optional[str], typer.Option(
-    "--backbone", help="backbone of an FCN checkpoint, when it is not a known model name (your file or module:callable)")]
+BackboneOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--backbone",
+        help="backbone of an FCN checkpoint, when it is not a known model name (your file or module:callable)",
+    ),
+]
 
 
 def heatmap_figure(model, image: torch.Tensor, target, path: Path):
@@ -26,10 +31,21 @@ def heatmap_figure(model, image: torch.Tensor, target, path: Path):
 
     heat = class_heatmap(model, image, target)
     rows, cols = heat.probability.shape[-2:]
-    figure([Panel(image[0], f"input {image.shape[-2]}x{image.shape[-1]}"),
-            Panel(heat.probability[0], f"p({heat.label or heat.class_id}) per location, {rows}x{cols}", under=image[0],
-                  mode="probability", colorbar=True, unit=f"p({heat.label or heat.class_id})")], path,
-           suptitle=f"{getattr(model, 'name', 'model')}: {heat.label or heat.class_id}, max p = {float(heat.probability.max()):.3f}")
+    figure(
+        [
+            Panel(image[0], f"input {image.shape[-2]}x{image.shape[-1]}"),
+            Panel(
+                heat.probability[0],
+                f"p({heat.label or heat.class_id}) per location, {rows}x{cols}",
+                under=image[0],
+                mode="probability",
+                colorbar=True,
+                unit=f"p({heat.label or heat.class_id})",
+            ),
+        ],
+        path,
+        suptitle=f"{getattr(model, 'name', 'model')}: {heat.label or heat.class_id}, max p = {float(heat.probability.max()):.3f}",
+    )
     return heat
 
 
@@ -57,26 +73,40 @@ def _load_segmenter(path: Path, device: str, backbone: str | None = None, trust:
     from ..segmentation import build_segmenter
 
     saved = read_checkpoint(path)
-    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) or not isinstance(saved.get("arch"), str):
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("state_dict"), dict)
+        or not isinstance(saved.get("arch"), str)
+    ):
         raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train'")
     classes, size = saved.get("classes"), saved.get("size")
-    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes) \
-            or not isinstance(size, int) or not 8 <= size <= 4096:
+    if (
+        not isinstance(classes, (list, tuple))
+        or not classes
+        or not all(isinstance(c, str) for c in classes)
+        or not isinstance(size, int)
+        or not 8 <= size <= 4096
+    ):
         raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train' (bad classes or size)")
     if saved["arch"] not in ARCHITECTURES:
-        raise ConvscopeError(f"{path} names an unknown architecture {saved['arch']!r}; known: {', '.join(ARCHITECTURES)}")
+        raise ConvscopeError(
+            f"{path} names an unknown architecture {saved['arch']!r}; known: {', '.join(ARCHITECTURES)}"
+        )
     named = saved.get("backbone", DEFAULT_MODEL)
     if backbone is None:
         if not isinstance(named, str) or not (is_model_name(named) or trust):
-            raise ConvscopeError(f"{path} names the backbone {str(named)[:80]!r}, which is not a known model name; "
-                                 "pass --backbone SPEC yourself (or --trust if you trust the file's author)")
+            raise ConvscopeError(
+                f"{path} names the backbone {str(named)[:80]!r}, which is not a known model name; "
+                "pass --backbone SPEC yourself (or --trust if you trust the file's author)"
+            )
         backbone = named
     net = build_segmenter(saved["arch"], len(classes), backbone)
     try:
         net.load_state_dict(saved["state_dict"])
     except (RuntimeError, TypeError) as error:
-        raise ConvscopeError(f"{path} does not fit a {saved['arch']} on {backbone}: "
-                             f"{str(error).strip().splitlines()[0]}") from None
+        raise ConvscopeError(
+            f"{path} does not fit a {saved['arch']} on {backbone}: {str(error).strip().splitlines()[0]}"
+        ) from None
     from ..devices import resolve_device
 
     return net.to(resolve_device(device)).eval(), tuple(classes), size
@@ -88,7 +118,12 @@ def register(app: typer.Typer) -> None:
     def heatmap_command(
         image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
         class_name: Annotated[str, typer.Option("--class", help="class name or id, e.g. 'tabby'")] = "tabby",
-        size: Annotated[int, typer.Option("--size", help="shorter image side in pixels (larger than the training size gives a finer map)")] = 448,
+        size: Annotated[
+            int,
+            typer.Option(
+                "--size", help="shorter image side in pixels (larger than the training size gives a finer map)"
+            ),
+        ] = 448,
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("heatmap.png"),
         model: ModelArgs = None,
     ) -> None:
@@ -102,10 +137,14 @@ def register(app: typer.Typer) -> None:
         heat = heatmap_figure(network, picture.to(model_device(network)), class_name, output_path(out))
         probability = heat.probability[0]
         row, col = divmod(int(probability.argmax()), probability.shape[-1])
-        console.print(f"{heat.label or heat.class_id}: map {tuple(probability.shape)}, max p = {float(probability.max()):.3f} "
-                      f"at cell ({row}, {col}), mean p = {float(probability.mean()):.3f} -> {out}")
+        console.print(
+            f"{heat.label or heat.class_id}: map {tuple(probability.shape)}, max p = {float(probability.max()):.3f} "
+            f"at cell ({row}, {col}), mean p = {float(probability.mean()):.3f} -> {out}"
+        )
 
-    segment = typer.Typer(help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet).", no_args_is_help=True)
+    segment = typer.Typer(
+        help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet).", no_args_is_help=True
+    )
     app.add_typer(segment, name="segment")
 
     @segment.command("train")
@@ -131,9 +170,19 @@ def register(app: typer.Typer) -> None:
         train, val = _data(data, size, split, count, seed).split(0.15, seed)
         net = build_segmenter(arch, len(train.classes), backbone).to(resolve_device(device))
         history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
-        torch.save({"state_dict": net.state_dict(), "arch": arch, "backbone": backbone, "classes": list(train.classes),
-                    "size": size}, output_path(out))
-        for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
+        torch.save(
+            {
+                "state_dict": net.state_dict(),
+                "arch": arch,
+                "backbone": backbone,
+                "classes": list(train.classes),
+                "size": size,
+            },
+            output_path(out),
+        )
+        for epoch, (value, miou, accuracy) in enumerate(
+            zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1
+        ):
             console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
         console.print(f"{'interrupted; ' if history.interrupted else ''}saved {out}")
 
@@ -143,8 +192,12 @@ def register(app: typer.Typer) -> None:
         data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
         count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
         split: Annotated[Optional[str], typer.Option("--split")] = None,
-        seed: Annotated[int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")] = 1234,
-        backbone: BackboneOption = None, trust: TrustOption = False, device: DeviceOption = "auto",
+        seed: Annotated[
+            int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")
+        ] = 1234,
+        backbone: BackboneOption = None,
+        trust: TrustOption = False,
+        device: DeviceOption = "auto",
     ) -> None:
         """mIoU, pixel accuracy and per-class IoU on DATA."""
         from rich.table import Table
@@ -154,7 +207,11 @@ def register(app: typer.Typer) -> None:
         net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
         data_set = _data(data, size, split, count, seed)
         scores = evaluate_segmenter(net, data_set)
-        table = Table("class", "IoU", title=f"{checkpoint}: mIoU {scores.mean_iou:.3f}, pixel accuracy {scores.pixel_accuracy:.3f}")
+        table = Table(
+            "class",
+            "IoU",
+            title=f"{checkpoint}: mIoU {scores.mean_iou:.3f}, pixel accuracy {scores.pixel_accuracy:.3f}",
+        )
         for name, value in zip(classes, scores.class_iou.tolist()):
             table.add_row(name, f"{value:.3f}")
         console.print(table)
@@ -164,7 +221,9 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
         images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("segmentation.png"),
-        backbone: BackboneOption = None, trust: TrustOption = False, device: DeviceOption = "auto",
+        backbone: BackboneOption = None,
+        trust: TrustOption = False,
+        device: DeviceOption = "auto",
     ) -> None:
         """Predicted masks drawn in colour over the images."""
         from ..images import load_images
@@ -176,6 +235,9 @@ def register(app: typer.Typer) -> None:
         prediction_figure(batch, masks, classes, path=output_path(out))
         for spec, mask in zip(images, masks):
             shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
-            console.print(f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0),
-                          emoji=False, markup=False)
+            console.print(
+                f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0),
+                emoji=False,
+                markup=False,
+            )
         console.print(f"-> {out}")

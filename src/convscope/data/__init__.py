@@ -9,10 +9,38 @@ from per-shard files, locally or on Ray Data.
 """
 
 from .classes import ClassNames, folder_classes, imagenet_wnids
-from .specs import (PREPROCESS, SAMPLE_SETS, Preprocess, open_dataset, read_label_file, sample_dataset,
-                    samples_folder, take, labelled_pairs)
+from .specs import (
+    PREPROCESS,
+    SAMPLE_SETS,
+    Preprocess,
+    open_dataset,
+    read_label_file,
+    sample_dataset,
+    samples_folder,
+    take,
+    labelled_pairs,
+)
 from .stream import NO_LABEL, Batch, Reduced, Reduction, SkipLog, default_workers, reduce_dataset, stream
 
-__all__ = ["ClassNames", "folder_classes", "imagenet_wnids", "PREPROCESS", "SAMPLE_SETS", "Preprocess",
-           "open_dataset", "read_label_file", "sample_dataset", "samples_folder", "take", "labelled_pairs", "NO_LABEL", "Batch", "Reduced",
-           "Reduction", "SkipLog", "default_workers", "reduce_dataset", "stream"]
+__all__ = [
+    "ClassNames",
+    "folder_classes",
+    "imagenet_wnids",
+    "PREPROCESS",
+    "SAMPLE_SETS",
+    "Preprocess",
+    "open_dataset",
+    "read_label_file",
+    "sample_dataset",
+    "samples_folder",
+    "take",
+    "labelled_pairs",
+    "NO_LABEL",
+    "Batch",
+    "Reduced",
+    "Reduction",
+    "SkipLog",
+    "default_workers",
+    "reduce_dataset",
+    "stream",
+]

@@ -66,7 +66,9 @@ class ClassNames:
         raise ConvscopeError(f"{where}{name!r} is not {kinds} of this model{hint}")
 
 
-def folder_classes(names: Sequence[str], labels: Sequence[str] | None, num_classes: int | None = None) -> dict[str, int]:
+def folder_classes(
+    names: Sequence[str], labels: Sequence[str] | None, num_classes: int | None = None
+) -> dict[str, int]:
     """Class subfolder names -> class ids.
 
     With a model's ``labels`` (or a class count) every folder must name one of its classes (id,

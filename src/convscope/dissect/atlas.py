@@ -32,6 +32,7 @@ nav{margin:.5em 0 1em;font-size:14px}nav a{margin-right:1.2em}table{border-colla
 td,th{padding:2px 10px;border-bottom:1px solid #eee;text-align:left}.pixel{image-rendering:pixelated}
 section{margin-bottom:1.5em}"""
 
+
 class _Template:
     """A jinja2 template compiled on first use (jinja2 comes with the ``cli`` extra)."""
 
@@ -82,9 +83,16 @@ _CHANNEL = _Template("""<!doctype html><html><head><meta charset="utf-8"><title>
 
 
 def build_atlas(
-    model: nn.Module, examples: TopExamples, out: str | Path, layers: Sequence[str] | None = None,
-    channels: Sequence[int] | None = None, feature_vis: bool = False, vis_steps: int = 128,
-    projections: bool = False, side: int = 112, progress: bool = True,
+    model: nn.Module,
+    examples: TopExamples,
+    out: str | Path,
+    layers: Sequence[str] | None = None,
+    channels: Sequence[int] | None = None,
+    feature_vis: bool = False,
+    vis_steps: int = 128,
+    projections: bool = False,
+    side: int = 112,
+    progress: bool = True,
 ) -> Path:
     """Write the atlas of mined ``examples`` into ``out``; return the path of ``index.html``.
 
@@ -118,7 +126,9 @@ def build_atlas(
             folder = out / info["folder"]
             (folder / "img").mkdir(parents=True, exist_ok=True)
             indices = [c["index"] for c in info["thumbs"]]
-            pictures = _visualizations(model, visualize, info["name"], indices, examples.size, vis_steps) if visualize else {}
+            pictures = (
+                _visualizations(model, visualize, info["name"], indices, examples.size, vis_steps) if visualize else {}
+            )
             statistics = examples.statistics(info["name"])
             order = torch.argsort(statistics["mean_max"], descending=True)
             rank = {int(c): r + 1 for r, c in enumerate(order)}
@@ -129,8 +139,9 @@ def build_atlas(
                 thumb = pictures.get(channel)
                 if thumb is None:
                     thumb = found[0][0] if found else torch.ones(3, 8, 8)
-                Image.fromarray(to_uint8(thumb)).resize((side, side), Image.Resampling.NEAREST if thumb.shape[-1] < side else
-                                                       Image.Resampling.BILINEAR).save(folder / "img" / f"thumb_{channel}.png")
+                Image.fromarray(to_uint8(thumb)).resize(
+                    (side, side), Image.Resampling.NEAREST if thumb.shape[-1] < side else Image.Resampling.BILINEAR
+                ).save(folder / "img" / f"thumb_{channel}.png")
                 if channel in pictures:
                     Image.fromarray(to_uint8(pictures[channel])).save(folder / "img" / f"vis_{channel}.png")
                 strip = example_strip(found, side)
@@ -139,29 +150,58 @@ def build_atlas(
                 strip.save(folder / "img" / f"examples_{channel}.png")
                 weights_note = _save_weights(model, info["name"], channel, folder / "img" / f"weights_{channel}.png")
                 record = examples[info["name"]]
-                sources = [examples.sources[int(i)] if examples.sources else f"image {int(i)}"
-                           for i in record.indices[channel] if int(i) >= 0]
-                stats = [("top activation", f"{float(statistics['top'][channel]):.4g}"),
-                         ("mean of the spatial max", f"{float(statistics['mean_max'][channel]):.4g}"),
-                         ("mean activation", f"{float(statistics['mean'][channel]):.4g}"),
-                         ("fires (max > 0) on", f"{100 * float(statistics['firing_rate'][channel]):.1f} % of images"),
-                         ("rank in layer (mean max)", f"{rank[channel]} of {record.channels}")]
-                neighbours = [{"folder": other["folder"], "label": f"{label} {other['name']}",
-                               "link": f"channel_{channel}.html" if channel in other["indices"] else "index.html"}
-                              for label, other in (("layer", previous), ("layer", following)) if other]
-                page = _CHANNEL.render(style=_STYLE, layer=info, index=channel, stats=stats,
-                                       index_previous=indices[number - 1] if number > 0 else None,
-                                       index_next=indices[number + 1] if number + 1 < len(indices) else None,
-                                       neighbours=neighbours, visualization=channel in pictures,
-                                       projection=projections, weights=weights_note is not None,
-                                       weights_note=weights_note, sources=[html.escape(s) for s in sources])
+                sources = [
+                    examples.sources[int(i)] if examples.sources else f"image {int(i)}"
+                    for i in record.indices[channel]
+                    if int(i) >= 0
+                ]
+                stats = [
+                    ("top activation", f"{float(statistics['top'][channel]):.4g}"),
+                    ("mean of the spatial max", f"{float(statistics['mean_max'][channel]):.4g}"),
+                    ("mean activation", f"{float(statistics['mean'][channel]):.4g}"),
+                    ("fires (max > 0) on", f"{100 * float(statistics['firing_rate'][channel]):.1f} % of images"),
+                    ("rank in layer (mean max)", f"{rank[channel]} of {record.channels}"),
+                ]
+                neighbours = [
+                    {
+                        "folder": other["folder"],
+                        "label": f"{label} {other['name']}",
+                        "link": f"channel_{channel}.html" if channel in other["indices"] else "index.html",
+                    }
+                    for label, other in (("layer", previous), ("layer", following))
+                    if other
+                ]
+                page = _CHANNEL.render(
+                    style=_STYLE,
+                    layer=info,
+                    index=channel,
+                    stats=stats,
+                    index_previous=indices[number - 1] if number > 0 else None,
+                    index_next=indices[number + 1] if number + 1 < len(indices) else None,
+                    neighbours=neighbours,
+                    visualization=channel in pictures,
+                    projection=projections,
+                    weights=weights_note is not None,
+                    weights_note=weights_note,
+                    sources=[html.escape(s) for s in sources],
+                )
                 (folder / f"channel_{channel}.html").write_text(page, encoding="utf-8")
                 advance()
-            (folder / "index.html").write_text(_LAYER.render(style=_STYLE, layer=info, previous=previous,
-                                                             next=following), encoding="utf-8")
+            (folder / "index.html").write_text(
+                _LAYER.render(style=_STYLE, layer=info, previous=previous, next=following), encoding="utf-8"
+            )
     index = out / "index.html"
-    index.write_text(_INDEX.render(style=_STYLE, title=f"Neuron atlas: {getattr(model, 'name', type(model).__name__)}",
-                                   layers=infos, seen=examples.seen, k=examples.k, size=examples.size), encoding="utf-8")
+    index.write_text(
+        _INDEX.render(
+            style=_STYLE,
+            title=f"Neuron atlas: {getattr(model, 'name', type(model).__name__)}",
+            layers=infos,
+            seen=examples.seen,
+            k=examples.k,
+            size=examples.size,
+        ),
+        encoding="utf-8",
+    )
     return index
 
 
@@ -170,10 +210,20 @@ def _layer_info(examples: TopExamples, name: str, channels: Sequence[int] | None
     indices = list(range(record.channels)) if channels is None else [c for c in channels if 0 <= c < record.channels]
     if not indices:
         raise ConvscopeError(f"no valid channels for layer {name!r} (it has {record.channels})")
-    field = "the whole image" if record.field.size is None else f"{record.field.size[0]:g} px, stride {record.field.jump[0]:g}"
-    return {"name": name, "folder": name.replace("/", "_"), "channels": record.channels,
-            "map": "x".join(map(str, record.map_size)), "field": field, "indices": set(indices),
-            "thumbs": [{"index": c} for c in indices]}
+    field = (
+        "the whole image"
+        if record.field.size is None
+        else f"{record.field.size[0]:g} px, stride {record.field.jump[0]:g}"
+    )
+    return {
+        "name": name,
+        "folder": name.replace("/", "_"),
+        "channels": record.channels,
+        "map": "x".join(map(str, record.map_size)),
+        "field": field,
+        "indices": set(indices),
+        "thumbs": [{"index": c} for c in indices],
+    }
 
 
 def _visualizer():
@@ -184,7 +234,9 @@ def _visualizer():
     return visualize_channel
 
 
-def _visualizations(model, visualize, layer: str, channels: list[int], size: int, steps: int) -> dict[int, torch.Tensor]:
+def _visualizations(
+    model, visualize, layer: str, channels: list[int], size: int, steps: int
+) -> dict[int, torch.Tensor]:
     shown = visualize(model, layer, list(channels), size=min(size, 128), steps=steps, progress=False)
     return {channel: image for channel, image in zip(channels, shown.image.detach().cpu())}
 
@@ -203,12 +255,17 @@ def _save_weights(model: nn.Module, layer: str, channel: int, path: Path) -> str
     else:
         tiles = filter_tiles(weight[None], "rgb" if weight.shape[0] == 3 else "channels", max_inputs=32)
         weight_grid(tiles, columns=16, tile_side=96).save(path)
-        kind = "RGB filter" if weight.shape[0] == 3 else f"first {min(32, inputs)} of {inputs} input-channel slices (grey = 0)"
+        kind = (
+            "RGB filter"
+            if weight.shape[0] == 3
+            else f"first {min(32, inputs)} of {inputs} input-channel slices (grey = 0)"
+        )
     return f"{source}, output channel {channel}: {kind}"
 
 
-def _with_projections(model, examples: TopExamples, layer: str, channel: int, found, strip: Image.Image,
-                      side: int) -> Image.Image:
+def _with_projections(
+    model, examples: TopExamples, layer: str, channel: int, found, strip: Image.Image, side: int
+) -> Image.Image:
     from .projection import project_units
 
     record = examples[layer]
@@ -221,7 +278,9 @@ def _with_projections(model, examples: TopExamples, layer: str, channel: int, fo
     sheet.paste(strip, (0, 0))
     for r, (_, _, (top, left, bottom, right)) in enumerate(found):
         crop = projected[r, :, top:bottom, left:right]
-        scale = torch.quantile(crop.abs().flatten().float(), 0.995).clamp_min(1e-12)  # a few pixels must not grey out the rest
+        scale = torch.quantile(crop.abs().flatten().float(), 0.995).clamp_min(
+            1e-12
+        )  # a few pixels must not grey out the rest
         shown = (0.5 + crop / (2 * scale)).clamp(0, 1)
         sheet.paste(_tile(Image.fromarray(to_uint8(shown)), side), (strip.width + 6, r * (side + 4)))
     return sheet
@@ -229,4 +288,4 @@ def _with_projections(model, examples: TopExamples, layer: str, channel: int, fo
 
 def _near_square(count: int) -> int:
     """The largest divisor of ``count`` not above its square root (rows of a near-square grid)."""
-    return max(d for d in range(1, int(count ** 0.5) + 1) if count % d == 0)
+    return max(d for d in range(1, int(count**0.5) + 1) if count % d == 0)

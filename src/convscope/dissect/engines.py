@@ -22,14 +22,24 @@ __all__ = ["ENGINES", "get_engine", "local_engine", "ray_engine"]
 
 
 @ENGINES.register("local")
-def local_engine(model, source: ImageSource, result: TopExamples, batch_size: int, device, progress: bool = True,
-                 save: Callable[[], None] | None = None, save_every: int = 20, **_) -> None:
+def local_engine(
+    model,
+    source: ImageSource,
+    result: TopExamples,
+    batch_size: int,
+    device,
+    progress: bool = True,
+    save: Callable[[], None] | None = None,
+    save_every: int = 20,
+    **_,
+) -> None:
     """Mine in this process, one batch at a time, with a progress bar and periodic checkpoints."""
     from ..progress import progress_bar
 
     total = len(source)
-    with progress_bar(total, "mining examples", progress, interrupted=None, completed=result.seen,
-                      remaining=True) as step:
+    with progress_bar(
+        total, "mining examples", progress, interrupted=None, completed=result.seen, remaining=True
+    ) as step:
         batches = [0]
 
         def advance(count: int) -> None:
@@ -71,8 +81,17 @@ def _runs(indices: list[int]) -> list[tuple[int, int]]:
 
 
 @ENGINES.register("ray")
-def ray_engine(model, source: ImageSource, result: TopExamples, batch_size: int, device, progress: bool = True,
-               address: str | None = None, shards: int | None = None, **_) -> None:
+def ray_engine(
+    model,
+    source: ImageSource,
+    result: TopExamples,
+    batch_size: int,
+    device,
+    progress: bool = True,
+    address: str | None = None,
+    shards: int | None = None,
+    **_,
+) -> None:
     """Mine on Ray Data: ``address`` of a running cluster, or ``None`` to start (or reuse) a local Ray.
 
     Workers run on CPU (their own copy of the model); ``shards`` actors mine blocks of about
@@ -84,8 +103,13 @@ def ray_engine(model, source: ImageSource, result: TopExamples, batch_size: int,
     except ImportError:
         raise ConvscopeError("the ray engine needs Ray Data: pip install 'convscope[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **({} if address else {"num_cpus": shards}))
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            **({} if address else {"num_cpus": shards}),
+        )
     shards = shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
@@ -93,10 +117,16 @@ def ray_engine(model, source: ImageSource, result: TopExamples, batch_size: int,
     template = state_bytes(TopExamples(empty, result.k, result.size).state())
     shipped = model if device == torch.device("cpu") or str(device) == "cpu" else _cpu_copy(model)
     remaining = list(range(result.seen, len(source)))
-    dataset = ray.data.from_items([{"index": i} for i in remaining], override_num_blocks=max(1, len(remaining) // batch_size))
+    dataset = ray.data.from_items(
+        [{"index": i} for i in remaining], override_num_blocks=max(1, len(remaining) // batch_size)
+    )
     mined = dataset.map_batches(
-        _ShardMiner, fn_constructor_args=(shipped, source, template, batch_size),
-        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=shards), num_cpus=1, batch_format="numpy",
+        _ShardMiner,
+        fn_constructor_args=(shipped, source, template, batch_size),
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=shards),
+        num_cpus=1,
+        batch_format="numpy",
     )
     for row in mined.iter_rows():
         shard = TopExamples.from_state(state_from_bytes(bytes(row["state"])[:-1], "a Ray shard")[0])

@@ -65,10 +65,16 @@ class LayerExamples:
 
     @classmethod
     def empty(cls, channels: int, k: int, field: ReceptiveField, map_size: tuple[int, int]) -> LayerExamples:
-        return cls(torch.full((channels, k), float("-inf")), torch.full((channels, k), -1, dtype=torch.long),
-                   torch.zeros(channels, k, 2, dtype=torch.long), field, map_size,
-                   torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64),
-                   torch.zeros(channels, dtype=torch.long))
+        return cls(
+            torch.full((channels, k), float("-inf")),
+            torch.full((channels, k), -1, dtype=torch.long),
+            torch.zeros(channels, k, 2, dtype=torch.long),
+            field,
+            map_size,
+            torch.zeros(channels, dtype=torch.float64),
+            torch.zeros(channels, dtype=torch.float64),
+            torch.zeros(channels, dtype=torch.long),
+        )
 
     @property
     def channels(self) -> int:
@@ -86,8 +92,11 @@ class LayerExamples:
         self.max_sum += strongest.double().sum(0)
         self.mean_sum += acts.mean(-1).double().sum(0).cpu()
         self.active += (strongest > 0).sum(0)
-        ids = (first_index.long().cpu() if isinstance(first_index, torch.Tensor)
-               else torch.arange(first_index, first_index + strongest.shape[0])).expand(self.channels, -1)
+        ids = (
+            first_index.long().cpu()
+            if isinstance(first_index, torch.Tensor)
+            else torch.arange(first_index, first_index + strongest.shape[0])
+        ).expand(self.channels, -1)
         self.merge(strongest.T, ids, positions)
 
     def merge(self, values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor) -> None:
@@ -169,20 +178,36 @@ class TopExamples:
         """Per-channel summary over the images seen: mean of the spatial max, mean activation,
         fraction of images where the channel fires (max > 0), and the top-1 value."""
         record, count = self[layer], max(self.seen - len(self.skipped), 1)
-        return {"mean_max": (record.max_sum / count).float(), "mean": (record.mean_sum / count).float(),
-                "firing_rate": record.active.float() / count, "top": record.values[:, 0]}
+        return {
+            "mean_max": (record.max_sum / count).float(),
+            "mean": (record.mean_sum / count).float(),
+            "firing_rate": record.active.float() / count,
+            "top": record.values[:, 0],
+        }
 
     def state(self) -> dict:
         """A plain snapshot (tensors, numbers, strings, receptive fields): see :func:`state_bytes`."""
-        return {"k": self.k, "size": self.size, "seen": self.seen, "total": self.total, "complete": self.complete,
-                "sources": self.sources, "layers": {name: vars(record).copy() for name, record in self.layers.items()}}
+        return {
+            "k": self.k,
+            "size": self.size,
+            "seen": self.seen,
+            "total": self.total,
+            "complete": self.complete,
+            "sources": self.sources,
+            "layers": {name: vars(record).copy() for name, record in self.layers.items()},
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> TopExamples:
-        layers = {name: LayerExamples(**{key: value.clone() if isinstance(value, torch.Tensor) else value
-                                         for key, value in fields.items()})
-                  for name, fields in state["layers"].items()}
-        return cls(layers, state["k"], state["size"], state["seen"], state["total"], state["complete"], state["sources"])
+        layers = {
+            name: LayerExamples(
+                **{key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in fields.items()}
+            )
+            for name, fields in state["layers"].items()
+        }
+        return cls(
+            layers, state["k"], state["size"], state["seen"], state["total"], state["complete"], state["sources"]
+        )
 
 
 class ImageSource:
@@ -207,8 +232,10 @@ class ImageSource:
         elif isinstance(data, Sequence) and data and all(isinstance(s, (str, Path)) for s in data):
             self.sources = [str(s) for s in data]
         else:
-            raise ConvscopeError(f"cannot mine examples from {type(data).__name__}: pass a folder, image paths, "
-                                 "a tensor (N, 3, H, W) or a torch dataset")
+            raise ConvscopeError(
+                f"cannot mine examples from {type(data).__name__}: pass a folder, image paths, "
+                "a tensor (N, 3, H, W) or a torch dataset"
+            )
         self.data = data
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -236,12 +263,14 @@ class ImageSource:
         else:
             return load_image(self.sources[index], self.size)[0]
         if tuple(image.shape[-2:]) != (self.size, self.size):
-            image = torch.nn.functional.interpolate(image[None].float(), size=(self.size, self.size), mode="bilinear",
-                                                    antialias=True, align_corners=False)[0].clamp(0, 1)
+            image = torch.nn.functional.interpolate(
+                image[None].float(), size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )[0].clamp(0, 1)
         return image
 
-    def batches(self, start: int, batch_size: int, stop: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+    def batches(
+        self, start: int, batch_size: int, stop: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
         """``(indices, images, attempted)`` per batch; unreadable images are left out and recorded in
         :attr:`skipped` (``strict`` raises at the first one instead)."""
         stop = len(self) if stop is None else stop
@@ -279,8 +308,16 @@ def empty_result(model: nn.Module, layers: Sequence[str], k: int, size: int, dev
     return TopExamples(records, k, size)
 
 
-def mine_range(model: nn.Module, source: ImageSource, result: TopExamples, start: int, stop: int,
-               batch_size: int, device, on_batch: Callable[[int], None] | None = None) -> None:
+def mine_range(
+    model: nn.Module,
+    source: ImageSource,
+    result: TopExamples,
+    start: int,
+    stop: int,
+    batch_size: int,
+    device,
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
     """Fold images ``start..stop`` of ``source`` into ``result`` (one forward pass per batch,
     all layers captured at once); ``result.seen`` counts the images done."""
     names = list(result.layers)
@@ -290,7 +327,7 @@ def mine_range(model: nn.Module, source: ImageSource, result: TopExamples, start
                 model(images.to(device))
                 for name in names:
                     result.layers[name].update(seen[name], indices)
-            result.seen += attempted   # a position: the pass resumes after the skipped images too
+            result.seen += attempted  # a position: the pass resumes after the skipped images too
             if on_batch is not None:
                 on_batch(attempted)
 
@@ -301,9 +338,19 @@ def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | 
 
 
 def top_k_examples(
-    model: nn.Module, data, layers: str | Sequence[str], k: int = 9, size: int | None = None,
-    batch_size: int = 16, checkpoint: str | Path | None = None, save_every: int = 20, engine: str = "local",
-    address: str | None = None, shards: int | None = None, progress: bool = True, strict: bool = False,
+    model: nn.Module,
+    data,
+    layers: str | Sequence[str],
+    k: int = 9,
+    size: int | None = None,
+    batch_size: int = 16,
+    checkpoint: str | Path | None = None,
+    save_every: int = 20,
+    engine: str = "local",
+    address: str | None = None,
+    shards: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
 ) -> TopExamples:
     """One streaming pass: for each channel of each layer, the top-k images and where they peak.
 
@@ -349,20 +396,32 @@ def top_k_examples(
         result = empty_result(model, names, k, size, device)
         result.total, result.sources = total, source.sources
     result._images = source
-    result.skipped = source.skipped   # filled as the pass goes (this pass's skipped files)
+    result.skipped = source.skipped  # filled as the pass goes (this pass's skipped files)
     if result.seen >= total:
         result.complete = True
         return result
     run = get_engine(engine)
     result.complete = False
     try:
-        run(model, source, result, batch_size=batch_size, device=device, progress=progress, address=address,
-            shards=shards, save=(lambda: _save(result, checkpoint, fingerprint)) if checkpoint else None,
-            save_every=save_every)
+        run(
+            model,
+            source,
+            result,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            address=address,
+            shards=shards,
+            save=(lambda: _save(result, checkpoint, fingerprint)) if checkpoint else None,
+            save_every=save_every,
+        )
         result.complete = True
     except KeyboardInterrupt:
-        warnings.warn(f"interrupted after {result.seen} of {total} images; partial results returned"
-                      + (f" and saved to {checkpoint} (run again to resume)" if checkpoint else ""), stacklevel=2)
+        warnings.warn(
+            f"interrupted after {result.seen} of {total} images; partial results returned"
+            + (f" and saved to {checkpoint} (run again to resume)" if checkpoint else ""),
+            stacklevel=2,
+        )
     finally:
         if checkpoint:
             _save(result, checkpoint, fingerprint)
@@ -390,9 +449,13 @@ def state_bytes(state: dict, fingerprint: str = "") -> bytes:
         for key in _TENSOR_FIELDS:
             tensors[f"{i}.{key}"] = fields[key].contiguous()
         field_ = fields["field"]
-        layers.append({"name": name, "map_size": list(fields["map_size"]),
-                       "field": [None if field_.size is None else list(field_.size), list(field_.jump),
-                                 list(field_.start)]})
+        layers.append(
+            {
+                "name": name,
+                "map_size": list(fields["map_size"]),
+                "field": [None if field_.size is None else list(field_.size), list(field_.jump), list(field_.start)],
+            }
+        )
     meta = {key: state[key] for key in ("k", "size", "seen", "total", "complete", "sources")}
     header = {"format": _FORMAT, "fingerprint": fingerprint, "layers": layers, **meta}
     return save(tensors, metadata={"convscope": json.dumps(header)})
@@ -407,8 +470,10 @@ def state_from_bytes(data: bytes, where: str = "the examples file") -> tuple[dic
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    refuse = (f"{where} is not a convscope examples file (safetensors written by top_k_examples); "
-              "pickled checkpoints are refused because loading them could run code")
+    refuse = (
+        f"{where} is not a convscope examples file (safetensors written by top_k_examples); "
+        "pickled checkpoints are refused because loading them could run code"
+    )
     try:
         tensors = load(data)
         meta = json.loads(_metadata(data).get("convscope", "null"))
@@ -421,16 +486,25 @@ def state_from_bytes(data: bytes, where: str = "the examples file") -> tuple[dic
         for i, layer in enumerate(meta["layers"]):
             size, jump, start = layer["field"]
             fields = {key: tensors[f"{i}.{key}"] for key in _TENSOR_FIELDS}
-            fields["field"] = ReceptiveField(None if size is None else (float(size[0]), float(size[1])),
-                                             (float(jump[0]), float(jump[1])), (float(start[0]), float(start[1])))
+            fields["field"] = ReceptiveField(
+                None if size is None else (float(size[0]), float(size[1])),
+                (float(jump[0]), float(jump[1])),
+                (float(start[0]), float(start[1])),
+            )
             fields["map_size"] = (int(layer["map_size"][0]), int(layer["map_size"][1]))
             layers[str(layer["name"])] = fields
         sources = meta["sources"]
         if sources is not None and not all(isinstance(s, str) for s in sources):
             raise TypeError
-        state = {"k": int(meta["k"]), "size": int(meta["size"]), "seen": int(meta["seen"]),
-                 "total": None if meta["total"] is None else int(meta["total"]), "complete": bool(meta["complete"]),
-                 "sources": sources, "layers": layers}
+        state = {
+            "k": int(meta["k"]),
+            "size": int(meta["size"]),
+            "seen": int(meta["seen"]),
+            "total": None if meta["total"] is None else int(meta["total"]),
+            "complete": bool(meta["complete"]),
+            "sources": sources,
+            "layers": layers,
+        }
     except (KeyError, TypeError, ValueError, IndexError):
         raise ConvscopeError(f"{where} is damaged (its header does not match its tensors)") from None
     return state, str(meta.get("fingerprint", ""))
@@ -443,7 +517,7 @@ def _metadata(data: bytes) -> dict:
     (length,) = struct.unpack("<Q", data[:8])
     if length > len(data) - 8:
         raise ValueError("truncated")
-    return json.loads(data[8: 8 + length]).get("__metadata__") or {}
+    return json.loads(data[8 : 8 + length]).get("__metadata__") or {}
 
 
 def _read_saved(path: Path) -> tuple[dict, str]:
@@ -520,15 +594,22 @@ def draw_box(image: torch.Tensor, box: tuple[int, int, int, int], colour=(255, 4
 
 def _tile(picture: Image.Image, side: int) -> Image.Image:
     scale = side / max(picture.size)
-    resized = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                             Image.Resampling.NEAREST if scale > 2 else Image.Resampling.BILINEAR)
+    resized = picture.resize(
+        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+        Image.Resampling.NEAREST if scale > 2 else Image.Resampling.BILINEAR,
+    )
     canvas = Image.new("RGB", (side, side), (255, 255, 255))
     canvas.paste(resized, ((side - resized.width) // 2, (side - resized.height) // 2))
     return canvas
 
 
-def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], side: int = 96,
-                  context: bool = True, title: str = "", labels: Sequence[str] = ()) -> Image.Image:
+def example_strip(
+    found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]],
+    side: int = 96,
+    context: bool = True,
+    title: str = "",
+    labels: Sequence[str] = (),
+) -> Image.Image:
     """One row per example: the receptive-field patch (enlarged) next to the whole image with the
     box drawn (``context=False``: the patches alone, in one row)."""
     if not found:
@@ -549,8 +630,9 @@ def example_strip(found: Sequence[tuple[torch.Tensor, torch.Tensor, tuple]], sid
     return sheet
 
 
-def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side: int = 64,
-                  title: str | None = None) -> Image.Image:
+def channel_sheet(
+    result: TopExamples, layer: str, channels: Sequence[int], side: int = 64, title: str | None = None
+) -> Image.Image:
     """A grid with one row per channel and its k patches (Zeiler & Fergus' figure 2 layout), each
     row labelled with its channel id and top activation, titled with the layer."""
     from ..render import annotate
@@ -563,5 +645,9 @@ def channel_sheet(result: TopExamples, layer: str, channels: Sequence[int], side
         sheet.paste(row, (0, i * (side + 4)))
     values = result[layer].values
     labels = [f"ch {c}  max {float(values[c, 0]):.3g}" for c in channels]
-    heading = title if title is not None else f"{layer}: top-{values.shape[1]} dataset examples per channel ({result.seen} images)"
+    heading = (
+        title
+        if title is not None
+        else f"{layer}: top-{values.shape[1]} dataset examples per channel ({result.seen} images)"
+    )
     return annotate(sheet, heading, labels, side + 4)

@@ -24,8 +24,14 @@ from ..hooks import capture, frozen
 from ..layers import check_layers
 
 
-def project_units(model: nn.Module, x: torch.Tensor, layer: str, channels: Sequence[int],
-                  positions: Sequence[tuple[int, int]], rule: str = "deconvnet") -> torch.Tensor:
+def project_units(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    channels: Sequence[int],
+    positions: Sequence[tuple[int, int]],
+    rule: str = "deconvnet",
+) -> torch.Tensor:
     """Pixel-space projection (N, 3, H, W) of unit (channels[i], positions[i]) in image i.
 
     Args:
@@ -41,8 +47,10 @@ def project_units(model: nn.Module, x: torch.Tensor, layer: str, channels: Seque
     from ..attribution.rectifiers import rectifier_rule
 
     if len(channels) != x.shape[0] or len(positions) != x.shape[0]:
-        raise ConvscopeError(f"give one channel and one position per image: {x.shape[0]} images, "
-                             f"{len(channels)} channels, {len(positions)} positions")
+        raise ConvscopeError(
+            f"give one channel and one position per image: {x.shape[0]} images, "
+            f"{len(channels)} channels, {len(positions)} positions"
+        )
     (name,) = check_layers(model, [layer])
     x = x.detach().clone().requires_grad_(True)
     with frozen(model), capture(model, name) as seen, rectifier_rule(rule):

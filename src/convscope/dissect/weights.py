@@ -62,8 +62,7 @@ def _signed_tiles(tiles: torch.Tensor) -> torch.Tensor:
     return (0.5 + tiles / (2 * scale)).clamp(0, 1)
 
 
-def filter_tiles(weight: torch.Tensor, mode: str = "auto", max_filters: int = 64,
-                 max_inputs: int = 16) -> torch.Tensor:
+def filter_tiles(weight: torch.Tensor, mode: str = "auto", max_filters: int = 64, max_inputs: int = 16) -> torch.Tensor:
     """Conv filters (O, I, kh, kw) -> display tiles (T, 3, kh, kw) in [0, 1].
 
     Args:
@@ -107,8 +106,14 @@ def row_tiles(weight: torch.Tensor, shape: tuple[int, ...], max_rows: int = 64) 
     return tiles.expand(-1, 3, -1, -1)
 
 
-def weight_tiles(model: nn.Module, layer: str, mode: str = "auto", shape: tuple[int, ...] | None = None,
-                 max_filters: int = 64, max_inputs: int = 16) -> torch.Tensor:
+def weight_tiles(
+    model: nn.Module,
+    layer: str,
+    mode: str = "auto",
+    shape: tuple[int, ...] | None = None,
+    max_filters: int = 64,
+    max_inputs: int = 16,
+) -> torch.Tensor:
     """A layer's weights as display tiles (T, 3, h, w) in [0, 1] (conv filters or linear rows).
 
     >>> tiles = weight_tiles(model, "conv_stem")      # 32 colour 3x3 filters
@@ -122,8 +127,9 @@ def weight_tiles(model: nn.Module, layer: str, mode: str = "auto", shape: tuple[
     return filter_tiles(weight, mode, max_filters, max_inputs)
 
 
-def weight_grid(tiles: torch.Tensor, columns: int | None = None, tile_side: int = 48, title: str = "",
-                numbered: bool = False) -> Image.Image:
+def weight_grid(
+    tiles: torch.Tensor, columns: int | None = None, tile_side: int = 48, title: str = "", numbered: bool = False
+) -> Image.Image:
     """Tiles (T, 3, h, w) -> one picture, each tile enlarged (nearest) to about ``tile_side`` px
     with a white gap (filters are tiny: 3x3 or 7x7), laid out near-square (about 4:3) unless
     ``columns`` is given; ``title`` above it and ``numbered`` filter ids under each tile."""
@@ -139,7 +145,7 @@ def weight_grid(tiles: torch.Tensor, columns: int | None = None, tile_side: int 
     columns = columns or max(1, min(len(tiles), math.ceil(math.sqrt(len(tiles) * 4 / 3))))
     if not numbered:
         return annotate(Image.fromarray(to_uint8(make_grid(tiles, nrow=columns, padding=2, pad_value=1.0))), title)
-    gap = 14   # room for the id under each tile
+    gap = 14  # room for the id under each tile
     height, width = tiles.shape[-2:]
     rows = math.ceil(len(tiles) / columns)
     sheet = Image.new("RGB", (columns * (width + 4), rows * (height + gap + 4)), (255, 255, 255))

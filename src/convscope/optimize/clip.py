@@ -73,8 +73,9 @@ def load_clip(name: str, weights: str | Path, device: str | torch.device = "cpu"
     try:
         model = open_clip.create_model(name, pretrained=str(path), device=device, weights_only=True)
     except Exception as error:  # a corrupt or mismatched checkpoint: say which, in one line
-        raise ConvscopeError(f"{path}: not a {name} checkpoint ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:200]})") from None
+        raise ConvscopeError(
+            f"{path}: not a {name} checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from None
     model.eval()
     config = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = config.get("size", getattr(model.visual, "image_size", 224))

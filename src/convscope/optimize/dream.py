@@ -82,8 +82,10 @@ def dream(
         raise ConvscopeError(f"octaves must be at least 1, got {octaves}")
     objective = objective or layer_energy(layer)
     height, width = image.shape[-2:]
-    sizes = [(max(16, round(height / octave_scale ** level)), max(16, round(width / octave_scale ** level)))
-             for level in reversed(range(octaves))]
+    sizes = [
+        (max(16, round(height / octave_scale**level)), max(16, round(width / octave_scale**level)))
+        for level in reversed(range(octaves))
+    ]
     detail = torch.zeros_like(_resize(image, sizes[0]))
     histories, stopped, current = [], "done", image
     for level, size in enumerate(sizes):
@@ -91,9 +93,18 @@ def dream(
         detail = _resize(detail, size) if tuple(detail.shape[-2:]) != size else detail
         start = (base + detail).clamp(0, 1)
         shift = max(1, round(jitter * size[0] / height))
-        run = optimize(model, objective, image_param(init=start, basis="pixel", decorrelate=False, output="clamp"),
-                       transforms=[roll(shift)], steps=steps, lr=lr, optimizer="normalized", seed=seed + level,
-                       progress=progress, description=f"dream octave {level + 1}/{octaves}")
+        run = optimize(
+            model,
+            objective,
+            image_param(init=start, basis="pixel", decorrelate=False, output="clamp"),
+            transforms=[roll(shift)],
+            steps=steps,
+            lr=lr,
+            optimizer="normalized",
+            seed=seed + level,
+            progress=progress,
+            description=f"dream octave {level + 1}/{octaves}",
+        )
         histories.append(run.history)
         current, detail = run.image, run.image - base
         if run.stopped == "interrupted":

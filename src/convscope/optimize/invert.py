@@ -104,10 +104,16 @@ def invert(
     if tv_by_depth:
         tv_weight = depth_scaled_tv(model, layer, tuple(image.shape[-2:]), tv_weight)
     objective = -loss - alpha_weight * alpha_norm(alpha) - tv_weight * total_variation(tv_beta)
-    start = image_param(image.shape[0], tuple(image.shape[-2:]), basis=param, generator=torch.Generator().manual_seed(seed),
-                        device=image.device)
-    run = optimize(model, objective, start, steps=steps, lr=lr, seed=seed, progress=progress,
-                   description=f"invert {layer}")
+    start = image_param(
+        image.shape[0],
+        tuple(image.shape[-2:]),
+        basis=param,
+        generator=torch.Generator().manual_seed(seed),
+        device=image.device,
+    )
+    run = optimize(
+        model, objective, start, steps=steps, lr=lr, seed=seed, progress=progress, description=f"invert {layer}"
+    )
     return Inversion(run.image, layer, evaluate(model, loss, run.image), run.history, run.stopped)
 
 

@@ -141,8 +141,12 @@ def optimize(
     result = OptimizationResult(image=param().detach(), history=[], terms={name: [] for name in record})
     best, since_best = -float("inf"), 0
 
-    with frozen(model), capture(model, layers) as seen, cut_forward(model, layers) as cut, \
-            progress_bar(steps, description, progress) as advance:
+    with (
+        frozen(model),
+        capture(model, layers) as seen,
+        cut_forward(model, layers) as cut,
+        progress_bar(steps, description, progress) as advance,
+    ):
 
         def closure() -> torch.Tensor:
             solver.zero_grad()
@@ -155,7 +159,9 @@ def optimize(
             evaluation = Evaluation(seen.activations, logits, image)
             scores = objective(evaluation)
             if scores.ndim != 1 or scores.shape[0] != image.shape[0]:
-                raise ConvscopeError(f"objective {objective.name!r} must give one score per image, got shape {tuple(scores.shape)}")
+                raise ConvscopeError(
+                    f"objective {objective.name!r} must give one score per image, got shape {tuple(scores.shape)}"
+                )
             loss = -scores.sum()
             loss.backward()
             with torch.no_grad():

@@ -47,8 +47,10 @@ class Evaluation:
     def logits(self) -> torch.Tensor:
         self.read_logits = True
         if self._logits is None:
-            raise ConvscopeError("this objective reads the logits only on some steps; the forward pass "
-                                 "was cut short after its layers: read them on every step")
+            raise ConvscopeError(
+                "this objective reads the logits only on some steps; the forward pass "
+                "was cut short after its layers: read them on every step"
+            )
         return self._logits
 
     def __getitem__(self, layer: str) -> torch.Tensor:
@@ -80,8 +82,9 @@ class Objective:
 
     def _combine(self, other, op: Callable, symbol: str) -> Objective:
         if isinstance(other, Objective):
-            return Objective(lambda e: op(self(e), other(e)), self.layers + other.layers,
-                             f"{self.name} {symbol} {other.name}")
+            return Objective(
+                lambda e: op(self(e), other(e)), self.layers + other.layers, f"{self.name} {symbol} {other.name}"
+            )
         if isinstance(other, (int, float)):
             return Objective(lambda e: op(self(e), other), self.layers, f"{self.name} {symbol} {other:g}")
         return NotImplemented
@@ -189,7 +192,9 @@ def direction(layer: str, vector: torch.Tensor, cosine: bool = False) -> Objecti
     def fn(e: Evaluation) -> torch.Tensor:
         activation = e[layer]
         if activation.shape[1] != vector.numel():
-            raise ConvscopeError(f"direction has {vector.numel()} entries, layer {layer!r} has {activation.shape[1]} channels")
+            raise ConvscopeError(
+                f"direction has {vector.numel()} entries, layer {layer!r} has {activation.shape[1]} channels"
+            )
         v = vector.to(activation).view(1, -1, *([1] * (activation.ndim - 2)))
         values = F.cosine_similarity(activation, v, dim=1) if cosine else (activation * v).sum(dim=1)
         return values.flatten(1).mean(dim=1)
@@ -227,7 +232,9 @@ def diversity(layer: str) -> Objective:
 def _match_batch(target: torch.Tensor, activation: torch.Tensor, what: str) -> torch.Tensor:
     target = target.to(activation)
     if target.shape[1:] != activation.shape[1:] or target.shape[0] not in (1, activation.shape[0]):
-        raise ConvscopeError(f"{what} target has shape {tuple(target.shape)}, the layer gives {tuple(activation.shape)}")
+        raise ConvscopeError(
+            f"{what} target has shape {tuple(target.shape)}, the layer gives {tuple(activation.shape)}"
+        )
     return target
 
 
@@ -277,10 +284,14 @@ def embedding(target: torch.Tensor, layer: str | None = None) -> Objective:
         vector = output.mean(dim=(-2, -1)) if output.ndim == 4 else output.flatten(1)
         goal = target.to(vector).reshape(-1, vector.shape[1]) if target.numel() % vector.shape[1] == 0 else None
         if goal is None or goal.shape[0] not in (1, vector.shape[0]):
-            raise ConvscopeError(f"embedding target has shape {tuple(target.shape)}, the output vector has {vector.shape[1]} entries")
+            raise ConvscopeError(
+                f"embedding target has shape {tuple(target.shape)}, the output vector has {vector.shape[1]} entries"
+            )
         return F.cosine_similarity(vector, goal, dim=1)
 
-    return Objective(fn, [] if layer is None else [layer], f"cosine to embedding{'' if layer is None else ' at ' + layer}")
+    return Objective(
+        fn, [] if layer is None else [layer], f"cosine to embedding{'' if layer is None else ' at ' + layer}"
+    )
 
 
 def as_objective(objective: Objective | Callable[[Evaluation], torch.Tensor]) -> Objective:

@@ -26,8 +26,9 @@ StepOperation = Callable[[torch.Tensor, int], None]
 
 def alpha_norm(alpha: float = 6.0, centre: float = 0.5) -> Objective:
     """Mean over pixels of ‖x − centre‖_α^α (channels summed): the α-norm prior."""
-    return Objective(lambda e: (e.image - centre).abs().pow(alpha).sum(dim=1).flatten(1).mean(dim=1),
-                     [], f"{alpha:g}-norm")
+    return Objective(
+        lambda e: (e.image - centre).abs().pow(alpha).sum(dim=1).flatten(1).mean(dim=1), [], f"{alpha:g}-norm"
+    )
 
 
 def total_variation(beta: float = 2.0) -> Objective:

@@ -72,8 +72,10 @@ def default_style_layers(model: nn.Module) -> tuple[str, list[str]]:
     try:
         return EFFICIENTNET_CONTENT_LAYER, check_layers(model, EFFICIENTNET_STYLE_LAYERS)
     except ConvscopeError:
-        raise ConvscopeError("no default style layers for this model: pass content_layer= and style_layers= "
-                             "(CLI: --content-layer and --style-layers; see: convscope layers)") from None
+        raise ConvscopeError(
+            "no default style layers for this model: pass content_layer= and style_layers= "
+            "(CLI: --content-layer and --style-layers; see: convscope layers)"
+        ) from None
 
 
 @dataclass
@@ -162,9 +164,27 @@ def stylize(
         raise ConvscopeError(f"init must be 'content', 'noise' or images, got {init!r}")
     initial_content = evaluate(model, content_term, start)
     initial_style = evaluate(model, style_term, start)
-    run = optimize(model, objective, image_param(init=start, basis="pixel", decorrelate=False, output="clamp"),
-                   steps=steps, lr=lr, optimizer=optimizer, seed=seed, progress=progress,
-                   record={"content": content_term, "style": style_term}, description="stylize")
-    return StyleResult(run.image, run.terms["content"], run.terms["style"], float(initial_content.mean()),
-                       float(initial_style.mean()), evaluate(model, content_term, run.image),
-                       evaluate(model, style_term, run.image), content_layer, style_layers, run.stopped)
+    run = optimize(
+        model,
+        objective,
+        image_param(init=start, basis="pixel", decorrelate=False, output="clamp"),
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+        progress=progress,
+        record={"content": content_term, "style": style_term},
+        description="stylize",
+    )
+    return StyleResult(
+        run.image,
+        run.terms["content"],
+        run.terms["style"],
+        float(initial_content.mean()),
+        float(initial_style.mean()),
+        evaluate(model, content_term, run.image),
+        evaluate(model, style_term, run.image),
+        content_layer,
+        style_layers,
+        run.stopped,
+    )

@@ -26,7 +26,11 @@ def pad(width: int, mode: str = "constant", value: float = 0.5) -> Transform:
     """Pad every side by ``width`` pixels (``constant`` grey or ``reflect``)."""
 
     def transform(images, generator):
-        return F.pad(images, (width,) * 4, mode=mode, value=value) if mode == "constant" else F.pad(images, (width,) * 4, mode=mode)
+        return (
+            F.pad(images, (width,) * 4, mode=mode, value=value)
+            if mode == "constant"
+            else F.pad(images, (width,) * 4, mode=mode)
+        )
 
     return transform
 
@@ -37,7 +41,7 @@ def jitter(distance: int) -> Transform:
     def transform(images, generator):
         dy, dx = (int(v) for v in torch.randint(distance, (2,), generator=generator))
         height, width = images.shape[-2:]
-        return images[..., dy:dy + height - distance, dx:dx + width - distance]
+        return images[..., dy : dy + height - distance, dx : dx + width - distance]
 
     return transform
 

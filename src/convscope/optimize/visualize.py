@@ -97,11 +97,24 @@ def render(
     objective = as_objective(objective)
     device = torch.device(device) if device is not None else model_device(model)
     generator = torch.Generator().manual_seed(seed)
-    images = image_param(batch, size, basis=param, decorrelate=decorrelate, output=output, init=init,
-                         generator=generator, device=device)
-    run = optimize(model, objective, images, transforms=transforms or (), steps=steps, lr=lr, optimizer=optimizer,
-                   seed=seed, progress=progress, snapshot_every=snapshot_every, early_stop=early_stop,
-                   step_operations=step_operations, description=f"visualize {objective.name}")
+    images = image_param(
+        batch, size, basis=param, decorrelate=decorrelate, output=output, init=init, generator=generator, device=device
+    )
+    run = optimize(
+        model,
+        objective,
+        images,
+        transforms=transforms or (),
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+        progress=progress,
+        snapshot_every=snapshot_every,
+        early_stop=early_stop,
+        step_operations=step_operations,
+        description=f"visualize {objective.name}",
+    )
     return Visualization(run.image, objective.name, evaluate(model, objective, run.image), run.history, run)
 
 
@@ -122,7 +135,9 @@ def visualize_class(model: nn.Module, target: int | str | Sequence[int | str], *
     return render(model, class_logit(ids), batch=len(ids), **options)
 
 
-def photo_scores(model: nn.Module, objective: Objective, size: int = 224, names: Sequence[str] = SAMPLES) -> dict[str, float]:
+def photo_scores(
+    model: nn.Module, objective: Objective, size: int = 224, names: Sequence[str] = SAMPLES
+) -> dict[str, float]:
     """The objective on every bundled scikit-image picture (``sample:NAME`` at ``size``): the
     "dataset examples" to compare a visualization with (Olah et al. 2017). Objectives with
     per-image indices need a batch of one: score one channel at a time."""
@@ -131,8 +146,15 @@ def photo_scores(model: nn.Module, objective: Objective, size: int = 224, names:
     return dict(zip(names, evaluate(model, objective, photos).tolist()))
 
 
-def robust_scores(model: nn.Module, objective: Objective, images: torch.Tensor, *,
-                  transforms: Sequence[Transform] = STANDARD, views: int = 8, seed: int = 0) -> torch.Tensor:
+def robust_scores(
+    model: nn.Module,
+    objective: Objective,
+    images: torch.Tensor,
+    *,
+    transforms: Sequence[Transform] = STANDARD,
+    views: int = 8,
+    seed: int = 0,
+) -> torch.Tensor:
     """The objective averaged over ``views`` random transformed views of each image (N,): how much
     of an activation survives jitter, scale and rotation. Plain pixel ascent finds
     high-frequency patterns with a higher raw score that collapse under these views."""

@@ -61,7 +61,7 @@ def jpeg_defense(quality: int = 75) -> InputDefense:
 @DEFENSES.register("bit_depth")
 def bit_depth_defense(bits: int = 3) -> InputDefense:
     """Quantise every channel to ``2**bits`` levels (not differentiable: zero gradient a.e.)."""
-    levels = 2 ** bits - 1
+    levels = 2**bits - 1
 
     def apply(x, generator=None):
         return torch.round(x * levels) / levels
@@ -115,8 +115,9 @@ class DefendedModel(nn.Module):
     non-differentiable transformation as the identity (Athalye 2018's straight-through BPDA).
     """
 
-    def __init__(self, model: nn.Module, defense: InputDefense, bpda: bool = False,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self, model: nn.Module, defense: InputDefense, bpda: bool = False, generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.model, self.defense, self.bpda, self.generator = model, defense, bpda, generator
 
@@ -158,12 +159,21 @@ class DefenseResult:
     adaptive_accuracy: float
     adaptive_attack: str
     worst_case_accuracy: float = float("nan")
-    correct: torch.Tensor | None = None   #: Bool (3, N): clean, naive, adaptive
+    correct: torch.Tensor | None = None  #: Bool (3, N): clean, naive, adaptive
 
 
-def evaluate_defense(model: nn.Module, defense: InputDefense | str, x: torch.Tensor, y: torch.Tensor,
-                     eps: float = 8 / 255, steps: int = 10, alpha: float | None = None, eot_samples: int = 8,
-                     seed: int = 0, progress: bool = False) -> DefenseResult:
+def evaluate_defense(
+    model: nn.Module,
+    defense: InputDefense | str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float = 8 / 255,
+    steps: int = 10,
+    alpha: float | None = None,
+    eot_samples: int = 8,
+    seed: int = 0,
+    progress: bool = False,
+) -> DefenseResult:
     """Evaluate ``defense`` in front of ``model`` against a naive and an adaptive L∞ PGD attacker.
 
     Args:
@@ -199,6 +209,12 @@ def evaluate_defense(model: nn.Module, defense: InputDefense | str, x: torch.Ten
         table = torch.stack([clean_correct, correct(naive), correct(strong)])
     clean, naive_accuracy, adaptive_accuracy = (float(row.float().mean()) for row in table)
     parts = (["BPDA"] if not defense.differentiable else []) + ([f"EOT-{eot_samples}"] if defense.random else [])
-    return DefenseResult(defense.name, clean, naive_accuracy, adaptive_accuracy,
-                         f"PGD-{steps}" + (" + " + " + ".join(parts) if parts else ""),
-                         float(table.all(dim=0).float().mean()), table)
+    return DefenseResult(
+        defense.name,
+        clean,
+        naive_accuracy,
+        adaptive_accuracy,
+        f"PGD-{steps}" + (" + " + " + ".join(parts) if parts else ""),
+        float(table.all(dim=0).float().mean()),
+        table,
+    )

@@ -39,10 +39,21 @@ from .corruptions import BENCHMARK_CORRUPTIONS, SEVERITIES, corrupt
 from .progress import progress_bar
 
 ALEXNET_ERRORS = {
-    "gaussian_noise": .886428, "shot_noise": .894468, "impulse_noise": .922640, "defocus_blur": .819880,
-    "glass_blur": .826268, "motion_blur": .785948, "zoom_blur": .798360, "snow": .866816, "frost": .826572,
-    "fog": .819324, "brightness": .564592, "contrast": .853204, "elastic_transform": .646056,
-    "pixelate": .717840, "jpeg_compression": .606500,
+    "gaussian_noise": 0.886428,
+    "shot_noise": 0.894468,
+    "impulse_noise": 0.922640,
+    "defocus_blur": 0.819880,
+    "glass_blur": 0.826268,
+    "motion_blur": 0.785948,
+    "zoom_blur": 0.798360,
+    "snow": 0.866816,
+    "frost": 0.826572,
+    "fog": 0.819324,
+    "brightness": 0.564592,
+    "contrast": 0.853204,
+    "elastic_transform": 0.646056,
+    "pixelate": 0.717840,
+    "jpeg_compression": 0.606500,
 }
 """AlexNet's ImageNet-C top-1 errors averaged over the 5 severities (Hendrycks & Dietterich 2019)."""
 ALEXNET_CLEAN_ERROR = 0.4348
@@ -76,12 +87,15 @@ class CorruptionErrors:
             if not self.all_severities:
                 raise ConvscopeError(
                     f"CE against AlexNet's published errors needs all 5 severities (they are averages over 1-5), "
-                    f"got {', '.join(map(str, self.severities))}: run all five or give a baseline model")
+                    f"got {', '.join(map(str, self.severities))}: run all five or give a baseline model"
+                )
             base, base_clean = [ALEXNET_ERRORS[name]] * len(ours), ALEXNET_CLEAN_ERROR
         else:
             if tuple(baseline.severities) != tuple(self.severities):
-                raise ConvscopeError(f"the baseline was run at severities {baseline.severities}, this model at "
-                                     f"{self.severities}: CE needs the same severities")
+                raise ConvscopeError(
+                    f"the baseline was run at severities {baseline.severities}, this model at "
+                    f"{self.severities}: CE needs the same severities"
+                )
             base, base_clean = baseline.errors[name], baseline.clean
         if relative:
             denominator = sum(e - base_clean for e in base)
@@ -107,7 +121,9 @@ class CorruptionErrors:
         path = Path(path)
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["corruption", *[f"error_s{s}" for s in self.severities], "mean_error", "ce", "relative_ce"])
+            writer.writerow(
+                ["corruption", *[f"error_s{s}" for s in self.severities], "mean_error", "ce", "relative_ce"]
+            )
             writer.writerow(["clean", *[f"{self.clean:.4f}"] * len(self.severities), f"{self.clean:.4f}", "", ""])
             for name, errors in self.errors.items():
                 scored = self.scored(name, baseline)
@@ -134,20 +150,27 @@ class CorruptionErrors:
             xs = ([0] if clean else []) + list(self.severities)
             axis.plot(xs, ([self.clean] if clean else []) + self.errors[name], "o-", label=self.model_name)
             if baseline is not None and name in baseline.errors:
-                axis.plot(xs, ([baseline.clean] if clean else []) + baseline.errors[name], "s--", label=baseline.model_name)
+                axis.plot(
+                    xs, ([baseline.clean] if clean else []) + baseline.errors[name], "s--", label=baseline.model_name
+                )
             axis.set_title(name.replace("_", " "), fontsize=9)
             axis.set_ylim(0, 1)
             axis.set_xticks(xs)
             axis.set_xlabel("severity", fontsize=8)
             axis.grid(alpha=0.3)
-        for axis in list(axes.flat)[len(names):]:
+        for axis in list(axes.flat)[len(names) :]:
             axis.axis("off")
         axes[0, 0].set_ylabel("top-1 error")
         axes[0, 0].legend(fontsize=7)
         scored = [n for n in names if n in BENCHMARK_CORRUPTIONS and self.scored(n, baseline)]
-        figure.suptitle(f"{self.model_name}: error vs severity{' (0 = clean)' if clean else ''}"
-                        + (f", mCE {self.mce(baseline) * 100:.1f}%" if scored and len(scored) == len(
-                            [n for n in names if n in BENCHMARK_CORRUPTIONS]) else ""))
+        figure.suptitle(
+            f"{self.model_name}: error vs severity{' (0 = clean)' if clean else ''}"
+            + (
+                f", mCE {self.mce(baseline) * 100:.1f}%"
+                if scored and len(scored) == len([n for n in names if n in BENCHMARK_CORRUPTIONS])
+                else ""
+            )
+        )
         figure.tight_layout()
         figure.savefig(path, dpi=100)
         plt.close(figure)
@@ -162,14 +185,25 @@ class CorruptionReduction(Reduction):
     counts towards its own (corruption, severity).
     """
 
-    def __init__(self, model, corruptions: Sequence[str], severities: Sequence[int], seed: int = 0,
-                 groups: Sequence[tuple[str, int]] | None = None):
+    def __init__(
+        self,
+        model,
+        corruptions: Sequence[str],
+        severities: Sequence[int],
+        seed: int = 0,
+        groups: Sequence[tuple[str, int]] | None = None,
+    ):
         self.model, self.corruptions, self.severities = model, list(corruptions), list(severities)
         self.seed, self.groups = seed, groups
 
     def key(self) -> dict:
-        return {"corruptions": self.corruptions, "severities": self.severities, "seed": self.seed,
-                "released": self.groups is not None, "model": getattr(self.model, "name", type(self.model).__name__)}
+        return {
+            "corruptions": self.corruptions,
+            "severities": self.severities,
+            "seed": self.seed,
+            "released": self.groups is not None,
+            "model": getattr(self.model, "name", type(self.model).__name__),
+        }
 
     def prepare(self, device) -> None:
         if device is not None:
@@ -177,8 +211,12 @@ class CorruptionReduction(Reduction):
 
     def start(self) -> dict:
         shape = (len(self.corruptions), len(self.severities))
-        return {"wrong": torch.zeros(shape, dtype=torch.long), "seen": torch.zeros(shape, dtype=torch.long),
-                "clean_wrong": torch.zeros((), dtype=torch.long), "clean_seen": torch.zeros((), dtype=torch.long)}
+        return {
+            "wrong": torch.zeros(shape, dtype=torch.long),
+            "seen": torch.zeros(shape, dtype=torch.long),
+            "clean_wrong": torch.zeros((), dtype=torch.long),
+            "clean_seen": torch.zeros((), dtype=torch.long),
+        }
 
     @torch.no_grad()
     def update(self, state: dict, batch: Batch, number: int) -> None:
@@ -209,22 +247,45 @@ class CorruptionReduction(Reduction):
         seen = state["seen"].clamp_min(1).double()
         errors = (state["wrong"].double() / seen).tolist()
         if self.groups is not None and (state["seen"] == 0).any():
-            missing = [f"{self.corruptions[c]}/{self.severities[s]}" for c, s in (state["seen"] == 0).nonzero().tolist()]
+            missing = [
+                f"{self.corruptions[c]}/{self.severities[s]}" for c, s in (state["seen"] == 0).nonzero().tolist()
+            ]
             raise ConvscopeError(f"no images for {', '.join(missing[:5])} in the corruption files")
         if clean is None:
-            clean = float(state["clean_wrong"]) / float(state["clean_seen"]) if int(state["clean_seen"]) else float("nan")
+            clean = (
+                float(state["clean_wrong"]) / float(state["clean_seen"]) if int(state["clean_seen"]) else float("nan")
+            )
         count = int(state["clean_seen"]) if self.groups is None else int(state["seen"].sum())
-        return CorruptionErrors(getattr(self.model, "name", type(self.model).__name__), clean,
-                                {name: errors[c] for c, name in enumerate(self.corruptions)}, count,
-                                tuple(self.severities), list(skipped))
+        return CorruptionErrors(
+            getattr(self.model, "name", type(self.model).__name__),
+            clean,
+            {name: errors[c] for c, name in enumerate(self.corruptions)},
+            count,
+            tuple(self.severities),
+            list(skipped),
+        )
 
 
-def corruption_errors(model: torch.nn.Module, data, corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
-                      severities: Sequence[int] = SEVERITIES, seed: int = 0, progress: bool = True,
-                      total: int | None = None, batch_size: int = 16, size: int | None = None,
-                      preprocess: str = "crop", strict: bool = False, resume: str | Path | None = None,
-                      engine: str = "local", address: str | None = None, workers: int | None = None,
-                      label_file: str | Path | None = None, shard_batches: int = 8, clean: float | None = None) -> CorruptionErrors:
+def corruption_errors(
+    model: torch.nn.Module,
+    data,
+    corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS,
+    severities: Sequence[int] = SEVERITIES,
+    seed: int = 0,
+    progress: bool = True,
+    total: int | None = None,
+    batch_size: int = 16,
+    size: int | None = None,
+    preprocess: str = "crop",
+    strict: bool = False,
+    resume: str | Path | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    label_file: str | Path | None = None,
+    shard_batches: int = 8,
+    clean: float | None = None,
+) -> CorruptionErrors:
     """Top-1 error of ``model`` on corrupted copies of labelled images, streamed.
 
     Args:
@@ -247,19 +308,37 @@ def corruption_errors(model: torch.nn.Module, data, corruptions: Sequence[str] =
         if severity not in SEVERITIES:
             raise ConvscopeError(f"severity must be an integer from 1 to 5, got {severity!r}")
     if isinstance(data, (str, Path, torch.utils.data.Dataset)):
-        dataset = open_dataset(data, size or getattr(model, "input_size", 224), preprocess,
-                               labels=getattr(model, "labels", None), label_file=label_file,
-                               corruptions=None)
+        dataset = open_dataset(
+            data,
+            size or getattr(model, "input_size", 224),
+            preprocess,
+            labels=getattr(model, "labels", None),
+            label_file=label_file,
+            corruptions=None,
+        )
         groups = getattr(dataset, "groups", None)
         if groups is not None:
             present = sorted({g[0] for g in groups})
             missing = [c for c in corruptions if c not in present]
             if missing:
-                raise ConvscopeError(f"the corruption files have no {', '.join(missing)}; they have {', '.join(present)}")
+                raise ConvscopeError(
+                    f"the corruption files have no {', '.join(missing)}; they have {', '.join(present)}"
+                )
         reduction = CorruptionReduction(model, corruptions, severities, seed, groups)
         with progress_bar(len(dataset), "corruptions", progress) as advance:
-            reduced = reduce_dataset(reduction, dataset, batch_size, model_device(model), workers, strict, resume,
-                                     engine=engine, address=address, shard_batches=shard_batches, progress=advance)
+            reduced = reduce_dataset(
+                reduction,
+                dataset,
+                batch_size,
+                model_device(model),
+                workers,
+                strict,
+                resume,
+                engine=engine,
+                address=address,
+                shard_batches=shard_batches,
+                progress=advance,
+            )
         return reduction.result(reduced.state, reduced.skips.items, clean)
     reduction = CorruptionReduction(model, corruptions, severities, seed)
     state = reduction.start()

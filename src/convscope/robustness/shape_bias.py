@@ -40,9 +40,57 @@ CATEGORIES: dict[str, tuple[int, ...]] = {
     "airplane": (404,),
     "bear": (294, 295, 296, 297),
     "bicycle": (444, 671),
-    "bird": (8, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 23, 24, 80, 81, 82, 83, 87, 88, 89, 90, 91, 92, 93,
-             94, 95, 96, 98, 99, 100, 127, 128, 129, 130, 131, 132, 133, 135, 136, 137, 138, 139, 140, 141, 142,
-             143, 144, 145),
+    "bird": (
+        8,
+        10,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        18,
+        19,
+        20,
+        22,
+        23,
+        24,
+        80,
+        81,
+        82,
+        83,
+        87,
+        88,
+        89,
+        90,
+        91,
+        92,
+        93,
+        94,
+        95,
+        96,
+        98,
+        99,
+        100,
+        127,
+        128,
+        129,
+        130,
+        131,
+        132,
+        133,
+        135,
+        136,
+        137,
+        138,
+        139,
+        140,
+        141,
+        142,
+        143,
+        144,
+        145,
+    ),
     "boat": (472, 554, 625, 814, 914),
     "bottle": (440, 720, 737, 898, 899, 901, 907),
     "car": (436, 511, 817),
@@ -78,8 +126,12 @@ def category_decisions(model: nn.Module, images: torch.Tensor, batch_size: int =
     images = check_images(images)
     device = next(model.parameters()).device
     with frozen(model), torch.no_grad():
-        scores = torch.cat([category_scores(model(images[i:i + batch_size].to(device)).softmax(-1)).cpu()
-                            for i in range(0, len(images), batch_size)])
+        scores = torch.cat(
+            [
+                category_scores(model(images[i : i + batch_size].to(device)).softmax(-1)).cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
     return [CATEGORY_NAMES[i] for i in scores.argmax(1).tolist()]
 
 
@@ -95,10 +147,17 @@ class CueConflict:
 
     def grid(self, path: str | Path | None = None, columns: int = 6):
         """All cue-conflict images with their shape / texture categories."""
-        panels = [Panel(image, f"{shape} shape\n{texture} texture")
-                  for image, shape, texture in zip(self.images, self.shapes, self.textures)]
-        return figure(panels, path, columns=min(columns, len(panels)), panel_size=2.2,
-                      suptitle="cue-conflict images (shape x texture)")
+        panels = [
+            Panel(image, f"{shape} shape\n{texture} texture")
+            for image, shape, texture in zip(self.images, self.shapes, self.textures)
+        ]
+        return figure(
+            panels,
+            path,
+            columns=min(columns, len(panels)),
+            panel_size=2.2,
+            suptitle="cue-conflict images (shape x texture)",
+        )
 
 
 def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, torch.Tensor]]:
@@ -110,8 +169,9 @@ def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, to
     for path in image_files(folder):
         category = path.relative_to(folder).parts[0] if len(path.relative_to(folder).parts) > 1 else None
         if category not in CATEGORIES:
-            raise ConvscopeError(f"{path}: images must lie in FOLDER/<category>/ with a category among "
-                                 f"{', '.join(CATEGORY_NAMES)}")
+            raise ConvscopeError(
+                f"{path}: images must lie in FOLDER/<category>/ with a category among {', '.join(CATEGORY_NAMES)}"
+            )
         sources.append((category, path.stem, load_image(path, size)))
     return sources
 
@@ -150,10 +210,20 @@ def make_cue_conflict(
         raise ConvscopeError("no shape/texture pair of different categories: give at least two categories")
     content = torch.cat([s[2] for s, _ in pairs])
     style = torch.cat([t[2] for _, t in pairs]).to(content.device)
-    result = stylize(model, content, style, steps=steps, style_weight=style_weight, content_weight=content_weight,
-                     lr=lr, seed=seed, progress=progress)
-    return CueConflict(result.image.detach(), [s[0] for s, _ in pairs], [t[0] for _, t in pairs],
-                       [f"{s[1]}+{t[1]}" for s, t in pairs])
+    result = stylize(
+        model,
+        content,
+        style,
+        steps=steps,
+        style_weight=style_weight,
+        content_weight=content_weight,
+        lr=lr,
+        seed=seed,
+        progress=progress,
+    )
+    return CueConflict(
+        result.image.detach(), [s[0] for s, _ in pairs], [t[0] for _, t in pairs], [f"{s[1]}+{t[1]}" for s, t in pairs]
+    )
 
 
 @dataclass
@@ -188,8 +258,11 @@ class ShapeBiasResult:
         for category in CATEGORY_NAMES:
             chosen = [i for i, s in enumerate(self.shapes) if s == category]
             if chosen:
-                part = ShapeBiasResult([self.decisions[i] for i in chosen], [self.shapes[i] for i in chosen],
-                                       [self.textures[i] for i in chosen])
+                part = ShapeBiasResult(
+                    [self.decisions[i] for i in chosen],
+                    [self.shapes[i] for i in chosen],
+                    [self.textures[i] for i in chosen],
+                )
                 table[category] = (part.shape_bias, part.shape_hits + part.texture_hits)
         return table
 
@@ -203,8 +276,13 @@ class ShapeBiasResult:
         if values:
             axis.scatter([v for _, v in values], [r for r, _ in values], color="tab:red", zorder=3, label=label)
         if self.shape_bias == self.shape_bias:
-            axis.axvline(self.shape_bias, color="tab:red", lw=1.5, ls="--",
-                         label=f"overall {self.shape_bias:.2f} (n={self.shape_hits + self.texture_hits})")
+            axis.axvline(
+                self.shape_bias,
+                color="tab:red",
+                lw=1.5,
+                ls="--",
+                label=f"overall {self.shape_bias:.2f} (n={self.shape_hits + self.texture_hits})",
+            )
         axis.set_yticks(range(len(CATEGORY_NAMES)), CATEGORY_NAMES)
         axis.invert_yaxis()
         axis.set_xlim(-0.02, 1.02)
@@ -235,8 +313,15 @@ def shape_bias(model: nn.Module, trials: CueConflict, batch_size: int = 16) -> S
     return ShapeBiasResult(decisions, [trials.shapes[i] for i in keep], [trials.textures[i] for i in keep])
 
 
-def stimulus_shape_bias(model: nn.Module, folder: str | Path, size: int = 224, batch_size: int = 16,
-                        strict: bool = False, workers: int | None = None, preprocess: str = "resize"):
+def stimulus_shape_bias(
+    model: nn.Module,
+    folder: str | Path,
+    size: int = 224,
+    batch_size: int = 16,
+    strict: bool = False,
+    workers: int | None = None,
+    preprocess: str = "resize",
+):
     """Shape bias on a user's cue-conflict stimuli in the model-vs-human layout, streamed.
 
     ``FOLDER/<shape category>/<shape><n>-<texture><m>.png`` (Geirhos et al.'s released
@@ -256,8 +341,10 @@ def stimulus_shape_bias(model: nn.Module, folder: str | Path, size: int = 224, b
         parts = Path(name).parts
         stem = Path(name).stem
         if len(parts) < 2 or parts[0] not in CATEGORIES or "-" not in stem:
-            raise ConvscopeError(f"{folder / name}: expected <shape category>/<shape><n>-<texture><m>.png with "
-                                 f"categories among {', '.join(CATEGORY_NAMES)} (the model-vs-human cue-conflict layout)")
+            raise ConvscopeError(
+                f"{folder / name}: expected <shape category>/<shape><n>-<texture><m>.png with "
+                f"categories among {', '.join(CATEGORY_NAMES)} (the model-vs-human cue-conflict layout)"
+            )
         texture = re.sub(r"\d+$", "", stem.split("-", 1)[1])
         if texture not in CATEGORIES:
             raise ConvscopeError(f"{folder / name}: texture {texture!r} is not one of the 16 categories")

@@ -59,8 +59,9 @@ def digits_dataset(size: int = 16, split: str = "train", test_fraction: float = 
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
     images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     labels = torch.tensor(digits.target, dtype=torch.long)
-    train_ids, test_ids = train_test_split(torch.arange(len(labels)).numpy(), test_size=test_fraction,
-                                           random_state=seed, stratify=labels.numpy())
+    train_ids, test_ids = train_test_split(
+        torch.arange(len(labels)).numpy(), test_size=test_fraction, random_state=seed, stratify=labels.numpy()
+    )
     ids = torch.as_tensor(train_ids if split == "train" else test_ids)
     return TensorDataset(images[ids].expand(-1, 3, -1, -1).contiguous(), labels[ids])
 
@@ -69,9 +70,14 @@ def small_cnn(num_classes: int = 10, width: int = 16, size: int = 16) -> nn.Sequ
     """A small CNN for ``size`` x ``size`` inputs in [0, 1]: two conv-ReLU-maxpool stages and a
     linear layer on the flattened (size/4)^2 map (digits need the layout, so no global pooling)."""
     return nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(2 * width * (size // 4) ** 2, num_classes),
+        nn.Conv2d(3, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * width * (size // 4) ** 2, num_classes),
     )
 
 
@@ -121,8 +127,14 @@ class TrainingHistory:
         return Path(path)
 
 
-def trades_batch(network: nn.Module, x: torch.Tensor, eps: float, alpha: float | None = None, steps: int = 10,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def trades_batch(
+    network: nn.Module,
+    x: torch.Tensor,
+    eps: float,
+    alpha: float | None = None,
+    steps: int = 10,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """TRADES' inner maximisation (Zhang 2019): ``x'`` in the L∞ eps-ball maximising ``KL(f(x) ‖ f(x'))``."""
     from ..hooks import frozen
 
@@ -142,32 +154,50 @@ def trades_batch(network: nn.Module, x: torch.Tensor, eps: float, alpha: float |
     return adv.detach()
 
 
-def trades_loss(network: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, beta: float = 6.0) -> torch.Tensor:
+def trades_loss(
+    network: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, beta: float = 6.0
+) -> torch.Tensor:
     """``CE(f(x), y) + β · KL(f(x) ‖ f(x_adv))`` averaged over the batch (Zhang 2019, eq. 5)."""
     logits = network(x)
     robust = F.kl_div(network(x_adv).log_softmax(-1), logits.softmax(-1), reduction="batchmean")
     return F.cross_entropy(logits, y) + beta * robust
 
 
-def adversarial_batch(network: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float,
-                      alpha: float | None = None, steps: int = 7,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def adversarial_batch(
+    network: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str,
+    eps: float,
+    alpha: float | None = None,
+    steps: int = 7,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The training examples of one adversarial-training step (model kept in its current mode).
 
     ``"pgd"``: ``steps`` steps of ``alpha`` (default ``2.5 * eps / steps``) from a random start;
     ``"fgsm-rs"``: one step of ``alpha`` (default ``1.25 * eps``) from a random start.
     """
     if method == "pgd":
-        return pgd(network, x, y, eps, alpha or 2.5 * eps / steps, steps, random_start=True,
-                   generator=generator, eval_mode=False)
+        return pgd(
+            network,
+            x,
+            y,
+            eps,
+            alpha or 2.5 * eps / steps,
+            steps,
+            random_start=True,
+            generator=generator,
+            eval_mode=False,
+        )
     if method == "fgsm-rs":
-        return pgd(network, x, y, eps, alpha or 1.25 * eps, 1, random_start=True, generator=generator,
-                   eval_mode=False)
+        return pgd(network, x, y, eps, alpha or 1.25 * eps, 1, random_start=True, generator=generator, eval_mode=False)
     raise ConvscopeError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)} or None, got {method!r}")
 
 
-def evaluate(network: nn.Module, data: Dataset, eps: float, steps: int = 20, batch_size: int = 256,
-             seed: int = 0) -> tuple[float, float]:
+def evaluate(
+    network: nn.Module, data: Dataset, eps: float, steps: int = 20, batch_size: int = 256, seed: int = 0
+) -> tuple[float, float]:
     """(clean accuracy, robust accuracy under L∞ PGD-``steps``) of ``network`` on ``data``.
 
     Under ``torchrun`` each rank evaluates its own shard and the counts are summed.
@@ -178,7 +208,7 @@ def evaluate(network: nn.Module, data: Dataset, eps: float, steps: int = 20, bat
     indices = list(range(rank, len(data), world))
     clean = robust = 0
     for start in range(0, len(indices), batch_size):
-        x, y = _stack([data[i] for i in indices[start:start + batch_size]], device)
+        x, y = _stack([data[i] for i in indices[start : start + batch_size]], device)
         with torch.no_grad():
             clean += int((network(x).argmax(-1) == y).sum())
         if steps > 0:
@@ -191,11 +221,25 @@ def evaluate(network: nn.Module, data: Dataset, eps: float, steps: int = 20, bat
     return float(counts[0] / counts[2]), float(counts[1] / counts[2]) if steps > 0 else float("nan")
 
 
-def train(network: nn.Module, train_data: Dataset, test_data: Dataset, epochs: int = 10,
-          adversarial: str | None = None, eps: float = 0.2, alpha: float | None = None, steps: int = 7,
-          batch_size: int = 64, lr: float = 3e-3, eval_steps: int = 20, eval_size: int | None = None,
-          checkpoint: str | Path | None = None, seed: int = 0, progress: bool = True,
-          device: str | torch.device | None = None, trades_beta: float = 6.0) -> TrainingHistory:
+def train(
+    network: nn.Module,
+    train_data: Dataset,
+    test_data: Dataset,
+    epochs: int = 10,
+    adversarial: str | None = None,
+    eps: float = 0.2,
+    alpha: float | None = None,
+    steps: int = 7,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    eval_steps: int = 20,
+    eval_size: int | None = None,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    trades_beta: float = 6.0,
+) -> TrainingHistory:
     """Train ``network`` (in place) with Adam, standard or adversarial; evaluate after every epoch.
 
     Args:
@@ -218,23 +262,37 @@ def train(network: nn.Module, train_data: Dataset, test_data: Dataset, epochs: i
     >>> history = train(small_cnn(), digits_dataset(), digits_dataset(split="test"), adversarial="pgd")
     """
     if adversarial not in (None, *ADVERSARIAL_METHODS):
-        raise ConvscopeError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)} or None, got {adversarial!r}")
+        raise ConvscopeError(
+            f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)} or None, got {adversarial!r}"
+        )
     if epochs < 1 or batch_size < 1 or eps < 0:
         raise ConvscopeError("epochs and batch_size must be positive and eps non-negative")
     distributed = _join_process_group()
     rank, world = _rank_and_world()
     if device is None:
-        device = (torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if distributed and torch.cuda.is_available()
-                  else next(network.parameters()).device)
+        device = (
+            torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            if distributed and torch.cuda.is_available()
+            else next(network.parameters()).device
+        )
     network.to(device)
     torch.manual_seed(seed)
     model = nn.parallel.DistributedDataParallel(network) if distributed else network
-    sampler: torch.utils.data.DistributedSampler | None = torch.utils.data.DistributedSampler(train_data, world, rank, shuffle=True, seed=seed) if distributed else None
-    loader = DataLoader(train_data, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        generator=torch.Generator().manual_seed(seed))
+    sampler: torch.utils.data.DistributedSampler | None = (
+        torch.utils.data.DistributedSampler(train_data, world, rank, shuffle=True, seed=seed) if distributed else None
+    )
+    loader = DataLoader(
+        train_data,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     attack_generator = torch.Generator(device=device).manual_seed(seed + 7919 * rank)
-    evaluation = test_data if eval_size is None else torch.utils.data.Subset(test_data, range(min(eval_size, len(test_data))))
+    evaluation = (
+        test_data if eval_size is None else torch.utils.data.Subset(test_data, range(min(eval_size, len(test_data))))
+    )
     history = TrainingHistory(adversarial, eps)
     with progress_bar(epochs * len(loader), f"train ({adversarial or 'standard'})", progress and rank == 0) as advance:
         for epoch in range(1, epochs + 1):
@@ -245,8 +303,9 @@ def train(network: nn.Module, train_data: Dataset, test_data: Dataset, epochs: i
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
                 if adversarial == "trades":
-                    loss = trades_loss(model, x, trades_batch(model, x, eps, alpha, steps, attack_generator), y,
-                                       trades_beta)
+                    loss = trades_loss(
+                        model, x, trades_batch(model, x, eps, alpha, steps, attack_generator), y, trades_beta
+                    )
                 else:
                     if adversarial is not None:
                         x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, attack_generator)
@@ -276,8 +335,10 @@ def save_checkpoint(network: nn.Module, history: TrainingHistory, path: str | Pa
 
 
 def _stack(items: Sequence[tuple[torch.Tensor, int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.stack([item[0] for item in items]).to(device),
-            torch.as_tensor([int(item[1]) for item in items], device=device))
+    return (
+        torch.stack([item[0] for item in items]).to(device),
+        torch.as_tensor([int(item[1]) for item in items], device=device),
+    )
 
 
 def _rank_and_world() -> tuple[int, int]:

@@ -22,13 +22,20 @@ import torch.nn.functional as F
 from ..errors import ConvscopeError
 
 
-def max_pool_with_indices(x: torch.Tensor, kernel_size: int = 2, stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def max_pool_with_indices(
+    x: torch.Tensor, kernel_size: int = 2, stride: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Max-pool (N, C, H, W) and return ``(pooled, indices)``; indices are flat positions in each H x W plane."""
     return F.max_pool2d(x, kernel_size, stride or kernel_size, return_indices=True)
 
 
-def max_unpool(x: torch.Tensor, indices: torch.Tensor, kernel_size: int = 2, stride: int | None = None,
-               output_size: tuple[int, int] | None = None) -> torch.Tensor:
+def max_unpool(
+    x: torch.Tensor,
+    indices: torch.Tensor,
+    kernel_size: int = 2,
+    stride: int | None = None,
+    output_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """SegNet unpooling: put each value of ``x`` back at the position its max came from, zeros elsewhere.
 
     Args:
@@ -37,12 +44,15 @@ def max_unpool(x: torch.Tensor, indices: torch.Tensor, kernel_size: int = 2, str
         output_size: (H, W) of the encoder input (needed when H or W was odd).
     """
     if x.shape != indices.shape:
-        raise ConvscopeError(f"unpooling needs indices of the same shape as x: {tuple(indices.shape)} vs {tuple(x.shape)}")
+        raise ConvscopeError(
+            f"unpooling needs indices of the same shape as x: {tuple(indices.shape)} vs {tuple(x.shape)}"
+        )
     return F.max_unpool2d(x, indices, kernel_size, stride or kernel_size, output_size=output_size)
 
 
-def stamp_transposed_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                          stride: int = 1, padding: int = 0) -> torch.Tensor:
+def stamp_transposed_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1, padding: int = 0
+) -> torch.Tensor:
     """Transposed convolution by stamping: the worked example of the seeds, as a loop.
 
     Each input pixel ``x[n, i, r, c]`` scales the kernel ``weight[i, o]`` and the result is
@@ -62,16 +72,18 @@ def stamp_transposed_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     tensor([ 4.,  4., 10.,  6.,  6.])
     """
     if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[0]:
-        raise ConvscopeError(f"x (N, C, h, w) and weight (C, C_out, k, k) do not fit: {tuple(x.shape)}, {tuple(weight.shape)}")
+        raise ConvscopeError(
+            f"x (N, C, h, w) and weight (C, C_out, k, k) do not fit: {tuple(x.shape)}, {tuple(weight.shape)}"
+        )
     batch, _, height, width = x.shape
     k_h, k_w = weight.shape[-2:]
     out = x.new_zeros(batch, weight.shape[1], (height - 1) * stride + k_h, (width - 1) * stride + k_w)
     for row in range(height):
         for col in range(width):
             stamp = torch.einsum("ni,iohw->nohw", x[:, :, row, col], weight)
-            out[:, :, row * stride: row * stride + k_h, col * stride: col * stride + k_w] += stamp
+            out[:, :, row * stride : row * stride + k_h, col * stride : col * stride + k_w] += stamp
     if padding:
-        out = out[..., padding: out.shape[-2] - padding, padding: out.shape[-1] - padding]
+        out = out[..., padding : out.shape[-2] - padding, padding : out.shape[-1] - padding]
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
@@ -113,4 +125,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     ``multiple`` (encoder-decoders that pool ``log2(multiple)`` times; crop the output back)."""
     pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
     return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
-

@@ -39,7 +39,9 @@ def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: tuple[int, 
     """
     expected = in_channels * kernel_size[0] * kernel_size[1]
     if linear.in_features != expected:
-        raise ConvscopeError(f"linear layer takes {linear.in_features} inputs, not {in_channels}x{kernel_size[0]}x{kernel_size[1]}")
+        raise ConvscopeError(
+            f"linear layer takes {linear.in_features} inputs, not {in_channels}x{kernel_size[0]}x{kernel_size[1]}"
+        )
     conv = nn.Conv2d(in_channels, linear.out_features, kernel_size, bias=linear.bias is not None)
     conv = conv.to(linear.weight)
     with torch.no_grad():
@@ -60,8 +62,7 @@ class FullyConvolutional(nn.Module):
         labels: the classifier's class names.
     """
 
-    def __init__(self, normalize: nn.Module, features: nn.Module, head: nn.Sequential, pooled: bool,
-                 labels=None):
+    def __init__(self, normalize: nn.Module, features: nn.Module, head: nn.Sequential, pooled: bool, labels=None):
         super().__init__()
         self.normalize = normalize
         self.features = features
@@ -78,7 +79,9 @@ class FullyConvolutional(nn.Module):
         if self.pooled:
             return scores.mean(dim=(-2, -1))
         if scores.shape[-2:] != (1, 1):
-            raise ConvscopeError(f"an FC head gives a {tuple(scores.shape[-2:])} map here: logits exist only at the training size")
+            raise ConvscopeError(
+                f"an FC head gives a {tuple(scores.shape[-2:])} map here: logits exist only at the training size"
+            )
         return scores.flatten(1)
 
 
@@ -95,9 +98,11 @@ class _ForwardFeatures(nn.Module):
 
 def _fc_stack(classifier: nn.Module, channels: int, kernel: tuple[int, int]) -> nn.Sequential:
     layers, first = [], True
-    for module in (classifier if isinstance(classifier, nn.Sequential) else [classifier]):
+    for module in classifier if isinstance(classifier, nn.Sequential) else [classifier]:
         if isinstance(module, nn.Linear):
-            layers.append(linear_to_conv(module, channels if first else module.in_features, kernel if first else (1, 1)))
+            layers.append(
+                linear_to_conv(module, channels if first else module.in_features, kernel if first else (1, 1))
+            )
             first = False
         elif isinstance(module, (nn.ReLU, nn.Dropout, nn.Identity, nn.Flatten)):
             layers.append(nn.ReLU(inplace=False) if isinstance(module, nn.ReLU) else nn.Identity())
@@ -141,8 +146,10 @@ def convolutionalize(model: nn.Module, input_size: int | None = None) -> FullyCo
             before = network.features(torch.zeros(1, 3, size, size, device=_device(network)))
             probe = network.avgpool(before)
         if before.shape[-2:] != probe.shape[-2:]:
-            raise ConvscopeError(f"at {size} px the pool resamples {tuple(before.shape[-2:])} to "
-                                 f"{tuple(probe.shape[-2:])}: give the input_size the network was trained at")
+            raise ConvscopeError(
+                f"at {size} px the pool resamples {tuple(before.shape[-2:])} to "
+                f"{tuple(probe.shape[-2:])}: give the input_size the network was trained at"
+            )
         features = network.features
         head = _fc_stack(network.classifier, probe.shape[1], tuple(probe.shape[-2:]))
         return FullyConvolutional(normalize, features, head, pooled=False, labels=labels)
@@ -151,17 +158,31 @@ def convolutionalize(model: nn.Module, input_size: int | None = None) -> FullyCo
         if pool_type not in ("avg", "fast", "fastavg"):
             raise ConvscopeError(f"global pool {pool_type!r} is not an average: no exact 1x1-conv equivalent")
         _, linear = _last_linear(network)
-        return FullyConvolutional(normalize, _ForwardFeatures(network),
-                                  nn.Sequential(linear_to_conv(linear, linear.in_features)), pooled=True, labels=labels)
-    if isinstance(getattr(network, "avgpool", None), nn.AdaptiveAvgPool2d) and isinstance(getattr(network, "fc", None), nn.Linear):
+        return FullyConvolutional(
+            normalize,
+            _ForwardFeatures(network),
+            nn.Sequential(linear_to_conv(linear, linear.in_features)),
+            pooled=True,
+            labels=labels,
+        )
+    if isinstance(getattr(network, "avgpool", None), nn.AdaptiveAvgPool2d) and isinstance(
+        getattr(network, "fc", None), nn.Linear
+    ):
         if network.avgpool.output_size not in (1, (1, 1)):
             raise ConvscopeError("the average pool does not pool to 1x1")
         children = dict(network.named_children())
         body = nn.Sequential(*[m for name, m in children.items() if name not in ("avgpool", "fc")])
-        return FullyConvolutional(normalize, body, nn.Sequential(linear_to_conv(network.fc, network.fc.in_features)),
-                                  pooled=True, labels=labels)
-    raise ConvscopeError(f"do not know how to convolutionalize {type(network).__name__}: expected features/avgpool/classifier "
-                         "(AlexNet, VGG), a timm model, or avgpool+fc (ResNet)")
+        return FullyConvolutional(
+            normalize,
+            body,
+            nn.Sequential(linear_to_conv(network.fc, network.fc.in_features)),
+            pooled=True,
+            labels=labels,
+        )
+    raise ConvscopeError(
+        f"do not know how to convolutionalize {type(network).__name__}: expected features/avgpool/classifier "
+        "(AlexNet, VGG), a timm model, or avgpool+fc (ResNet)"
+    )
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -209,5 +230,6 @@ def class_heatmap(model: nn.Module, x: torch.Tensor, target: int | str, input_si
         scores = convolutionalize(model, input_size)(x.to(_device(model)))
     if not 0 <= class_id < scores.shape[1]:
         raise ConvscopeError(f"class {class_id} is out of range for {scores.shape[1]} classes")
-    return ClassMap(F.softmax(scores, dim=1)[:, class_id], scores[:, class_id], class_id,
-                    labels[class_id] if labels else None)
+    return ClassMap(
+        F.softmax(scores, dim=1)[:, class_id], scores[:, class_id], class_id, labels[class_id] if labels else None
+    )

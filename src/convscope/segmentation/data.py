@@ -30,8 +30,27 @@ from ..images import IMAGE_SUFFIXES, read_image_file, resize, sample_array, save
 
 IGNORE_INDEX = 255
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 #: classes of the generated scenes: background texture, then one class per source photo.
 SCENE_CLASSES = ("background", "cat", "coffee", "astronaut")
@@ -85,7 +104,9 @@ def _read_mask(path: Path) -> np.ndarray:
     mask = np.full(codes.shape, IGNORE_INDEX, dtype=np.int64)
     for code in np.unique(codes):
         if int(code) not in lookup:
-            raise ConvscopeError(f"{path}: colour #{int(code):06x} is not in the VOC colour map; save masks as palette PNGs of class ids")
+            raise ConvscopeError(
+                f"{path}: colour #{int(code):06x} is not in the VOC colour map; save masks as palette PNGs of class ids"
+            )
         mask[codes == code] = lookup[int(code)]
     return mask
 
@@ -111,14 +132,19 @@ def load_voc_folder(root: str | Path, split: str | None = None, size: int | None
     if missing or not names:
         raise ConvscopeError(f"{root}: no image/mask pair for {missing[:3]}" if missing else f"{root}: no masks found")
     classes_file = root / "classes.txt"
-    classes = tuple(line.strip() for line in classes_file.read_text().splitlines() if line.strip()) \
-        if classes_file.is_file() else VOC_CLASSES
+    classes = (
+        tuple(line.strip() for line in classes_file.read_text().splitlines() if line.strip())
+        if classes_file.is_file()
+        else VOC_CLASSES
+    )
     images, masks = [], []
     for name in names:
         image = read_image_file(images_by_name[name])[None]
         mask = torch.from_numpy(_read_mask(mask_dir / f"{name}.png"))[None, None].float()
         if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
-            raise ConvscopeError(f"{name}: mask {tuple(mask.shape[-2:])} and image {tuple(image.shape[-2:])} differ in size")
+            raise ConvscopeError(
+                f"{name}: mask {tuple(mask.shape[-2:])} and image {tuple(image.shape[-2:])} differ in size"
+            )
         if size is not None:
             image = resize(image, size)
             mask = F.interpolate(mask, size=(size, size), mode="nearest")
@@ -142,7 +168,7 @@ def write_voc_folder(data: SegmentationData, root: str | Path, split: str | None
     names = []
     for index in range(len(data)):
         name = f"{split or 'scene'}_{index:05d}"
-        save_image(data.images[index: index + 1], root / "JPEGImages" / f"{name}.png")
+        save_image(data.images[index : index + 1], root / "JPEGImages" / f"{name}.png")
         mask = Image.fromarray(data.masks[index].numpy().astype(np.uint8), mode="P")
         mask.putpalette(palette)
         mask.save(root / "SegmentationClass" / f"{name}.png")
@@ -163,17 +189,22 @@ def _scene_materials() -> tuple[torch.Tensor, ...]:
         tensor = torch.from_numpy(np.asarray(array, dtype=np.float32) / 255.0)
         tensor = tensor[None].repeat(3, 1, 1) if tensor.ndim == 2 else tensor.permute(2, 0, 1)[:3]
         scale = 160 / min(tensor.shape[-2:])
-        pictures.append(F.interpolate(tensor[None], scale_factor=scale, mode="bilinear", antialias=True,
-                                      align_corners=False)[0].clamp(0, 1))
+        pictures.append(
+            F.interpolate(tensor[None], scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)[
+                0
+            ].clamp(0, 1)
+        )
     return tuple(pictures)
 
 
-def _random_crop(picture: torch.Tensor, size: int, generator: torch.Generator, smallest: float, largest: float) -> torch.Tensor:
+def _random_crop(
+    picture: torch.Tensor, size: int, generator: torch.Generator, smallest: float, largest: float
+) -> torch.Tensor:
     side = min(picture.shape[-2:])
     crop = int(side * (smallest + (largest - smallest) * torch.rand(1, generator=generator).item()))
     top = int(torch.randint(0, picture.shape[-2] - crop + 1, (1,), generator=generator))
     left = int(torch.randint(0, picture.shape[-1] - crop + 1, (1,), generator=generator))
-    piece = picture[None, :, top: top + crop, left: left + crop]
+    piece = picture[None, :, top : top + crop, left : left + crop]
     return F.interpolate(piece, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
@@ -188,16 +219,17 @@ def _shape_mask(size: int, generator: torch.Generator) -> np.ndarray:
     radius_r, radius_c = uniform(0.12, 0.32) * size, uniform(0.12, 0.32) * size
     mask = np.zeros((size, size), dtype=bool)
     if kind == 0:
-        rows, cols = draw.ellipse(center_r, center_c, radius_r, radius_c, shape=mask.shape,
-                                  rotation=uniform(0, np.pi))
+        rows, cols = draw.ellipse(center_r, center_c, radius_r, radius_c, shape=mask.shape, rotation=uniform(0, np.pi))
     elif kind == 1:
-        rows, cols = draw.rectangle((center_r - radius_r, center_c - radius_c), (center_r + radius_r, center_c + radius_c),
-                                    shape=mask.shape)
+        rows, cols = draw.rectangle(
+            (center_r - radius_r, center_c - radius_c), (center_r + radius_r, center_c + radius_c), shape=mask.shape
+        )
         rows, cols = rows.astype(int), cols.astype(int)
     else:
         angles = uniform(0, 2 * np.pi) + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
-        rows, cols = draw.polygon(center_r + 1.3 * radius_r * np.sin(angles), center_c + 1.3 * radius_c * np.cos(angles),
-                                  shape=mask.shape)
+        rows, cols = draw.polygon(
+            center_r + 1.3 * radius_r * np.sin(angles), center_c + 1.3 * radius_c * np.cos(angles), shape=mask.shape
+        )
     mask[rows, cols] = True
     return mask
 
@@ -217,7 +249,7 @@ def generate_scenes(count: int, size: int = 96, seed: int = 0, max_shapes: int =
         raise ConvscopeError("generate_scenes needs count >= 1, size >= 16 and max_shapes >= 1")
     generator = torch.Generator().manual_seed(seed)
     materials = _scene_materials()
-    sources, textures = materials[: len(_SCENE_SOURCES)], materials[len(_SCENE_SOURCES):]
+    sources, textures = materials[: len(_SCENE_SOURCES)], materials[len(_SCENE_SOURCES) :]
     images = torch.empty(count, 3, size, size)
     masks = torch.zeros(count, size, size, dtype=torch.long)
     for index in range(count):

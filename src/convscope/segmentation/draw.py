@@ -27,15 +27,28 @@ def draw_masks(images: torch.Tensor, masks: torch.Tensor, num_classes: int, alph
     return torch.stack(drawn)
 
 
-def prediction_figure(images: torch.Tensor, predicted: torch.Tensor, classes: Sequence[str], truth: torch.Tensor | None = None,
-                      path: str | Path | None = None, title: str | None = None) -> Image.Image:
+def prediction_figure(
+    images: torch.Tensor,
+    predicted: torch.Tensor,
+    classes: Sequence[str],
+    truth: torch.Tensor | None = None,
+    path: str | Path | None = None,
+    title: str | None = None,
+) -> Image.Image:
     """Rows of image | truth (if given) | prediction, masks over the images, a legend of class colours in the title."""
     panels = []
     for index in range(images.shape[0]):
         panels.append(Panel(images[index], "image"))
         if truth is not None:
-            panels.append(Panel(draw_masks(images[index: index + 1], truth[index: index + 1], len(classes))[0], "truth"))
-        panels.append(Panel(draw_masks(images[index: index + 1], predicted[index: index + 1], len(classes))[0], "prediction"))
-    legend = ", ".join(f"{name}=#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}" for name, colour in zip(classes[1:], voc_palette(len(classes))[1:]))
+            panels.append(
+                Panel(draw_masks(images[index : index + 1], truth[index : index + 1], len(classes))[0], "truth")
+            )
+        panels.append(
+            Panel(draw_masks(images[index : index + 1], predicted[index : index + 1], len(classes))[0], "prediction")
+        )
+    legend = ", ".join(
+        f"{name}=#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}"
+        for name, colour in zip(classes[1:], voc_palette(len(classes))[1:])
+    )
     columns = 3 if truth is not None else 2
     return figure(panels, path, columns=columns, suptitle=(title + "\n" if title else "") + legend, panel_size=2.2)

@@ -50,8 +50,13 @@ def stride_layers(model: nn.Module, strides=(32, 16, 8), size: int = 224) -> dic
 
     chosen = {}
     for stride in strides:
-        at_stride = [row.name for row in rows if row.output_shape[-1] == -(-size // stride) and stage_output(row.name)
-                     and not isinstance(modules.get(row.name), (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+        at_stride = [
+            row.name
+            for row in rows
+            if row.output_shape[-1] == -(-size // stride)
+            and stage_output(row.name)
+            and not isinstance(modules.get(row.name), (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
+        ]
         if not at_stride:
             raise ConvscopeError(f"{getattr(model, 'name', 'the model')} has no feature map at stride {stride}")
         name = at_stride[-1]
@@ -87,8 +92,14 @@ class FCN(nn.Module):
     torch.Size([2, 4, 96, 96])
     """
 
-    def __init__(self, backbone: ImageClassifier, num_classes: int, variant: str = "8s",
-                 layers: dict[int, str] | None = None, train_backbone: bool = False):
+    def __init__(
+        self,
+        backbone: ImageClassifier,
+        num_classes: int,
+        variant: str = "8s",
+        layers: dict[int, str] | None = None,
+        train_backbone: bool = False,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ConvscopeError(f"unknown FCN variant {variant!r}: choose 32s, 16s or 8s")
@@ -98,11 +109,13 @@ class FCN(nn.Module):
         self.backbone = copy.deepcopy(backbone)
         strides = VARIANTS[variant]
         self.layers = {int(k): v for k, v in (layers or stride_layers(self.backbone, strides)).items()}
-        channels = {row.name: row.output_shape[0] for row in layer_table(self.backbone, 224)
-                    if row.name in self.layers.values()}
+        channels = {
+            row.name: row.output_shape[0] for row in layer_table(self.backbone, 224) if row.name in self.layers.values()
+        }
         self.score = nn.ModuleDict({str(s): nn.Conv2d(channels[self.layers[s]], num_classes, 1) for s in strides})
-        self.upsample = nn.ModuleDict({str(s): nn.ConvTranspose2d(num_classes, num_classes, 4, 2, 1, bias=False)
-                                       for s in strides[1:]})
+        self.upsample = nn.ModuleDict(
+            {str(s): nn.ConvTranspose2d(num_classes, num_classes, 4, 2, 1, bias=False) for s in strides[1:]}
+        )
         with torch.no_grad():
             for stride in strides[1:]:
                 self.score[str(stride)].weight.zero_()
@@ -119,8 +132,10 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         strides = VARIANTS[self.variant]
-        with capture(self.backbone, [self.layers[s] for s in strides]) as seen, \
-                torch.set_grad_enabled(torch.is_grad_enabled() and self.train_backbone):
+        with (
+            capture(self.backbone, [self.layers[s] for s in strides]) as seen,
+            torch.set_grad_enabled(torch.is_grad_enabled() and self.train_backbone),
+        ):
             self.backbone(x)
         scores = self.score["32"](seen[self.layers[32]])
         for stride in strides[1:]:

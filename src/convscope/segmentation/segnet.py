@@ -31,15 +31,19 @@ class SegNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16, depth: int = 3):
         super().__init__()
         self.num_classes, self.depth = num_classes, depth
-        widths = [width * 2 ** level for level in range(depth)]
-        self.encode = nn.ModuleList([_double_conv(c_in, c_out) for c_in, c_out in zip([in_channels] + widths[:-1], widths)])
+        widths = [width * 2**level for level in range(depth)]
+        self.encode = nn.ModuleList(
+            [_double_conv(c_in, c_out) for c_in, c_out in zip([in_channels] + widths[:-1], widths)]
+        )
         # decoder level i undoes encoder level i: from widths[i] channels back to widths[i - 1]
-        self.decode = nn.ModuleList([_double_conv(widths[level], widths[max(level - 1, 0)]) for level in reversed(range(depth))])
+        self.decode = nn.ModuleList(
+            [_double_conv(widths[level], widths[max(level - 1, 0)]) for level in reversed(range(depth))]
+        )
         self.classify = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        x = pad_to_multiple(x, 2 ** self.depth)
+        x = pad_to_multiple(x, 2**self.depth)
         remembered = []
         for block in self.encode:
             x = block(x)

@@ -24,14 +24,15 @@ from .data import IGNORE_INDEX, SegmentationData
 LOSSES = ("ce", "dice", "ce+dice")
 
 
-def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(
+    predicted: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts, rows = true class, columns = predicted class."""
     if predicted.shape != target.shape:
         raise ConvscopeError(f"prediction {tuple(predicted.shape)} and target {tuple(target.shape)} differ in shape")
     keep = target != ignore_index
     codes = target[keep].long() * num_classes + predicted[keep].long()
-    return torch.bincount(codes.cpu(), minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return torch.bincount(codes.cpu(), minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 @dataclass
@@ -55,17 +56,27 @@ class SegmentationScores:
         confusion = confusion.double()
         true_positive = confusion.diag()
         union = confusion.sum(0) + confusion.sum(1) - true_positive
-        class_iou = torch.where(union > 0, true_positive / union.clamp(min=1), torch.tensor(float("nan"), dtype=torch.float64))
+        class_iou = torch.where(
+            union > 0, true_positive / union.clamp(min=1), torch.tensor(float("nan"), dtype=torch.float64)
+        )
         total = confusion.sum()
-        return cls(float(true_positive.sum() / total) if total > 0 else float("nan"),
-                   float(class_iou.nanmean()), class_iou.float(), confusion.long())
+        return cls(
+            float(true_positive.sum() / total) if total > 0 else float("nan"),
+            float(class_iou.nanmean()),
+            class_iou.float(),
+            confusion.long(),
+        )
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0) -> torch.Tensor:
+def dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0
+) -> torch.Tensor:
     """Soft multi-class Dice loss (Milletari et al. 2016) of (N, K, H, W) logits against (N, H, W) ids."""
     keep = (target != ignore_index).unsqueeze(1).to(logits.dtype)
     probability = F.softmax(logits, dim=1) * keep
-    one_hot = F.one_hot(target.clamp(0, logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype) * keep
+    one_hot = (
+        F.one_hot(target.clamp(0, logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype) * keep
+    )
     dims = (0, 2, 3)
     overlap = (probability * one_hot).sum(dims)
     dice = (2 * overlap + smooth) / (probability.sum(dims) + one_hot.sum(dims) + smooth)
@@ -96,8 +107,12 @@ def predict_masks(net: nn.Module, images: torch.Tensor, batch_size: int = 16) ->
     net.eval()
     try:
         with torch.no_grad():
-            return torch.cat([net(images[i: i + batch_size].to(_device(net))).argmax(1).cpu()
-                              for i in range(0, images.shape[0], batch_size)])
+            return torch.cat(
+                [
+                    net(images[i : i + batch_size].to(_device(net))).argmax(1).cpu()
+                    for i in range(0, images.shape[0], batch_size)
+                ]
+            )
     finally:
         net.train(was_training)
 
@@ -118,9 +133,18 @@ class TrainingHistory:
     interrupted: bool = False
 
 
-def train_segmenter(net: nn.Module, train: SegmentationData, val: SegmentationData | None = None, epochs: int = 5,
-                    lr: float = 1e-3, batch_size: int = 16, loss: str = "ce", flip: bool = True, seed: int = 0,
-                    progress: bool = True) -> TrainingHistory:
+def train_segmenter(
+    net: nn.Module,
+    train: SegmentationData,
+    val: SegmentationData | None = None,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 16,
+    loss: str = "ce",
+    flip: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainingHistory:
     """Train ``net`` (in place) with Adam on pixel-wise ``loss``; Ctrl-C stops cleanly after the current batch.
 
     Args:
@@ -151,7 +175,7 @@ def train_segmenter(net: nn.Module, train: SegmentationData, val: SegmentationDa
                 order = torch.randperm(len(train), generator=generator)
                 total, count = 0.0, 0
                 for start in range(0, len(train), batch_size):
-                    batch = order[start: start + batch_size]
+                    batch = order[start : start + batch_size]
                     images, masks = train.images[batch], train.masks[batch]
                     if flip:
                         flipped = torch.rand(len(batch), generator=generator) < 0.5

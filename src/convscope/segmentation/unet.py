@@ -21,8 +21,12 @@ from .blocks import pad_to_multiple
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -42,16 +46,20 @@ class UNet(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.depth = depth
-        widths = [width * 2 ** level for level in range(depth + 1)]
-        self.down = nn.ModuleList([_double_conv(c_in, c_out) for c_in, c_out in zip([in_channels] + widths[:-2], widths[:-1])])
+        widths = [width * 2**level for level in range(depth + 1)]
+        self.down = nn.ModuleList(
+            [_double_conv(c_in, c_out) for c_in, c_out in zip([in_channels] + widths[:-2], widths[:-1])]
+        )
         self.bottom = _double_conv(widths[-2], widths[-1])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2) for level in reversed(range(depth))])
+        self.up = nn.ModuleList(
+            [nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2) for level in reversed(range(depth))]
+        )
         self.merge = nn.ModuleList([_double_conv(2 * widths[level], widths[level]) for level in reversed(range(depth))])
         self.classify = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        x = pad_to_multiple(x, 2 ** self.depth)
+        x = pad_to_multiple(x, 2**self.depth)
         skips = []
         for block in self.down:
             x = block(x)

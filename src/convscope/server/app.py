@@ -58,7 +58,9 @@ class PredictRequest(ImageRequest):
 
 class ExplainRequest(ImageRequest):
     method: str = Field("gradcam", max_length=40)
-    layer: str | None = Field(None, max_length=120, description="dotted layer name (CAM methods); default: the model's CAM layer")
+    layer: str | None = Field(
+        None, max_length=120, description="dotted layer name (CAM methods); default: the model's CAM layer"
+    )
     target: int | None = Field(None, ge=0, description="class id (default: the top prediction)")
 
 
@@ -73,11 +75,19 @@ class JobRequest(ImageRequest):
     target: int | None = Field(None, ge=0)
 
 
-def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models: list[str] | None = None,
-               max_upload_bytes: int = 8 * 2**20, max_pixels: int = 40_000_000, max_waiting: int = 8,
-               wait_timeout: float = 60.0, max_queued_jobs: int = 4, abandon_after: float = 60.0,
-               cache_size: int = 128, request_budget: float = 30.0,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(
+    models: dict[str, ImageClassifier] | None = None,
+    allowed_models: list[str] | None = None,
+    max_upload_bytes: int = 8 * 2**20,
+    max_pixels: int = 40_000_000,
+    max_waiting: int = 8,
+    wait_timeout: float = 60.0,
+    max_queued_jobs: int = 4,
+    abandon_after: float = 60.0,
+    cache_size: int = 128,
+    request_budget: float = 30.0,
+    allowed_hosts: list[str] | None = None,
+) -> FastAPI:
     """Build the web app.
 
     Args:
@@ -111,9 +121,13 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
         yield
         jobs.stop()
 
-    app = FastAPI(title="convscope", version=__version__, lifespan=lifespan,
-                  description="See what a CNN sees: predictions, layers, attributions, attacks, long jobs. "
-                              "The page at / uses exactly this API.")
+    app = FastAPI(
+        title="convscope",
+        version=__version__,
+        lifespan=lifespan,
+        description="See what a CNN sees: predictions, layers, attributions, attacks, long jobs. "
+        "The page at / uses exactly this API.",
+    )
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     app.add_middleware(LocalGuard, allowed_hosts=allowed_hosts or ["127.0.0.1", "localhost", "::1"])
     app.state.jobs, app.state.images, app.state.cache, app.state.gate = jobs, images, cache, gate
@@ -143,11 +157,14 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
         model = model_named(request.model)
         x = images.tensor(request.image, model.input_size)
         if x is None:
-            raise HTTPException(404, f"unknown image {request.image!r}: upload it (POST /api/images) or use sample:NAME")
+            raise HTTPException(
+                404, f"unknown image {request.image!r}: upload it (POST /api/images) or use sample:NAME"
+            )
         return model, x
 
-    async def computed(http: Request, kind: str, request: ImageRequest,
-                       work: Callable[[ImageClassifier, torch.Tensor], dict]) -> dict:
+    async def computed(
+        http: Request, kind: str, request: ImageRequest, work: Callable[[ImageClassifier, torch.Tensor], dict]
+    ) -> dict:
         """Answer from the cache, or run ``work(model, image)`` in a worker thread under the model
         gate and a :class:`Ticket`: stopped when the client disconnects or the budget runs out."""
         key = request_key(kind=kind, **request.model_dump())
@@ -198,8 +215,11 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
 
     @app.get("/api/methods")
     def methods() -> dict:
-        return {"attribution": features.attribution_methods(), "attack": features.attack_methods(),
-                "jobs": features.job_kinds()}
+        return {
+            "attribution": features.attribution_methods(),
+            "attack": features.attack_methods(),
+            "jobs": features.job_kinds(),
+        }
 
     @app.post("/api/images", status_code=201, openapi_extra=_UPLOAD_SCHEMA)
     async def upload(http: Request) -> dict:
@@ -209,7 +229,9 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
         except ClientDisconnect:  # the body limit answered 413 already (or the client left)
             raise HTTPException(413, "request body over the limit") from None
         except ValueError as error:
-            raise HTTPException(400, f"malformed multipart body: {str(error).splitlines()[0] if str(error) else ''}") from None
+            raise HTTPException(
+                400, f"malformed multipart body: {str(error).splitlines()[0] if str(error) else ''}"
+            ) from None
         if data is None:
             raise HTTPException(422, "expected a multipart/form-data body with a 'file' part")
         try:  # decoding and shrinking take a moment: off the event loop
@@ -224,20 +246,28 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
         key = request_key(kind="layers", model=model)
         if (hit := cache.get(key)) is None:
             with gate.hold():
-                hit = {"model": model, "input_size": network.input_size, "layers": [_layer_row(row) for row in
-                                                                                     layer_table(network, network.input_size)]}
+                hit = {
+                    "model": model,
+                    "input_size": network.input_size,
+                    "layers": [_layer_row(row) for row in layer_table(network, network.input_size)],
+                }
             cache.put(key, hit)
         return hit
 
     @app.post("/api/predict")
     async def predict_endpoint(request: PredictRequest, http: Request) -> dict:
-        return await computed(http, "predict", request, lambda model, x: {"predictions": _ranked(model, x, request.topk)})
+        return await computed(
+            http, "predict", request, lambda model, x: {"predictions": _ranked(model, x, request.topk)}
+        )
 
     @app.post("/api/explain")
     async def explain(request: ExplainRequest, http: Request) -> dict:
         if request.method not in features.attribution_methods():
-            raise HTTPException(404, f"unknown method {request.method!r}; available: "
-                                     f"{', '.join(features.attribution_methods()) or 'none installed'}")
+            raise HTTPException(
+                404,
+                f"unknown method {request.method!r}; available: "
+                f"{', '.join(features.attribution_methods()) or 'none installed'}",
+            )
 
         def work(model: ImageClassifier, x: torch.Tensor) -> dict:
             if request.layer is not None and request.layer not in layer_names(model):
@@ -246,18 +276,27 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
             target = request.target if request.target is not None else ranked[0]["class_id"]
             picture, layer = features.explain(model, x, request.method, target, request.layer)
             label = model.labels[target] if model.labels else str(target)
-            return {"overlay": _data_uri(picture), "target": {"class_id": target, "label": label},
-                    "layer": layer, "method": request.method, "predictions": ranked}
+            return {
+                "overlay": _data_uri(picture),
+                "target": {"class_id": target, "label": label},
+                "layer": layer,
+                "method": request.method,
+                "predictions": ranked,
+            }
 
         return await computed(http, "explain", request, work)
 
     @app.post("/api/attack")
     async def attack(request: AttackRequest, http: Request) -> dict:
         if request.method not in features.attack_methods():
-            raise HTTPException(404, f"unknown attack {request.method!r}; available: "
-                                     f"{', '.join(features.attack_methods()) or 'none installed'}")
-        return await computed(http, "attack", request,
-                              lambda model, x: features.attack(model, x, request.method, request.eps, _data_uri))
+            raise HTTPException(
+                404,
+                f"unknown attack {request.method!r}; available: "
+                f"{', '.join(features.attack_methods()) or 'none installed'}",
+            )
+        return await computed(
+            http, "attack", request, lambda model, x: features.attack(model, x, request.method, request.eps, _data_uri)
+        )
 
     @app.get("/api/jobs/kinds")
     def job_kinds() -> dict:
@@ -312,14 +351,32 @@ def create_app(models: dict[str, ImageClassifier] | None = None, allowed_models:
     return app
 
 
-_UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {"file": {
-        "type": "string", "format": "binary", "description": "an image file (PNG, JPEG, WebP, GIF, BMP, TIFF)"}}}}}}}
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "an image file (PNG, JPEG, WebP, GIF, BMP, TIFF)",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 async def _until_disconnect(http: Request, ticket: Ticket, run: Callable[[], dict]) -> dict:
     """``run()`` in a worker thread; meanwhile wait for the client to disconnect and, if it does,
     cancel ``ticket`` (the computation stops at its next forward pass)."""
+
     async def watch() -> None:
         while True:
             message = await http.receive()
@@ -342,14 +399,25 @@ async def _until_disconnect(http: Request, ticket: Ticket, run: Callable[[], dic
 
 
 def _ranked(model: ImageClassifier, x: torch.Tensor, topk: int) -> list[dict[str, Any]]:
-    return [{"class_id": p.class_id, "label": p.label, "probability": p.probability} for p in predict(model, x, topk)[0]]
+    return [
+        {"class_id": p.class_id, "label": p.label, "probability": p.probability} for p in predict(model, x, topk)[0]
+    ]
 
 
 def _layer_row(row) -> dict:
     field = row.receptive_field
-    return {"name": row.name, "type": row.type, "shape": list(row.output_shape) if row.output_shape else None,
-            "receptive_field": None if field is None else
-            {"size": None if field.size is None else list(field.size), "jump": list(field.jump), "start": list(field.start)}}
+    return {
+        "name": row.name,
+        "type": row.type,
+        "shape": list(row.output_shape) if row.output_shape else None,
+        "receptive_field": None
+        if field is None
+        else {
+            "size": None if field.size is None else list(field.size),
+            "jump": list(field.jump),
+            "start": list(field.start),
+        },
+    }
 
 
 def _data_uri(picture) -> str:

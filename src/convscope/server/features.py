@@ -55,9 +55,17 @@ def attack(model, x: torch.Tensor, method: str, eps: float, encode: Callable[[Im
 
     result = run_attack(model, x, method=method, eps=eps, seed=0)
     pictures = attack_pictures(result)
-    return {"original": encode(pictures[0]), "perturbation": encode(pictures[1]), "adversarial": encode(pictures[2]),
-            "before": _ranked(model, x), "after": _ranked(model, result.x_adv), "success": bool(result.success[0]),
-            "linf": float(result.linf[0]), "method": method, "eps": eps}
+    return {
+        "original": encode(pictures[0]),
+        "perturbation": encode(pictures[1]),
+        "adversarial": encode(pictures[2]),
+        "before": _ranked(model, x),
+        "after": _ranked(model, result.x_adv),
+        "success": bool(result.success[0]),
+        "linf": float(result.linf[0]),
+        "method": method,
+        "eps": eps,
+    }
 
 
 def _ranked(model, x: torch.Tensor) -> list[dict[str, Any]]:
@@ -97,35 +105,51 @@ def watched(model: ImageClassifier, expected: int, report: Callable[[float, str]
     return view
 
 
-def job(kind: str, model: ImageClassifier, x: torch.Tensor, image_name: str, steps: int | None = None,
-        target: int | None = None) -> Callable[[Callable[[float, str], None]], dict]:
+def job(
+    kind: str,
+    model: ImageClassifier,
+    x: torch.Tensor,
+    image_name: str,
+    steps: int | None = None,
+    target: int | None = None,
+) -> Callable[[Callable[[float, str], None]], dict]:
     """The work function of a long job (see :class:`~convscope.server.jobs.JobRunner`)."""
     from .. import report as defaults
 
     if kind == "report":
+
         def work(report: Callable[[float, str], None]) -> dict:
-            built = defaults.build_report(model, x, image_name,
-                                          on_section=lambda name, done, total: report(done / total, f"section {name}"))
+            built = defaults.build_report(
+                model, x, image_name, on_section=lambda name, done, total: report(done / total, f"section {name}")
+            )
             return {"html": built.html(), "seconds": round(built.seconds, 2)}
     elif kind == "dream":
+
         def work(report: Callable[[float, str], None]) -> dict:
             from ..optimize import dream
 
             count = steps or defaults.DREAM_STEPS
-            result = dream(watched(model, count * defaults.DREAM_OCTAVES, report), x, defaults.DREAM_LAYER,
-                           octaves=defaults.DREAM_OCTAVES, steps=count, progress=False)
+            result = dream(
+                watched(model, count * defaults.DREAM_OCTAVES, report),
+                x,
+                defaults.DREAM_LAYER,
+                octaves=defaults.DREAM_OCTAVES,
+                steps=count,
+                progress=False,
+            )
             return {"image": _data_uri(result.image[0]), "layer": defaults.DREAM_LAYER}
     elif kind == "visualize_class":
+
         def work(report: Callable[[float, str], None]) -> dict:
             from ..optimize import visualize_class
             from ..predictions import predict
 
             count = steps or defaults.CLASS_VIS_STEPS
             goal = target if target is not None else predict(model, x, 1)[0][0].class_id
-            result = visualize_class(watched(model, count, report), goal, size=defaults.CLASS_VIS_SIZE, steps=count,
-                                     progress=False)
-            return {"image": _data_uri(result.image[0]), "class_id": goal,
-                    "label": class_name(model.labels, goal)}
+            result = visualize_class(
+                watched(model, count, report), goal, size=defaults.CLASS_VIS_SIZE, steps=count, progress=False
+            )
+            return {"image": _data_uri(result.image[0]), "class_id": goal, "label": class_name(model.labels, goal)}
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     return work

@@ -33,7 +33,7 @@ def _host_name(netloc: str) -> str:
     """``host`` of ``host:port`` / ``[v6]:port``, lower case."""
     netloc = netloc.strip().lower()
     if netloc.startswith("["):
-        return netloc[1: netloc.find("]")] if "]" in netloc else netloc
+        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
     return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
 
 
@@ -52,8 +52,9 @@ class LocalGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if "*" not in self.allowed and _host_name(host) not in self.allowed:
-            return await _answer(send, 400, f"unknown Host {host[:80]!r}; this app answers to "
-                                            f"{', '.join(sorted(self.allowed))}")
+            return await _answer(
+                send, 400, f"unknown Host {host[:80]!r}; this app answers to {', '.join(sorted(self.allowed))}"
+            )
         if scope.get("method", "GET").upper() in _STATE_CHANGING:
             origin = headers.get("origin")
             source = origin if origin is not None else headers.get("referer")
@@ -66,8 +67,13 @@ async def _answer(send, status: int, detail: str) -> None:
     import json
 
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -104,9 +110,16 @@ async def read_multipart_file(request, field: str = "file") -> bytes | None:
     def on_part_data(data, start, end):
         parts[state["name"]].append(data[start:end])
 
-    parser = MultipartParser(options[b"boundary"], {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data})
+    parser = MultipartParser(
+        options[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+        },
+    )
     parser.write(body)
     parser.finalize()
     return b"".join(parts[field]) if field in parts else None

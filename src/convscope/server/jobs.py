@@ -39,8 +39,13 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def public(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "status": self.status, "progress": round(self.progress, 4),
-                "message": self.message}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+        }
 
 
 #: A job's work: ``work(report)`` where ``report(fraction, message)`` updates the progress
@@ -58,8 +63,9 @@ class JobRunner:
         lock: held while a job runs (the app's model lock: one computation at a time).
     """
 
-    def __init__(self, max_queued: int = 4, keep: int = 32, abandon_after: float = 60.0,
-                 lock: threading.Lock | None = None):
+    def __init__(
+        self, max_queued: int = 4, keep: int = 32, abandon_after: float = 60.0, lock: threading.Lock | None = None
+    ):
         self.max_queued, self.keep, self.abandon_after = max_queued, keep, abandon_after
         self.lock = lock or threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -146,4 +152,7 @@ class JobRunner:
                 except JobCancelled as stop:
                     job.status, job.message = "cancelled", str(stop)
                 except Exception as error:  # the job fails, the server stays up
-                    job.status, job.message = "failed", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                    job.status, job.message = (
+                        "failed",
+                        f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                    )

@@ -82,8 +82,14 @@ class ImageStore:
     """Uploaded photos by SHA-256 of their bytes (kept as uint8, at most ``max_side`` px),
     plus the bundled ``sample:NAME`` photos. Nothing is ever written to disk."""
 
-    def __init__(self, capacity: int = 32, max_pixels: int = 40_000_000, max_side: int = 1024, decoders: int = 2,
-                 decode_wait: float = 30.0):
+    def __init__(
+        self,
+        capacity: int = 32,
+        max_pixels: int = 40_000_000,
+        max_side: int = 1024,
+        decoders: int = 2,
+        decode_wait: float = 30.0,
+    ):
         self._images = LRU(capacity)
         self.max_pixels, self.max_side = max_pixels, max_side
         # at most ``decoders`` uploads decode at once: each may need max_pixels x 4 bytes for a moment
@@ -110,8 +116,9 @@ class ImageStore:
             _give_memory_back()
         scale = self.max_side / max(tensor.shape[-2:])
         if scale < 1:  # modes PIL cannot resize in 8 bits (16-bit, float)
-            tensor = resize(tensor[None], (max(1, round(tensor.shape[-2] * scale)),
-                                           max(1, round(tensor.shape[-1] * scale))))[0]
+            tensor = resize(
+                tensor[None], (max(1, round(tensor.shape[-2] * scale)), max(1, round(tensor.shape[-1] * scale)))
+            )[0]
         image_id = hashlib.sha256(data).hexdigest()
         self._images.put(image_id, (tensor.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
         return image_id, size

@@ -33,8 +33,14 @@ import torch
 
 from ...checks import check_images
 from ...errors import ConvscopeError
-from .registry import (BENCHMARK_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, Corruption,  # noqa: F401
-                       CorruptionFn)
+from .registry import (
+    BENCHMARK_CORRUPTIONS,
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    SEVERITIES,
+    Corruption,  # noqa: F401
+    CorruptionFn,  # noqa: F401
+)
 
 # the corruptions register themselves, in this order
 from . import noise, blur, weather, digital  # noqa: E402,F401,I001

@@ -47,8 +47,9 @@ def _gaussian_kernel(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     return gaussian_kernel(sigma, truncate)  # scipy's radius rule, float64
 
 
-def _gaussian(x: torch.Tensor, sigma: float | tuple[float, float], mode: str = "replicate",
-              truncate: float = 4.0) -> torch.Tensor:
+def _gaussian(
+    x: torch.Tensor, sigma: float | tuple[float, float], mode: str = "replicate", truncate: float = 4.0
+) -> torch.Tensor:
     """``skimage.filters.gaussian`` / ``scipy.ndimage.gaussian_filter`` on the spatial axes."""
     sigma_h, sigma_w = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
     x = _filter_1d(x, _gaussian_kernel(sigma_h, truncate), 2, mode)
@@ -77,8 +78,9 @@ def _clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
         coords = torch.arange(min(out, size), dtype=torch.float64, device=x.device) * scale + top
         axes.append((2 * coords / (size - 1) - 1).to(x))
     grid = torch.stack(torch.meshgrid(axes[1], axes[0], indexing="xy"), dim=-1)
-    return F.grid_sample(x, grid[None].expand(x.shape[0], -1, -1, -1), mode="bilinear",
-                         padding_mode="border", align_corners=True)
+    return F.grid_sample(
+        x, grid[None].expand(x.shape[0], -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=True
+    )
 
 
 def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
@@ -86,7 +88,7 @@ def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor
     line at ``angle`` degrees (one angle per image), edges replicated."""
     n, c, h, w = x.shape
     width = 2 * radius + 1
-    kernel = torch.exp(-torch.arange(width, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
+    kernel = torch.exp(-(torch.arange(width, dtype=torch.float64) ** 2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum()).tolist()
     radians = torch.deg2rad(angle.double().cpu())
     steps = torch.arange(width, dtype=torch.float64)
@@ -101,7 +103,7 @@ def _motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor
             if not inside[image, step]:
                 break
             top, left = pad - int(dy[image, step]), pad - int(dx[image, step])
-            out[image] += kernel[step] * padded[image, :, top:top + h, left:left + w]
+            out[image] += kernel[step] * padded[image, :, top : top + h, left : left + w]
     return out
 
 

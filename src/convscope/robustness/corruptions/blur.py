@@ -14,10 +14,10 @@ def _disk(radius: int, alias_blur: float) -> torch.Tensor:
     half = 8 if radius <= 8 else radius
     size = 3 if radius <= 8 else 5
     grid = torch.arange(-half, half + 1, dtype=torch.float64)
-    disk = ((grid[None] ** 2 + grid[:, None] ** 2) <= radius ** 2).double()
+    disk = ((grid[None] ** 2 + grid[:, None] ** 2) <= radius**2).double()
     disk /= disk.sum()
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    gauss = torch.exp(-offsets ** 2 / (2 * alias_blur ** 2))
+    gauss = torch.exp(-(offsets**2) / (2 * alias_blur**2))
     gauss /= gauss.sum()
     return _conv_same(disk[None, None], gauss[:, None] * gauss[None, :])[0, 0]
 
@@ -25,7 +25,7 @@ def _disk(radius: int, alias_blur: float) -> torch.Tensor:
 @CORRUPTIONS.register(category="blur", deterministic=True)
 def defocus_blur(x, severity, generator):
     """Convolution with an anti-aliased disk of radius 3 4 6 8 10."""
-    radius, alias = [(3, .1), (4, .5), (6, .5), (8, .5), (10, .5)][severity - 1]
+    radius, alias = [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)][severity - 1]
     return _conv_same(x, _disk(radius, alias))
 
 
@@ -38,7 +38,7 @@ def gaussian_blur(x, severity, generator):
 @CORRUPTIONS.register(category="blur")
 def glass_blur(x, severity, generator):
     """Blur, locally shuffle pixels (max offset delta, several iterations), blur again."""
-    sigma, delta, iterations = [(.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)][severity - 1]
+    sigma, delta, iterations = [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)][severity - 1]
     x = torch.floor(_gaussian(x, sigma).clamp(0, 1) * 255) / 255  # the reference's np.uint8 step
     n, c, h, w = x.shape
     rows = torch.arange(h, device=x.device)[None, :, None].expand(n, h, w)
@@ -61,8 +61,13 @@ def motion_blur(x, severity, generator):
     return _motion_blur(x, radius, sigma, angle)
 
 
-_ZOOMS = [np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01), np.arange(1, 1.21, 0.02),
-          np.arange(1, 1.26, 0.02), np.arange(1, 1.31, 0.03)]
+_ZOOMS = [
+    np.arange(1, 1.11, 0.01),
+    np.arange(1, 1.16, 0.01),
+    np.arange(1, 1.21, 0.02),
+    np.arange(1, 1.26, 0.02),
+    np.arange(1, 1.31, 0.03),
+]
 
 
 @CORRUPTIONS.register(category="blur", deterministic=True)

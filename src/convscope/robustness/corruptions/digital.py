@@ -13,7 +13,7 @@ from .registry import CORRUPTIONS
 @CORRUPTIONS.register(category="digital", deterministic=True)
 def brightness(x, severity, generator):
     """Add .1 .. .5 to the HSV value (hue and saturation kept: channels scale by V'/V)."""
-    shift = [.1, .2, .3, .4, .5][severity - 1]
+    shift = [0.1, 0.2, 0.3, 0.4, 0.5][severity - 1]
     value = x.amax(dim=1, keepdim=True)
     new_value = (value + shift).clamp(0, 1)
     scaled = x * new_value / value.clamp_min(1e-12)
@@ -27,10 +27,11 @@ def saturate(x, severity, generator):
     With hue and value fixed each channel is ``v - v * s * f(h)``, so the distance to the value
     scales with the saturation; grey pixels have hue 0 (red) as in ``skimage.color.rgb2hsv``.
     """
-    factor, offset = [(.3, 0), (.1, 0), (2, 0), (5, .1), (20, .2)][severity - 1]
+    factor, offset = [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)][severity - 1]
     value = x.amax(dim=1, keepdim=True)
-    saturation = torch.where(value > 0, (value - x.amin(dim=1, keepdim=True)) / value.clamp_min(1e-12),
-                             torch.zeros_like(value))
+    saturation = torch.where(
+        value > 0, (value - x.amin(dim=1, keepdim=True)) / value.clamp_min(1e-12), torch.zeros_like(value)
+    )
     new_saturation = (saturation * factor + offset).clamp(0, 1)
     colored = value - (value - x) * new_saturation / saturation.clamp_min(1e-12)
     red_hue = torch.cat([value, value * (1 - new_saturation), value * (1 - new_saturation)], dim=1)
@@ -40,7 +41,7 @@ def saturate(x, severity, generator):
 @CORRUPTIONS.register(category="digital", deterministic=True)
 def contrast(x, severity, generator):
     """Pull every channel towards its mean by a factor .4 .3 .2 .1 .05."""
-    factor = [.4, .3, .2, .1, .05][severity - 1]
+    factor = [0.4, 0.3, 0.2, 0.1, 0.05][severity - 1]
     means = x.mean(dim=(2, 3), keepdim=True)
     return (x - means) * factor + means
 
@@ -58,7 +59,7 @@ def _box_matrix(size_in: int, size_out: int, device) -> torch.Tensor:
 @CORRUPTIONS.register(category="digital", deterministic=True)
 def pixelate(x, severity, generator):
     """Downscale by .6 .5 .4 .3 .25 with a BOX filter and upscale back with NEAREST (as PIL)."""
-    factor = [.6, .5, .4, .3, .25][severity - 1]
+    factor = [0.6, 0.5, 0.4, 0.3, 0.25][severity - 1]
     h, w = x.shape[-2:]
     small_h, small_w = int(h * factor), int(w * factor)
     small = _box_matrix(h, small_h, x.device).to(x) @ x @ _box_matrix(w, small_w, x.device).to(x).T
@@ -84,7 +85,7 @@ def _reflect_coordinates(coords: torch.Tensor, size: int) -> torch.Tensor:
 @CORRUPTIONS.register(category="digital")
 def elastic_transform(x, severity, generator):
     """Warp by smoothed random displacements (sigma 1 % of the size, alpha 250 x .05 .. .12)."""
-    alpha = 250 * [.05, .065, .085, .1, .12][severity - 1]
+    alpha = 250 * [0.05, 0.065, 0.085, 0.1, 0.12][severity - 1]
     n, _, h, w = x.shape
     sigma = (h * 0.01, w * 0.01)
     limit = h * 0.005

@@ -20,8 +20,12 @@ from .registry import CORRUPTIONS
 def snow(x, severity, generator):
     """Zoomed, thresholded, motion-blurred noise flakes over a brightened image."""
     mean, std, zoom, threshold, radius, sigma, keep = [
-        (.1, .3, 3, .5, 10, 4, .8), (.2, .3, 2, .5, 12, 4, .7), (.55, .3, 4, .9, 12, 8, .7),
-        (.55, .3, 4.5, .85, 12, 8, .65), (.55, .3, 2.5, .85, 12, 12, .55)][severity - 1]
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+    ][severity - 1]
     n, _, h, w = x.shape
     layer = _clipped_zoom(_normal((n, 1, h, w), mean, std, generator, x.device), zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
@@ -34,8 +38,9 @@ def snow(x, severity, generator):
 def _frost_folder() -> Path:
     spec = importlib.util.find_spec("imagecorruptions")
     if spec is None or not spec.submodule_search_locations:
-        raise ConvscopeError("frost needs the frost photographs shipped by the 'imagecorruptions' "
-                             "package: pip install imagecorruptions")
+        raise ConvscopeError(
+            "frost needs the frost photographs shipped by the 'imagecorruptions' package: pip install imagecorruptions"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "frost"
 
 
@@ -62,14 +67,14 @@ def _frost_rescaled(index: int, height: int, width: int, device: torch.device) -
 @CORRUPTIONS.register(category="weather")
 def frost(x, severity, generator):
     """Blend with a random crop of one of the first five frost photographs of the reference."""
-    keep, amount = [(1, .4), (.8, .6), (.7, .7), (.65, .7), (.6, .75)][severity - 1]
+    keep, amount = [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)][severity - 1]
     n, _, h, w = x.shape
     layers = []
     for choice in torch.randint(5, (n,), generator=generator, device=x.device).tolist():
         photo = _frost_rescaled(choice, h, w, x.device)
         top = int(torch.randint(photo.shape[1] - h, (1,), generator=generator, device=x.device))
         left = int(torch.randint(photo.shape[2] - w, (1,), generator=generator, device=x.device))
-        layers.append(photo[:, top:top + h, left:left + w])
+        layers.append(photo[:, top : top + h, left : left + w])
     return keep * x + amount * torch.stack(layers).to(x)
 
 
@@ -104,7 +109,7 @@ def _plasma_fractal(count: int, size: int, decay: float, generator, device) -> t
 @CORRUPTIONS.register(category="weather")
 def fog(x, severity, generator):
     """Add a plasma-fractal haze (strength, decay) and rescale by the image's maximum."""
-    strength, decay = [(1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)][severity - 1]
+    strength, decay = [(1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)][severity - 1]
     n, _, h, w = x.shape
     size = 1 << (max(h, w) - 1).bit_length()
     haze = _plasma_fractal(n, size, decay, generator, x.device)[:, None, :h, :w].to(x)
@@ -127,12 +132,13 @@ def _water(liquid: torch.Tensor) -> torch.Tensor:
     distance = F.avg_pool2d(F.pad(distance, (1, 1, 1, 1), mode="reflect"), 3, 1).round()
     levels = distance.flatten(1).long()
     counts = torch.zeros(levels.shape[0], 256, device=liquid.device).scatter_add_(
-        1, levels, torch.ones_like(levels, dtype=torch.float32))
+        1, levels, torch.ones_like(levels, dtype=torch.float32)
+    )
     cdf = counts.cumsum(1)
     lowest = cdf.gather(1, (counts > 0).float().argmax(1, keepdim=True))
     table = ((cdf - lowest) / (cdf[:, -1:] - lowest).clamp_min(1) * 255).round().clamp(0, 255)
     equalized = table.gather(1, levels).view_as(distance)
-    emboss = torch.tensor([[-2., -1, 0], [-1, 1, 1], [0, 1, 2]])
+    emboss = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]])
     embossed = _conv_same(equalized, emboss).clamp(0, 255).floor()
     return F.avg_pool2d(F.pad(embossed, (1, 1, 1, 1), mode="reflect"), 3, 1)
 
@@ -141,8 +147,12 @@ def _water(liquid: torch.Tensor) -> torch.Tensor:
 def spatter(x, severity, generator):
     """Water drops (severities 1-3) or mud splashes (4-5) from thresholded smoothed noise."""
     mean, std, sigma, threshold, intensity, mud = [
-        (.65, .3, 4, .69, .6, 0), (.65, .3, 3, .68, .6, 0), (.65, .3, 2, .68, .5, 0),
-        (.65, .3, 1, .65, 1.5, 1), (.67, .4, 1, .65, 1.5, 1)][severity - 1]
+        (0.65, 0.3, 4, 0.69, 0.6, 0),
+        (0.65, 0.3, 3, 0.68, 0.6, 0),
+        (0.65, 0.3, 2, 0.68, 0.5, 0),
+        (0.65, 0.3, 1, 0.65, 1.5, 1),
+        (0.67, 0.4, 1, 0.65, 1.5, 1),
+    ][severity - 1]
     n, _, h, w = x.shape
     liquid = _gaussian(_normal((n, 1, h, w), mean, std, generator, x.device), sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
