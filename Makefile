@@ -16,7 +16,7 @@ $(VENV)/.demo: pyproject.toml
 
 $(VENV)/.installed: $(VENV)/.demo
 	$(PY) -m pip install --quiet -e ".[cli,test,docs,dev]"
-	$(PY) -m pip install --quiet --no-deps torch-lucent==0.1.8
+	$(PY) -m pip install --quiet --no-deps torch-lucent==0.1.8 torchattacks==3.5.1
 	$(PY) -m pip install --quiet --no-deps foolbox==3.3.4  # the labelled samples (samples:imagenet, ...): data files only
 	touch $@
 
