@@ -6,6 +6,7 @@ every loading path must refuse it with a one-line :class:`ConvscopeError` and th
 not exist afterwards.
 """
 
+import importlib
 import io
 import struct
 import sys
@@ -132,7 +133,9 @@ def evil_builder(tmp_path, monkeypatch, marker):
     (tmp_path / "convscope_evil_builder.py").write_text(
         f"def build(*a, **k):\n    open({str(marker)!r}, 'w').write('ran')\n    raise SystemExit(3)\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # not monkeypatch.syspath_prepend: it calls pkg_resources, which the imagecorruptions shim replaces
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    importlib.invalidate_caches()
     yield "convscope_evil_builder:build"
     sys.modules.pop("convscope_evil_builder", None)
 

@@ -87,9 +87,7 @@ def test_a_job_whose_client_vanished_is_cancelled(live):
 def test_bound_to_localhost_unless_asked():
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.10", "example.org"))
-    import inspect
+    from convscope.cli import COMMANDS, feature_commands
 
-    from convscope.cli import app
-
-    serve = next(command for command in app.registered_commands if command.name == "serve").callback
-    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    serve = feature_commands(COMMANDS["serve"][0])["serve"]
+    assert next(param for param in serve.params if param.name == "host").default == "127.0.0.1"
