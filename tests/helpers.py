@@ -47,3 +47,25 @@ def load_imagecorruptions():
 
     module.corruptions.gaussian = gaussian_compat
     return module
+
+
+def relu_twin(model):
+    """A deep copy in eval mode with every ReLU6 replaced by nn.ReLU(inplace=True): what captum's rules cover."""
+    import copy
+
+    from torch import nn
+
+    twin = copy.deepcopy(model).eval()
+    for module in list(twin.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.ReLU6):
+                setattr(module, name, nn.ReLU(inplace=True))
+    return twin
+
+
+def close_to(ours, theirs, rtol=1e-4) -> bool:
+    """``ours`` equals a reference's array up to ``rtol`` of its largest magnitude."""
+    import torch
+
+    theirs = torch.as_tensor(theirs, dtype=ours.dtype)
+    return torch.allclose(ours, theirs, rtol=rtol, atol=rtol * theirs.abs().max().item())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from helpers import close_to, relu_twin
 
 from convscope.attribution import attribute
 from convscope.layers import find_layer
@@ -34,32 +34,22 @@ def reference_model(model):
 @pytest.fixture(scope="module")
 def relu_model(model):
     """The embedded model with every ReLU6 replaced by nn.ReLU(inplace=True): what captum's rules cover."""
-    twin = copy.deepcopy(model).eval()
-    for module in list(twin.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.ReLU6):
-                setattr(module, name, nn.ReLU(inplace=True))
-    return twin
-
-
-def close(ours, theirs, rtol=1e-4):
-    theirs = torch.as_tensor(theirs, dtype=ours.dtype)
-    return torch.allclose(ours, theirs, rtol=rtol, atol=rtol * theirs.abs().max().item())
+    return relu_twin(model)
 
 
 def test_saliency_and_input_x_gradient_match_captum(model, reference_model, x):
     theirs = captum_attr.Saliency(reference_model).attribute(x.clone().requires_grad_(), target=TARGETS, abs=True)
-    assert close(attribute(model, x, TARGETS, method="saliency", channels=None), theirs)
+    assert close_to(attribute(model, x, TARGETS, method="saliency", channels=None), theirs)
     # Simonyan's map is the max over channels of captum's per-channel |gradient|
-    assert close(attribute(model, x, TARGETS, method="saliency"), theirs.amax(dim=1, keepdim=True))
+    assert close_to(attribute(model, x, TARGETS, method="saliency"), theirs.amax(dim=1, keepdim=True))
     theirs = captum_attr.InputXGradient(reference_model).attribute(x.clone().requires_grad_(), target=TARGETS)
-    assert close(attribute(model, x, TARGETS, method="input_x_gradient"), theirs)
+    assert close_to(attribute(model, x, TARGETS, method="input_x_gradient"), theirs)
 
 
 @pytest.mark.parametrize("method, anchor", [("guided_backprop", "GuidedBackprop"), ("deconvnet", "Deconvolution")])
 def test_rectifier_methods_match_captum_on_relu_networks(relu_model, x, method, anchor):
     theirs = getattr(captum_attr, anchor)(relu_model).attribute(x.clone().requires_grad_(), target=TARGETS)
-    assert close(attribute(relu_model, x, TARGETS, method=method), theirs)
+    assert close_to(attribute(relu_model, x, TARGETS, method=method), theirs)
 
 
 @pytest.mark.parametrize("method, anchor", [("guided_backprop", "GuidedBackprop"), ("deconvnet", "Deconvolution")])
@@ -68,21 +58,21 @@ def test_captum_ignores_relu6_convscope_does_not(model, reference_model, x, meth
     theirs = getattr(captum_attr, anchor)(reference_model).attribute(x.clone().requires_grad_(), target=TARGETS)
     plain = attribute(model, x, TARGETS, method="saliency", signed=True, channels=None)
     ours = attribute(model, x, TARGETS, method=method)
-    assert close(plain, theirs)
-    assert not close(ours, theirs, rtol=0.1)
+    assert close_to(plain, theirs)
+    assert not close_to(ours, theirs, rtol=0.1)
 
 
 def test_integrated_gradients_matches_captum(model, reference_model, x):
     ig = captum_attr.IntegratedGradients(reference_model)
     theirs, delta = ig.attribute(x, target=TARGETS, n_steps=8, method="gausslegendre", return_convergence_delta=True)
     ours, gap = attribute(model, x, TARGETS, method="integrated_gradients", steps=8, return_gap=True)
-    assert close(ours, theirs, rtol=1e-3)
+    assert close_to(ours, theirs, rtol=1e-3)
     assert torch.allclose(gap, delta.float(), atol=1e-3 * delta.abs().max().item() + 1e-4)
     # captum's trapezoid weights are 1/n (halved ends), summing to (n - 1)/n; convscope's are 1/(n - 1), summing to 1
     theirs = ig.attribute(x, target=TARGETS, n_steps=8, method="riemann_trapezoid")
     ours = attribute(model, x, TARGETS, method="integrated_gradients", steps=8, rule="riemann_trapezoid")
     # (looser: the black end point alpha = 0 sits on rectifier kinks, where batch-dependent rounding flips gates)
-    assert close(ours, theirs * 8 / 7, rtol=1e-2)
+    assert close_to(ours, theirs * 8 / 7, rtol=1e-2)
     assert abs((ours.abs().sum() / theirs.abs().sum()).item() - 8 / 7) < 1e-2
 
 
@@ -96,23 +86,23 @@ def test_occlusion_matches_captum_with_grey_baseline(model, reference_model, x):
         perturbations_per_eval=16,
     )
     ours = attribute(model, x, TARGETS, method="occlusion", window=16, stride=16, fill=0.5)
-    assert close(ours.expand_as(theirs), theirs, rtol=1e-3)
+    assert close_to(ours.expand_as(theirs), theirs, rtol=1e-3)
 
 
 def test_gradcam_and_guided_gradcam_match_captum(model, reference_model, relu_model, x):
     layer = find_layer(reference_model, "bn2")
     raw = captum_attr.LayerGradCam(reference_model, layer).attribute(x, target=TARGETS, relu_attributions=True)
     theirs = captum_attr.LayerAttribution.interpolate(raw, (SIZE, SIZE), interpolate_mode="bilinear")
-    assert close(attribute(model, x, TARGETS, method="gradcam"), theirs)
+    assert close_to(attribute(model, x, TARGETS, method="gradcam"), theirs)
     # captum's LayerGradCam has no ReLU by default
     raw = captum_attr.LayerGradCam(reference_model, layer).attribute(x, target=TARGETS)
-    assert close(
+    assert close_to(
         attribute(model, x, TARGETS, method="gradcam", relu=False, interpolation="nearest"),
         F.interpolate(raw, size=(SIZE, SIZE), mode="nearest"),
     )
     # guided Grad-CAM: captum upsamples nearest and only covers nn.ReLU
     theirs = captum_attr.GuidedGradCam(relu_model, find_layer(relu_model, "bn2")).attribute(x, target=TARGETS)
-    assert close(attribute(relu_model, x, TARGETS, method="guided_gradcam", interpolation="nearest"), theirs)
+    assert close_to(attribute(relu_model, x, TARGETS, method="guided_gradcam", interpolation="nearest"), theirs)
 
 
 @pytest.mark.parametrize("method, anchor", [("gradcam", "GradCAM"), ("gradcam_pp", "GradCAMPlusPlus")])

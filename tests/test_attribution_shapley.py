@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import close_to, relu_twin
 from torch import nn
 
 from convscope.attribution import attribute
@@ -39,17 +40,7 @@ def reference_model(model):
 @pytest.fixture(scope="module")
 def relu_model(model):
     """Every ReLU6 replaced by nn.ReLU(inplace=True): what captum's DeepLift rules cover."""
-    twin = copy.deepcopy(model).eval()
-    for module in list(twin.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.ReLU6):
-                setattr(module, name, nn.ReLU(inplace=True))
-    return twin
-
-
-def close(ours, theirs, rtol=1e-4):
-    theirs = torch.as_tensor(theirs, dtype=ours.dtype)
-    return torch.allclose(ours, theirs, rtol=rtol, atol=rtol * theirs.abs().max().item())
+    return relu_twin(model)
 
 
 def logit_change(model, x, reference):
@@ -67,7 +58,7 @@ def test_deeplift_sums_to_delta_on_relu6_and_matches_captum_on_relu(model, refer
     assert (theirs.sum(dim=(1, 2, 3)) - change).abs().max() > 0.05 * change.abs().max()
     # on the all-ReLU twin the two agree
     theirs = captum_attr.DeepLift(relu_model).attribute(x.clone(), target=TARGETS)
-    assert close(attribute(relu_model, x, TARGETS, method="deeplift"), theirs, rtol=1e-3)
+    assert close_to(attribute(relu_model, x, TARGETS, method="deeplift"), theirs, rtol=1e-3)
 
 
 class OneUnit(nn.Module):
@@ -123,7 +114,7 @@ def test_gradient_shap_same_draws_as_captum(model, reference_model, x):
     terms = gradient_shap_from_draws(
         model, image.expand(n, -1, -1, -1), torch.zeros(n, *image.shape[1:]), alphas, torch.full((n,), 285)
     )
-    assert close(terms.mean(0, keepdim=True), theirs, rtol=1e-3)
+    assert close_to(terms.mean(0, keepdim=True), theirs, rtol=1e-3)
 
 
 def test_gradient_shap_seeds_and_captum_agree(model, reference_model, x):
