@@ -69,3 +69,20 @@ def close_to(ours, theirs, rtol=1e-4) -> bool:
 
     theirs = torch.as_tensor(theirs, dtype=ours.dtype)
     return torch.allclose(ours, theirs, rtol=rtol, atol=rtol * theirs.abs().max().item())
+
+
+def svg_text(path) -> str:
+    """All the text of an SVG figure written by convscope (its text stays text), lines joined by spaces."""
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.parse(path).getroot()
+    found = [" ".join(element.itertext()) for element in root.iter("{http://www.w3.org/2000/svg}text")]
+    return " ".join(" ".join(found).split())
+
+
+def png_dpi(path) -> tuple[float, float]:
+    """The resolution a PNG records (pHYs), rounded: (300, 300) for convscope's figures."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        return tuple(round(v) for v in picture.info.get("dpi", (0, 0)))

@@ -29,3 +29,34 @@ def test_overlay_and_figure_sizes(chelsea):
 def test_bar_chart(tmp_path):
     picture = bar_chart(["a", "b"], [0.7, 0.2], tmp_path / "bars.png", title="top-2")
     assert (tmp_path / "bars.png").exists() and picture.size[0] > 100
+
+
+def test_figure_files_print_at_300_dpi_and_keep_their_text(chelsea, tmp_path):
+    from PIL import Image
+
+    from convscope.render import PRINT_DPI, SCREEN_DPI
+    from helpers import png_dpi, svg_text
+
+    heat = torch.linspace(-1, 1, 49).view(1, 7, 7)
+    title = "efficientnet_lite0: a title long enough to be wrapped over two lines of this two-panel figure"
+    panels = [
+        Panel(chelsea[0], "input"),
+        Panel(heat, "occlusion of tiger cat", under=chelsea[0], mode="signed", colorbar=True, unit="logit drop"),
+    ]
+    shown = figure(panels, tmp_path / "f.png", columns=2, suptitle=title, panel_size=2.0)
+    assert png_dpi(tmp_path / "f.png") == (300, 300)
+    with Image.open(tmp_path / "f.png") as printed:  # the file: 300 dots per inch of its size in inches
+        assert printed.width == round(2 * 2.0 * PRINT_DPI) and printed.height > 2.0 * PRINT_DPI
+        # the returned picture is the screen's: the same figure at 100 dpi
+        assert shown.size == (printed.width // 3, printed.height // 3) and shown.info["dpi"] == (SCREEN_DPI,) * 2
+    figure(panels, tmp_path / "f.svg", columns=2, suptitle=title, panel_size=2.0)
+    text = svg_text(tmp_path / "f.svg")
+    assert title in text and "occlusion of tiger cat" in text and "logit drop (0 = white" in text
+
+
+def test_titles_wrap_to_the_width_they_have():
+    from convscope.render import wrap
+
+    text = wrap("efficientnet_lite0: fooling images (CPPN evolution, Nguyen 2015), 40 generations", 2.4, 11)
+    assert text.count("\n") >= 2 and max(len(line) for line in text.split("\n")) <= 2.4 * 72 / (11 * 0.55)
+    assert wrap("short\nlines", 3, 9) == "short\nlines"

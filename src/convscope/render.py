@@ -31,23 +31,51 @@ def pyplot():
 
 #: vector formats written straight from matplotlib (print at any resolution).
 VECTOR_SUFFIXES = (".pdf", ".svg")
+#: dots per inch of every raster figure written to a file (recorded in the PNG): a figure's size
+#: in inches is its printed size, sharp at print resolution.
+PRINT_DPI = 300
+#: dots per inch of the pictures returned for a screen (the report, the web app, notebooks).
+SCREEN_DPI = 100
 
 
-def figure_to_image(fig, path: str | Path | None = None, h_pad: float | None = None) -> Image.Image:
-    """Render a matplotlib figure to a PIL image (tight layout, 100 dpi), close it, and save
-    it to ``path`` if given: PNG/JPEG from that image, ``.pdf``/``.svg`` as vector graphics."""
+def save_figure(fig, path: str | Path, dpi: int = PRINT_DPI) -> Path:
+    """Write a matplotlib figure to ``path`` (creating its folder): ``.pdf``/``.svg`` as vector
+    graphics with the text kept as text (editable, searchable: TrueType fonts in PDF, ``<text>``
+    in SVG), anything else as a raster at ``dpi`` (the PNG records it). The one place every
+    figure file is written."""
+    import matplotlib
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+        fig.savefig(path, dpi=dpi)
+    return path
+
+
+def figure_to_image(
+    fig, path: str | Path | None = None, h_pad: float | None = None, dpi: int = SCREEN_DPI
+) -> Image.Image:
+    """Render a matplotlib figure (tight layout) to a PIL image at ``dpi`` (recorded in its
+    ``info["dpi"]``), save it to ``path`` if given (:func:`save_figure`: a PNG/JPEG at
+    :data:`PRINT_DPI`, or PDF/SVG) and close it."""
     fig.tight_layout(h_pad=h_pad)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    if path is not None and Path(path).suffix.lower() in VECTOR_SUFFIXES:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=300)
-        path = None
-    pyplot().close(fig)
+    raster = path is not None and Path(path).suffix.lower() not in VECTOR_SUFFIXES
+    # a raster file: one pass at print resolution, the returned picture is that reduced (box filter)
+    fig.savefig(buffer, format="png", dpi=PRINT_DPI if raster else dpi)
     picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    if path is not None:
+    if raster:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        picture.save(path)
+        if Path(path).suffix.lower() == ".png":
+            Path(path).write_bytes(buffer.getvalue())  # matplotlib's PNG records the dpi
+        else:
+            picture.save(path, dpi=(PRINT_DPI, PRINT_DPI))
+        factor = PRINT_DPI // dpi
+        picture = picture.reduce(factor) if factor > 1 else picture
+    elif path is not None:
+        save_figure(fig, path)
+    pyplot().close(fig)
+    picture.info["dpi"] = (dpi, dpi)
     return picture
 
 
@@ -115,6 +143,15 @@ def overlay(
     return Image.fromarray(((1 - weight) * picture + weight * coloured).round().clip(0, 255).astype(np.uint8))
 
 
+def wrap(text: str, inches: float, points: float) -> str:
+    """Break each line of ``text`` so that it fits ``inches`` at a font of ``points`` (DejaVu Sans
+    averages about 0.55 em per character)."""
+    import textwrap
+
+    width = max(12, int(inches * 72 / (points * 0.55)))
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) or line for line in text.split("\n"))
+
+
 @dataclass
 class Panel:
     """One picture of a figure: an image (3, H, W), or a map drawn over ``under`` (or alone)."""
@@ -135,17 +172,24 @@ def figure(
     columns: int | None = None,
     suptitle: str | None = None,
     panel_size: float = 3.0,
+    dpi: int = SCREEN_DPI,
 ) -> Image.Image:
-    """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image."""
+    """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image
+    (at ``dpi``; the file is written at :data:`PRINT_DPI`). ``panel_size`` is in inches.
+
+    Titles wrap to their panel's width and the title above all (``suptitle``) to the figure's."""
     plt = pyplot()
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
-    lines = max((panel.title.count("\n") + 1 for panel in panels if panel.title), default=0)
-    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + (0.4 if suptitle else 0)
+    titles = [wrap(panel.title, panel_size * (0.8 if panel.colorbar else 1.0), 9) for panel in panels]
+    suptitle = wrap(suptitle, panel_size * columns, 11) if suptitle else None
+    lines = max((title.count("\n") + 1 for title in titles if title), default=0)
+    top = 0.25 * (suptitle.count("\n") + 1) + 0.15 if suptitle else 0
+    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + top
     fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, height), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, panel in zip(axes.flat, panels):
+    for axis, panel, title in zip(axes.flat, panels, titles):
         picture = panel.picture.detach().float().cpu()
         if panel.under is None and picture.ndim >= 3 and picture.shape[-3] == 3 and not panel.colorbar:
             axis.imshow(to_uint8(picture))
@@ -180,10 +224,10 @@ def figure(
                 bar = fig.colorbar(artist, ax=axis, fraction=0.046, pad=0.04)
                 bar.set_label(label, fontsize=7)
                 bar.ax.tick_params(labelsize=7)
-        axis.set_title(panel.title, fontsize=9)
+        axis.set_title(title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None)
+    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None, dpi=dpi)
 
 
 def overlay_figure(
@@ -204,6 +248,7 @@ def bar_chart(
     path: str | Path | None = None,
     title: str = "",
     xlabel: str = "probability",
+    dpi: int = SCREEN_DPI,
 ) -> Image.Image:
     """Horizontal bars (e.g. top-5 probabilities), largest on top."""
     plt = pyplot()
@@ -213,7 +258,7 @@ def bar_chart(
     axis.set_xlim(0, max(1.0, max(values, default=0)))
     axis.set_xlabel(xlabel)
     axis.set_title(title, fontsize=10)
-    return figure_to_image(fig, path)
+    return figure_to_image(fig, path, dpi=dpi)
 
 
 def _font(size: int):
@@ -247,7 +292,8 @@ def annotate(
 
 
 def png_bytes(picture: Image.Image) -> bytes:
-    """PNG-encode a PIL image (for notebooks, the report and the web app)."""
+    """PNG-encode a PIL image (for notebooks, the report and the web app), with its dpi if it has one."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    dpi = picture.info.get("dpi")
+    picture.save(buffer, format="PNG", **({"dpi": dpi} if dpi else {}))
     return buffer.getvalue()

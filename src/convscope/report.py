@@ -34,12 +34,14 @@ from .layers import LAYER_COLUMNS, layer_table
 from .predictions import Prediction, predict
 from .progress import progress_bar
 from .registry import Registry
-from .render import bar_chart, overlay, png_bytes
+from .render import PRINT_DPI, SCREEN_DPI, bar_chart, overlay, png_bytes
 from .targets import class_name
 
 ATTACK_EPS = 2 / 255
 DREAM_LAYER, DREAM_OCTAVES, DREAM_STEPS = "blocks.4", 2, 8
 CLASS_VIS_SIZE, CLASS_VIS_STEPS = 112, 32
+#: the tallest a picture is shown, in CSS px (the template's ``max-height``)
+SHOWN_HEIGHT = 360
 
 
 @dataclass
@@ -52,6 +54,14 @@ class Figure:
     @property
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(png_bytes(self.picture)).decode("ascii")
+
+    @property
+    def width(self) -> int:
+        """The width it is shown at (CSS px): a chart drawn at print resolution at its size in
+        inches (as on screen), a photo at its own size; at most :data:`SHOWN_HEIGHT` tall."""
+        dpi = float(self.picture.info.get("dpi", (SCREEN_DPI,))[0]) or SCREEN_DPI
+        width, height = self.picture.width * SCREEN_DPI / dpi, self.picture.height * SCREEN_DPI / dpi
+        return round(width * min(1.0, SHOWN_HEIGHT / height))
 
 
 @dataclass
@@ -78,6 +88,8 @@ class Report:
     sections: list[Section]
     seconds: float
     created: str
+    #: the model's top class for the image ("tiger cat (282), p = 0.390"), for the header
+    prediction: str = ""
 
     def html(self) -> str:
         """The whole report as one self-contained HTML document."""
@@ -156,6 +168,7 @@ def build_report(
                 built.append(section)
             advance(1, name)
     seconds = time.perf_counter() - start
+    top = context.get("predictions")
     built.append(
         Section(
             "Timings",
@@ -164,13 +177,15 @@ def build_report(
             note=f"wall-clock seconds on {image.device} with {torch.get_num_threads()} threads",
         )
     )
+    model_name = getattr(model, "name", type(model).__name__)
     return Report(
-        title=f"convscope report: {image_name}",
-        model_name=getattr(model, "name", type(model).__name__),
+        title=f"convscope report: {model_name} on {image_name}",
+        model_name=model_name,
         image_name=image_name,
         sections=built,
         seconds=seconds,
         created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        prediction=f"{top[0].label} ({top[0].class_id}), p = {top[0].probability:.3f}" if top else "",
     )
 
 
@@ -188,7 +203,9 @@ def picture_of(image: torch.Tensor) -> Image.Image:
 
 def prediction_chart(ranked: list[Prediction], title: str = "") -> Image.Image:
     """Top-k bar chart of one image's predictions."""
-    return bar_chart([f"{p.label} ({p.class_id})" for p in ranked], [p.probability for p in ranked], title=title)
+    return bar_chart(
+        [f"{p.label} ({p.class_id})" for p in ranked], [p.probability for p in ranked], title=title, dpi=PRINT_DPI
+    )
 
 
 @REPORT_SECTIONS.register("prediction")
@@ -201,7 +218,7 @@ def prediction_section(model, image, context) -> Section:
         "Prediction",
         figures=[
             Figure(picture_of(image), f"input ({image.shape[-1]}x{image.shape[-2]})"),
-            Figure(prediction_chart(ranked, "top-5"), "softmax probabilities"),
+            Figure(prediction_chart(ranked, f"{getattr(model, 'name', 'model')}: top-5"), "softmax probabilities"),
         ],
         headers=["rank", "class id", "label", "probability"],
         rows=[[str(i + 1), str(p.class_id), p.label, f"{p.probability:.4f}"] for i, p in enumerate(ranked)],
@@ -255,7 +272,12 @@ def sanity_section(model, image, context) -> Section | None:
     rows = [[method, step, f"{rho:.3f}", f"{ssim:.3f}"] for method, step, rho, ssim in result.rows()]
     return Section(
         "Sanity check (model-parameter randomization)",
-        figures=[Figure(sanity_figure(result, image), "maps as layers are re-initialised from the top (cascading)")],
+        figures=[
+            Figure(
+                sanity_figure(result, image, dpi=PRINT_DPI),
+                "maps as layers are re-initialised from the top (cascading)",
+            )
+        ],
         headers=["method", "randomized down to", "Spearman vs trained", "SSIM vs trained"],
         rows=rows,
         collapsed_table=True,

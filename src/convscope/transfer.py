@@ -318,8 +318,9 @@ def finetune(
     return trained, history
 
 
-def plot_curves(histories: list[TransferHistory], path: str | Path | None = None):
-    """Validation (solid) and training (dashed) accuracy per epoch, one colour per mode; returns a PIL image."""
+def plot_curves(histories: list[TransferHistory], path: str | Path | None = None, title: str = "fine-tuning"):
+    """Validation (solid) and training (dashed) accuracy per epoch, one colour per mode; returns a PIL image.
+    ``title`` (e.g. the model and data) heads the plot, followed by each mode's best validation accuracy."""
     from .render import figure_to_image, pyplot
 
     plt = pyplot()
@@ -331,8 +332,10 @@ def plot_curves(histories: list[TransferHistory], path: str | Path | None = None
         axis.plot(epochs, history.val_accuracy, "-o", color=colour, label=f"{history.mode} (val)")
         axis.plot(epochs, history.train_accuracy, "--", color=colour, alpha=0.6, label=f"{history.mode} (train)")
     axis.set_xlabel("epoch")
-    axis.set_ylabel("accuracy")
+    axis.set_ylabel("top-1 accuracy (fraction)")
     axis.set_ylim(0, 1.02)
+    best = ", ".join(f"{h.mode} {h.best_val_accuracy:.2f}" for h in histories)
+    axis.set_title(f"{title}: best validation accuracy {best}", fontsize=9)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return figure_to_image(fig, path)

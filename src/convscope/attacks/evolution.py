@@ -307,7 +307,12 @@ def fooling_gallery(model: torch.nn.Module, result: FoolingResult, path=None):
 
     names = getattr(model, "labels", None)
     panels = [
-        Panel(image.cpu(), f"{names[int(c)] if names else int(c)}: {100 * float(p):.1f}%")
+        Panel(image.cpu(), f"{names[int(c)] if names else int(c)} ({int(c)})\np = {float(p):.3f}")
         for image, c, p in zip(result.images, result.classes, result.confidence)
     ]
-    return figure(panels, path, columns=min(len(panels), 5), panel_size=2.4)
+    generations = int(result.generations.max()) if len(result.generations) else 0
+    title = (
+        f"{getattr(model, 'name', type(model).__name__)}: fooling images (CPPN evolution, Nguyen 2015), "
+        f"{generations} generations"
+    )
+    return figure(panels, path, columns=min(len(panels), 5), panel_size=2.4, suptitle=title)

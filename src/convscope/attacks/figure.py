@@ -38,8 +38,19 @@ def perturbation_picture(result: AttackResult, index: int = 0) -> tuple[torch.Te
     return amplified(delta, display_budget(result))
 
 
-def attack_figure(result: AttackResult, index: int = 0, path: str | Path | None = None) -> Image.Image:
-    """Three panels for image ``index``, each titled with the top class and its confidence.
+def budget_text(result: AttackResult) -> str:
+    """The attack's budget as it is usually written: ``ε = 4/255`` (L∞), ``ε = 0.5`` (L2), or ""."""
+    if not result.eps:
+        return ""
+    norm = ATTACKS.meta(result.method)["norm"] if result.method in ATTACKS else ""
+    return f"ε = {255 * float(result.eps):.3g}/255" if norm == "linf" else f"{norm} ε = {float(result.eps):.3g}"
+
+
+def attack_figure(
+    result: AttackResult, index: int = 0, path: str | Path | None = None, model_name: str | None = None
+) -> Image.Image:
+    """Three panels for image ``index``, each titled with the top class and its confidence; the
+    figure's title names the model (``model_name``), the attack, its budget and the outcome.
 
     The perturbation is shown amplified (grey = no change) with its scale and L∞ in 1/255 units.
     """
@@ -58,4 +69,8 @@ def attack_figure(result: AttackResult, index: int = 0, path: str | Path | None 
     ]
     outcome = "fooled" if bool(result.success[index]) else "not fooled"
     goal = "" if result.target is None else f" → target {result.name_of(int(result.target[index]))}"
-    return figure(panels, path, suptitle=f"{result.method}{goal}: {outcome}", panel_size=3.4)
+    budget = budget_text(result)
+    title = (
+        f"{model_name + ': ' if model_name else ''}{result.method}{goal}{', ' + budget if budget else ''}: {outcome}"
+    )
+    return figure(panels, path, suptitle=title, panel_size=3.4)

@@ -198,15 +198,26 @@ def patch_figure(
     generator: torch.Generator | None = None,
 ):
     """The patch, then each image with the patch at a fresh random place, titled with the
-    model's top-1 prediction and its probability."""
+    model's top-1 prediction and its probability; the figure's title names the model, the target
+    class and how many of the shown images the patch turned into it."""
     from ..predictions import predict
     from ..render import Panel, figure
+    from ..targets import class_name
 
     with torch.no_grad():
         patched = apply_patch(
             images, result.patch, Placement.random(len(images), scale, rotation, generator, images.device)
         )
-    panels = [Panel(result.patch * circle_mask(result.patch.shape[-1], result.patch.device)[0], "patch")]
+    goal = class_name(getattr(model, "labels", None), result.target)
+    panels = [Panel(result.patch * circle_mask(result.patch.shape[-1], result.patch.device)[0], f"patch → {goal}")]
+    hits = 0
     for image, top in zip(patched, predict(model, patched, 1)):
-        panels.append(Panel(image, f"{top[0].label} {top[0].probability:.2f}"))
-    return figure(panels, path, columns=min(5, len(panels)))
+        hit = top[0].class_id == result.target
+        hits += hit
+        panels.append(Panel(image, f"{'✓ ' if hit else ''}{top[0].label} p = {top[0].probability:.2f}"))
+    side = f"{scale[0]:.0%}–{scale[1]:.0%}"
+    title = (
+        f"{getattr(model, 'name', type(model).__name__)}: adversarial patch for “{goal}” ({result.target}), "
+        f"{hits}/{len(patched)} shown images now top-1 “{goal}” (patch {side} of the image side)"
+    )
+    return figure(panels, path, columns=min(5, len(panels)), suptitle=title)

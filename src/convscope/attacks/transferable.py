@@ -156,10 +156,9 @@ class TransferMatrix:
 
     def plot(self, path) -> None:
         """Heatmap: rows = source, columns = target, the success rate written in each cell."""
-        import matplotlib
+        from ..render import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         k = len(self.names)
         figure, axis = plt.subplots(figsize=(1.6 + 1.3 * k, 1.2 + 1.1 * k))
@@ -175,9 +174,9 @@ class TransferMatrix:
         axis.set_xlabel("target (evaluated)")
         axis.set_ylabel("source (attacked)")
         axis.set_title(f"{self.method}, eps {255 * self.eps:.0f}/255: success rate")
-        figure.colorbar(image, ax=axis, fraction=0.046)
+        figure.colorbar(image, ax=axis, fraction=0.046).set_label("attack success rate (fooled / attacked)")
         figure.tight_layout()
-        figure.savefig(path, dpi=110)
+        save_figure(figure, path)
         plt.close(figure)
 
 

@@ -80,10 +80,9 @@ class ExplanationTable:
 
     def figure(self, path: str | Path | None = None):
         """One panel per metric: the mean of each method with its 95 % interval (arrow: better)."""
-        import matplotlib
+        from ..render import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         columns = min(4, len(self.metrics))
         rows = math.ceil(len(self.metrics) / columns)
@@ -106,7 +105,7 @@ class ExplanationTable:
         fig.suptitle(f"explanation metrics over {self.images} images (bars: mean, whiskers: 95 % CI)", fontsize=9)
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=110)
+            save_figure(fig, path)
         return fig
 
 

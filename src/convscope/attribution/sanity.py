@@ -175,9 +175,10 @@ def sanity_check(
     return SanityResult(scheme, list(methods), [g.removeprefix("network.") for g in groups], spearman, ssim, maps)
 
 
-def sanity_figure(result: SanityResult, image: torch.Tensor, path: str | Path | None = None):
-    """Rows = methods, columns = original + each randomization step (absolute maps, min-max)."""
-    from ..render import Panel, figure
+def sanity_figure(result: SanityResult, image: torch.Tensor, path: str | Path | None = None, dpi: int | None = None):
+    """Rows = methods, columns = original + each randomization step (absolute maps, min-max);
+    returns the picture at ``dpi`` (default: the screen's)."""
+    from ..render import SCREEN_DPI, Panel, figure
 
     panels = []
     for row, method in enumerate(result.methods):
@@ -196,4 +197,5 @@ def sanity_figure(result: SanityResult, image: torch.Tensor, path: str | Path | 
         panel_size=2.0,
         suptitle=f"sanity check ({result.scheme} randomization, top layers first; "
         f"ρ = Spearman rank correlation with the original map)",
+        dpi=dpi or SCREEN_DPI,
     )

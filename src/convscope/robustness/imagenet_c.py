@@ -136,10 +136,9 @@ class CorruptionErrors:
         """Error vs severity (the severities run; 0 = clean), one panel per corruption (baseline dashed)."""
         import math
 
-        import matplotlib
+        from ..render import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         names = list(self.errors)
         columns = min(5, len(names))
@@ -160,11 +159,13 @@ class CorruptionErrors:
             axis.grid(alpha=0.3)
         for axis in list(axes.flat)[len(names) :]:
             axis.axis("off")
-        axes[0, 0].set_ylabel("top-1 error")
+        for axis in axes[:, 0]:
+            axis.set_ylabel("top-1 error (fraction)", fontsize=8)
         axes[0, 0].legend(fontsize=7)
         scored = [n for n in names if n in BENCHMARK_CORRUPTIONS and self.scored(n, baseline)]
         figure.suptitle(
-            f"{self.model_name}: error vs severity{' (0 = clean)' if clean else ''}"
+            f"{self.model_name}: top-1 error vs severity{' (0 = clean)' if clean else ''}"
+            + (f" on {self.count} images" if self.count else "")
             + (
                 f", mCE {self.mce(baseline) * 100:.1f}%"
                 if scored and len(scored) == len([n for n in names if n in BENCHMARK_CORRUPTIONS])
@@ -172,7 +173,7 @@ class CorruptionErrors:
             )
         )
         figure.tight_layout()
-        figure.savefig(path, dpi=100)
+        save_figure(figure, path)
         plt.close(figure)
         return Path(path)
 

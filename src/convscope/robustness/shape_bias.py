@@ -32,7 +32,7 @@ from ..errors import ConvscopeError
 from ..hooks import frozen
 from ..images import image_files, load_image
 from ..optimize.style import stylize
-from ..render import Panel, pyplot, figure
+from ..render import Panel, pyplot, figure, save_figure
 
 #: ImageNet class indices of the 16 categories, from model-vs-human ``HumanCategories``
 #: (bethgelab/model-vs-human, modelvshuman/helper/human_categories.py).
@@ -292,10 +292,12 @@ class ShapeBiasResult:
         axis.grid(axis="x", alpha=0.3)
         if values:
             axis.legend(loc="lower left", fontsize=8)
+        overall = f"{self.shape_bias:.2f}" if self.shape_bias == self.shape_bias else "undefined"
+        trials = self.shape_hits + self.texture_hits
+        axis.set_title(f"{label}: shape bias {overall}\n({trials} cue-conflict trials, Geirhos 2019)", fontsize=10)
         fig.tight_layout()
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=100)
+            save_figure(fig, path)
         plt.close(fig)
         return path
 

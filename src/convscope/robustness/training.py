@@ -106,10 +106,9 @@ class TrainingHistory:
 
     def plot(self, path: str | Path) -> Path:
         """Clean and robust test accuracy per epoch."""
-        import matplotlib
+        from ..render import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         figure, axis = plt.subplots(figsize=(5, 3.4))
         numbers = [record.epoch for record in self.epochs]
@@ -122,7 +121,7 @@ class TrainingHistory:
         axis.legend()
         axis.set_title(f"training: {self.adversarial or 'standard'}")
         figure.tight_layout()
-        figure.savefig(path, dpi=100)
+        save_figure(figure, path)
         plt.close(figure)
         return Path(path)
 
