@@ -86,3 +86,11 @@ def png_dpi(path) -> tuple[float, float]:
 
     with Image.open(path) as picture:
         return tuple(round(v) for v in picture.info.get("dpi", (0, 0)))
+
+
+def png_title(path) -> str:
+    """The title a convscope PNG figure records in its metadata (the figure's suptitle or axes title)."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        return picture.text.get("Title", "")

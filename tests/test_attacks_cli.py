@@ -76,10 +76,18 @@ def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
     assert code == 0 and "3 images, 2 labelled" in text and f"{100 * report.robust_accuracy:.1f}%" in text
 
 
-def test_figure_titles_show_classes_and_confidence(model, chelsea):
+def test_figure_titles_show_classes_and_confidence(model, chelsea, tmp_path):
+    from helpers import png_dpi, png_title, svg_text
+
     result = convscope.attack(model, chelsea, method="fgsm", eps=2 / 255)
     picture = attack_figure(result)
     assert picture.size[0] > 2 * picture.size[1]
+    attack_figure(result, 0, tmp_path / "a.png", model_name="efficientnet_lite0")
+    assert png_title(tmp_path / "a.png") == "efficientnet_lite0: fgsm, ε = 2/255: fooled" and png_dpi(
+        tmp_path / "a.png"
+    ) == (300, 300)
+    attack_figure(result, 0, tmp_path / "a.svg")
+    assert "original: Egyptian cat 79.3%" in svg_text(tmp_path / "a.svg")
     assert result.rows()[0]["original"] == "Egyptian cat" and result.rows()[0]["adversarial"] != "Egyptian cat"
 
 

@@ -6,7 +6,9 @@ from convscope.attacks.evolution import fooling_gallery, fooling_images
 from convscope.testing import assert_untouched, model_state
 
 
-def test_cppn_evolves_a_strawberry_at_99_percent(model):
+def test_cppn_evolves_a_strawberry_at_99_percent(model, tmp_path):
+    from helpers import png_dpi, svg_text
+
     before = model_state(model)
     result = fooling_images(model, [949], generations=40, generator=torch.Generator().manual_seed(0))
     assert_untouched(model, before)
@@ -16,6 +18,13 @@ def test_cppn_evolves_a_strawberry_at_99_percent(model):
     assert result.queries.item() == 32 * result.generations.item() and result.generations.item() < 40
     assert result.images.shape == (1, 3, 64, 64) and result.images.std() > 0.01  # not a flat colour
     assert fooling_gallery(model, result).size[0] > 0
+    fooling_gallery(model, result, tmp_path / "gallery.svg")
+    generations = result.generations.item()
+    assert f"efficientnet_lite0: fooling images (CPPN evolution, Nguyen 2015), {generations} generations" in svg_text(
+        tmp_path / "gallery.svg"
+    ) and f"strawberry (949) p = {result.confidence.item():.3f}" in svg_text(tmp_path / "gallery.svg")
+    fooling_gallery(model, result, tmp_path / "gallery.png")
+    assert png_dpi(tmp_path / "gallery.png") == (300, 300)
 
 
 def test_direct_encoding_never_loses_its_best_and_stops_finished_classes(model):

@@ -83,6 +83,11 @@ def test_cli_trains_a_patch_and_draws_it_on_held_out_photos(tmp_path, monkeypatc
         and (tmp_path / "patch_alone.png").exists()
         and "held-out success" in stdout
     )
+    from helpers import png_dpi, png_title
+
+    title = png_title(out)  # model, target class and how many shown photos it turned
+    assert title.startswith("efficientnet_lite0: adversarial patch for “zebra” (340), ") and "shown images" in title
+    assert png_dpi(out) == (300, 300)
     code, _, stderr = run_cli(monkeypatch, capsys, "patch", "--scale", "big", "-o", str(out))
     assert code == 2 and "--scale" in stderr and "Traceback" not in stderr
     code, _, stderr = run_cli(monkeypatch, capsys, "patch", "--target", "no such class", "--steps", "1", "-o", str(out))

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from convscope.commands.synthesis import parse_channels, synthesis_step
-from helpers import run_cli
+from helpers import png_dpi, png_title, run_cli, svg_text
 
 
 def test_visualize_writes_a_grid_of_channels(monkeypatch, capsys, tmp_path):
@@ -29,6 +29,23 @@ def test_visualize_writes_a_grid_of_channels(monkeypatch, capsys, tmp_path):
     )
     assert code == 0 and "blocks.2" in text
     assert Image.open(out).size == (2 * 40 + 3 * 2, 40 + 2 * 2)  # make_grid: 2 tiles, padding 2
+    # next to the pixels, the figure: model and layer in the title, each channel's id and activation
+    drawn = tmp_path / "grid_figure.png"
+    assert png_title(drawn) == "efficientnet_lite0 · blocks.2: feature visualization, 3 steps" and png_dpi(drawn) == (
+        300,
+        300,
+    )
+
+
+def test_channel_figure_names_each_channel_and_its_activation(model, tmp_path):
+    from convscope.commands.synthesis import channel_titles, visualization_figure
+    from convscope.optimize import visualize_channel
+
+    shown = visualize_channel(model, "blocks.2", [3, 5], size=32, steps=2, progress=False)
+    visualization_figure(shown, *channel_titles(shown, "blocks.2", [3, 5], "efficientnet_lite0"), tmp_path / "v.svg")
+    text = svg_text(tmp_path / "v.svg")
+    assert "efficientnet_lite0 · blocks.2: feature visualization, 2 steps" in text
+    assert f"channel 3 mean activation {float(shown.scores[0]):.3g}" in text and "channel 5 mean activation" in text
 
 
 def test_invert_sweep_writes_one_figure(monkeypatch, capsys, tmp_path):
@@ -83,5 +100,14 @@ def test_channel_lists():
 
 def test_tour_step_writes_the_pictures(model, chelsea, tmp_path):
     files = synthesis_step(model, chelsea, tmp_path)
-    assert [f.name for f in files] == ["visualize_blocks4.png", "dream.png", "invert_blocks2.png", "stylize_brick.png"]
+    # the raw results and, since the figures issue, one titled figure of all four (synthesis.png)
+    assert [f.name for f in files] == [
+        "visualize_blocks4.png",
+        "dream.png",
+        "invert_blocks2.png",
+        "stylize_brick.png",
+        "synthesis.png",
+    ]
     assert Image.open(files[1]).size == (224, 224) and Image.open(files[3]).size == (128, 128)
+    assert png_title(files[0]) == "efficientnet_lite0 · blocks.4: feature visualization, 48 steps"
+    assert png_title(files[4]) == "efficientnet_lite0: images made from gradients" and png_dpi(files[4]) == (300, 300)

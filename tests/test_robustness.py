@@ -56,6 +56,14 @@ def test_corruption_errors_counts_mistakes_and_leaves_the_model_alone(tmp_path, 
     csv = result.to_csv(tmp_path / "errors.csv").read_text().splitlines()
     assert csv[0].startswith("corruption,error_s1,error_s5,mean_error,ce") and csv[2].startswith("fog,0.5000,0.5000")
     assert result.plot(tmp_path / "errors.png").stat().st_size > 0
+    from helpers import png_dpi, png_title, svg_text
+
+    assert png_title(tmp_path / "errors.png").endswith("top-1 error vs severity (0 = clean) on 2 images")
+    assert png_dpi(tmp_path / "errors.png") == (300, 300)
+    result.plot(tmp_path / "errors.svg")
+    assert "top-1 error (fraction)" in svg_text(tmp_path / "errors.svg") and "severity" in svg_text(
+        tmp_path / "errors.svg"
+    )
 
 
 def test_digits_are_rgb_images_with_a_fixed_split():

@@ -66,8 +66,19 @@ def test_real_cue_conflict_trial_on_the_embedded_model(model, tmp_path):
     result = shape_bias(model, trials)
     assert result.decisions[0] in CATEGORY_NAMES
     assert result.shape_hits + result.texture_hits <= 1
-    result.plot(tmp_path / "bias.png")
+    result.plot(tmp_path / "bias.png", label="efficientnet_lite0")
     assert (tmp_path / "bias.png").stat().st_size > 0
+    from helpers import png_dpi, png_title, svg_text
+
+    trials_run = result.shape_hits + result.texture_hits
+    bias = f"{result.shape_bias:.2f}" if trials_run else "undefined"
+    assert png_title(tmp_path / "bias.png") == (
+        f"efficientnet_lite0: shape bias {bias} ({trials_run} cue-conflict trials, Geirhos 2019)"
+    ) and png_dpi(tmp_path / "bias.png") == (300, 300)
+    trials.grid(tmp_path / "trials.svg", result=result, model_name="efficientnet_lite0")
+    text = svg_text(tmp_path / "trials.svg")
+    assert f"efficientnet_lite0: cue-conflict images (shape x texture), shape bias {bias}" in text
+    assert f"→ {result.decisions[0]}" in text
     assert_untouched(model, before)
 
 

@@ -47,9 +47,17 @@ def save_figure(fig, path: str | Path, dpi: int = PRINT_DPI) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"Title": figure_title(fig)} if path.suffix.lower() in (".png", *VECTOR_SUFFIXES) else None
     with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
-        fig.savefig(path, dpi=dpi)
+        fig.savefig(path, dpi=dpi, metadata=metadata)
     return path
+
+
+def figure_title(fig) -> str:
+    """A figure's title on one line: its ``suptitle``, else the first axes title (written into
+    the file's metadata, so a PNG says what it shows)."""
+    title = fig.get_suptitle() or next((axis.get_title() for axis in fig.axes if axis.get_title()), "")
+    return " ".join(title.split())
 
 
 def figure_to_image(
@@ -57,12 +65,12 @@ def figure_to_image(
 ) -> Image.Image:
     """Render a matplotlib figure (tight layout) to a PIL image at ``dpi`` (recorded in its
     ``info["dpi"]``), save it to ``path`` if given (:func:`save_figure`: a PNG/JPEG at
-    :data:`PRINT_DPI`, or PDF/SVG) and close it."""
+    :data:`PRINT_DPI`, or PDF/SVG; the title in the PNG's metadata) and close it."""
     fig.tight_layout(h_pad=h_pad)
     buffer = io.BytesIO()
     raster = path is not None and Path(path).suffix.lower() not in VECTOR_SUFFIXES
     # a raster file: one pass at print resolution, the returned picture is that reduced (box filter)
-    fig.savefig(buffer, format="png", dpi=PRINT_DPI if raster else dpi)
+    fig.savefig(buffer, format="png", dpi=PRINT_DPI if raster else dpi, metadata={"Title": figure_title(fig)})
     picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     if raster:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

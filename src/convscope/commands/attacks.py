@@ -95,7 +95,7 @@ def attack_command(
             classifier, x, method=method, eps=parse_eps(eps), target=target, seed=seed, progress=True, **options
         ),
     )
-    attack_figure(result, 0, output_path(out))
+    attack_figure(result, 0, output_path(out), model_name=classifier.name)
     if save_adversarial is not None:
         save_image(result.x_adv, output_path(save_adversarial))
     row = result.rows()[0]
@@ -394,8 +394,8 @@ def attack_step(model, image, out: Path) -> list[Path]:
     from ..attacks.figure import attack_figure
 
     targeted = attack(model, image, method="pgd", eps=4 / 255, target="zebra", steps=15, alpha=1 / 255, seed=0)
-    attack_figure(targeted, 0, out / "attack_pgd.png")
-    attack_figure(attack(model, image, method="fgsm", eps=2 / 255), 0, out / "attack_fgsm.png")
+    attack_figure(targeted, 0, out / "attack_pgd.png", model_name=model.name)
+    attack_figure(attack(model, image, method="fgsm", eps=2 / 255), 0, out / "attack_fgsm.png", model_name=model.name)
     return [out / "attack_pgd.png", out / "attack_fgsm.png"]
 
 

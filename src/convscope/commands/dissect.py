@@ -169,7 +169,9 @@ def examples_command(
     for layer in found.layers:
         shown = _channels(channels) or list(range(min(16, found[layer].channels)))
         path = out / f"examples_{layer}.png"
-        channel_sheet(found, layer, [c for c in shown if c < found[layer].channels]).save(path)
+        top = found[layer].values.shape[1]
+        title = f"{network.name} · {layer}: top-{top} dataset examples per channel ({found.seen} images)"
+        channel_sheet(found, layer, [c for c in shown if c < found[layer].channels], title=title).save(path)
         console.print(f"{layer}: {found.seen} images -> {path}")
 
 
@@ -215,6 +217,7 @@ def dissect_step(model, image, out: Path) -> list[Path]:
     from ..dissect import (
         channel_sheet,
         example_strip,
+        layer_weight,
         sample_folder,
         top_k_examples,
         top_units,
@@ -223,21 +226,26 @@ def dissect_step(model, image, out: Path) -> list[Path]:
     )
 
     filters = out / "dissect_filters.png"
-    weight_grid(weight_tiles(model, "conv_stem")).save(filters)
+    shape = "x".join(map(str, layer_weight(model, "conv_stem").shape))
+    tiles = weight_tiles(model, "conv_stem")
+    title = f"{model.name} · conv_stem ({shape}): {len(tiles)} filters, colour view"
+    weight_grid(tiles, tile_side=72, numbered=True, title=title).save(filters)
     units = out / "dissect_units_blocks.3.png"
     picture = image[0].cpu()
+    strongest = top_units(model, image, "blocks.3", k=4)
     example_strip(
-        [
-            (picture[:, u.box[0] : u.box[2], u.box[1] : u.box[3]], picture, u.box)
-            for u in top_units(model, image, "blocks.3", k=4)
-        ],
+        [(picture[:, u.box[0] : u.box[2], u.box[1] : u.box[3]], picture, u.box) for u in strongest],
         112,
+        title=f"{model.name} · blocks.3: the units that fire most on the photo",
+        labels=[f"ch {u.channel}\n{u.value:.3g}" for u in strongest],
     ).save(units)
     with tempfile.TemporaryDirectory() as folder:
         found = top_k_examples(model, sample_folder(folder, n=24), ["bn1", "blocks.3"], k=6, size=160, progress=False)
         written = [filters, units]
         for layer in found.layers:
             path = out / f"dissect_examples_{layer}.png"
-            channel_sheet(found, layer, range(10)).save(path)
+            top = found[layer].values.shape[1]
+            title = f"{model.name} · {layer}: top-{top} dataset examples per channel ({found.seen} images)"
+            channel_sheet(found, layer, range(10), title=title).save(path)
             written.append(path)
     return written

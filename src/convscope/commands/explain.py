@@ -340,5 +340,6 @@ def sanity_command(
 @tour_step(30, "why this prediction: attribution maps")
 def attribution_step(model, image, out: Path) -> list[Path]:
     path = out / "attribution.png"
-    explain_figure(model, image, ["saliency", "guided_backprop", "gradcam", "guided_gradcam"], [285], path=path)
+    top = int(_probabilities(model, image).argmax())  # explain what the model predicts for this photo
+    explain_figure(model, image, ["saliency", "guided_backprop", "gradcam", "guided_gradcam"], [top], path=path)
     return [path]

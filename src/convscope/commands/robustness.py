@@ -28,15 +28,25 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-def corruption_grid(image: torch.Tensor, severity: int, path: Path, seed: int = 0) -> Path:
-    """One panel per corruption (the 15 + 4) of one image at one severity."""
+def corruption_grid(image: torch.Tensor, severity: int, path: Path, seed: int = 0, model=None) -> Path:
+    """One panel per corruption (the 15 + 4) of one image at one severity; with a ``model``, each
+    panel also names its top-1 class and probability, and the title how many corruptions changed it."""
+    import torch
+
+    from ..predictions import predict
     from ..render import Panel, figure
     from ..robustness.corruptions import CORRUPTIONS, corrupt
 
-    panels = [Panel(image[0], "clean")] + [
-        Panel(corrupt(image, name, severity, seed=seed)[0], name.replace("_", " ")) for name in CORRUPTIONS.names()
-    ]
-    figure(panels, path, columns=5, suptitle=f"ImageNet-C corruptions, severity {severity}", panel_size=2.2)
+    names = ["clean", *CORRUPTIONS.names()]
+    images = torch.cat([image] + [corrupt(image, name, severity, seed=seed) for name in names[1:]])
+    titles = [name.replace("_", " ") for name in names]
+    suptitle = f"ImageNet-C corruptions, severity {severity}"
+    if model is not None:
+        tops = [ranked[0] for ranked in predict(model, images, 1)]
+        titles = [f"{title}\n{top.label} p = {top.probability:.2f}" for title, top in zip(titles, tops)]
+        changed = sum(top.class_id != tops[0].class_id for top in tops[1:])
+        suptitle = f"{model.name}, {suptitle}: top-1 changed by {changed} of {len(tops) - 1}"
+    figure([Panel(x, title) for x, title in zip(images, titles)], path, columns=5, suptitle=suptitle, panel_size=2.2)
     return path
 
 
@@ -477,7 +487,7 @@ def shape_bias_command(
     )
     result = shape_bias(classifier, trials)
     out.mkdir(parents=True, exist_ok=True)
-    trials.grid(out / "cue_conflict.png")
+    trials.grid(out / "cue_conflict.png", result=result, model_name=classifier.name)
     result.plot(out / "shape_bias.png", label=classifier.name)
     table = Table(
         title=f"shape bias {result.shape_bias:.3f} (shape {result.shape_hits}, texture "
@@ -493,4 +503,4 @@ def shape_bias_command(
 
 @tour_step(70, "common corruptions (ImageNet-C, severity 3)")
 def corruptions_step(model, image, out: Path) -> list[Path]:
-    return [corruption_grid(image, 3, out / "corruptions.png")]
+    return [corruption_grid(image, 3, out / "corruptions.png", model=model)]

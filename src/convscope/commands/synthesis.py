@@ -89,7 +89,27 @@ def visualize_command(
             probability = network(shown.image.to(next(network.parameters()).device)).softmax(-1)[0, class_id]
         name = network.labels[class_id] if network.labels else str(class_id)
         what = f"{name} ({class_id}), p = {float(probability):.3f}"
-    console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
+        titles = [f"{what}\nlogit {float(shown.scores[0]):.3g}"]
+        heading = f"{network.name}: class visualization, {shown.run.steps} steps"
+    else:
+        titles, heading = channel_titles(shown, layer, parse_channels(channel), network.name)
+    drawn = visualization_figure(shown, titles, heading, output_path(path.with_name(f"{path.stem}_figure.png")))
+    console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}, {drawn}")
+
+
+def channel_titles(shown, layer: str, channels: list[int], model_name: str) -> tuple[list[str], str]:
+    """Panel titles (channel id, final mean activation) and the heading of a channel grid."""
+    titles = [f"channel {c}\nmean activation {float(v):.3g}" for c, v in zip(channels, shown.scores)]
+    return titles, f"{model_name} · {layer}: feature visualization, {shown.run.steps} steps"
+
+
+def visualization_figure(shown, titles: list[str], heading: str, path: Path) -> Path:
+    """A visualization's images side by side (at most 4 a row), each titled, under ``heading``."""
+    from ..render import Panel, figure
+
+    panels = [Panel(image.cpu(), title) for image, title in zip(shown.image, titles)]
+    figure(panels, path, columns=min(4, len(panels)), suptitle=heading, panel_size=2.4)
+    return path
 
 
 @app.command("dream")
@@ -205,9 +225,10 @@ def invert_command(
     path = output_path(out)
     if sweep:
         panels = [Panel(photo[0], "input")] + [
-            Panel(r.image[0], f"{r.layer} (err {float(r.relative_error[0]):.2f})") for r in results
+            Panel(r.image[0], f"{r.layer}\nrelative error {float(r.relative_error[0]):.2f}") for r in results
         ]
-        figure(panels, path, columns=min(4, len(panels)))
+        heading = f"{network.name}: {image} inverted from each layer (Mahendran & Vedaldi 2015)"
+        figure(panels, path, columns=min(4, len(panels)), suptitle=heading)
     else:
         save_image(results[0].image, path)
     console.print(f"-> {path}")
@@ -272,14 +293,35 @@ def synthesis_step(model, image, out: Path) -> list[Path]:
     from ..images import load_image
     from ..optimize import dream, invert, stylize, visualize_channel
 
-    shown = visualize_channel(model, "blocks.4", [10, 20, 30, 40], size=96, steps=48, progress=False)
+    from ..render import Panel, figure
+
+    channels = [10, 20, 30, 40]
+    shown = visualize_channel(model, "blocks.4", channels, size=96, steps=48, progress=False)
     dreamed = dream(model, image, "blocks.3", octaves=2, steps=6, progress=False)
     small = F.interpolate(image, size=128, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     inverted = invert(model, small, "blocks.2", steps=60, progress=False)
-    styled = stylize(model, small, load_image("sample:brick", 128).to(small.device), steps=150, progress=False)
+    brick = load_image("sample:brick", 128).to(small.device)
+    styled = stylize(model, small, brick, steps=150, progress=False)
+    grid = visualization_figure(
+        shown, *channel_titles(shown, "blocks.4", channels, model.name), out / "visualize_blocks4.png"
+    )
+    energy = f"{dreamed.histories[0][0]:.3g} → {dreamed.histories[-1][-1]:.3g}"
+    style = f"{styled.initial_style_loss:.3g} → {float(styled.final_style_loss[0]):.3g}"
+    panels = [
+        Panel(image[0].cpu(), "input"),
+        Panel(dreamed.image[0].cpu(), f"DeepDream at blocks.3\nlayer energy {energy}"),
+        Panel(
+            inverted.image[0].cpu(), f"inverted from blocks.2\nrelative error {float(inverted.relative_error[0]):.2f}"
+        ),
+        Panel(brick[0].cpu(), "style image (brick)"),
+        Panel(styled.image[0].cpu(), f"style transfer\nstyle loss {style}"),
+    ]
+    summary = out / "synthesis.png"
+    figure(panels, summary, columns=5, panel_size=2.4, suptitle=f"{model.name}: images made from gradients")
     return [
-        save_image(shown.image, out / "visualize_blocks4.png", nrow=4),
+        grid,
         save_image(dreamed.image, out / "dream.png"),
         save_image(inverted.image, out / "invert_blocks2.png"),
         save_image(styled.image, out / "stylize_brick.png"),
+        summary,
     ]

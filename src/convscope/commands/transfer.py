@@ -64,7 +64,7 @@ def finetune_command(
             checkpoint=output_path(out / f"{name}.safetensors"),
         )
         histories.append(history)
-    curves = plot_curves(histories, output_path(out / "accuracy.png"))
+    curves = plot_curves(histories, output_path(out / "accuracy.png"), title=f"{model.name} on {data}")
     table = Table(
         "mode",
         "best val accuracy",

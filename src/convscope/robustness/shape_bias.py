@@ -145,19 +145,27 @@ class CueConflict:
     textures: list[str]
     names: list[str]
 
-    def grid(self, path: str | Path | None = None, columns: int = 6):
-        """All cue-conflict images with their shape / texture categories."""
-        panels = [
-            Panel(image, f"{shape} shape\n{texture} texture")
-            for image, shape, texture in zip(self.images, self.shapes, self.textures)
-        ]
-        return figure(
-            panels,
-            path,
-            columns=min(columns, len(panels)),
-            panel_size=2.2,
-            suptitle="cue-conflict images (shape x texture)",
-        )
+    def grid(
+        self,
+        path: str | Path | None = None,
+        columns: int = 6,
+        result: ShapeBiasResult | None = None,
+        model_name: str = "",
+    ):
+        """All cue-conflict images with their shape / texture categories; with the ``result`` of
+        :func:`shape_bias`, each also shows the model's decision and the title its shape bias."""
+        titles = [f"{shape} shape\n{texture} texture" for shape, texture in zip(self.shapes, self.textures)]
+        suptitle = "cue-conflict images (shape x texture)"
+        if result is not None:
+            kinds = [
+                "shape" if d == s else "texture" if d == t else "other"
+                for d, s, t in zip(result.decisions, self.shapes, self.textures)
+            ]
+            titles = [f"{title}\n→ {d} ({kind})" for title, d, kind in zip(titles, result.decisions, kinds)]
+            bias = f"{result.shape_bias:.2f}" if result.shape_bias == result.shape_bias else "undefined"
+            suptitle = f"{model_name or 'model'}: {suptitle}, shape bias {bias}"
+        panels = [Panel(image, title) for image, title in zip(self.images, titles)]
+        return figure(panels, path, columns=min(columns, len(panels)), panel_size=2.2, suptitle=suptitle)
 
 
 def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, torch.Tensor]]:
