@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench docs lint typecheck clean samples
+.PHONY: demo test test-fast bench docs figures lint typecheck clean samples
 
 # `make demo` installs what the tour runs (the API and the cli extra); `make test` adds the test,
 # docs and dev extras (reference libraries, Ray, Playwright, mkdocs, ruff, mypy).
@@ -43,6 +43,10 @@ samples: $(VENV)/.installed
 
 docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# the README's picture (docs/img/attribution.png), from the current defaults
+figures: $(VENV)/.demo
+	$(PY) docs/img/make_figures.py
 
 bench: $(VENV)/.installed
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
