@@ -168,6 +168,21 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def global_options(
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-pixels",
+            help="largest image (width x height) decoded, checked from the file's header before decoding "
+            "[default: $CONVSCOPE_MAX_PIXELS or 40000000]",
+        ),
+    ] = None,
+) -> None:
+    if max_pixels is not None:  # the one setting read by every decode path (and by worker processes)
+        os.environ["CONVSCOPE_MAX_PIXELS"] = str(max_pixels)
+
+
 @app.command("models")
 def models_command() -> None:
     """List the model sources."""
@@ -188,7 +203,8 @@ def layers_command(
     match: Annotated[str, typer.Option("--match", help="only names containing this text")] = "",
     model: ModelArgs = None,
 ) -> None:
-    """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
+    """Every layer: dotted name, type, output shape, receptive field (size, jump, start), and why
+    spatial methods (CAMs, top units, channel visualization) cannot use it, where they cannot."""
     from .layers import LAYER_COLUMNS, layer_table
 
     network = model.open()

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
+@checks_images
 def deepfool(
     model: torch.nn.Module,
     x: torch.Tensor,
