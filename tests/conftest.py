@@ -7,7 +7,11 @@ import torch
 
 import convscope
 
-torch.set_num_threads(int(os.environ.get("CONVSCOPE_TEST_THREADS", "2")))
+# One thread count for the whole run (the coordinator runs the suite at 1, 2 and 4): this process,
+# and every process a test starts (the CLI, torchrun, Ray workers), which read OMP_NUM_THREADS at start-up.
+THREADS = os.environ.setdefault("CONVSCOPE_TEST_THREADS", "2")
+os.environ["OMP_NUM_THREADS"] = THREADS
+torch.set_num_threads(int(THREADS))
 
 
 @pytest.fixture(scope="session")
