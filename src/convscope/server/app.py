@@ -42,7 +42,7 @@ from . import features
 from .guards import LocalGuard, Ticket, cancellation_point, read_multipart_file
 from .jobs import JobCancelled, JobRunner, QueueFull
 from .limits import BodyLimit, Busy, ModelGate
-from .store import LRU, ImageStore, UploadRejected, request_key
+from .store import LRU, ImageStore, UploadRejected, release_memory, request_key
 
 STATIC = Path(__file__).parent / "static"
 
@@ -175,12 +175,15 @@ def create_app(
 
         def run() -> dict:
             model, x = image_for(request)
-            with gate.hold(ticket), cancellation_point(model, ticket):
-                ticket.start()
-                start = time.perf_counter()
-                result = work(model, x)
-                result["seconds"] = round(time.perf_counter() - start, 3)
-                return result
+            try:
+                with gate.hold(ticket), cancellation_point(model, ticket):
+                    ticket.start()
+                    start = time.perf_counter()
+                    result = work(model, x)
+                    result["seconds"] = round(time.perf_counter() - start, 3)
+                    return result
+            finally:  # after the model is free: the pass's freed buffers back to the system
+                release_memory()
 
         try:
             result = await _until_disconnect(http, ticket, run)
