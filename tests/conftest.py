@@ -63,6 +63,7 @@ MARKED = {
         "tests/test_attacks_patch.py::test_patch_trained_on_photos_fools_unseen_photos_and_placements",
         "tests/test_attacks_substitute.py::test_substitute_learns_the_black_box_and_its_examples_transfer",
         "tests/test_attacks_autoattack.py::test_apgd_and_fab_agree_with_torchattacks_on_robust_digits",
+        "tests/test_robustness.py::test_adversarial_training_beats_standard_training",
     ),
     "slow": (
         "tests/test_robustness.py::test_adversarial_training_beats_standard_training",

@@ -103,6 +103,7 @@ def test_adversarial_training_beats_standard_training_under_pgd(tmp_path):
         assert len(history.epochs) == 3 and not network.training
         saved = torch.load(tmp_path / f"{method}.pt", weights_only=True)
         assert saved["history"]["epochs"][-1]["clean_accuracy"] == history.final.clean_accuracy
+    # seed 0 at threads 1/2/4: clean 0.942; robust accuracy FGSM-RS - standard 0.31-0.32
     assert results[None].clean_accuracy > 0.85
     assert results["fgsm-rs"].robust_accuracy > results[None].robust_accuracy + 0.1
 
