@@ -6,6 +6,8 @@ here expects the caller to hold the model gate.
 
 from __future__ import annotations
 
+__all__ = ["attack", "attack_methods", "attribution_methods", "explain", "job", "job_kinds", "watched"]
+
 from typing import Any, Callable
 
 import torch
