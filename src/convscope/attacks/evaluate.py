@@ -21,7 +21,7 @@ from typing import Iterable
 import torch
 
 from ..checks import model_device
-from ..data import Batch, Reduction, SkipLog, open_dataset, reduce_dataset
+from ..data import Batch, Reduction, SkipLog, run_reduction
 from ..errors import ConvscopeError
 from ..images import ImageBatch
 from ..targets import class_index
@@ -327,29 +327,23 @@ def evaluate_attack(
     """
     reduction = AttackReduction(model, method, eps, seed, **options)
     if isinstance(data, (str, Path, torch.utils.data.Dataset)):
-        dataset = open_dataset(
+        reduced = run_reduction(
+            reduction,
+            model,
             data,
-            size or getattr(model, "input_size", 224),
-            preprocess,
-            labels=getattr(model, "labels", None),
+            f"attack-eval {method}",
+            size=size,
+            preprocess=preprocess,
             label_file=label_file,
+            batch_size=batch_size,
+            workers=workers,
+            strict=strict,
+            resume=resume,
+            shard_batches=shard_batches,
+            engine=engine,
+            address=address,
+            progress=progress,
         )
-        from ..progress import progress_bar
-
-        with progress_bar(len(dataset), f"attack-eval {method}", progress, interrupted=None) as advance:
-            reduced = reduce_dataset(
-                reduction,
-                dataset,
-                batch_size,
-                model_device(model),
-                workers,
-                strict,
-                resume,
-                engine=engine,
-                address=address,
-                shard_batches=shard_batches,
-                progress=lambda n: advance(n),
-            )
         return reduction.report(reduced.state, reduced.skips, reduced.resumed)
     state = reduction.start()
     for number, batch in enumerate(_as_batches(model, data)):

@@ -229,6 +229,7 @@ class Reduced:
     resumed: int
     images: int
     summary: dict | None = None  # what a caller derives from ``state`` (e.g. the batch explainer's table)
+    total: int = 0  # items in the dataset (readable or not)
 
 
 def shard_bounds(count: int, batch_size: int, shard_batches: int) -> list[tuple[int, int]]:
@@ -340,7 +341,7 @@ def reduce_dataset(
         images += count
     if images == 0:
         raise ConvscopeError(f"no readable images ({skips.summary()})")
-    return Reduced(total, skips, len(bounds), len(done), images)
+    return Reduced(total, skips, len(bounds), len(done), images, total=len(dataset))
 
 
 class ShardStore:
