@@ -315,7 +315,8 @@ def evaluate_attack(
 
     Args:
         data: a dataset spec (folder, ``samples:imagenet``, ...) or ``Dataset`` (see
-            :func:`convscope.data.open_dataset`), or an iterable of batches (``ImageBatch`` from
+            :func:`convscope.data.open_dataset`), a ``DataLoader`` of ``(images, labels)``
+            (resumable when it does not shuffle), or an iterable of batches (``ImageBatch`` from
             :func:`~convscope.images.load_folder`, or ``(images, labels)``; no resuming then).
         strict: stop at the first unreadable file instead of skipping it.
         resume: folder for per-shard partial results (the same call continues an interrupted run).
@@ -326,7 +327,7 @@ def evaluate_attack(
     >>> report.clean_accuracy, report.robust_accuracy, report.success_rate
     """
     reduction = AttackReduction(model, method, eps, seed, **options)
-    if isinstance(data, (str, Path, torch.utils.data.Dataset)):
+    if isinstance(data, (str, Path, torch.utils.data.Dataset, torch.utils.data.DataLoader)):
         reduced = run_reduction(
             reduction,
             model,

@@ -21,7 +21,17 @@ from .specs import (
     take,
     labelled_pairs,
 )
-from .stream import NO_LABEL, Batch, Reduced, Reduction, SkipLog, default_workers, reduce_dataset, stream
+from .stream import (
+    NO_LABEL,
+    Batch,
+    Reduced,
+    Reduction,
+    SkipLog,
+    default_workers,
+    loader_replay_problem,
+    reduce_dataset,
+    stream,
+)
 from .run import model_dataset, run_reduction
 
 __all__ = [
@@ -44,6 +54,7 @@ __all__ = [
     "SkipLog",
     "default_workers",
     "reduce_dataset",
+    "loader_replay_problem",
     "stream",
     "model_dataset",
     "run_reduction",

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from ..checks import model_device
 from ..progress import progress_bar
 from .specs import open_dataset
@@ -28,7 +30,10 @@ def model_dataset(
 ):
     """:func:`~convscope.data.open_dataset` for ``model``: at ``size`` (default its ``input_size``
     or 224), class folders and label files resolved against its class names. A dataset the data
-    layer already opened is returned as it is."""
+    layer already opened, and a user's ``DataLoader`` (its batches are taken as they come), are
+    returned as they are."""
+    if isinstance(data, torch.utils.data.DataLoader):
+        return data
     return open_dataset(
         data,
         size or getattr(model, "input_size", 224),
@@ -65,7 +70,10 @@ def run_reduction(
     >>> reduced = run_reduction(AttackReduction(model, "fgsm", 2 / 255), model, "samples:imagenet", "attack-eval")
     """
     dataset = model_dataset(model, data, size, preprocess, label_file)
-    with progress_bar(len(dataset), description, progress, interrupted=None) as advance:
+    items = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset
+    with progress_bar(
+        len(items) if hasattr(items, "__len__") else None, description, progress, interrupted=None
+    ) as advance:
         return reduce_dataset(
             reduction,
             dataset,

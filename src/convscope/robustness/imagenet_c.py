@@ -307,7 +307,7 @@ def corruption_errors(
     for severity in severities:
         if severity not in SEVERITIES:
             raise ConvscopeError(f"severity must be an integer from 1 to 5, got {severity!r}")
-    if isinstance(data, (str, Path, torch.utils.data.Dataset)):
+    if isinstance(data, (str, Path, torch.utils.data.Dataset, torch.utils.data.DataLoader)):
         dataset = model_dataset(model, data, size, preprocess, label_file)
         groups = getattr(dataset, "groups", None)
         if groups is not None:
