@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["check_images", "checks_images", "check_options", "keyword_parameters", "model_device", "model_dtype"]
+
 import functools
 import inspect
 import math

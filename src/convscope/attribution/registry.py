@@ -53,4 +53,4 @@ METHODS: Registry[AttributionMethod] = MethodRegistry(
     "attribution method", kind="gradient", display="abs", stochastic=False, quick={}
 )
 
-__all__ = ["METHODS", "AttributionMethod"]
+__all__ = ["METHODS", "AttributionMethod", "MethodRegistry"]
