@@ -18,6 +18,21 @@ dataset spec through the data layer (:func:`dataset_split`: class folders, ``roo
 
 from __future__ import annotations
 
+__all__ = [
+    "accuracy",
+    "augment",
+    "finetune",
+    "ImageSet",
+    "load_image_folder",
+    "MODES",
+    "photo_dataset",
+    "plot_curves",
+    "recompute_batchnorm",
+    "replace_head",
+    "TransferHistory",
+    "write_image_folder",
+]
+
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
