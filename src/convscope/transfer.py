@@ -21,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "accuracy",
     "augment",
+    "dataset_split",
     "finetune",
     "ImageSet",
     "load_image_folder",
