@@ -47,7 +47,11 @@ def test_schedules_follow_the_papers():
     assert cosine.lr_at(0, 10, 5) == pytest.approx(0.01) and cosine.lr_at(9, 10, 5) == pytest.approx(0.1)
     assert cosine.lr_at(30, 10, 5) == pytest.approx(0.05)  # half-way through the annealing: lr/2
     adam = Recipe("adam", schedule="constant")
-    assert adam.lr == 1e-3 and adam.weight_decay == 0 and isinstance(adam.build([torch.zeros(1, requires_grad=True)]), torch.optim.Adam)
+    assert (
+        adam.lr == 1e-3
+        and adam.weight_decay == 0
+        and isinstance(adam.build([torch.zeros(1, requires_grad=True)]), torch.optim.Adam)
+    )
     assert "piecewise (×0.1 at 50%, 75%)" in piecewise.describe()
     with pytest.raises(ConvscopeError, match="unknown schedule"):
         Recipe(schedule="step")
@@ -98,8 +102,19 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
         torch.manual_seed(0)
         network = resnet_cifar(10, depth=10, width=4)
         history = train(
-            network, data, test_data, epochs=2, adversarial="pgd", eps=0.1, steps=1, batch_size=16,
-            recipe=recipe, eval_steps=1, checkpoint=tmp_path / name, resume=resume, progress=False,
+            network,
+            data,
+            test_data,
+            epochs=2,
+            adversarial="pgd",
+            eps=0.1,
+            steps=1,
+            batch_size=16,
+            recipe=recipe,
+            eval_steps=1,
+            checkpoint=tmp_path / name,
+            resume=resume,
+            progress=False,
         )
         return network, history
 
@@ -117,8 +132,17 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
     assert [e.clean_accuracy for e in resumed_history.epochs] == [e.clean_accuracy for e in straight_history.epochs]
     assert [e.lr for e in resumed_history.epochs] == [e.lr for e in straight_history.epochs]
     with pytest.raises(ConvscopeError, match="other settings.*batch_size"):
-        train(resnet_cifar(10, depth=10, width=4), train_data, test_data, epochs=2, batch_size=8, recipe=recipe,
-              checkpoint=tmp_path / "cut.safetensors", resume=True, progress=False)
+        train(
+            resnet_cifar(10, depth=10, width=4),
+            train_data,
+            test_data,
+            epochs=2,
+            batch_size=8,
+            recipe=recipe,
+            checkpoint=tmp_path / "cut.safetensors",
+            resume=True,
+            progress=False,
+        )
 
 
 def test_the_final_evaluation_names_its_attack_and_subset_and_leaves_the_model_alone():
@@ -129,7 +153,10 @@ def test_the_final_evaluation_names_its_attack_and_subset_and_leaves_the_model_a
     test_data = digits_dataset(8, "test")
     auto = evaluate_robustness(network, test_data, 0.1, "autoattack", steps=3, queries=20, limit=6, batch_size=4)
     assert auto.images == 6 and auto.total == 360 and auto.subset == "the first 6 of 360 test images"
-    assert auto.protocol == "AutoAttack standard (apgd-ce, apgd-t, fab-t, square, 3 steps, 20 queries: not the protocol's budget)"
+    assert (
+        auto.protocol
+        == "AutoAttack standard (apgd-ce, apgd-t, fab-t, square, 3 steps, 20 queries: not the protocol's budget)"
+    )
     assert sum(auto.broken_by.values()) + auto.robust == 6 and auto.robust <= auto.clean
     record = auto.as_dict()
     low, high = record["robust_interval"]

@@ -137,7 +137,7 @@ def evaluate_robustness(
     if attack == "autoattack" and version not in VERSIONS:
         raise ConvscopeError(f"unknown AutoAttack version {version!r}; known: {', '.join(VERSIONS)}")
     steps = (100 if attack == "autoattack" else 20) if steps is None else steps
-    if steps < 1 or queries < 1:
+    if attack != "none" and (steps < 1 or queries < 1):
         raise ConvscopeError("the evaluation attack needs steps >= 1 and queries >= 1")
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ConvscopeError("batch_size and limit must be positive")
@@ -163,7 +163,9 @@ def evaluate_robustness(
                 with torch.no_grad():
                     totals[1] += int((network(x_adv).argmax(-1) == y).sum())
             elif attack == "autoattack":
-                result = autoattack(network, x, y, eps, version=version, steps=steps, queries=queries, seed=seed + chunk)
+                result = autoattack(
+                    network, x, y, eps, version=version, steps=steps, queries=queries, seed=seed + chunk
+                )
                 totals[1] += int(result.robust.sum())
                 for j, stage in enumerate(stages):
                     totals[3 + j] += sum(broken == stage for broken in result.broken_by)

@@ -34,9 +34,7 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
         self.relu1 = nn.ReLU()
         self.relu2 = nn.ReLU()
-        self.shortcut = (
-            nn.Conv2d(inputs, outputs, 1, stride, bias=False) if stride != 1 or inputs != outputs else None
-        )
+        self.shortcut = nn.Conv2d(inputs, outputs, 1, stride, bias=False) if stride != 1 or inputs != outputs else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = self.relu1(self.bn1(x))
@@ -76,7 +74,9 @@ def resnet_cifar(num_classes: int = 10, depth: int = 18, width: int = 64) -> Pre
     >>> network = resnet_cifar(10, depth=10, width=8)       # a tiny one for CPU runs
     """
     if depth < 10 or (depth - 2) % 8 or width < 1 or num_classes < 1:
-        raise ConvscopeError(f"resnet_cifar needs depth = 2 + 8·b (10, 18, 26, ...) and width >= 1, got {depth}, {width}")
+        raise ConvscopeError(
+            f"resnet_cifar needs depth = 2 + 8·b (10, 18, 26, ...) and width >= 1, got {depth}, {width}"
+        )
     return PreActResNet(width, tuple(width * m for m in (1, 2, 4, 8)), (1, 2, 2, 2), (depth - 2) // 8, num_classes)
 
 

@@ -127,7 +127,9 @@ class TrainingHistory:
         figure, axis = plt.subplots(figsize=(5, 3.4))
         numbers = [record.epoch for record in self.epochs]
         axis.plot(numbers, [r.clean_accuracy for r in self.epochs], "o-", label="clean")
-        axis.plot(numbers, [r.robust_accuracy for r in self.epochs], "s-", label=f"PGD-{self.eval_steps}, eps={self.eps:.3g}")
+        axis.plot(
+            numbers, [r.robust_accuracy for r in self.epochs], "s-", label=f"PGD-{self.eval_steps}, eps={self.eps:.3g}"
+        )
         axis.set_xlabel("epoch")
         axis.set_ylabel("test accuracy")
         axis.set_ylim(0, 1)
@@ -208,6 +210,55 @@ def adversarial_batch(
     raise ConvscopeError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)} or None, got {method!r}")
 
 
+def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4) -> torch.Tensor:
+    """The CIFAR augmentation of the adversarial-training papers (after He et al. 2016): a random
+    ``H x W`` crop of the image zero-padded by ``padding`` pixels, and a horizontal flip with probability 1/2."""
+    n, _, height, width = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=x.device)
+    flips = torch.rand(n, generator=generator, device=x.device) < 0.5
+    rows = (offsets[0, :, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    columns = (offsets[1, :, None] + torch.arange(width, device=x.device))[:, None, None, :]
+    columns = torch.where(flips[:, None, None, None], columns.flip(-1), columns)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channels, rows, columns]
+
+
+def training_split(
+    spec: str, size: int, seed: int = 0, test: str | None = None
+) -> tuple[Dataset, Dataset, list[str], str]:
+    """(train set, test set, class names, how the test set was chosen) for ``convscope train``.
+
+    ``spec`` is ``"digits"`` (its fixed split) or any labelled dataset spec of the dataset layer
+    (resized to ``size``); the test set is ``test`` when given (e.g. ``cifar10:ROOT`` beside
+    ``cifar10-train:ROOT``), else a seeded 20 % hold-out of ``spec``.
+    """
+    from ..data import labelled_pairs, open_dataset
+
+    if spec == "digits" and test is None:
+        return digits_dataset(size), digits_dataset(size, "test"), [str(d) for d in range(10)], "digits' test split"
+    dataset = digits_dataset(size) if spec == "digits" else labelled_pairs(open_dataset(spec, size, "resize"))
+    labels = dataset.tensors[1].tolist() if isinstance(dataset, TensorDataset) else dataset.labels
+    if len(set(labels)) < 2:
+        raise ConvscopeError(f"{spec!r} needs at least two classes")
+    named = getattr(getattr(dataset, "dataset", None), "classes", None) or {}
+    names = [named.get(i, str(i)) for i in range(max(labels) + 1)]
+    if test is not None:
+        held_out = labelled_pairs(open_dataset(test, size, "resize"))
+        if max(held_out.labels) >= len(names):
+            raise ConvscopeError(f"the test set {test!r} has classes the training set {spec!r} does not")
+        return dataset, held_out, names, f"the test set {test}"
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = max(1, len(order) // 5)
+    return (
+        torch.utils.data.Subset(dataset, order[cut:]),
+        torch.utils.data.Subset(dataset, order[:cut]),
+        names,
+        f"a 20 % hold-out of {spec} (seed {seed})",
+    )
+
+
 def train(
     network: nn.Module,
     train_data: Dataset,
@@ -230,6 +281,7 @@ def train(
     resume: bool = False,
     checkpoint_every: int = 1,
     workers: int = 0,
+    augment: bool = False,
 ) -> TrainingHistory:
     """Train ``network`` (in place), standard or adversarial; evaluate under PGD after every epoch.
 
@@ -252,6 +304,8 @@ def train(
         progress: progress bar (Ctrl-C stops after the current batch and returns the history so far).
         device: where to train (default: the network's device; under torchrun each rank's GPU).
         workers: data-loading processes (pinned memory on CUDA).
+        augment: random crops (4 px zero padding) and horizontal flips of every training batch
+            (:func:`crop_flip`, the papers' CIFAR augmentation; not for digits).
 
     Returns:
         :class:`TrainingHistory`; ``network`` holds the trained weights (in eval mode).
@@ -295,6 +349,8 @@ def train(
         raise ConvscopeError("the training set is empty")
     optimizer = recipe.build(network.parameters())
     generators["attack"] = torch.Generator(device=device).manual_seed(seed + 7919 * rank)
+    if augment:
+        generators["augment"] = torch.Generator(device=device).manual_seed(seed + 7919 * rank + 1)
     evaluation = "pgd" if eval_steps > 0 else "none"
     settings = {
         "adversarial": adversarial,
@@ -307,6 +363,7 @@ def train(
         "seed": seed,
         "world_size": world,
         "train_size": len(train_data),  # type: ignore[arg-type]
+        "augment": augment,
         "recipe": recipe.as_dict(),
     }
     history = TrainingHistory(adversarial, eps, eval_steps=eval_steps)
@@ -327,7 +384,10 @@ def train(
     model = nn.parallel.DistributedDataParallel(network) if distributed else network
     note = "keeping the epochs so far" + ("; resume=True (CLI: --resume) continues" if checkpoint else "")
     bar = progress_bar(
-        epochs * len(loader), f"train ({adversarial or 'standard'})", progress and rank == 0, interrupted=note,
+        epochs * len(loader),
+        f"train ({adversarial or 'standard'})",
+        progress and rank == 0,
+        interrupted=note,
         completed=(first - 1) * len(loader),
     )
     with bar as advance:
@@ -338,6 +398,8 @@ def train(
             started, total_loss, batches = time.perf_counter(), 0.0, 0
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if augment:
+                    x = crop_flip(x, generators["augment"])
                 rate = recipe.lr_at(step, len(loader), epochs)
                 for group in optimizer.param_groups:
                     group["lr"] = rate
@@ -355,8 +417,13 @@ def train(
                 step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
                 advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
             seconds = time.perf_counter() - started
+            if distributed:  # every rank evaluates and saves rank 0's BatchNorm statistics
+                for buffer in network.buffers():
+                    torch.distributed.broadcast(buffer, 0)
             network.eval()
-            result = evaluate_robustness(network, test_data, eps, evaluation, steps=eval_steps, limit=eval_size, seed=seed)
+            result = evaluate_robustness(
+                network, test_data, eps, evaluation, steps=eval_steps, limit=eval_size, seed=seed
+            )
             robust = result.robust_accuracy if result.robust_accuracy is not None else float("nan")
             history.epochs.append(
                 EpochRecord(epoch, total_loss / max(batches, 1), result.clean_accuracy, robust, seconds, rate)
