@@ -61,7 +61,7 @@ def test_architectures_by_name_get_the_data_s_classes_and_round_trip_through_a_c
     assert parse_options("depth=10, width=4,norm=true,name=x") == {"depth": 10, "width": 4, "norm": True, "name": "x"}
     with pytest.raises(ConvscopeError, match="name=value"):
         parse_options("depth")
-    for arch in ("torchvision:resnet18", "timm:resnet18", "small_cnn", "efficientnet_lite0"):
+    for arch in ("torchvision:resnet18", "timm:resnet10t", "small_cnn"):
         model = training_classifier(arch, 7, 32).eval()
         assert model(torch.rand(1, 3, 32, 32)).shape == (1, 7)
     model = training_classifier("resnet_cifar", 3, 16, options={"depth": 10, "width": 4}, labels=["a", "b", "c"])
@@ -169,3 +169,35 @@ def test_the_final_evaluation_names_its_attack_and_subset_and_leaves_the_model_a
     assert_untouched(network, before)
     with pytest.raises(ConvscopeError, match="unknown evaluation attack"):
         evaluate_robustness(network, test_data, 0.1, "fgsm")
+
+
+def test_the_train_command_trains_a_resnet_resumes_and_writes_a_checkpoint_with_its_evaluation(
+    monkeypatch, capsys, tmp_path
+):
+    from helpers import run_cli
+
+    arguments = ["train", "samples:cifar10", "--arch", "resnet_cifar", "--arch-options", "depth=10,width=4"]
+    arguments += ["--size", "16", "--epochs", "1", "--batch-size", "8", "--adversarial", "pgd", "--eps", "8/255"]
+    arguments += ["--steps", "1", "--augment", "--eval", "pgd", "--eval-size", "4", "--out", str(tmp_path)]
+    code, text, err = run_cli(monkeypatch, capsys, *arguments)
+    assert code == 0, err
+    described = json.loads((tmp_path / "pgd.json").read_text())
+    evaluation = described["evaluation"]
+    assert evaluation["protocol"].startswith("PGD-20") and evaluation["subset"] == "all 4 test images"
+    assert len(evaluation["clean_interval"]) == 2 and described["training"]["recipe"].startswith("SGD lr 0.1")
+    assert "under PGD-20" in " ".join(text.split()) and "95 % Wilson" in text
+    from safetensors.torch import load_file
+
+    first = load_file(tmp_path / "pgd.safetensors")
+    code, text, err = run_cli(monkeypatch, capsys, *arguments, "--resume")  # finished: nothing left to train
+    assert code == 0, err
+    again = load_file(tmp_path / "pgd.safetensors")
+    assert all(torch.equal(again[k], v) for k, v in first.items())
+    resumed = json.loads((tmp_path / "pgd.json").read_text())["evaluation"]
+    assert (resumed["clean"], resumed["robust"]) == (evaluation["clean"], evaluation["robust"])
+    model = load_model(str(tmp_path / "pgd.safetensors"))
+    assert model.arch == "resnet_cifar" and model(torch.rand(1, 3, 16, 16)).shape == (1, 10)
+    code, _, err = run_cli(monkeypatch, capsys, *arguments[:-2], "--out", str(tmp_path), "--resume", "--epochs", "2")
+    assert code == 2 and "other settings (epochs" in err
+    code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--schedule", "step")
+    assert code == 2 and "unknown schedule 'step'" in err
