@@ -120,22 +120,24 @@ class TrainingHistory:
     def plot(self, path: str | Path) -> Path:
         """Clean and robust test accuracy per epoch."""
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        figure, axis = plt.subplots(figsize=(5, 3.4))
+        figure, axis = plt.subplots(figsize=(5.4, 3.6))
         numbers = [record.epoch for record in self.epochs]
         axis.plot(numbers, [r.clean_accuracy for r in self.epochs], "o-", label="clean")
-        axis.plot(
-            numbers, [r.robust_accuracy for r in self.epochs], "s-", label=f"PGD-{self.eval_steps}, eps={self.eps:.3g}"
-        )
+        if self.eval_steps > 0:
+            label = f"PGD-{self.eval_steps}, L∞ eps={self.eps:.3g} (upper bound)"
+            axis.plot(numbers, [r.robust_accuracy for r in self.epochs], "s-", label=label)
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
-        axis.set_ylabel("test accuracy")
+        axis.set_ylabel("test accuracy (fraction correct)")
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
         axis.legend()
-        axis.set_title(f"training: {self.adversarial or 'standard'}")
+        axis.set_title(f"{self.adversarial or 'standard'} training: test accuracy per epoch")
         figure.tight_layout()
         figure.savefig(path, dpi=100)
         plt.close(figure)
