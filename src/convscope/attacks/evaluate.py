@@ -14,6 +14,8 @@ attacked with seed ``seed + b`` wherever it runs.
 
 from __future__ import annotations
 
+__all__ = ["AttackEvaluation", "AttackReduction", "COUNTS", "evaluate_attack", "folder_label"]
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable

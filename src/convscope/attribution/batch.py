@@ -16,6 +16,17 @@ with a 95 % confidence interval (Student t over the images) without keeping the 
 
 from __future__ import annotations
 
+__all__ = [
+    "explain_dataset",
+    "ExplainReduction",
+    "INDEX_COLUMNS",
+    "mean_interval",
+    "METRICS",
+    "sanity_dataset",
+    "SanityReduction",
+    "TARGETS",
+]
+
 import csv
 import io
 import os

@@ -9,6 +9,8 @@ opening the data for the model (its input size and class names), drawing the bar
 
 from __future__ import annotations
 
+__all__ = ["model_dataset", "run_reduction"]
+
 from pathlib import Path
 from typing import Sequence
 

@@ -26,6 +26,29 @@ shorter side to ``size / 0.875``, antialiased bilinear, then take the centre ``s
 
 from __future__ import annotations
 
+__all__ = [
+    "ArrayDataset",
+    "Cifar10C",
+    "CROP_RATIO",
+    "FileDataset",
+    "ImageDataset",
+    "labelled_pairs",
+    "LabelledPairs",
+    "open_dataset",
+    "open_folder",
+    "PhotoDataset",
+    "PREPROCESS",
+    "Preprocess",
+    "read_label_file",
+    "sample_dataset",
+    "SAMPLE_SETS",
+    "samples_folder",
+    "Take",
+    "take",
+    "TORCHVISION_ROOTS",
+    "WrappedDataset",
+]
+
 import csv
 import importlib.metadata
 import io
@@ -50,27 +73,6 @@ SAMPLE_SETS = {
     "mnist": "mnist",
     "fashion-mnist": "fashionMNIST",
 }
-CIFAR10_C = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-    "speckle_noise",
-    "gaussian_blur",
-    "spatter",
-    "saturate",
-)
 
 
 class Preprocess:

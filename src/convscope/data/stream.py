@@ -15,6 +15,20 @@ Data actor pool and merges the shard states on the driver in shard order.
 
 from __future__ import annotations
 
+__all__ = [
+    "Batch",
+    "default_workers",
+    "NO_LABEL",
+    "reduce_dataset",
+    "Reduced",
+    "Reduction",
+    "run_shards",
+    "shard_bounds",
+    "ShardStore",
+    "SkipLog",
+    "stream",
+]
+
 import hashlib
 import json
 import os

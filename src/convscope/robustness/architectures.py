@@ -15,6 +15,8 @@ The result is an :class:`~convscope.models.ImageClassifier` that knows how it wa
 
 from __future__ import annotations
 
+__all__ = ["ARCHITECTURES", "parse_options", "training_classifier"]
+
 import inspect
 from pathlib import Path
 
@@ -23,7 +25,6 @@ from torch import nn
 from ..errors import ConvscopeError
 from ..models import EMBEDDED, IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, _build, load_weights, set_head
 
-__all__ = ["ARCHITECTURES", "parse_options", "training_classifier"]
 
 #: architectures known by name (besides torchvision:, timm:, module:callable and the embedded models).
 ARCHITECTURES = ("small_cnn", "resnet_cifar", "wide_resnet_cifar")

@@ -17,6 +17,8 @@ counts of a sharded run equal a single-process run's.
 
 from __future__ import annotations
 
+__all__ = ["EVAL_ATTACKS", "RobustEvaluation", "evaluate_robustness", "rank_and_world"]
+
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -28,9 +30,8 @@ from ..attacks.autoattack import VERSIONS, autoattack, wilson_interval
 from ..attacks.gradient import pgd
 from ..errors import ConvscopeError
 from ..hooks import frozen
-from .progress import progress_bar
+from ..progress import progress_bar
 
-__all__ = ["EVAL_ATTACKS", "RobustEvaluation", "evaluate_robustness", "rank_and_world"]
 
 EVAL_ATTACKS = ("autoattack", "pgd", "none")
 

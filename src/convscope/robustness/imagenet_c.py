@@ -24,6 +24,8 @@ runs resume from per-shard files.
 
 from __future__ import annotations
 
+__all__ = ["ALEXNET_CLEAN_ERROR", "ALEXNET_ERRORS", "corruption_errors", "CorruptionErrors", "CorruptionReduction"]
+
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from ..data import Batch, Reduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from .corruptions import BENCHMARK_CORRUPTIONS, SEVERITIES, corrupt
-from .progress import progress_bar
+from ..progress import progress_bar
 
 ALEXNET_ERRORS = {
     "gaussian_noise": 0.886428,

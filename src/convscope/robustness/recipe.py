@@ -13,6 +13,8 @@ step, so a resumed run needs only the step count to continue the schedule exactl
 
 from __future__ import annotations
 
+__all__ = ["OPTIMIZERS", "SCHEDULES", "Recipe"]
+
 import math
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -21,7 +23,6 @@ import torch
 
 from ..errors import ConvscopeError
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "Recipe"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("piecewise", "cosine", "constant")

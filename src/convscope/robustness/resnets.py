@@ -14,12 +14,12 @@ Both take images of any size (the pooling is global) and no normalisation of the
 
 from __future__ import annotations
 
+__all__ = ["PreActResNet", "resnet_cifar", "wide_resnet_cifar"]
+
 import torch
 from torch import nn
 
 from ..errors import ConvscopeError
-
-__all__ = ["PreActResNet", "resnet_cifar", "wide_resnet_cifar"]
 
 
 class PreActBlock(nn.Module):

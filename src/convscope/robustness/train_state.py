@@ -11,6 +11,8 @@ only; no string from the file is imported or called.
 
 from __future__ import annotations
 
+__all__ = ["STATE_FORMAT", "TrainingState", "read_training_state", "write_training_state"]
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,6 @@ from torch import nn
 
 from ..errors import ConvscopeError
 
-__all__ = ["STATE_FORMAT", "TrainingState", "read_training_state", "write_training_state"]
 
 STATE_FORMAT = "convscope-training-state/1"
 

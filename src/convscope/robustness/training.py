@@ -34,6 +34,20 @@ greyscale digits), upsampled bilinearly and repeated to 3 channels.
 
 from __future__ import annotations
 
+__all__ = [
+    "adversarial_batch",
+    "ADVERSARIAL_METHODS",
+    "digits_dataset",
+    "crop_flip",
+    "EpochRecord",
+    "small_cnn",
+    "trades_batch",
+    "trades_loss",
+    "train",
+    "training_split",
+    "TrainingHistory",
+]
+
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,8 +59,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..attacks.gradient import pgd
 from ..errors import ConvscopeError
+from ..progress import progress_bar
 from .evaluation import evaluate_robustness, rank_and_world
-from .progress import progress_bar
 from .recipe import Recipe
 from .train_state import read_training_state, write_training_state
 
