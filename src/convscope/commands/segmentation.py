@@ -133,7 +133,8 @@ def register(app: typer.Typer) -> None:
         network = model.open()
         picture = load_image(image, size=None)
         scale = size / min(picture.shape[-2:])
-        picture = load_image(picture, size=(round(picture.shape[-2] * scale), round(picture.shape[-1] * scale)))
+        shape = (round(picture.shape[-2] * scale), round(picture.shape[-1] * scale))
+        picture = load_image(picture, size=shape, preprocessing="squash")  # the aspect is kept: a plain resize
         heat = heatmap_figure(network, picture.to(model_device(network)), class_name, output_path(out))
         probability = heat.probability[0]
         row, col = divmod(int(probability.argmax()), probability.shape[-1])
@@ -230,7 +231,7 @@ def register(app: typer.Typer) -> None:
         from ..segmentation import predict_masks, prediction_figure
 
         net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
-        batch = load_images(images, size)
+        batch = load_images(images, size, "squash")  # the whole picture, as the segmenter was trained
         masks = predict_masks(net, batch)
         prediction_figure(batch, masks, classes, path=output_path(out))
         for spec, mask in zip(images, masks):
