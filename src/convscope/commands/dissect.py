@@ -7,18 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import ModelArgs, console, model_options, open_image, output_path
-from ..data.options import StrictOption
+from ..cli_common import ModelArgs, console, data_preprocess, model_options, open_image, output_path
+from ..data.options import (
+    AddressOption,
+    DataArgument,
+    DataLabelsOption,
+    EngineOption,
+    StrictOption,
+    WorkersOption,
+    check_engine,
+)
 from ..errors import ConvscopeError
 from ..tour import tour_step
 
 LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
-EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
-AddressOption = Annotated[
-    Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")
-]
 SamplesOption = Annotated[
-    int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")
+    int, typer.Option("--make-samples", help="first fill the folder DATA with N bundled photos, crops and flips")
 ]
 
 
@@ -40,7 +44,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 
 def _mine(
     network,
-    data: Path | None,
+    data: str,
     layers,
     k,
     size,
@@ -50,15 +54,15 @@ def _mine(
     make_samples,
     out: Path,
     strict: bool = False,
+    workers: int | None = None,
+    data_labels: Path | None = None,
 ):
+    """Mine DATA (any dataset spec of the data layer) with the model's preprocessing; resumable from OUT."""
     from ..dissect import sample_folder, top_k_examples
 
-    if data is None:
-        raise ConvscopeError("give an image folder DATA (or --image for the reverse view)")
+    check_engine(engine)
     if make_samples:
         sample_folder(data, n=make_samples)
-    if not data.is_dir():
-        raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
     found = top_k_examples(
         network,
         data,
@@ -70,6 +74,9 @@ def _mine(
         address=address,
         checkpoint=out / "examples-checkpoint.safetensors",
         strict=strict,
+        preprocess=data_preprocess(network),
+        workers=workers,
+        label_file=data_labels,
     )
     if found.skipped:
         from ..data import SkipLog
@@ -111,7 +118,7 @@ def register(app: typer.Typer) -> None:
     @model_options
     def examples_command(
         layers: LayersOption,
-        data: Annotated[Optional[Path], typer.Argument(help="image folder")] = None,
+        data: DataArgument = "samples:imagenet",
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("examples"),
         k: Annotated[int, typer.Option("--k", "-k", help="examples per channel")] = 9,
         channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-15 (default: first 16)")] = None,
@@ -124,6 +131,8 @@ def register(app: typer.Typer) -> None:
         address: AddressOption = None,
         make_samples: SamplesOption = 0,
         strict: StrictOption = False,
+        workers: WorkersOption = None,
+        data_labels: DataLabelsOption = None,
         model: ModelArgs = None,
     ) -> None:
         """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
@@ -153,7 +162,9 @@ def register(app: typer.Typer) -> None:
                     f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}"
                 )
             return
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
+        found = _mine(
+            network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict, workers, data_labels
+        )
         for layer in found.layers:
             shown = _channels(channels) or list(range(min(16, found[layer].channels)))
             path = out / f"examples_{layer}.png"
@@ -163,8 +174,8 @@ def register(app: typer.Typer) -> None:
     @app.command("atlas")
     @model_options
     def atlas_command(
-        data: Annotated[Path, typer.Argument(help="image folder")],
         layers: LayersOption,
+        data: DataArgument = "samples:imagenet",
         out: Annotated[Path, typer.Option("--out", "-o")] = Path("atlas"),
         k: Annotated[int, typer.Option("--k", "-k")] = 9,
         channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-31 (default: all)")] = None,
@@ -178,13 +189,17 @@ def register(app: typer.Typer) -> None:
         address: AddressOption = None,
         make_samples: SamplesOption = 0,
         strict: StrictOption = False,
+        workers: WorkersOption = None,
+        data_labels: DataLabelsOption = None,
         model: ModelArgs = None,
     ) -> None:
         """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
         from ..dissect.atlas import build_atlas
 
         network = model.open()
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
+        found = _mine(
+            network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict, workers, data_labels
+        )
         index = build_atlas(
             network, found, out, channels=_channels(channels), feature_vis=feature_vis, projections=projections
         )
