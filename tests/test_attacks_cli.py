@@ -112,7 +112,9 @@ def test_attack_eval_autoattack_writes_interval_csv_and_robustbench_json(monkeyp
 
     (tmp_path / "data" / "285").mkdir(parents=True)
     for name in ("chelsea", "coffee"):
-        convscope.save_image(convscope.load_image(f"sample:{name}", 64, "squash"), tmp_path / "data" / "285" / f"{name}.png")
+        convscope.save_image(
+            convscope.load_image(f"sample:{name}", 64, "squash"), tmp_path / "data" / "285" / f"{name}.png"
+        )
     code, text, err = run_cli(
         monkeypatch,
         capsys,

@@ -15,7 +15,12 @@ def test_sample_photo():
     assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
     assert 0 <= x.min() and x.max() <= 1
     assert convscope.load_image("sample:chelsea", size=None).shape == (1, 3, 300, 451)
-    assert convscope.load_image("sample:chelsea", size=(100, 120), preprocessing="center-crop").shape == (1, 3, 100, 120)
+    assert convscope.load_image("sample:chelsea", size=(100, 120), preprocessing="center-crop").shape == (
+        1,
+        3,
+        100,
+        120,
+    )
 
 
 def test_every_listed_sample_loads_offline():

@@ -407,9 +407,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return load_image(self.files[index], self.size, self.preprocessing)[0], self.targets[index]
 
 
-def load_images(
-    specs: Sequence, size: int | tuple[int, int] = 224, preprocessing: str = "center-crop"
-) -> torch.Tensor:
+def load_images(specs: Sequence, size: int | tuple[int, int] = 224, preprocessing: str = "center-crop") -> torch.Tensor:
     """Several image specs -> one batch (N, 3, size, size), fitted by ``preprocessing``."""
     return torch.cat([load_image(spec, size, preprocessing) for spec in specs])
 

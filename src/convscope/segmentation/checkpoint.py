@@ -96,7 +96,9 @@ def load_segmenter(
     ):
         raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train' (bad classes or size)")
     if arch not in ARCHITECTURES:
-        raise ConvscopeError(f"{path} names an unknown architecture {str(arch)[:80]!r}; known: {', '.join(ARCHITECTURES)}")
+        raise ConvscopeError(
+            f"{path} names an unknown architecture {str(arch)[:80]!r}; known: {', '.join(ARCHITECTURES)}"
+        )
     if arch in WITH_BACKBONE and backbone is None:
         named = meta.get("backbone") or DEFAULT_MODEL
         if not isinstance(named, str) or not (is_model_name(named) or trust):
