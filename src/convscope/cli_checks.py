@@ -92,7 +92,7 @@ COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_fol
 SUFFIXES: dict[str, set[str]] = {
     "html": {".html", ".htm"},
     "array": {".npy", ".npz"},
-    "checkpoint": {".pt", ".pth"},
+    "checkpoint": {".safetensors"},  # convscope's checkpoints: safetensors weights + a JSON next to them
     "table": {".csv"},
 }
 
@@ -112,7 +112,9 @@ def output_kind(name: str, default) -> str | None:
     if OUTPUTS[name] is not None:
         return OUTPUTS[name]
     suffix = Path(str(default)).suffix.lower() if default else ""
-    return {".html": "html", ".pt": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(suffix, "image")
+    return {".html": "html", ".safetensors": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(
+        suffix, "image"
+    )
 
 
 def check_output(path: Path | str, kind: str = "image", what: str = "--out") -> Path:

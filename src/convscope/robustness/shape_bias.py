@@ -183,7 +183,8 @@ class CueConflict:
 
 
 def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, torch.Tensor]]:
-    """``FOLDER/<category>/*`` -> [(category, file stem, (1, 3, size, size))]; categories are the 16."""
+    """``FOLDER/<category>/*`` -> [(category, file stem, (1, 3, size, size))]; categories are the 16.
+    Pictures are squashed to ``size`` (not centre-cropped): the whole outline is the shape cue."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConvscopeError(f"no such folder: {folder}")
@@ -194,13 +195,15 @@ def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, to
             raise ConvscopeError(
                 f"{path}: images must lie in FOLDER/<category>/ with a category among {', '.join(CATEGORY_NAMES)}"
             )
-        sources.append((category, path.stem, load_image(path, size)))
+        sources.append((category, path.stem, load_image(path, size, "squash")))
     return sources
 
 
 def offline_sources(size: int = 128) -> list[tuple[str, str, torch.Tensor]]:
     """The bundled pictures of :data:`OFFLINE_SOURCES` as (category, name, image)."""
-    return [(category, name, load_image(f"sample:{name}", size)) for name, category in OFFLINE_SOURCES.items()]
+    return [
+        (category, name, load_image(f"sample:{name}", size, "squash")) for name, category in OFFLINE_SOURCES.items()
+    ]
 
 
 def make_cue_conflict(
