@@ -20,6 +20,22 @@ VGG-19 AdaIN/Gatys stimuli made once for all models).
 
 from __future__ import annotations
 
+__all__ = [
+    "CATEGORIES",
+    "category_decisions",
+    "CATEGORY_NAMES",
+    "category_scores",
+    "CueConflict",
+    "load_sources",
+    "make_cue_conflict",
+    "OFFLINE_SOURCES",
+    "offline_sources",
+    "require_imagenet_classifier",
+    "shape_bias",
+    "ShapeBiasResult",
+    "stimulus_shape_bias",
+]
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence

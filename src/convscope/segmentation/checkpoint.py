@@ -24,7 +24,7 @@ from ..devices import resolve_device
 from ..errors import ConvscopeError
 from ..models import DEFAULT_MODEL, checkpoint_meta, fit_error, is_model_name, read_checkpoint, read_state_dict
 
-__all__ = ["SEGMENTER_FORMAT", "load_segmenter", "save_segmenter"]
+__all__ = ["ARCHITECTURES", "load_segmenter", "save_segmenter", "SEGMENTER_FORMAT", "WITH_BACKBONE"]
 
 SEGMENTER_FORMAT = "convscope-segmenter/1"
 ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
