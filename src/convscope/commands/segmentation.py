@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = [
     "app",
-    "ARCHITECTURES",
     "BackboneOption",
     "eval_command",
     "heatmap_command",
