@@ -47,7 +47,9 @@ def test_patch_trained_on_photos_fools_unseen_photos_and_placements(model):
     noise = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
     ours = patch_success(model, held_out, result.patch, ZEBRA, scale=big, generator=torch.Generator().manual_seed(2))
     chance = patch_success(model, held_out, noise, ZEBRA, scale=big, generator=torch.Generator().manual_seed(2))
-    assert ours >= 0.5 and chance == 0.0  # measured 0.91
+    # held-out success over seeds 0-2 x threads 1/2/4: 0.53-0.88 (seed 0, the test's: 0.78-0.88;
+    # 0.91 measured before); the noise patch 0.0 in all; the log P gain 14.2-17.1
+    assert ours >= 0.4 and chance == 0.0
 
 
 def test_bad_patch_arguments_are_one_line_errors(model):

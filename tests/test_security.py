@@ -321,3 +321,31 @@ def test_self_describing_checkpoint_cannot_name_a_builder(tmp_path, evil_builder
     save_file({"weight": torch.zeros(1)}, str(path), metadata={"convscope": json.dumps(meta)})
     assert "--trust" in _one_line_refusal(lambda: load_model(str(path)))
     assert "convscope_evil_builder" not in sys.modules
+
+
+def test_max_pixels_option_of_the_cli_and_of_serve(tmp_path, monkeypatch, capsys):
+    """``convscope --max-pixels N`` sets the limit of every decode path (as CONVSCOPE_MAX_PIXELS
+    does); ``serve --max-pixels`` sets the app's; 0 is a usage error."""
+    import convscope.server
+    from helpers import run_cli
+
+    monkeypatch.setenv("CONVSCOPE_MAX_PIXELS", "40000000")  # restored after the test (the option sets it)
+    photo = tmp_path / "wide.png"
+    photo.write_bytes(zeros_png(1200, 1000))
+    code, _, err = run_cli(monkeypatch, capsys, "--max-pixels", "1000000", "predict", str(photo), "-k", "1")
+    assert code == 2 and "1,200,000 pixels; the limit is 1,000,000" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run_cli(monkeypatch, capsys, "--max-pixels", "2000000", "predict", str(photo), "-k", "1")
+    assert code == 0 and out.strip()
+    code, _, err = run_cli(monkeypatch, capsys, "--max-pixels", "0", "predict", str(photo))
+    assert code == 2 and "--max-pixels" in err and "Traceback" not in err
+    seen = {}
+
+    def record(models, **options):  # stands in for the app: records its limits, starts no server
+        seen.update(options)
+        raise ConvscopeError("recorded")
+
+    monkeypatch.setattr(convscope.server, "create_app", record)
+    assert run_cli(monkeypatch, capsys, "serve", "--max-pixels", "123456")[0] == 2 and seen["max_pixels"] == 123456
+    assert run_cli(monkeypatch, capsys, "--max-pixels", "654321", "serve")[0] == 2 and seen["max_pixels"] == 654321
+    code, _, err = run_cli(monkeypatch, capsys, "serve", "--max-pixels", "0")
+    assert code == 2 and "--max-pixels" in err

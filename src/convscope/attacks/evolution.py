@@ -25,13 +25,14 @@ from typing import Sequence
 
 import torch
 
-from ..checks import model_device
+from ..checks import checks_images, model_device
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
+@checks_images
 def one_pixel(
     model: torch.nn.Module,
     x: torch.Tensor,

@@ -45,7 +45,10 @@ def layers_command(
     match: Annotated[str, typer.Option("--match", help="only names containing this text")] = "",
     model: ModelArgs = None,
 ) -> None:
-    """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
+    """Every layer: dotted name, type, output shape, receptive field (size, jump, start), why it is unusable.
+
+    The last column says why spatial methods (CAMs, top units, channel visualization) cannot use a
+    layer: it never runs in the forward pass, or its output has no spatial map."""
     from ..layers import LAYER_COLUMNS, layer_table
 
     network = model.open()
