@@ -109,6 +109,7 @@ def test_adversarial_training_beats_standard_training_under_pgd(tmp_path):
         assert len(history.epochs) == 3 and not network.training
         saved = json.loads((tmp_path / f"{method}.json").read_text())  # the training state's description
         assert saved["history"][-1]["clean_accuracy"] == history.final.clean_accuracy
+    # seed 0 at threads 1/2/4: clean 0.942; robust accuracy FGSM-RS - standard 0.31-0.32
     assert results[None].clean_accuracy > 0.85
     assert results["fgsm-rs"].robust_accuracy > results[None].robust_accuracy + 0.1
 
@@ -233,15 +234,13 @@ def test_trades_maximises_the_kl_inside_the_ball_and_trains():
         network.eval()
         natural = network(x).softmax(-1)
         kl = F.kl_div(network(adv).log_softmax(-1), natural, reduction="sum")
-        start = F.kl_div(
-            network(
-                (x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-            ).log_softmax(-1),
-            natural,
-            reduction="sum",
-        )
+        # a random point of the same ball (TRADES' start, 0.001 N(0, 1), has a KL of ~1e-9 that float
+        # rounding makes negative: no baseline)
+        noise = 0.1 * (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) - 1)
+        random_point = F.kl_div(network((x + noise).clamp(0, 1)).log_softmax(-1), natural, reduction="sum")
         network.train()
-    assert kl > 10 * start  # the inner maximisation moved away from the start
+    # the inner maximisation beats a random point of the ball: 76-99 x over seeds 0-4 x threads 1/2/4
+    assert kl > 10 * random_point
     assert torch.isfinite(trades_loss(network, x, adv, y))
     history = train(
         network,

@@ -511,10 +511,23 @@ def shape_bias_command(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     strict: StrictOption = False,
     workers: WorkersOption = None,
+    content_layer: Annotated[
+        Optional[str],
+        typer.Option("--content-layer", help="style transfer's content layer (default: the model's; printed)"),
+    ] = None,
+    style_layers: Annotated[
+        Optional[str], typer.Option("--style-layers", help="comma-separated style layers (default: the model's)")
+    ] = None,
     model: ModelArgs = None,
 ) -> None:
     """Shape vs texture bias on cue-conflict images (Geirhos et al. 2019), 16 categories."""
-    from ..robustness.shape_bias import load_sources, make_cue_conflict, offline_sources, shape_bias
+    from ..robustness.shape_bias import (
+        load_sources,
+        make_cue_conflict,
+        offline_sources,
+        require_imagenet_classifier,
+        shape_bias,
+    )
 
     if stimuli is not None:
         from ..robustness.shape_bias import stimulus_shape_bias
@@ -536,14 +549,17 @@ def shape_bias_command(
             console.print(skips.summary())
         console.print(f"wrote {out / 'shape_bias.png'}")
         return
+    classifier = model.open()
+    require_imagenet_classifier(classifier)
     shape_sources = load_sources(shapes, size) if shapes else offline_sources(size)
     texture_sources = load_sources(textures, size) if textures else shape_sources
-    classifier = model.open()
     move = next(classifier.parameters()).device
     trials = make_cue_conflict(
         classifier,
         [(c, n, x.to(move)) for c, n, x in shape_sources],
         [(c, n, x.to(move)) for c, n, x in texture_sources],
+        content_layer=content_layer,
+        style_layers=[name.strip() for name in style_layers.split(",")] if style_layers else None,
         steps=steps,
         content_weight=content_weight,
         style_weight=style_weight,
@@ -562,6 +578,9 @@ def shape_bias_command(
     for name, s, t, d in zip(trials.names, result.shapes, result.textures, result.decisions):
         table.add_row(name, s, t, d + (" (shape)" if d == s else " (texture)" if d == t else ""))
     console.print(table)
+    console.print(
+        f"style transfer: content layer {trials.content_layer}, style layers {', '.join(trials.style_layers)}"
+    )
     console.print(f"wrote {out / 'cue_conflict.png'} and {out / 'shape_bias.png'}")
 
 
