@@ -22,12 +22,16 @@ def model():
 
 @pytest.fixture(scope="session")
 def chelsea():
-    return convscope.load_image("sample:chelsea")
+    return convscope.load_image(
+        "sample:chelsea", preprocessing="squash"
+    )  # the reference numbers are for the squashed photo
 
 
 @pytest.fixture(scope="session")
 def coffee():
-    return convscope.load_image("sample:coffee")
+    return convscope.load_image(
+        "sample:coffee", preprocessing="squash"
+    )  # the reference numbers are for the squashed photo
 
 
 @pytest.fixture(scope="session")

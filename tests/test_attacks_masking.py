@@ -25,7 +25,7 @@ class ZeroGradient(nn.Module):
 @pytest.fixture(scope="module")
 def photos():
     return torch.cat(
-        [convscope.load_image(f"sample:{name}", 64) for name in ("chelsea", "coffee", "astronaut", "rocket")]
+        [convscope.load_image(f"sample:{name}", 64, "squash") for name in ("chelsea", "coffee", "astronaut", "rocket")]
     )
 
 

@@ -31,7 +31,7 @@ def test_patch_lands_where_placed_as_a_circle_and_leaves_the_rest():
 
 
 def test_patch_trained_on_photos_fools_unseen_photos_and_placements(model):
-    load = lambda names: torch.cat([convscope.load_image(f"sample:{name}", 128) for name in names])
+    load = lambda names: torch.cat([convscope.load_image(f"sample:{name}", 128, "squash") for name in names])
     train, held_out = (
         load(("chelsea", "coffee", "astronaut", "rocket")),
         load(("camera", "coins", "hubble_deep_field", "page")),
@@ -53,7 +53,7 @@ def test_patch_trained_on_photos_fools_unseen_photos_and_placements(model):
 
 
 def test_bad_patch_arguments_are_one_line_errors(model):
-    photo = convscope.load_image("sample:chelsea", 64)
+    photo = convscope.load_image("sample:chelsea", 64, "squash")
     with pytest.raises(ConvscopeError, match="must fit"):
         adversarial_patch(model, photo, ZEBRA, scale=(0.5, 1.5), steps=1)
     with pytest.raises(ConvscopeError, match="out of range"):

@@ -52,7 +52,14 @@ BELOW = [
     and param.opts[0].startswith("-")
 ]
 FLOATS = [(path, param.opts[0]) for path, param, base in NUMBERS if base is float and param.opts[0].startswith("-")]
-SUFFIX = {"image": ".png", "html": ".html", "array": ".npy", "checkpoint": ".pt", "folder": "", "image_or_folder": ""}
+SUFFIX = {
+    "image": ".png",
+    "html": ".html",
+    "array": ".npy",
+    "checkpoint": ".safetensors",
+    "folder": "",
+    "image_or_folder": "",
+}
 OUTPUTS = [
     (path, param.opts[0], param_rule(path, param))
     for path, command in COMMANDS.items()

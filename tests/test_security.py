@@ -144,19 +144,11 @@ def evil_builder(tmp_path, monkeypatch, marker):
 def test_segmentation_checkpoint_cannot_name_a_builder(tmp_path, evil_builder, command):
     from convscope.segmentation import build_segmenter
 
+    from convscope.segmentation.checkpoint import save_segmenter
+
     net = build_segmenter("unet", 3)
     for backbone in (evil_builder, "os:abort", str(tmp_path / "model.pt")):
-        checkpoint = tmp_path / "seg.pt"
-        torch.save(
-            {
-                "state_dict": net.state_dict(),
-                "arch": "fcn8s",
-                "backbone": backbone,
-                "classes": ["a", "b", "c"],
-                "size": 32,
-            },
-            checkpoint,
-        )
+        checkpoint = save_segmenter(net, tmp_path / "seg.safetensors", "fcn8s", ["a", "b", "c"], 32, backbone)
         extra = ["generated:scenes", "--count", "2"] if command == "eval" else ["sample:chelsea"]
         result = CliRunner().invoke(
             cli_app,
@@ -177,16 +169,19 @@ def test_segmentation_checkpoint_cannot_name_a_builder(tmp_path, evil_builder, c
 
 
 def test_segmentation_checkpoint_pickle_and_bad_arch(tmp_path, marker):
-    from convscope.commands.segmentation import _load_segmenter
+    import json
+
+    from convscope.segmentation import build_segmenter
+    from convscope.segmentation.checkpoint import load_segmenter, save_segmenter
 
     bomb = _pickle_bomb(
         tmp_path / "seg.pt", marker, lambda p: {"state_dict": p, "arch": "unet", "classes": ["a"], "size": 32}
     )
-    _one_line_refusal(lambda: _load_segmenter(bomb, "cpu"))
-    torch.save(
-        {"state_dict": {}, "arch": "convscope_evil_builder:build", "classes": ["a"], "size": 32}, tmp_path / "a.pt"
-    )
-    assert "unknown architecture" in _one_line_refusal(lambda: _load_segmenter(tmp_path / "a.pt", "cpu"))
+    _one_line_refusal(lambda: load_segmenter(bomb, "cpu"))
+    save_segmenter(build_segmenter("unet", 1), tmp_path / "a.safetensors", "unet", ["a"], 32)
+    meta = json.loads((tmp_path / "a.json").read_text())
+    (tmp_path / "a.json").write_text(json.dumps({**meta, "arch": "convscope_evil_builder:build"}))
+    assert "unknown architecture" in _one_line_refusal(lambda: load_segmenter(tmp_path / "a.json", "cpu"))
 
 
 # ------------------------------------------------------------------------- images

@@ -102,6 +102,11 @@ RANGES: dict[str, Range] = {
     "style_weight": WEIGHT,
     "tv_weight": WEIGHT,
     "octave_scale": Range(1, low_open=True),
+    "checkpoint_every": POSITIVE,
+    "weight_decay": WEIGHT,
+    "warmup": WEIGHT,  # epochs of learning-rate warm-up
+    "trades_beta": WEIGHT,
+    "momentum": Range(0, 1, high_open=True),
 }
 #: per-command overrides: (command path, parameter name) -> range.
 COMMAND_RANGES: dict[tuple[str, str], Range] = {
@@ -117,7 +122,7 @@ COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_fol
 SUFFIXES: dict[str, set[str]] = {
     "html": {".html", ".htm"},
     "array": {".npy", ".npz"},
-    "checkpoint": {".pt", ".pth"},
+    "checkpoint": {".safetensors"},  # convscope's checkpoints: safetensors weights + a JSON next to them
     "table": {".csv"},
 }
 
@@ -137,7 +142,9 @@ def output_kind(name: str, default) -> str | None:
     if OUTPUTS[name] is not None:
         return OUTPUTS[name]
     suffix = Path(str(default)).suffix.lower() if default else ""
-    return {".html": "html", ".pt": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(suffix, "image")
+    return {".html": "html", ".safetensors": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(
+        suffix, "image"
+    )
 
 
 def check_output(path: Path | str, kind: str = "image", what: str = "--out") -> Path:
