@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["app", "attribution_step", "explain_command", "explain_figure", "sanity_command"]
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -150,6 +152,9 @@ def explain_command(
         Optional[str],
         typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI"),
     ] = None,
+    map_format: Annotated[
+        str, typer.Option("--format", help="batch mode: npz (one file of maps per batch) | npy (one file per image)")
+    ] = "npz",
     data_labels: DataLabelsOption = None,
     strict: StrictOption = False,
     engine: EngineOption = "local",
@@ -160,7 +165,7 @@ def explain_command(
     """Attribution map(s) of one image, drawn over it with the class name and probability.
 
     Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
-    map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
+    map per image in OUT/maps/*.npz (--format npy: one .npy per image) and OUT/index.csv (image, label, target, probability,
     score), resumable; --target predicted | label."""
     import numpy as np
 
@@ -200,6 +205,7 @@ def explain_command(
             data_labels,
             progress=True,
             metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()],
+            map_format=map_format,
             **options,
         )
         console.print(
