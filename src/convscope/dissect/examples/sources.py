@@ -91,7 +91,8 @@ class ImageSource:
             item = self.dataset[index]
             image = item[0] if isinstance(item, (tuple, list)) else item
         else:
-            return load_image(self.sources[index], self.size)[0]
+            fit = "center-crop" if self.preprocess == "crop" else "squash"  # the data layer's names
+            return load_image(self.sources[index], self.size, fit)[0]
         if tuple(image.shape[-2:]) != (self.size, self.size):
             image = torch.nn.functional.interpolate(
                 image[None].float(), size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
