@@ -181,11 +181,11 @@ def test_gradient_shap_seeds_and_captum_agree(model, reference_model, x):
         [F.avg_pool2d(x, 9, 1, 4), torch.rand(14, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))]
     )
     pooled = lambda a: F.avg_pool2d(a.sum(1, keepdim=True), 8)  # noqa: E731
-    ours = attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, n=16, seed=0)
+    ours = attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, samples=16, seed=0)
     torch.manual_seed(0), np.random.seed(0)
     theirs = captum_attr.GradientShap(reference_model).attribute(x, baselines=pool, target=TARGETS, n_samples=16)
     assert correlation(pooled(ours), pooled(theirs)) > 0.3
-    assert torch.equal(ours, attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, n=16, seed=0))
+    assert torch.equal(ours, attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, samples=16, seed=0))
 
 
 def correlation(a, b) -> float:

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ConvscopeError
+from ..registry import renamed_options
 from ..targets import target_score
-from .gradients import input_gradient, reduce_channels
+from .gradients import target_gradient, reduce_channels
 from .integrated import make_baseline
 from .noise import fixed_targets
 from .registry import METHODS
@@ -282,54 +283,55 @@ def gradient_shap_from_draws(
         a = alphas[part].view(-1, 1, 1, 1)
         points = baselines[part] + a * (inputs[part] - baselines[part])
         chunk_targets = targets[part] if isinstance(targets, torch.Tensor) else targets
-        terms[part] = (inputs[part] - baselines[part]) * input_gradient(model, points, chunk_targets)
+        terms[part] = (inputs[part] - baselines[part]) * target_gradient(model, points, chunk_targets)
     return terms
 
 
-@METHODS.register(kind="shapley", stochastic=True, quick={"n": 8, "seed": 0})
+@METHODS.register(kind="shapley", stochastic=True, quick={"samples": 8, "seed": 0})
+@renamed_options(n="samples")
 def gradient_shap(
     model,
     x,
     target=None,
     baselines="black",
-    n: int = 16,
+    samples: int = 16,
     stdev: float = 0.0,
     batch_size: int = 32,
     channels: str | None = None,
     seed: int | None = None,
 ) -> torch.Tensor:
     """GradientSHAP (Lundberg & Lee 2017; expected gradients, Erion et al. 2021), as captum's
-    ``GradientShap``: the mean over ``n`` draws of ``(x' - b) ⊙ grad f(b + alpha (x' - b))`` with
+    ``GradientShap``: the mean over ``samples`` draws of ``(x' - b) ⊙ grad f(b + alpha (x' - b))`` with
     ``b`` drawn uniformly from ``baselines``, ``alpha ~ U(0, 1)`` and ``x' = x + N(0, stdev^2)``.
 
     Args:
         baselines: a (B, 3, H, W) tensor (the reference distribution, e.g. training images),
             or ``"black"`` / ``"blur"`` / ``"uniform"`` (one baseline per image, see ``make_baseline``).
-        n: draws per image; stdev: absolute noise in [0, 1] pixel units (captum's ``stdevs``, 0 by default).
+        samples: draws per image (``n`` is its old name, still accepted with a deprecation warning); stdev: absolute noise in [0, 1] pixel units (captum's ``stdevs``, 0 by default).
         seed: seeds a generator of its own (the global RNG is left alone).
     """
-    if n < 1 or stdev < 0:
-        raise ConvscopeError(f"gradient_shap needs n >= 1 and stdev >= 0, got n={n}, stdev={stdev}")
+    if samples < 1 or stdev < 0:
+        raise ConvscopeError(f"gradient_shap needs samples >= 1 and stdev >= 0, got samples={samples}, stdev={stdev}")
     ids = fixed_targets(model, x, target)
     generator = _generator(x.device, seed)
     count = x.shape[0]
-    rows = torch.arange(count, device=x.device).repeat_interleave(n)
+    rows = torch.arange(count, device=x.device).repeat_interleave(samples)
     if isinstance(baselines, torch.Tensor):
         pool = baselines.to(x.device, x.dtype)
         if pool.ndim == 3:
             pool = pool[None]
         if pool.shape[1:] != x.shape[1:]:
             raise ConvscopeError(f"baselines of shape {tuple(pool.shape)} do not fit x {tuple(x.shape)}")
-        chosen = pool[torch.randint(pool.shape[0], (count * n,), generator=generator, device=x.device)]
+        chosen = pool[torch.randint(pool.shape[0], (count * samples,), generator=generator, device=x.device)]
     else:
         chosen = make_baseline(x, baselines, seed=seed)[rows]
     inputs = x[rows]
     if stdev > 0:
         inputs = inputs + stdev * torch.randn(inputs.shape, generator=generator, device=x.device, dtype=x.dtype)
-    alphas = torch.rand(count * n, generator=generator, device=x.device, dtype=x.dtype)
+    alphas = torch.rand(count * samples, generator=generator, device=x.device, dtype=x.dtype)
     targets = ids[rows] if isinstance(ids, torch.Tensor) else ids
     terms = gradient_shap_from_draws(model, inputs, chosen, alphas, targets, batch_size)
-    return reduce_channels(terms.view(count, n, *x.shape[1:]).mean(dim=1), channels)
+    return reduce_channels(terms.view(count, samples, *x.shape[1:]).mean(dim=1), channels)
 
 
 # ---------------------------------------------------------------- superpixels: KernelSHAP and LIME
