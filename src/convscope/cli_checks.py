@@ -83,6 +83,8 @@ COMMAND_RANGES: dict[tuple[str, str], Range] = {
     ("finetune", "lr"): Range(0),  # 0 = the mode's default learning rate
 }
 
+#: text options that hold a budget (``8/255``, ``0.03``): read with :func:`parse_eps` at the boundary.
+BUDGETS = {"eps", "eps_text"}
 #: output options by parameter name; their kind comes from the default's suffix unless given here.
 OUTPUTS: dict[str, str | None] = {"out": None, "out_dir": "folder", "save_adversarial": "image", "save_array": "array"}
 #: per-command output kinds: (command path, parameter name) -> kind.
@@ -183,14 +185,14 @@ def parse_ids(text: str, what: str) -> list[int]:
 
 
 def param_rule(command: str, param) -> Range | str | None:
-    """The check of one click parameter: a Range, an output kind, or None."""
+    """The check of one click parameter: a Range, an output kind, ``"budget"``, or None."""
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
     kind = COMMAND_OUTPUTS.get((command, param.name)) or output_kind(param.name, param.default)
     if kind is not None:
         return kind
     base = _number_type(annotation)
     if base is None:
-        return None
+        return "budget" if param.name in BUDGETS else None
     return COMMAND_RANGES.get((command, param.name)) or RANGES.get(param.name)
 
 
@@ -249,6 +251,11 @@ def _checker(rule, previous, bad):
             problem = rule.check(value)
             if problem:
                 raise bad(problem, ctx=ctx, param=param)
+        elif rule == "budget":
+            try:
+                parse_eps(value, "")
+            except ConvscopeError as error:
+                raise bad(str(error).strip(), ctx=ctx, param=param) from None
         else:
             try:
                 check_output(value, rule, what="")

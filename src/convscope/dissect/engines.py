@@ -58,6 +58,7 @@ class _ShardMiner:
         torch.set_num_threads(1)
         self.model = model  # the caller's own model, shipped by Ray (never read from a file)
         self.source, self.template, self.batch_size = source, template, batch_size
+        self.source.workers = 0  # an actor decodes its own blocks (no loader processes inside it)
 
     def __call__(self, block: dict) -> dict:
         indices = [int(i) for i in block["index"]]

@@ -32,7 +32,7 @@ from torch import nn
 from ..checks import check_images, model_device
 from ..errors import ConvscopeError
 from ..hooks import capture, frozen
-from ..images import image_files, load_image, to_uint8
+from ..images import load_image, to_uint8
 from ..layers import ReceptiveField, check_layers, layer_table, receptive_field
 from .registry import get_engine
 
@@ -138,6 +138,8 @@ class TopExamples:
         total: how many images the data holds (``None`` for an iterator).
         complete: ``False`` when the pass was interrupted.
         sources: file names / specs of the images, when the data has them.
+        spec: the dataset spec the images were read from (``None`` for other data).
+        preprocess: how they were fitted to ``size`` (``resize`` | ``crop``).
     """
 
     layers: dict[str, LayerExamples]
@@ -147,6 +149,8 @@ class TopExamples:
     total: int | None = None
     complete: bool = True
     sources: list[str] | None = None
+    spec: str | None = None
+    preprocess: str = "resize"
     _images: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
     skipped: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
@@ -194,6 +198,8 @@ class TopExamples:
             "total": self.total,
             "complete": self.complete,
             "sources": self.sources,
+            "spec": self.spec,
+            "preprocess": self.preprocess,
             "layers": {name: vars(record).copy() for name, record in self.layers.items()},
         }
 
@@ -206,21 +212,55 @@ class TopExamples:
             for name, fields in state["layers"].items()
         }
         return cls(
-            layers, state["k"], state["size"], state["seen"], state["total"], state["complete"], state["sources"]
+            layers,
+            state["k"],
+            state["size"],
+            state["seen"],
+            state["total"],
+            state["complete"],
+            state["sources"],
+            state.get("spec"),
+            state.get("preprocess", "resize"),
         )
 
 
 class ImageSource:
-    """The data of a mining pass, indexable image by image: a folder, a list of image specs
-    (paths, ``sample:NAME``), a tensor (N, 3, H, W) or a ``torch`` dataset whose items are an
-    image tensor or a tuple starting with one."""
+    """The data of a mining pass, indexable image by image: a dataset spec or folder (read
+    through :func:`convscope.data.open_dataset`: any layout, ``samples:imagenet``,
+    ``cifar10:ROOT``, ...), a ``Dataset`` of the data layer, a list of image files (paths,
+    ``sample:NAME``), a tensor (N, 3, H, W) or a ``torch`` dataset whose items are an image
+    tensor or a tuple starting with one.
 
-    def __init__(self, data, size: int, strict: bool = False):
-        self.size, self.strict = size, strict
+    The data layer's datasets are batched by its one streaming loader (``workers`` decoding
+    processes, unreadable files skipped and named); ``preprocess`` (``resize`` | ``crop``) is how
+    their images reach ``size x size``. ``spec`` is the spec string they were opened from (kept
+    with the results, so that :func:`load_examples` can open the same images again).
+    """
+
+    def __init__(
+        self,
+        data,
+        size: int,
+        strict: bool = False,
+        preprocess: str = "resize",
+        workers: int | None = None,
+        label_file: str | Path | None = None,
+    ):
+        from ..data.specs import ImageDataset, Take, WrappedDataset, open_dataset
+
+        self.size, self.strict, self.preprocess, self.workers = size, strict, preprocess, workers
         self.skipped: list[tuple[str, str]] = []
         self.sources: list[str] | None = None
+        self.spec: str | None = None
+        self.streamed = False
         if isinstance(data, (str, Path)):
-            self.sources = [str(p) for p in image_files(data)]
+            self.spec = str(Path(data).resolve()) if Path(data).exists() else str(data)
+            data = open_dataset(self.spec, size, preprocess, label_file=label_file)
+        if isinstance(data, (ImageDataset, WrappedDataset, Take)):
+            self.dataset, self.streamed = data, True
+            self.preprocess = getattr(getattr(data, "preprocess", None), "mode", preprocess)
+            files, ids = getattr(data, "files", None), getattr(data, "ids", None)
+            self.sources = [str(p) for p in files] if files is not None else ([str(i) for i in ids] if ids else None)
         elif isinstance(data, torch.Tensor):
             if data.ndim != 4 or data.shape[1] != 3:
                 raise ConvscopeError(f"expected images (N, 3, H, W), got {tuple(data.shape)}")
@@ -233,7 +273,7 @@ class ImageSource:
             self.sources = [str(s) for s in data]
         else:
             raise ConvscopeError(
-                f"cannot mine examples from {type(data).__name__}: pass a folder, image paths, "
+                f"cannot mine examples from {type(data).__name__}: pass a dataset spec or folder, image paths, "
                 "a tensor (N, 3, H, W) or a torch dataset"
             )
         self.data = data
@@ -274,6 +314,9 @@ class ImageSource:
         """``(indices, images, attempted)`` per batch; unreadable images are left out and recorded in
         :attr:`skipped` (``strict`` raises at the first one instead)."""
         stop = len(self) if stop is None else stop
+        if self.streamed:
+            yield from self._streamed(start, batch_size, stop)
+            return
         for first in range(start, stop, batch_size):
             indices, images = [], []
             for i in range(first, min(first + batch_size, stop)):
@@ -288,6 +331,24 @@ class ImageSource:
                 indices.append(i)
             attempted = min(first + batch_size, stop) - first
             yield torch.tensor(indices, dtype=torch.long), (torch.stack(images) if images else None), attempted
+
+    def _streamed(self, start: int, batch_size: int, stop: int):
+        """:meth:`batches` through the data layer's loader: ``attempted`` counts the positions a
+        batch moves the pass on by (its skipped items included), so ``seen`` stays a position."""
+        from ..data import SkipLog, stream
+
+        skips, position = SkipLog(), start
+        for batch in stream(
+            self.dataset, batch_size, self.workers, strict=self.strict, skips=skips, indices=range(start, stop)
+        ):
+            self.skipped.extend(skips.items)
+            skips.items.clear()
+            end = int(batch.indices.max()) + 1
+            yield batch.indices, batch.images, end - position
+            position = end
+        self.skipped.extend(skips.items)
+        if position < stop:  # the last batches held only unreadable files
+            yield torch.zeros(0, dtype=torch.long), None, stop - position
 
 
 def empty_result(model: nn.Module, layers: Sequence[str], k: int, size: int, device) -> TopExamples:
@@ -332,8 +393,10 @@ def mine_range(
                 on_batch(attempted)
 
 
-def _fingerprint(layers: Sequence[str], k: int, size: int, sources: list[str] | None, total: int) -> str:
-    text = repr((list(layers), k, size, sources, total))
+def _fingerprint(
+    layers: Sequence[str], k: int, size: int, sources: list[str] | None, total: int, preprocess: str
+) -> str:
+    text = repr((list(layers), k, size, sources, total) + (() if preprocess == "resize" else (preprocess,)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -351,6 +414,9 @@ def top_k_examples(
     shards: int | None = None,
     progress: bool = True,
     strict: bool = False,
+    preprocess: str = "resize",
+    workers: int | None = None,
+    label_file: str | Path | None = None,
 ) -> TopExamples:
     """One streaming pass: for each channel of each layer, the top-k images and where they peak.
 
@@ -359,8 +425,10 @@ def top_k_examples(
 
     Args:
         model: any image CNN (an :class:`~convscope.models.ImageClassifier` or ``nn.Module``).
-        data: a folder, a list of image paths / ``sample:NAME`` specs, a tensor (N, 3, H, W)
-            in [0, 1], or a ``torch`` dataset of image tensors (or tuples starting with one).
+        data: a dataset spec or folder (:func:`convscope.data.open_dataset`: class folders,
+            ImageNet-C trees, ``samples:imagenet``, ``cifar10:ROOT``, ...) or a ``Dataset`` it
+            returned, a list of image paths / ``sample:NAME`` specs, a tensor (N, 3, H, W) in
+            [0, 1], or a ``torch`` dataset of image tensors (or tuples starting with one).
         layers: one dotted layer name or several (all recorded in the same forward pass).
         k: examples kept per channel.
         size: side images are resized to (default: the model's ``input_size`` or 224).
@@ -373,6 +441,12 @@ def top_k_examples(
         address: Ray cluster address (``None`` starts a local Ray).
         shards: number of Ray shards (default: the cluster's CPU count).
         progress: show a progress bar.
+        strict: stop at the first unreadable image (default: skip it, name it in ``skipped``).
+        preprocess: how a dataset spec's images reach ``size`` (``resize`` | ``crop``, see
+            :class:`convscope.data.Preprocess`).
+        workers: the data layer's loader processes (default :func:`convscope.data.default_workers`).
+        label_file: labels of a flat folder spec (not needed for mining; accepted like every
+            dataset-level command).
 
     Returns:
         :class:`TopExamples`; ``complete`` is ``False`` when interrupted by Ctrl-C.
@@ -385,16 +459,17 @@ def top_k_examples(
         raise ConvscopeError(f"k must be at least 1, got {k}")
     size = size or getattr(model, "input_size", None) or 224
     size = size if isinstance(size, int) else size[0]
-    source = ImageSource(data, size, strict)
+    source = ImageSource(data, size, strict, preprocess, workers, label_file)
     total = len(source)
     if total == 0:
         raise ConvscopeError("no images to mine")
     device = model_device(model)
-    fingerprint = _fingerprint(names, k, size, source.sources, total)
+    fingerprint = _fingerprint(names, k, size, source.sources, total, source.preprocess)
     result = _resume(checkpoint, fingerprint) if checkpoint else None
     if result is None:
         result = empty_result(model, names, k, size, device)
         result.total, result.sources = total, source.sources
+        result.spec, result.preprocess = source.spec, source.preprocess
     result._images = source
     result.skipped = source.skipped  # filled as the pass goes (this pass's skipped files)
     if result.seen >= total:
@@ -457,6 +532,7 @@ def state_bytes(state: dict, fingerprint: str = "") -> bytes:
             }
         )
     meta = {key: state[key] for key in ("k", "size", "seen", "total", "complete", "sources")}
+    meta.update(spec=state.get("spec"), preprocess=state.get("preprocess", "resize"))
     header = {"format": _FORMAT, "fingerprint": fingerprint, "layers": layers, **meta}
     return save(tensors, metadata={"convscope": json.dumps(header)})
 
@@ -496,6 +572,9 @@ def state_from_bytes(data: bytes, where: str = "the examples file") -> tuple[dic
         sources = meta["sources"]
         if sources is not None and not all(isinstance(s, str) for s in sources):
             raise TypeError
+        spec, preprocess = meta.get("spec"), meta.get("preprocess", "resize")
+        if not (spec is None or isinstance(spec, str)) or preprocess not in ("resize", "crop", "none"):
+            raise TypeError
         state = {
             "k": int(meta["k"]),
             "size": int(meta["size"]),
@@ -503,6 +582,8 @@ def state_from_bytes(data: bytes, where: str = "the examples file") -> tuple[dic
             "total": None if meta["total"] is None else int(meta["total"]),
             "complete": bool(meta["complete"]),
             "sources": sources,
+            "spec": spec,
+            "preprocess": preprocess,
             "layers": layers,
         }
     except (KeyError, TypeError, ValueError, IndexError):
@@ -541,12 +622,14 @@ def _resume(path: str | Path, fingerprint: str) -> TopExamples | None:
 
 def load_examples(path: str | Path, data=None) -> TopExamples:
     """Read a saved result (a checkpoint of :func:`top_k_examples`); ``data`` re-attaches the
-    images when they were not files. Only the safetensors format is read (it cannot hold code)."""
+    images when they were not files or a dataset spec. Only the safetensors format is read (it cannot hold code)."""
     path = Path(path)
     if not path.is_file():
         raise ConvscopeError(f"no such examples file: {path}")
     result = TopExamples.from_state(_read_saved(path)[0])
-    if data is not None or result.sources:
+    if data is None and result.spec is not None:  # the same images, opened the same way
+        result._images = ImageSource(result.spec, result.size, preprocess=result.preprocess)
+    elif data is not None or result.sources:
         result._images = ImageSource(data if data is not None else result.sources, result.size)
     return result
 
