@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["check_images", "check_options", "keyword_parameters", "model_device"]
+
 import inspect
 import math
 from typing import Callable, Iterable

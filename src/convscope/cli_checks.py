@@ -9,6 +9,30 @@ that typer builds, so a bad value is a usage error (exit 2, one line) before a m
 
 from __future__ import annotations
 
+__all__ = [
+    "BUDGETS",
+    "check_output",
+    "COMMAND_OUTPUTS",
+    "COMMAND_RANGES",
+    "FRACTION",
+    "harden",
+    "harden_command",
+    "image_suffixes",
+    "NATURAL",
+    "number_params",
+    "output_kind",
+    "OUTPUTS",
+    "param_rule",
+    "parse_eps",
+    "parse_ids",
+    "POSITIVE",
+    "Range",
+    "RANGES",
+    "RATE",
+    "SUFFIXES",
+    "WEIGHT",
+]
+
 import math
 import tempfile
 from dataclasses import dataclass

@@ -9,6 +9,36 @@ resize (the convention of the reference points: chelsea -> "Egyptian cat", p = 0
 
 from __future__ import annotations
 
+__all__ = [
+    "array_to_tensor",
+    "check_image_size",
+    "CROP_RATIO",
+    "DEFAULT_MAX_PIXELS",
+    "image_files",
+    "IMAGE_SUFFIXES",
+    "ImageBatch",
+    "ImageTooLarge",
+    "load_folder",
+    "load_image",
+    "load_images",
+    "MAX_ASPECT",
+    "max_pixels",
+    "MAX_PIXELS_ENV",
+    "model_image",
+    "open_checked",
+    "PHOTOS",
+    "pil_to_tensor",
+    "preprocess",
+    "read_image_file",
+    "reduce_for",
+    "resize",
+    "sample_array",
+    "SAMPLES",
+    "save_image",
+    "TEXTURES",
+    "to_uint8",
+]
+
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +82,6 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immu
 #: the bundled textures (grey).
 TEXTURES = ("brick", "grass", "gravel")
 
-ImageSpec = "str | Path | Image.Image | np.ndarray | torch.Tensor"
 
 #: the environment variable that sets :func:`max_pixels` (CLI, folders, API); the web app has its own limit.
 MAX_PIXELS_ENV = "CONVSCOPE_MAX_PIXELS"
@@ -374,34 +403,6 @@ def load_folder(
             images, paths = [], []
     if images:
         yield ImageBatch(torch.cat(images), paths)
-
-
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """A ``torch`` dataset over image files: item = (image (3, H, W), index). Subfolders
-    name classes when ``labelled`` (torchvision ImageFolder layout)."""
-
-    def __init__(
-        self, folder: str | Path, size: int | tuple[int, int] = 224, crop: bool = False, labelled: bool = False
-    ):
-        self.files = image_files(folder)
-        self.size, self.crop = size, crop
-        root = Path(folder)
-        self.classes = (
-            sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1})
-            if labelled
-            else []
-        )
-        self.targets = (
-            [self.classes.index(p.relative_to(root).parts[0]) for p in self.files]
-            if self.classes
-            else [-1] * len(self.files)
-        )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        return load_image(self.files[index], self.size, self.crop)[0], self.targets[index]
 
 
 def load_images(specs: Sequence, size: int | tuple[int, int] = 224, crop: bool = False) -> torch.Tensor:

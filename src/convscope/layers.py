@@ -17,6 +17,21 @@ concatenations; where branches meet, the larger field wins), so branched network
 
 from __future__ import annotations
 
+__all__ = [
+    "canonical_name",
+    "check_layers",
+    "default_cam_layer",
+    "find_layer",
+    "HOOK_FREE",
+    "LAYER_COLUMNS",
+    "layer_names",
+    "layer_table",
+    "LayerInfo",
+    "receptive_field",
+    "ReceptiveField",
+    "require_hooks",
+]
+
 import difflib
 from dataclasses import dataclass
 from typing import Sequence

@@ -16,6 +16,37 @@ Checkpoints load with ``weights_only=True``; a pickled whole module needs ``trus
 
 from __future__ import annotations
 
+__all__ = [
+    "BUILDERS",
+    "CHECKPOINT_FORMAT",
+    "checkpoint_meta",
+    "DEFAULT_MODEL",
+    "EMBEDDED",
+    "embedded_weights_path",
+    "EmbeddedModel",
+    "fit_error",
+    "ImageClassifier",
+    "imagenet_labels",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "is_model_name",
+    "list_models",
+    "load_model",
+    "load_weights",
+    "ModelSpec",
+    "Normalize",
+    "parse_floats",
+    "parse_labels",
+    "parse_size",
+    "PREPROCESS",
+    "RandomWeightsWarning",
+    "read_checkpoint",
+    "read_state_dict",
+    "save_checkpoint",
+    "set_head",
+    "wrap_model",
+]
+
 import difflib
 import importlib
 import importlib.util

@@ -17,6 +17,21 @@ by :func:`photo_dataset` from scikit-image's bundled photos.
 
 from __future__ import annotations
 
+__all__ = [
+    "accuracy",
+    "augment",
+    "finetune",
+    "ImageSet",
+    "load_image_folder",
+    "MODES",
+    "photo_dataset",
+    "plot_curves",
+    "recompute_batchnorm",
+    "replace_head",
+    "TransferHistory",
+    "write_image_folder",
+]
+
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -28,6 +28,8 @@ Deviation: the L2 projection onto ball ∩ box is "scale into the ball, then cli
 
 from __future__ import annotations
 
+__all__ = ["apgd", "apgd_targeted", "checkpoints", "dlr_loss", "dlr_targeted_loss", "MOMENTUM", "RHO", "target_classes"]
+
 import math
 
 import torch

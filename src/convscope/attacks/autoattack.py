@@ -17,6 +17,8 @@ each stage and a 95 % Wilson confidence interval for the final robust accuracy.
 
 from __future__ import annotations
 
+__all__ = ["autoattack", "AutoAttackResult", "VERSIONS", "wilson_interval"]
+
 import math
 import time
 import warnings

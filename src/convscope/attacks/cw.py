@@ -20,6 +20,8 @@ function does the same optimisation for all ``steps`` (same start
 
 from __future__ import annotations
 
+__all__ = ["cw"]
+
 import torch
 import torch.nn.functional as F
 

@@ -16,6 +16,8 @@ sum), which gives slightly smaller perturbations. Untargeted only, as in the pap
 
 from __future__ import annotations
 
+__all__ = ["deepfool"]
+
 import torch
 
 from ..errors import ConvscopeError

@@ -14,6 +14,8 @@ gradient functions were built for.
 
 from __future__ import annotations
 
+__all__ = ["eot", "PhysicalTransform", "transform_success"]
+
 import io
 import math
 from dataclasses import dataclass

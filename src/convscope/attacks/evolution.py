@@ -18,6 +18,8 @@ calls scipy's best1bin per image instead (popsize 10 × 5 dimensions, 10 steps).
 
 from __future__ import annotations
 
+__all__ = ["fooling_gallery", "fooling_images", "FoolingResult", "one_pixel"]
+
 from dataclasses import dataclass
 from typing import Sequence
 

@@ -21,6 +21,8 @@ radius ``min(best norm, eps) / 2`` (paper Sec. 3.3).
 
 from __future__ import annotations
 
+__all__ = ["fab", "fab_targeted", "project_halfspace_box"]
+
 import torch
 
 from ..errors import ConvscopeError

@@ -18,6 +18,8 @@ any ``(logits, y) -> Tensor[N] | scalar`` (a BPDA/EOT wrapper passes its own), a
 
 from __future__ import annotations
 
+__all__ = ["bim", "fgsm", "input_gradient", "Model", "pgd", "warn_short_budget"]
+
 import contextlib
 import warnings
 from typing import Callable

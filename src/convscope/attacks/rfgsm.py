@@ -10,6 +10,8 @@ summed loss, ``targeted`` steps down the target's loss); the random step is draw
 
 from __future__ import annotations
 
+__all__ = ["rfgsm"]
+
 import torch
 
 from ..errors import ConvscopeError

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+__all__ = ["ead", "jsma", "MAX_FEATURES"]
+
 import torch
 import torch.nn.functional as F
 

@@ -12,6 +12,8 @@ together (one forward pass per iteration); fooled images stop spending queries.
 
 from __future__ import annotations
 
+__all__ = ["square"]
+
 import torch
 
 from ..errors import ConvscopeError

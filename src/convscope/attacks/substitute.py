@@ -12,6 +12,8 @@ The user's ``substitute`` module is deep-copied before training, so it is left a
 
 from __future__ import annotations
 
+__all__ = ["small_substitute", "substitute_attack", "SubstituteResult"]
+
 import copy
 from dataclasses import dataclass
 

@@ -16,6 +16,8 @@ Each step is one forward+backward of the source model; ``α = eps / steps`` (the
 
 from __future__ import annotations
 
+__all__ = ["diverse_input", "gaussian_kernel", "transfer_fgsm", "transfer_matrix", "TransferMatrix"]
+
 import math
 from dataclasses import dataclass
 from typing import Mapping

@@ -16,6 +16,17 @@ with a 95 % confidence interval (Student t over the images) without keeping the 
 
 from __future__ import annotations
 
+__all__ = [
+    "explain_dataset",
+    "ExplainReduction",
+    "INDEX_COLUMNS",
+    "mean_interval",
+    "METRICS",
+    "sanity_dataset",
+    "SanityReduction",
+    "TARGETS",
+]
+
 import csv
 import io
 import os
@@ -28,7 +39,6 @@ from ..checks import model_device
 from ..data import Batch, Reduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
-from ..progress import progress_bar
 from .registry import METHODS
 
 TARGETS = ("predicted", "label")
@@ -218,34 +228,30 @@ def explain_dataset(
 
     >>> index, _ = explain_dataset(model, "samples:imagenet", "gradcam", "maps/")
     """
-    from ..data import open_dataset, reduce_dataset
+    from ..data import run_reduction
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConvscopeError(f"--out {out} is a file; batch explain writes a folder")
     reduction = ExplainReduction(model, method, out, target, layer, overlays, seed, metrics, metric_steps, **options)
-    dataset = open_dataset(
+    reduced = run_reduction(
+        reduction,
+        model,
         data,
-        size or getattr(model, "input_size", 224),
-        preprocess,
-        labels=getattr(model, "labels", None),
+        f"explain {reduction.method}",
+        size=size,
+        preprocess=preprocess,
         label_file=label_file,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        resume=out / ".shards" if resume else None,
+        engine=engine,
+        address=address,
+        progress=progress,
     )
-    with progress_bar(len(dataset), f"explain {reduction.method}", progress, interrupted=None) as advance:
-        reduced = reduce_dataset(
-            reduction,
-            dataset,
-            batch_size,
-            model_device(model),
-            workers,
-            strict,
-            out / ".shards" if resume else None,
-            engine=engine,
-            address=address,
-            progress=lambda n: advance(n),
-        )
     reduced.summary = reduction.summary(reduced.state)
-    return reduction.finish(-(-len(dataset) // batch_size)), reduced
+    return reduction.finish(-(-reduced.total // batch_size)), reduced
 
 
 class SanityReduction(Reduction):
@@ -361,31 +367,23 @@ def sanity_dataset(
 
     Returns ``(rows, step names, Reduced)`` with rows as in :meth:`SanityReduction.rows`.
     """
-    from rich.progress import Progress
-
-    from ..data import open_dataset, reduce_dataset
+    from ..data import run_reduction
 
     reduction = SanityReduction(model, methods, scheme, seed, target, options, groups)
-    dataset = open_dataset(
+    reduced = run_reduction(
+        reduction,
+        model,
         data,
-        size or getattr(model, "input_size", 224),
-        preprocess,
-        labels=getattr(model, "labels", None),
+        "sanity",
+        size=size,
+        preprocess=preprocess,
         label_file=label_file,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        engine=engine,
+        address=address,
+        progress=progress,
     )
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("sanity", total=len(dataset))
-        reduced = reduce_dataset(
-            reduction,
-            dataset,
-            batch_size,
-            model_device(model),
-            workers,
-            strict,
-            None,
-            engine=engine,
-            address=address,
-            progress=lambda n: bar.advance(task, n),
-        )
     names = list(getattr(reduction, "step_names", None) or reduction.groups)
     return reduction.rows(reduced.state), names, reduced

@@ -29,6 +29,8 @@ reports how many rectifier calls were rewritten so callers can warn when it is z
 
 from __future__ import annotations
 
+__all__ = ["deconvnet", "guided_backprop", "rectifier_rule", "RectifierCount", "RULES"]
+
 import contextlib
 from dataclasses import dataclass
 from typing import Iterator

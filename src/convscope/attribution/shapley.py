@@ -11,6 +11,19 @@ evaluated ``batch_size`` at a time over all images together.
 
 from __future__ import annotations
 
+__all__ = [
+    "coalition_values",
+    "deeplift",
+    "gradient_shap",
+    "gradient_shap_from_draws",
+    "kernel_shap",
+    "lime",
+    "lime_weights",
+    "shapley_kernel_regression",
+    "superpixels",
+    "weighted_ridge",
+]
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -199,10 +212,6 @@ class _RescaleMode(TorchFunctionMode):
                 (slope,) = torch.autograd.grad(pure(probe).sum(), probe)
             m = torch.where(small, slope, m)
         return _Multiplier.apply(z, y, m, inplace)
-
-
-def _logits_scores(model, images, ids, labels):
-    return target_score(ids, model(images), labels)
 
 
 @METHODS.register(kind="shapley")

@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "attack_command",
+    "attack_eval_command",
+    "attack_step",
+    "fooling_command",
+    "fooling_step",
+    "parse_eps",
+    "parse_options",
+    "patch_command",
+    "transfer_matrix_command",
+]
+
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -3,6 +3,16 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "layers_command",
+    "layers_step",
+    "models_command",
+    "predict_command",
+    "prediction_step",
+    "tour_command",
+]
+
 import time
 from pathlib import Path
 from typing import Annotated, Optional

@@ -10,6 +10,35 @@ at import time, so ``convscope --help`` stays fast.
 
 from __future__ import annotations
 
+__all__ = [
+    "ArchOption",
+    "console",
+    "data_preprocess",
+    "DEFAULT_MODEL",
+    "DeviceOption",
+    "err_console",
+    "HELP_NAMES",
+    "InputSizeOption",
+    "LabelsOption",
+    "MeanOption",
+    "model_args",
+    "MODEL_OPTIONS",
+    "model_options",
+    "ModelArgs",
+    "ModelOption",
+    "NamesHelp",
+    "open_image",
+    "open_model",
+    "output_path",
+    "parse_budget",
+    "parse_set",
+    "PreprocessOption",
+    "SetOption",
+    "StdOption",
+    "TrustOption",
+    "WeightsOption",
+]
+
 import functools
 import inspect
 import sys
@@ -73,8 +102,6 @@ TrustOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")]
-SizeOption = Annotated[int, typer.Option("--size", help="resize images to SIZE x SIZE")]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="output file")]
 SetOption = Annotated[
     list[str], typer.Option("--set", help="method option KEY=VALUE (repeat), e.g. --set steps=20 --set alpha=1/255")
 ]

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "atlas_command",
+    "dissect_step",
+    "examples_command",
+    "LayersOption",
+    "SamplesOption",
+    "weights_command",
+]
+
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["app", "DEFAULT_METHODS", "DEFAULT_METRICS", "evaluate_command"]
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["app", "attribution_step", "explain_command", "explain_figure", "sanity_command"]
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["app", "report_command", "report_step"]
+
 from pathlib import Path
 from typing import Annotated
 

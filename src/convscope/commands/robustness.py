@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "corrupt_command",
+    "corruption_grid",
+    "corruptions_step",
+    "defenses_command",
+    "labelled_batches",
+    "robustness_command",
+    "shape_bias_command",
+    "train_command",
+]
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 

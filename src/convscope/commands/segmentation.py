@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "ARCHITECTURES",
+    "BackboneOption",
+    "eval_command",
+    "heatmap_command",
+    "heatmap_figure",
+    "heatmap_step",
+    "predict_command",
+    "segment",
+    "train_command",
+]
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["allowed_hosts", "app", "is_loopback", "serve_command"]
+
 import ipaddress
 from typing import Annotated, Optional
 

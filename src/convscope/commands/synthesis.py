@@ -3,6 +3,22 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "dream_command",
+    "invert_command",
+    "invert_text_command",
+    "OutOption",
+    "parse_channels",
+    "QuietOption",
+    "SeedOption",
+    "StepsOption",
+    "stylize_command",
+    "SWEEP_LAYERS",
+    "synthesis_step",
+    "visualize_command",
+]
+
 from pathlib import Path
 from typing import Annotated, Optional
 

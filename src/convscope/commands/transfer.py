@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["app", "finetune_command"]
+
 from pathlib import Path
 from typing import Annotated
 

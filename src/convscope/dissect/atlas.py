@@ -5,12 +5,14 @@ the top dataset-example patch, or the feature visualization when rendered), one 
 layer with ``index.html`` and ``channel_C.html`` pages: the channel's dataset examples
 (receptive-field patch next to the whole image with the box; optionally the deconvnet
 projection of each example, Zeiler & Fergus 2014), its feature visualization (Olah et al.
-2017, only when :mod:`convscope.optimize.visualize` is importable and asked for: it is
+2017, :mod:`convscope.optimize.visualize`; only when asked for: it is
 slow), its weights and summary statistics, with links to the neighbouring channels and
 layers. Every link is relative, nothing is fetched, no server is needed.
 """
 
 from __future__ import annotations
+
+__all__ = ["build_atlas"]
 
 import html
 from pathlib import Path
@@ -116,9 +118,9 @@ def build_atlas(
     names = list(layers) if layers is not None else list(examples.layers)
     for name in names:
         examples[name]  # a clear error for a layer that was not mined
-    visualize = _visualizer() if feature_vis else None
-    if feature_vis and visualize is None:
-        raise ConvscopeError("feature visualizations need convscope.optimize.visualize, which is not available")
+    visualize = None
+    if feature_vis:
+        from ..optimize.visualize import visualize_channel as visualize
     infos = [_layer_info(examples, name, channels) for name in names]
     total = sum(len(info["thumbs"]) for info in infos)
     with progress_bar(total, "writing atlas", progress, interrupted=None) as advance:
@@ -126,7 +128,7 @@ def build_atlas(
             folder = out / info["folder"]
             (folder / "img").mkdir(parents=True, exist_ok=True)
             indices = [c["index"] for c in info["thumbs"]]
-            pictures = (
+            pictures: dict = (
                 _visualizations(model, visualize, info["name"], indices, examples.size, vis_steps) if visualize else {}
             )
             statistics = examples.statistics(info["name"])
@@ -224,14 +226,6 @@ def _layer_info(examples: TopExamples, name: str, channels: Sequence[int] | None
         "indices": set(indices),
         "thumbs": [{"index": c} for c in indices],
     }
-
-
-def _visualizer():
-    try:
-        from ..optimize.visualize import visualize_channel
-    except ImportError:
-        return None
-    return visualize_channel
 
 
 def _visualizations(

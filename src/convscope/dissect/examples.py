@@ -18,6 +18,23 @@ whole image.
 
 from __future__ import annotations
 
+__all__ = [
+    "channel_sheet",
+    "draw_box",
+    "empty_result",
+    "example_strip",
+    "ImageSource",
+    "LayerExamples",
+    "load_examples",
+    "mine_range",
+    "state_bytes",
+    "state_from_bytes",
+    "top_k_examples",
+    "top_units",
+    "TopExamples",
+    "UnitActivation",
+]
+
 import hashlib
 import json
 import warnings

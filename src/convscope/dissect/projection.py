@@ -14,6 +14,8 @@ mix because the model runs in eval mode.
 
 from __future__ import annotations
 
+__all__ = ["project_units"]
+
 from typing import Sequence
 
 import torch

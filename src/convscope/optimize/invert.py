@@ -15,6 +15,8 @@ without raising their representation error.
 
 from __future__ import annotations
 
+__all__ = ["depth_scaled_tv", "Inversion", "invert", "invert_embedding", "invert_sweep", "representation"]
+
 from dataclasses import dataclass
 from typing import Sequence
 

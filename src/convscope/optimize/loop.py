@@ -10,6 +10,8 @@ lr 0.05), L-BFGS optional (Gatys et al. 2016; use it without random transforms).
 
 from __future__ import annotations
 
+__all__ = ["evaluate", "NormalizedAscent", "OptimizationResult", "optimize", "OPTIMIZERS", "progress_bar"]
+
 import contextlib
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence

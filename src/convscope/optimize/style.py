@@ -21,6 +21,18 @@ content loss is relative (÷ ‖Φ_c(content)‖²); Adam (lr 0.02) by default, 
 
 from __future__ import annotations
 
+__all__ = [
+    "default_style_layers",
+    "EFFICIENTNET_CONTENT_LAYER",
+    "EFFICIENTNET_STYLE_LAYERS",
+    "style_loss",
+    "StyleResult",
+    "stylize",
+    "VGG_CONTENT_LAYER",
+    "vgg_layer_names",
+    "VGG_STYLE_LAYERS",
+]
+
 from dataclasses import dataclass, field
 from typing import Sequence
 

@@ -10,6 +10,8 @@ early-step trick) — the model's own gradients are used throughout.
 
 from __future__ import annotations
 
+__all__ = ["photo_scores", "render", "robust_scores", "Visualization", "visualize_channel", "visualize_class"]
+
 from dataclasses import dataclass
 from typing import Sequence
 

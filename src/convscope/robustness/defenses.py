@@ -18,6 +18,20 @@ approximated.
 
 from __future__ import annotations
 
+__all__ = [
+    "bit_depth_defense",
+    "DefendedModel",
+    "DefenseResult",
+    "DEFENSES",
+    "evaluate_defense",
+    "ExpectationOverTransformation",
+    "gaussian_noise_defense",
+    "InputDefense",
+    "jpeg_defense",
+    "median_defense",
+    "resize_pad_defense",
+]
+
 from dataclasses import dataclass
 from typing import Callable
 

@@ -20,6 +20,21 @@ VGG-19 AdaIN/Gatys stimuli made once for all models).
 
 from __future__ import annotations
 
+__all__ = [
+    "CATEGORIES",
+    "category_decisions",
+    "CATEGORY_NAMES",
+    "category_scores",
+    "CueConflict",
+    "load_sources",
+    "make_cue_conflict",
+    "OFFLINE_SOURCES",
+    "offline_sources",
+    "shape_bias",
+    "ShapeBiasResult",
+    "stimulus_shape_bias",
+]
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

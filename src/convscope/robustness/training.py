@@ -27,6 +27,20 @@ greyscale digits), upsampled bilinearly and repeated to 3 channels.
 
 from __future__ import annotations
 
+__all__ = [
+    "adversarial_batch",
+    "ADVERSARIAL_METHODS",
+    "digits_dataset",
+    "EpochRecord",
+    "evaluate",
+    "save_checkpoint",
+    "small_cnn",
+    "trades_batch",
+    "trades_loss",
+    "train",
+    "TrainingHistory",
+]
+
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..attacks.gradient import pgd
 from ..errors import ConvscopeError
-from .progress import progress_bar
+from ..progress import progress_bar
 
 ADVERSARIAL_METHODS = ("pgd", "fgsm-rs", "trades")
 

@@ -4,6 +4,8 @@ no client has asked about a job for ``abandon_after`` seconds (its page was clos
 
 from __future__ import annotations
 
+__all__ = ["Job", "JobCancelled", "JobRunner", "JobWork", "QueueFull"]
+
 import queue
 import threading
 import time

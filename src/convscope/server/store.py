@@ -4,6 +4,8 @@ one computation) and evicted least-recently-used so memory stays bounded."""
 
 from __future__ import annotations
 
+__all__ = ["IMAGE_ID", "ImageStore", "LRU", "request_key", "UploadRejected"]
+
 import hashlib
 import io
 import json
