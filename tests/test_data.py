@@ -93,7 +93,7 @@ def imagenet_c_tree(root, model):
     from convscope.robustness import corrupt
 
     for path, label in imagenet_samples()[:4]:
-        image = load_image(path, 64)
+        image = load_image(path, 64, "squash")
         for name in ("fog", "contrast"):
             for severity in (1, 3):
                 folder = root / name / str(severity) / imagenet_wnids()[label]
