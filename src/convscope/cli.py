@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 import warnings
+from typing import Annotated, Optional
 
 import typer
 
@@ -33,7 +34,10 @@ __all__ = ["COMMANDS", "all_commands", "app", "feature_commands", "main"]
 #: command -> (module in convscope.commands, the one-line help ``convscope --help`` shows).
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("basics", "List the model sources."),
-    "layers": ("basics", "Every layer: dotted name, type, output shape and receptive field (size, jump, start)."),
+    "layers": (
+        "basics",
+        "Every layer: dotted name, type, output shape, receptive field (size, jump, start), why it is unusable.",
+    ),
     "predict": ("basics", "Top-k classes of each image (loaded at the model's input size with its preprocessing)."),
     "tour": ("basics", "A tour of everything convscope does, on one model and one photo: writes pictures to OUT."),
     "attack": ("attacks", "Attack one image and draw original | perturbation (amplified) | adversarial."),
@@ -71,7 +75,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": (
         "robustness",
-        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP).",
+        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020; TRADES), evaluated with AutoAttack; "
+        "runs under torchrun (DDP).",
     ),
     "defenses": (
         "robustness",
@@ -168,8 +173,18 @@ app = typer.Typer(
 
 
 @app.callback()
-def _group() -> None:
-    """(The group's own options: none; typer needs a callback to make a group without commands.)"""
+def global_options(
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-pixels",
+            help="largest image (width x height) decoded, checked from the file's header before decoding "
+            "[default: $CONVSCOPE_MAX_PIXELS or 40000000]",
+        ),
+    ] = None,
+) -> None:
+    if max_pixels is not None:  # the one setting read by every decode path (and by worker processes)
+        os.environ["CONVSCOPE_MAX_PIXELS"] = str(max_pixels)
 
 
 def all_commands() -> dict[str, object]:

@@ -94,6 +94,7 @@ RANGES: dict[str, Range] = {
     "workers": NATURAL,  # --workers 0: decode in-process
     "lr": RATE,
     "max_upload_mb": RATE,
+    "max_pixels": POSITIVE,
     "threshold": FRACTION,
     "eps": Range(0, 1),
     "clean_error": Range(0, 1),
@@ -101,6 +102,11 @@ RANGES: dict[str, Range] = {
     "style_weight": WEIGHT,
     "tv_weight": WEIGHT,
     "octave_scale": Range(1, low_open=True),
+    "checkpoint_every": POSITIVE,
+    "weight_decay": WEIGHT,
+    "warmup": WEIGHT,  # epochs of learning-rate warm-up
+    "trades_beta": WEIGHT,
+    "momentum": Range(0, 1, high_open=True),
 }
 #: per-command overrides: (command path, parameter name) -> range.
 COMMAND_RANGES: dict[tuple[str, str], Range] = {
@@ -116,7 +122,7 @@ COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_fol
 SUFFIXES: dict[str, set[str]] = {
     "html": {".html", ".htm"},
     "array": {".npy", ".npz"},
-    "checkpoint": {".pt", ".pth"},
+    "checkpoint": {".safetensors"},  # convscope's checkpoints: safetensors weights + a JSON next to them
     "table": {".csv"},
 }
 
@@ -136,7 +142,9 @@ def output_kind(name: str, default) -> str | None:
     if OUTPUTS[name] is not None:
         return OUTPUTS[name]
     suffix = Path(str(default)).suffix.lower() if default else ""
-    return {".html": "html", ".pt": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(suffix, "image")
+    return {".html": "html", ".safetensors": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(
+        suffix, "image"
+    )
 
 
 def check_output(path: Path | str, kind: str = "image", what: str = "--out") -> Path:
@@ -245,24 +253,30 @@ def harden(group):
     feature commands get them from :func:`harden_command` when they load)."""
     for name, command in group.commands.items():
         harden_command(name, command)
+    _check_params("", group)  # the global options (--max-pixels)
     return group
 
 
 def harden_command(path: str, command):
     """Attach the checks to one click command (or every command of a sub-group); return it."""
-    import typer
 
     if hasattr(command, "commands"):
         for name, sub in command.commands.items():
             harden_command(f"{path} {name}", sub)
         return command
+    _check_params(path, command)
+    return command
+
+
+def _check_params(path: str, command) -> None:
+    import typer
+
     for param in command.params:
         rule = param_rule(path, param)
         if rule is None and _number_type(getattr(getattr(param, "type_descriptor", None), "annotation", None)) is float:
             rule = Range()  # any finite float
         if rule is not None and not getattr(param.callback, "convscope_checked", False):
             param.callback = _checker(rule, param.callback, typer.BadParameter)
-    return command
 
 
 def _checker(rule, previous, bad):

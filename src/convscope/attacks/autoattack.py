@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import check_eps, labels_for
@@ -112,6 +113,7 @@ def _stage(name, model, x, y, eps, norm, generator, restarts, eot, progress, ste
     raise ConvscopeError(f"unknown AutoAttack stage {name!r}; known: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square")
 
 
+@checks_images
 def autoattack(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -149,7 +151,7 @@ def autoattack(
     stages = tuple(attacks) if attacks is not None else VERSIONS[version]
     if norm == "2" and "square" in stages:
         warnings.warn(
-            "AutoAttack L2: Square is L∞ only in convscope; the L2 run skips it", RuntimeWarning, stacklevel=2
+            "AutoAttack L2: Square is L∞ only in convscope; the L2 run skips it", RuntimeWarning, stacklevel=3
         )
         stages = tuple(s for s in stages if s != "square")
     x = x.detach()

@@ -20,12 +20,14 @@ __all__ = ["deepfool"]
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
+@checks_images
 def deepfool(
     model: torch.nn.Module,
     x: torch.Tensor,

@@ -16,6 +16,7 @@ __all__ = ["square"]
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import check_eps, labels_for, progress_bar
@@ -24,6 +25,7 @@ from .registry import ATTACKS
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
+@checks_images
 def square(
     model: torch.nn.Module,
     x: torch.Tensor,

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
@@ -87,6 +88,7 @@ def substitute_attack(
     """
     if craft not in ("fgsm", "pgd") or rounds < 0 or epochs < 1:
         raise ConvscopeError("substitute_attack needs craft 'fgsm' or 'pgd', rounds >= 0 and epochs >= 1")
+    seed, x = check_images(seed, "seed"), check_images(x)
 
     def oracle(images: torch.Tensor) -> torch.Tensor:
         with frozen(black_box), torch.no_grad():

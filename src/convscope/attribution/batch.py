@@ -3,9 +3,10 @@
 Each batch of the dataset (streamed by :func:`convscope.data.reduce_dataset`, so unreadable files
 are skipped and named, runs resume, and the ``ray`` engine can spread the batches) is explained
 with one registered method and written as ``maps/BBBBBB.npz`` (``maps`` (N, C, H, W) float32 and
-``ids``), optional overlays ``overlays/<id>.png``, and ``index/BBBBBB.csv``; at the end the driver
-joins the per-batch indexes in dataset order into ``index.csv``: image, label, target, target
-probability, score (the target's logit), map file and row. Batch ``b`` uses seed ``seed + b``
+``ids``; ``map_format="npy"``: one ``maps/IIIIIII_<id>.npy`` (C, H, W) float32 per image, ``I``
+its dataset index), optional overlays ``overlays/<id>.png``, and ``index/BBBBBB.csv``; at the end
+the driver joins the per-batch indexes in dataset order into ``index.csv``: image, label, target,
+target probability, score (the target's logit), map file and row (0 for a ``.npy``). Batch ``b`` uses seed ``seed + b``
 (stochastic methods), wherever it runs.
 
 ``metrics=("deletion", "insertion")`` also scores every map by its deletion / insertion AUC
@@ -42,6 +43,7 @@ from ..hooks import frozen
 from .registry import METHODS
 
 TARGETS = ("predicted", "label")
+MAP_FORMATS = ("npz", "npy")
 INDEX_COLUMNS = ("image", "label", "target", "target_name", "probability", "score", "file", "row")
 METRICS = ("deletion", "insertion")
 
@@ -60,7 +62,8 @@ def mean_interval(total: float, squares: float, count: int, level: float = 0.95)
 
 
 class ExplainReduction(Reduction):
-    """Writes one ``.npz`` of maps and one index part per batch; the state counts images."""
+    """Writes the maps (one ``.npz`` per batch or one ``.npy`` per image) and one index part per
+    batch; the state counts images."""
 
     def __init__(
         self,
@@ -73,8 +76,12 @@ class ExplainReduction(Reduction):
         seed: int = 0,
         metrics=(),
         metric_steps: int = 16,
+        map_format: str = "npz",
         **options,
     ):
+        if map_format not in MAP_FORMATS:
+            raise ConvscopeError(f"unknown map format {map_format!r}; known: {', '.join(MAP_FORMATS)}")
+        self.map_format = map_format
         if target not in TARGETS:
             raise ConvscopeError(f"batch explain --target takes {' | '.join(TARGETS)} (per image), got {target!r}")
         from . import method_options
@@ -99,6 +106,7 @@ class ExplainReduction(Reduction):
             "options": self.options,
             "metrics": list(self.metrics),
             "metric_steps": self.metric_steps,
+            **({"map_format": self.map_format} if self.map_format != "npz" else {}),
             "model": getattr(self.model, "name", type(self.model).__name__),
         }
 
@@ -142,7 +150,13 @@ class ExplainReduction(Reduction):
             state[f"{metric}_sum"] += float(aucs[metric].double().sum())
             state[f"{metric}_squares"] += float((aucs[metric].double() ** 2).sum())
         name = f"{number:06d}"
-        _atomic_npz(self.out / "maps" / f"{name}.npz", maps=maps.numpy(), ids=np.array(batch.ids))
+        if self.map_format == "npz":
+            files = [f"maps/{name}.npz"] * len(batch.ids)
+            _atomic_npz(self.out / "maps" / f"{name}.npz", maps=maps.numpy(), ids=np.array(batch.ids))
+        else:
+            files = [f"maps/{int(i):07d}_{_safe_name(d)}.npy" for i, d in zip(batch.indices.tolist(), batch.ids)]
+            for file, one in zip(files, maps.numpy()):
+                _atomic_npy(self.out / file, one)
         labels = getattr(self.model, "labels", None)
         text = io.StringIO()
         writer = csv.writer(text)
@@ -155,8 +169,8 @@ class ExplainReduction(Reduction):
                     labels[target] if labels else "",
                     f"{float(probabilities[row]):.6f}",
                     f"{float(scores[row]):.6f}",
-                    f"maps/{name}.npz",
-                    row,
+                    files[row],
+                    row if self.map_format == "npz" else 0,
                     *[f"{float(aucs[m][row]):.6f}" for m in self.metrics],
                 ]
             )
@@ -190,6 +204,13 @@ def _safe_name(image_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)[-180:]
 
 
+def _atomic_npy(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        np.save(handle, array)
+    os.replace(temporary, path)
+
+
 def _atomic_npz(path: Path, **arrays) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("wb") as handle:
@@ -218,9 +239,11 @@ def explain_dataset(
     progress: bool = False,
     metrics=(),
     metric_steps: int = 16,
+    map_format: str = "npz",
     **options,
 ):
-    """Explain every image of ``data`` with ``method`` and write maps + ``index.csv`` under ``out``.
+    """Explain every image of ``data`` with ``method`` and write maps + ``index.csv`` under ``out``
+    (``map_format``: ``npz``, one file per batch, or ``npy``, one file per image).
 
     ``resume`` keeps per-shard records in ``out/.shards`` so the same call continues an
     interrupted run. Returns ``(index path, Reduced)``; with ``metrics``, ``Reduced.summary`` maps
@@ -233,7 +256,9 @@ def explain_dataset(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConvscopeError(f"--out {out} is a file; batch explain writes a folder")
-    reduction = ExplainReduction(model, method, out, target, layer, overlays, seed, metrics, metric_steps, **options)
+    reduction = ExplainReduction(
+        model, method, out, target, layer, overlays, seed, metrics, metric_steps, map_format, **options
+    )
     reduced = run_reduction(
         reduction,
         model,

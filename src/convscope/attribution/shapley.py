@@ -257,7 +257,7 @@ def deeplift(
         import warnings
 
         warnings.warn(
-            "deeplift: the model calls no elementwise nonlinearity it knows; this is gradient x input", stacklevel=2
+            "deeplift: the model calls no elementwise nonlinearity it knows; this is gradient x input", stacklevel=3
         )
     scores = target_score(ids, logits[:count], labels)
     (grad,) = torch.autograd.grad(scores.sum(), both)

@@ -13,7 +13,6 @@ __all__ = [
     "tour_command",
 ]
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,7 +45,10 @@ def layers_command(
     match: Annotated[str, typer.Option("--match", help="only names containing this text")] = "",
     model: ModelArgs = None,
 ) -> None:
-    """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
+    """Every layer: dotted name, type, output shape, receptive field (size, jump, start), why it is unusable.
+
+    The last column says why spatial methods (CAMs, top units, channel visualization) cannot use a
+    layer: it never runs in the forward pass, or its output has no spatial map."""
     from ..layers import LAYER_COLUMNS, layer_table
 
     network = model.open()
@@ -87,21 +89,34 @@ def tour_command(
 ) -> None:
     """A tour of everything convscope does, on one model and one photo: writes pictures to OUT."""
     from ..registry import import_submodules
-    from ..tour import steps
+    from ..tour import run_tour
 
     import_submodules(__package__)  # the tour steps live next to their commands
     network = model.open()
     picture = open_image(image, network)
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for step in steps():
-        start = time.perf_counter()
-        files = step.run(network, picture, out)
-        written += files
-        console.print(
-            f"[green]✓[/green] {step.title} ({time.perf_counter() - start:.1f} s): " + ", ".join(str(f) for f in files)
-        )
-    console.print(f"\nWrote {len(written)} files to {out.resolve()}")
+
+    def show(outcome) -> None:
+        took = f"({outcome.seconds:.1f} s)"
+        if outcome.skipped is not None:
+            console.print(
+                f"[yellow]-[/yellow] {outcome.step.title}: does not apply to {network.name}: {outcome.skipped}"
+            )
+        elif outcome.failed is not None:
+            console.print(f"[red]✗[/red] {outcome.step.title} {took}: failed: {outcome.failed}")
+        else:
+            console.print(f"[green]✓[/green] {outcome.step.title} {took}: " + ", ".join(str(f) for f in outcome.files))
+
+    outcomes = run_tour(network, picture, out, show)
+    written = sum(len(o.files) for o in outcomes)
+    skipped = sum(o.skipped is not None for o in outcomes)
+    failed = sum(o.failed is not None for o in outcomes)
+    console.print(
+        f"\nWrote {written} files to {out.resolve()}"
+        + (f"; {skipped} steps do not apply to this model" if skipped else "")
+        + (f"; {failed} failed" if failed else "")
+    )
+    if failed:
+        raise typer.Exit(1)
 
 
 @tour_step(0, "prediction (top-5)")

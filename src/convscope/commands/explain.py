@@ -163,6 +163,9 @@ def explain_command(
         Optional[str],
         typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI"),
     ] = None,
+    map_format: Annotated[
+        str, typer.Option("--format", help="batch mode: npz (one file of maps per batch) | npy (one file per image)")
+    ] = "npz",
     data_labels: DataLabelsOption = None,
     strict: StrictOption = False,
     engine: EngineOption = "local",
@@ -173,7 +176,7 @@ def explain_command(
     """Attribution map(s) of one image, drawn over it with the class name and probability.
 
     Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
-    map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
+    map per image in OUT/maps/*.npz (--format npy: one .npy per image) and OUT/index.csv (image, label, target, probability,
     score), resumable; --target predicted | label."""
     import numpy as np
 
@@ -213,6 +216,7 @@ def explain_command(
             data_labels,
             progress=True,
             metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()],
+            map_format=map_format,
             **options,
         )
         console.print(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = [
     "app",
-    "ARCHITECTURES",
     "BackboneOption",
     "eval_command",
     "heatmap_command",
@@ -30,7 +29,6 @@ from .common import (
     model_options,
     output_path,
 )
-from ..errors import ConvscopeError
 from ..tour import tour_step
 
 if TYPE_CHECKING:
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
 BackboneOption = Annotated[
     Optional[str],
     typer.Option(
@@ -92,54 +89,6 @@ def _data(spec: str, size: int, split: str | None, count: int, seed: int):
     return load_voc_folder(spec, split=split, size=size)
 
 
-def _load_segmenter(path: Path, device: str, backbone: str | None = None, trust: bool = False):
-    """A checkpoint of ``segment train``. Its ``backbone`` entry is used only when it names a known
-    model (embedded, torchvision:NAME, timm:NAME); any other spec (a file, ``module:callable``)
-    must come from the command line (``--backbone``), or from the file under ``--trust``."""
-
-    from ..models import is_model_name, read_checkpoint
-    from ..segmentation import build_segmenter
-
-    saved = read_checkpoint(path)
-    if (
-        not isinstance(saved, dict)
-        or not isinstance(saved.get("state_dict"), dict)
-        or not isinstance(saved.get("arch"), str)
-    ):
-        raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train'")
-    classes, size = saved.get("classes"), saved.get("size")
-    if (
-        not isinstance(classes, (list, tuple))
-        or not classes
-        or not all(isinstance(c, str) for c in classes)
-        or not isinstance(size, int)
-        or not 8 <= size <= 4096
-    ):
-        raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train' (bad classes or size)")
-    if saved["arch"] not in ARCHITECTURES:
-        raise ConvscopeError(
-            f"{path} names an unknown architecture {saved['arch']!r}; known: {', '.join(ARCHITECTURES)}"
-        )
-    named = saved.get("backbone", DEFAULT_MODEL)
-    if backbone is None:
-        if not isinstance(named, str) or not (is_model_name(named) or trust):
-            raise ConvscopeError(
-                f"{path} names the backbone {str(named)[:80]!r}, which is not a known model name; "
-                "pass --backbone SPEC yourself (or --trust if you trust the file's author)"
-            )
-        backbone = named
-    net = build_segmenter(saved["arch"], len(classes), backbone)
-    try:
-        net.load_state_dict(saved["state_dict"])
-    except (RuntimeError, TypeError) as error:
-        raise ConvscopeError(
-            f"{path} does not fit a {saved['arch']} on {backbone}: {str(error).strip().splitlines()[0]}"
-        ) from None
-    from ..devices import resolve_device
-
-    return net.to(resolve_device(device)).eval(), tuple(classes), size
-
-
 @app.command("heatmap")
 @model_options
 def heatmap_command(
@@ -160,7 +109,8 @@ def heatmap_command(
     network = model.open()
     picture = load_image(image, size=None)
     scale = size / min(picture.shape[-2:])
-    picture = load_image(picture, size=(round(picture.shape[-2] * scale), round(picture.shape[-1] * scale)))
+    shape = (round(picture.shape[-2] * scale), round(picture.shape[-1] * scale))
+    picture = load_image(picture, size=shape, preprocessing="squash")  # the aspect is kept: a plain resize
     heat = heatmap_figure(network, picture.to(model_device(network)), class_name, output_path(out))
     probability = heat.probability[0]
     row, col = divmod(int(probability.argmax()), probability.shape[-1])
@@ -189,36 +139,28 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     split: Annotated[Optional[str], typer.Option("--split", help="VOC ImageSets split to train on")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint file")] = Path("segmenter.pt"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="checkpoint: OUT.safetensors (weights) + OUT.json (what it is)")
+    ] = Path("segmenter.safetensors"),
     device: DeviceOption = "auto",
 ) -> None:
     """Train a segmentation network; 15 % of the data is held out and scored every epoch."""
-    import torch
-
     from ..devices import resolve_device
     from ..segmentation import build_segmenter, train_segmenter
+    from ..segmentation.checkpoint import save_segmenter
 
     train, val = _data(data, size, split, count, seed).split(0.15, seed)
     net = build_segmenter(arch, len(train.classes), backbone).to(resolve_device(device))
     history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
-    torch.save(
-        {
-            "state_dict": net.state_dict(),
-            "arch": arch,
-            "backbone": backbone,
-            "classes": list(train.classes),
-            "size": size,
-        },
-        output_path(out),
-    )
+    saved = save_segmenter(net, output_path(out), arch, train.classes, size, backbone)
     for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
         console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
-    console.print(f"{'interrupted; ' if history.interrupted else ''}saved {out}")
+    console.print(f"{'interrupted; ' if history.interrupted else ''}saved {saved} and {saved.with_suffix('.json')}")
 
 
 @segment.command("eval")
 def eval_command(
-    checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint written by 'segment train' (.safetensors or .json)")],
     data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
     count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
     split: Annotated[Optional[str], typer.Option("--split")] = None,
@@ -231,8 +173,9 @@ def eval_command(
     from rich.table import Table
 
     from ..segmentation import evaluate_segmenter
+    from ..segmentation.checkpoint import load_segmenter
 
-    net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
+    net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
     data_set = _data(data, size, split, count, seed)
     scores = evaluate_segmenter(net, data_set)
     table = Table(
@@ -247,7 +190,7 @@ def eval_command(
 
 @segment.command("predict")
 def predict_command(
-    checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint written by 'segment train' (.safetensors or .json)")],
     images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("segmentation.png"),
     backbone: BackboneOption = None,
@@ -259,9 +202,10 @@ def predict_command(
 
     from ..images import load_images
     from ..segmentation import predict_masks, prediction_figure
+    from ..segmentation.checkpoint import load_segmenter
 
-    net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
-    batch = load_images(images, size)
+    net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
+    batch = load_images(images, size, "squash")  # the whole picture, as the segmenter was trained
     masks = predict_masks(net, batch)
     prediction_figure(batch, masks, classes, path=output_path(out))
     for spec, mask in zip(images, masks):

@@ -51,9 +51,13 @@ def serve_command(
             "--allow-host", help="another Host name the app answers to (e.g. this machine's DNS name); repeatable"
         ),
     ] = None,
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option("--max-pixels", help="largest decoded upload (width x height) [default: convscope's limit]"),
+    ] = None,
 ) -> None:
     """A local web app: upload or pick a photo, see predictions, attributions, attacks, layers and long jobs."""
-    from ..images import max_pixels
+    from ..images import max_pixels as pixel_limit
 
     import uvicorn
 
@@ -69,7 +73,7 @@ def serve_command(
     web_app = create_app(
         {model.name: network},
         max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=max_pixels(),
+        max_pixels=max_pixels or pixel_limit(),
         allowed_hosts=allowed_hosts(host, allow_host or []),
     )
     console.print(f"convscope at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")

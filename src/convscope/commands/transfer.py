@@ -5,11 +5,12 @@ from __future__ import annotations
 __all__ = ["app", "finetune_command"]
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelArgs, console, model_options, output_path
+from .common import ModelArgs, console, data_preprocess, model_options, output_path
+from .data_options import DataLabelsOption, StrictOption, WorkersOption
 from ..errors import ConvscopeError
 
 app = typer.Typer()
@@ -21,7 +22,8 @@ def finetune_command(
     data: Annotated[
         str,
         typer.Argument(
-            help="image folder (DATA/CLASS/*.png or DATA/train|val/CLASS), or 'generated:photos' (bundled photo crops)"
+            help="any labelled dataset: class folders (DATA/CLASS/* or DATA/train|val/CLASS), samples:cifar10, "
+            "cifar10-train:ROOT, mnist-train:ROOT, ... (see docs/data.md), or 'generated:photos' (bundled photo crops)"
         ),
     ],
     mode: Annotated[list[str], typer.Option("--mode", help="features | finetune | scratch (repeat to compare)")] = [  # noqa: B006 (typer reads the default)
@@ -35,29 +37,48 @@ def finetune_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for checkpoints and accuracy curves")] = Path(
         "finetune"
     ),
+    val: Annotated[
+        Optional[str], typer.Option("--val", help="held-out dataset spec (default: a seeded 30 % per-class split)")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="at most this many images of each set")] = None,
+    workers: WorkersOption = None,
+    strict: StrictOption = False,
+    data_labels: DataLabelsOption = None,
     model: ModelArgs = None,
 ) -> None:
     """Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves."""
     from rich.table import Table
 
-    from ..transfer import MODES, finetune, load_image_folder, photo_dataset, plot_curves
+    from ..transfer import MODES, dataset_split, finetune, photo_dataset, plot_curves
 
     unknown = [m for m in mode if m not in MODES]
     if unknown:
         raise ConvscopeError(f"unknown mode {unknown[0]!r}: choose {', '.join(MODES)}")
     if epochs < 1:
         raise ConvscopeError("--epochs must be at least 1")
-    if data == "generated:photos":
-        train, val = photo_dataset(size=size, seed=seed)
-    else:
-        train, val = load_image_folder(data, size=size, seed=seed)
     network = model.open()
+    if data == "generated:photos":
+        train, held_out = photo_dataset(size=size, seed=seed)
+    else:
+        train, held_out, skipped = dataset_split(
+            data,
+            size,
+            val,
+            seed=seed,
+            preprocess=data_preprocess(network),
+            limit=limit,
+            workers=workers,
+            strict=strict,
+            label_file=data_labels,
+        )
+        if skipped:
+            console.print(skipped.summary())
     histories = []
     for name in mode:
         _, history = finetune(
             network,
             train,
-            val,
+            held_out,
             mode=name,
             epochs=epochs,
             lr=lr or None,
@@ -72,7 +93,7 @@ def finetune_command(
         "best val accuracy",
         "last val accuracy",
         "last train accuracy",
-        title=f"{model.name} on {data}: {len(train)} train / {len(val)} val images, {len(train.classes)} classes",
+        title=f"{model.name} on {data}: {len(train)} train / {len(held_out)} val images, {len(train.classes)} classes",
     )
     for history in histories:
         table.add_row(

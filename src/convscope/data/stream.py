@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "Batch",
     "default_workers",
+    "loader_replay_problem",
     "NO_LABEL",
     "reduce_dataset",
     "Reduced",

@@ -24,7 +24,8 @@ from torch import nn
 
 from ..errors import ConvscopeError
 from ..images import to_uint8
-from .examples import TopExamples, _tile, example_strip
+from .examples.drawing import example_strip, tile
+from .examples.types import TopExamples
 from .weights import channel_weight, filter_tiles, row_tiles, weight_grid
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}a{color:#2255aa;text-decoration:none}
@@ -276,7 +277,7 @@ def _with_projections(
             1e-12
         )  # a few pixels must not grey out the rest
         shown = (0.5 + crop / (2 * scale)).clamp(0, 1)
-        sheet.paste(_tile(Image.fromarray(to_uint8(shown)), side), (strip.width + 6, r * (side + 4)))
+        sheet.paste(tile(Image.fromarray(to_uint8(shown)), side), (strip.width + 6, r * (side + 4)))
     return sheet
 
 

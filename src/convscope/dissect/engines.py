@@ -15,7 +15,10 @@ from typing import Callable
 import torch
 
 from ..errors import ConvscopeError
-from .examples import ImageSource, LayerExamples, TopExamples, mine_range, state_bytes, state_from_bytes
+from .examples.mining import mine_range
+from .examples.resume import state_bytes, state_from_bytes
+from .examples.sources import ImageSource
+from .examples.types import LayerExamples, TopExamples
 from .registry import ENGINES, get_engine
 
 __all__ = ["ENGINES", "get_engine", "local_engine", "ray_engine"]

@@ -56,6 +56,7 @@ class Inversion:
 
 def representation(model: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
     """Φ0: the output of ``layer`` for ``images`` (detached)."""
+    images = check_images(images, "images", bounds=False)
     (layer,) = check_layers(model, [layer])
     with frozen(model), capture(model, layer, detach=True) as seen, torch.no_grad():
         model(images)

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_images
 from ..errors import ConvscopeError
 from ..hooks import ForwardStopped, capture, cut_forward, frozen
 from ..layers import check_layers
@@ -209,6 +210,7 @@ def optimize(
 def evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """The objective's score for each of ``images`` (N, 3, H, W) in [0, 1], without transforms
     or gradients: e.g. to compare a visualization with natural photos."""
+    images = check_images(images, "images", bounds=False)  # transformed views may step a rounding error outside
     objective = as_objective(objective)
     check_layers(model, objective.layers)
     scores = []

@@ -57,6 +57,10 @@ class InputDefense:
     differentiable: bool
     random: bool
 
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The transformation of images ``x`` (N, 3, H, W) in [0, 1], checked first."""
+        return self.apply(check_images(x), generator)
+
 
 DEFENSES: Registry[Callable[..., InputDefense]] = Registry("defense")
 """Name -> factory ``(**options) -> InputDefense``."""
@@ -136,7 +140,7 @@ class DefendedModel(nn.Module):
         self.model, self.defense, self.bpda, self.generator = model, defense, bpda, generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        transformed = self.defense.apply(x, self.generator)
+        transformed = self.defense(x, self.generator)
         if self.bpda and not self.defense.differentiable:
             transformed = x + (transformed - x).detach()
         return self.model(transformed)

@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .store import release_memory
+
 
 class JobCancelled(BaseException):
     """Raised inside a job's progress callback (or a forward pass, see
@@ -158,3 +160,5 @@ class JobRunner:
                         "failed",
                         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
                     )
+                finally:
+                    release_memory()

@@ -23,7 +23,7 @@ from .guards import Ticket, cancellation_point
 from .jobs import JobCancelled, JobRunner
 from .limits import ModelGate
 from .schemas import ImageRequest
-from .store import LRU, ImageStore, request_key
+from .store import LRU, ImageStore, release_memory, request_key
 
 __all__ = ["Served", "data_uri", "ranked", "served"]
 
@@ -94,12 +94,15 @@ class Served:
 
         def run() -> dict:
             model, x = self.image_for(request)
-            with self.gate.hold(ticket), cancellation_point(model, ticket):
-                ticket.start()
-                start = time.perf_counter()
-                result = work(model, x)
-                result["seconds"] = round(time.perf_counter() - start, 3)
-                return result
+            try:
+                with self.gate.hold(ticket), cancellation_point(model, ticket):
+                    ticket.start()
+                    start = time.perf_counter()
+                    result = work(model, x)
+                    result["seconds"] = round(time.perf_counter() - start, 3)
+                    return result
+            finally:  # after the model is free: the pass's freed buffers back to the system
+                release_memory()
 
         try:
             result = await _until_disconnect(http, ticket, run)

@@ -88,6 +88,7 @@ def _layer_row(row) -> dict:
         "name": row.name,
         "type": row.type,
         "shape": list(row.output_shape) if row.output_shape else None,
+        "unusable": row.unusable,
         "receptive_field": None
         if field is None
         else {
