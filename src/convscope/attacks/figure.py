@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["amplified", "attack_figure", "display_budget", "perturbation_picture"]
+__all__ = ["amplified", "attack_figure", "attack_pictures", "display_budget", "perturbation_picture"]
 
 from pathlib import Path
 
@@ -51,8 +51,7 @@ def budget_text(result: AttackResult) -> str:
 def attack_figure(
     result: AttackResult, index: int = 0, path: str | Path | None = None, model_name: str | None = None
 ) -> Image.Image:
-    """Three panels for image ``index``, each titled with the top class and its confidence; the
-    figure's title names the model (``model_name``), the attack, its budget and the outcome.
+    """Three panels for image ``index``, each titled with the top class and its confidence.
 
     The perturbation is shown amplified (grey = no change) with its scale and L∞ in 1/255 units.
     """
@@ -76,3 +75,16 @@ def attack_figure(
         f"{model_name + ': ' if model_name else ''}{result.method}{goal}{', ' + budget if budget else ''}: {outcome}"
     )
     return figure(panels, path, suptitle=title, panel_size=3.4)
+
+
+def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
+    """Original | perturbation | adversarial pictures of the first image of an attack result.
+
+    The perturbation is drawn by :func:`convscope.attacks.figure.perturbation_picture` (grey =
+    unchanged; for L∞ attacks the full budget maps to black/white, the way Goodfellow et al.
+    (2015) draw it amplified), the same as the CLI's figure. ``eps`` is unused (kept for callers).
+    """
+    from ..sections import picture_of
+
+    shown, _ = perturbation_picture(result, 0)
+    return [picture_of(result.x[0]), picture_of(shown), picture_of(result.x_adv[0])]
