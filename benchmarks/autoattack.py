@@ -1,8 +1,8 @@
 """APGD and AutoAttack: convscope vs torchattacks vs bare forward+backward, same model and batch, one run.
 
-Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.pt] [--steps 100] [--threads 2]``.
-Model: the PGD-trained digits small_cnn (``benchmarks/adversarial_training.py`` writes it; trained here
-if missing), the 360 test digits, L∞ eps 0.1. Prints robust accuracy, seconds and ratios:
+Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.safetensors] [--steps 100] [--threads 2]``.
+Model: the PGD-trained digits small_cnn (a training state of ``train(small_cnn(), ...)``; trained here
+if missing: 8 epochs of PGD-7, Adam 3e-3), the 360 test digits, L∞ eps 0.1. Prints robust accuracy, seconds and ratios:
 APGD-k / (k × fwd+bwd) and convscope AutoAttack / torchattacks AutoAttack at the same steps
 (torchattacks' AutoAttack runs its attacks at their 10-step defaults; ``--steps 10`` matches it).
 """
@@ -18,12 +18,14 @@ import torch.nn.functional as F
 
 from convscope.attacks.apgd import apgd
 from convscope.attacks.autoattack import autoattack
+from convscope.robustness.recipe import Recipe
+from convscope.robustness.train_state import read_training_state
 from convscope.robustness.training import digits_dataset, small_cnn, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", type=Path, default=Path("runs/advtrain/pgd.pt"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("runs/advtrain/pgd.safetensors"))
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eps", type=float, default=0.1)
@@ -33,7 +35,8 @@ def main() -> None:
 
     network = small_cnn()
     if args.checkpoint.exists():
-        network.load_state_dict(torch.load(args.checkpoint, weights_only=True)["state_dict"])
+        state = read_training_state(args.checkpoint).tensors
+        network.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     else:
         torch.manual_seed(0)
         train(
@@ -43,6 +46,7 @@ def main() -> None:
             epochs=8,
             adversarial="pgd",
             eps=args.eps,
+            recipe=Recipe("adam", lr=3e-3, schedule="constant"),
             progress=False,
             checkpoint=args.checkpoint,
         )

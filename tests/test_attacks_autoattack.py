@@ -21,6 +21,7 @@ EPS = 0.1
 @pytest.fixture(scope="module")
 def digits_model():
     """small_cnn, 3 epochs of FGSM-RS training at eps 0.1 (113/120 clean, ~59/120 under APGD-CE)."""
+    from convscope.robustness.recipe import Recipe
     from convscope.robustness.training import digits_dataset, small_cnn, train
 
     torch.manual_seed(0)
@@ -32,6 +33,7 @@ def digits_model():
         epochs=3,
         adversarial="fgsm-rs",
         eps=EPS,
+        recipe=Recipe("adam", lr=3e-3, schedule="constant"),
         eval_steps=0,
         progress=False,
     )

@@ -75,7 +75,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": (
         "robustness",
-        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP).",
+        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020; TRADES), evaluated with AutoAttack; "
+        "runs under torchrun (DDP).",
     ),
     "defenses": (
         "robustness",

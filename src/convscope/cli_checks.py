@@ -102,6 +102,11 @@ RANGES: dict[str, Range] = {
     "style_weight": WEIGHT,
     "tv_weight": WEIGHT,
     "octave_scale": Range(1, low_open=True),
+    "checkpoint_every": POSITIVE,
+    "weight_decay": WEIGHT,
+    "warmup": WEIGHT,  # epochs of learning-rate warm-up
+    "trades_beta": WEIGHT,
+    "momentum": Range(0, 1, high_open=True),
 }
 #: per-command overrides: (command path, parameter name) -> range.
 COMMAND_RANGES: dict[tuple[str, str], Range] = {

@@ -436,7 +436,11 @@ def load_weights(network: nn.Module, path: str | Path, state: dict | None = None
 # --------------------------------------------------------------------------- self-describing checkpoints
 CHECKPOINT_FORMAT = "convscope-checkpoint/1"
 #: architecture names a checkpoint may give that convscope builds without importing the user's code.
-BUILDERS = {"small_cnn": "convscope.robustness.training:small_cnn"}
+BUILDERS = {
+    "small_cnn": "convscope.robustness.training:small_cnn",
+    "resnet_cifar": "convscope.robustness.resnets:resnet_cifar",
+    "wide_resnet_cifar": "convscope.robustness.resnets:wide_resnet_cifar",
+}
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -14,13 +14,24 @@ __all__ = [
     "train_command",
 ]
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from .common import ModelArgs, NamesHelp, console, data_preprocess, model_options, open_model, output_path, parse_budget
+from .common import (
+    DeviceOption,
+    ModelArgs,
+    NamesHelp,
+    console,
+    data_preprocess,
+    model_options,
+    open_model,
+    output_path,
+    parse_budget,
+)
 from .data_options import (
     AddressOption,
     DataArgument,
@@ -248,92 +259,143 @@ def train_command(
     data: Annotated[
         str,
         typer.Argument(
-            help="'digits' (scikit-learn, offline) or a labelled dataset spec (class folders, samples:cifar10, cifar10:ROOT, ...)"
+            help="'digits' (scikit-learn, offline) or a labelled dataset spec (class folders, samples:cifar10, "
+            "cifar10-train:ROOT, ...)"
         ),
     ],
-    arch: Annotated[str, typer.Option("--arch", help="small_cnn")] = "small_cnn",
+    test: Annotated[
+        Optional[str], typer.Option("--test", help="labelled test set (e.g. cifar10:ROOT); default: a 20 % hold-out")
+    ] = None,
+    arch: Annotated[
+        str,
+        typer.Option(
+            "--arch",
+            help="small_cnn | resnet_cifar (PreAct-ResNet) | wide_resnet_cifar (WRN) | torchvision:NAME | timm:NAME | "
+            "an embedded model | package.module:callable",
+        ),
+    ] = "small_cnn",
+    arch_options: Annotated[
+        Optional[str],
+        typer.Option("--arch-options", help="builder keywords, e.g. depth=18,width=64 or depth=34,widen=10"),
+    ] = None,
+    pretrained: Annotated[
+        bool, typer.Option("--pretrained", help="start from weights already on this machine (never downloads)")
+    ] = False,
     adversarial: Annotated[Optional[str], typer.Option("--adversarial", help="{adversarial}")] = None,
     eps_text: Annotated[
-        str,
-        typer.Option("--eps", help="L∞ budget (pixel units, e.g. 0.1 or 8/255) of training and PGD-20 evaluation"),
+        str, typer.Option("--eps", help="L∞ budget (pixel units, e.g. 0.1 or 8/255) of training and evaluation")
     ] = "0.1",
+    steps: Annotated[int, typer.Option("--steps", help="steps of the training attack (alpha 2.5·eps/steps)")] = 7,
+    trades_beta: Annotated[float, typer.Option("--trades-beta", help="TRADES' β")] = 6.0,
     epochs: Annotated[int, typer.Option("--epochs")] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", help="per process")] = 64,
-    lr: Annotated[float, typer.Option("--lr")] = 3e-3,
-    size: Annotated[int, typer.Option("--size", help="image side (a multiple of 4)")] = 16,
-    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="evaluate on the first N test images")] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd (momentum, weight decay) | adam")] = "sgd",
+    lr: Annotated[Optional[float], typer.Option("--lr", help="peak learning rate (default 0.1 SGD, 1e-3 Adam)")] = None,
+    momentum: Annotated[float, typer.Option("--momentum")] = 0.9,
+    weight_decay: Annotated[
+        Optional[float], typer.Option("--weight-decay", help="default 5e-4 (SGD), 0 (Adam)")
+    ] = None,
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="piecewise (×0.1 at 50 % and 75 %) | cosine | constant")
+    ] = "piecewise",
+    warmup: Annotated[float, typer.Option("--warmup", help="epochs of linear learning-rate warm-up")] = 0.0,
+    augment: Annotated[
+        bool, typer.Option("--augment", help="random crops (4 px padding) and flips, the papers' CIFAR augmentation")
+    ] = False,
+    size: Annotated[Optional[int], typer.Option("--size", help="image side (default 16 for digits, else 32)")] = None,
+    evaluation: Annotated[
+        str, typer.Option("--eval", help="final evaluation: autoattack (standard) | pgd (PGD-20) | none")
+    ] = "autoattack",
+    eval_size: Annotated[
+        Optional[int], typer.Option("--eval-size", help="evaluate on the first N test images (a named subset)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from the training state in --out (same settings)")
+    ] = False,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="epochs between training states")] = 1,
+    workers: Annotated[int, typer.Option("--workers", help="loader worker processes")] = 0,
+    device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", "-o", "--out-dir", help="output folder")] = Path("training"),
 ) -> None:
-    """Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP)."""
+    """Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020; TRADES), evaluated with AutoAttack; runs under torchrun (DDP)."""
     import torch
 
-    from ..models import ImageClassifier, save_checkpoint
-    from ..robustness.training import digits_dataset, small_cnn, train
+    from ..devices import resolve_device
+    from ..models import save_checkpoint
+    from ..robustness.architectures import parse_options, training_classifier
+    from ..robustness.evaluation import EVAL_ATTACKS, evaluate_robustness
+    from ..robustness.recipe import Recipe
+    from ..robustness.training import train, training_split
 
     eps = parse_budget(eps_text)
-    if arch != "small_cnn":
-        raise ConvscopeError(f"unknown --arch {arch!r}; known: small_cnn")
-    if data == "digits":
-        train_data, test_data, classes = digits_dataset(size), digits_dataset(size, "test"), 10
-        names = [str(digit) for digit in range(10)]
-    else:
-        from ..data import labelled_pairs, open_dataset
-
-        dataset = labelled_pairs(open_dataset(data, size, "resize"))  # any labelled spec; classes in sorted order
-        classes = max(dataset.labels) + 1
-        if len(set(dataset.labels)) < 2:
-            raise ConvscopeError(f"{data!r} needs at least two classes")
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-        cut = max(1, len(order) // 5)
-        train_data, test_data = (
-            torch.utils.data.Subset(dataset, order[cut:]),
-            torch.utils.data.Subset(dataset, order[:cut]),
-        )
-        named = getattr(dataset.dataset, "classes", None) or {}
-        names = [named.get(i, str(i)) for i in range(classes)]
+    if evaluation not in EVAL_ATTACKS:
+        raise ConvscopeError(f"unknown --eval {evaluation!r}; known: {', '.join(EVAL_ATTACKS)}")
+    recipe = Recipe(optimizer, lr, momentum, weight_decay, schedule, warmup)
+    size = size or (16 if data == "digits" else 32)
+    train_data, test_data, names, held_out = training_split(data, size, seed, test)
     name = adversarial or "standard"
-    network = small_cnn(classes, size=size)
+    torch.manual_seed(seed)
+    model = training_classifier(
+        arch, len(names), size, options=parse_options(arch_options), pretrained=pretrained, labels=names
+    )
     history = train(
-        network,
+        model,
         train_data,
         test_data,
         epochs,
         adversarial,
         eps,
+        steps=steps,
         batch_size=batch_size,
-        lr=lr,
+        recipe=recipe,
+        eval_steps=0 if evaluation == "none" else 20,
         eval_size=eval_size,
+        checkpoint=out_dir / f"{name}.state.safetensors",
         seed=seed,
-        checkpoint=out_dir / f"{name}.pt",
+        device=None if "LOCAL_RANK" in os.environ else resolve_device(device),
+        trades_beta=trades_beta,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        workers=workers,
+        augment=augment,
     )
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        history.plot(output_path(out_dir / f"{name}.png"))
-        described = ImageClassifier(
-            network.cpu(), labels=names, name=f"small_cnn ({name} training)", input_size=size, fixed_size=True
+    final = evaluate_robustness(model, test_data, eps, evaluation, limit=eval_size, seed=seed, progress=True)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
+    history.plot(output_path(out_dir / f"{name}.png"))
+    training = {
+        "data": data,
+        "test": held_out,
+        "adversarial": name,
+        "eps": eps,
+        "steps": steps,
+        "epochs": epochs,
+        "recipe": recipe.describe(),
+        "augment": augment,
+        "history": history.as_records(),
+    }
+    weights = save_checkpoint(
+        model.cpu(), out_dir / f"{name}.safetensors", extra={"training": training, "evaluation": final.as_dict()}
+    )
+    table = Table(title=f"{name} training of {arch}, eps={eps:g}; {recipe.describe()}")
+    for column in ("epoch", "loss", "lr", "clean acc", f"PGD-{history.eval_steps} acc", "seconds"):
+        table.add_column(column)
+    for r in history.epochs:
+        table.add_row(
+            str(r.epoch),
+            f"{r.loss:.3f}",
+            f"{r.lr:.3g}",
+            f"{r.clean_accuracy:.3f}",
+            f"{r.robust_accuracy:.3f}",
+            f"{r.seconds:.1f}",
         )
-        described.arch, described.arch_kwargs = "small_cnn", {"num_classes": classes, "size": size}
-        weights = save_checkpoint(
-            described,
-            out_dir / f"{name}.safetensors",
-            extra={"trained_by": f"train --adversarial {name}", "eps": eps},
-        )
-        table = Table(title=f"{name} training, eps={eps:g}")
-        for column in ("epoch", "loss", "clean acc", "PGD-20 acc", "seconds"):
-            table.add_column(column)
-        for r in history.epochs:
-            table.add_row(
-                str(r.epoch),
-                f"{r.loss:.3f}",
-                f"{r.clean_accuracy:.3f}",
-                f"{r.robust_accuracy:.3f}",
-                f"{r.seconds:.1f}",
-            )
-        console.print(table)
-        console.print(
-            f"wrote {out_dir / (name + '.pt')}, {out_dir / (name + '.png')} and the self-describing "
-            f"checkpoint {weights} (use it with: -m {weights})"
-        )
+    console.print(table)
+    console.print(f"final evaluation on {held_out}: {final.summary()}")
+    console.print(
+        f"wrote {out_dir / (name + '.png')}, the training state {out_dir / (name + '.state.safetensors')} "
+        f"(--resume continues it) and the self-describing checkpoint {weights} (use it with: -m {weights})"
+    )
 
 
 @app.command("defenses", cls=NamesHelp)
@@ -372,7 +434,7 @@ def defenses_command(
     chosen = _parse_list(names, DEFENSES.names(), DEFENSES.names(), "defense")
     if data == "digits":
         if checkpoint is None:
-            raise ConvscopeError("'digits' needs --checkpoint FILE.pt written by `convscope train digits`")
+            raise ConvscopeError("'digits' needs --checkpoint FILE.safetensors written by `convscope train digits`")
         from ..models import load_weights
 
         side = size or 16
