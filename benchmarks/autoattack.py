@@ -1,8 +1,8 @@
 """APGD and AutoAttack: convscope vs torchattacks vs bare forward(+backward), same model and batch, one run.
 
-Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.pt] [--steps 10] [--threads 1]``.
-Model: the PGD-trained digits small_cnn (``benchmarks/adversarial_training.py`` writes it; trained here
-if missing), the 360 test digits, L∞ eps 0.1. Prints robust accuracy, seconds and ratios:
+Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.safetensors] [--steps 10] [--threads 1]``.
+Model: the PGD-trained digits small_cnn (a training state of ``train(small_cnn(), ...)``; trained here
+if missing: 8 epochs of PGD-7, Adam 3e-3), the 360 test digits, L∞ eps 0.1. Prints robust accuracy, seconds and ratios:
 
 * APGD-CE-k / (k × fwd+bwd of the batch), convscope and torchattacks;
 * AutoAttack standard stage by stage: convscope's ``autoattack`` against torchattacks' ``AutoAttack``
@@ -29,6 +29,8 @@ import torch.nn.functional as F
 
 from convscope.attacks.apgd import apgd
 from convscope.attacks.autoattack import autoattack
+from convscope.robustness.recipe import Recipe
+from convscope.robustness.train_state import read_training_state
 from convscope.robustness.training import digits_dataset, small_cnn, train
 
 
@@ -46,7 +48,8 @@ class Clock:
 def load_model(checkpoint: Path, eps: float) -> torch.nn.Module:
     network = small_cnn()
     if checkpoint.exists():
-        network.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
+        state = read_training_state(checkpoint).tensors
+        network.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     else:
         torch.manual_seed(0)
         train(
@@ -56,6 +59,7 @@ def load_model(checkpoint: Path, eps: float) -> torch.nn.Module:
             epochs=8,
             adversarial="pgd",
             eps=eps,
+            recipe=Recipe("adam", lr=3e-3, schedule="constant"),
             progress=False,
             checkpoint=checkpoint,
         )
@@ -67,7 +71,7 @@ def load_model(checkpoint: Path, eps: float) -> torch.nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", type=Path, default=Path("runs/advtrain/pgd.pt"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("runs/advtrain/pgd.safetensors"))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eps", type=float, default=0.1)

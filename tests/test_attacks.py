@@ -103,16 +103,17 @@ def test_fgsm_and_pgd_equal_torchattacks(model, small_batch):
 
 
 def test_goodfellow_fgsm_two_levels_change_top1(model, chelsea):
+    # deterministic; top-1 changes at threads 1/2/4
     result = attack(model, chelsea, method="fgsm", eps=2 / 255)
     assert result.original_predicted.item() == 285 and result.success.item()
     assert result.linf.item() == pytest.approx(2 / 255, abs=1e-6)
 
 
-@pytest.mark.threads
 def test_targeted_pgd_turns_chelsea_into_a_zebra(model, chelsea):
     before = model_state(model)
     result = attack(model, chelsea, method="pgd", eps=4 / 255, target="zebra", steps=15, alpha=1 / 255, seed=0)
     assert_untouched(model, before)
+    # p(zebra) over seeds 0-4 x threads 1/2/4: 0.9995-1.0 (zebra top-1 in all 15)
     assert result.predicted.item() == 340 and result.confidence.item() > 0.9 and result.success.item()
     assert result.linf.item() <= 4 / 255 + 1e-6
 
@@ -159,11 +160,14 @@ def test_deepfool_and_cw_compare_with_torchattacks(tiny, tiny_images):
         their_l2 = (theirs - tiny_images).flatten(1).norm(dim=1)
         # torchattacks' overshoot can stop on the boundary itself (a tie between two logits,
         # seen on one CPU), so its result marks the boundary distance; ours must cross it
+        # image seeds 1-5 x threads 1/2/4: all fooled, ours / theirs 1.0001 at most
         assert ours.success.all()
         assert (ours.l2 <= 1.25 * their_l2).all()
         ours = attack(tiny, tiny_images, labels, method="cw", steps=30, search_steps=3, lr=0.05)
         theirs = torchattacks.CW(tiny, c=1, steps=30, lr=0.05)(tiny_images, labels)
         fooled = tiny(theirs).argmax(dim=1) != labels
+        # image seeds 1-5 x threads 1/2/4: ours fools both, torchattacks' c=1 run neither (so the
+        # distance check has nothing to compare there)
         their_l2 = (theirs - tiny_images).flatten(1).norm(dim=1)
         assert ours.success.sum() >= fooled.sum()
         assert (ours.l2[fooled] <= 1.1 * their_l2[fooled]).all()
@@ -181,7 +185,7 @@ def test_one_pixel_changes_one_pixel_counts_queries_and_matches_torchattacks(mod
     )
     np.random.seed(0)
     theirs = torchattacks.OnePixel(model, pixels=1, steps=4, popsize=20)(x, result.labels)
-    their_success = (model(theirs).argmax(dim=1) != result.labels).sum()
+    their_success = (model(theirs).argmax(dim=1) != result.labels).sum()  # seeds 0-2 x threads 1/2/4: equal
     assert result.success.sum() >= their_success - 1
 
 

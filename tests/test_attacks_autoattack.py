@@ -21,6 +21,7 @@ EPS = 0.1
 @pytest.fixture(scope="module")
 def digits_model():
     """small_cnn, 3 epochs of FGSM-RS training at eps 0.1 (113/120 clean, ~59/120 under APGD-CE)."""
+    from convscope.robustness.recipe import Recipe
     from convscope.robustness.training import digits_dataset, small_cnn, train
 
     torch.manual_seed(0)
@@ -32,6 +33,7 @@ def digits_model():
         epochs=3,
         adversarial="fgsm-rs",
         eps=EPS,
+        recipe=Recipe("adam", lr=3e-3, schedule="constant"),
         eval_steps=0,
         progress=False,
     )
@@ -80,22 +82,25 @@ def test_apgd_and_fab_agree_with_torchattacks_on_robust_digits(digits_model):
     before = model_state(network)
     g = torch.Generator().manual_seed(0)
     # measured over seeds 0-4 (1 thread): PGD-20 60-61, APGD-CE ours 59-60 / torchattacks 59-60,
-    # APGD-DLR ours 57-59 / torchattacks 56-57, APGD-T (9 targets) 53 / 53, FAB-T 53 / 53 (of 113 clean)
+    # APGD-DLR ours 57-59 / torchattacks 56-57, APGD-T (9 targets) 53 / 53, FAB-T 53 / 53 (of 113 clean).
+    # Seed 0 at threads 1/2/4 (the model is trained at that count too): ours - torchattacks APGD-CE
+    # -1/-1/0, APGD-DLR +2/+1/+1, APGD-T 0, FAB-T 0; PGD-20 - APGD-CE 2/4/1. Bounds: within 3 of 113
+    # (APGD-CE and APGD-T were within 1: at the measured worst case, no margin)
     pgd20 = correct(network, pgd(network, x, y, EPS, steps=20, generator=g), y)
     ce = correct(network, apgd(network, x, y, EPS, steps=20, generator=g)[0], y)
-    assert abs(ce - correct(network, torchattacks.APGD(network, eps=EPS, steps=20, seed=0)(x, y), y)) <= 1
+    assert abs(ce - correct(network, torchattacks.APGD(network, eps=EPS, steps=20, seed=0)(x, y), y)) <= 3
     assert ce <= pgd20
     dlr = correct(network, apgd(network, x, y, EPS, steps=20, loss="dlr", generator=g)[0], y)
     assert abs(dlr - correct(network, torchattacks.APGD(network, eps=EPS, steps=20, seed=0, loss="dlr")(x, y), y)) <= 3
     targeted = correct(network, apgd_targeted(network, x, y, EPS, steps=20, generator=g)[0], y)
-    assert abs(targeted - correct(network, torchattacks.APGDT(network, eps=EPS, steps=20, seed=0)(x, y), y)) <= 1
+    assert abs(targeted - correct(network, torchattacks.APGDT(network, eps=EPS, steps=20, seed=0)(x, y), y)) <= 3
     adv, norms = fab_targeted(network, x, y, EPS, steps=20)
     with torch.no_grad():
         clean = network(x).argmax(-1) == y
     assert (norms[~clean] == 0).all() and (norms[clean] > 0).all()  # misclassified images need no perturbation
     fab_correct = correct(network, torch.where((norms <= EPS).view(-1, 1, 1, 1), adv, x), y)
     reference = torchattacks.FAB(network, eps=EPS, steps=20, multi_targeted=True, seed=0)(x, y)
-    assert abs(fab_correct - correct(network, reference, y)) <= 1
+    assert abs(fab_correct - correct(network, reference, y)) <= 3
     assert_untouched(network, before)
 
 

@@ -51,8 +51,8 @@ def test_attack_command_writes_the_figure(monkeypatch, capsys, tmp_path):
 def test_attack_eval_over_a_folder(model, monkeypatch, capsys, tmp_path):
     (tmp_path / "285").mkdir()
     for name in ("chelsea", "coffee"):
-        convscope.save_image(convscope.load_image(f"sample:{name}", 64), tmp_path / "285" / f"{name}.png")
-    convscope.save_image(convscope.load_image("sample:coffee", 64), tmp_path / "coffee.png")
+        convscope.save_image(convscope.load_image(f"sample:{name}", 64, "squash"), tmp_path / "285" / f"{name}.png")
+    convscope.save_image(convscope.load_image("sample:coffee", 64, "squash"), tmp_path / "coffee.png")
     report = evaluate_attack(model, load_folder(tmp_path, 64, 2), "fgsm", 8 / 255)
     assert report.images == 3 and report.labelled == 2
     assert report.mean_linf <= 8 / 255 + 1e-6 and report.robust_accuracy <= report.clean_accuracy
@@ -112,7 +112,9 @@ def test_attack_eval_autoattack_writes_interval_csv_and_robustbench_json(monkeyp
 
     (tmp_path / "data" / "285").mkdir(parents=True)
     for name in ("chelsea", "coffee"):
-        convscope.save_image(convscope.load_image(f"sample:{name}", 64), tmp_path / "data" / "285" / f"{name}.png")
+        convscope.save_image(
+            convscope.load_image(f"sample:{name}", 64, "squash"), tmp_path / "data" / "285" / f"{name}.png"
+        )
     code, text, err = run_cli(
         monkeypatch,
         capsys,

@@ -39,4 +39,6 @@ def test_eot_survives_unseen_transforms_where_pgd_does_not(model, chelsea):
     unseen = dict(trials=12, target=robust.target)
     held = transform_success(model, robust.x_adv, robust.labels, generator=torch.Generator().manual_seed(99), **unseen)
     fragile = transform_success(model, plain.x_adv, plain.labels, generator=torch.Generator().manual_seed(99), **unseen)
-    assert held.item() >= 0.75 and held.item() > fragile.item() + 0.4
+    # held over seeds 0-4 x threads 1/2/4: 0.75-1.0 (9-12 of 12 unseen draws; seed 0: 0.75 at every
+    # thread count), fragile 0 in all 15: the EOT example survives most draws, PGD's none
+    assert held.item() >= 0.5 and held.item() > fragile.item() + 0.4

@@ -31,7 +31,7 @@ def test_patch_lands_where_placed_as_a_circle_and_leaves_the_rest():
 
 
 def test_patch_trained_on_photos_fools_unseen_photos_and_placements(model):
-    load = lambda names: torch.cat([convscope.load_image(f"sample:{name}", 128) for name in names])
+    load = lambda names: torch.cat([convscope.load_image(f"sample:{name}", 128, "squash") for name in names])
     train, held_out = (
         load(("chelsea", "coffee", "astronaut", "rocket")),
         load(("camera", "coins", "hubble_deep_field", "page")),
@@ -47,11 +47,13 @@ def test_patch_trained_on_photos_fools_unseen_photos_and_placements(model):
     noise = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
     ours = patch_success(model, held_out, result.patch, ZEBRA, scale=big, generator=torch.Generator().manual_seed(2))
     chance = patch_success(model, held_out, noise, ZEBRA, scale=big, generator=torch.Generator().manual_seed(2))
-    assert ours >= 0.5 and chance == 0.0  # measured 0.91
+    # held-out success over seeds 0-2 x threads 1/2/4: 0.53-0.88 (seed 0, the test's: 0.78-0.88;
+    # 0.91 measured before); the noise patch 0.0 in all; the log P gain 14.2-17.1
+    assert ours >= 0.4 and chance == 0.0
 
 
 def test_bad_patch_arguments_are_one_line_errors(model):
-    photo = convscope.load_image("sample:chelsea", 64)
+    photo = convscope.load_image("sample:chelsea", 64, "squash")
     with pytest.raises(ConvscopeError, match="must fit"):
         adversarial_patch(model, photo, ZEBRA, scale=(0.5, 1.5), steps=1)
     with pytest.raises(ConvscopeError, match="out of range"):

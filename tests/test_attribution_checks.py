@@ -24,6 +24,7 @@ def test_deletion_and_insertion_reward_the_map_over_its_reverse(model, small_bat
     good, bad = deletion(model, cat, heat, 285, steps=8), deletion(model, cat, -heat, 285, steps=8)
     assert_untouched(model, before)
     assert good.scores.shape == (1, 9) and good.fractions[0] == 0 and good.fractions[-1] == 1
+    # deterministic; AUC gaps at threads 1/2/4: deletion 0.237, insertion 0.260
     assert good.auc < bad.auc  # removing the Grad-CAM pixels first kills the cat faster
     # at fraction 0 the image is intact, at 1 it is all black, whatever the order
     assert torch.allclose(good.scores[:, [0, -1]], bad.scores[:, [0, -1]], atol=1e-5)
@@ -36,7 +37,7 @@ def test_similarity_measures():
     rho, ssim = similarity(heat, heat * 3)
     assert rho[0] == pytest.approx(1) and ssim[0] == pytest.approx(1)
     rho, ssim = similarity(heat, torch.rand(1, 1, 32, 32, generator=generator))
-    assert abs(rho[0]) < 0.2 and ssim[0] < 0.2
+    assert abs(rho[0]) < 0.2 and ssim[0] < 0.2  # seeds 0-4: |rho| 0.000-0.028, ssim -0.05-0.03
 
 
 def test_randomization_groups_top_down(model):
@@ -52,6 +53,9 @@ def test_cascading_sanity_check_as_in_the_paper(model, cat):
     result = sanity_check(model, cat, 285, ["saliency", "guided_backprop", "gradcam"], groups=groups, progress=False)
     assert_untouched(model, before)
     rho = {m: result.spearman[i, :, 0] for i, m in enumerate(result.methods)}
+    # randomization seeds 0-2 x threads 1/2/4 (no thread dependence seen): guided backprop after the
+    # logits 0.9998-1.0; saliency 0.30-0.34; Grad-CAM after 4 groups -0.003-0.53 (0.53 at seed 0,
+    # the test's); guided backprop minus saliency over the first 3 steps 0.69-0.71
     assert rho["guided_backprop"][0] > 0.95  # logits randomized: guided backprop is nearly unchanged
     assert rho["saliency"][0] < 0.6 and rho["gradcam"][-1] < 0.6
     assert rho["guided_backprop"][:3].mean() > rho["saliency"][:3].mean() + 0.3
@@ -70,7 +74,7 @@ def test_independent_randomization_touches_one_group(model, cat):
         groups=["network.classifier", "network.conv_stem"],
         progress=False,
     )
-    assert result.spearman.shape == (1, 2, 1) and result.scheme == "independent"
+    assert result.spearman.shape == (1, 2, 1) and result.scheme == "independent"  # max 0.30-0.34 (seeds 0-2)
     assert np.all(result.spearman < 0.95)
 
 

@@ -52,7 +52,14 @@ BELOW = [
     and param.opts[0].startswith("-")
 ]
 FLOATS = [(path, param.opts[0]) for path, param, base in NUMBERS if base is float and param.opts[0].startswith("-")]
-SUFFIX = {"image": ".png", "html": ".html", "array": ".npy", "checkpoint": ".pt", "folder": "", "image_or_folder": ""}
+SUFFIX = {
+    "image": ".png",
+    "html": ".html",
+    "array": ".npy",
+    "checkpoint": ".safetensors",
+    "folder": "",
+    "image_or_folder": "",
+}
 OUTPUTS = [
     (path, param.opts[0], param_rule(path, param))
     for path, command in COMMANDS.items()
@@ -249,3 +256,94 @@ def test_a_users_own_hook_raising_is_not_reported_as_an_image_size_problem(model
     finally:
         handle.remove()
     assert convscope.layer_table(model, 64)  # and without it the table is there
+
+
+def _low_level(model):
+    """(name, call(x)) for the lower-level public functions called directly: every attack function,
+    the patch, the defenses, the causal curves, the unit tools, every registered attribution method."""
+    from convscope.attacks import apgd, autoattack, cw, deepfool, eot, evolution, fab, gradient, patch, rfgsm
+    from convscope.attacks import sparse, square, substitute, transferable
+    from convscope.attribution import METHODS, quick_options
+    from convscope.attribution.evaluate import causal_curve, deletion, insertion
+    from convscope.dissect.projection import project_units
+    from convscope.optimize import channel, evaluate, representation, robust_scores
+    from convscope.robustness.defenses import DEFENSES, DefendedModel, evaluate_defense
+
+    one, heat = torch.tensor([1]), torch.rand(1, 1, 8, 8)
+    calls = [
+        ("fgsm", lambda x: gradient.fgsm(model, x)),
+        ("pgd", lambda x: gradient.pgd(model, x, steps=1)),
+        ("bim", lambda x: gradient.bim(model, x, steps=1)),
+        ("apgd", lambda x: apgd.apgd(model, x, steps=1)),
+        ("apgd_targeted", lambda x: apgd.apgd_targeted(model, x, steps=1, top=1)),
+        (
+            "autoattack",
+            lambda x: autoattack.autoattack(model, x, eps=1 / 255, steps=1, queries=1, attacks=("apgd-ce",)),
+        ),
+        ("cw", lambda x: cw.cw(model, x, steps=1, search_steps=1)),
+        ("deepfool", lambda x: deepfool.deepfool(model, x, steps=1, candidates=2)),
+        ("eot", lambda x: eot.eot(model, x, steps=1, samples=1)),
+        ("transform_success", lambda x: eot.transform_success(model, x, one, trials=1)),
+        ("one_pixel", lambda x: evolution.one_pixel(model, x, popsize=4, generations=0)),
+        ("fab", lambda x: fab.fab(model, x, steps=1)),
+        ("fab_targeted", lambda x: fab.fab_targeted(model, x, steps=1, top=1)),
+        ("rfgsm", lambda x: rfgsm.rfgsm(model, x)),
+        ("jsma", lambda x: sparse.jsma(model, x, one, gamma=1e-3)),
+        ("ead", lambda x: sparse.ead(model, x, steps=1, search_steps=1)),
+        ("square", lambda x: square.square(model, x, queries=1)),
+        ("transfer_fgsm", lambda x: transferable.transfer_fgsm(model, x, steps=1)),
+        (
+            "substitute_attack x",
+            lambda x: substitute.substitute_attack(model, torch.rand(2, 3, 32, 32), x, rounds=0, epochs=1),
+        ),
+        (
+            "substitute_attack seed",
+            lambda x: substitute.substitute_attack(model, x, torch.rand(1, 3, 32, 32), rounds=0, epochs=1),
+        ),
+        ("adversarial_patch", lambda x: patch.adversarial_patch(model, x, 340, size=8, steps=1)),
+        ("patch_success", lambda x: patch.patch_success(model, x, torch.rand(3, 8, 8), 340)),
+        ("evaluate_defense", lambda x: evaluate_defense(model, "jpeg", x, one, steps=1, eot_samples=1)),
+        ("DefendedModel", lambda x: DefendedModel(model, DEFENSES.get("jpeg")())(x)),
+        ("causal_curve", lambda x: causal_curve(model, x, heat, steps=2)),
+        ("deletion", lambda x: deletion(model, x, heat, steps=2)),
+        ("insertion", lambda x: insertion(model, x, heat, steps=2)),
+        ("project_units", lambda x: project_units(model, x, "blocks.3", [0], [(0, 0)])),
+        ("evaluate", lambda x: evaluate(model, channel("blocks.2", 0), x)),
+        ("representation", lambda x: representation(model, x, "blocks.2")),
+        ("robust_scores", lambda x: robust_scores(model, channel("blocks.2", 0), x, views=1)),
+    ]
+
+    def defense(factory):
+        return lambda x: factory()(x)
+
+    def method(function, options):
+        return lambda x: function(model, x, **options)
+
+    calls += [(f"defense {name}", defense(DEFENSES.get(name))) for name in DEFENSES.names()]
+    cam_layer = {"cam": {"layer": "bn2"}}  # CAM needs the GAP + Linear head's input
+    calls += [
+        (f"attribution {e.name}", method(e.function, {**quick_options(e.name), **cam_layer.get(e.name, {})}))
+        for e in METHODS.entries()
+    ]
+    return calls
+
+
+LOW_LEVEL_NAMES = [name for name, _ in _low_level(None)]
+LOW_BAD = {
+    "empty batch": torch.rand(0, 3, 32, 32),
+    "NaN": torch.full((1, 3, 32, 32), float("nan")),
+    "grey": torch.rand(1, 1, 32, 32),
+    "uint8": torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8),
+}
+
+
+@pytest.mark.parametrize("name", LOW_LEVEL_NAMES)
+def test_every_lower_level_function_checks_its_images(model, name):
+    """A batch of 0, NaN, one grey channel or uint8 is one ConvscopeError (never a RuntimeError from
+    deep inside); float64 runs, converted to the model's float32."""
+    call = dict(_low_level(model))[name]
+    for case, x in LOW_BAD.items():
+        with pytest.raises(ConvscopeError):
+            call(x)
+            pytest.fail(f"{name} accepted a bad tensor ({case})")
+    call(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64))

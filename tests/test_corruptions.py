@@ -31,7 +31,7 @@ def reference():
 @pytest.fixture(scope="module")
 def photo():
     """chelsea at 96 px, quantised to uint8 values so both sides see the same pixels."""
-    image = convscope.load_image("sample:chelsea", 96)
+    image = convscope.load_image("sample:chelsea", 96, "squash")
     return (image * 255).round() / 255
 
 

@@ -93,7 +93,7 @@ def imagenet_c_tree(root, model):
     from convscope.robustness import corrupt
 
     for path, label in imagenet_samples()[:4]:
-        image = load_image(path, 64)
+        image = load_image(path, 64, "squash")
         for name in ("fog", "contrast"):
             for severity in (1, 3):
                 folder = root / name / str(severity) / imagenet_wnids()[label]
@@ -475,3 +475,25 @@ def test_sanity_over_a_dataset_averages_the_per_image_scores_with_an_interval(mo
         assert rho == pytest.approx(float(np.nan_to_num(expected).mean()), abs=1e-6)
         # t(0.975, 9) = 2.262
         assert half == pytest.approx(2.262 * float(np.nan_to_num(expected).std(ddof=1)) / 10**0.5, rel=1e-3, abs=1e-9)
+
+
+def test_batch_explain_writes_one_npy_per_image_equal_to_the_npz_maps(model, monkeypatch, capsys, tmp_path):
+    from convscope.attribution.batch import explain_dataset
+    from convscope.data import take
+
+    data = take(open_dataset("samples:imagenet", 32), 6)
+    options = dict(size=32, batch_size=4, workers=0)
+    packed, _ = explain_dataset(model, data, "saliency", tmp_path / "npz", **options)
+    single, reduced = explain_dataset(model, data, "saliency", tmp_path / "npy", map_format="npy", **options)
+    assert reduced.images == 6 and len(list((tmp_path / "npy" / "maps").glob("*.npy"))) == 6
+    for row_npz, row_npy in zip(packed.read_text().splitlines()[1:], single.read_text().splitlines()[1:]):
+        a, b = row_npz.split(","), row_npy.split(",")
+        assert (
+            a[:6] == b[:6] and b[6] == f"maps/{data.ids.index(b[0]):07d}_{b[0].replace('/', '_').replace(':', '_')}.npy"
+        )
+        assert b[7] == "0"
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "npy" / b[6]), np.load(tmp_path / "npz" / a[6])["maps"][int(a[7])]
+        )
+    code, _, err = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--format", "png", "--device", "cpu")
+    assert code == 2 and "unknown map format 'png'; known: npz, npy" in err

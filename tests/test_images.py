@@ -15,7 +15,26 @@ def test_sample_photo():
     assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
     assert 0 <= x.min() and x.max() <= 1
     assert convscope.load_image("sample:chelsea", size=None).shape == (1, 3, 300, 451)
-    assert convscope.load_image("sample:chelsea", size=(100, 120), crop=True).shape == (1, 3, 100, 120)
+    assert convscope.load_image("sample:chelsea", size=(100, 120), preprocessing="center-crop").shape == (
+        1,
+        3,
+        100,
+        120,
+    )
+
+
+def test_photos_are_centre_cropped_like_the_cli_unless_squash_is_asked():
+    from convscope.images import preprocess
+
+    raw = convscope.load_image("sample:chelsea", size=None)  # 451 x 300
+    cropped = convscope.load_image("sample:chelsea")
+    assert torch.equal(cropped, preprocess(raw, 224, "center-crop"))  # shorter side 256, centre 224
+    assert torch.equal(convscope.load_image("sample:chelsea", 224, "squash"), preprocess(raw, 224, "squash"))
+    assert not torch.allclose(cropped, convscope.load_image("sample:chelsea", 224, "squash"), atol=0.05)
+    small = torch.rand(1, 3, 32, 32)
+    assert torch.equal(convscope.load_image(small, 32), small)  # already at the size: kept (CIFAR pictures)
+    with pytest.raises(ConvscopeError, match="choose center-crop"):
+        convscope.load_image("sample:chelsea", 64, "stretch")
 
 
 def test_every_listed_sample_loads_offline():

@@ -97,3 +97,22 @@ def test_default_cam_layers_of_torchvision_models():
     ]:
         model, _ = _field_rows(spec)
         assert default_cam_layer(model) == layer
+
+
+def test_the_table_says_why_a_layer_cannot_be_used_for_spatial_methods(model, monkeypatch, capsys):
+    """One reason per unusable layer (LayerInfo.unusable), the same in the CLI's table and /api/layers;
+    every layer without one gives a Grad-CAM map."""
+    from helpers import run_cli
+
+    rows = {r.name: r for r in layer_table(model, 64)}
+    assert rows["blocks.0.0.drop_path"].unusable == "never runs in the forward pass"
+    assert rows["classifier"].unusable == "no spatial map (output 1000)"
+    assert rows["global_pool"].unusable.startswith("no spatial map")
+    assert rows["bn2"].unusable is None and rows["bn2"].cells()[-1] == ""
+    usable = [name for name, row in rows.items() if row.unusable is None]
+    assert 0 < len(usable) < len(rows)
+    x = torch.rand(1, 3, 64, 64)
+    for name in usable[::25] + usable[-1:]:
+        assert convscope.attribute(model, x, 0, method="gradcam", layer=name).shape == (1, 1, 64, 64), name
+    code, out, _ = run_cli(monkeypatch, capsys, "layers", "--size", "64", "--match", "blocks.0.0.drop_path")
+    assert code == 0 and "never runs in the" in out and "unusable for" in out

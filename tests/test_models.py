@@ -149,7 +149,7 @@ def test_optional_lite_models():
         warnings.simplefilter("error", RandomWeightsWarning)
         model = convscope.load_model("efficientnet_lite1")
     assert model.input_size == 240
-    assert predict(model, convscope.load_image("sample:chelsea", 240), 1)[0][0].label in (
+    assert predict(model, convscope.load_image("sample:chelsea", 240, "squash"), 1)[0][0].label in (
         "Egyptian cat",
         "tabby",
         "tiger cat",

@@ -36,7 +36,7 @@ def weights(tmp_path_factory):
 
 def test_loaded_encoder_takes_unit_range_images_of_any_size_and_matches_open_clip(weights):
     clip = load_clip("convscope-tiny-clip", weights)
-    image = convscope.load_image("sample:chelsea", 64)
+    image = convscope.load_image("sample:chelsea", 64, "squash")
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -54,7 +54,7 @@ def test_text_inversion_raises_the_cosine_to_the_prompt_and_leaves_the_model_alo
     shown = invert_text(clip, ["a photo of a cat", "a red car"], size=64, steps=30, transforms=None, progress=False)
     assert shown.image.shape == (2, 3, 64, 64)
     goal = text_embedding(clip, ["a photo of a cat", "a red car"])
-    photos = torch.cat([convscope.load_image(f"sample:{n}", 64) for n in ("chelsea", "coffee", "rocket")])
+    photos = torch.cat([convscope.load_image(f"sample:{n}", 64, "squash") for n in ("chelsea", "coffee", "rocket")])
     for i in range(2):
         to_prompt = embedding(goal[i])
         photo_best = float(evaluate(clip.image_encoder, to_prompt, photos).max())

@@ -1,5 +1,6 @@
 """Robustness: CE/mCE arithmetic, adversarial training (also under torchrun), defenses with BPDA/EOT."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,10 @@ from torch import nn
 from convscope.errors import ConvscopeError
 from convscope.robustness.defenses import DEFENSES, DefendedModel, ExpectationOverTransformation, evaluate_defense
 from convscope.robustness.imagenet_c import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS, CorruptionErrors, corruption_errors
+from convscope.robustness.evaluation import evaluate_robustness
+from convscope.robustness.recipe import Recipe
+from convscope.robustness.resnets import resnet_cifar
+from convscope.robustness.train_state import read_training_state
 from convscope.robustness.training import adversarial_batch, digits_dataset, small_cnn, train
 from convscope.testing import assert_untouched, model_state
 
@@ -94,34 +99,44 @@ def test_adversarial_training_beats_standard_training_under_pgd(tmp_path):
             epochs=3,
             adversarial=method,
             eps=0.1,
+            recipe=Recipe("adam", lr=3e-3, schedule="constant"),
             eval_steps=10,
             eval_size=120,
-            checkpoint=tmp_path / f"{method}.pt",
+            checkpoint=tmp_path / f"{method}.safetensors",
             progress=False,
         )
         results[method] = history.final
         assert len(history.epochs) == 3 and not network.training
-        saved = torch.load(tmp_path / f"{method}.pt", weights_only=True)
-        assert saved["history"]["epochs"][-1]["clean_accuracy"] == history.final.clean_accuracy
+        saved = json.loads((tmp_path / f"{method}.json").read_text())  # the training state's description
+        assert saved["history"][-1]["clean_accuracy"] == history.final.clean_accuracy
+    # seed 0 at threads 1/2/4: clean 0.942; robust accuracy FGSM-RS - standard 0.31-0.32
     assert results[None].clean_accuracy > 0.85
     assert results["fgsm-rs"].robust_accuracy > results[None].robust_accuracy + 0.1
 
 
 def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
+    """A real architecture (PreAct-ResNet with BatchNorm) under DDP: both ranks end with the same weights
+    and statistics, and the rank-sharded evaluation (PGD and AutoAttack) equals a single-process one."""
     script = tmp_path / "ddp.py"
     script.write_text(
         textwrap.dedent(f"""
-        import torch, torch.distributed as dist
+        import json, torch, torch.distributed as dist
         from torch.utils.data import Subset
-        from convscope.robustness.training import digits_dataset, small_cnn, train
+        from convscope.robustness.evaluation import evaluate_robustness
+        from convscope.robustness.resnets import resnet_cifar
+        from convscope.robustness.training import digits_dataset, train
         torch.set_num_threads(1)
         torch.manual_seed(0)
-        network = small_cnn()
-        history = train(network, Subset(digits_dataset(16), range(256)), digits_dataset(16, "test"), epochs=1,
-                        eval_steps=2, eval_size=40, batch_size=32, progress=False, checkpoint=r"{tmp_path}/ddp.pt")
-        total = sum(float(p.double().sum()) for p in network.parameters())
-        open(r"{tmp_path}/rank%d.txt" % dist.get_rank(), "w").write("%r %r %d" % (
-            total, history.final.clean_accuracy, dist.get_world_size()))
+        network = resnet_cifar(10, depth=10, width=8)
+        test = digits_dataset(8, "test")
+        history = train(network, Subset(digits_dataset(8), range(128)), test, epochs=1, adversarial="pgd", eps=0.1,
+                        steps=1, eval_steps=2, eval_size=40, batch_size=32, progress=False,
+                        checkpoint=r"{tmp_path}/ddp.safetensors")
+        pgd = evaluate_robustness(network, test, 0.1, "pgd", steps=2, limit=40, batch_size=8)
+        auto = evaluate_robustness(network, test, 0.1, "autoattack", steps=2, queries=10, limit=24, batch_size=8)
+        total = sum(float(t.double().sum()) for t in network.state_dict().values())
+        open(r"{tmp_path}/rank%d.txt" % dist.get_rank(), "w").write(json.dumps([
+            total, history.final.clean_accuracy, dist.get_world_size(), pgd.as_dict(), auto.as_dict()]))
         dist.barrier()  # both ranks are done before either closes its gloo sockets (a teardown race aborted rank 1 once)
         dist.destroy_process_group()
     """)
@@ -139,9 +154,25 @@ def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
         if run.returncode == 0 or "SIGABRT" not in run.stderr:
             break
     assert run.returncode == 0, run.stderr[-6000:]
-    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
-    assert ranks[0] == ranks[1]  # same weights and the same (all-reduced) accuracy on both ranks
-    assert ranks[0][2] == "2" and (tmp_path / "ddp.pt").exists()
+    ranks = [json.loads((tmp_path / f"rank{r}.txt").read_text()) for r in (0, 1)]
+    for record in ranks:
+        for result in record[3:]:
+            result.pop("seconds")
+    assert ranks[0] == ranks[1]  # same weights, BatchNorm statistics and (all-reduced) accuracies on both ranks
+    assert ranks[0][2] == 2
+    state = read_training_state(tmp_path / "ddp.safetensors")
+    assert {"rng.0.attack", "rng.1.attack"} <= set(state.tensors) and state.meta["settings"]["world_size"] == 2
+    network = resnet_cifar(10, depth=10, width=8)
+    network.load_state_dict({k[len("model.") :]: v for k, v in state.tensors.items() if k.startswith("model.")})
+    network.eval()
+    test = digits_dataset(8, "test")
+    single = [
+        evaluate_robustness(network, test, 0.1, "pgd", steps=2, limit=40, batch_size=8).as_dict(),
+        evaluate_robustness(network, test, 0.1, "autoattack", steps=2, queries=10, limit=24, batch_size=8).as_dict(),
+    ]
+    for result in single:
+        result.pop("seconds")
+    assert single == ranks[0][3:]  # the sharded evaluation equals the single-process one
 
 
 def test_bpda_is_straight_through_and_eot_averages_the_draws():
@@ -203,15 +234,13 @@ def test_trades_maximises_the_kl_inside_the_ball_and_trains():
         network.eval()
         natural = network(x).softmax(-1)
         kl = F.kl_div(network(adv).log_softmax(-1), natural, reduction="sum")
-        start = F.kl_div(
-            network(
-                (x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-            ).log_softmax(-1),
-            natural,
-            reduction="sum",
-        )
+        # a random point of the same ball (TRADES' start, 0.001 N(0, 1), has a KL of ~1e-9 that float
+        # rounding makes negative: no baseline)
+        noise = 0.1 * (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) - 1)
+        random_point = F.kl_div(network((x + noise).clamp(0, 1)).log_softmax(-1), natural, reduction="sum")
         network.train()
-    assert kl > 10 * start  # the inner maximisation moved away from the start
+    # the inner maximisation beats a random point of the ball: 76-99 x over seeds 0-4 x threads 1/2/4
+    assert kl > 10 * random_point
     assert torch.isfinite(trades_loss(network, x, adv, y))
     history = train(
         network,

@@ -144,19 +144,11 @@ def evil_builder(tmp_path, monkeypatch, marker):
 def test_segmentation_checkpoint_cannot_name_a_builder(tmp_path, evil_builder, command):
     from convscope.segmentation import build_segmenter
 
+    from convscope.segmentation.checkpoint import save_segmenter
+
     net = build_segmenter("unet", 3)
     for backbone in (evil_builder, "os:abort", str(tmp_path / "model.pt")):
-        checkpoint = tmp_path / "seg.pt"
-        torch.save(
-            {
-                "state_dict": net.state_dict(),
-                "arch": "fcn8s",
-                "backbone": backbone,
-                "classes": ["a", "b", "c"],
-                "size": 32,
-            },
-            checkpoint,
-        )
+        checkpoint = save_segmenter(net, tmp_path / "seg.safetensors", "fcn8s", ["a", "b", "c"], 32, backbone)
         extra = ["generated:scenes", "--count", "2"] if command == "eval" else ["sample:chelsea"]
         result = CliRunner().invoke(
             cli_app,
@@ -177,16 +169,19 @@ def test_segmentation_checkpoint_cannot_name_a_builder(tmp_path, evil_builder, c
 
 
 def test_segmentation_checkpoint_pickle_and_bad_arch(tmp_path, marker):
-    from convscope.commands.segmentation import _load_segmenter
+    import json
+
+    from convscope.segmentation import build_segmenter
+    from convscope.segmentation.checkpoint import load_segmenter, save_segmenter
 
     bomb = _pickle_bomb(
         tmp_path / "seg.pt", marker, lambda p: {"state_dict": p, "arch": "unet", "classes": ["a"], "size": 32}
     )
-    _one_line_refusal(lambda: _load_segmenter(bomb, "cpu"))
-    torch.save(
-        {"state_dict": {}, "arch": "convscope_evil_builder:build", "classes": ["a"], "size": 32}, tmp_path / "a.pt"
-    )
-    assert "unknown architecture" in _one_line_refusal(lambda: _load_segmenter(tmp_path / "a.pt", "cpu"))
+    _one_line_refusal(lambda: load_segmenter(bomb, "cpu"))
+    save_segmenter(build_segmenter("unet", 1), tmp_path / "a.safetensors", "unet", ["a"], 32)
+    meta = json.loads((tmp_path / "a.json").read_text())
+    (tmp_path / "a.json").write_text(json.dumps({**meta, "arch": "convscope_evil_builder:build"}))
+    assert "unknown architecture" in _one_line_refusal(lambda: load_segmenter(tmp_path / "a.json", "cpu"))
 
 
 # ------------------------------------------------------------------------- images
@@ -326,3 +321,31 @@ def test_self_describing_checkpoint_cannot_name_a_builder(tmp_path, evil_builder
     save_file({"weight": torch.zeros(1)}, str(path), metadata={"convscope": json.dumps(meta)})
     assert "--trust" in _one_line_refusal(lambda: load_model(str(path)))
     assert "convscope_evil_builder" not in sys.modules
+
+
+def test_max_pixels_option_of_the_cli_and_of_serve(tmp_path, monkeypatch, capsys):
+    """``convscope --max-pixels N`` sets the limit of every decode path (as CONVSCOPE_MAX_PIXELS
+    does); ``serve --max-pixels`` sets the app's; 0 is a usage error."""
+    import convscope.server
+    from helpers import run_cli
+
+    monkeypatch.setenv("CONVSCOPE_MAX_PIXELS", "40000000")  # restored after the test (the option sets it)
+    photo = tmp_path / "wide.png"
+    photo.write_bytes(zeros_png(1200, 1000))
+    code, _, err = run_cli(monkeypatch, capsys, "--max-pixels", "1000000", "predict", str(photo), "-k", "1")
+    assert code == 2 and "1,200,000 pixels; the limit is 1,000,000" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run_cli(monkeypatch, capsys, "--max-pixels", "2000000", "predict", str(photo), "-k", "1")
+    assert code == 0 and out.strip()
+    code, _, err = run_cli(monkeypatch, capsys, "--max-pixels", "0", "predict", str(photo))
+    assert code == 2 and "--max-pixels" in err and "Traceback" not in err
+    seen = {}
+
+    def record(models, **options):  # stands in for the app: records its limits, starts no server
+        seen.update(options)
+        raise ConvscopeError("recorded")
+
+    monkeypatch.setattr(convscope.server, "create_app", record)
+    assert run_cli(monkeypatch, capsys, "serve", "--max-pixels", "123456")[0] == 2 and seen["max_pixels"] == 123456
+    assert run_cli(monkeypatch, capsys, "--max-pixels", "654321", "serve")[0] == 2 and seen["max_pixels"] == 654321
+    code, _, err = run_cli(monkeypatch, capsys, "serve", "--max-pixels", "0")
+    assert code == 2 and "--max-pixels" in err

@@ -140,7 +140,7 @@ def test_gap_head_of_embedded_model_averages_to_its_logits(model, small_batch):
 
 def test_tabby_heatmap_on_a_larger_chelsea(model):
     before = model_state(model)
-    image = convscope.load_image("sample:chelsea", size=(448, 672))
+    image = convscope.load_image("sample:chelsea", size=(448, 672), preprocessing="squash")
     heat = class_heatmap(model, image, "tabby")
     assert heat.probability.shape == (1, 14, 21) and heat.label == "tabby"
     assert_untouched(model, before)

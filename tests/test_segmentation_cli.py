@@ -24,7 +24,11 @@ def test_heatmap_writes_the_class_map(monkeypatch, capsys, tmp_path):
 
 
 def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
-    checkpoint = tmp_path / "unet.pt"
+    import json
+
+    import torch
+
+    checkpoint = tmp_path / "unet.safetensors"
     code, out, _ = run_cli(
         monkeypatch,
         capsys,
@@ -45,6 +49,10 @@ def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
         "cpu",
     )
     assert code == 0 and "held-out mIoU" in out and checkpoint.is_file()
+    # self-describing: safetensors weights (no pickle) and a JSON of architecture, classes and size
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    assert meta["format"] == "convscope-segmenter/1" and meta["arch"] == "unet" and meta["size"] == 32
+    assert meta["classes"][0] == "background" and checkpoint.read_bytes()[8:9] == b"{"
     code, out, _ = run_cli(
         monkeypatch, capsys, "segment", "eval", str(checkpoint), "generated:scenes", "--count", "4", "--device", "cpu"
     )
@@ -62,6 +70,16 @@ def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
         "cpu",
     )
     assert code == 0 and (tmp_path / "masks.png").is_file() and "sample:coffee:" in out
+    code, out, _ = run_cli(  # the JSON names its weights: either file is the checkpoint
+        monkeypatch, capsys, "segment", "eval", str(checkpoint.with_suffix(".json")), "generated:scenes", "--count", "2"
+    )
+    assert code == 0 and "mIoU" in out
+    # a classifier command given the segmenter, and the torch.save files of earlier versions: one line each
+    code, _, err = run_cli(monkeypatch, capsys, "predict", "sample:coffee", "-m", str(checkpoint), "--device", "cpu")
+    assert code == 2 and "segment predict" in err and len(err.strip().splitlines()) == 1
+    torch.save({"state_dict": {}, "arch": "unet", "classes": ["a"], "size": 32}, tmp_path / "old.pt")
+    code, _, err = run_cli(monkeypatch, capsys, "segment", "eval", str(tmp_path / "old.pt"), "generated:scenes")
+    assert code == 2 and "earlier 'segment train'" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(
         monkeypatch, capsys, "segment", "train", "generated:scenes", "--arch", "fcn4s", "--device", "cpu"
     )

@@ -89,7 +89,8 @@ def test_upload_predict_and_cache_by_input_hash(client, chelsea):
 
 def test_layers_with_shapes_and_receptive_fields(client):
     layers = {row["name"]: row for row in client.get("/api/layers").json()["layers"]}
-    assert layers["bn2"]["shape"] == [1280, 7, 7]
+    assert layers["bn2"]["shape"] == [1280, 7, 7] and layers["bn2"]["unusable"] is None
+    assert layers["classifier"]["unusable"] == "no spatial map (output 1000)"
     # the 3x3 stride-2 stem sees 3 pixels, 2 apart; the last layer's units are 32 pixels apart (5 stride-2 stages)
     assert layers["conv_stem"]["receptive_field"]["size"] == [3, 3] and layers["conv_stem"]["receptive_field"][
         "jump"

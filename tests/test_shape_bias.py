@@ -57,8 +57,8 @@ def test_shape_bias_arithmetic_and_dropped_same_category_trials(model, monkeypat
 
 def test_real_cue_conflict_trial_on_the_embedded_model(model, tmp_path):
     before = model_state(model)
-    cat = ("cat", "chelsea", __import__("convscope").load_image("sample:chelsea", 64))
-    bottle = ("bottle", "page", __import__("convscope").load_image("sample:page", 64))
+    cat = ("cat", "chelsea", __import__("convscope").load_image("sample:chelsea", 64, "squash"))
+    bottle = ("bottle", "page", __import__("convscope").load_image("sample:page", 64, "squash"))
     trials = make_cue_conflict(model, [cat], [bottle, cat], steps=4, progress=False)
     assert trials.images.shape == (1, 3, 64, 64) and trials.names == ["chelsea+page"]
     assert 0 <= float(trials.images.min()) and float(trials.images.max()) <= 1

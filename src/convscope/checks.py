@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+__all__ = ["check_images", "checks_images", "check_options", "keyword_parameters", "model_device", "model_dtype"]
+
+import functools
 import inspect
 import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 import torch
 
 from .errors import ConvscopeError
 
 
-def check_images(x: torch.Tensor, name: str = "x", channels: int | None = 3) -> torch.Tensor:
+Function = TypeVar("Function", bound=Callable)
+
+
+def check_images(x: torch.Tensor, name: str = "x", channels: int | None = 3, bounds: bool = True) -> torch.Tensor:
     """Require a tensor (N, C, H, W), N >= 1, of finite floats in [0, 1]; return it as float32.
 
     float64 and float16/bfloat16 inputs are converted to float32 (the dtype of convscope's
     models); integer tensors (uint8 images) are refused with a hint to divide by 255.
+    ``bounds=False`` leaves out the [0, 1] check (attribution maps are defined for any finite
+    input: SmoothGrad's noisy copies lie outside [0, 1] by design).
     Every public function that takes images calls this once, and uses what it returns.
     """
     if not isinstance(x, torch.Tensor):
@@ -38,12 +46,38 @@ def check_images(x: torch.Tensor, name: str = "x", channels: int | None = 3) -> 
         )
     if not torch.isfinite(x).all():
         raise ConvscopeError(f"{name} contains NaN or infinite values")
-    low, high = x.min().item(), x.max().item()
+    low, high = (x.min().item(), x.max().item()) if bounds else (0.0, 1.0)
     if low < -1e-6 or high > 1 + 1e-6:
         raise ConvscopeError(
             f"{name} must lie in [0, 1] (normalisation happens inside the model), got [{low:.3g}, {high:.3g}]"
         )
     return x.float() if x.dtype != torch.float32 else x
+
+
+def checks_images(function: Function | None = None, *, bounds: bool = True) -> Function:
+    """Decorator for a public ``function(model, x, ...)``: ``x`` goes through :func:`check_images`
+    first (a batch of 0, NaN, uint8 or a wrong channel count is one ConvscopeError; float64 is
+    converted to the model's floating dtype), so the low-level functions called directly check
+    what ``attack()`` and ``attribute()`` check."""
+    if function is None:
+        return functools.partial(checks_images, bounds=bounds)  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def checked(model, x, *args, **kwargs):
+        dtype = model_dtype(model)
+        images = check_images(x, bounds=bounds)
+        return function(model, images if dtype == torch.float32 else x.to(dtype), *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def model_dtype(model) -> torch.dtype:
+    """The dtype of the model's first floating parameter (float32 for a plain callable or none)."""
+    if isinstance(model, torch.nn.Module):
+        for tensor in model.parameters():
+            if tensor.dtype.is_floating_point:
+                return tensor.dtype
+    return torch.float32
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

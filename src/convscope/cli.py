@@ -1,12 +1,13 @@
-"""The ``convscope`` command line: thin commands over the Python API.
+"""The ``convscope`` command line: the app, its lazy command table and :func:`main`.
 
-Core commands live here; each feature adds its own in ``convscope/commands/NAME.py``
-(a ``register(app)`` function). Bad input prints one line and exits 2; set
-``CONVSCOPE_DEBUG=1`` to see tracebacks.
+The commands live in ``convscope/commands/NAME.py``, defined at module level on that
+module's ``app``. Bad input prints one line and exits 2; set ``CONVSCOPE_DEBUG=1`` to see
+tracebacks.
 
-Start-up: ``convscope --help`` imports no torch. The feature commands are listed from
+Start-up: ``convscope --help`` imports no torch. The commands are listed from
 :data:`COMMANDS` (name -> module, one-line help; a test keeps it equal to what the modules
-register) and a command's module is imported only when that command runs or shows its help.
+define) and a command's module is imported only when that command runs or shows its help;
+the modules import torch inside the command bodies, so a bad argument is rejected before.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import time
 import warnings
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -25,14 +24,22 @@ try:  # typer >= 0.17 runs on its own copy of click
     from typer import _click as click
 except ImportError:  # pragma: no cover - older typer
     import click
-from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
-from .cli_common import ModelArgs, console, err_console, model_options, open_image
+from .commands.common import err_console
 from .errors import ConvscopeError
 
-#: feature command -> (module in convscope.commands, the one-line help ``convscope --help`` shows).
+__all__ = ["COMMANDS", "all_commands", "app", "feature_commands", "main"]
+
+#: command -> (module in convscope.commands, the one-line help ``convscope --help`` shows).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("basics", "List the model sources."),
+    "layers": (
+        "basics",
+        "Every layer: dotted name, type, output shape, receptive field (size, jump, start), why it is unusable.",
+    ),
+    "predict": ("basics", "Top-k classes of each image (loaded at the model's input size with its preprocessing)."),
+    "tour": ("basics", "A tour of everything convscope does, on one model and one photo: writes pictures to OUT."),
     "attack": ("attacks", "Attack one image and draw original | perturbation (amplified) | adversarial."),
     "attack-eval": (
         "attacks",
@@ -68,7 +75,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": (
         "robustness",
-        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020); runs under torchrun (DDP).",
+        "Standard or adversarial training (PGD: Madry 2018; fgsm-rs: Wong 2020; TRADES), evaluated with AutoAttack; "
+        "runs under torchrun (DDP).",
     ),
     "defenses": (
         "robustness",
@@ -106,17 +114,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def feature_commands(module: str) -> dict[str, click.Command]:
-    """The click commands ``convscope.commands.MODULE`` registers (imports it)."""
-    holder = typer.Typer()
+    """The click commands ``convscope.commands.MODULE`` defines on its ``app`` (imports it)."""
     command_module = importlib.import_module(f"{__package__}.commands.{module}")
-    if not hasattr(command_module, "register"):  # a module may only add tour steps (basics)
+    if not hasattr(command_module, "app"):  # a module of shared pieces (common, data_options)
         return {}
-    command_module.register(holder)
-    return dict(typer.main.get_group(holder).commands)
+    return dict(typer.main.get_group(command_module.app).commands)
 
 
 class _Deferred(TyperCommand):
-    """A feature command in ``--help``'s list; its module loads when it is used."""
+    """A command in ``--help``'s list; its module loads when it is used."""
 
     rich_help_panel = None
 
@@ -134,21 +140,19 @@ class _Deferred(TyperCommand):
 
 
 class LazyGroup(TyperGroup):
-    """Core commands as usual; feature commands from :data:`COMMANDS`, imported on use."""
+    """The commands of :data:`COMMANDS`, each imported on use."""
 
     def list_commands(self, ctx) -> list[str]:
-        return list(super().list_commands(ctx)) + [name for name in COMMANDS if name not in self.commands]
+        return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        if name in self.commands:
-            return self.commands[name]
         if name in COMMANDS:
             return _Deferred(name, *COMMANDS[name])
         return _unlisted().get(name)  # a command added without a COMMANDS entry still runs
 
 
 def _unlisted() -> dict[str, click.Command]:
-    """Every feature command, found by importing every module of convscope.commands (slow path)."""
+    """Every command, found by importing every module of convscope.commands (slow path)."""
     import pkgutil
 
     from . import commands
@@ -168,89 +172,23 @@ app = typer.Typer(
 )
 
 
-@app.command("models")
-def models_command() -> None:
-    """List the model sources."""
-    from .models import list_models
-
-    table = Table("model", "what it is")
-    for name, description in list_models():
-        table.add_row(name, description)
-    console.print(table)
-
-
-@app.command("layers")
-@model_options(device="cpu", positional=True)
-def layers_command(
-    size: Annotated[
-        Optional[int], typer.Option("--size", help="input side for the shapes (default: the model's input size)")
+@app.callback()
+def global_options(
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-pixels",
+            help="largest image (width x height) decoded, checked from the file's header before decoding "
+            "[default: $CONVSCOPE_MAX_PIXELS or 40000000]",
+        ),
     ] = None,
-    match: Annotated[str, typer.Option("--match", help="only names containing this text")] = "",
-    model: ModelArgs = None,
 ) -> None:
-    """Every layer: dotted name, type, output shape and receptive field (size, jump, start)."""
-    from .layers import LAYER_COLUMNS, layer_table
-
-    network = model.open()
-    side = size or network.input_size
-    height, width = (side, side) if isinstance(side, int) else side
-    table = Table(*LAYER_COLUMNS, title=f"{network.name} at {height}x{width}")
-    for row in layer_table(network, side):
-        if match in row.name:
-            table.add_row(*row.cells())
-    console.print(table)
-
-
-@app.command("predict")
-@model_options
-def predict_command(
-    images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
-    topk: Annotated[int, typer.Option("--topk", "-k")] = 5,
-    model: ModelArgs = None,
-) -> None:
-    """Top-k classes of each image (loaded at the model's input size with its preprocessing)."""
-    from .predictions import predict
-
-    network = model.open()
-    for spec in images:
-        ranked = predict(network, open_image(spec, network), topk)[0]
-        table = Table("class id", "name", "probability", title=f"{spec} ({network.name})")
-        for row in ranked:
-            table.add_row(str(row.class_id), row.label, f"{row.probability:.4f}")
-        console.print(table)
-
-
-@app.command("tour")
-@model_options
-def tour_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the pictures")] = Path("tour"),
-    image: Annotated[str, typer.Option("--image", help="photo to explore")] = "sample:chelsea",
-    model: ModelArgs = None,
-) -> None:
-    """A tour of everything convscope does, on one model and one photo: writes pictures to OUT."""
-    from .registry import import_submodules
-    from .tour import steps
-
-    import_submodules(f"{__package__}.commands")  # the tour steps live next to their commands
-    network = model.open()
-    picture = open_image(image, network)
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for step in steps():
-        start = time.perf_counter()
-        files = step.run(network, picture, out)
-        written += files
-        console.print(
-            f"[green]✓[/green] {step.title} ({time.perf_counter() - start:.1f} s): " + ", ".join(str(f) for f in files)
-        )
-    console.print(f"\nWrote {len(written)} files to {out.resolve()}")
+    if max_pixels is not None:  # the one setting read by every decode path (and by worker processes)
+        os.environ["CONVSCOPE_MAX_PIXELS"] = str(max_pixels)
 
 
 def all_commands() -> dict[str, object]:
-    """Every click command of ``convscope`` by its path (``segment train``), feature modules imported."""
-    import typer.main
-
-    group = typer.main.get_command(app)
+    """Every click command of ``convscope`` by its path (``segment train``), command modules imported."""
     found: dict[str, object] = {}
 
     def add(path, command):
@@ -260,8 +198,6 @@ def all_commands() -> dict[str, object]:
         else:
             found[path] = command
 
-    for name, command in getattr(group, "commands", {}).items():
-        add(name, command)
     for name, (module, _) in COMMANDS.items():
         add(name, feature_commands(module)[name])
     return found

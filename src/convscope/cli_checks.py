@@ -9,6 +9,30 @@ that typer builds, so a bad value is a usage error (exit 2, one line) before a m
 
 from __future__ import annotations
 
+__all__ = [
+    "BUDGETS",
+    "check_output",
+    "COMMAND_OUTPUTS",
+    "COMMAND_RANGES",
+    "FRACTION",
+    "harden",
+    "harden_command",
+    "image_suffixes",
+    "NATURAL",
+    "number_params",
+    "output_kind",
+    "OUTPUTS",
+    "param_rule",
+    "parse_eps",
+    "parse_ids",
+    "POSITIVE",
+    "Range",
+    "RANGES",
+    "RATE",
+    "SUFFIXES",
+    "WEIGHT",
+]
+
 import math
 import tempfile
 from dataclasses import dataclass
@@ -70,6 +94,7 @@ RANGES: dict[str, Range] = {
     "workers": NATURAL,  # --workers 0: decode in-process
     "lr": RATE,
     "max_upload_mb": RATE,
+    "max_pixels": POSITIVE,
     "threshold": FRACTION,
     "eps": Range(0, 1),
     "clean_error": Range(0, 1),
@@ -77,12 +102,19 @@ RANGES: dict[str, Range] = {
     "style_weight": WEIGHT,
     "tv_weight": WEIGHT,
     "octave_scale": Range(1, low_open=True),
+    "checkpoint_every": POSITIVE,
+    "weight_decay": WEIGHT,
+    "warmup": WEIGHT,  # epochs of learning-rate warm-up
+    "trades_beta": WEIGHT,
+    "momentum": Range(0, 1, high_open=True),
 }
 #: per-command overrides: (command path, parameter name) -> range.
 COMMAND_RANGES: dict[tuple[str, str], Range] = {
     ("finetune", "lr"): Range(0),  # 0 = the mode's default learning rate
 }
 
+#: text options that hold a budget (``8/255``, ``0.03``): read with :func:`parse_eps` at the boundary.
+BUDGETS = {"eps", "eps_text"}
 #: output options by parameter name; their kind comes from the default's suffix unless given here.
 OUTPUTS: dict[str, str | None] = {"out": None, "out_dir": "folder", "save_adversarial": "image", "save_array": "array"}
 #: per-command output kinds: (command path, parameter name) -> kind.
@@ -90,7 +122,7 @@ COMMAND_OUTPUTS: dict[tuple[str, str], str] = {("explain", "out"): "image_or_fol
 SUFFIXES: dict[str, set[str]] = {
     "html": {".html", ".htm"},
     "array": {".npy", ".npz"},
-    "checkpoint": {".pt", ".pth"},
+    "checkpoint": {".safetensors"},  # convscope's checkpoints: safetensors weights + a JSON next to them
     "table": {".csv"},
 }
 
@@ -110,7 +142,9 @@ def output_kind(name: str, default) -> str | None:
     if OUTPUTS[name] is not None:
         return OUTPUTS[name]
     suffix = Path(str(default)).suffix.lower() if default else ""
-    return {".html": "html", ".pt": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(suffix, "image")
+    return {".html": "html", ".safetensors": "checkpoint", ".npy": "array", ".csv": "table", "": "folder"}.get(
+        suffix, "image"
+    )
 
 
 def check_output(path: Path | str, kind: str = "image", what: str = "--out") -> Path:
@@ -183,14 +217,14 @@ def parse_ids(text: str, what: str) -> list[int]:
 
 
 def param_rule(command: str, param) -> Range | str | None:
-    """The check of one click parameter: a Range, an output kind, or None."""
+    """The check of one click parameter: a Range, an output kind, ``"budget"``, or None."""
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
     kind = COMMAND_OUTPUTS.get((command, param.name)) or output_kind(param.name, param.default)
     if kind is not None:
         return kind
     base = _number_type(annotation)
     if base is None:
-        return None
+        return "budget" if param.name in BUDGETS else None
     return COMMAND_RANGES.get((command, param.name)) or RANGES.get(param.name)
 
 
@@ -219,24 +253,30 @@ def harden(group):
     feature commands get them from :func:`harden_command` when they load)."""
     for name, command in group.commands.items():
         harden_command(name, command)
+    _check_params("", group)  # the global options (--max-pixels)
     return group
 
 
 def harden_command(path: str, command):
     """Attach the checks to one click command (or every command of a sub-group); return it."""
-    import typer
 
     if hasattr(command, "commands"):
         for name, sub in command.commands.items():
             harden_command(f"{path} {name}", sub)
         return command
+    _check_params(path, command)
+    return command
+
+
+def _check_params(path: str, command) -> None:
+    import typer
+
     for param in command.params:
         rule = param_rule(path, param)
         if rule is None and _number_type(getattr(getattr(param, "type_descriptor", None), "annotation", None)) is float:
             rule = Range()  # any finite float
         if rule is not None and not getattr(param.callback, "convscope_checked", False):
             param.callback = _checker(rule, param.callback, typer.BadParameter)
-    return command
 
 
 def _checker(rule, previous, bad):
@@ -249,6 +289,11 @@ def _checker(rule, previous, bad):
             problem = rule.check(value)
             if problem:
                 raise bad(problem, ctx=ctx, param=param)
+        elif rule == "budget":
+            try:
+                parse_eps(value, "")
+            except ConvscopeError as error:
+                raise bad(str(error).strip(), ctx=ctx, param=param) from None
         else:
             try:
                 check_output(value, rule, what="")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["DEVICE_CHOICES", "resolve_device"]
+
 import torch
 
 from .errors import ConvscopeError

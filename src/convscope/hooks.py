@@ -9,6 +9,8 @@ each module's ``training`` flag and each parameter's ``requires_grad`` afterward
 
 from __future__ import annotations
 
+__all__ = ["capture", "Captured", "cut_forward", "ForwardCut", "ForwardStopped", "frozen", "HOOK_FREE", "hook_count"]
+
 import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence

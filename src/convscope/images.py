@@ -2,12 +2,45 @@
 
 :func:`load_image` takes a file path, ``sample:NAME`` (scikit-image's bundled photos,
 no network), a PIL image, a numpy array or a tensor. :func:`load_folder` walks a folder
-in batches. Resizing squashes to ``size`` x ``size`` with scikit-image's antialiased
-resize (the convention of the reference points: chelsea -> "Egyptian cat", p = 0.79);
-``crop=True`` resizes the shorter side and takes the centre instead.
+in batches. Images are fitted to ``size`` the way torchvision evaluates ImageNet models
+(``preprocessing="center-crop"``, the default everywhere, CLI and Python alike): the shorter
+side is resized to ``size / 0.875`` (Resize(256) for 224) with scikit-image's antialiased
+resize, then the centre ``size`` x ``size`` is taken; ``preprocessing="squash"`` resizes to
+``size`` x ``size`` ignoring the aspect ratio instead. An image already at ``size`` is kept as it is.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "array_to_tensor",
+    "check_image_size",
+    "CROP_RATIO",
+    "DEFAULT_MAX_PIXELS",
+    "image_files",
+    "IMAGE_SUFFIXES",
+    "ImageBatch",
+    "ImageTooLarge",
+    "load_folder",
+    "load_image",
+    "load_images",
+    "MAX_ASPECT",
+    "max_pixels",
+    "MAX_PIXELS_ENV",
+    "model_image",
+    "open_checked",
+    "PHOTOS",
+    "pil_to_tensor",
+    "preprocess",
+    "PREPROCESSING",
+    "read_image_file",
+    "reduce_for",
+    "resize",
+    "sample_array",
+    "SAMPLES",
+    "save_image",
+    "TEXTURES",
+    "to_uint8",
+]
 
 import difflib
 from dataclasses import dataclass
@@ -52,7 +85,6 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immu
 #: the bundled textures (grey).
 TEXTURES = ("brick", "grass", "gravel")
 
-ImageSpec = "str | Path | Image.Image | np.ndarray | torch.Tensor"
 
 #: the environment variable that sets :func:`max_pixels` (CLI, folders, API); the web app has its own limit.
 MAX_PIXELS_ENV = "CONVSCOPE_MAX_PIXELS"
@@ -237,38 +269,35 @@ def _read_tiff(path: Path, tifffile) -> np.ndarray:
         return tiff.asarray()
 
 
-def resize(x: torch.Tensor, size: int | tuple[int, int], crop: bool = False) -> torch.Tensor:
-    """Resize (N, C, H, W) to ``size`` with antialiasing (scikit-image's ``resize``: Gaussian
-    prefilter when shrinking, then bilinear). ``crop`` keeps the aspect ratio: resize the
-    shorter side, then take the centre."""
+def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize (N, C, H, W) to ``size`` ignoring the aspect ratio, with antialiasing
+    (scikit-image's ``resize``: Gaussian prefilter when shrinking, then bilinear)."""
     from skimage.transform import resize as sk_resize
 
     height, width = (size, size) if isinstance(size, int) else size
-    inner = (height, width)
-    if crop:
-        scale = max(height / x.shape[-2], width / x.shape[-1])
-        inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
-    if tuple(x.shape[-2:]) != inner:
+    if tuple(x.shape[-2:]) != (height, width):
         arrays = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()
-        resized = [sk_resize(a, inner, order=1, anti_aliasing=True, preserve_range=True) for a in arrays]
+        resized = [sk_resize(a, (height, width), order=1, anti_aliasing=True, preserve_range=True) for a in arrays]
         x = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
-    top, left = (inner[0] - height) // 2, (inner[1] - width) // 2
-    return x[..., top : top + height, left : left + width].clamp(0, 1).contiguous()
+    return x.clamp(0, 1).contiguous()
 
 
 #: torchvision's evaluation convention: Resize(S * 256 / 224) of the shorter side, then CenterCrop(S).
 CROP_RATIO = 224 / 256
+#: how :func:`preprocess` fits an image to a size.
+PREPROCESSING = ("center-crop", "squash")
 
 
 def preprocess(x: torch.Tensor, size: int | tuple[int, int], mode: str = "center-crop") -> torch.Tensor:
     """Fit (N, C, H, W) to ``size`` the way a model expects: ``center-crop`` resizes the shorter
-    side to ``size / 0.875`` and takes the centre (torchvision's Resize(256) + CenterCrop(224)
-    at any size); ``squash`` resizes to ``size`` ignoring the aspect ratio."""
-    if mode == "squash":
-        return resize(x, size)
-    if mode != "center-crop":
-        raise ConvscopeError(f"unknown preprocessing {mode!r}; choose center-crop | squash")
+    side to ``max(size) / 0.875`` and takes the centre (torchvision's Resize(256) + CenterCrop(224)
+    at any size); ``squash`` resizes to ``size`` ignoring the aspect ratio. An image already at
+    ``size`` is returned as it is (a 32 x 32 CIFAR picture for a 32 x 32 network is not zoomed)."""
+    if mode not in PREPROCESSING:
+        raise ConvscopeError(f"unknown preprocessing {mode!r}; choose {' | '.join(PREPROCESSING)}")
     height, width = (size, size) if isinstance(size, int) else size
+    if mode == "squash" or tuple(x.shape[-2:]) == (height, width):
+        return resize(x, (height, width))
     scale = max(height, width) / CROP_RATIO / min(x.shape[-2:])
     inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
     x = resize(x, inner)
@@ -276,20 +305,18 @@ def preprocess(x: torch.Tensor, size: int | tuple[int, int], mode: str = "center
     return x[..., top : top + height, left : left + width].contiguous()
 
 
-def load_image(
-    spec, size: int | tuple[int, int] | None = 224, crop: bool = False, preprocessing: str | None = None
-) -> torch.Tensor:
+def load_image(spec, size: int | tuple[int, int] | None = 224, preprocessing: str = "center-crop") -> torch.Tensor:
     """Load one image as a float tensor (1, 3, H, W) in [0, 1].
 
     Args:
         spec: file path (PNG, JPEG, WebP, TIFF, BMP, GIF), ``sample:NAME`` (see
             :data:`SAMPLES`), PIL image, numpy array or tensor.
-        size: side (or (H, W)) to resize to; ``None`` keeps the original size.
-        crop: resize the shorter side and centre-crop instead of squashing.
-        preprocessing: ``center-crop`` or ``squash`` (see :func:`preprocess`); overrides ``crop``.
+        size: side (or (H, W)) to fit to; ``None`` keeps the original size.
+        preprocessing: ``center-crop`` (torchvision's Resize(256) + CenterCrop(224) ratio;
+            the CLI's default too) or ``squash`` (see :func:`preprocess`).
             :func:`model_image` uses the model's own.
 
-    >>> load_image("sample:chelsea").shape
+    >>> load_image("sample:chelsea").shape  # 451 x 300: shorter side to 256, centre 224 x 224
     torch.Size([1, 3, 224, 224])
     """
     if isinstance(spec, torch.Tensor):
@@ -315,8 +342,10 @@ def load_image(
         raise ConvscopeError(f"cannot load an image from {type(spec).__name__}")
     tensor = tensor[None]
     if size is None:
+        if preprocessing not in PREPROCESSING:
+            raise ConvscopeError(f"unknown preprocessing {preprocessing!r}; choose {' | '.join(PREPROCESSING)}")
         return tensor
-    return preprocess(tensor, size, preprocessing) if preprocessing else resize(tensor, size, crop)
+    return preprocess(tensor, size, preprocessing)
 
 
 def model_image(spec, model, size: int | tuple[int, int] | None = None) -> torch.Tensor:
@@ -352,17 +381,17 @@ def load_folder(
     folder: str | Path,
     size: int | tuple[int, int] = 224,
     batch_size: int = 32,
-    crop: bool = False,
+    preprocessing: str = "center-crop",
     skip_bad: bool = True,
 ) -> Iterator[ImageBatch]:
-    """Yield batches of images from a folder; unreadable files are skipped with a warning
-    (or raise with ``skip_bad=False``)."""
+    """Yield batches of images from a folder, each fitted to ``size`` by ``preprocessing`` (see
+    :func:`preprocess`); unreadable files are skipped with a warning (or raise with ``skip_bad=False``)."""
     import warnings
 
     images, paths = [], []
     for path in image_files(folder):
         try:
-            images.append(load_image(path, size, crop))
+            images.append(load_image(path, size, preprocessing))
         except ConvscopeError as error:
             if not skip_bad:
                 raise
@@ -376,37 +405,9 @@ def load_folder(
         yield ImageBatch(torch.cat(images), paths)
 
 
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """A ``torch`` dataset over image files: item = (image (3, H, W), index). Subfolders
-    name classes when ``labelled`` (torchvision ImageFolder layout)."""
-
-    def __init__(
-        self, folder: str | Path, size: int | tuple[int, int] = 224, crop: bool = False, labelled: bool = False
-    ):
-        self.files = image_files(folder)
-        self.size, self.crop = size, crop
-        root = Path(folder)
-        self.classes = (
-            sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1})
-            if labelled
-            else []
-        )
-        self.targets = (
-            [self.classes.index(p.relative_to(root).parts[0]) for p in self.files]
-            if self.classes
-            else [-1] * len(self.files)
-        )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        return load_image(self.files[index], self.size, self.crop)[0], self.targets[index]
-
-
-def load_images(specs: Sequence, size: int | tuple[int, int] = 224, crop: bool = False) -> torch.Tensor:
-    """Several image specs -> one batch (N, 3, size, size)."""
-    return torch.cat([load_image(spec, size, crop) for spec in specs])
+def load_images(specs: Sequence, size: int | tuple[int, int] = 224, preprocessing: str = "center-crop") -> torch.Tensor:
+    """Several image specs -> one batch (N, 3, size, size), fitted by ``preprocessing``."""
+    return torch.cat([load_image(spec, size, preprocessing) for spec in specs])
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

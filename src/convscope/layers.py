@@ -17,6 +17,21 @@ concatenations; where branches meet, the larger field wins), so branched network
 
 from __future__ import annotations
 
+__all__ = [
+    "canonical_name",
+    "check_layers",
+    "default_cam_layer",
+    "find_layer",
+    "HOOK_FREE",
+    "LAYER_COLUMNS",
+    "layer_names",
+    "layer_table",
+    "LayerInfo",
+    "receptive_field",
+    "ReceptiveField",
+    "require_hooks",
+]
+
 import difflib
 from dataclasses import dataclass
 from typing import Sequence
@@ -222,11 +237,25 @@ class LayerInfo:
             rf = ["global", "-", "-"]
         else:
             rf = [_pair_text(field.size), _pair_text(field.jump), _pair_text(field.start)]
-        return [self.name, self.type, shape, *rf]
+        return [self.name, self.type, shape, *rf, self.unusable or ""]
+
+    @property
+    def unusable(self) -> str | None:
+        """Why spatial methods (CAMs, top units, channel visualization, dissection) cannot use
+        this layer, or ``None`` when they can: the one place the CLI, the report and the web app read."""
+        if self.output_shape is None:
+            return "never runs in the forward pass"
+        if len(self.output_shape) != 3:
+            return f"no spatial map (output {'x'.join(map(str, self.output_shape))})"
+        if self.output_shape[-2:] == (1, 1):
+            return "no spatial map (1x1 output)"
+        if self.receptive_field is None:
+            return "not on the image's path"
+        return None
 
 
 #: the columns of :meth:`LayerInfo.cells`
-LAYER_COLUMNS = ("layer", "type", "output shape", "RF size", "jump", "start")
+LAYER_COLUMNS = ("layer", "type", "output shape", "RF size", "jump", "start", "unusable for spatial methods")
 
 
 def _pair_text(pair) -> str:

@@ -16,6 +16,37 @@ Checkpoints load with ``weights_only=True``; a pickled whole module needs ``trus
 
 from __future__ import annotations
 
+__all__ = [
+    "BUILDERS",
+    "CHECKPOINT_FORMAT",
+    "checkpoint_meta",
+    "DEFAULT_MODEL",
+    "EMBEDDED",
+    "embedded_weights_path",
+    "EmbeddedModel",
+    "fit_error",
+    "ImageClassifier",
+    "imagenet_labels",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "is_model_name",
+    "list_models",
+    "load_model",
+    "load_weights",
+    "ModelSpec",
+    "Normalize",
+    "parse_floats",
+    "parse_labels",
+    "parse_size",
+    "PREPROCESS",
+    "RandomWeightsWarning",
+    "read_checkpoint",
+    "read_state_dict",
+    "save_checkpoint",
+    "set_head",
+    "wrap_model",
+]
+
 import difflib
 import importlib
 import importlib.util
@@ -405,7 +436,11 @@ def load_weights(network: nn.Module, path: str | Path, state: dict | None = None
 # --------------------------------------------------------------------------- self-describing checkpoints
 CHECKPOINT_FORMAT = "convscope-checkpoint/1"
 #: architecture names a checkpoint may give that convscope builds without importing the user's code.
-BUILDERS = {"small_cnn": "convscope.robustness.training:small_cnn"}
+BUILDERS = {
+    "small_cnn": "convscope.robustness.training:small_cnn",
+    "resnet_cifar": "convscope.robustness.resnets:resnet_cifar",
+    "wide_resnet_cifar": "convscope.robustness.resnets:wide_resnet_cifar",
+}
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -417,11 +452,17 @@ def _is_safetensors(path: Path) -> bool:
     return head[8:9] == b"{" and 0 < length < path.stat().st_size
 
 
-def checkpoint_meta(path: str | Path) -> tuple[dict, Path] | None:
+def _is_format(meta, formats: Sequence[str] | None) -> bool:
+    kind = meta.get("format") if isinstance(meta, dict) else None
+    return isinstance(kind, str) and (kind in formats if formats is not None else kind.startswith("convscope-"))
+
+
+def checkpoint_meta(path: str | Path, formats: Sequence[str] | None = (CHECKPOINT_FORMAT,)) -> tuple[dict, Path] | None:
     """(the JSON description, the weights file) of a convscope checkpoint; None for other files.
 
     ``path`` may be the weights (``X.safetensors``, its description in its header and in
-    ``X.json``) or the ``X.json`` itself.
+    ``X.json``) or the ``X.json`` itself. ``formats``: the ``format`` values accepted (a
+    classifier's by default; ``None``: any ``convscope-*`` file, e.g. a segmenter's).
     """
     import json
 
@@ -431,7 +472,7 @@ def checkpoint_meta(path: str | Path) -> tuple[dict, Path] | None:
             meta = json.loads(path.read_text())
         except json.JSONDecodeError:
             return None
-        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        if not _is_format(meta, formats):
             return None
         weights = path.parent / str(meta.get("weights", path.with_suffix(".safetensors").name))
         if Path(str(meta.get("weights", ""))).name != str(meta.get("weights", weights.name)):
@@ -446,11 +487,14 @@ def checkpoint_meta(path: str | Path) -> tuple[dict, Path] | None:
         except Exception:
             return None
         if text:
-            meta = json.loads(text)
-            if isinstance(meta, dict) and meta.get("format") == CHECKPOINT_FORMAT:
+            try:
+                meta = json.loads(text)
+            except json.JSONDecodeError:
+                return None
+            if _is_format(meta, formats):
                 return meta, path
         sidecar = path.with_suffix(".json")
-        found = checkpoint_meta(sidecar) if sidecar.is_file() else None
+        found = checkpoint_meta(sidecar, formats) if sidecar.is_file() else None
         return (found[0], path) if found else None
     return None
 
@@ -647,6 +691,13 @@ def _from_file(path: Path, arch: str | None, trust: bool, mean, std, labels) -> 
     described = checkpoint_meta(path)
     if described is not None:
         return _from_checkpoint(*described, path, arch, trust)
+    other = checkpoint_meta(path, formats=None)
+    if other is not None:
+        use = " (segment train): use it with 'convscope segment predict|eval'"
+        raise ConvscopeError(
+            f"{path} is a {other[0]['format']} file, not a classifier checkpoint"
+            + (use if str(other[0]["format"]).startswith("convscope-segmenter") else "")
+        )
     if _is_torchscript(path):
         try:
             network = torch.jit.load(str(path), map_location="cpu")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["predict", "Prediction"]
+
 from dataclasses import dataclass
 
 import torch

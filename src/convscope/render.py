@@ -6,6 +6,21 @@ upsampling it, colouring it, laying panels out) lives here.
 
 from __future__ import annotations
 
+__all__ = [
+    "annotate",
+    "bar_chart",
+    "colorize",
+    "figure",
+    "figure_to_image",
+    "normalize_map",
+    "overlay",
+    "Panel",
+    "png_bytes",
+    "pyplot",
+    "upsample",
+    "VECTOR_SUFFIXES",
+]
+
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,18 +199,6 @@ def figure(
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None)
-
-
-def overlay_figure(
-    image: torch.Tensor,
-    heat: torch.Tensor,
-    path: str | Path | None = None,
-    title: str = "",
-    cmap: str = "jet",
-    mode: str = "minmax",
-) -> Image.Image:
-    """The standard explanation picture: the image, and the map over it with a colour bar."""
-    return figure([Panel(image, "input"), Panel(heat, title, under=image, cmap=cmap, mode=mode, colorbar=True)], path)
 
 
 def bar_chart(

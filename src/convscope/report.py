@@ -15,6 +15,27 @@ report shows its error in place and :func:`build_report` emits a warning.
 
 from __future__ import annotations
 
+__all__ = [
+    "ATTACK_EPS",
+    "attack_pictures",
+    "attack_section",
+    "attribution_section",
+    "build_report",
+    "class_visualization_section",
+    "dream_section",
+    "Figure",
+    "layers_section",
+    "picture_of",
+    "prediction_chart",
+    "prediction_section",
+    "Report",
+    "REPORT_SECTIONS",
+    "sanity_section",
+    "Section",
+    "SectionFn",
+    "write_report",
+]
+
 import base64
 import datetime
 import html

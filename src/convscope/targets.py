@@ -8,6 +8,8 @@ A target says which output to explain, attack towards, or maximise. Accepted for
 
 from __future__ import annotations
 
+__all__ = ["class_index", "class_name", "resolve_target", "Target", "target_score"]
+
 import difflib
 from typing import Callable, Sequence, Union
 

@@ -10,12 +10,29 @@ the CS231n transfer-learning notes):
 
 The new head replaces the network's last ``nn.Linear`` (timm's ``classifier``,
 torchvision's ``fc`` or ``classifier.6``). The user's model is never changed: training
-works on a deep copy. Data are in-memory :class:`ImageSet` objects, read from an image
-folder (``root/CLASS/*.png`` or ``root/train/CLASS`` + ``root/val/CLASS``) or built offline
-by :func:`photo_dataset` from scikit-image's bundled photos.
+works on a deep copy. Data are in-memory :class:`ImageSet` objects, read from any labelled
+dataset spec through the data layer (:func:`dataset_split`: class folders, ``root/train/CLASS``
++ ``root/val/CLASS``, ``samples:cifar10``, ``cifar10-train:ROOT``, ...) or built offline by
+:func:`photo_dataset` from scikit-image's bundled photos.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "accuracy",
+    "augment",
+    "dataset_split",
+    "finetune",
+    "ImageSet",
+    "load_image_folder",
+    "MODES",
+    "photo_dataset",
+    "plot_curves",
+    "recompute_batchnorm",
+    "replace_head",
+    "TransferHistory",
+    "write_image_folder",
+]
 
 import copy
 from dataclasses import dataclass, field
@@ -26,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConvscopeError
-from .images import IMAGE_SUFFIXES, PHOTOS, TEXTURES, load_images, sample_array, save_image
+from .images import PHOTOS, TEXTURES, sample_array, save_image
 from .models import ImageClassifier, _side, save_checkpoint, set_head
 
 MODES = ("features", "finetune", "scratch")
@@ -90,36 +107,99 @@ def write_image_folder(data: ImageSet, root: str | Path) -> Path:
     return root
 
 
-def _read_classes(root: Path, size: int, classes: tuple[str, ...] | None = None) -> ImageSet:
-    names = classes or tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
-    if not names:
-        raise ConvscopeError(f"{root} has no class folders (expected {root}/CLASS/IMAGE.png)")
-    images, labels = [], []
-    for label, name in enumerate(names):
-        files = (
-            sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if (root / name).is_dir()
-            else []
+MEMORY_LIMIT = 4 << 30  # bytes of float32 images a training set may hold in memory
+
+
+def dataset_split(
+    data,
+    size: int = 64,
+    val=None,
+    val_fraction: float = 0.3,
+    seed: int = 0,
+    preprocess: str = "crop",
+    limit: int | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    label_file=None,
+):
+    """(train, val, skipped) from any labelled dataset spec of :func:`convscope.data.open_dataset`.
+
+    ``root/train/CLASS`` + ``root/val/CLASS`` are the two sets; ``val`` names a second spec
+    (``cifar10-train:ROOT`` with ``val="cifar10:ROOT"``); otherwise a seeded per-class split of
+    ``data`` (``val_fraction`` of each class, at least one image of a class with two or more).
+    Classes are those present, numbered in the order of their ids (class folders: sorted names),
+    named by their folder (else their id). Images are read through the data layer's streaming
+    loader (unreadable files skipped and returned in ``skipped``, or ``strict``) into memory,
+    the first ``limit`` of each set; a set over 4 GiB of float32 pixels is refused (use ``limit``).
+    """
+    from .data import SkipLog, open_dataset, take
+
+    root = Path(data) if isinstance(data, (str, Path)) else None
+    if val is None and root is not None and (root / "train").is_dir() and (root / "val").is_dir():
+        data, val = root / "train", root / "val"
+    skips = SkipLog()
+    opened = [
+        open_dataset(spec, size, preprocess, label_file=label_file) for spec in ([data] if val is None else [data, val])
+    ]
+    if limit is not None:
+        opened = [take(dataset, limit) for dataset in opened]
+    sets = [_in_memory(dataset, size, workers, strict, skips) for dataset in opened]
+    ids = sorted(set(sets[0][2]))
+    names = tuple(sets[0][2][i] for i in ids)
+    if val is None:
+        whole = _numbered(sets[0], names)
+        train, held_out = _split(whole, val_fraction, seed)
+    else:
+        train, held_out = _numbered(sets[0], names), _numbered(sets[1], names, f"{val}: ")
+    return train, held_out, skips
+
+
+def _in_memory(dataset, size, workers, strict, skips) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
+    """A labelled dataset's images and labels in memory, and its class names by id."""
+    from .data import stream
+
+    count = len(dataset)
+    if count * 3 * size * size * 4 > MEMORY_LIMIT:
+        raise ConvscopeError(
+            f"{count} images at {size} px need {count * 3 * size * size * 4 / 2**30:.1f} GiB in memory; "
+            "train on a part of them (--limit)"
         )
-        if files:
-            images.append(load_images(files, size))
-            labels += [label] * len(files)
+    labels = getattr(dataset, "labels", None)
+    if labels is not None and any(label is None for label in labels):
+        missing = sum(label is None for label in labels)
+        raise ConvscopeError(
+            f"training needs a label for every image; {missing} of {count} have none "
+            "(class subfolders, a label file or a labelled set)"
+        )
+    images, targets = [], []
+    for batch in stream(dataset, 64, workers, strict=strict, skips=skips):
+        if bool((batch.labels < 0).any()):
+            raise ConvscopeError("training needs a label for every image; this dataset has unlabelled ones")
+        images.append(batch.images)
+        targets.append(batch.labels)
     if not images:
-        raise ConvscopeError(f"{root}: the class folders hold no images")
-    return ImageSet(torch.cat(images), torch.tensor(labels), names)
+        raise ConvscopeError(f"no readable images ({skips.summary()})")
+    found = torch.cat(targets)
+    folders = getattr(getattr(dataset, "dataset", dataset), "classes", None) or {}
+    folders = dict(enumerate(folders)) if isinstance(folders, (list, tuple)) else dict(folders)
+    return torch.cat(images), found, {int(i): str(folders.get(int(i), int(i))) for i in found.unique()}
 
 
-def load_image_folder(
-    root: str | Path, size: int = 64, val_fraction: float = 0.3, seed: int = 0
-) -> tuple[ImageSet, ImageSet]:
-    """(train, val) from ``root/train/CLASS`` + ``root/val/CLASS``, or a seeded per-class split of ``root/CLASS``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ConvscopeError(f"no such folder: {root}")
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        train = _read_classes(root / "train", size)
-        return train, _read_classes(root / "val", size, train.classes)
-    data = _read_classes(root, size)
+def _numbered(loaded, names: tuple[str, ...], where: str = "") -> ImageSet:
+    """Relabel to 0..K-1 by class name (the training set's order)."""
+    images, labels, classes = loaded
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(classes.values()) - set(index))
+    if unknown:
+        raise ConvscopeError(f"{where}classes {', '.join(unknown[:3])} are not in the training set")
+    lookup = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+    for label, name in classes.items():
+        lookup[label] = index[name]
+    return ImageSet(images, lookup[labels], names)
+
+
+def _split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """A seeded per-class split: ``val_fraction`` of each class (one at least, none of a single image)."""
     generator = torch.Generator().manual_seed(seed)
     val_index = []
     for label in range(len(data.classes)):
@@ -132,6 +212,18 @@ def load_image_folder(
         ImageSet(data.images[~is_val], data.labels[~is_val], data.classes),
         ImageSet(data.images[is_val], data.labels[is_val], data.classes),
     )
+
+
+def load_image_folder(
+    root: str | Path, size: int = 64, val_fraction: float = 0.3, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
+    """(train, val) from ``root/train/CLASS`` + ``root/val/CLASS``, or a seeded per-class split of
+    ``root/CLASS`` (images squashed to ``size``; :func:`dataset_split` for any spec)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConvscopeError(f"no such folder: {root}")
+    train, val, _ = dataset_split(root, size, val_fraction=val_fraction, seed=seed, preprocess="resize", workers=0)
+    return train, val
 
 
 def replace_head(network: nn.Module, num_classes: int) -> str:

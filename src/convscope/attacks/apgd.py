@@ -28,11 +28,14 @@ Deviation: the L2 projection onto ball ∩ box is "scale into the ball, then cli
 
 from __future__ import annotations
 
+__all__ = ["apgd", "apgd_targeted", "checkpoints", "dlr_loss", "dlr_targeted_loss", "MOMENTUM", "RHO", "target_classes"]
+
 import math
 
 import torch
 import torch.nn.functional as F
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ._common import check_eps, cross_entropy, labels_for, progress_bar
 from .gradient import _freeze
@@ -175,6 +178,7 @@ def _run(model, x, y, target, eps, norm, n_iter, loss_name, generator, advance, 
     return torch.where(ever.view(view), adversarial, best), ever
 
 
+@checks_images
 def apgd(
     model,
     x: torch.Tensor,
@@ -254,6 +258,7 @@ def target_classes(logits: torch.Tensor, top: int = 9) -> torch.Tensor:
     return logits.sort(dim=-1, descending=True).indices[:, 1 : k + 1]
 
 
+@checks_images
 def apgd_targeted(
     model,
     x: torch.Tensor,

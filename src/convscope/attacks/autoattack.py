@@ -16,12 +16,15 @@ each stage and a 95 % Wilson confidence interval for the final robust accuracy.
 
 from __future__ import annotations
 
+__all__ = ["autoattack", "AutoAttackResult", "VERSIONS", "wilson_interval"]
+
 import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import check_eps, labels_for
@@ -108,6 +111,7 @@ def _stage(name, model, x, y, eps, norm, generator, restarts, eot, progress, ste
     raise ConvscopeError(f"unknown AutoAttack stage {name!r}; known: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square")
 
 
+@checks_images
 def autoattack(
     model: torch.nn.Module,
     x: torch.Tensor,

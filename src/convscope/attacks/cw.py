@@ -20,15 +20,19 @@ function does the same optimisation for all ``steps`` (same start
 
 from __future__ import annotations
 
+__all__ = ["cw"]
+
 import torch
 import torch.nn.functional as F
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
+@checks_images
 def cw(
     model: torch.nn.Module,
     x: torch.Tensor,

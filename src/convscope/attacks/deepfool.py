@@ -16,14 +16,18 @@ sum), which gives slightly smaller perturbations. Untargeted only, as in the pap
 
 from __future__ import annotations
 
+__all__ = ["deepfool"]
+
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
+@checks_images
 def deepfool(
     model: torch.nn.Module,
     x: torch.Tensor,

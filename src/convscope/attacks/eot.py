@@ -14,6 +14,8 @@ gradient functions were built for.
 
 from __future__ import annotations
 
+__all__ = ["eot", "PhysicalTransform", "transform_success"]
+
 import io
 import math
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..checks import checks_images
 from ..filters import gaussian_blur
 from ..hooks import frozen
 from ._common import check_eps, labels_for
@@ -108,6 +111,7 @@ class _StraightThroughJPEG(torch.autograd.Function):
         return grad, None
 
 
+@checks_images
 def eot(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -161,6 +165,7 @@ def eot(
         )
 
 
+@checks_images
 def transform_success(
     model: torch.nn.Module,
     x_adv: torch.Tensor,

@@ -14,6 +14,8 @@ attacked with seed ``seed + b`` wherever it runs.
 
 from __future__ import annotations
 
+__all__ = ["AttackEvaluation", "AttackReduction", "COUNTS", "evaluate_attack", "folder_label"]
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -21,7 +23,7 @@ from typing import Iterable
 import torch
 
 from ..checks import model_device
-from ..data import Batch, Reduction, SkipLog, open_dataset, reduce_dataset
+from ..data import Batch, Reduction, SkipLog, run_reduction
 from ..errors import ConvscopeError
 from ..images import ImageBatch
 from ..targets import class_index
@@ -315,7 +317,8 @@ def evaluate_attack(
 
     Args:
         data: a dataset spec (folder, ``samples:imagenet``, ...) or ``Dataset`` (see
-            :func:`convscope.data.open_dataset`), or an iterable of batches (``ImageBatch`` from
+            :func:`convscope.data.open_dataset`), a ``DataLoader`` of ``(images, labels)``
+            (resumable when it does not shuffle), or an iterable of batches (``ImageBatch`` from
             :func:`~convscope.images.load_folder`, or ``(images, labels)``; no resuming then).
         strict: stop at the first unreadable file instead of skipping it.
         resume: folder for per-shard partial results (the same call continues an interrupted run).
@@ -326,30 +329,24 @@ def evaluate_attack(
     >>> report.clean_accuracy, report.robust_accuracy, report.success_rate
     """
     reduction = AttackReduction(model, method, eps, seed, **options)
-    if isinstance(data, (str, Path, torch.utils.data.Dataset)):
-        dataset = open_dataset(
+    if isinstance(data, (str, Path, torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        reduced = run_reduction(
+            reduction,
+            model,
             data,
-            size or getattr(model, "input_size", 224),
-            preprocess,
-            labels=getattr(model, "labels", None),
+            f"attack-eval {method}",
+            size=size,
+            preprocess=preprocess,
             label_file=label_file,
+            batch_size=batch_size,
+            workers=workers,
+            strict=strict,
+            resume=resume,
+            shard_batches=shard_batches,
+            engine=engine,
+            address=address,
+            progress=progress,
         )
-        from ..progress import progress_bar
-
-        with progress_bar(len(dataset), f"attack-eval {method}", progress, interrupted=None) as advance:
-            reduced = reduce_dataset(
-                reduction,
-                dataset,
-                batch_size,
-                model_device(model),
-                workers,
-                strict,
-                resume,
-                engine=engine,
-                address=address,
-                shard_batches=shard_batches,
-                progress=lambda n: advance(n),
-            )
         return reduction.report(reduced.state, reduced.skips, reduced.resumed)
     state = reduction.start()
     for number, batch in enumerate(_as_batches(model, data)):

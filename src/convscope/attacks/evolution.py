@@ -18,18 +18,21 @@ calls scipy's best1bin per image instead (popsize 10 × 5 dimensions, 10 steps).
 
 from __future__ import annotations
 
+__all__ = ["fooling_gallery", "fooling_images", "FoolingResult", "one_pixel"]
+
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from ..checks import model_device
+from ..checks import checks_images, model_device
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
 from .registry import ATTACKS
 
 
+@checks_images
 def one_pixel(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -266,6 +269,12 @@ def fooling_images(
         for generation in range(generations):
             images = render(genome)
             fitness = torch.cat([model(chunk).softmax(dim=-1) for chunk in images.split(batch_size)])
+            outside = classes[(classes < 0) | (classes >= fitness.shape[-1])]
+            if outside.numel():
+                raise ConvscopeError(
+                    f"class {int(outside[0])} is out of range: the model has {fitness.shape[-1]} classes "
+                    f"(0..{fitness.shape[-1] - 1})"
+                )
             fitness = fitness.view(count, popsize, -1).gather(2, classes.view(-1, 1, 1).expand(-1, popsize, 1))[..., 0]
             spent += (~done).long() * popsize
             used += (~done).long()

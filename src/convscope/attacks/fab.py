@@ -21,8 +21,11 @@ radius ``min(best norm, eps) / 2`` (paper Sec. 3.3).
 
 from __future__ import annotations
 
+__all__ = ["fab", "fab_targeted", "project_halfspace_box"]
+
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ._common import labels_for, progress_bar
 from .apgd import _norm, target_classes
@@ -127,6 +130,7 @@ def _run(model, x, y, target, norm, steps, eps, start, alpha_max, eta, beta, adv
     return best.view(shape), best_norm
 
 
+@checks_images
 def fab(
     model,
     x: torch.Tensor,
@@ -202,6 +206,7 @@ def fab(
     return out, out_norms
 
 
+@checks_images
 def fab_targeted(
     model, x: torch.Tensor, y: torch.Tensor | None = None, eps: float | None = None, *, top: int = 9, **options
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["amplified", "attack_figure", "display_budget", "perturbation_picture"]
+
 from pathlib import Path
 
 import torch

@@ -18,12 +18,15 @@ any ``(logits, y) -> Tensor[N] | scalar`` (a BPDA/EOT wrapper passes its own), a
 
 from __future__ import annotations
 
+__all__ = ["bim", "fgsm", "input_gradient", "Model", "pgd", "warn_short_budget"]
+
 import contextlib
 import warnings
 from typing import Callable
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import LossFn, check_eps, labels_for, loss_function, progress_bar
@@ -46,6 +49,7 @@ def _freeze(model: Model, eval_mode: bool):
     return frozen(model, eval_mode=eval_mode) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
 
 
+@checks_images
 def fgsm(
     model: Model,
     x: torch.Tensor,
@@ -80,6 +84,7 @@ def fgsm(
     return (x.detach() + eps * grad.sign()).clamp(0, 1)
 
 
+@checks_images
 def pgd(
     model: Model,
     x: torch.Tensor,
@@ -151,10 +156,11 @@ def warn_short_budget(name: str, eps: float, alpha: float, steps: int) -> None:
             f"cannot reach the edge of the eps-ball (robust accuracy will be overestimated); use more steps "
             f"or alpha >= eps/steps (default 2.5*eps/steps)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,  # past pgd or bim and their image check
         )
 
 
+@checks_images
 def bim(
     model: Model,
     x: torch.Tensor,

@@ -18,6 +18,8 @@ gradients instead of failing: the extreme case of masking.
 
 from __future__ import annotations
 
+__all__ = ["check_gradient_masking", "MaskingCheck", "MaskingReport"]
+
 import warnings
 from dataclasses import dataclass, field
 

@@ -14,6 +14,18 @@ every step; placements are drawn per image and step from ``generator``.
 
 from __future__ import annotations
 
+__all__ = [
+    "adversarial_patch",
+    "apply_patch",
+    "circle_mask",
+    "HELD_OUT_SAMPLES",
+    "patch_figure",
+    "patch_success",
+    "PatchResult",
+    "Placement",
+    "TRAIN_SAMPLES",
+]
+
 import math
 from dataclasses import dataclass, field
 

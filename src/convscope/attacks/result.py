@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["AttackResult", "distances"]
+
 from dataclasses import dataclass, field
 from typing import Sequence
 

@@ -10,14 +10,18 @@ summed loss, ``targeted`` steps down the target's loss); the random step is draw
 
 from __future__ import annotations
 
+__all__ = ["rfgsm"]
+
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ._common import LossFn, check_eps, labels_for
 from .gradient import Model, _freeze, fgsm
 from .registry import ATTACKS
 
 
+@checks_images
 def rfgsm(
     model: Model,
     x: torch.Tensor,

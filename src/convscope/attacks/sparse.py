@@ -17,9 +17,12 @@
 
 from __future__ import annotations
 
+__all__ = ["ead", "jsma", "MAX_FEATURES"]
+
 import torch
 import torch.nn.functional as F
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ._common import labels_for, progress_bar
 from .gradient import _freeze
@@ -28,6 +31,7 @@ from .registry import ATTACKS
 MAX_FEATURES = 12288
 
 
+@checks_images
 def jsma(
     model,
     x: torch.Tensor,
@@ -97,6 +101,7 @@ def _shrink(z: torch.Tensor, x: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.where(z - x > beta, (z - beta).clamp(max=1), torch.where(z - x < -beta, (z + beta).clamp(min=0), x))
 
 
+@checks_images
 def ead(
     model,
     x: torch.Tensor,

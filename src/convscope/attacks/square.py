@@ -25,10 +25,13 @@ compact (fooled images leave the working set and are written back once).
 
 from __future__ import annotations
 
+__all__ = ["p_schedule", "square", "square_pattern"]
+
 import math
 
 import torch
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import check_eps, labels_for, progress_bar
@@ -166,6 +169,7 @@ def _l2_candidate(work, side, eps, sampler):
     return (x + delta / excess).clamp(0, 1)
 
 
+@checks_images
 def square(
     model: torch.nn.Module,
     x: torch.Tensor,

@@ -12,6 +12,8 @@ The user's ``substitute`` module is deep-copied before training, so it is left a
 
 from __future__ import annotations
 
+__all__ = ["small_substitute", "substitute_attack", "SubstituteResult"]
+
 import copy
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_images
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from ._common import labels_for, progress_bar
@@ -85,6 +88,7 @@ def substitute_attack(
     """
     if craft not in ("fgsm", "pgd") or rounds < 0 or epochs < 1:
         raise ConvscopeError("substitute_attack needs craft 'fgsm' or 'pgd', rounds >= 0 and epochs >= 1")
+    seed, x = check_images(seed, "seed"), check_images(x)
 
     def oracle(images: torch.Tensor) -> torch.Tensor:
         with frozen(black_box), torch.no_grad():

@@ -16,6 +16,8 @@ Each step is one forward+backward of the source model; ``α = eps / steps`` (the
 
 from __future__ import annotations
 
+__all__ = ["diverse_input", "gaussian_kernel", "transfer_fgsm", "transfer_matrix", "TransferMatrix"]
+
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -23,6 +25,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from ..checks import checks_images
 from ..errors import ConvscopeError
 from ._common import check_eps, cross_entropy, labels_for, progress_bar
 from .gradient import _freeze
@@ -58,6 +61,7 @@ def diverse_input(
     return F.pad(shrunk, (left, width - side - left, top, height - side - top))
 
 
+@checks_images
 def transfer_fgsm(
     model,
     x: torch.Tensor,

@@ -3,9 +3,10 @@
 Each batch of the dataset (streamed by :func:`convscope.data.reduce_dataset`, so unreadable files
 are skipped and named, runs resume, and the ``ray`` engine can spread the batches) is explained
 with one registered method and written as ``maps/BBBBBB.npz`` (``maps`` (N, C, H, W) float32 and
-``ids``), optional overlays ``overlays/<id>.png``, and ``index/BBBBBB.csv``; at the end the driver
-joins the per-batch indexes in dataset order into ``index.csv``: image, label, target, target
-probability, score (the target's logit), map file and row. Batch ``b`` uses seed ``seed + b``
+``ids``; ``map_format="npy"``: one ``maps/IIIIIII_<id>.npy`` (C, H, W) float32 per image, ``I``
+its dataset index), optional overlays ``overlays/<id>.png``, and ``index/BBBBBB.csv``; at the end
+the driver joins the per-batch indexes in dataset order into ``index.csv``: image, label, target,
+target probability, score (the target's logit), map file and row (0 for a ``.npy``). Batch ``b`` uses seed ``seed + b``
 (stochastic methods), wherever it runs.
 
 ``metrics=("deletion", "insertion")`` also scores every map by its deletion / insertion AUC
@@ -15,6 +16,17 @@ with a 95 % confidence interval (Student t over the images) without keeping the 
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "explain_dataset",
+    "ExplainReduction",
+    "INDEX_COLUMNS",
+    "mean_interval",
+    "METRICS",
+    "sanity_dataset",
+    "SanityReduction",
+    "TARGETS",
+]
 
 import csv
 import io
@@ -28,10 +40,10 @@ from ..checks import model_device
 from ..data import Batch, Reduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
-from ..progress import progress_bar
 from .registry import METHODS
 
 TARGETS = ("predicted", "label")
+MAP_FORMATS = ("npz", "npy")
 INDEX_COLUMNS = ("image", "label", "target", "target_name", "probability", "score", "file", "row")
 METRICS = ("deletion", "insertion")
 
@@ -50,7 +62,8 @@ def mean_interval(total: float, squares: float, count: int, level: float = 0.95)
 
 
 class ExplainReduction(Reduction):
-    """Writes one ``.npz`` of maps and one index part per batch; the state counts images."""
+    """Writes the maps (one ``.npz`` per batch or one ``.npy`` per image) and one index part per
+    batch; the state counts images."""
 
     def __init__(
         self,
@@ -63,8 +76,12 @@ class ExplainReduction(Reduction):
         seed: int = 0,
         metrics=(),
         metric_steps: int = 16,
+        map_format: str = "npz",
         **options,
     ):
+        if map_format not in MAP_FORMATS:
+            raise ConvscopeError(f"unknown map format {map_format!r}; known: {', '.join(MAP_FORMATS)}")
+        self.map_format = map_format
         if target not in TARGETS:
             raise ConvscopeError(f"batch explain --target takes {' | '.join(TARGETS)} (per image), got {target!r}")
         from . import method_options
@@ -89,6 +106,7 @@ class ExplainReduction(Reduction):
             "options": self.options,
             "metrics": list(self.metrics),
             "metric_steps": self.metric_steps,
+            **({"map_format": self.map_format} if self.map_format != "npz" else {}),
             "model": getattr(self.model, "name", type(self.model).__name__),
         }
 
@@ -132,7 +150,13 @@ class ExplainReduction(Reduction):
             state[f"{metric}_sum"] += float(aucs[metric].double().sum())
             state[f"{metric}_squares"] += float((aucs[metric].double() ** 2).sum())
         name = f"{number:06d}"
-        _atomic_npz(self.out / "maps" / f"{name}.npz", maps=maps.numpy(), ids=np.array(batch.ids))
+        if self.map_format == "npz":
+            files = [f"maps/{name}.npz"] * len(batch.ids)
+            _atomic_npz(self.out / "maps" / f"{name}.npz", maps=maps.numpy(), ids=np.array(batch.ids))
+        else:
+            files = [f"maps/{int(i):07d}_{_safe_name(d)}.npy" for i, d in zip(batch.indices.tolist(), batch.ids)]
+            for file, one in zip(files, maps.numpy()):
+                _atomic_npy(self.out / file, one)
         labels = getattr(self.model, "labels", None)
         text = io.StringIO()
         writer = csv.writer(text)
@@ -145,8 +169,8 @@ class ExplainReduction(Reduction):
                     labels[target] if labels else "",
                     f"{float(probabilities[row]):.6f}",
                     f"{float(scores[row]):.6f}",
-                    f"maps/{name}.npz",
-                    row,
+                    files[row],
+                    row if self.map_format == "npz" else 0,
                     *[f"{float(aucs[m][row]):.6f}" for m in self.metrics],
                 ]
             )
@@ -180,6 +204,13 @@ def _safe_name(image_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)[-180:]
 
 
+def _atomic_npy(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        np.save(handle, array)
+    os.replace(temporary, path)
+
+
 def _atomic_npz(path: Path, **arrays) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("wb") as handle:
@@ -208,9 +239,11 @@ def explain_dataset(
     progress: bool = False,
     metrics=(),
     metric_steps: int = 16,
+    map_format: str = "npz",
     **options,
 ):
-    """Explain every image of ``data`` with ``method`` and write maps + ``index.csv`` under ``out``.
+    """Explain every image of ``data`` with ``method`` and write maps + ``index.csv`` under ``out``
+    (``map_format``: ``npz``, one file per batch, or ``npy``, one file per image).
 
     ``resume`` keeps per-shard records in ``out/.shards`` so the same call continues an
     interrupted run. Returns ``(index path, Reduced)``; with ``metrics``, ``Reduced.summary`` maps
@@ -218,34 +251,32 @@ def explain_dataset(
 
     >>> index, _ = explain_dataset(model, "samples:imagenet", "gradcam", "maps/")
     """
-    from ..data import open_dataset, reduce_dataset
+    from ..data import run_reduction
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConvscopeError(f"--out {out} is a file; batch explain writes a folder")
-    reduction = ExplainReduction(model, method, out, target, layer, overlays, seed, metrics, metric_steps, **options)
-    dataset = open_dataset(
-        data,
-        size or getattr(model, "input_size", 224),
-        preprocess,
-        labels=getattr(model, "labels", None),
-        label_file=label_file,
+    reduction = ExplainReduction(
+        model, method, out, target, layer, overlays, seed, metrics, metric_steps, map_format, **options
     )
-    with progress_bar(len(dataset), f"explain {reduction.method}", progress, interrupted=None) as advance:
-        reduced = reduce_dataset(
-            reduction,
-            dataset,
-            batch_size,
-            model_device(model),
-            workers,
-            strict,
-            out / ".shards" if resume else None,
-            engine=engine,
-            address=address,
-            progress=lambda n: advance(n),
-        )
+    reduced = run_reduction(
+        reduction,
+        model,
+        data,
+        f"explain {reduction.method}",
+        size=size,
+        preprocess=preprocess,
+        label_file=label_file,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        resume=out / ".shards" if resume else None,
+        engine=engine,
+        address=address,
+        progress=progress,
+    )
     reduced.summary = reduction.summary(reduced.state)
-    return reduction.finish(-(-len(dataset) // batch_size)), reduced
+    return reduction.finish(-(-reduced.total // batch_size)), reduced
 
 
 class SanityReduction(Reduction):
@@ -361,31 +392,23 @@ def sanity_dataset(
 
     Returns ``(rows, step names, Reduced)`` with rows as in :meth:`SanityReduction.rows`.
     """
-    from rich.progress import Progress
-
-    from ..data import open_dataset, reduce_dataset
+    from ..data import run_reduction
 
     reduction = SanityReduction(model, methods, scheme, seed, target, options, groups)
-    dataset = open_dataset(
+    reduced = run_reduction(
+        reduction,
+        model,
         data,
-        size or getattr(model, "input_size", 224),
-        preprocess,
-        labels=getattr(model, "labels", None),
+        "sanity",
+        size=size,
+        preprocess=preprocess,
         label_file=label_file,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        engine=engine,
+        address=address,
+        progress=progress,
     )
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("sanity", total=len(dataset))
-        reduced = reduce_dataset(
-            reduction,
-            dataset,
-            batch_size,
-            model_device(model),
-            workers,
-            strict,
-            None,
-            engine=engine,
-            address=address,
-            progress=lambda n: bar.advance(task, n),
-        )
     names = list(getattr(reduction, "step_names", None) or reduction.groups)
     return reduction.rows(reduced.state), names, reduced

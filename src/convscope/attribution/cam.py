@@ -18,6 +18,8 @@ the methods differ only in how the channel weights ``w`` are computed. Conventio
 
 from __future__ import annotations
 
+__all__ = ["cam", "cam_layer", "gradcam", "gradcam_pp", "guided_gradcam", "layer_gradients", "upsample_map"]
+
 import weakref
 
 import torch

@@ -15,6 +15,17 @@ time over all images and channels together.
 
 from __future__ import annotations
 
+__all__ = [
+    "ablationcam",
+    "eigencam",
+    "full_gradient_decomposition",
+    "fullgrad",
+    "hirescam",
+    "layercam",
+    "scorecam",
+    "xgradcam",
+]
+
 import contextlib
 from typing import Sequence
 

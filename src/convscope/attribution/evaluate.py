@@ -11,6 +11,8 @@ of |map| over channels; a map of another size is upsampled bilinearly to the ima
 
 from __future__ import annotations
 
+__all__ = ["causal_curve", "Curve", "deletion", "insertion", "pixel_order"]
+
 from dataclasses import dataclass
 
 import torch

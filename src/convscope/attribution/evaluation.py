@@ -9,6 +9,8 @@ counted separately): ``mean +- t_{0.975, n-1} * sd / sqrt(n)``.
 
 from __future__ import annotations
 
+__all__ = ["evaluate_explanations", "ExplanationTable", "scene_batches", "SCENE_TARGETS"]
+
 import csv
 import math
 from dataclasses import dataclass, field

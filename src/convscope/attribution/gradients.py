@@ -5,6 +5,16 @@ Every method here costs one forward and one backward pass for the whole batch.
 
 from __future__ import annotations
 
+__all__ = [
+    "CHANNELS",
+    "input_gradient",
+    "input_x_gradient",
+    "objective_score",
+    "OBJECTIVES",
+    "reduce_channels",
+    "saliency",
+]
+
 import torch
 
 from ..errors import ConvscopeError

@@ -19,6 +19,8 @@ seeded by ``seed``), or a tensor broadcastable to ``x``.
 
 from __future__ import annotations
 
+__all__ = ["integrated_gradients", "make_baseline", "quadrature", "RULES"]
+
 import numpy as np
 import torch
 

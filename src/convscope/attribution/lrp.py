@@ -54,6 +54,8 @@ Deviation: conv2d and linear only (conv1d/3d and transposed convs pass their gra
 
 from __future__ import annotations
 
+__all__ = ["composite_rules", "COMPOSITES", "lrp", "LRPRecord", "Rule", "stabilize"]
+
 from dataclasses import dataclass
 from typing import Callable
 

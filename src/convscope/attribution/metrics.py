@@ -20,6 +20,28 @@ Conventions (= Quantus 0.6 defaults unless said): faithfulness metrics perturb w
 
 from __future__ import annotations
 
+__all__ = [
+    "complexity",
+    "deletion",
+    "faithfulness_correlation",
+    "flat_map",
+    "insertion",
+    "local_lipschitz",
+    "max_sensitivity",
+    "METRICS",
+    "mprt",
+    "noisy_linear_imputation",
+    "pixel_flipping",
+    "pointing_game",
+    "random_logit",
+    "relevance_mass",
+    "ROAD_FRACTIONS",
+    "road_lerf",
+    "road_morf",
+    "sparseness",
+    "subset_indices",
+]
+
 import math
 from typing import Callable
 

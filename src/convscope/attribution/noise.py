@@ -11,6 +11,8 @@ its own (the global RNG is left alone); ``seed=None`` draws from the global torc
 
 from __future__ import annotations
 
+__all__ = ["fixed_targets", "noise_average", "noisy_batches", "smooth", "smoothgrad", "smoothgrad_sq"]
+
 import functools
 from typing import Callable
 
@@ -32,11 +34,6 @@ def fixed_targets(model, x: torch.Tensor, target):
     with torch.no_grad():
         logits = model(x)
     return resolve_target(target, logits, getattr(model, "labels", None))
-
-
-def repeat_target(target, times: int):
-    """Targets for ``times`` consecutive copies of each image (ids repeated; callables kept)."""
-    return target.repeat_interleave(times) if isinstance(target, torch.Tensor) else target
 
 
 def noisy_batches(x: torch.Tensor, n: int, noise: float, batch_size: int, seed: int | None):

@@ -11,6 +11,8 @@ channels, so the map is (N, 1, H, W). Occluded copies are evaluated ``batch_size
 
 from __future__ import annotations
 
+__all__ = ["occlusion", "window_starts"]
+
 import torch
 
 from ..errors import ConvscopeError

@@ -29,6 +29,8 @@ reports how many rectifier calls were rewritten so callers can warn when it is z
 
 from __future__ import annotations
 
+__all__ = ["deconvnet", "guided_backprop", "rectifier_rule", "RectifierCount", "RULES"]
+
 import contextlib
 from dataclasses import dataclass
 from typing import Iterator
@@ -165,7 +167,7 @@ def _rectified_gradient(model, x, target, rule: str, objective: str) -> torch.Te
         warnings.warn(
             f"{rule}: the model calls no ReLU/ReLU6-style rectifier (SiLU, GELU, ... are left as they are), "
             "so this is the plain gradient",
-            stacklevel=3,
+            stacklevel=4,  # past the method and its image check
         )
     (grad,) = torch.autograd.grad(score.sum(), x)
     return grad

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ..checks import checks_images
 from ..registry import Registry
 from ..targets import Target
 
@@ -38,8 +39,18 @@ class AttributionMethod(Protocol):
     ) -> torch.Tensor: ...
 
 
-METHODS: Registry[AttributionMethod] = Registry(
+class MethodRegistry(Registry[AttributionMethod]):
+    """The attribution registry: a registered method checks its images when called directly
+    (``gradcam(model, x)``) as :func:`convscope.attribute` does, without the [0, 1] bound
+    (SmoothGrad's noisy copies lie outside it by design)."""
+
+    def register(self, name: str | None = None, /, **meta: Any):
+        add = super().register(name, **meta)
+        return lambda function: add(checks_images(function, bounds=False))
+
+
+METHODS: Registry[AttributionMethod] = MethodRegistry(
     "attribution method", kind="gradient", display="abs", stochastic=False, quick={}
 )
 
-__all__ = ["METHODS", "AttributionMethod"]
+__all__ = ["METHODS", "AttributionMethod", "MethodRegistry"]

@@ -23,6 +23,8 @@ backprop and guided Grad-CAM stay visually similar (they fail).
 
 from __future__ import annotations
 
+__all__ = ["randomization_groups", "reinitialize", "sanity_check", "sanity_figure", "SanityResult", "similarity"]
+
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -11,6 +11,19 @@ evaluated ``batch_size`` at a time over all images together.
 
 from __future__ import annotations
 
+__all__ = [
+    "coalition_values",
+    "deeplift",
+    "gradient_shap",
+    "gradient_shap_from_draws",
+    "kernel_shap",
+    "lime",
+    "lime_weights",
+    "shapley_kernel_regression",
+    "superpixels",
+    "weighted_ridge",
+]
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -135,10 +148,6 @@ class _RescaleMode(TorchFunctionMode):
         return _Multiplier.apply(z, y, m, inplace)
 
 
-def _logits_scores(model, images, ids, labels):
-    return target_score(ids, model(images), labels)
-
-
 @METHODS.register(kind="shapley")
 def deeplift(
     model,
@@ -179,7 +188,7 @@ def deeplift(
         import warnings
 
         warnings.warn(
-            "deeplift: the model calls no elementwise nonlinearity it knows; this is gradient x input", stacklevel=2
+            "deeplift: the model calls no elementwise nonlinearity it knows; this is gradient x input", stacklevel=3
         )
     scores = target_score(ids, logits[:count], labels)
     (grad,) = torch.autograd.grad(scores.sum(), both)

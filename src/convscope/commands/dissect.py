@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "atlas_command",
+    "dissect_step",
+    "examples_command",
+    "LayersOption",
+    "SamplesOption",
+    "weights_command",
+]
+
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import ModelArgs, console, model_options, open_image, output_path
-from ..data.options import StrictOption
+from .common import ModelArgs, console, data_preprocess, model_options, open_image, output_path
+from .data_options import (
+    AddressOption,
+    DataArgument,
+    DataLabelsOption,
+    EngineOption,
+    StrictOption,
+    WorkersOption,
+    check_engine,
+)
 from ..errors import ConvscopeError
 from ..tour import tour_step
 
+app = typer.Typer()
+
 LayersOption = Annotated[list[str], typer.Option("--layer", "-l", help="layer name (repeat for several)")]
-EngineOption = Annotated[str, typer.Option("--engine", help="local | ray")]
-AddressOption = Annotated[
-    Optional[str], typer.Option("--address", help="Ray cluster address (default: start a local Ray)")
-]
 SamplesOption = Annotated[
-    int, typer.Option("--make-samples", help="first fill DATA with N bundled photos, crops and flips")
+    int, typer.Option("--make-samples", help="first fill the folder DATA with N bundled photos, crops and flips")
 ]
 
 
@@ -40,7 +56,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 
 def _mine(
     network,
-    data: Path | None,
+    data: str,
     layers,
     k,
     size,
@@ -50,15 +66,15 @@ def _mine(
     make_samples,
     out: Path,
     strict: bool = False,
+    workers: int | None = None,
+    data_labels: Path | None = None,
 ):
+    """Mine DATA (any dataset spec of the data layer) with the model's preprocessing; resumable from OUT."""
     from ..dissect import sample_folder, top_k_examples
 
-    if data is None:
-        raise ConvscopeError("give an image folder DATA (or --image for the reverse view)")
+    check_engine(engine)
     if make_samples:
         sample_folder(data, n=make_samples)
-    if not data.is_dir():
-        raise ConvscopeError(f"no such folder: {data} (add --make-samples 60 to build one from the bundled photos)")
     found = top_k_examples(
         network,
         data,
@@ -70,6 +86,9 @@ def _mine(
         address=address,
         checkpoint=out / "examples-checkpoint.safetensors",
         strict=strict,
+        preprocess=data_preprocess(network),
+        workers=workers,
+        label_file=data_labels,
     )
     if found.skipped:
         from ..data import SkipLog
@@ -78,117 +97,125 @@ def _mine(
     return found
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("weights")
-    @model_options(device="cpu", positional=True)
-    def weights_command(
-        layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
-        out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
-        mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
-        shape: Annotated[
-            Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")
-        ] = None,
-        max_filters: Annotated[int, typer.Option("--max-filters")] = 64,
-        model: ModelArgs = None,
-    ) -> None:
-        """A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."""
-        from ..dissect import weight_grid, weight_tiles
+@app.command("weights")
+@model_options(device="cpu", positional=True)
+def weights_command(
+    layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
+    mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
+    shape: Annotated[
+        Optional[str], typer.Option("--shape", help="image shape of a linear layer's rows, e.g. 8x8")
+    ] = None,
+    max_filters: Annotated[int, typer.Option("--max-filters")] = 64,
+    model: ModelArgs = None,
+) -> None:
+    """A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."""
+    from ..dissect import weight_grid, weight_tiles
 
-        network = model.open()
-        tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
-        weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
-        shape = "x".join(map(str, weight.shape)) if weight is not None else ""
-        weight_grid(
-            tiles,
-            numbered=True,
-            title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
-            f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
-            f"{mode} view",
-        ).save(output_path(out))
-        console.print(f"{len(tiles)} tiles of {layer} -> {out}")
+    network = model.open()
+    tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
+    weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
+    shape = "x".join(map(str, weight.shape)) if weight is not None else ""
+    weight_grid(
+        tiles,
+        numbered=True,
+        title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
+        f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
+        f"{mode} view",
+    ).save(output_path(out))
+    console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
-    @app.command("examples")
-    @model_options
-    def examples_command(
-        layers: LayersOption,
-        data: Annotated[Optional[Path], typer.Argument(help="image folder")] = None,
-        out: Annotated[Path, typer.Option("--out", "-o")] = Path("examples"),
-        k: Annotated[int, typer.Option("--k", "-k", help="examples per channel")] = 9,
-        channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-15 (default: first 16)")] = None,
-        size: Annotated[int, typer.Option("--size")] = 224,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        image: Annotated[
-            Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")
-        ] = None,
-        engine: EngineOption = "local",
-        address: AddressOption = None,
-        make_samples: SamplesOption = 0,
-        strict: StrictOption = False,
-        model: ModelArgs = None,
-    ) -> None:
-        """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
-        Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
-        """
-        from ..dissect import channel_sheet, example_strip, top_units
+@app.command("examples")
+@model_options
+def examples_command(
+    layers: LayersOption,
+    data: DataArgument = "samples:imagenet",
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("examples"),
+    k: Annotated[int, typer.Option("--k", "-k", help="examples per channel")] = 9,
+    channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-15 (default: first 16)")] = None,
+    size: Annotated[int, typer.Option("--size")] = 224,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    image: Annotated[
+        Optional[str], typer.Option("--image", help="reverse view: the units that fire most on this image")
+    ] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    make_samples: SamplesOption = 0,
+    strict: StrictOption = False,
+    workers: WorkersOption = None,
+    data_labels: DataLabelsOption = None,
+    model: ModelArgs = None,
+) -> None:
+    """Top-k dataset examples per channel with receptive-field patches (Zeiler & Fergus 2014).
 
-        network = model.open()
-        out.mkdir(parents=True, exist_ok=True)
-        if image:
-            picture = open_image(image, network, size)
-            for layer in layers:
-                units = top_units(network, picture, layer, k)
-                found = [
-                    (picture[0, :, u.box[0] : u.box[2], u.box[1] : u.box[3]].cpu(), picture[0].cpu(), u.box)
-                    for u in units
-                ]
-                path = out / f"units_{layer}.png"
-                example_strip(
-                    found,
-                    112,
-                    title=f"{network.name} · {layer}: the units that fire most on {image}",
-                    labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units],
-                ).save(path)
-                console.print(
-                    f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}"
-                )
-            return
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
-        for layer in found.layers:
-            shown = _channels(channels) or list(range(min(16, found[layer].channels)))
-            path = out / f"examples_{layer}.png"
-            channel_sheet(found, layer, [c for c in shown if c < found[layer].channels]).save(path)
-            console.print(f"{layer}: {found.seen} images -> {path}")
+    Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
+    """
+    from ..dissect import channel_sheet, example_strip, top_units
 
-    @app.command("atlas")
-    @model_options
-    def atlas_command(
-        data: Annotated[Path, typer.Argument(help="image folder")],
-        layers: LayersOption,
-        out: Annotated[Path, typer.Option("--out", "-o")] = Path("atlas"),
-        k: Annotated[int, typer.Option("--k", "-k")] = 9,
-        channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-31 (default: all)")] = None,
-        size: Annotated[int, typer.Option("--size")] = 224,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
-        projections: Annotated[
-            bool, typer.Option("--projections", help="add deconvnet projections of the examples")
-        ] = False,
-        engine: EngineOption = "local",
-        address: AddressOption = None,
-        make_samples: SamplesOption = 0,
-        strict: StrictOption = False,
-        model: ModelArgs = None,
-    ) -> None:
-        """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
-        from ..dissect.atlas import build_atlas
+    network = model.open()
+    out.mkdir(parents=True, exist_ok=True)
+    if image:
+        picture = open_image(image, network, size)
+        for layer in layers:
+            units = top_units(network, picture, layer, k)
+            found = [
+                (picture[0, :, u.box[0] : u.box[2], u.box[1] : u.box[3]].cpu(), picture[0].cpu(), u.box) for u in units
+            ]
+            path = out / f"units_{layer}.png"
+            example_strip(
+                found,
+                112,
+                title=f"{network.name} · {layer}: the units that fire most on {image}",
+                labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units],
+            ).save(path)
+            console.print(
+                f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}"
+            )
+        return
+    found = _mine(
+        network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict, workers, data_labels
+    )
+    for layer in found.layers:
+        shown = _channels(channels) or list(range(min(16, found[layer].channels)))
+        path = out / f"examples_{layer}.png"
+        channel_sheet(found, layer, [c for c in shown if c < found[layer].channels]).save(path)
+        console.print(f"{layer}: {found.seen} images -> {path}")
 
-        network = model.open()
-        found = _mine(network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict)
-        index = build_atlas(
-            network, found, out, channels=_channels(channels), feature_vis=feature_vis, projections=projections
-        )
-        console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
+
+@app.command("atlas")
+@model_options
+def atlas_command(
+    layers: LayersOption,
+    data: DataArgument = "samples:imagenet",
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("atlas"),
+    k: Annotated[int, typer.Option("--k", "-k")] = 9,
+    channels: Annotated[Optional[str], typer.Option("--channels", help="e.g. 0-31 (default: all)")] = None,
+    size: Annotated[int, typer.Option("--size")] = 224,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    feature_vis: Annotated[bool, typer.Option("--feature-vis", help="add feature visualizations (slow)")] = False,
+    projections: Annotated[
+        bool, typer.Option("--projections", help="add deconvnet projections of the examples")
+    ] = False,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    make_samples: SamplesOption = 0,
+    strict: StrictOption = False,
+    workers: WorkersOption = None,
+    data_labels: DataLabelsOption = None,
+    model: ModelArgs = None,
+) -> None:
+    """A static HTML neuron atlas (one page per channel) of LAYERs on DATA; open OUT/index.html."""
+    from ..dissect.atlas import build_atlas
+
+    network = model.open()
+    found = _mine(
+        network, data, layers, k, size, batch_size, engine, address, make_samples, out, strict, workers, data_labels
+    )
+    index = build_atlas(
+        network, found, out, channels=_channels(channels), feature_vis=feature_vis, projections=projections
+    )
+    console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
 
 
 @tour_step(60, "first-layer filters, units firing on the photo, dataset examples at the receptive field")

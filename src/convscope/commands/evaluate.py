@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+__all__ = ["app", "DEFAULT_METHODS", "DEFAULT_METRICS", "evaluate_command"]
 
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
 
-from ..cli_common import ModelArgs, console, model_options, output_path
+from .common import ModelArgs, console, model_options, output_path
 from ..errors import ConvscopeError
+
+if TYPE_CHECKING:
+    import torch
+
+app = typer.Typer()
 
 DEFAULT_METHODS = "saliency,guided_backprop,gradcam,integrated_gradients,lrp"
 DEFAULT_METRICS = (
@@ -33,6 +39,7 @@ def _names(text: str, registry) -> list[str]:
 def _read_masks(folder: Path, ids: list[str], size: int) -> torch.Tensor:
     """Masks ``FOLDER/<image stem>.png`` (non-zero = object), resized (nearest) to the images."""
     import numpy as np
+    import torch
     from PIL import Image
 
     masks = []
@@ -46,6 +53,8 @@ def _read_masks(folder: Path, ids: list[str], size: int) -> torch.Tensor:
 
 
 def _dataset_batches(data: str, model, size: int, limit: int | None, batch_size: int, masks: Path | None):
+    import torch
+
     from ..data import SkipLog, open_dataset, stream
 
     dataset = open_dataset(data, size, "resize" if masks is not None else "crop", labels=model.labels)
@@ -61,99 +70,96 @@ def _dataset_batches(data: str, model, size: int, limit: int | None, batch_size:
         console.print(skips.summary())
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("evaluate-explanations")
-    @model_options
-    def evaluate_command(
-        data: Annotated[
-            str,
-            typer.Argument(
-                help="dataset spec (folder, samples:imagenet, ...) or scenes:N (generated scenes with exact masks)"
-            ),
-        ],
-        methods: Annotated[
-            str, typer.Option("--methods", help="comma-separated attribution methods, or all")
-        ] = DEFAULT_METHODS,
-        metrics: Annotated[str, typer.Option("--metrics", help="comma-separated metrics, or all")] = DEFAULT_METRICS,
-        masks: Annotated[
-            Optional[Path], typer.Option("--masks", help="folder of object masks NAME.png (localisation)")
-        ] = None,
-        limit: Annotated[Optional[int], typer.Option("--limit", help="at most N images")] = None,
-        out: Annotated[
-            Path, typer.Option("--out", "-o", help="table to write (.csv); the figure goes next to it (.png)")
-        ] = Path("explanations.csv"),
-        samples: Annotated[int, typer.Option("--samples", help="perturbations of the robustness metrics")] = 8,
-        runs: Annotated[int, typer.Option("--runs", help="random subsets of faithfulness_correlation")] = 64,
-        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's)")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        model: ModelArgs = None,
-    ) -> None:
-        """Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
+@app.command("evaluate-explanations")
+@model_options
+def evaluate_command(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="dataset spec (folder, samples:imagenet, ...) or scenes:N (generated scenes with exact masks)"
+        ),
+    ],
+    methods: Annotated[
+        str, typer.Option("--methods", help="comma-separated attribution methods, or all")
+    ] = DEFAULT_METHODS,
+    metrics: Annotated[str, typer.Option("--metrics", help="comma-separated metrics, or all")] = DEFAULT_METRICS,
+    masks: Annotated[
+        Optional[Path], typer.Option("--masks", help="folder of object masks NAME.png (localisation)")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="at most N images")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="table to write (.csv); the figure goes next to it (.png)")
+    ] = Path("explanations.csv"),
+    samples: Annotated[int, typer.Option("--samples", help="perturbations of the robustness metrics")] = 8,
+    runs: Annotated[int, typer.Option("--runs", help="random subsets of faithfulness_correlation")] = 64,
+    size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's)")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    model: ModelArgs = None,
+) -> None:
+    """Score attribution methods with explanation metrics over a dataset: mean and 95 % CI per cell."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
-        from ..attribution import METHODS
-        from ..attribution.evaluation import evaluate_explanations, scene_batches
-        from ..attribution.metrics import METRICS
+    from ..attribution import METHODS
+    from ..attribution.evaluation import evaluate_explanations, scene_batches
+    from ..attribution.metrics import METRICS
 
-        network = model.open()
-        chosen_methods, chosen_metrics = _names(methods, METHODS), _names(metrics, METRICS)
-        side = size or network.input_size
-        if data.startswith("scenes:"):
-            try:
-                count = int(data.split(":", 1)[1])
-            except ValueError:
-                raise ConvscopeError(f"scenes:N needs a number, got {data!r}") from None
-            if network.num_classes != 1000:
-                raise ConvscopeError(
-                    "scenes:N targets ImageNet classes (cat 285, espresso 967): use a 1000-class model"
-                )
-            batches, total = scene_batches(count if limit is None else min(count, limit), side, batch_size, seed), None
-        else:
-            batches, total = _dataset_batches(data, network, side, limit, batch_size, masks), limit
-        metric_options = {
-            "max_sensitivity": {"samples": samples},
-            "local_lipschitz": {"samples": samples},
-            "faithfulness_correlation": {"runs": runs},
-        }
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(
-                f"{len(chosen_methods)} methods x {len(chosen_metrics)} metrics (Ctrl-C stops)", total=total
-            )
-            table = evaluate_explanations(
-                network,
-                batches,
-                chosen_methods,
-                chosen_metrics,
-                seed=seed,
-                metric_options=metric_options,
-                batch_size=batch_size,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-        if table.images == 0:
-            raise ConvscopeError("stopped before the first batch was done: nothing to write")
-        shown = Table(
-            "method",
-            *[f"{m} {'↑' if METRICS.meta(m)['higher_better'] else '↓'}" for m in chosen_metrics],
-            title=f"{table.images} images{' (stopped early)' if table.stopped else ''}: mean ± 95 % CI",
+    network = model.open()
+    chosen_methods, chosen_metrics = _names(methods, METHODS), _names(metrics, METRICS)
+    side = size or network.input_size
+    if data.startswith("scenes:"):
+        try:
+            count = int(data.split(":", 1)[1])
+        except ValueError:
+            raise ConvscopeError(f"scenes:N needs a number, got {data!r}") from None
+        if network.num_classes != 1000:
+            raise ConvscopeError("scenes:N targets ImageNet classes (cat 285, espresso 967): use a 1000-class model")
+        batches, total = scene_batches(count if limit is None else min(count, limit), side, batch_size, seed), None
+    else:
+        batches, total = _dataset_batches(data, network, side, limit, batch_size, masks), limit
+    metric_options = {
+        "max_sensitivity": {"samples": samples},
+        "local_lipschitz": {"samples": samples},
+        "faithfulness_correlation": {"runs": runs},
+    }
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(
+            f"{len(chosen_methods)} methods x {len(chosen_metrics)} metrics (Ctrl-C stops)", total=total
         )
-        for method in chosen_methods:
-            cells = []
-            for metric in chosen_metrics:
-                mean, half, count, undefined = table.summary(method, metric)
-                cell = f"{mean:.3f} ± {half:.3f}" if count > 1 else (f"{mean:.3f}" if count else "n/a")
-                cells.append(cell + (f" ({undefined} n/a)" if undefined else ""))
-            shown.add_row(method, *cells)
-        console.print(shown)
-        path = table.write_csv(output_path(out))
-        picture = path.with_suffix(".png")
-        table.figure(picture)
-        console.print(f"wrote {path} and {picture}")
+        table = evaluate_explanations(
+            network,
+            batches,
+            chosen_methods,
+            chosen_metrics,
+            seed=seed,
+            metric_options=metric_options,
+            batch_size=batch_size,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    if table.images == 0:
+        raise ConvscopeError("stopped before the first batch was done: nothing to write")
+    shown = Table(
+        "method",
+        *[f"{m} {'↑' if METRICS.meta(m)['higher_better'] else '↓'}" for m in chosen_metrics],
+        title=f"{table.images} images{' (stopped early)' if table.stopped else ''}: mean ± 95 % CI",
+    )
+    for method in chosen_methods:
+        cells = []
+        for metric in chosen_metrics:
+            mean, half, count, undefined = table.summary(method, metric)
+            cell = f"{mean:.3f} ± {half:.3f}" if count > 1 else (f"{mean:.3f}" if count else "n/a")
+            cells.append(cell + (f" ({undefined} n/a)" if undefined else ""))
+        shown.add_row(method, *cells)
+    console.print(shown)
+    path = table.write_csv(output_path(out))
+    picture = path.with_suffix(".png")
+    table.figure(picture)
+    console.print(f"wrote {path} and {picture}")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+__all__ = ["app", "attribution_step", "explain_command", "explain_figure", "sanity_command"]
 
-import numpy as np
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
 
-from ..attribution import METHODS, attribute, display_mode, method_options
-from ..cli_common import (
+from .common import (
     ModelArgs,
+    NamesHelp,
     SetOption,
     console,
     data_preprocess,
@@ -20,10 +20,14 @@ from ..cli_common import (
     output_path,
     parse_set,
 )
-from ..data.options import AddressOption, DataLabelsOption, EngineOption, StrictOption, WorkersOption, check_engine
+from .data_options import AddressOption, DataLabelsOption, EngineOption, StrictOption, WorkersOption, check_engine
 from ..errors import ConvscopeError
-from ..render import Panel, figure
 from ..tour import tour_step
+
+if TYPE_CHECKING:
+    import torch
+
+app = typer.Typer()
 
 
 def explain_figure(
@@ -40,6 +44,10 @@ def explain_figure(
 
     Returns the PIL figure and the maps ``{method: Tensor (K, C, H, W)}``.
     """
+
+    from ..attribution import attribute, display_mode, method_options
+    from ..render import Panel, figure
+
     probabilities = _probabilities(model, image)
     labels = model.labels or [str(i) for i in range(probabilities.shape[-1])]
     maps: dict[str, torch.Tensor] = {}
@@ -84,12 +92,16 @@ def explain_figure(
 
 def _unit(method: str, options: dict) -> str:
     """What a method's values are, for its colour bar."""
+    from ..attribution import METHODS
+
     if method == "occlusion":
         return f"drop in {options.get('objective', 'logit')} when hidden"
     return "CAM" if METHODS.meta(method).get("kind") == "cam" else "attribution"
 
 
 def _probabilities(model, image) -> torch.Tensor:
+    import torch
+
     from ..hooks import frozen
 
     with torch.no_grad(), frozen(model):
@@ -106,228 +118,229 @@ def _is_dataset(spec: str) -> bool:
     return bool(rest) and head.lower().removesuffix("-train") in TORCHVISION_ROOTS
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("explain")
-    @model_options
-    def explain_command(
-        image: Annotated[
-            str,
-            typer.Argument(
-                help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode"
-            ),
-        ],
-        method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHODS.names())} | all")] = "gradcam",
-        target: Annotated[
-            Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")
-        ] = None,
-        topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
-        layer: Annotated[
-            Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")
-        ] = None,
-        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
-        save_array: Annotated[
-            Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")
-        ] = None,
-        steps: Annotated[
-            int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")
-        ] = 32,
-        samples: Annotated[
-            int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")
-        ] = 16,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        settings: SetOption = [],  # noqa: B006 (typer reads the default)
-        overlays: Annotated[
-            bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")
-        ] = False,
-        batch_size: Annotated[
-            int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")
-        ] = 16,
-        metrics: Annotated[
-            Optional[str],
-            typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI"),
-        ] = None,
-        data_labels: DataLabelsOption = None,
-        strict: StrictOption = False,
-        engine: EngineOption = "local",
-        address: AddressOption = None,
-        workers: WorkersOption = None,
-        model: ModelArgs = None,
-    ) -> None:
-        """Attribution map(s) of one image, drawn over it with the class name and probability.
+@app.command("explain", cls=NamesHelp)
+@model_options
+def explain_command(
+    image: Annotated[
+        str,
+        typer.Argument(help="image file or sample:NAME; or a dataset (folder, samples:imagenet, ...) for batch mode"),
+    ],
+    method: Annotated[str, typer.Option("--method", help="{attribution} | all")] = "gradcam",
+    target: Annotated[
+        Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")
+    ] = None,
+    topk: Annotated[int, typer.Option("--topk", help="explain the K most likely classes")] = 1,
+    layer: Annotated[
+        Optional[str], typer.Option("--layer", help="layer of CAM methods (default: last spatial)")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("explain.png"),
+    save_array: Annotated[
+        Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")
+    ] = 32,
+    samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
+    settings: SetOption = [],  # noqa: B006 (typer reads the default)
+    overlays: Annotated[
+        bool, typer.Option("--overlays", help="batch mode: also write one overlay PNG per image")
+    ] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="batch mode: images per batch (one .npz each)")] = 16,
+    metrics: Annotated[
+        Optional[str],
+        typer.Option("--metrics", help="batch mode: deletion,insertion AUC per image, dataset mean with a 95% CI"),
+    ] = None,
+    map_format: Annotated[
+        str, typer.Option("--format", help="batch mode: npz (one file of maps per batch) | npy (one file per image)")
+    ] = "npz",
+    data_labels: DataLabelsOption = None,
+    strict: StrictOption = False,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    model: ModelArgs = None,
+) -> None:
+    """Attribution map(s) of one image, drawn over it with the class name and probability.
 
-        Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
-        map per image in OUT/maps/*.npz and OUT/index.csv (image, label, target, probability,
-        score), resumable; --target predicted | label."""
-        if method != "all" and layer is not None and "layer" not in method_options(METHODS.canonical(method)):
-            raise ConvscopeError(
-                f"--layer: method {method!r} takes no layer (layer methods: "
-                f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})"
-            )
-        if _is_dataset(image):
-            from ..attribution.batch import explain_dataset
+    Given a dataset (a folder, samples:imagenet, ...) instead of one image: batch mode, one
+    map per image in OUT/maps/*.npz (--format npy: one .npy per image) and OUT/index.csv (image, label, target, probability,
+    score), resumable; --target predicted | label."""
+    import numpy as np
 
-            check_engine(engine)
-            network = model.open()
-            folder = Path("explanations") if out == Path("explain.png") else out
-            name = METHODS.canonical(method)
-            given = {"steps": steps, "n": samples}
-            options = {key: value for key, value in given.items() if key in method_options(name)}
-            index, reduced = explain_dataset(
-                network,
-                image,
-                name,
-                folder,
-                target or "predicted",
-                layer,
-                overlays,
-                seed,
-                batch_size,
-                size,
-                data_preprocess(network),
-                strict,
-                True,
-                engine,
-                address,
-                workers,
-                data_labels,
-                progress=True,
-                metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()],
-                **options,
-            )
-            console.print(
-                f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
-                + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
-                + (f"; {reduced.skips.summary()}" if len(reduced.skips) else "")
-            )
-            for metric, (mean, half) in reduced.summary.items():
-                console.print(
-                    f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
-                    f"{'lower' if metric == 'deletion' else 'higher'} is better)"
-                )
-            return
+    from ..attribution import METHODS, method_options
+
+    if method != "all" and layer is not None and "layer" not in method_options(METHODS.canonical(method)):
+        raise ConvscopeError(
+            f"--layer: method {method!r} takes no layer (layer methods: "
+            f"{', '.join(m for m in METHODS.names() if 'layer' in method_options(m))})"
+        )
+    if _is_dataset(image):
+        from ..attribution.batch import explain_dataset
+
+        check_engine(engine)
         network = model.open()
-        picture = open_image(image, network, size)
-        methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
-        if target is not None and topk != 1:
-            raise ConvscopeError("give --target or --topk, not both")
-        if target is not None:
-            from ..targets import class_index
+        folder = Path("explanations") if out == Path("explain.png") else out
+        name = METHODS.canonical(method)
+        given = {"steps": steps, "n": samples}
+        options = {key: value for key, value in given.items() if key in method_options(name)}
+        index, reduced = explain_dataset(
+            network,
+            image,
+            name,
+            folder,
+            target or "predicted",
+            layer,
+            overlays,
+            seed,
+            batch_size,
+            size,
+            data_preprocess(network),
+            strict,
+            True,
+            engine,
+            address,
+            workers,
+            data_labels,
+            progress=True,
+            metrics=[m.strip() for m in (metrics or "").split(",") if m.strip()],
+            map_format=map_format,
+            **options,
+        )
+        console.print(
+            f"{name}: {reduced.images} maps in {folder / 'maps'}, index {index}"
+            + (f", {reduced.resumed} shard(s) resumed" if reduced.resumed else "")
+            + (f"; {reduced.skips.summary()}" if len(reduced.skips) else "")
+        )
+        for metric, (mean, half) in reduced.summary.items():
+            console.print(
+                f"{metric} AUC {mean:.4f} ± {half:.4f} (95% CI over {reduced.images} images; "
+                f"{'lower' if metric == 'deletion' else 'higher'} is better)"
+            )
+        return
+    network = model.open()
+    picture = open_image(image, network, size)
+    methods = METHODS.names() if method == "all" else [METHODS.canonical(method)]
+    if target is not None and topk != 1:
+        raise ConvscopeError("give --target or --topk, not both")
+    if target is not None:
+        from ..targets import class_index
 
-            classes = [class_index(target, network.labels)]
+        classes = [class_index(target, network.labels)]
+    else:
+        classes = _probabilities(network, picture).topk(topk).indices.tolist()
+    # the CLI's --steps / --samples / --seed go to every chosen method that takes them
+    given = {"steps": steps, "n": samples, "seed": seed}
+    options: dict[str, dict] = {
+        name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods
+    }
+    # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
+    accepted = sorted({key for name in methods for key in method_options(name)})
+    for key, value in parse_set(settings).items():
+        if key not in accepted:
+            import difflib
+
+            close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.5)
+            raise ConvscopeError(
+                f"--set: {', '.join(methods) if len(methods) < 4 else 'these methods'} has no option "
+                f"{key!r}" + (f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(accepted)}")
+            )
+        for name in methods:
+            if key in method_options(name):
+                options[name][key] = value
+    _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options, progress=True)
+    console.print(f"wrote {out}")
+    if save_array is not None:
+        if len(methods) == 1:
+            np.save(output_path(save_array), maps[methods[0]].numpy())
         else:
-            classes = _probabilities(network, picture).topk(topk).indices.tolist()
-        # the CLI's --steps / --samples / --seed go to every chosen method that takes them
-        given = {"steps": steps, "n": samples, "seed": seed}
-        options: dict[str, dict] = {
-            name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods
-        }
-        # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
-        accepted = sorted({key for name in methods for key in method_options(name)})
-        for key, value in parse_set(settings).items():
-            if key not in accepted:
-                import difflib
+            np.savez(output_path(save_array), **{name: value.numpy() for name, value in maps.items()})
+        console.print(f"wrote {save_array}")
 
-                close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.5)
-                raise ConvscopeError(
-                    f"--set: {', '.join(methods) if len(methods) < 4 else 'these methods'} has no option "
-                    f"{key!r}"
-                    + (f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(accepted)}")
-                )
-            for name in methods:
-                if key in method_options(name):
-                    options[name][key] = value
-        _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options, progress=True)
-        console.print(f"wrote {out}")
-        if save_array is not None:
-            if len(methods) == 1:
-                np.save(output_path(save_array), maps[methods[0]].numpy())
-            else:
-                np.savez(output_path(save_array), **{name: value.numpy() for name, value in maps.items()})
-            console.print(f"wrote {save_array}")
 
-    @app.command("sanity")
-    @model_options
-    def sanity_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-        methods: Annotated[
-            str, typer.Option("--methods", help="comma-separated attribution methods")
-        ] = "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
-        scheme: Annotated[str, typer.Option("--scheme", help="cascading | independent")] = "cascading",
-        target: Annotated[
-            Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")
-        ] = None,
-        out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("sanity.png"),
-        steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="dataset mode: images per batch")] = 8,
-        strict: StrictOption = False,
-        workers: WorkersOption = None,
-        data_labels: DataLabelsOption = None,
-        model: ModelArgs = None,
-    ) -> None:
-        """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized.
+@app.command("sanity")
+@model_options
+def sanity_command(
+    image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+    methods: Annotated[
+        str, typer.Option("--methods", help="comma-separated attribution methods")
+    ] = "saliency,guided_backprop,gradcam,guided_gradcam,integrated_gradients",
+    scheme: Annotated[str, typer.Option("--scheme", help="cascading | independent")] = "cascading",
+    target: Annotated[
+        Optional[str], typer.Option("--target", help="class id or name (default: the prediction)")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="figure to write (.png)")] = Path("sanity.png"),
+    steps: Annotated[int, typer.Option("--steps", help="integrated-gradients steps")] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="dataset mode: images per batch")] = 8,
+    strict: StrictOption = False,
+    workers: WorkersOption = None,
+    data_labels: DataLabelsOption = None,
+    model: ModelArgs = None,
+) -> None:
+    """Model-parameter randomization test (Adebayo 2018): similarity of each map as layers are randomized.
 
-        Given a dataset instead of one image: mean Spearman and SSIM over its images with 95 % CIs
-        (--target predicted | label)."""
-        if _is_dataset(image):
-            from rich.table import Table
-
-            from ..attribution.batch import sanity_dataset
-
-            network = model.open()
-            chosen = [name.strip() for name in methods.split(",") if name.strip()]
-            rows, names, reduced = sanity_dataset(
-                network,
-                image,
-                chosen,
-                scheme,
-                seed,
-                target or "predicted",
-                {"integrated_gradients": {"steps": steps}},
-                batch_size,
-                size,
-                data_preprocess(network),
-                strict,
-                workers,
-                label_file=data_labels,
-                progress=True,
-            )
-            table = Table(
-                "method",
-                "randomized",
-                "Spearman [95% CI]",
-                "SSIM [95% CI]",
-                title=f"{scheme} randomization over {reduced.images} images (1 = unchanged map)",
-            )
-            for method, step, rho, rho_half, ssim, ssim_half in rows:
-                table.add_row(
-                    method,
-                    names[step] if step < len(names) else str(step),
-                    f"{rho:.3f} ± {rho_half:.3f}",
-                    f"{ssim:.3f} ± {ssim_half:.3f}",
-                )
-            console.print(table)
-            if len(reduced.skips):
-                console.print(reduced.skips.summary())
-            return
+    Given a dataset instead of one image: mean Spearman and SSIM over its images with 95 % CIs
+    (--target predicted | label)."""
+    if _is_dataset(image):
         from rich.table import Table
 
-        from ..attribution.sanity import sanity_check, sanity_figure
+        from ..attribution.batch import sanity_dataset
 
         network = model.open()
-        picture = open_image(image, network, size)
         chosen = [name.strip() for name in methods.split(",") if name.strip()]
-        result = sanity_check(
-            network, picture, target, chosen, scheme, seed=seed, options={"integrated_gradients": {"steps": steps}}
+        rows, names, reduced = sanity_dataset(
+            network,
+            image,
+            chosen,
+            scheme,
+            seed,
+            target or "predicted",
+            {"integrated_gradients": {"steps": steps}},
+            batch_size,
+            size,
+            data_preprocess(network),
+            strict,
+            workers,
+            label_file=data_labels,
+            progress=True,
         )
-        table = Table("method", "randomized", "Spearman", "SSIM", title=f"{scheme} randomization (1 = unchanged map)")
-        for method, step, rho, ssim in result.rows():
-            table.add_row(method, step, f"{rho:.3f}", f"{ssim:.3f}")
+        table = Table(
+            "method",
+            "randomized",
+            "Spearman [95% CI]",
+            "SSIM [95% CI]",
+            title=f"{scheme} randomization over {reduced.images} images (1 = unchanged map)",
+        )
+        for method, step, rho, rho_half, ssim, ssim_half in rows:
+            table.add_row(
+                method,
+                names[step] if step < len(names) else str(step),
+                f"{rho:.3f} ± {rho_half:.3f}",
+                f"{ssim:.3f} ± {ssim_half:.3f}",
+            )
         console.print(table)
-        sanity_figure(result, picture[0].cpu(), output_path(out))
-        console.print(f"wrote {out}")
+        if len(reduced.skips):
+            console.print(reduced.skips.summary())
+        return
+    from rich.table import Table
+
+    from ..attribution.sanity import sanity_check, sanity_figure
+
+    network = model.open()
+    picture = open_image(image, network, size)
+    chosen = [name.strip() for name in methods.split(",") if name.strip()]
+    result = sanity_check(
+        network, picture, target, chosen, scheme, seed=seed, options={"integrated_gradients": {"steps": steps}}
+    )
+    table = Table("method", "randomized", "Spearman", "SSIM", title=f"{scheme} randomization (1 = unchanged map)")
+    for method, step, rho, ssim in result.rows():
+        table.add_row(method, step, f"{rho:.3f}", f"{ssim:.3f}")
+    console.print(table)
+    sanity_figure(result, picture[0].cpu(), output_path(out))
+    console.print(f"wrote {out}")
 
 
 @tour_step(30, "why this prediction: attribution maps")

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+__all__ = [
+    "app",
+    "BackboneOption",
+    "eval_command",
+    "heatmap_command",
+    "heatmap_figure",
+    "heatmap_step",
+    "predict_command",
+    "segment",
+    "train_command",
+]
 
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
 
-from ..cli_common import DeviceOption, ModelArgs, ModelOption, TrustOption, console, model_options, output_path
-from ..errors import ConvscopeError
-from ..images import load_image
-from ..models import DEFAULT_MODEL
-from ..render import Panel, figure
+from .common import (
+    DEFAULT_MODEL,
+    DeviceOption,
+    ModelArgs,
+    ModelOption,
+    TrustOption,
+    console,
+    model_options,
+    output_path,
+)
 from ..tour import tour_step
 
-ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
+if TYPE_CHECKING:
+    import torch
+
+app = typer.Typer()
+
 BackboneOption = Annotated[
     Optional[str],
     typer.Option(
@@ -27,6 +47,8 @@ BackboneOption = Annotated[
 
 def heatmap_figure(model, image: torch.Tensor, target, path: Path):
     """Write the image and the per-location class probability over it; returns the :class:`ClassMap`."""
+    from ..render import Panel, figure
+
     from ..segmentation import class_heatmap
 
     heat = class_heatmap(model, image, target)
@@ -51,6 +73,8 @@ def heatmap_figure(model, image: torch.Tensor, target, path: Path):
 
 @tour_step(80, "fully-convolutional 'tabby cat' heatmap")
 def heatmap_step(model, image, out: Path) -> list[Path]:
+    import torch
+
     larger = torch.nn.functional.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False).clamp(0, 1)
     path = out / "fcn_heatmap.png"
     heatmap_figure(model, larger, "tabby", path)
@@ -65,179 +89,130 @@ def _data(spec: str, size: int, split: str | None, count: int, seed: int):
     return load_voc_folder(spec, split=split, size=size)
 
 
-def _load_segmenter(path: Path, device: str, backbone: str | None = None, trust: bool = False):
-    """A checkpoint of ``segment train``. Its ``backbone`` entry is used only when it names a known
-    model (embedded, torchvision:NAME, timm:NAME); any other spec (a file, ``module:callable``)
-    must come from the command line (``--backbone``), or from the file under ``--trust``."""
-    from ..models import is_model_name, read_checkpoint
-    from ..segmentation import build_segmenter
+@app.command("heatmap")
+@model_options
+def heatmap_command(
+    image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+    class_name: Annotated[str, typer.Option("--class", help="class name or id, e.g. 'tabby'")] = "tabby",
+    size: Annotated[
+        int,
+        typer.Option("--size", help="shorter image side in pixels (larger than the training size gives a finer map)"),
+    ] = 448,
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("heatmap.png"),
+    model: ModelArgs = None,
+) -> None:
+    """Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."""
+    from ..images import load_image
 
-    saved = read_checkpoint(path)
-    if (
-        not isinstance(saved, dict)
-        or not isinstance(saved.get("state_dict"), dict)
-        or not isinstance(saved.get("arch"), str)
-    ):
-        raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train'")
-    classes, size = saved.get("classes"), saved.get("size")
-    if (
-        not isinstance(classes, (list, tuple))
-        or not classes
-        or not all(isinstance(c, str) for c in classes)
-        or not isinstance(size, int)
-        or not 8 <= size <= 4096
-    ):
-        raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train' (bad classes or size)")
-    if saved["arch"] not in ARCHITECTURES:
-        raise ConvscopeError(
-            f"{path} names an unknown architecture {saved['arch']!r}; known: {', '.join(ARCHITECTURES)}"
-        )
-    named = saved.get("backbone", DEFAULT_MODEL)
-    if backbone is None:
-        if not isinstance(named, str) or not (is_model_name(named) or trust):
-            raise ConvscopeError(
-                f"{path} names the backbone {str(named)[:80]!r}, which is not a known model name; "
-                "pass --backbone SPEC yourself (or --trust if you trust the file's author)"
-            )
-        backbone = named
-    net = build_segmenter(saved["arch"], len(classes), backbone)
-    try:
-        net.load_state_dict(saved["state_dict"])
-    except (RuntimeError, TypeError) as error:
-        raise ConvscopeError(
-            f"{path} does not fit a {saved['arch']} on {backbone}: {str(error).strip().splitlines()[0]}"
-        ) from None
-    from ..devices import resolve_device
+    from ..checks import model_device
 
-    return net.to(resolve_device(device)).eval(), tuple(classes), size
-
-
-def register(app: typer.Typer) -> None:
-    @app.command("heatmap")
-    @model_options
-    def heatmap_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-        class_name: Annotated[str, typer.Option("--class", help="class name or id, e.g. 'tabby'")] = "tabby",
-        size: Annotated[
-            int,
-            typer.Option(
-                "--size", help="shorter image side in pixels (larger than the training size gives a finer map)"
-            ),
-        ] = 448,
-        out: Annotated[Path, typer.Option("--out", "-o")] = Path("heatmap.png"),
-        model: ModelArgs = None,
-    ) -> None:
-        """Run the classifier as a fully-convolutional net on a large image: a map of one class's probability."""
-        from ..checks import model_device
-
-        network = model.open()
-        picture = load_image(image, size=None)
-        scale = size / min(picture.shape[-2:])
-        picture = load_image(picture, size=(round(picture.shape[-2] * scale), round(picture.shape[-1] * scale)))
-        heat = heatmap_figure(network, picture.to(model_device(network)), class_name, output_path(out))
-        probability = heat.probability[0]
-        row, col = divmod(int(probability.argmax()), probability.shape[-1])
-        console.print(
-            f"{heat.label or heat.class_id}: map {tuple(probability.shape)}, max p = {float(probability.max()):.3f} "
-            f"at cell ({row}, {col}), mean p = {float(probability.mean()):.3f} -> {out}"
-        )
-
-    segment = typer.Typer(
-        help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet).", no_args_is_help=True
+    network = model.open()
+    picture = load_image(image, size=None)
+    scale = size / min(picture.shape[-2:])
+    shape = (round(picture.shape[-2] * scale), round(picture.shape[-1] * scale))
+    picture = load_image(picture, size=shape, preprocessing="squash")  # the aspect is kept: a plain resize
+    heat = heatmap_figure(network, picture.to(model_device(network)), class_name, output_path(out))
+    probability = heat.probability[0]
+    row, col = divmod(int(probability.argmax()), probability.shape[-1])
+    console.print(
+        f"{heat.label or heat.class_id}: map {tuple(probability.shape)}, max p = {float(probability.max()):.3f} "
+        f"at cell ({row}, {col}), mean p = {float(probability.mean()):.3f} -> {out}"
     )
-    app.add_typer(segment, name="segment")
 
-    @segment.command("train")
-    def train_command(
-        data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
-        arch: Annotated[str, typer.Option("--arch", help="fcn32s | fcn16s | fcn8s | unet | segnet")] = "fcn8s",
-        backbone: ModelOption = DEFAULT_MODEL,
-        size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 96,
-        count: Annotated[int, typer.Option("--count", help="generated scenes to train on")] = 300,
-        epochs: Annotated[int, typer.Option("--epochs")] = 5,
-        lr: Annotated[float, typer.Option("--lr")] = 3e-3,
-        loss: Annotated[str, typer.Option("--loss", help="ce | dice | ce+dice")] = "ce",
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-        split: Annotated[Optional[str], typer.Option("--split", help="VOC ImageSets split to train on")] = None,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint file")] = Path("segmenter.pt"),
-        device: DeviceOption = "auto",
-    ) -> None:
-        """Train a segmentation network; 15 % of the data is held out and scored every epoch."""
-        from ..devices import resolve_device
-        from ..segmentation import build_segmenter, train_segmenter
 
-        train, val = _data(data, size, split, count, seed).split(0.15, seed)
-        net = build_segmenter(arch, len(train.classes), backbone).to(resolve_device(device))
-        history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
-        torch.save(
-            {
-                "state_dict": net.state_dict(),
-                "arch": arch,
-                "backbone": backbone,
-                "classes": list(train.classes),
-                "size": size,
-            },
-            output_path(out),
+segment = typer.Typer(
+    help="Segmentation networks: train, predict, evaluate (FCN-32s/16s/8s, U-Net, SegNet).", no_args_is_help=True
+)
+app.add_typer(segment, name="segment")
+
+
+@segment.command("train")
+def train_command(
+    data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
+    arch: Annotated[str, typer.Option("--arch", help="fcn32s | fcn16s | fcn8s | unet | segnet")] = "fcn8s",
+    backbone: ModelOption = DEFAULT_MODEL,
+    size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 96,
+    count: Annotated[int, typer.Option("--count", help="generated scenes to train on")] = 300,
+    epochs: Annotated[int, typer.Option("--epochs")] = 5,
+    lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+    loss: Annotated[str, typer.Option("--loss", help="ce | dice | ce+dice")] = "ce",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    split: Annotated[Optional[str], typer.Option("--split", help="VOC ImageSets split to train on")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="checkpoint: OUT.safetensors (weights) + OUT.json (what it is)")
+    ] = Path("segmenter.safetensors"),
+    device: DeviceOption = "auto",
+) -> None:
+    """Train a segmentation network; 15 % of the data is held out and scored every epoch."""
+    from ..devices import resolve_device
+    from ..segmentation import build_segmenter, train_segmenter
+    from ..segmentation.checkpoint import save_segmenter
+
+    train, val = _data(data, size, split, count, seed).split(0.15, seed)
+    net = build_segmenter(arch, len(train.classes), backbone).to(resolve_device(device))
+    history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
+    saved = save_segmenter(net, output_path(out), arch, train.classes, size, backbone)
+    for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
+        console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
+    console.print(f"{'interrupted; ' if history.interrupted else ''}saved {saved} and {saved.with_suffix('.json')}")
+
+
+@segment.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint written by 'segment train' (.safetensors or .json)")],
+    data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
+    count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
+    split: Annotated[Optional[str], typer.Option("--split")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")] = 1234,
+    backbone: BackboneOption = None,
+    trust: TrustOption = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """mIoU, pixel accuracy and per-class IoU on DATA."""
+    from rich.table import Table
+
+    from ..segmentation import evaluate_segmenter
+    from ..segmentation.checkpoint import load_segmenter
+
+    net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
+    data_set = _data(data, size, split, count, seed)
+    scores = evaluate_segmenter(net, data_set)
+    table = Table(
+        "class",
+        "IoU",
+        title=f"{checkpoint}: mIoU {scores.mean_iou:.3f}, pixel accuracy {scores.pixel_accuracy:.3f}",
+    )
+    for name, value in zip(classes, scores.class_iou.tolist()):
+        table.add_row(name, f"{value:.3f}")
+    console.print(table)
+
+
+@segment.command("predict")
+def predict_command(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint written by 'segment train' (.safetensors or .json)")],
+    images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("segmentation.png"),
+    backbone: BackboneOption = None,
+    trust: TrustOption = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Predicted masks drawn in colour over the images."""
+    import torch
+
+    from ..images import load_images
+    from ..segmentation import predict_masks, prediction_figure
+    from ..segmentation.checkpoint import load_segmenter
+
+    net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
+    batch = load_images(images, size, "squash")  # the whole picture, as the segmenter was trained
+    masks = predict_masks(net, batch)
+    prediction_figure(batch, masks, classes, path=output_path(out))
+    for spec, mask in zip(images, masks):
+        shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
+        console.print(
+            f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0),
+            emoji=False,
+            markup=False,
         )
-        for epoch, (value, miou, accuracy) in enumerate(
-            zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1
-        ):
-            console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
-        console.print(f"{'interrupted; ' if history.interrupted else ''}saved {out}")
-
-    @segment.command("eval")
-    def eval_command(
-        checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
-        data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
-        count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
-        split: Annotated[Optional[str], typer.Option("--split")] = None,
-        seed: Annotated[
-            int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")
-        ] = 1234,
-        backbone: BackboneOption = None,
-        trust: TrustOption = False,
-        device: DeviceOption = "auto",
-    ) -> None:
-        """mIoU, pixel accuracy and per-class IoU on DATA."""
-        from rich.table import Table
-
-        from ..segmentation import evaluate_segmenter
-
-        net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
-        data_set = _data(data, size, split, count, seed)
-        scores = evaluate_segmenter(net, data_set)
-        table = Table(
-            "class",
-            "IoU",
-            title=f"{checkpoint}: mIoU {scores.mean_iou:.3f}, pixel accuracy {scores.pixel_accuracy:.3f}",
-        )
-        for name, value in zip(classes, scores.class_iou.tolist()):
-            table.add_row(name, f"{value:.3f}")
-        console.print(table)
-
-    @segment.command("predict")
-    def predict_command(
-        checkpoint: Annotated[Path, typer.Argument(help="file written by 'segment train'")],
-        images: Annotated[list[str], typer.Argument(help="image files or sample:NAME")],
-        out: Annotated[Path, typer.Option("--out", "-o")] = Path("segmentation.png"),
-        backbone: BackboneOption = None,
-        trust: TrustOption = False,
-        device: DeviceOption = "auto",
-    ) -> None:
-        """Predicted masks drawn in colour over the images."""
-        from ..images import load_images
-        from ..segmentation import predict_masks, prediction_figure
-
-        net, classes, size = _load_segmenter(checkpoint, device, backbone, trust)
-        batch = load_images(images, size)
-        masks = predict_masks(net, batch)
-        prediction_figure(batch, masks, classes, path=output_path(out))
-        for spec, mask in zip(images, masks):
-            shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
-            console.print(
-                f"{spec}: " + ", ".join(f"{n} {s:.0%}" for n, s in zip(classes, shares.tolist()) if s > 0),
-                emoji=False,
-                markup=False,
-            )
-        console.print(f"-> {out}")
+    console.print(f"-> {out}")

@@ -3,15 +3,32 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "app",
+    "dream_command",
+    "invert_command",
+    "invert_text_command",
+    "OutOption",
+    "parse_channels",
+    "QuietOption",
+    "SeedOption",
+    "StepsOption",
+    "stylize_command",
+    "SWEEP_LAYERS",
+    "synthesis_step",
+    "visualize_command",
+]
+
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..cli_common import DeviceOption, ModelArgs, console, model_options, open_image, output_path
+from .common import DeviceOption, ModelArgs, console, model_options, open_image, output_path
 from ..errors import ConvscopeError
-from ..images import save_image
 from ..tour import tour_step
+
+app = typer.Typer()
 
 StepsOption = Annotated[Optional[int], typer.Option("--steps", help="optimizer steps (default: the method's)")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="output PNG")]
@@ -32,230 +49,240 @@ def _steps(value: int | None, default: int) -> dict:
     return {"steps": value if value is not None else default}
 
 
-def register(app: typer.Typer) -> None:
+@app.command("visualize")
+@model_options
+def visualize_command(
+    layer: Annotated[
+        Optional[str], typer.Option("--layer", "-l", help="dotted layer name (see: convscope layers)")
+    ] = None,
+    channel: Annotated[
+        Optional[str], typer.Option("--channel", "-c", help="channel id(s): 7, 0,3,9 or 0-7 (a grid)")
+    ] = None,
+    class_: Annotated[Optional[str], typer.Option("--class", help="class name or id (class visualization)")] = None,
+    steps: StepsOption = None,
+    param: Annotated[str, typer.Option("--param", help="fft | pixel")] = "fft",
+    size: Annotated[
+        Optional[int], typer.Option("--size", help="image side (default: 128, or a fixed-size model's input size)")
+    ] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
+    no_transforms: Annotated[bool, typer.Option("--no-transforms", help="plain ascent, no random transforms")] = False,
+    out: OutOption = Path("visualize.png"),
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+    model: ModelArgs = None,
+) -> None:
+    """Activation maximization: images that excite a channel (or several, as a grid) or a class."""
+    from ..images import save_image
 
-    @app.command("visualize")
-    @model_options
-    def visualize_command(
-        layer: Annotated[
-            Optional[str], typer.Option("--layer", "-l", help="dotted layer name (see: convscope layers)")
-        ] = None,
-        channel: Annotated[
-            Optional[str], typer.Option("--channel", "-c", help="channel id(s): 7, 0,3,9 or 0-7 (a grid)")
-        ] = None,
-        class_: Annotated[Optional[str], typer.Option("--class", help="class name or id (class visualization)")] = None,
-        steps: StepsOption = None,
-        param: Annotated[str, typer.Option("--param", help="fft | pixel")] = "fft",
-        size: Annotated[
-            Optional[int], typer.Option("--size", help="image side (default: 128, or a fixed-size model's input size)")
-        ] = None,
-        lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 0.05,
-        no_transforms: Annotated[
-            bool, typer.Option("--no-transforms", help="plain ascent, no random transforms")
-        ] = False,
-        out: OutOption = Path("visualize.png"),
-        seed: SeedOption = 0,
-        quiet: QuietOption = False,
-        model: ModelArgs = None,
-    ) -> None:
-        """Activation maximization: images that excite a channel (or several, as a grid) or a class."""
-        from ..optimize import visualize_channel, visualize_class
+    from ..optimize import visualize_channel, visualize_class
 
-        if (class_ is None) == (layer is None):
-            raise ConvscopeError("give either --layer with --channel, or --class")
-        if layer is not None and channel is None:
-            raise ConvscopeError("--layer needs --channel")
-        network = model.open()
-        if size is None:
-            size = network.input_shape[0] if network.fixed_size else 128
-        options = dict(size=size, param=param, lr=lr, seed=seed, progress=not quiet, **_steps(steps, 256))
-        if no_transforms:
-            options.update(transforms=())
-        shown = (
-            visualize_class(network, class_, **options)
-            if class_ is not None
-            else visualize_channel(network, layer, parse_channels(channel), **options)
-        )
-        path = save_image(shown.image, output_path(out))
-        scores = ", ".join(f"{v:.3g}" for v in shown.scores.tolist())
-        what = shown.objective
-        if class_ is not None:  # "espresso, p = 0.98": the class by name and what the model says of the image
-            import torch
+    if (class_ is None) == (layer is None):
+        raise ConvscopeError("give either --layer with --channel, or --class")
+    if layer is not None and channel is None:
+        raise ConvscopeError("--layer needs --channel")
+    network = model.open()
+    if size is None:
+        size = network.input_shape[0] if network.fixed_size else 128
+    options = dict(size=size, param=param, lr=lr, seed=seed, progress=not quiet, **_steps(steps, 256))
+    if no_transforms:
+        options.update(transforms=())
+    shown = (
+        visualize_class(network, class_, **options)
+        if class_ is not None
+        else visualize_channel(network, layer, parse_channels(channel), **options)
+    )
+    path = save_image(shown.image, output_path(out))
+    scores = ", ".join(f"{v:.3g}" for v in shown.scores.tolist())
+    what = shown.objective
+    if class_ is not None:  # "espresso, p = 0.98": the class by name and what the model says of the image
+        import torch
 
-            from ..hooks import frozen
-            from ..targets import class_index
+        from ..hooks import frozen
+        from ..targets import class_index
 
-            class_id = class_index(class_, network.labels)
-            with torch.no_grad(), frozen(network):
-                probability = network(shown.image.to(next(network.parameters()).device)).softmax(-1)[0, class_id]
-            name = network.labels[class_id] if network.labels else str(class_id)
-            what = f"{name} ({class_id}), p = {float(probability):.3f}"
-        console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
+        class_id = class_index(class_, network.labels)
+        with torch.no_grad(), frozen(network):
+            probability = network(shown.image.to(next(network.parameters()).device)).softmax(-1)[0, class_id]
+        name = network.labels[class_id] if network.labels else str(class_id)
+        what = f"{name} ({class_id}), p = {float(probability):.3f}"
+    console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}")
 
-    @app.command("dream")
-    @model_options
-    def dream_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-        layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
-        octaves: Annotated[int, typer.Option("--octaves", help="pyramid levels")] = 4,
-        octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio between levels")] = 1.4,
-        steps: StepsOption = None,
-        lr: Annotated[float, typer.Option("--lr", help="step size (mean pixel change per step)")] = 0.01,
-        size: Annotated[
-            Optional[int], typer.Option("--size", help="resize the photo (default: the model's size)")
-        ] = None,
-        out: OutOption = Path("dream.png"),
-        seed: SeedOption = 0,
-        quiet: QuietOption = False,
-        model: ModelArgs = None,
-    ) -> None:
-        """DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."""
-        from ..optimize import dream
 
-        network = model.open()
-        photo = open_image(image, network, size)
-        result = dream(
-            network,
-            photo,
-            layer,
-            octaves=octaves,
-            octave_scale=octave_scale,
-            lr=lr,
-            seed=seed,
-            progress=not quiet,
-            **_steps(steps, 10),
-        )
-        path = save_image(result.image, output_path(out))
-        console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
+@app.command("dream")
+@model_options
+def dream_command(
+    image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+    layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
+    octaves: Annotated[int, typer.Option("--octaves", help="pyramid levels")] = 4,
+    octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio between levels")] = 1.4,
+    steps: StepsOption = None,
+    lr: Annotated[float, typer.Option("--lr", help="step size (mean pixel change per step)")] = 0.01,
+    size: Annotated[Optional[int], typer.Option("--size", help="resize the photo (default: the model's size)")] = None,
+    out: OutOption = Path("dream.png"),
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+    model: ModelArgs = None,
+) -> None:
+    """DeepDream: amplify what LAYER sees in the photo (octaves, jitter)."""
+    from ..images import save_image
 
-    @app.command("invert-text")
-    def invert_text_command(
-        prompt: Annotated[list[str], typer.Argument(help="text prompt(s), one image each")],
-        clip: Annotated[str, typer.Option("--clip", help="open_clip architecture, e.g. ViT-B-32 or RN50")] = "ViT-B-32",
-        weights: Annotated[
-            Path, typer.Option("--weights", help="your CLIP weights file (nothing is downloaded)")
-        ] = Path("clip.pt"),
-        steps: StepsOption = None,
-        size: Annotated[int, typer.Option("--size", help="image side")] = 224,
-        out: OutOption = Path("invert_text.png"),
-        seed: SeedOption = 0,
-        quiet: QuietOption = False,
-        device: DeviceOption = "auto",
-    ) -> None:
-        """Inverting CLIP: render an image whose CLIP embedding points at a text prompt (needs open_clip)."""
-        from ..devices import resolve_device
-        from ..optimize.clip import invert_text, load_clip
+    from ..optimize import dream
 
-        loaded = load_clip(clip, weights, device=resolve_device(device))
-        shown = invert_text(loaded, prompt, size=size, seed=seed, progress=not quiet, **_steps(steps, 256))
-        path = save_image(shown.image, output_path(out))
-        scores = ", ".join(f"{v:.3f}" for v in shown.scores.tolist())
-        console.print(f"cosine to the prompt: {scores} -> {path}")
+    network = model.open()
+    photo = open_image(image, network, size)
+    result = dream(
+        network,
+        photo,
+        layer,
+        octaves=octaves,
+        octave_scale=octave_scale,
+        lr=lr,
+        seed=seed,
+        progress=not quiet,
+        **_steps(steps, 10),
+    )
+    path = save_image(result.image, output_path(out))
+    console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
 
-    @app.command("invert")
-    @model_options
-    def invert_command(
-        image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-        layer: Annotated[
-            Optional[list[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")
-        ] = None,
-        sweep: Annotated[bool, typer.Option("--sweep", help="invert several layers into one figure")] = False,
-        steps: StepsOption = None,
-        tv_weight: Annotated[float, typer.Option("--tv-weight", help="total-variation weight (at stride <= 4)")] = 0.5,
-        tv_by_depth: Annotated[
-            bool,
-            typer.Option(
-                "--tv-by-depth/--tv-fixed", help="raise the TV weight with the layer's stride (the paper's practice)"
-            ),
-        ] = True,
-        size: Annotated[int, typer.Option("--size", help="image side")] = 128,
-        out: OutOption = Path("invert.png"),
-        seed: SeedOption = 0,
-        quiet: QuietOption = False,
-        model: ModelArgs = None,
-    ) -> None:
-        """Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."""
-        from ..optimize import invert_sweep
-        from ..render import Panel, figure
 
-        layers = list(layer or [])
-        if not sweep and len(layers) != 1:
-            raise ConvscopeError("give one --layer (or several with --sweep)")
-        network = model.open()
-        layers = layers or list(SWEEP_LAYERS)
-        photo = open_image(image, network, size)
-        results = invert_sweep(
-            network,
-            photo,
-            layers,
-            tv_weight=tv_weight,
-            tv_by_depth=tv_by_depth,
-            seed=seed,
-            progress=not quiet,
-            **_steps(steps, 200),
-        )
-        for result in results:
-            console.print(f"{result.layer}: relative error {float(result.relative_error[0]):.3f}")
-        path = output_path(out)
-        if sweep:
-            panels = [Panel(photo[0], "input")] + [
-                Panel(r.image[0], f"{r.layer} (err {float(r.relative_error[0]):.2f})") for r in results
-            ]
-            figure(panels, path, columns=min(4, len(panels)))
-        else:
-            save_image(results[0].image, path)
-        console.print(f"-> {path}")
+@app.command("invert-text")
+def invert_text_command(
+    prompt: Annotated[list[str], typer.Argument(help="text prompt(s), one image each")],
+    clip: Annotated[str, typer.Option("--clip", help="open_clip architecture, e.g. ViT-B-32 or RN50")] = "ViT-B-32",
+    weights: Annotated[Path, typer.Option("--weights", help="your CLIP weights file (nothing is downloaded)")] = Path(
+        "clip.pt"
+    ),
+    steps: StepsOption = None,
+    size: Annotated[int, typer.Option("--size", help="image side")] = 224,
+    out: OutOption = Path("invert_text.png"),
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Inverting CLIP: render an image whose CLIP embedding points at a text prompt (needs open_clip)."""
+    from ..images import save_image
 
-    @app.command("stylize")
-    @model_options
-    def stylize_command(
-        content: Annotated[str, typer.Argument(help="content image file or sample:NAME")],
-        style: Annotated[str, typer.Argument(help="style image file or sample:NAME (e.g. sample:brick)")],
-        steps: StepsOption = None,
-        style_weight: Annotated[float, typer.Option("--style-weight", help="style / content weight ratio")] = 3.0,
-        init: Annotated[str, typer.Option("--init", help="content | noise")] = "content",
-        optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
-        size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
-        content_layer: Annotated[
-            Optional[str],
-            typer.Option("--content-layer", help="layer whose activations keep the content (default: the model's)"),
-        ] = None,
-        style_layers: Annotated[
-            Optional[str],
-            typer.Option("--style-layers", help="comma-separated layers whose Gram matrices carry the style"),
-        ] = None,
-        out: OutOption = Path("stylize.png"),
-        seed: SeedOption = 0,
-        quiet: QuietOption = False,
-        model: ModelArgs = None,
-    ) -> None:
-        """Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."""
-        from ..optimize import stylize
+    from ..devices import resolve_device
+    from ..optimize.clip import invert_text, load_clip
 
-        network = model.open()
-        result = stylize(
-            network,
-            open_image(content, network, size),
-            open_image(style, network, size),
-            style_weight=style_weight,
-            init=init,
-            optimizer=optimizer,
-            content_layer=content_layer,
-            style_layers=None if style_layers is None else [v.strip() for v in style_layers.split(",") if v.strip()],
-            lr=1.0 if optimizer == "lbfgs" else 0.02,
-            seed=seed,
-            progress=not quiet,
-            **_steps(steps, 150),
-        )
-        path = save_image(result.image, output_path(out))
-        console.print(
-            f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "
-            f"content loss {result.initial_content_loss:.3g} -> {float(result.final_content_loss[0]):.3g} -> {path}"
-        )
+    loaded = load_clip(clip, weights, device=resolve_device(device))
+    shown = invert_text(loaded, prompt, size=size, seed=seed, progress=not quiet, **_steps(steps, 256))
+    path = save_image(shown.image, output_path(out))
+    scores = ", ".join(f"{v:.3f}" for v in shown.scores.tolist())
+    console.print(f"cosine to the prompt: {scores} -> {path}")
+
+
+@app.command("invert")
+@model_options
+def invert_command(
+    image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
+    layer: Annotated[
+        Optional[list[str]], typer.Option("--layer", "-l", help="layer to invert (repeat with --sweep)")
+    ] = None,
+    sweep: Annotated[bool, typer.Option("--sweep", help="invert several layers into one figure")] = False,
+    steps: StepsOption = None,
+    tv_weight: Annotated[float, typer.Option("--tv-weight", help="total-variation weight (at stride <= 4)")] = 0.5,
+    tv_by_depth: Annotated[
+        bool,
+        typer.Option(
+            "--tv-by-depth/--tv-fixed", help="raise the TV weight with the layer's stride (the paper's practice)"
+        ),
+    ] = True,
+    size: Annotated[int, typer.Option("--size", help="image side")] = 128,
+    out: OutOption = Path("invert.png"),
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+    model: ModelArgs = None,
+) -> None:
+    """Feature inversion (Mahendran & Vedaldi): reconstruct the photo from a layer's representation."""
+    from ..images import save_image
+
+    from ..optimize import invert_sweep
+    from ..render import Panel, figure
+
+    layers = list(layer or [])
+    if not sweep and len(layers) != 1:
+        raise ConvscopeError("give one --layer (or several with --sweep)")
+    network = model.open()
+    layers = layers or list(SWEEP_LAYERS)
+    photo = open_image(image, network, size)
+    results = invert_sweep(
+        network,
+        photo,
+        layers,
+        tv_weight=tv_weight,
+        tv_by_depth=tv_by_depth,
+        seed=seed,
+        progress=not quiet,
+        **_steps(steps, 200),
+    )
+    for result in results:
+        console.print(f"{result.layer}: relative error {float(result.relative_error[0]):.3f}")
+    path = output_path(out)
+    if sweep:
+        panels = [Panel(photo[0], "input")] + [
+            Panel(r.image[0], f"{r.layer} (err {float(r.relative_error[0]):.2f})") for r in results
+        ]
+        figure(panels, path, columns=min(4, len(panels)))
+    else:
+        save_image(results[0].image, path)
+    console.print(f"-> {path}")
+
+
+@app.command("stylize")
+@model_options
+def stylize_command(
+    content: Annotated[str, typer.Argument(help="content image file or sample:NAME")],
+    style: Annotated[str, typer.Argument(help="style image file or sample:NAME (e.g. sample:brick)")],
+    steps: StepsOption = None,
+    style_weight: Annotated[float, typer.Option("--style-weight", help="style / content weight ratio")] = 3.0,
+    init: Annotated[str, typer.Option("--init", help="content | noise")] = "content",
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adam | lbfgs")] = "adam",
+    size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's size)")] = None,
+    content_layer: Annotated[
+        Optional[str],
+        typer.Option("--content-layer", help="layer whose activations keep the content (default: the model's)"),
+    ] = None,
+    style_layers: Annotated[
+        Optional[str],
+        typer.Option("--style-layers", help="comma-separated layers whose Gram matrices carry the style"),
+    ] = None,
+    out: OutOption = Path("stylize.png"),
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+    model: ModelArgs = None,
+) -> None:
+    """Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."""
+    from ..images import save_image
+
+    from ..optimize import stylize
+
+    network = model.open()
+    result = stylize(
+        network,
+        open_image(content, network, size),
+        open_image(style, network, size),
+        style_weight=style_weight,
+        init=init,
+        optimizer=optimizer,
+        content_layer=content_layer,
+        style_layers=None if style_layers is None else [v.strip() for v in style_layers.split(",") if v.strip()],
+        lr=1.0 if optimizer == "lbfgs" else 0.02,
+        seed=seed,
+        progress=not quiet,
+        **_steps(steps, 150),
+    )
+    path = save_image(result.image, output_path(out))
+    console.print(
+        f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "
+        f"content loss {result.initial_content_loss:.3g} -> {float(result.final_content_loss[0]):.3g} -> {path}"
+    )
 
 
 @tour_step(60, "feature visualization, DeepDream, inversion and style transfer")
 def synthesis_step(model, image, out: Path) -> list[Path]:
+    from ..images import save_image
+
     import torch.nn.functional as F
 
     from ..images import load_image

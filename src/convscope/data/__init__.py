@@ -5,7 +5,8 @@ ImageNet-C / CIFAR-10-C as released, or a ``Dataset`` from Python) resolves with
 :func:`open_dataset` to a ``Dataset`` of ``(image (3, H, W) in [0, 1], label | None, id)``;
 :func:`stream` batches it through one ``DataLoader`` (unreadable files skipped and named, or
 ``strict``); :func:`reduce_dataset` reduces a computation over it shard by shard, resumable
-from per-shard files, locally or on Ray Data.
+from per-shard files, locally or on Ray Data; :func:`run_reduction` is that for a model (its
+size and class names, a progress bar), the one call of every dataset-level command.
 """
 
 from .classes import ClassNames, folder_classes, imagenet_wnids
@@ -20,7 +21,18 @@ from .specs import (
     take,
     labelled_pairs,
 )
-from .stream import NO_LABEL, Batch, Reduced, Reduction, SkipLog, default_workers, reduce_dataset, stream
+from .stream import (
+    NO_LABEL,
+    Batch,
+    Reduced,
+    Reduction,
+    SkipLog,
+    default_workers,
+    loader_replay_problem,
+    reduce_dataset,
+    stream,
+)
+from .run import model_dataset, run_reduction
 
 __all__ = [
     "ClassNames",
@@ -42,5 +54,8 @@ __all__ = [
     "SkipLog",
     "default_workers",
     "reduce_dataset",
+    "loader_replay_problem",
     "stream",
+    "model_dataset",
+    "run_reduction",
 ]

@@ -9,6 +9,8 @@ synsets, the order of every ImageNet-1k checkpoint), so they are accepted when t
 
 from __future__ import annotations
 
+__all__ = ["ClassNames", "folder_classes", "imagenet_wnids", "WNID"]
+
 import difflib
 import re
 from functools import lru_cache

@@ -10,6 +10,8 @@ order, so the local and the Ray engine give equal numbers.
 
 from __future__ import annotations
 
+__all__ = ["ray_shards"]
+
 import json
 from typing import Iterator, Sequence
 

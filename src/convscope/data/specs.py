@@ -14,7 +14,7 @@ Accepted specs (:func:`open_dataset`):
   (memory-mapped); or a plain folder of images (unlabelled).
 * torchvision-style roots the user already has (nothing is downloaded): ``cifar10:ROOT``,
   ``cifar100:ROOT`` (the python batches, read with an unpickler that only builds numpy
-  arrays), ``mnist:ROOT``, ``fashion-mnist:ROOT`` (raw IDX files), ``svhn:ROOT`` (.mat),
+  arrays), ``mnist:ROOT``, ``fashion-mnist:ROOT`` (IDX files, raw or .gz), ``svhn:ROOT`` (.mat),
   ``imagenet:ROOT`` (``ROOT/val/WNID/*``); ``NAME-train:ROOT`` for the training split.
 * any ``Dataset`` of ``(image, label)`` / ``(image, label, id)`` / images, from Python.
 
@@ -25,6 +25,29 @@ shorter side to ``size / 0.875``, antialiased bilinear, then take the centre ``s
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "ArrayDataset",
+    "Cifar10C",
+    "CROP_RATIO",
+    "FileDataset",
+    "ImageDataset",
+    "labelled_pairs",
+    "LabelledPairs",
+    "open_dataset",
+    "open_folder",
+    "PhotoDataset",
+    "PREPROCESS",
+    "Preprocess",
+    "read_label_file",
+    "sample_dataset",
+    "SAMPLE_SETS",
+    "samples_folder",
+    "Take",
+    "take",
+    "TORCHVISION_ROOTS",
+    "WrappedDataset",
+]
 
 import csv
 import importlib.metadata
@@ -50,27 +73,6 @@ SAMPLE_SETS = {
     "mnist": "mnist",
     "fashion-mnist": "fashionMNIST",
 }
-CIFAR10_C = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-    "speckle_noise",
-    "gaussian_blur",
-    "spatter",
-    "saturate",
-)
 
 
 class Preprocess:
@@ -574,7 +576,16 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles written by Python 3 store bytes
+            return _latin1_bytes
         raise ConvscopeError(f"refusing to unpickle {module}.{name} from a CIFAR batch file (only arrays are read)")
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    """``_codecs.encode`` as protocol 2 uses it (``(str, "latin1") -> bytes``), and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ConvscopeError("refusing a CIFAR batch file that encodes data other than latin-1 bytes")
+    return text.encode("latin1")
 
 
 def _cifar_batch(path: Path) -> dict:
@@ -610,21 +621,59 @@ def _cifar(root: Path, transform, labels, num_classes, train=False, hundred=Fals
     return ArrayDataset(arrays, targets, [f"{kind}/{i}" for i in range(len(targets))], transform, kind)
 
 
-def _mnist(root: Path, transform, labels, num_classes, train=False, fashion=False):
-    from torchvision.datasets import FashionMNIST, MNIST
+IDX_LIMIT = 1 << 30  # bytes of pixels an IDX header may announce (MNIST's train set: 47 MB)
 
-    kind = FashionMNIST if fashion else MNIST
+
+def _idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format; raw or ``.gz``): magic ``0 0 0x08 ndim``, ``ndim``
+    big-endian uint32 sizes, then the unsigned bytes. Data only; a header that does not match
+    the bytes that follow is a one-line error."""
+    import gzip
+    import math
+    import struct
+    import zlib
+
     try:
-        data = kind(str(root), train=train, download=False)
-    except RuntimeError as error:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            magic = handle.read(4)
+            if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or magic[3] != ndim:
+                raise ConvscopeError(f"{path} is not an IDX file of unsigned bytes with {ndim} dimension(s)")
+            shape = struct.unpack(f">{ndim}I", handle.read(4 * ndim))
+            count = math.prod(shape)
+            if count > IDX_LIMIT:
+                raise ConvscopeError(f"{path} announces {count} bytes of data (over {IDX_LIMIT}); not read")
+            data = handle.read(count + 1)
+    except (OSError, EOFError, struct.error, zlib.error) as error:
         raise ConvscopeError(
-            f"{root}: {str(error).splitlines()[0]} (nothing is downloaded: point at an existing "
-            f"root with {kind.__name__}/raw/*-ubyte)"
+            f"cannot read {path}: {str(error).splitlines()[0] if str(error) else 'truncated'}"
         ) from None
-    name = ("fashion-mnist" if fashion else "mnist") + ("-train" if train else "")
-    return ArrayDataset(
-        data.data.numpy(), data.targets.tolist(), [f"{name}/{i}" for i in range(len(data))], transform, name
+    if len(data) != count:
+        raise ConvscopeError(f"{path}: its header announces {count} bytes of data, the file holds {len(data)}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _idx_file(root: Path, folder: str, name: str) -> Path:
+    """``name`` or ``name.gz`` in ``ROOT/FOLDER/raw`` (torchvision's layout), ``ROOT/raw`` or ``ROOT``."""
+    places = (root / folder / "raw", root / "raw", root)
+    for place in places:
+        for candidate in (place / name, place / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise ConvscopeError(
+        f"no {name}[.gz] in {places[0]}, {places[1]} or {root} (nothing is downloaded: point at an existing root)"
     )
+
+
+def _mnist(root: Path, transform, labels, num_classes, train=False, fashion=False):
+    """MNIST / Fashion-MNIST as torchvision keeps them (``ROOT/MNIST/raw/t10k-images-idx3-ubyte``,
+    ``.gz`` or extracted), read without torchvision's download machinery."""
+    folder, prefix = ("FashionMNIST" if fashion else "MNIST"), ("train" if train else "t10k")
+    images = _idx(_idx_file(root, folder, f"{prefix}-images-idx3-ubyte"), 3)
+    targets = _idx(_idx_file(root, folder, f"{prefix}-labels-idx1-ubyte"), 1)
+    if len(targets) != len(images):
+        raise ConvscopeError(f"{root}: {len(images)} images but {len(targets)} labels")
+    name = ("fashion-mnist" if fashion else "mnist") + ("-train" if train else "")
+    return ArrayDataset(images, targets.tolist(), [f"{name}/{i}" for i in range(len(images))], transform, name)
 
 
 def _svhn(root: Path, transform, labels, num_classes, train=False):
@@ -633,9 +682,19 @@ def _svhn(root: Path, transform, labels, num_classes, train=False):
     path = root / ("train_32x32.mat" if train else "test_32x32.mat")
     if not path.is_file():
         raise ConvscopeError(f"no {path} (nothing is downloaded: point at an existing SVHN root)")
-    mat = loadmat(path)
-    arrays = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2))
-    targets = [int(v) % 10 for v in mat["y"].reshape(-1)]  # SVHN stores digit 0 as 10
+    try:
+        mat = loadmat(path, variable_names=("X", "y"))  # MATLAB v5 arrays: data only, nothing is run
+    except Exception as error:  # scipy's parser on a damaged file raises anything (IndexError on a short one)
+        raise ConvscopeError(
+            f"cannot read {path}: {str(error).splitlines()[0] if str(error) else 'not a .mat file'}"
+        ) from None
+    images, digits = mat.get("X"), mat.get("y")
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[2] != 3:
+        raise ConvscopeError(f"{path}: expected X as uint8 (32, 32, 3, N), as the SVHN release stores it")
+    if not isinstance(digits, np.ndarray) or digits.size != images.shape[3] or digits.dtype.kind not in "iuf":
+        raise ConvscopeError(f"{path}: expected y with one digit (1..10) per image")
+    arrays = np.ascontiguousarray(images.transpose(3, 0, 1, 2))
+    targets = [int(v) % 10 for v in digits.reshape(-1)]  # SVHN stores digit 0 as 10
     name = "svhn" + ("-train" if train else "")
     return ArrayDataset(arrays, targets, [f"{name}/{i}" for i in range(len(targets))], transform, name)
 

@@ -15,6 +15,21 @@ Data actor pool and merges the shard states on the driver in shard order.
 
 from __future__ import annotations
 
+__all__ = [
+    "Batch",
+    "default_workers",
+    "loader_replay_problem",
+    "NO_LABEL",
+    "reduce_dataset",
+    "Reduced",
+    "Reduction",
+    "run_shards",
+    "shard_bounds",
+    "ShardStore",
+    "SkipLog",
+    "stream",
+]
+
 import hashlib
 import json
 import os
@@ -179,14 +194,9 @@ def _from_loader(loader, device) -> Iterator[Batch]:
     """A user's DataLoader of ``(images, labels)`` or images: batches as they come."""
     seen = 0
     for item in loader:
-        images, labels = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
-        if not isinstance(images, torch.Tensor) or images.ndim != 4:
-            raise ConvscopeError("a DataLoader must yield image batches (N, 3, H, W) or (images, labels)")
-        count = images.shape[0]
-        labels = torch.full((count,), NO_LABEL, dtype=torch.long) if labels is None else torch.as_tensor(labels).long()
-        ids = [str(i) for i in range(seen, seen + count)]
-        yield Batch(images.float().to(device or "cpu"), labels, ids, torch.arange(seen, seen + count))
-        seen += count
+        batch = _loader_batch(item, device, None, seen)
+        seen += len(batch.ids)
+        yield batch
 
 
 # ------------------------------------------------------------------------------ reductions
@@ -229,6 +239,7 @@ class Reduced:
     resumed: int
     images: int
     summary: dict | None = None  # what a caller derives from ``state`` (e.g. the batch explainer's table)
+    total: int = 0  # items in the dataset (readable or not)
 
 
 def shard_bounds(count: int, batch_size: int, shard_batches: int) -> list[tuple[int, int]]:
@@ -304,13 +315,21 @@ def reduce_dataset(
             or a local Ray; ``actors`` workers, one GPU each when GPUs exist).
         progress: called with the number of images of each finished shard.
     """
-    bounds = shard_bounds(len(dataset), batch_size, shard_batches)
+    loader = dataset if isinstance(dataset, torch.utils.data.DataLoader) else None
+    if loader is not None:
+        bounds, batch_size = _loader_bounds(loader, resume, engine, shard_batches), loader.batch_size or 0
+        dataset = loader.dataset
+    else:
+        bounds = shard_bounds(len(dataset), batch_size, shard_batches)
     if not bounds:
         raise ConvscopeError("the dataset is empty")
     store = ShardStore(resume, reduction, dataset, batch_size, bounds) if resume is not None else None
     done = store.finished() if store else set()
     todo = [i for i in range(len(bounds)) if i not in done]
-    if engine == "local":
+    if loader is not None:
+        reduction.prepare(device)
+        computed = _loader_shards(reduction, loader, bounds, todo, device)
+    elif engine == "local":
         reduction.prepare(device)
         computed = run_shards(reduction, dataset, bounds, todo, batch_size, device, workers, strict)
     elif engine == "ray":
@@ -340,7 +359,92 @@ def reduce_dataset(
         images += count
     if images == 0:
         raise ConvscopeError(f"no readable images ({skips.summary()})")
-    return Reduced(total, skips, len(bounds), len(done), images)
+    size = len(dataset) if hasattr(dataset, "__len__") else images
+    return Reduced(total, skips, len(bounds), len(done), images, total=size)
+
+
+# --------------------------------------------------------------------- a user's DataLoader
+
+
+def loader_replay_problem(loader: torch.utils.data.DataLoader) -> str | None:
+    """Why the batches of ``loader`` could differ on a second run (None: they are the same)."""
+    data = torch.utils.data
+    if isinstance(loader.dataset, data.IterableDataset):
+        return "it reads an IterableDataset (its order is its own)"
+    if not isinstance(loader.sampler, data.SequentialSampler):
+        kind = type(loader.sampler).__name__
+        return f"its sampler is a {kind}{' (shuffle=True)' if kind == 'RandomSampler' else ''}, not sequential"
+    if type(loader.batch_sampler) is not data.BatchSampler:
+        return f"its batch sampler is a {type(loader.batch_sampler).__name__}, not torch's BatchSampler"
+    return None
+
+
+def _loader_bounds(loader, resume, engine: str, shard_batches: int) -> list[tuple[int, int]]:
+    """Shards of ``shard_batches`` loader batches (one shard of everything when not resuming)."""
+    if engine != "local":
+        raise ConvscopeError(
+            f"the {engine} engine reads a Dataset (each worker opens its own shards): pass the DataLoader's dataset"
+        )
+    if resume is not None:
+        problem = loader_replay_problem(loader)
+        if problem is not None:
+            raise ConvscopeError(
+                f"cannot resume from a DataLoader whose batches could differ from run to run: {problem}; "
+                "use shuffle=False or pass its Dataset"
+            )
+        return shard_bounds(len(loader), 1, shard_batches)
+    try:
+        count = len(loader)
+    except TypeError:  # an IterableDataset without a length: one pass, one shard
+        return [(0, 0)]
+    return [(0, count)] if count else []
+
+
+def _loader_shards(reduction, loader, bounds, todo, device):
+    """The shards ``todo`` of a user's DataLoader: ``(shard, (state, [], images))`` each. A replayable
+    loader resuming skips the finished batches without reading them (a loader over the batches
+    left, same dataset, collate function and workers); batch numbers stay global (seeds)."""
+    step = max(1, bounds[0][1] - bounds[0][0]) if len(bounds) > 1 else None
+    replay = loader_replay_problem(loader) is None
+    order = list(loader.batch_sampler) if replay else None
+    numbers: Sequence[int] | range = range(len(order)) if order is not None else range(2**62)
+    source = loader
+    if order is not None and len(todo) < len(bounds):
+        numbers = [b for shard in todo for b in range(*bounds[shard])]
+        source = torch.utils.data.DataLoader(
+            loader.dataset,
+            batch_sampler=[order[b] for b in numbers],
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            worker_init_fn=loader.worker_init_fn,
+            multiprocessing_context=loader.multiprocessing_context,
+        )
+    current, state, count, seen = None, None, 0, 0
+    for number, item in zip(numbers, source):
+        shard = number // step if step else 0
+        if shard != current:
+            if current is not None:
+                yield current, (state, [], count)
+            current, state, count = shard, reduction.start(), 0
+        batch = _loader_batch(item, device, order[number] if order is not None else None, seen)
+        reduction.update(state, batch, number)
+        count += len(batch.ids)
+        seen += len(batch.ids)
+    if current is not None:
+        yield current, (state, [], count)
+    for shard in todo[todo.index(current) + 1 if current is not None else 0 :]:
+        yield shard, (reduction.start(), [], 0)  # an empty tail (the loader held fewer batches)
+
+
+def _loader_batch(item, device, positions: Sequence[int] | None, seen: int) -> Batch:
+    images, labels = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ConvscopeError("a DataLoader must yield image batches (N, 3, H, W) or (images, labels)")
+    count = images.shape[0]
+    labels = torch.full((count,), NO_LABEL, dtype=torch.long) if labels is None else torch.as_tensor(labels).long()
+    indices = torch.tensor(list(positions)) if positions is not None else torch.arange(seen, seen + count)
+    return Batch(images.float().to(device or "cpu"), labels.cpu(), [str(int(i)) for i in indices], indices)
 
 
 class ShardStore:

@@ -2,7 +2,9 @@
 
 - :mod:`.weights`: conv filters / linear rows as image tiles.
 - :mod:`.examples`: streaming top-k mining (Zeiler & Fergus 2014) with receptive-field patches,
-  and the reverse view (which units fire most on one image).
+  and the reverse view (which units fire most on one image): its records (``types``), where the
+  images come from (``sources``), the pass (``mining``), saving and resuming (``resume``) and the
+  pictures (``drawing``).
 - :mod:`.engines`: where mining runs, ``local`` or ``ray`` (Ray Data).
 - :mod:`.atlas`: a static HTML neuron atlas (OpenAI Microscope-like).
 - :mod:`.projection`: a unit projected back to pixels (deconvnet / guided backprop).

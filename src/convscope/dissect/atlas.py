@@ -5,12 +5,14 @@ the top dataset-example patch, or the feature visualization when rendered), one 
 layer with ``index.html`` and ``channel_C.html`` pages: the channel's dataset examples
 (receptive-field patch next to the whole image with the box; optionally the deconvnet
 projection of each example, Zeiler & Fergus 2014), its feature visualization (Olah et al.
-2017, only when :mod:`convscope.optimize.visualize` is importable and asked for: it is
+2017, :mod:`convscope.optimize.visualize`; only when asked for: it is
 slow), its weights and summary statistics, with links to the neighbouring channels and
 layers. Every link is relative, nothing is fetched, no server is needed.
 """
 
 from __future__ import annotations
+
+__all__ = ["build_atlas"]
 
 import html
 from pathlib import Path
@@ -22,7 +24,8 @@ from torch import nn
 
 from ..errors import ConvscopeError
 from ..images import to_uint8
-from .examples import TopExamples, _tile, example_strip
+from .examples.drawing import example_strip, tile
+from .examples.types import TopExamples
 from .weights import channel_weight, filter_tiles, row_tiles, weight_grid
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}a{color:#2255aa;text-decoration:none}
@@ -116,9 +119,9 @@ def build_atlas(
     names = list(layers) if layers is not None else list(examples.layers)
     for name in names:
         examples[name]  # a clear error for a layer that was not mined
-    visualize = _visualizer() if feature_vis else None
-    if feature_vis and visualize is None:
-        raise ConvscopeError("feature visualizations need convscope.optimize.visualize, which is not available")
+    visualize = None
+    if feature_vis:
+        from ..optimize.visualize import visualize_channel as visualize
     infos = [_layer_info(examples, name, channels) for name in names]
     total = sum(len(info["thumbs"]) for info in infos)
     with progress_bar(total, "writing atlas", progress, interrupted=None) as advance:
@@ -126,7 +129,7 @@ def build_atlas(
             folder = out / info["folder"]
             (folder / "img").mkdir(parents=True, exist_ok=True)
             indices = [c["index"] for c in info["thumbs"]]
-            pictures = (
+            pictures: dict = (
                 _visualizations(model, visualize, info["name"], indices, examples.size, vis_steps) if visualize else {}
             )
             statistics = examples.statistics(info["name"])
@@ -226,14 +229,6 @@ def _layer_info(examples: TopExamples, name: str, channels: Sequence[int] | None
     }
 
 
-def _visualizer():
-    try:
-        from ..optimize.visualize import visualize_channel
-    except ImportError:
-        return None
-    return visualize_channel
-
-
 def _visualizations(
     model, visualize, layer: str, channels: list[int], size: int, steps: int
 ) -> dict[int, torch.Tensor]:
@@ -282,7 +277,7 @@ def _with_projections(
             1e-12
         )  # a few pixels must not grey out the rest
         shown = (0.5 + crop / (2 * scale)).clamp(0, 1)
-        sheet.paste(_tile(Image.fromarray(to_uint8(shown)), side), (strip.width + 6, r * (side + 4)))
+        sheet.paste(tile(Image.fromarray(to_uint8(shown)), side), (strip.width + 6, r * (side + 4)))
     return sheet
 
 

@@ -15,7 +15,10 @@ from typing import Callable
 import torch
 
 from ..errors import ConvscopeError
-from .examples import ImageSource, LayerExamples, TopExamples, mine_range, state_bytes, state_from_bytes
+from .examples.mining import mine_range
+from .examples.resume import state_bytes, state_from_bytes
+from .examples.sources import ImageSource
+from .examples.types import LayerExamples, TopExamples
 from .registry import ENGINES, get_engine
 
 __all__ = ["ENGINES", "get_engine", "local_engine", "ray_engine"]
@@ -58,6 +61,7 @@ class _ShardMiner:
         torch.set_num_threads(1)
         self.model = model  # the caller's own model, shipped by Ray (never read from a file)
         self.source, self.template, self.batch_size = source, template, batch_size
+        self.source.workers = 0  # an actor decodes its own blocks (no loader processes inside it)
 
     def __call__(self, block: dict) -> dict:
         indices = [int(i) for i in block["index"]]

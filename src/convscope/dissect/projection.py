@@ -14,11 +14,14 @@ mix because the model runs in eval mode.
 
 from __future__ import annotations
 
+__all__ = ["project_units"]
+
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from ..checks import check_images
 from ..errors import ConvscopeError
 from ..hooks import capture, frozen
 from ..layers import check_layers
@@ -46,6 +49,7 @@ def project_units(
     """
     from ..attribution.rectifiers import rectifier_rule
 
+    x = check_images(x)
     if len(channels) != x.shape[0] or len(positions) != x.shape[0]:
         raise ConvscopeError(
             f"give one channel and one position per image: {x.shape[0]} images, "

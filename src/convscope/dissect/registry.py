@@ -1,5 +1,5 @@
 """The registry of mining engines (``local``, ``ray``), apart from the engines themselves so
-that :mod:`convscope.dissect.examples` can look an engine up without importing
+that :mod:`convscope.dissect.examples.mining` can look an engine up without importing
 :mod:`convscope.dissect.engines` (which builds on the example types): no import cycle.
 The package imports the engines module, so both are registered whenever ``convscope.dissect`` is."""
 

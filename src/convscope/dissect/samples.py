@@ -9,6 +9,8 @@ resized (antialiased bilinear) so the longer side is at most ``max_side`` pixels
 
 from __future__ import annotations
 
+__all__ = ["sample_folder"]
+
 from pathlib import Path
 
 import torch

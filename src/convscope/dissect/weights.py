@@ -15,6 +15,8 @@ per filter, which hides the sign; we keep zero at grey instead).
 
 from __future__ import annotations
 
+__all__ = ["channel_weight", "filter_tiles", "layer_weight", "MODES", "row_tiles", "weight_grid", "weight_tiles"]
+
 import torch
 from PIL import Image
 from torch import nn

@@ -12,6 +12,8 @@ Install with ``pip install open_clip_torch`` (the ``clip`` extra).
 
 from __future__ import annotations
 
+__all__ = ["Clip", "ClipImageEncoder", "invert_text", "load_clip", "text_embedding"]
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

@@ -11,6 +11,8 @@ model at 10 steps per octave).
 
 from __future__ import annotations
 
+__all__ = ["Dream", "dream"]
+
 from dataclasses import dataclass
 
 import torch

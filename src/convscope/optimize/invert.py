@@ -15,6 +15,8 @@ without raising their representation error.
 
 from __future__ import annotations
 
+__all__ = ["depth_scaled_tv", "Inversion", "invert", "invert_embedding", "invert_sweep", "representation"]
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -54,6 +56,7 @@ class Inversion:
 
 def representation(model: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
     """Φ0: the output of ``layer`` for ``images`` (detached)."""
+    images = check_images(images, "images", bounds=False)
     (layer,) = check_layers(model, [layer])
     with frozen(model), capture(model, layer, detach=True) as seen, torch.no_grad():
         model(images)

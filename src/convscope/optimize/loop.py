@@ -10,6 +10,8 @@ lr 0.05), L-BFGS optional (Gatys et al. 2016; use it without random transforms).
 
 from __future__ import annotations
 
+__all__ = ["evaluate", "NormalizedAscent", "OptimizationResult", "optimize", "OPTIMIZERS", "progress_bar"]
+
 import contextlib
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -17,6 +19,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_images
 from ..errors import ConvscopeError
 from ..hooks import ForwardStopped, capture, cut_forward, frozen
 from ..layers import check_layers
@@ -207,6 +210,7 @@ def optimize(
 def evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """The objective's score for each of ``images`` (N, 3, H, W) in [0, 1], without transforms
     or gradients: e.g. to compare a visualization with natural photos."""
+    images = check_images(images, "images", bounds=False)  # transformed views may step a rounding error outside
     objective = as_objective(objective)
     check_layers(model, objective.layers)
     scores = []

@@ -19,6 +19,23 @@ subtracts them: ``-match_activations("blocks.2", target) - 1e-2 * total_variatio
 
 from __future__ import annotations
 
+__all__ = [
+    "as_objective",
+    "channel",
+    "class_logit",
+    "direction",
+    "diversity",
+    "embedding",
+    "Evaluation",
+    "gram",
+    "gram_matrix",
+    "layer_energy",
+    "match_activations",
+    "neuron",
+    "Objective",
+    "ScoreFn",
+]
+
 from typing import Callable, Mapping, Sequence
 
 import torch

@@ -20,6 +20,16 @@ open interval).
 
 from __future__ import annotations
 
+__all__ = [
+    "BASES",
+    "COLOR_CORRELATION",
+    "COLOR_CORRELATION_SQRT",
+    "image_param",
+    "ImageParam",
+    "OUTPUTS",
+    "spectrum_scale",
+]
+
 from dataclasses import dataclass, field
 from typing import Callable
 

@@ -14,6 +14,17 @@ contribution. They need the ``pixel`` parameterization, where the parameter *is*
 
 from __future__ import annotations
 
+__all__ = [
+    "alpha_norm",
+    "blur_every",
+    "clip_small_contribution",
+    "clip_small_norm",
+    "gaussian_blur",
+    "gaussian_kernel",
+    "StepOperation",
+    "total_variation",
+]
+
 from typing import Callable
 
 import torch

@@ -13,13 +13,29 @@ stages 1–4 (``bn1``, ``blocks.1.0.bn1`` … ``blocks.4.0.bn1``: rectified feat
 ``convN_1``; the stage outputs are linear bottlenecks, whose Gram matrices pull the image
 towards colour noise), content ``blocks.5``, style weight 3 (chosen by experiment: on
 five photo/texture pairs at 224 px the style loss falls 91–98 % while the relative content
-loss stays at 0.13–0.33). Deviations: each style layer is weighted by 1 / mean(A_l²) (the
+loss stays at 0.13–0.33). On any other model the layers are read from the model
+(:func:`auto_style_layers`): content = the last layer with a spatial map (Grad-CAM's default
+layer), style = the first convolution at each of the first five resolutions (VGG's
+``convN_1`` idea, without knowing the architecture). Deviations: each style layer is weighted by 1 / mean(A_l²) (the
 style image's own Gram scale) instead of 1/5, so that no layer dominates on any model; the
 content loss is relative (÷ ‖Φ_c(content)‖²); Adam (lr 0.02) by default, L-BFGS on request
 (the paper's choice); VGG's max pooling is not swapped for average pooling.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "auto_style_layers",
+    "default_style_layers",
+    "EFFICIENTNET_CONTENT_LAYER",
+    "EFFICIENTNET_STYLE_LAYERS",
+    "style_loss",
+    "StyleResult",
+    "stylize",
+    "VGG_CONTENT_LAYER",
+    "vgg_layer_names",
+    "VGG_STYLE_LAYERS",
+]
 
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -29,7 +45,7 @@ from torch import nn
 
 from ..checks import check_images
 from ..errors import ConvscopeError
-from ..layers import _root, check_layers
+from ..layers import _root, check_layers, default_cam_layer, layer_table
 from .invert import representation
 from .loop import evaluate, optimize
 from .objectives import Objective, gram, gram_matrix, match_activations
@@ -63,19 +79,37 @@ def vgg_layer_names(model: nn.Module) -> dict[str, str] | None:
     return names
 
 
-def default_style_layers(model: nn.Module) -> tuple[str, list[str]]:
+def auto_style_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> tuple[str, list[str]]:
+    """(content layer, style layers) read from any CNN: the content layer is the last layer with a
+    spatial map (:func:`~convscope.layers.default_cam_layer`); the style layers are the first
+    ``nn.Conv2d`` whose output has each new spatial size (up to five sizes), in forward order."""
+    content = default_cam_layer(model, size)
+    modules = dict(_root(model).named_modules())
+    style, sizes = [], []
+    for row in layer_table(model, size):
+        module = modules.get(row.name)
+        shape = row.output_shape
+        if isinstance(module, nn.Conv2d) and shape and len(shape) == 3 and shape[-2:] not in sizes:
+            sizes.append(shape[-2:])
+            style.append(row.name)
+    if not style:
+        raise ConvscopeError(
+            "no convolution with a spatial output to take style from: pass content_layer= and style_layers= "
+            "(CLI: --content-layer and --style-layers; see: convscope layers)"
+        )
+    return content, style[:5]
+
+
+def default_style_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> tuple[str, list[str]]:
     """(content layer, style layers) for ``model``: Gatys's on a VGG, the tested ones on the
-    embedded EfficientNet; other models need them given."""
+    embedded EfficientNet, else read from the model (:func:`auto_style_layers`, at ``size``)."""
     vgg = vgg_layer_names(model)
     if vgg is not None and VGG_CONTENT_LAYER in vgg and all(name in vgg for name in VGG_STYLE_LAYERS):
         return vgg[VGG_CONTENT_LAYER], [vgg[name] for name in VGG_STYLE_LAYERS]
     try:
         return EFFICIENTNET_CONTENT_LAYER, check_layers(model, EFFICIENTNET_STYLE_LAYERS)
     except ConvscopeError:
-        raise ConvscopeError(
-            "no default style layers for this model: pass content_layer= and style_layers= "
-            "(CLI: --content-layer and --style-layers; see: convscope layers)"
-        ) from None
+        return auto_style_layers(model, size)
 
 
 @dataclass
@@ -147,7 +181,9 @@ def stylize(
     style = check_images(style, "style")
     if style.shape[0] not in (1, content.shape[0]):
         raise ConvscopeError(f"style has {style.shape[0]} images for {content.shape[0]} content images")
-    default_content, default_style = (None, None) if content_layer and style_layers else default_style_layers(model)
+    default_content, default_style = (
+        (None, None) if content_layer and style_layers else default_style_layers(model, tuple(content.shape[-2:]))
+    )
     content_layer = check_layers(model, [content_layer or default_content])[0]
     style_layers = check_layers(model, list(style_layers or default_style))
     style = style.to(content.device)

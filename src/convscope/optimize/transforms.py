@@ -9,6 +9,8 @@ five extra 0°), jitter 4. Rotation uses ``affine_grid``/``grid_sample`` (lucent
 
 from __future__ import annotations
 
+__all__ = ["compose", "jitter", "pad", "random_rotate", "random_scale", "roll", "STANDARD", "Transform"]
+
 import math
 from typing import Callable, Sequence
 

@@ -10,13 +10,15 @@ early-step trick) — the model's own gradients are used throughout.
 
 from __future__ import annotations
 
+__all__ = ["photo_scores", "render", "robust_scores", "Visualization", "visualize_channel", "visualize_class"]
+
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..checks import model_device
+from ..checks import check_images, model_device
 from ..images import SAMPLES, load_image
 from ..targets import class_index
 from .loop import OptimizationResult, evaluate, optimize
@@ -160,6 +162,7 @@ def robust_scores(
     high-frequency patterns with a higher raw score that collapse under these views."""
     from .transforms import compose
 
+    images = check_images(images, "images")
     generator, transform = torch.Generator().manual_seed(seed), compose(transforms)
     views_scores = [evaluate(model, objective, transform(images, generator)) for _ in range(views)]
     return torch.stack(views_scores).mean(dim=0)

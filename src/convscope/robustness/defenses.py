@@ -18,6 +18,20 @@ approximated.
 
 from __future__ import annotations
 
+__all__ = [
+    "bit_depth_defense",
+    "DefendedModel",
+    "DefenseResult",
+    "DEFENSES",
+    "evaluate_defense",
+    "ExpectationOverTransformation",
+    "gaussian_noise_defense",
+    "InputDefense",
+    "jpeg_defense",
+    "median_defense",
+    "resize_pad_defense",
+]
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,6 +56,10 @@ class InputDefense:
     apply: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
     differentiable: bool
     random: bool
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The transformation of images ``x`` (N, 3, H, W) in [0, 1], checked first."""
+        return self.apply(check_images(x), generator)
 
 
 DEFENSES: Registry[Callable[..., InputDefense]] = Registry("defense")
@@ -122,7 +140,7 @@ class DefendedModel(nn.Module):
         self.model, self.defense, self.bpda, self.generator = model, defense, bpda, generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        transformed = self.defense.apply(x, self.generator)
+        transformed = self.defense(x, self.generator)
         if self.bpda and not self.defense.differentiable:
             transformed = x + (transformed - x).detach()
         return self.model(transformed)

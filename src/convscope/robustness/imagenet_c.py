@@ -24,6 +24,8 @@ runs resume from per-shard files.
 
 from __future__ import annotations
 
+__all__ = ["ALEXNET_CLEAN_ERROR", "ALEXNET_ERRORS", "corruption_errors", "CorruptionErrors", "CorruptionReduction"]
+
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from ..data import Batch, Reduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from .corruptions import BENCHMARK_CORRUPTIONS, SEVERITIES, corrupt
-from .progress import progress_bar
+from ..progress import progress_bar
 
 ALEXNET_ERRORS = {
     "gaussian_noise": 0.886428,
@@ -302,20 +304,13 @@ def corruption_errors(
     >>> result = corruption_errors(model, "samples:imagenet", ["fog", "contrast"])
     >>> result.mce()
     """
-    from ..data import open_dataset, reduce_dataset
+    from ..data import model_dataset, run_reduction
 
     for severity in severities:
         if severity not in SEVERITIES:
             raise ConvscopeError(f"severity must be an integer from 1 to 5, got {severity!r}")
-    if isinstance(data, (str, Path, torch.utils.data.Dataset)):
-        dataset = open_dataset(
-            data,
-            size or getattr(model, "input_size", 224),
-            preprocess,
-            labels=getattr(model, "labels", None),
-            label_file=label_file,
-            corruptions=None,
-        )
+    if isinstance(data, (str, Path, torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        dataset = model_dataset(model, data, size, preprocess, label_file)
         groups = getattr(dataset, "groups", None)
         if groups is not None:
             present = sorted({g[0] for g in groups})
@@ -325,20 +320,20 @@ def corruption_errors(
                     f"the corruption files have no {', '.join(missing)}; they have {', '.join(present)}"
                 )
         reduction = CorruptionReduction(model, corruptions, severities, seed, groups)
-        with progress_bar(len(dataset), "corruptions", progress) as advance:
-            reduced = reduce_dataset(
-                reduction,
-                dataset,
-                batch_size,
-                model_device(model),
-                workers,
-                strict,
-                resume,
-                engine=engine,
-                address=address,
-                shard_batches=shard_batches,
-                progress=advance,
-            )
+        reduced = run_reduction(
+            reduction,
+            model,
+            dataset,
+            "corruptions",
+            batch_size=batch_size,
+            workers=workers,
+            strict=strict,
+            resume=resume,
+            shard_batches=shard_batches,
+            engine=engine,
+            address=address,
+            progress=progress,
+        )
         return reduction.result(reduced.state, reduced.skips.items, clean)
     reduction = CorruptionReduction(model, corruptions, severities, seed)
     state = reduction.start()

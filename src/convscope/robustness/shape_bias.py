@@ -20,7 +20,23 @@ VGG-19 AdaIN/Gatys stimuli made once for all models).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+__all__ = [
+    "CATEGORIES",
+    "category_decisions",
+    "CATEGORY_NAMES",
+    "category_scores",
+    "CueConflict",
+    "load_sources",
+    "make_cue_conflict",
+    "OFFLINE_SOURCES",
+    "offline_sources",
+    "require_imagenet_classifier",
+    "shape_bias",
+    "ShapeBiasResult",
+    "stimulus_shape_bias",
+]
+
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -121,6 +137,25 @@ def category_scores(probabilities: torch.Tensor) -> torch.Tensor:
     return torch.stack([probabilities[:, list(indices)].mean(1) for indices in CATEGORIES.values()], 1)
 
 
+def require_imagenet_classifier(model: nn.Module) -> None:
+    """One line, before any work, when ``model`` does not output the 1000 ImageNet classes (the 16
+    categories are sets of ImageNet classes, so no other classifier can be scored)."""
+    labels = getattr(model, "labels", None)
+    if labels is None:
+        side = getattr(model, "input_shape", (224, 224))
+        parameter = next(model.parameters(), None)
+        with frozen(model), torch.no_grad():
+            outputs = model(torch.zeros(1, 3, *side, device=parameter.device if parameter is not None else "cpu"))
+        count = outputs.shape[-1] if outputs.ndim == 2 else None
+    else:
+        count = len(labels)
+    if count != 1000:
+        raise ConvscopeError(
+            f"shape bias scores ImageNet's 1000 classes (16 categories of them); "
+            f"{getattr(model, 'name', 'the model')} has {count if count is not None else 'other'} outputs"
+        )
+
+
 def category_decisions(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> list[str]:
     """The model's 16-category decision for each image (argmax of :func:`category_scores`)."""
     images = check_images(images)
@@ -138,12 +173,15 @@ def category_decisions(model: nn.Module, images: torch.Tensor, batch_size: int =
 @dataclass
 class CueConflict:
     """Cue-conflict trials: ``images`` (N, 3, H, W) in [0, 1] with the shape of ``shapes[i]`` and the
-    texture of ``textures[i]`` (category names); ``names`` say which pictures were combined."""
+    texture of ``textures[i]`` (category names); ``names`` say which pictures were combined;
+    ``content_layer`` and ``style_layers`` are the layers the style transfer used."""
 
     images: torch.Tensor
     shapes: list[str]
     textures: list[str]
     names: list[str]
+    content_layer: str = ""
+    style_layers: list[str] = field(default_factory=list)
 
     def grid(self, path: str | Path | None = None, columns: int = 6):
         """All cue-conflict images with their shape / texture categories."""
@@ -161,7 +199,8 @@ class CueConflict:
 
 
 def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, torch.Tensor]]:
-    """``FOLDER/<category>/*`` -> [(category, file stem, (1, 3, size, size))]; categories are the 16."""
+    """``FOLDER/<category>/*`` -> [(category, file stem, (1, 3, size, size))]; categories are the 16.
+    Pictures are squashed to ``size`` (not centre-cropped): the whole outline is the shape cue."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConvscopeError(f"no such folder: {folder}")
@@ -172,13 +211,15 @@ def load_sources(folder: str | Path, size: int = 128) -> list[tuple[str, str, to
             raise ConvscopeError(
                 f"{path}: images must lie in FOLDER/<category>/ with a category among {', '.join(CATEGORY_NAMES)}"
             )
-        sources.append((category, path.stem, load_image(path, size)))
+        sources.append((category, path.stem, load_image(path, size, "squash")))
     return sources
 
 
 def offline_sources(size: int = 128) -> list[tuple[str, str, torch.Tensor]]:
     """The bundled pictures of :data:`OFFLINE_SOURCES` as (category, name, image)."""
-    return [(category, name, load_image(f"sample:{name}", size)) for name, category in OFFLINE_SOURCES.items()]
+    return [
+        (category, name, load_image(f"sample:{name}", size, "squash")) for name, category in OFFLINE_SOURCES.items()
+    ]
 
 
 def make_cue_conflict(
@@ -186,6 +227,8 @@ def make_cue_conflict(
     shapes: Sequence[tuple[str, str, torch.Tensor]],
     textures: Sequence[tuple[str, str, torch.Tensor]],
     *,
+    content_layer: str | None = None,
+    style_layers: Sequence[str] | None = None,
     steps: int = 100,
     style_weight: float = 30.0,
     content_weight: float = 1.0,
@@ -199,6 +242,9 @@ def make_cue_conflict(
         model: the CNN whose layers drive the style transfer (any model :func:`stylize` accepts).
         shapes, textures: (category, name, (1, 3, H, W)) triples, e.g. from :func:`load_sources`;
             all of one size.
+        content_layer, style_layers: :func:`stylize`'s layers; by default the tested ones on VGG and
+            the embedded model, else read from the model (content: the last layer with a spatial
+            map, as Grad-CAM's default; see :func:`~convscope.optimize.style.auto_style_layers`).
         steps, style_weight, content_weight, lr, seed, progress: passed to :func:`stylize`
             ``style_weight=30`` (not stylize's 3) lets the texture cover the surface, as
             Geirhos et al.'s fully stylized images do, while the outline stays visible at 128 px.
@@ -214,6 +260,8 @@ def make_cue_conflict(
         model,
         content,
         style,
+        content_layer=content_layer,
+        style_layers=style_layers,
         steps=steps,
         style_weight=style_weight,
         content_weight=content_weight,
@@ -222,7 +270,12 @@ def make_cue_conflict(
         progress=progress,
     )
     return CueConflict(
-        result.image.detach(), [s[0] for s, _ in pairs], [t[0] for _, t in pairs], [f"{s[1]}+{t[1]}" for s, t in pairs]
+        result.image.detach(),
+        [s[0] for s, _ in pairs],
+        [t[0] for _, t in pairs],
+        [f"{s[1]}+{t[1]}" for s, t in pairs],
+        result.content_layer,
+        list(result.style_layers),
     )
 
 

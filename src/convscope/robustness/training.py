@@ -14,12 +14,19 @@ current weights and minimises the loss on them:
 
 PGD and FGSM-RS use :func:`convscope.attacks.gradient.pgd` with ``eval_mode=False`` (the attack sees the
 model in training mode, as in both papers). Every epoch reports the clean test accuracy and
-the robust test accuracy under PGD-20 (``alpha = 2.5 * eps / 20``, Madry's rule, random start).
+the robust test accuracy under PGD-20 (``alpha = 2.5 * eps / 20``, Madry's rule, random start): a
+cheap upper bound for the curve; the final number comes from
+:func:`convscope.robustness.evaluation.evaluate_robustness` (AutoAttack).
+
+The optimiser and schedule are a :class:`~convscope.robustness.recipe.Recipe` (SGD with momentum
+and weight decay, piecewise or cosine, as the papers); the training state is written every
+``checkpoint_every`` epochs as tensors + JSON (:mod:`~convscope.robustness.train_state`) and
+``resume=True`` continues from it to the same weights as an uninterrupted run.
 
 Data-parallel: when started by ``torchrun`` (``WORLD_SIZE`` > 1) :func:`train` joins the process
 group (NCCL on CUDA, gloo on CPU), wraps the network in ``DistributedDataParallel``, shards the
 training set with a ``DistributedSampler`` (the global batch is ``batch_size`` x world size) and
-sums the evaluation counts of all ranks; rank 0 writes the checkpoint.
+shards the evaluation (counts all-reduced); rank 0 writes the checkpoint.
 
 The bundled offline data set is scikit-learn's digits (Alpaydin & Kaynak 1998: 1,797 8x8
 greyscale digits), upsampled bilinearly and repeated to 3 channels.
@@ -27,12 +34,24 @@ greyscale digits), upsampled bilinearly and repeated to 3 channels.
 
 from __future__ import annotations
 
+__all__ = [
+    "adversarial_batch",
+    "ADVERSARIAL_METHODS",
+    "digits_dataset",
+    "crop_flip",
+    "EpochRecord",
+    "small_cnn",
+    "trades_batch",
+    "trades_loss",
+    "train",
+    "training_split",
+    "TrainingHistory",
+]
+
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,7 +59,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..attacks.gradient import pgd
 from ..errors import ConvscopeError
-from .progress import progress_bar
+from ..progress import progress_bar
+from .evaluation import evaluate_robustness, rank_and_world
+from .recipe import Recipe
+from .train_state import read_training_state, write_training_state
 
 ADVERSARIAL_METHODS = ("pgd", "fgsm-rs", "trades")
 
@@ -83,13 +105,14 @@ def small_cnn(num_classes: int = 10, width: int = 16, size: int = 16) -> nn.Sequ
 
 @dataclass
 class EpochRecord:
-    """One epoch: mean training loss, clean and PGD-20 test accuracy, wall seconds of training."""
+    """One epoch: mean training loss, clean and PGD test accuracy, wall seconds of training, last learning rate."""
 
     epoch: int
     loss: float
     clean_accuracy: float
     robust_accuracy: float
     seconds: float
+    lr: float = float("nan")
 
 
 @dataclass
@@ -99,28 +122,36 @@ class TrainingHistory:
     adversarial: str | None
     eps: float
     epochs: list[EpochRecord] = field(default_factory=list)
+    eval_steps: int = 20
 
     @property
     def final(self) -> EpochRecord:
         return self.epochs[-1]
 
+    def as_records(self) -> list[dict]:
+        return [asdict(record) for record in self.epochs]
+
     def plot(self, path: str | Path) -> Path:
         """Clean and robust test accuracy per epoch."""
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        figure, axis = plt.subplots(figsize=(5, 3.4))
+        figure, axis = plt.subplots(figsize=(5.4, 3.6))
         numbers = [record.epoch for record in self.epochs]
         axis.plot(numbers, [r.clean_accuracy for r in self.epochs], "o-", label="clean")
-        axis.plot(numbers, [r.robust_accuracy for r in self.epochs], "s-", label=f"PGD-20, eps={self.eps:.3g}")
+        if self.eval_steps > 0:
+            label = f"PGD-{self.eval_steps}, L∞ eps={self.eps:.3g} (upper bound)"
+            axis.plot(numbers, [r.robust_accuracy for r in self.epochs], "s-", label=label)
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
-        axis.set_ylabel("test accuracy")
+        axis.set_ylabel("test accuracy (fraction correct)")
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
         axis.legend()
-        axis.set_title(f"training: {self.adversarial or 'standard'}")
+        axis.set_title(f"{self.adversarial or 'standard'} training: test accuracy per epoch")
         figure.tight_layout()
         figure.savefig(path, dpi=100)
         plt.close(figure)
@@ -195,30 +226,53 @@ def adversarial_batch(
     raise ConvscopeError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)} or None, got {method!r}")
 
 
-def evaluate(
-    network: nn.Module, data: Dataset, eps: float, steps: int = 20, batch_size: int = 256, seed: int = 0
-) -> tuple[float, float]:
-    """(clean accuracy, robust accuracy under L∞ PGD-``steps``) of ``network`` on ``data``.
+def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4) -> torch.Tensor:
+    """The CIFAR augmentation of the adversarial-training papers (after He et al. 2016): a random
+    ``H x W`` crop of the image zero-padded by ``padding`` pixels, and a horizontal flip with probability 1/2."""
+    n, _, height, width = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=x.device)
+    flips = torch.rand(n, generator=generator, device=x.device) < 0.5
+    rows = (offsets[0, :, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    columns = (offsets[1, :, None] + torch.arange(width, device=x.device))[:, None, None, :]
+    columns = torch.where(flips[:, None, None, None], columns.flip(-1), columns)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channels, rows, columns]
 
-    Under ``torchrun`` each rank evaluates its own shard and the counts are summed.
+
+def training_split(
+    spec: str, size: int, seed: int = 0, test: str | None = None
+) -> tuple[Dataset, Dataset, list[str], str]:
+    """(train set, test set, class names, how the test set was chosen) for ``convscope train``.
+
+    ``spec`` is ``"digits"`` (its fixed split) or any labelled dataset spec of the dataset layer
+    (resized to ``size``); the test set is ``test`` when given (e.g. ``cifar10:ROOT`` beside
+    ``cifar10-train:ROOT``), else a seeded 20 % hold-out of ``spec``.
     """
-    rank, world = _rank_and_world()
-    device = next(network.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed + rank)
-    indices = list(range(rank, len(data), world))
-    clean = robust = 0
-    for start in range(0, len(indices), batch_size):
-        x, y = _stack([data[i] for i in indices[start : start + batch_size]], device)
-        with torch.no_grad():
-            clean += int((network(x).argmax(-1) == y).sum())
-        if steps > 0:
-            x_adv = pgd(network, x, y, eps, 2.5 * eps / steps, steps, random_start=True, generator=generator)
-            with torch.no_grad():
-                robust += int((network(x_adv).argmax(-1) == y).sum())
-    counts = torch.tensor([clean, robust, len(indices)], dtype=torch.float64, device=device)
-    if world > 1:
-        torch.distributed.all_reduce(counts)
-    return float(counts[0] / counts[2]), float(counts[1] / counts[2]) if steps > 0 else float("nan")
+    from ..data import labelled_pairs, open_dataset
+
+    if spec == "digits" and test is None:
+        return digits_dataset(size), digits_dataset(size, "test"), [str(d) for d in range(10)], "digits' test split"
+    dataset = digits_dataset(size) if spec == "digits" else labelled_pairs(open_dataset(spec, size, "resize"))
+    labels = dataset.tensors[1].tolist() if isinstance(dataset, TensorDataset) else dataset.labels
+    if len(set(labels)) < 2:
+        raise ConvscopeError(f"{spec!r} needs at least two classes")
+    named = getattr(getattr(dataset, "dataset", None), "classes", None) or {}
+    names = [named.get(i, str(i)) for i in range(max(labels) + 1)]
+    if test is not None:
+        held_out = labelled_pairs(open_dataset(test, size, "resize"))
+        if max(held_out.labels) >= len(names):
+            raise ConvscopeError(f"the test set {test!r} has classes the training set {spec!r} does not")
+        return dataset, held_out, names, f"the test set {test}"
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = max(1, len(order) // 5)
+    return (
+        torch.utils.data.Subset(dataset, order[cut:]),
+        torch.utils.data.Subset(dataset, order[:cut]),
+        names,
+        f"a 20 % hold-out of {spec} (seed {seed})",
+    )
 
 
 def train(
@@ -231,7 +285,7 @@ def train(
     alpha: float | None = None,
     steps: int = 7,
     batch_size: int = 64,
-    lr: float = 3e-3,
+    recipe: Recipe | None = None,
     eval_steps: int = 20,
     eval_size: int | None = None,
     checkpoint: str | Path | None = None,
@@ -239,22 +293,35 @@ def train(
     progress: bool = True,
     device: str | torch.device | None = None,
     trades_beta: float = 6.0,
+    *,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+    workers: int = 0,
+    augment: bool = False,
 ) -> TrainingHistory:
-    """Train ``network`` (in place) with Adam, standard or adversarial; evaluate after every epoch.
+    """Train ``network`` (in place), standard or adversarial; evaluate under PGD after every epoch.
 
     Args:
         network: a module taking images in [0, 1] (normalisation inside) -> logits.
         train_data, test_data: datasets of ``(image (3, H, W) in [0, 1], label)``.
-        epochs, batch_size (per process), lr: the optimisation.
+        epochs, batch_size (per process): the optimisation; recipe: optimiser and schedule
+            (default :class:`~convscope.robustness.recipe.Recipe`: SGD lr 0.1, momentum 0.9, weight
+            decay 5e-4, ×0.1 at 50 % and 75 % of the epochs, as Madry 2018 / Rice 2020).
         adversarial: None (standard), ``"pgd"`` (Madry 2018), ``"fgsm-rs"`` (Wong 2020) or ``"trades"``
             (Zhang 2019; ``trades_beta`` weighs its KL term).
         eps: L∞ budget of training and evaluation attacks (pixel units).
         alpha, steps: step size and steps of the training attack (defaults in :func:`adversarial_batch`).
-        eval_steps: PGD steps of the robust evaluation (0 skips it); eval_size: evaluate on the
-            first ``eval_size`` test images only.
-        checkpoint: file written after every epoch (rank 0): state dict, settings, history.
+        eval_steps: PGD steps of the per-epoch robust evaluation (0: clean accuracy only);
+            eval_size: evaluate on the first ``eval_size`` test images only.
+        checkpoint: training state written every ``checkpoint_every`` epochs and after the last
+            (rank 0; :mod:`~convscope.robustness.train_state`: model, optimiser, step, RNG states, history).
+        resume: continue from ``checkpoint`` when it exists (same settings and number of processes);
+            the result equals an uninterrupted run.
         progress: progress bar (Ctrl-C stops after the current batch and returns the history so far).
         device: where to train (default: the network's device; under torchrun each rank's GPU).
+        workers: data-loading processes (pinned memory on CUDA).
+        augment: random crops (4 px zero padding) and horizontal flips of every training batch
+            (:func:`crop_flip`, the papers' CIFAR augmentation; not for digits).
 
     Returns:
         :class:`TrainingHistory`; ``network`` holds the trained weights (in eval mode).
@@ -265,86 +332,155 @@ def train(
         raise ConvscopeError(
             f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)} or None, got {adversarial!r}"
         )
-    if epochs < 1 or batch_size < 1 or eps < 0:
-        raise ConvscopeError("epochs and batch_size must be positive and eps non-negative")
+    if epochs < 1 or batch_size < 1 or eps < 0 or checkpoint_every < 1 or workers < 0:
+        raise ConvscopeError("epochs, batch_size and checkpoint_every must be positive, eps and workers non-negative")
+    if resume and checkpoint is None:
+        raise ConvscopeError("resume needs the checkpoint to continue from")
+    recipe = recipe or Recipe()
     distributed = _join_process_group()
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     if device is None:
         device = (
             torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             if distributed and torch.cuda.is_available()
             else next(network.parameters()).device
         )
+    device = torch.device(device)
     network.to(device)
     torch.manual_seed(seed)
-    model = nn.parallel.DistributedDataParallel(network) if distributed else network
     sampler: torch.utils.data.DistributedSampler | None = (
         torch.utils.data.DistributedSampler(train_data, world, rank, shuffle=True, seed=seed) if distributed else None
     )
+    generators = {"loader": torch.Generator().manual_seed(seed)}
     loader = DataLoader(
         train_data,
         batch_size=batch_size,
         shuffle=sampler is None,
         sampler=sampler,
-        generator=torch.Generator().manual_seed(seed),
+        generator=generators["loader"],
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
     )
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    attack_generator = torch.Generator(device=device).manual_seed(seed + 7919 * rank)
-    evaluation = (
-        test_data if eval_size is None else torch.utils.data.Subset(test_data, range(min(eval_size, len(test_data))))
+    if len(loader) == 0:
+        raise ConvscopeError("the training set is empty")
+    optimizer = recipe.build(network.parameters())
+    generators["attack"] = torch.Generator(device=device).manual_seed(seed + 7919 * rank)
+    if augment:
+        generators["augment"] = torch.Generator(device=device).manual_seed(seed + 7919 * rank + 1)
+    evaluation = "pgd" if eval_steps > 0 else "none"
+    settings = {
+        "adversarial": adversarial,
+        "eps": eps,
+        "alpha": alpha,
+        "steps": steps,
+        "trades_beta": trades_beta,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "world_size": world,
+        "train_size": len(train_data),  # type: ignore[arg-type]
+        "augment": augment,
+        "recipe": recipe.as_dict(),
+    }
+    history = TrainingHistory(adversarial, eps, eval_steps=eval_steps)
+    first, step = 1, 0
+    if resume and checkpoint is not None and Path(checkpoint).with_suffix(".safetensors").is_file():
+        state = read_training_state(checkpoint)
+        changed = [k for k in settings if state.meta["settings"].get(k) != settings[k]]
+        if changed:
+            raise ConvscopeError(
+                f"{checkpoint} was written with other settings ({', '.join(changed)}: "
+                + "; ".join(f"{state.meta['settings'].get(k)!r} there, {settings[k]!r} now" for k in changed)
+                + "); resume with the same ones"
+            )
+        state.restore(network, optimizer)
+        _restore_generators(state, generators, rank, device)
+        history.epochs = [EpochRecord(**record) for record in state.meta["history"]]
+        first, step = state.epoch + 1, int(state.meta["step"])
+    model = nn.parallel.DistributedDataParallel(network) if distributed else network
+    note = "keeping the epochs so far" + ("; resume=True (CLI: --resume) continues" if checkpoint else "")
+    bar = progress_bar(
+        epochs * len(loader),
+        f"train ({adversarial or 'standard'})",
+        progress and rank == 0,
+        interrupted=note,
+        completed=(first - 1) * len(loader),
     )
-    history = TrainingHistory(adversarial, eps)
-    with progress_bar(epochs * len(loader), f"train ({adversarial or 'standard'})", progress and rank == 0) as advance:
-        for epoch in range(1, epochs + 1):
+    with bar as advance:
+        for epoch in range(first, epochs + 1):
             if sampler is not None:
                 sampler.set_epoch(epoch)
             network.train()
             started, total_loss, batches = time.perf_counter(), 0.0, 0
             for x, y in loader:
-                x, y = x.to(device), y.to(device)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if augment:
+                    x = crop_flip(x, generators["augment"])
+                rate = recipe.lr_at(step, len(loader), epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
                 if adversarial == "trades":
                     loss = trades_loss(
-                        model, x, trades_batch(model, x, eps, alpha, steps, attack_generator), y, trades_beta
+                        model, x, trades_batch(model, x, eps, alpha, steps, generators["attack"]), y, trades_beta
                     )
                 else:
                     if adversarial is not None:
-                        x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, attack_generator)
+                        x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, generators["attack"])
                     loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total_loss, batches = total_loss + loss.item(), batches + 1
-                advance(1, f"epoch {epoch} loss {total_loss / batches:.3f}")
+                step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
+                advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
             seconds = time.perf_counter() - started
+            if distributed:  # every rank evaluates and saves rank 0's BatchNorm statistics
+                for buffer in network.buffers():
+                    torch.distributed.broadcast(buffer, 0)
             network.eval()
-            clean, robust = evaluate(network, evaluation, eps, eval_steps, seed=seed)
-            history.epochs.append(EpochRecord(epoch, total_loss / max(batches, 1), clean, robust, seconds))
-            if checkpoint is not None and rank == 0:
-                save_checkpoint(network, history, checkpoint)
+            result = evaluate_robustness(
+                network, test_data, eps, evaluation, steps=eval_steps, limit=eval_size, seed=seed
+            )
+            robust = result.robust_accuracy if result.robust_accuracy is not None else float("nan")
+            history.epochs.append(
+                EpochRecord(epoch, total_loss / max(batches, 1), result.clean_accuracy, robust, seconds, rate)
+            )
+            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                states = _generator_states(generators, rank, world, device)
+                if rank == 0:
+                    meta = {"epoch": epoch, "step": step, "settings": settings, "history": history.as_records()}
+                    write_training_state(checkpoint, network, optimizer, states, meta)
     network.eval()
     return history
 
 
-def save_checkpoint(network: nn.Module, history: TrainingHistory, path: str | Path) -> Path:
-    """``{"state_dict", "history"}`` with ``torch.save`` (loadable with ``weights_only=True``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"adversarial": history.adversarial, "eps": history.eps, "epochs": [asdict(e) for e in history.epochs]}
-    torch.save({"state_dict": network.state_dict(), "history": record}, path)
-    return path
+def _generator_states(generators: dict[str, torch.Generator], rank: int, world: int, device: torch.device) -> dict:
+    """Every rank's random-number generator states as ``rng.<rank>.<name>`` uint8 tensors (gathered on all)."""
+    local = {"torch": torch.get_rng_state(), **{name: g.get_state() for name, g in generators.items()}}
+    if device.type == "cuda":
+        local["cuda"] = torch.cuda.get_rng_state(device)
+    if world == 1:
+        return {f"rng.{rank}.{name}": state for name, state in local.items()}
+    gathered = {}
+    for name, state in local.items():
+        mine = state.to(device)
+        parts = [torch.empty_like(mine) for _ in range(world)]
+        torch.distributed.all_gather(parts, mine)
+        gathered.update({f"rng.{r}.{name}": part.cpu() for r, part in enumerate(parts)})
+    return gathered
 
 
-def _stack(items: Sequence[tuple[torch.Tensor, int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (
-        torch.stack([item[0] for item in items]).to(device),
-        torch.as_tensor([int(item[1]) for item in items], device=device),
-    )
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+def _restore_generators(state, generators: dict[str, torch.Generator], rank: int, device: torch.device) -> None:
+    for name, generator in [("torch", None), *generators.items(), ("cuda", None)]:
+        saved = state.generator_state(rank, name)
+        if saved is None:
+            continue
+        if name == "torch":
+            torch.set_rng_state(saved)
+        elif name == "cuda":
+            if device.type == "cuda":
+                torch.cuda.set_rng_state(saved, device)
+        else:
+            generator.set_state(saved)
 
 
 def _join_process_group() -> bool:

@@ -16,6 +16,16 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "bilinear_kernel",
+    "bilinear_upsample",
+    "bilinear_upsample_transposed",
+    "max_pool_with_indices",
+    "max_unpool",
+    "pad_to_multiple",
+    "stamp_transposed_conv",
+]
+
 import torch
 import torch.nn.functional as F
 

@@ -18,6 +18,8 @@ original network (not copied); the head's weights are copied into new conv layer
 
 from __future__ import annotations
 
+__all__ = ["class_heatmap", "ClassMap", "convolutionalize", "FullyConvolutional", "linear_to_conv"]
+
 from dataclasses import dataclass
 
 import torch

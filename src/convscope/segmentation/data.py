@@ -16,6 +16,17 @@ and masks (N, H, W) of class ids, 255 = "ignore" (the PASCAL VOC convention for 
 
 from __future__ import annotations
 
+__all__ = [
+    "generate_scenes",
+    "IGNORE_INDEX",
+    "load_voc_folder",
+    "SCENE_CLASSES",
+    "SegmentationData",
+    "VOC_CLASSES",
+    "voc_palette",
+    "write_voc_folder",
+]
+
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path

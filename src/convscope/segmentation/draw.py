@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["draw_masks", "prediction_figure"]
+
 from pathlib import Path
 from typing import Sequence
 

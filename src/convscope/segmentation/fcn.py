@@ -17,6 +17,8 @@ by sizing each upsampled map to its skip map (crop, or edge-pad by one cell for 
 
 from __future__ import annotations
 
+__all__ = ["FCN", "stride_layers", "VARIANTS"]
+
 import copy
 
 import torch

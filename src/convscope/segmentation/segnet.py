@@ -14,6 +14,8 @@ Deviations from the paper: 3 levels of width ``width * 2**level`` instead of VGG
 
 from __future__ import annotations
 
+__all__ = ["SegNet"]
+
 import torch
 from torch import nn
 

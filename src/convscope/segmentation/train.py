@@ -11,6 +11,18 @@ probabilities, 1 - mean_c (2 sum p t + 1) / (sum p + sum t + 1) over the batch.
 
 from __future__ import annotations
 
+__all__ = [
+    "confusion_matrix",
+    "dice_loss",
+    "evaluate_segmenter",
+    "LOSSES",
+    "predict_masks",
+    "segmentation_loss",
+    "SegmentationScores",
+    "train_segmenter",
+    "TrainingHistory",
+]
+
 from dataclasses import dataclass, field
 
 import torch

@@ -12,6 +12,8 @@ size and no cropping of skip features is needed; BatchNorm after each conv; chan
 
 from __future__ import annotations
 
+__all__ = ["UNet"]
+
 import torch
 import torch.nn.functional as F
 from torch import nn

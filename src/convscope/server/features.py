@@ -6,6 +6,8 @@ here expects the caller to hold the model gate.
 
 from __future__ import annotations
 
+__all__ = ["attack", "attack_methods", "attribution_methods", "explain", "job", "job_kinds", "watched"]
+
 from typing import Any, Callable
 
 import torch
@@ -13,13 +15,13 @@ from PIL import Image
 from torch import nn
 
 from ..models import ImageClassifier
-from ..predictions import predict
 from ..render import overlay
 from ..targets import class_name
+from .served import ranked
 
 
 def attribution_methods() -> list[str]:
-    """Registered attribution methods (empty when ``convscope.attribution`` is absent)."""
+    """The registered attribution methods."""
     from ..attribution import METHODS
 
     return METHODS.names()
@@ -59,17 +61,13 @@ def attack(model, x: torch.Tensor, method: str, eps: float, encode: Callable[[Im
         "original": encode(pictures[0]),
         "perturbation": encode(pictures[1]),
         "adversarial": encode(pictures[2]),
-        "before": _ranked(model, x),
-        "after": _ranked(model, result.x_adv),
+        "before": ranked(model, x, 5),
+        "after": ranked(model, result.x_adv, 5),
         "success": bool(result.success[0]),
         "linf": float(result.linf[0]),
         "method": method,
         "eps": eps,
     }
-
-
-def _ranked(model, x: torch.Tensor) -> list[dict[str, Any]]:
-    return [{"class_id": p.class_id, "label": p.label, "probability": p.probability} for p in predict(model, x, 5)[0]]
 
 
 def job_kinds() -> list[str]:

@@ -16,6 +16,8 @@ cancellation points inside every computation.
 
 from __future__ import annotations
 
+__all__ = ["cancellation_point", "LocalGuard", "read_multipart_file", "Ticket"]
+
 import contextlib
 import threading
 import time

@@ -4,6 +4,8 @@ no client has asked about a job for ``abandon_after`` seconds (its page was clos
 
 from __future__ import annotations
 
+__all__ = ["Job", "JobCancelled", "JobRunner", "JobWork", "QueueFull"]
+
 import queue
 import threading
 import time
@@ -11,6 +13,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from .store import release_memory
 
 
 class JobCancelled(BaseException):
@@ -156,3 +160,5 @@ class JobRunner:
                         "failed",
                         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
                     )
+                finally:
+                    release_memory()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["BodyLimit", "Busy", "ModelGate"]
+
 import threading
 import time
 from contextlib import contextmanager

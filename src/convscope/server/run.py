@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["running"]
+
 import contextlib
 import threading
 import time

@@ -4,6 +4,8 @@ one computation) and evicted least-recently-used so memory stays bounded."""
 
 from __future__ import annotations
 
+__all__ = ["IMAGE_ID", "ImageStore", "LRU", "release_memory", "request_key", "UploadRejected"]
+
 import hashlib
 import io
 import json
@@ -21,9 +23,9 @@ from ..images import SAMPLES, ImageTooLarge, array_to_tensor, open_checked, pil_
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _give_memory_back() -> None:
+def release_memory() -> bool:
     """Return freed heap pages to the OS after a large decode (glibc keeps them otherwise, and the
-    process's resident memory stays at its peak); a no-op where ``malloc_trim`` does not exist."""
+    process's resident memory stays at its peak); False (and nothing done) where ``malloc_trim`` does not exist."""
     global _TRIM
     if _TRIM is None:
         try:
@@ -34,6 +36,7 @@ def _give_memory_back() -> None:
             _TRIM = False
     if _TRIM:
         _TRIM(0)
+    return bool(_TRIM)
 
 
 _TRIM = None
@@ -113,7 +116,7 @@ class ImageStore:
             raise UploadRejected(415, "the upload is not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
         finally:
             self._decoding.release()
-            _give_memory_back()
+            release_memory()
         scale = self.max_side / max(tensor.shape[-2:])
         if scale < 1:  # modes PIL cannot resize in 8 bits (16-bit, float)
             tensor = resize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["defocus_blur", "gaussian_blur", "glass_blur", "motion_blur", "zoom_blur"]
+
 import numpy as np
 import torch
 

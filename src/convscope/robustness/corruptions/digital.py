@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["brightness", "contrast", "elastic_transform", "jpeg_compression", "pixelate", "saturate"]
+
 import torch
 import torch.nn.functional as F
 

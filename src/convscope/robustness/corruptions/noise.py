@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
+
 import torch
 
 from ._filters import _normal

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["fog", "frost", "snow", "spatter"]
+
 import functools
 import importlib.util
 import math

@@ -64,12 +64,13 @@ async function loadLayers() {
     const field = layer.receptive_field;
     const cells = [layer.name, layer.type, layer.shape ? layer.shape.join("x") : "-",
       field ? (field.size ? field.size.join("x") : "global") : "-",
-      field && field.size ? field.jump.join("x") : "-", field && field.size ? field.start.join("x") : "-"];
+      field && field.size ? field.jump.join("x") : "-", field && field.size ? field.start.join("x") : "-",
+      layer.unusable || ""];
     for (const text of cells) { const cell = row.insertCell(); cell.textContent = text; }
     return row;
   });
   $("layers").tBodies[0].replaceChildren(...rows);
-  const spatial = result.layers.filter((l) => l.shape && l.shape.length === 3).map((l) => l.name);
+  const spatial = result.layers.filter((l) => !l.unusable).map((l) => l.name);
   fill($("layer"), ["", ...spatial]);
   $("layer").options[0].textContent = "default";
 }

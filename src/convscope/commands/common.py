@@ -10,15 +10,48 @@ at import time, so ``convscope --help`` stays fast.
 
 from __future__ import annotations
 
+__all__ = [
+    "ArchOption",
+    "console",
+    "data_preprocess",
+    "DEFAULT_MODEL",
+    "DeviceOption",
+    "err_console",
+    "HELP_NAMES",
+    "InputSizeOption",
+    "LabelsOption",
+    "MeanOption",
+    "model_args",
+    "MODEL_OPTIONS",
+    "model_options",
+    "ModelArgs",
+    "ModelOption",
+    "NamesHelp",
+    "open_image",
+    "open_model",
+    "output_path",
+    "parse_budget",
+    "parse_set",
+    "PreprocessOption",
+    "SetOption",
+    "StdOption",
+    "TrustOption",
+    "WeightsOption",
+]
+
 import functools
 import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
+
+if TYPE_CHECKING:
+    from ..models import ModelSpec
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -69,8 +102,6 @@ TrustOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")]
-SizeOption = Annotated[int, typer.Option("--size", help="resize images to SIZE x SIZE")]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="output file")]
 SetOption = Annotated[
     list[str], typer.Option("--set", help="method option KEY=VALUE (repeat), e.g. --set steps=20 --set alpha=1/255")
 ]
@@ -94,7 +125,7 @@ MODEL_OPTIONS = {
 class ModelArgs:
     """The model named on the command line: a ``ModelSpec`` and where/how to load it."""
 
-    spec: object
+    spec: ModelSpec
     device: str = "auto"
     trust: bool = False
 
@@ -104,8 +135,8 @@ class ModelArgs:
 
     def open(self):
         """Load it (one line of error for anything wrong)."""
-        from .devices import resolve_device
-        from .models import load_model
+        from ..devices import resolve_device
+        from ..models import load_model
 
         return load_model(self.spec, device=resolve_device(self.device), trust=self.trust)
 
@@ -123,7 +154,7 @@ def model_args(
     trust: bool = False,
 ) -> ModelArgs:
     """The :class:`ModelArgs` of the model options' values (used by :func:`model_options`)."""
-    from .models import ModelSpec, parse_floats, parse_labels, parse_size
+    from ..models import ModelSpec, parse_floats, parse_labels, parse_size
 
     spec = ModelSpec(
         model_source,
@@ -203,8 +234,8 @@ def open_model(
     """Load the model named on the command line onto the chosen device (a :class:`ModelArgs` or a spec string)."""
     if isinstance(model, ModelArgs):
         return model.open()
-    from .devices import resolve_device
-    from .models import load_model
+    from ..devices import resolve_device
+    from ..models import load_model
 
     return load_model(model, weights=weights, arch=arch, trust=trust, device=resolve_device(device))
 
@@ -212,7 +243,7 @@ def open_model(
 def open_image(spec: str, model, size: int | None = None):
     """Load an image for ``model``: at its input size (or ``size``), with its preprocessing
     (``center-crop`` unless the model says ``squash``), on its device."""
-    from .images import model_image
+    from ..images import model_image
 
     return model_image(spec, model, size)
 
@@ -221,7 +252,7 @@ def parse_budget(text: str | float | None, what: str = "--eps") -> float | None:
     """``"8/255"``, ``"0.03"`` or None -> float (pixel units, finite, in [0, 1])."""
     if text is None:
         return None
-    from .cli_checks import parse_eps
+    from ..cli_checks import parse_eps
 
     return parse_eps(str(text) if isinstance(text, (int, float)) else text, what)
 
@@ -233,7 +264,7 @@ def parse_set(pairs: list[str], function=None, what: str = "--set") -> dict:
     import difflib
     import json
 
-    from .errors import ConvscopeError
+    from ..errors import ConvscopeError
 
     options = {}
     known = None
@@ -263,6 +294,35 @@ def parse_set(pairs: list[str], function=None, what: str = "--set") -> dict:
 def data_preprocess(model) -> str:
     """The dataset layer's name (``crop`` | ``resize``) for the model's recorded preprocessing."""
     return {"center-crop": "crop", "squash": "resize"}.get(getattr(model, "preprocess", "center-crop"), "crop")
+
+
+#: ``{NAME}`` in an option's help -> (module, attribute) whose names replace it when the help is shown.
+HELP_NAMES = {
+    "attacks": ("convscope.attacks", "ATTACKS"),
+    "attribution": ("convscope.attribution", "METHODS"),
+    "corruptions": ("convscope.robustness.corruptions", "CORRUPTIONS"),
+    "defenses": ("convscope.robustness.defenses", "DEFENSES"),
+    "adversarial": ("convscope.robustness.training", "ADVERSARIAL_METHODS"),
+}
+
+
+class NamesHelp(TyperCommand):
+    """A command whose option help lists a family's names (``help="{attacks}"``, see :data:`HELP_NAMES`).
+
+    The names are read from the registry only when the help is shown, so parsing the command's
+    arguments (and rejecting bad ones) imports no torch.
+    """
+
+    def format_help(self, ctx, formatter):
+        import importlib
+
+        for param in self.params:
+            for name, (module, attribute) in HELP_NAMES.items():
+                if f"{{{name}}}" in (param.help or ""):
+                    family = getattr(importlib.import_module(module), attribute)
+                    names = " | ".join(family.names() if hasattr(family, "names") else family)
+                    param.help = param.help.replace(f"{{{name}}}", names)
+        return super().format_help(ctx, formatter)
 
 
 def output_path(path: Path | str) -> Path:

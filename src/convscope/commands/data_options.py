@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "AddressOption",
+    "check_engine",
+    "DataArgument",
+    "DataLabelsOption",
+    "EngineOption",
+    "LabelsOption",
+    "PreprocessOption",
+    "ResumeOption",
+    "StrictOption",
+    "WorkersOption",
+]
+
 from pathlib import Path
 from typing import Annotated, Optional
 
