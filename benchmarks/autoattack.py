@@ -76,13 +76,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=360, help="the first LIMIT test digits")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import torchattacks
 
     network = load_model(args.checkpoint, args.eps)
-    x, y = digits_dataset(split="test").tensors
+    x, y = (t[: args.limit] for t in digits_dataset(split="test").tensors)
     eps, k = args.eps, args.steps
     record: dict = {"date": datetime.date.today().isoformat(), "images": len(y), "eps": eps, "steps": k}
     record["threads"] = args.threads
