@@ -91,9 +91,9 @@ def main() -> None:
             "captum GuidedGradCam*",
         ),
         (
-            f"smoothgrad n={n}",
+            f"smoothgrad samples={n}",
             n,
-            ours("smoothgrad", n=n, seed=0),
+            ours("smoothgrad", samples=n, seed=0),
             lambda: captum.NoiseTunnel(captum.Saliency(anchor_model)).attribute(
                 x.clone().requires_grad_(), target=targets, nt_type="smoothgrad", nt_samples=n, stdevs=0.15
             ),

@@ -170,10 +170,10 @@ def main() -> None:
             "captum DeepLift**",
         ),
         (
-            f"gradient_shap n={gradient_n}",
+            f"gradient_shap samples={gradient_n}",
             bare_fb(),
             gradient_n,
-            ours("gradient_shap", n=gradient_n, seed=0),
+            ours("gradient_shap", samples=gradient_n, seed=0),
             lambda: captum.GradientShap(anchor_model).attribute(
                 x, baselines=torch.zeros_like(x), target=targets, n_samples=gradient_n
             ),

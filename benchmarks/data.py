@@ -8,8 +8,12 @@ Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [--device cpu|
   1, 2, 4/255, and mCE (15 corruptions x 5 severities, on the fly) against the ground truth.
 * throughput: ``attack-eval`` (FGSM), ``robustness`` (contrast, one severity) and batch
   ``explain`` (saliency) through the dataset layer (PNG files decoded by the loader workers)
-  next to a bare loop doing the same forward(+backward) over the same images already in memory,
-  in one run; ratio = bare seconds / convscope seconds (goal >= 0.9).
+  next to a bare loop doing the same forward(+backward) over the same images already in memory
+  (attack: clean pass, FGSM on the correct images, their re-check; robustness: clean and
+  corrupted passes; explain: predictions and the gradient of the predicted logit), interleaved
+  in one run, best of ``--rounds``; ratio = bare seconds / convscope seconds (goal >= 0.9);
+  saved to ``benchmarks/results/data-throughput-DATE.json``. ``python benchmarks/data.py
+  throughput`` (32 images at 112 px) takes about a minute on 2 quiet cores.
 * memory: peak RSS of a fresh process running attack-eval / robustness on 500 and on 5,000
   generated 32-px images (loader in-process, ``--workers 0``, so the number is the whole run's).
 """
@@ -29,6 +33,9 @@ import convscope
 from convscope.attacks.evaluate import evaluate_attack
 from convscope.attribution.batch import explain_dataset
 from convscope.robustness.imagenet_c import corruption_errors
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 def accuracy(device: str) -> None:
@@ -73,64 +80,113 @@ def generated_folder(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def throughput(device: str, count: int, size: int, batch: int) -> None:
+def throughput(device: str, count: int, size: int, batch: int, rounds: int) -> Path:
+    """Each command through the dataset layer next to a bare loop over the same tensors, in turn
+    each round (so machine load hits both alike); the best of ``rounds``; saves a dated JSON."""
     model = convscope.load_model("efficientnet_lite0", device=device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = generated_folder(Path(tmp) / "images", count, size)
         data = convscope.data.open_dataset(folder, size, labels=model.labels)
         tensors = torch.stack([data[i][0] for i in range(len(data))])
         labels = torch.tensor(data.labels)
+        loss = torch.nn.functional.cross_entropy
 
-        def bare(backward: bool, corrupt: bool = False) -> float:
-            start = time.perf_counter()
+        def synchronize() -> None:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+
+        def bare_attack() -> None:
+            """What attack-eval FGSM computes: clean predictions, then FGSM on the correct images and their re-check."""
+            for i in range(0, count, batch):
+                x, y = tensors[i : i + batch].to(device), labels[i : i + batch].to(device)
+                with torch.no_grad():
+                    correct = model(x).argmax(-1) == y
+                x, y = x[correct].requires_grad_(True), y[correct]
+                if len(y):
+                    loss(model(x), y).backward()
+                    with torch.no_grad():
+                        model((x + x.grad.sign() / 255).clamp(0, 1)).argmax(-1).cpu()
+            synchronize()
+
+        def bare_robustness() -> None:
+            """A clean pass and a pass over the contrast-3 copies."""
             for i in range(0, count, batch):
                 x = tensors[i : i + batch].to(device)
-                if corrupt:
-                    x = convscope.corrupt(x, "contrast", 3, seed=i)
-                if backward:
-                    x.requires_grad_(True)
-                    loss = torch.nn.functional.cross_entropy(model(x), labels[i : i + batch].to(device))
-                    loss.backward()
-                    (x + x.grad.sign() / 255).clamp(0, 1)
-                    with torch.no_grad():
-                        model(x)
-                else:
-                    with torch.no_grad():
-                        model(x).argmax(-1).cpu()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
+                with torch.no_grad():
+                    model(x).argmax(-1).cpu()
+                    model(convscope.corrupt(x, "contrast", 3, seed=i)).argmax(-1).cpu()
+            synchronize()
 
-        def timed(function) -> float:
-            start = time.perf_counter()
-            function()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
+        def bare_explain() -> None:
+            """Predictions, then the gradient of each predicted logit (saliency)."""
+            for i in range(0, count, batch):
+                x = tensors[i : i + batch].to(device)
+                with torch.no_grad():
+                    target = model(x).argmax(-1)
+                x.requires_grad_(True)
+                model(x).gather(1, target[:, None]).sum().backward()
+                x.grad.abs().amax(1).cpu()
+            synchronize()
 
-        bare(False)  # warm up
-        rows = []
-        ours = timed(lambda: evaluate_attack(model, folder, "fgsm", 1 / 255, batch_size=batch, size=size))
-        rows.append(("attack-eval fgsm", bare(True), ours))
-        ours = timed(
-            lambda: corruption_errors(model, folder, ["contrast"], [3], batch_size=batch, size=size, progress=False)
+        def ours(run):
+            def timed() -> None:
+                run()
+                synchronize()
+
+            return timed
+
+        commands = {
+            "attack-eval fgsm 1/255": (
+                bare_attack,
+                ours(lambda: evaluate_attack(model, folder, "fgsm", 1 / 255, batch_size=batch, size=size)),
+            ),
+            "robustness contrast/3": (
+                bare_robustness,
+                ours(
+                    lambda: corruption_errors(
+                        model, folder, ["contrast"], [3], batch_size=batch, size=size, progress=False
+                    )
+                ),
+            ),
+            "explain saliency": (
+                bare_explain,
+                ours(
+                    lambda: explain_dataset(
+                        model, folder, "saliency", Path(tmp) / "maps", batch_size=batch, size=size, resume=False
+                    )
+                ),
+            ),
+        }
+        functions = {}
+        for name, (bare, convscope_run) in commands.items():
+            functions[f"{name} | bare"] = bare
+            functions[f"{name} | convscope"] = convscope_run
+        bare_explain()  # warm up the model (first-call allocations) outside the timings
+        seconds = interleaved(functions, rounds=rounds, reduce="min", warmup=False)
+    workers = convscope.data.default_workers()
+    print(
+        f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, {workers} loader worker(s), best of {rounds}:"
+    )
+    rows = []
+    for name in commands:
+        bare, mine = seconds[f"{name} | bare"], seconds[f"{name} | convscope"]
+        rows.append(
+            {
+                "command": name,
+                "bare_seconds": bare,
+                "convscope_seconds": mine,
+                "bare_images_per_second": count / bare,
+                "convscope_images_per_second": count / mine,
+                "ratio": bare / mine,
+            }
         )
-        rows.append(("robustness contrast/3", bare(False) + bare(False, True), ours))
-        ours = timed(
-            lambda: explain_dataset(
-                model, folder, "saliency", Path(tmp) / "maps", batch_size=batch, size=size, resume=False
-            )
-        )
-        rows.append(("explain saliency", bare(True), ours))
         print(
-            f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, "
-            f"{convscope.data.default_workers()} loader workers:"
+            f"  {name:24s} bare {count / bare:7.1f} img/s  convscope {count / mine:7.1f} img/s  "
+            f"convscope/bare {bare / mine:.2f}"
         )
-        for name, reference, seconds in rows:
-            print(
-                f"  {name:24s} bare {count / reference:7.1f} img/s  convscope {count / seconds:7.1f} img/s  "
-                f"ratio {reference / seconds:.2f}"
-            )
+    return save_results(
+        "data-throughput", rows, images=count, size=size, batch=batch, device=device, workers=workers, rounds=rounds
+    )
 
 
 MEMORY_SNIPPET = """
@@ -172,14 +228,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("parts", nargs="*", default=["accuracy", "throughput", "memory"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="throughput: timed rounds (best kept)")
     args = parser.parse_args()
     if "accuracy" in args.parts:
         accuracy(args.device)
     if "throughput" in args.parts:
-        throughput(args.device, args.images, args.size, args.batch)
+        throughput(args.device, args.images, args.size, args.batch, args.rounds)
     if "memory" in args.parts:
         memory()
 

@@ -5,7 +5,9 @@ Models: the embedded EfficientNet-Lite0 and torchvision ResNet-18 (random weight
 speed does not depend on them). zennit runs its ``EpsilonGammaBox`` / ``EpsilonAlpha2Beta1Flat``
 composites with its ResNet canonizer on ResNet-18 and without canonizer on EfficientNet-Lite0
 (its BatchNorm merging needs ``nn.Sequential`` neighbours, timm's blocks are not).
-Goal: LRP <= 1.3 x forward+backward. Each round runs bare, convscope and zennit in turn.
+Goal: LRP <= 1.3 x forward+backward. Each round runs bare, convscope and zennit in turn; the
+best of the rounds is reported (min: the least disturbed run on a loaded machine) next to the
+median, and the rows are saved to ``benchmarks/results/lrp-<date>.json``.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from rich.table import Table
 import convscope
 from convscope.attribution import attribute
 from convscope.hooks import frozen
-from timing import interleaved  # noqa: E402  (benchmarks/timing.py: the shared helper)
+from timing import repeat, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
-def interleaved_best(functions: dict, repeats: int) -> dict:
-    """Best wall time of each function after one warm-up, running them in turn in every round."""
-    return interleaved(functions, repeats, "min")
+def interleaved_best(functions: dict, repeats: int) -> tuple[dict, dict]:
+    """(best, median) wall time of each function after one warm-up, running them in turn in every round."""
+    for function in functions.values():
+        function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            times[name].append(repeat(function, 1))
+    return {k: min(v) for k, v in times.items()}, {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def main() -> None:
@@ -39,7 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from zennit.attribution import Gradient
-    from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox
+    from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, LayerMapComposite, layer_map_base
+    from zennit.rules import Epsilon
+    from zennit.types import Convolution
+
+    def EpsilonPlain(canonizers):  # noqa: N802  (a zennit composite: the epsilon rule everywhere)
+        return LayerMapComposite(
+            layer_map_base() + [(Convolution, Epsilon(1e-6)), (torch.nn.Linear, Epsilon(1e-6))], canonizers=canonizers
+        )
+
     from zennit.torchvision import ResNetCanonizer
 
     images = torch.cat([convscope.load_image(f"sample:{name}", args.size) for name in ("chelsea", "coffee")])
@@ -58,8 +74,10 @@ def main() -> None:
         "zennit (s)",
         "convscope / bare",
         "zennit / bare",
+        "convscope / bare (median)",
         title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}",
     )
+    rows = []
     for model, canonizers in ((lite, []), (resnet, [ResNetCanonizer])):
         targets = torch.arange(len(x), device=x.device) + 1
         anchor = copy.deepcopy(model).eval()
@@ -72,6 +90,7 @@ def main() -> None:
                 torch.autograd.grad(model(inputs).gather(1, targets[:, None]).sum(), inputs)
 
         for name, make in (
+            ("epsilon", lambda: EpsilonPlain(canonizers=[c() for c in canonizers])),
             ("epsilon_gamma_box", lambda: EpsilonGammaBox(low=low, high=high, canonizers=[c() for c in canonizers])),
             ("epsilon_alpha2_beta1_flat", lambda: EpsilonAlpha2Beta1Flat(canonizers=[c() for c in canonizers])),
         ):
@@ -86,7 +105,18 @@ def main() -> None:
                         lambda out: torch.zeros_like(out).scatter(1, targets[:, None], out.gather(1, targets[:, None])),
                     )
 
-            best = interleaved_best({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
+            best, median = interleaved_best({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
+            rows.append(
+                {
+                    "model": model.network.__class__.__name__,
+                    "rule": name,
+                    "best_s": best,
+                    "median_s": median,
+                    "convscope_over_bare": best["ours"] / best["bare"],
+                    "zennit_over_bare": best["zennit"] / best["bare"],
+                    "convscope_over_bare_median": median["ours"] / median["bare"],
+                }
+            )
             table.add_row(
                 model.network.__class__.__name__,
                 name,
@@ -95,8 +125,10 @@ def main() -> None:
                 f"{best['zennit']:.3f}",
                 f"{best['ours'] / best['bare']:.2f}",
                 f"{best['zennit'] / best['bare']:.2f}",
+                f"{median['ours'] / median['bare']:.2f}",
             )
     Console().print(table)
+    save_results("lrp", rows, batch=args.batch, size=args.size, repeats=args.repeats, device=args.device)
 
 
 if __name__ == "__main__":

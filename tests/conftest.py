@@ -75,6 +75,8 @@ MARKED = {
         "tests/test_transfer.py",
         "tests/test_server_live.py",
         "tests/test_model_spec.py",
+        # every registered method once (quick settings), ~10 s on a quiet machine
+        "tests/test_attribution_checks.py::test_explain_all_uses_the_quick_settings_and_says_so",
     ),
 }
 

@@ -190,11 +190,11 @@ def test_gradcam_on_the_cat(model, chelsea):
 # ---------------------------------------------------------------- invariants for every registered method
 FAST = {
     "integrated_gradients": {"steps": 4},
-    "smoothgrad": {"n": 2, "seed": 0},
-    "smoothgrad_sq": {"n": 2, "seed": 0},
+    "smoothgrad": {"samples": 2, "seed": 0},
+    "smoothgrad_sq": {"samples": 2, "seed": 0},
     "occlusion": {"window": 32, "stride": 32},
     "scorecam": {"top_channels": 16},
-    "gradient_shap": {"n": 2, "seed": 0},
+    "gradient_shap": {"samples": 2, "seed": 0},
     "kernel_shap": {"samples": 16, "seed": 0},
     "lime": {"samples": 16, "seed": 0},
 }
@@ -256,14 +256,33 @@ def test_saliency_conventions(model, tiny_batch):
     assert not torch.allclose(logp, grad)
 
 
+def test_old_name_of_samples_still_works_with_a_warning(model, tiny_batch):
+    """``n`` was SmoothGrad's, ``smooth=``'s and GradientSHAP's number of draws; it is ``samples`` now."""
+    from convscope.attribution import gradient_shap, smoothgrad
+
+    image = tiny_batch[:1]
+    new = attribute(model, image, 285, method="smoothgrad", samples=2, seed=0)
+    with pytest.warns(DeprecationWarning, match="n= is now samples="):
+        old = attribute(model, image, 285, method="smoothgrad", n=2, seed=0)
+    assert torch.equal(new, old)
+    with pytest.warns(DeprecationWarning):
+        smoothgrad(model, image, 285, n=2, seed=0)
+    with pytest.warns(DeprecationWarning):
+        attribute(model, image, 285, method="saliency", smooth={"n": 2, "seed": 0})
+    with pytest.warns(DeprecationWarning):
+        gradient_shap(model, image, 285, n=2, seed=0)
+    with pytest.raises(ConvscopeError, match="give samples= only"):
+        attribute(model, image, 285, method="gradient_shap", n=2, samples=2)
+
+
 def test_smooth_option_averages_any_method(model, tiny_batch):
-    smoothed = attribute(model, tiny_batch[:1], 285, method="guided_backprop", smooth={"n": 3, "seed": 1})
+    smoothed = attribute(model, tiny_batch[:1], 285, method="guided_backprop", smooth={"samples": 3, "seed": 1})
     plain = attribute(model, tiny_batch[:1], 285, method="guided_backprop")
     assert smoothed.shape == plain.shape and not torch.allclose(smoothed, plain)
     # zero noise: the average of identical copies is the method itself
-    same = attribute(model, tiny_batch[:1], 285, method="guided_backprop", smooth={"n": 2, "noise": 0.0})
+    same = attribute(model, tiny_batch[:1], 285, method="guided_backprop", smooth={"samples": 2, "noise": 0.0})
     assert torch.allclose(same, plain, atol=1e-5 * plain.abs().max().item())
     # internal batching does not change the result
-    a = attribute(model, tiny_batch[:1], 285, method="smoothgrad", n=4, seed=3, batch_size=4)
-    b = attribute(model, tiny_batch[:1], 285, method="smoothgrad", n=4, seed=3, batch_size=2)
+    a = attribute(model, tiny_batch[:1], 285, method="smoothgrad", samples=4, seed=3, batch_size=4)
+    b = attribute(model, tiny_batch[:1], 285, method="smoothgrad", samples=4, seed=3, batch_size=2)
     assert torch.allclose(a, b, atol=1e-5 * a.abs().max().item())

@@ -103,6 +103,26 @@ def test_explain_command_writes_figure_and_array(monkeypatch, capsys, tmp_path):
     assert maps.shape == (2, 1, 96, 96) and maps.max() > 0
 
 
+def test_explain_all_uses_the_quick_settings_and_says_so(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "all.png"
+    code, text, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "explain",
+        "sample:chelsea",
+        "--method",
+        "all",
+        "--size",
+        "48",
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+    )
+    assert code == 0 and out.exists()
+    assert "quick settings for" in text and "scorecam top_channels=64" in text and "kernel_shap samples=64" in text
+
+
 def test_explain_and_sanity_reject_bad_input(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(
         monkeypatch,

@@ -96,6 +96,25 @@ def test_lrp_equals_zennit(network, rule):
     assert hook_count(net) == 0
 
 
+@pytest.mark.parametrize("rule", ["gamma", "alpha2beta1", "alpha1beta0"])
+def test_lrp_signed_inputs_equal_zennit(rule):
+    """Signed inputs (zennit runs every weight on x+ and x-; convscope uses Q = |W| |x| once)."""
+    from zennit.attribution import Gradient
+    from zennit.torchvision import VGGCanonizer
+
+    torch.manual_seed(0)
+    net = _random_batchnorm(_vgg_style())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    target = torch.tensor([3, 7])
+    ours = lrp(net, x, target, rule=rule)
+    with Gradient(net, _zennit_composite(rule, VGGCanonizer)) as attributor:
+        _, theirs = attributor(
+            x.clone().requires_grad_(True),
+            lambda out: torch.zeros_like(out).scatter(1, target[:, None], out.gather(1, target[:, None])),
+        )
+    assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-9 * theirs.abs().max().item())
+
+
 def test_lrp_conserves_the_logit_on_a_bias_free_relu_net():
     torch.manual_seed(0)
     net = _vgg_style(bias=False, batchnorm=False).eval().double()

@@ -86,6 +86,61 @@ def test_deeplift_rescale_rule_by_hand(activation):
     assert torch.allclose(ours.flatten(), expected, atol=1e-6)
 
 
+class PoolNet(nn.Module):
+    """VGG-style: (conv, 2x2 max-pool, ReLU) x 2, then a linear head -- max-pool and ReLU commute, and
+    pooling first keeps captum's zero-difference fallback out of play (it broadcasts the first image's
+    gradient there, captum#1276). The second max-pool is a module or an ``F.max_pool2d`` call (captum
+    needs each module used once, and nn.ReLU modules)."""
+
+    def __init__(self, functional: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.ReLU())
+        self.second, self.pool = nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2)
+        self.relu, self.head, self.functional = nn.ReLU(), nn.Linear(16 * 4 * 4, 10), functional
+
+    def forward(self, x):
+        x = self.second(self.first(x))
+        x = self.relu(F.max_pool2d(x, 2) if self.functional else self.pool(x))
+        return self.head(x.flatten(1))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_deeplift_max_pool_rule(functional):
+    """The max-pool rule keeps summation-to-delta through nn.MaxPool2d and F.max_pool2d alike, and
+    splits one window by hand: the input's winner gets ``max(y, y_ref) - y_ref``, the reference's
+    winner ``y - max(y, y_ref)``.
+
+    captum 0.9's DeepLift has the same rule for nn.MaxPool2d but misses summation-to-delta on this
+    very network (its own convergence delta -0.0020 / -0.0263 for logit changes of about 0.03; its
+    zero-difference fallback broadcasts the first image's gradient, captum#1276), so the anchor here
+    is the paper's property rather than captum's numbers; without max-pools the two agree (above)."""
+    net = PoolNet(functional).eval()
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    reference = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 0.5
+    ours, gap = attribute(net, images, [3, 7], method="deeplift", baseline=reference, return_gap=True)
+    change = logit_change_of(net, images, reference)[[0, 1], [3, 7]]
+    assert gap.abs().max() < 1e-5 * change.abs().max()
+    assert not torch.equal(ours, attribute(net, images, [3, 7], method="input_x_gradient"))
+
+    class Window(nn.Module):
+        def forward(self, x):
+            pooled = F.max_pool2d(x, kernel_size=(2, 2)) if functional else nn.MaxPool2d(2)(x)
+            return pooled.flatten(1)
+
+    image = torch.tensor([0.3, 0.1, 0.0, 0.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    black = torch.tensor([0.0, 0.0, 0.5, 0.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    by_hand = torch.zeros(1, 3, 2, 2)
+    by_hand[0, 0, 1, 0] = 0.3 - 0.5  # the first channel's window is the score
+    got = attribute(Window(), image, lambda out: out[:, 0], method="deeplift", baseline=black)
+    assert torch.allclose(got, by_hand, atol=1e-7)
+
+
+def logit_change_of(net, images, reference):
+    with torch.no_grad():
+        return net(images) - net(reference)
+
+
 # ---------------------------------------------------------------- GradientSHAP
 class Recorder(nn.Module):
     """Forwards to the model and keeps every batch it was called on."""
@@ -128,11 +183,11 @@ def test_gradient_shap_seeds_and_captum_agree(model, reference_model, x):
         [F.avg_pool2d(x, 9, 1, 4), torch.rand(14, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))]
     )
     pooled = lambda a: F.avg_pool2d(a.sum(1, keepdim=True), 8)  # noqa: E731
-    ours = attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, n=16, seed=0)
+    ours = attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, samples=16, seed=0)
     torch.manual_seed(0), np.random.seed(0)
     theirs = captum_attr.GradientShap(reference_model).attribute(x, baselines=pool, target=TARGETS, n_samples=16)
     assert correlation(pooled(ours), pooled(theirs)) > 0.3
-    assert torch.equal(ours, attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, n=16, seed=0))
+    assert torch.equal(ours, attribute(model, x, TARGETS, method="gradient_shap", baselines=pool, samples=16, seed=0))
 
 
 def correlation(a, b) -> float:

@@ -347,3 +347,13 @@ def test_every_lower_level_function_checks_its_images(model, name):
             call(x)
             pytest.fail(f"{name} accepted a bad tensor ({case})")
     call(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+
+
+def test_save_image_refuses_what_it_cannot_draw(tmp_path):
+    """NaN, uint8 (0-255 read as [0, 1]) or an empty batch used to be written as a black or white
+    picture; one (3, H, W) image and one grey channel are still fine."""
+    for bad in (LOW_BAD["NaN"], LOW_BAD["uint8"], LOW_BAD["empty batch"], torch.full((3, 8, 8), 2.0)):
+        with pytest.raises(ConvscopeError):
+            convscope.save_image(bad, tmp_path / "x.png")
+    assert convscope.save_image(torch.rand(3, 8, 8), tmp_path / "a.png").is_file()
+    assert convscope.save_image(torch.rand(1, 1, 8, 8), tmp_path / "b.png").is_file()

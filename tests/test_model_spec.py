@@ -77,6 +77,8 @@ def _train(root) -> int:
         "16",
         "--eps",
         "8/255",
+        "--eval",
+        "pgd",  # the final evaluation's default, AutoAttack, is not what this fixture is about
         "-o",
         str(root / "training"),
     ]

@@ -12,7 +12,7 @@ from convscope.attribution import METHODS, STOCHASTIC, display_mode, quick_optio
 from convscope.errors import ConvscopeError
 from convscope.images import to_uint8
 from convscope.registry import Registry
-from convscope.report import attack_pictures
+from convscope.attacks.figure import attack_pictures
 from convscope.server import features
 
 

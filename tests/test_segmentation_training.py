@@ -78,6 +78,9 @@ def test_generated_scenes_are_exact_and_deterministic(tmp_path):
     assert (read.images - data.images).abs().max() <= 1 / 255 + 1e-6
     with pytest.raises(ConvscopeError):
         load_voc_folder(tmp_path / "voc", split="train")
+    # torchvision's VOCSegmentation root (the release tar unpacked): ROOT/VOCdevkit/VOC2012
+    write_voc_folder(data, tmp_path / "tv" / "VOCdevkit" / "VOC2012", split="val")
+    assert torch.equal(load_voc_folder(tmp_path / "tv", split="val").masks, data.masks)
     drawn = draw_masks(data.images[:2], data.masks[:2], len(SCENE_CLASSES))
     background = data.masks[:2] == 0
     assert torch.allclose(

@@ -423,9 +423,13 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def save_image(image: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
-    """Save (3, H, W), (1, 3, H, W) or a batch (as a grid) to a PNG/JPEG file."""
+    """Save (3, H, W), (1, 3, H, W) or a batch (as a grid) to a PNG/JPEG file (grey: 1 channel).
+    Checked first: a NaN, uint8 or empty tensor is a ConvscopeError, not a garbage picture."""
     from torchvision.utils import make_grid
 
+    from .checks import check_images
+
+    image = check_images(image[None] if image.ndim == 3 else image, "image", channels=None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.ndim == 4 and image.shape[0] > 1:

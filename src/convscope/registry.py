@@ -16,8 +16,10 @@ kebab-case spelling (``pgd-l2``) is accepted as an alias of the snake_case one.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import pkgutil
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,7 +30,7 @@ from .errors import ConvscopeError
 Entry = TypeVar("Entry", bound=Callable)
 Function = TypeVar("Function", bound=Callable)  # the decorated function keeps its own signature
 
-__all__ = ["Registry", "RegistryEntry", "import_submodules", "unknown_options_message"]
+__all__ = ["Registry", "RegistryEntry", "import_submodules", "renamed_options", "unknown_options_message"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +145,25 @@ def unknown_options_message(what: str, unknown: list[str], accepted: list[str]) 
         close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
         hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
     return f"{what} has no option {', '.join(hints)}; it takes: {', '.join(accepted) or 'no options'}"
+
+
+def renamed_options(**renamed: str) -> Callable[[Function], Function]:
+    """Keep an option's old name working after a rename: ``@renamed_options(n="samples")`` maps
+    ``n=`` to ``samples=`` with a ``DeprecationWarning``. The signature shows only the new names;
+    the old ones are in the wrapper's ``__renamed__`` (``attribute()`` accepts them too)."""
+
+    def decorate(function: Function) -> Function:
+        @functools.wraps(function)
+        def wrapper(*args, **options):
+            for old, new in renamed.items():
+                if old in options:
+                    if new in options:
+                        raise ConvscopeError(f"{function.__name__}: give {new}= only ({old}= is its old name)")
+                    warnings.warn(f"{function.__name__}: option {old}= is now {new}=", DeprecationWarning, stacklevel=2)
+                    options[new] = options.pop(old)
+            return function(*args, **options)
+
+        wrapper.__renamed__ = dict(renamed)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

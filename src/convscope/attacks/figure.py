@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["amplified", "attack_figure", "display_budget", "perturbation_picture"]
+__all__ = ["amplified", "attack_figure", "attack_pictures", "display_budget", "perturbation_picture"]
 
 from pathlib import Path
 
@@ -61,3 +61,16 @@ def attack_figure(result: AttackResult, index: int = 0, path: str | Path | None 
     outcome = "fooled" if bool(result.success[index]) else "not fooled"
     goal = "" if result.target is None else f" → target {result.name_of(int(result.target[index]))}"
     return figure(panels, path, suptitle=f"{result.method}{goal}: {outcome}", panel_size=3.4)
+
+
+def attack_pictures(result, eps: float | None = None) -> list[Image.Image]:
+    """Original | perturbation | adversarial pictures of the first image of an attack result.
+
+    The perturbation is drawn by :func:`convscope.attacks.figure.perturbation_picture` (grey =
+    unchanged; for L∞ attacks the full budget maps to black/white, the way Goodfellow et al.
+    (2015) draw it amplified), the same as the CLI's figure. ``eps`` is unused (kept for callers).
+    """
+    from ..sections import picture_of
+
+    shown, _ = perturbation_picture(result, 0)
+    return [picture_of(result.x[0]), picture_of(shown), picture_of(result.x_adv[0])]

@@ -28,6 +28,7 @@ import torch
 
 from ..checks import checks_images
 from ..errors import ConvscopeError
+from ..gradients import input_gradient
 from ..hooks import frozen
 from ._common import LossFn, check_eps, labels_for, loss_function, progress_bar
 from .registry import ATTACKS
@@ -35,13 +36,9 @@ from .registry import ATTACKS
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-def input_gradient(model: Model, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, targeted: bool) -> torch.Tensor:
-    """``d loss / d x`` (loss summed over the batch, negated when targeted); one forward+backward."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = loss_fn(model(x), y).sum()
-        (grad,) = torch.autograd.grad(-loss if targeted else loss, x)
-    return grad
+def loss_gradient(model: Model, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, targeted: bool) -> torch.Tensor:
+    """``d loss / d x`` (loss summed over the batch, negated when targeted; :func:`convscope.gradients.input_gradient`)."""
+    return input_gradient(model, x, lambda logits: -loss_fn(logits, y) if targeted else loss_fn(logits, y))
 
 
 def _freeze(model: Model, eval_mode: bool):
@@ -80,7 +77,7 @@ def fgsm(
     eps = check_eps(eps)
     with _freeze(model, eval_mode):
         y = labels_for(model, x, y)
-        grad = input_gradient(model, x, y, loss_function(loss_fn), targeted)
+        grad = loss_gradient(model, x, y, loss_function(loss_fn), targeted)
     return (x.detach() + eps * grad.sign()).clamp(0, 1)
 
 
@@ -142,7 +139,7 @@ def pgd(
             for _ in range(restarts):
                 adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
                 for _ in range(steps):
-                    adv = _step(x, adv, input_gradient(model, adv, y, loss, targeted), eps, alpha, norm)
+                    adv = _step(x, adv, loss_gradient(model, adv, y, loss, targeted), eps, alpha, norm)
                     advance(1)
                 best = _keep_fooling(model, best, adv, y, targeted) if restarts > 1 else adv
     return best if best is not None else adv

@@ -55,6 +55,11 @@ def method_options(method: str) -> list[str]:
     return list(inspect.signature(METHODS.get(method)).parameters)[3:]
 
 
+def _renamed(function) -> dict[str, str]:
+    """Old option names a method still accepts (``registry.renamed_options``): old -> new."""
+    return getattr(function, "__renamed__", {})
+
+
 def attribute(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -75,7 +80,7 @@ def attribute(
         layer: the layer of CAM methods (dotted name; default: the last spatial layer).
         smooth: average the method over noisy copies (SmoothGrad's idea for any method):
             ``True`` or the options of :func:`~convscope.attribution.noise.smooth` (``smooth_method``)
-            (``n``, ``noise``, ``batch_size``, ``seed``).
+            (``samples``, ``noise``, ``batch_size``, ``seed``; ``n`` is the old name of ``samples``).
         **options: the method's own options (see its docstring).
 
     Returns:
@@ -94,7 +99,7 @@ def attribute(
         if "layer" not in accepted:
             raise ConvscopeError(f"method {method!r} takes no layer")
         options["layer"] = layer
-    unknown = sorted(set(options) - set(accepted))
+    unknown = sorted(set(options) - set(accepted) - set(_renamed(function)))
     if unknown:
         raise ConvscopeError(unknown_options_message(f"method {method!r}", unknown, accepted))
     x = check_images(x)

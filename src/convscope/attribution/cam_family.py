@@ -156,6 +156,16 @@ def _scores(model, images: torch.Tensor, ids, labels) -> torch.Tensor:
     return target_score(ids, model(images), labels)
 
 
+def _chosen_channels(activations: torch.Tensor, top_channels: int | None) -> torch.Tensor:
+    """(N, k) channel ids per image: all of them, or the ``top_channels`` of largest mean activation."""
+    count, channels = activations.shape[:2]
+    if top_channels is None:
+        return torch.arange(channels, device=activations.device).expand(count, channels)
+    if top_channels < 1:
+        raise ConvscopeError(f"top_channels must be >= 1, got {top_channels}")
+    return activations.mean(dim=(2, 3)).topk(min(top_channels, channels), dim=1).indices
+
+
 @METHODS.register(kind="cam", display="minmax", quick={"top_channels": 64})
 def scorecam(
     model,
@@ -166,6 +176,7 @@ def scorecam(
     top_channels: int | None = None,
     interpolation: str = "bilinear",
     mask_align_corners: bool = False,
+    scale_before_upsampling: bool = False,
 ) -> torch.Tensor:
     """Score-CAM (Wang et al. 2020): channel weights from the scores of the image masked by each map.
 
@@ -180,6 +191,10 @@ def scorecam(
     The masks are upsampled bilinearly with ``align_corners=False`` like every map here;
     pytorch-grad-cam's ``UpsamplingBilinear2d`` aligns corners (``mask_align_corners=True``
     reproduces it; the softmax is sensitive to it: correlation 0.978 between the two at 64 px).
+    torchcam 0.5 min-max scales each channel at the layer's resolution and upsamples afterwards
+    (its docstring writes the paper's ``s(Up(A_k))``, its code does ``Up(s(A_k))``);
+    ``scale_before_upsampling=True`` reproduces that (bilinear upsampling lowers a map's peak, so
+    the masks differ: correlation 0.987 between the two conventions at 64 px).
 
     ``top_channels=k`` (not in the paper; off by default) masks only the k channels of largest
     mean activation, the others get weight 0 -- ``C / k`` times fewer forward passes.
@@ -190,12 +205,7 @@ def scorecam(
     labels = getattr(model, "labels", None)
     activations = _layer_activations(model, x, layer)
     count, channels = activations.shape[:2]
-    if top_channels is not None:
-        if top_channels < 1:
-            raise ConvscopeError(f"top_channels must be >= 1, got {top_channels}")
-        chosen = activations.mean(dim=(2, 3)).topk(min(top_channels, channels), dim=1).indices
-    else:
-        chosen = torch.arange(channels, device=x.device).expand(count, channels)
+    chosen = _chosen_channels(activations, top_channels)
     pairs = [(n, int(c)) for n in range(count) for c in chosen[n].tolist()]
     scores = torch.full((count, channels), float("-inf"), device=x.device, dtype=x.dtype)
     size = tuple(x.shape[-2:])
@@ -204,12 +214,12 @@ def scorecam(
             part = pairs[start : start + batch_size]
             rows = torch.tensor([n for n, _ in part], device=x.device)
             cols = torch.tensor([c for _, c in part], device=x.device)
-            masks = F.interpolate(
-                activations[rows, cols][:, None], size=size, mode="bilinear", align_corners=mask_align_corners
-            )
-            low = masks.flatten(1).amin(dim=1).view(-1, 1, 1, 1)
-            high = masks.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
-            masks = (masks - low) / (high - low + 1e-8)
+            masks = activations[rows, cols][:, None]
+            if scale_before_upsampling:
+                masks = _min_max(masks, eps=1e-8)
+            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=mask_align_corners)
+            if not scale_before_upsampling:
+                masks = _min_max(masks, eps=1e-8)
             targets = ids[rows] if isinstance(ids, torch.Tensor) else ids
             scores[rows, cols] = _scores(model, x[rows] * masks, targets, labels)
     weights = scores.softmax(dim=1)[:, :, None, None]
@@ -223,13 +233,14 @@ def _replace_output(module: torch.nn.Module, make):
         yield
 
 
-@METHODS.register(kind="cam", display="minmax")
+@METHODS.register(kind="cam", display="minmax", quick={"top_channels": 64})
 def ablationcam(
     model,
     x,
     target=None,
     layer: str | None = None,
     batch_size: int = 64,
+    top_channels: int | None = None,
     relu: bool = True,
     interpolation: str = "bilinear",
 ) -> torch.Tensor:
@@ -242,21 +253,24 @@ def ablationcam(
     tensor against the copies (a concatenation with an earlier output, say), every copy runs
     the whole network instead -- same result, slower. Unlike pytorch-grad-cam, which ablates
     with ``min - 1e7`` when a layer's minimum is not 0, the ablated value is always 0.
-    Cost: C forward passes of the layers above ``layer`` per image, no backward.
+    ``top_channels=k`` (not in the paper; off by default, as Score-CAM's) ablates only the k
+    channels of largest mean activation, the others get weight 0.
+    Cost: C (or k) forward passes of the layers above ``layer`` per image, no backward.
     """
     layer = cam_layer(model, layer, x.shape[-1])
     ids = fixed_targets(model, x, target)
     labels = getattr(model, "labels", None)
     activations = _layer_activations(model, x, layer)
     count, channels = activations.shape[:2]
+    chosen = _chosen_channels(activations, top_channels)
     module = find_layer(model, layer)
     with torch.no_grad():
         clean = _scores(model, x, ids, labels)
-        drops = torch.empty(count, channels, device=x.device, dtype=x.dtype)
+        drops = clean[:, None].repeat(1, channels)  # unablated channels: no drop, weight 0
         for n in range(count):
             target_n = ids[n : n + 1] if isinstance(ids, torch.Tensor) else ids
-            for start in range(0, channels, max(1, batch_size)):
-                part = torch.arange(start, min(start + batch_size, channels), device=x.device)
+            for start in range(0, chosen.shape[1], max(1, batch_size)):
+                part = chosen[n, start : start + batch_size]
                 ablated = activations[n : n + 1].repeat(len(part), 1, 1, 1)
                 ablated[torch.arange(len(part)), part] = 0
                 targets = target_n.expand(len(part)) if isinstance(ids, torch.Tensor) else ids

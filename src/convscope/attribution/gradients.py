@@ -18,6 +18,7 @@ __all__ = [
 import torch
 
 from ..errors import ConvscopeError
+from ..gradients import Score, input_gradient
 from ..targets import Target, resolve_target, target_score
 from .registry import METHODS
 
@@ -25,8 +26,8 @@ OBJECTIVES = ("logit", "log_softmax", "probability")
 CHANNELS = ("max", "sum", None)
 
 
-def objective_score(model: torch.nn.Module, x: torch.Tensor, target: Target, objective: str = "logit") -> torch.Tensor:
-    """Forward ``x`` and return the score per image ``Tensor[N]`` to differentiate.
+def score_function(model: torch.nn.Module, target: Target, objective: str = "logit") -> Score:
+    """``logits -> Tensor[N]``: the score of ``target`` to differentiate.
 
     ``objective``: ``"logit"`` (the pre-softmax class score, Simonyan's choice and the
     anchors' default), ``"log_softmax"`` (log p(y|x)) or ``"probability"`` (p(y|x)).
@@ -34,28 +35,29 @@ def objective_score(model: torch.nn.Module, x: torch.Tensor, target: Target, obj
     """
     if objective not in OBJECTIVES:
         raise ConvscopeError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
-    logits = model(x)
     labels = getattr(model, "labels", None)
-    if callable(target) and not isinstance(target, torch.Tensor):
-        return target_score(target, logits, labels)
-    ids = resolve_target(target, logits, labels)
-    if objective == "log_softmax":
-        logits = logits.log_softmax(dim=-1)
-    elif objective == "probability":
-        logits = logits.softmax(dim=-1)
-    return logits.gather(1, ids[:, None])[:, 0]
+
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        if callable(target) and not isinstance(target, torch.Tensor):
+            return target_score(target, logits, labels)
+        ids = resolve_target(target, logits, labels)
+        if objective == "log_softmax":
+            logits = logits.log_softmax(dim=-1)
+        elif objective == "probability":
+            logits = logits.softmax(dim=-1)
+        return logits.gather(1, ids[:, None])[:, 0]
+
+    return score
 
 
-def input_gradient(model: torch.nn.Module, x: torch.Tensor, target: Target, objective: str = "logit") -> torch.Tensor:
-    """d score / d x, shape (N, 3, H, W): one forward + one backward for the batch.
+def objective_score(model: torch.nn.Module, x: torch.Tensor, target: Target, objective: str = "logit") -> torch.Tensor:
+    """Forward ``x`` and return the score per image ``Tensor[N]`` (:func:`score_function`)."""
+    return score_function(model, target, objective)(model(x))
 
-    Images are independent in eval mode, so the gradient of the summed scores is the
-    per-image gradient.
-    """
-    x = x.detach().requires_grad_(True)
-    score = objective_score(model, x, target, objective)
-    (grad,) = torch.autograd.grad(score.sum(), x)
-    return grad
+
+def target_gradient(model: torch.nn.Module, x: torch.Tensor, target: Target, objective: str = "logit") -> torch.Tensor:
+    """d score / d x, shape (N, 3, H, W) (:func:`convscope.gradients.input_gradient` of the target's score)."""
+    return input_gradient(model, x, score_function(model, target, objective))
 
 
 def reduce_channels(values: torch.Tensor, channels: str | None, absolute: bool = False) -> torch.Tensor:
@@ -95,7 +97,7 @@ def saliency(
     >>> attribute(model, x, 285, method="saliency").shape
     torch.Size([1, 1, 224, 224])
     """
-    return reduce_channels(input_gradient(model, x, target, objective), channels, absolute=not signed)
+    return reduce_channels(target_gradient(model, x, target, objective), channels, absolute=not signed)
 
 
 @METHODS.register(kind="gradient")
@@ -106,5 +108,5 @@ def input_x_gradient(model, x, target=None, channels: str | None = None, objecti
     reference point is the black image, as in captum ``InputXGradient`` on the same model.
     Returns (N, 3, H, W) by default, (N, 1, H, W) with ``channels="sum"`` (signed sum).
     """
-    grad = input_gradient(model, x, target, objective)
+    grad = target_gradient(model, x, target, objective)
     return reduce_channels(x.detach() * grad, channels)

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ConvscopeError
 from ..filters import gaussian_blur
-from .gradients import input_gradient, objective_score, reduce_channels
+from .gradients import target_gradient, objective_score, reduce_channels
 from .noise import fixed_targets
 from .registry import METHODS
 
@@ -111,7 +111,7 @@ def integrated_gradients(
             a = alphas[start : start + per_pass].view(-1, 1, 1, 1)
             path = start_image + a * (image - start_image)
             targets = target_here.expand(path.shape[0]) if isinstance(ids, torch.Tensor) else ids
-            grads = input_gradient(model, path, targets, objective)
+            grads = target_gradient(model, path, targets, objective)
             total[index] += (grads * weights[start : start + per_pass].view(-1, 1, 1, 1)).sum(dim=0)
     attribution = (x - reference) * total
     if not return_gap:

@@ -46,8 +46,9 @@ swapped, no weight changed, no hook added, so nothing can be left behind. For a
 :class:`~convscope.models.ImageClassifier` the relevance is taken at the normalised input
 (the per-pixel affine normalisation passes relevance unchanged) and the z^B box is the
 normalised [0, 1]. Cost: one forward pass plus, per layer, epsilon: one transposed
-conv; gamma / alpha-beta: 1 extra conv and 2 transposed convs (inputs >= 0, after a
-ReLU), 2 convs and 2 transposed convs on a doubled batch (signed inputs).
+conv (what a plain backward pass costs); gamma / alpha-beta: one extra conv ``|W| |x|`` and
+two transposed convs whatever the inputs' signs (:meth:`Rule._signed`), so a composite costs
+about twice a forward+backward in convolutions alone (measured in ``benchmarks/lrp.py``).
 Deviation: conv2d and linear only (conv1d/3d and transposed convs pass their gradient).
 ``Conv2dSame`` pads with zeros before its conv, so z^B sees the box at the padding too.
 """
@@ -71,8 +72,8 @@ COMPOSITES = ("epsilon_gamma_box", "epsilon_alpha2_beta1_flat", "epsilon", "gamm
 
 
 def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``z + epsilon * sign(z)`` with sign(0) = +1 (never divides by zero)."""
-    return z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+    """``z + epsilon * sign(z)`` with sign(+0) = +1 (never divides by zero); two elementwise ops."""
+    return z + torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z)
 
 
 @dataclass
@@ -134,74 +135,44 @@ class Rule:
                 - low * layer.transpose(s, positive, x.shape)
                 - high * layer.transpose(s, negative, x.shape)
             )
-        if self.name == "gamma":
-            first, second = weight + self.gamma * weight.clamp(min=0), weight + self.gamma * weight.clamp(max=0)
-            if bias is not None:
-                bias_first, bias_second = bias + self.gamma * bias.clamp(min=0), bias + self.gamma * bias.clamp(max=0)
-            else:
-                bias_first = bias_second = None
-            numerators = lambda za, zb: (
-                relevance * (z > 0) / stabilize(za, self.epsilon),  # noqa: E731
-                relevance * (z < 0) / stabilize(zb, self.epsilon),
-            )
-            if not bool((x < 0).any()):
-                # inputs after a ReLU: one extra conv. With p = W+ x and Wx = z - b:
-                # (W + g W+) x = Wx + g p,  (W + g W-) x = Wx + g (Wx - p), and back
-                # P^T a + M^T b = W^T (a + b + g b) + g W+^T (a - b)
-                plain, positive = self._plain(layer, z), layer.apply(x, weight.clamp(min=0))
-                za = self._biased(layer, plain + self.gamma * positive, bias_first)
-                zb = self._biased(layer, plain + self.gamma * (plain - positive), bias_second)
-                ua, ub = numerators(za, zb)
-                return x * (
-                    layer.transpose(ua + (1 + self.gamma) * ub, weight, x.shape)
-                    + self.gamma * layer.transpose(ua - ub, weight.clamp(min=0), x.shape)
-                )
-            return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators)
-        if self.name == "alphabeta":
-            first, second = weight.clamp(min=0), weight.clamp(max=0)
-            bias_first = bias.clamp(min=0) if bias is not None else None
-            bias_second = bias.clamp(max=0) if bias is not None else None
-            numerators = lambda za, zb: (
-                self.alpha * relevance / stabilize(za, self.epsilon),  # noqa: E731
-                -self.beta * relevance / stabilize(zb, self.epsilon),
-            )
-            if not bool((x < 0).any()):
-                # one extra conv: W+ x = p, W- x = (z - b) - p; back: W+^T a + W-^T b = W+^T (a - b) + W^T b
-                plain, positive = self._plain(layer, z), layer.apply(x, first)
-                ua, ub = numerators(
-                    self._biased(layer, positive, bias_first), self._biased(layer, plain - positive, bias_second)
-                )
-                if self.beta == 0:
-                    return x * layer.transpose(ua, first, x.shape)
-                return x * (layer.transpose(ua - ub, first, x.shape) + layer.transpose(ub, weight, x.shape))
-            return self._two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators)
+        if self.name in ("gamma", "alphabeta"):
+            return self._signed(layer, x, z, relevance)
         raise ConvscopeError(f"unknown LRP rule {self.name!r}")
 
-    @staticmethod
-    def _plain(layer, z):
-        """Wx from the layer's output z = Wx + b."""
-        return z - layer.bias_shape(layer.bias) if layer.bias is not None else z
+    def _signed(self, layer: _Affine, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+        """gamma and alpha-beta for inputs of any sign, from one extra conv ``Q = |W| |x|``.
 
-    @staticmethod
-    def _biased(layer, value, bias):
-        return value + layer.bias_shape(bias) if bias is not None else value
-
-    @staticmethod
-    def _two_sided(layer, x, relevance, first, second, bias_first, bias_second, numerators):
-        """Rules with two weight versions P, M: positive inputs see P in the first sum and M in the
-        second, negative inputs the other way round; the biases go with the positive inputs."""
-        add = (lambda value, b: value + layer.bias_shape(b)) if bias_first is not None else (lambda value, b: value)
-        count = x.shape[0]
-        halves = torch.cat([x.clamp(min=0), x.clamp(max=0)])
-        with_first, with_second = layer.apply(halves, first), layer.apply(halves, second)
-        za = add(with_first[:count] + with_second[count:], bias_first)
-        zb = add(with_second[:count] + with_first[count:], bias_second)
-        ua, ub = numerators(za, zb)
-        shape = halves.shape
-        through_first = layer.transpose(torch.cat([ua, ub]), first, shape)
-        through_second = layer.transpose(torch.cat([ub, ua]), second, shape)
-        total = through_first + through_second
-        return halves[:count] * total[:count] + halves[count:] * total[count:]
+        The positive and negative contributions to an output are ``P = (Q + Wx) / 2`` and
+        ``N = (Wx - Q) / 2`` (a product ``w x`` is positive exactly when ``|w||x| = wx``), and
+        ``x ⊙ d(P a + N b)/dx = x ⊙ W^T (a + b) / 2 + |x| ⊙ |W|^T (a - b) / 2``: one forward conv and
+        two transposed convs whatever the inputs' signs (zennit runs each weight on x+ and x-).
+        gamma: ``z_a = z + gamma (P + b+)`` for outputs > 0 and ``z_b = z + gamma (N + b-)`` for
+        outputs < 0 share one denominator ``(1 + gamma/2) z + sign(z) gamma/2 (Q + |b|)``.
+        alpha-beta: ``alpha R / (P + b+) - beta R / (N + b-)``, both at every output."""
+        weight, bias = layer.weight, layer.bias
+        magnitude = x.abs()
+        spread = layer.apply(magnitude, weight.abs())  # Q, then Q + |b|
+        if bias is not None:
+            spread = spread + layer.bias_shape(bias.abs())
+        if self.name == "gamma":
+            half = self.gamma / 2
+            # the denominator divided by (1 + gamma/2), so a = R / denominator carries W^T's factor
+            denominator = (spread * (half / (1 + half))).add_(self.epsilon / (1 + half)).copysign_(z).add_(z)
+            a = relevance / denominator
+            b = a.abs().copysign_(relevance).mul_(half / (1 + half))  # = a sign(z) (gamma/2) / (1 + gamma/2)
+            return torch.addcmul(
+                x * layer.transpose(a, weight, x.shape), magnitude, layer.transpose(b, weight.abs(), x.shape)
+            )
+        # 2 (P + b+) = Q + Wx + b + |b| = z + (Q + |b|),  2 (N + b-) = z - (Q + |b|); the halves cancel
+        a = relevance * self.alpha / stabilize(z + spread, 2 * self.epsilon)
+        if self.beta == 0:
+            return torch.addcmul(
+                x * layer.transpose(a, weight, x.shape), magnitude, layer.transpose(a, weight.abs(), x.shape)
+            )
+        b = relevance * -self.beta / stabilize(z - spread, 2 * self.epsilon)
+        return torch.addcmul(
+            x * layer.transpose(a + b, weight, x.shape), magnitude, layer.transpose(a - b, weight.abs(), x.shape)
+        )
 
 
 def composite_rules(

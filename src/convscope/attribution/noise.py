@@ -5,7 +5,8 @@ Noise convention (the paper's, and zennit's): Gaussian noise with standard devia
 recommends 10-20 %). captum's ``NoiseTunnel`` instead uses an absolute ``stdevs=1.0``.
 Noisy copies are not clipped to [0, 1] (as in the paper) and explain the class of the
 clean image. Copies are evaluated ``batch_size`` images at a time, so memory stays
-bounded whatever ``n`` is. ``seed`` makes the noise reproducible with a generator of
+bounded whatever ``samples`` is (the number of copies; ``n`` is its old name, still accepted
+with a deprecation warning). ``seed`` makes the noise reproducible with a generator of
 its own (the global RNG is left alone); ``seed=None`` draws from the global torch RNG.
 """
 
@@ -18,8 +19,9 @@ from typing import Callable
 
 import torch
 
+from ..registry import renamed_options
 from ..targets import resolve_target
-from .gradients import input_gradient, reduce_channels
+from .gradients import target_gradient, reduce_channels
 from .registry import METHODS
 
 
@@ -36,18 +38,18 @@ def fixed_targets(model, x: torch.Tensor, target):
     return resolve_target(target, logits, getattr(model, "labels", None))
 
 
-def noisy_batches(x: torch.Tensor, n: int, noise: float, batch_size: int, seed: int | None):
-    """Yield ``(index, copies)``: chunks of at most ``batch_size`` noisy copies of image ``index``."""
+def noisy_batches(x: torch.Tensor, samples: int, noise: float, batch_size: int, seed: int | None):
+    """Yield ``(index, copies)``: chunks of at most ``batch_size`` of the ``samples`` noisy copies of image ``index``."""
     generator = None
     if seed is not None:
         generator = torch.Generator(device=x.device)
         generator.manual_seed(seed)
-    per_chunk = max(1, min(n, batch_size))
+    per_chunk = max(1, min(samples, batch_size))
     for index in range(x.shape[0]):
         image = x[index : index + 1]
         sigma = noise * (image.max() - image.min())
-        for start in range(0, n, per_chunk):
-            count = min(per_chunk, n - start)
+        for start in range(0, samples, per_chunk):
+            count = min(per_chunk, samples - start)
             shape = (count, *image.shape[1:])
             yield index, image + sigma * torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
 
@@ -57,31 +59,32 @@ def noise_average(
     model,
     x,
     target,
-    n: int,
+    samples: int,
     noise: float,
     batch_size: int,
     seed: int | None,
 ) -> torch.Tensor:
-    """Mean over ``n`` noisy copies of ``function(copies, targets)`` for every image of ``x``."""
-    if n < 1 or noise < 0:
+    """Mean over ``samples`` noisy copies of ``function(copies, targets)`` for every image of ``x``."""
+    if samples < 1 or noise < 0:
         from ..errors import ConvscopeError
 
-        raise ConvscopeError(f"smoothing needs n >= 1 and noise >= 0, got n={n}, noise={noise}")
+        raise ConvscopeError(f"smoothing needs samples >= 1 and noise >= 0, got samples={samples}, noise={noise}")
     ids = fixed_targets(model, x, target)
     total: list[torch.Tensor | None] = [None] * x.shape[0]
-    for index, copies in noisy_batches(x, n, noise, batch_size, seed):
+    for index, copies in noisy_batches(x, samples, noise, batch_size, seed):
         target_here = ids[index : index + 1].expand(copies.shape[0]) if isinstance(ids, torch.Tensor) else ids
         part = function(copies, target_here).sum(dim=0, keepdim=True)
         total[index] = part if total[index] is None else total[index] + part
-    return torch.cat(total) / n
+    return torch.cat(total) / samples
 
 
+@renamed_options(n="samples")
 def smooth(
-    method: Callable, n: int = 16, noise: float = 0.15, batch_size: int = 16, seed: int | None = None
+    method: Callable, samples: int = 16, noise: float = 0.15, batch_size: int = 16, seed: int | None = None
 ) -> Callable:
-    """A new method: ``method`` averaged over ``n`` noisy copies (the SmoothGrad idea for any map).
+    """A new method: ``method`` averaged over ``samples`` noisy copies (the SmoothGrad idea for any map).
 
-    >>> smooth_guided = smooth(guided_backprop, n=16, noise=0.15)
+    >>> smooth_guided = smooth(guided_backprop, samples=16, noise=0.15)
     >>> smooth_guided(model, x, 285).shape
     torch.Size([1, 3, 224, 224])
     """
@@ -89,18 +92,26 @@ def smooth(
     @functools.wraps(method)
     def smoothed(model, x, target=None, **options):
         return noise_average(
-            lambda copies, ids: method(model, copies, ids, **options), model, x, target, n, noise, batch_size, seed
+            lambda copies, ids: method(model, copies, ids, **options),
+            model,
+            x,
+            target,
+            samples,
+            noise,
+            batch_size,
+            seed,
         )
 
     return smoothed
 
 
-@METHODS.register(kind="noise", stochastic=True, quick={"n": 8, "seed": 0})
+@METHODS.register(kind="noise", stochastic=True, quick={"samples": 8, "seed": 0})
+@renamed_options(n="samples")
 def smoothgrad(
     model,
     x,
     target=None,
-    n: int = 16,
+    samples: int = 16,
     noise: float = 0.15,
     batch_size: int = 16,
     seed: int | None = None,
@@ -119,17 +130,25 @@ def smoothgrad(
         (N, 1, H, W), or (N, 3, H, W) for ``channels=None``.
     """
     mean = noise_average(
-        lambda copies, ids: input_gradient(model, copies, ids, objective), model, x, target, n, noise, batch_size, seed
+        lambda copies, ids: target_gradient(model, copies, ids, objective),
+        model,
+        x,
+        target,
+        samples,
+        noise,
+        batch_size,
+        seed,
     )
     return reduce_channels(mean, channels, absolute=not signed)
 
 
-@METHODS.register(kind="noise", stochastic=True, quick={"n": 8, "seed": 0})
+@METHODS.register(kind="noise", stochastic=True, quick={"samples": 8, "seed": 0})
+@renamed_options(n="samples")
 def smoothgrad_sq(
     model,
     x,
     target=None,
-    n: int = 16,
+    samples: int = 16,
     noise: float = 0.15,
     batch_size: int = 16,
     seed: int | None = None,
@@ -142,11 +161,11 @@ def smoothgrad_sq(
     ``NoiseTunnel(Saliency(), nt_type="smoothgrad_sq")`` with the same noise.
     """
     mean = noise_average(
-        lambda copies, ids: input_gradient(model, copies, ids, objective).pow(2),
+        lambda copies, ids: target_gradient(model, copies, ids, objective).pow(2),
         model,
         x,
         target,
-        n,
+        samples,
         noise,
         batch_size,
         seed,

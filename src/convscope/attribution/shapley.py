@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ConvscopeError
+from ..registry import renamed_options
 from ..targets import target_score
-from .gradients import input_gradient, reduce_channels
+from .gradients import target_gradient, reduce_channels
 from .integrated import make_baseline
 from .noise import fixed_targets
 from .registry import METHODS
@@ -111,26 +112,91 @@ class _Multiplier(torch.autograd.Function):
         return grad * m, None, None, None
 
 
+_MAX_POOLS = {F.max_pool2d, torch.max_pool2d}
+_POOL_ARGUMENTS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+
+
+def _pool_settings(args, kwargs) -> tuple[list, list, list, list, bool] | None:
+    """(kernel, stride, padding, dilation, ceil_mode) of a 2-d max-pool call, or None for
+    ``return_indices=True`` (left to its gradient)."""
+    values = dict(zip(_POOL_ARGUMENTS, args[1:]), **{k: v for k, v in kwargs.items() if k in _POOL_ARGUMENTS})
+    if kwargs.get("return_indices", False) or (len(args) > 6 and args[6]):
+        return None
+
+    def pair(value):
+        return list(value) if isinstance(value, (tuple, list)) else [value, value]
+
+    kernel = pair(values["kernel_size"])
+    stride = pair(values.get("stride") or kernel)
+    return (
+        kernel,
+        stride,
+        pair(values.get("padding", 0)),
+        pair(values.get("dilation", 1)),
+        bool(values.get("ceil_mode", False)),
+    )
+
+
+class _MaxPoolMultiplier(torch.autograd.Function):
+    """DeepLIFT's max-pooling rule (captum's ``maxpool``, from Shrikumar et al. 2017): the output
+    difference ``y - y_ref`` is split as ``(max(y, y_ref) - y_ref) + (y - max(y, y_ref))`` and each
+    part goes back to the input's and the reference's winning position; the multiplier of an input
+    is what it received divided by its own difference (the gradient where that is below ``eps``)."""
+
+    @staticmethod
+    def forward(ctx, z, y, indices, settings, count, eps):
+        ctx.save_for_backward(z, y, indices)
+        ctx.settings, ctx.count, ctx.eps = settings, count, eps
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, y, indices = ctx.saved_tensors
+        n, eps = ctx.count, ctx.eps
+
+        def unpool(values):
+            return torch.ops.aten.max_pool2d_with_indices_backward(values, z, *ctx.settings, indices)
+
+        top = torch.maximum(y[:n], y[n:])
+        shares = torch.cat([top - y[n:], y[:n] - top])
+        received = unpool(torch.cat([grad[:n], grad[:n]]) * shares)
+        received = received[:n] + received[n:]
+        plain = unpool(grad)
+        delta = z[:n] - z[n:]
+        small = delta.abs() < eps
+        multiplied = torch.where(small, plain[:n], received / torch.where(small, torch.ones_like(delta), delta))
+        return torch.cat([multiplied, plain[n:]]), None, None, None, None, None
+
+
 class _RescaleMode(TorchFunctionMode):
-    """DeepLIFT's rescale rule for every elementwise nonlinearity called on a (2N, ...) batch
-    whose first N rows are the inputs and last N rows their references."""
+    """DeepLIFT's rescale rule for every elementwise nonlinearity, and its max-pooling rule, called
+    on a (2N, ...) batch whose first N rows are the inputs and last N rows their references."""
 
     def __init__(self, count: int, eps: float):
         super().__init__()
         self.count, self.eps, self.calls = count, eps, 0
 
+    def _paired(self, z) -> bool:
+        return (
+            isinstance(z, torch.Tensor)
+            and torch.is_grad_enabled()
+            and z.ndim > 0
+            and z.shape[0] == 2 * self.count
+            and z.requires_grad
+        )
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        pure, inplace = _pure(func, args, kwargs)
         z = args[0] if args else None
-        if (
-            pure is None
-            or not isinstance(z, torch.Tensor)
-            or not torch.is_grad_enabled()
-            or z.ndim == 0
-            or z.shape[0] != 2 * self.count
-            or not z.requires_grad
-        ):
+        if func in _MAX_POOLS and self._paired(z) and z.ndim == 4:
+            settings = _pool_settings(args, kwargs)
+            if settings is not None:
+                self.calls += 1
+                with torch.no_grad():
+                    y, indices = F.max_pool2d(z.detach(), *settings, return_indices=True)
+                return _MaxPoolMultiplier.apply(z, y, indices, settings, self.count, self.eps)
+        pure, inplace = _pure(func, args, kwargs)
+        if pure is None or not self._paired(z):
             return func(*args, **kwargs)
         self.calls += 1
         with torch.no_grad():
@@ -167,8 +233,11 @@ def deeplift(
     derivative (the derivative where ``|Δx| < eps``, as captum). Linear operations (convolutions,
     eval BatchNorm, pooling by averaging, additions) keep their gradient, which is their exact
     multiplier, so the attributions sum to ``f(x) - f(x_ref)`` (summation-to-delta) on such
-    networks; products of two activations (squeeze-excitation gates) and max-pooling take their
-    plain gradient here (captum has a max-pool rule). captum's ``DeepLift`` only rewrites
+    networks. 2-d max-pooling (``nn.MaxPool2d`` or ``F.max_pool2d``) uses captum's max-pool rule,
+    which keeps summation-to-delta: the output difference goes back to the winning positions of
+    the input and of the reference (overlapping windows accumulate, where captum's unpooling
+    keeps one of the duplicates). Products of two activations (squeeze-excitation gates) take
+    their plain gradient. captum's ``DeepLift`` only rewrites
     ``nn.ReLU``-type *modules*: on ReLU6 (EfficientNet-Lite) it back-propagates the plain
     derivative, and its sums miss ``f(x) - f(x_ref)``.
 
@@ -223,54 +292,55 @@ def gradient_shap_from_draws(
         a = alphas[part].view(-1, 1, 1, 1)
         points = baselines[part] + a * (inputs[part] - baselines[part])
         chunk_targets = targets[part] if isinstance(targets, torch.Tensor) else targets
-        terms[part] = (inputs[part] - baselines[part]) * input_gradient(model, points, chunk_targets)
+        terms[part] = (inputs[part] - baselines[part]) * target_gradient(model, points, chunk_targets)
     return terms
 
 
-@METHODS.register(kind="shapley", stochastic=True, quick={"n": 8, "seed": 0})
+@METHODS.register(kind="shapley", stochastic=True, quick={"samples": 8, "seed": 0})
+@renamed_options(n="samples")
 def gradient_shap(
     model,
     x,
     target=None,
     baselines="black",
-    n: int = 16,
+    samples: int = 16,
     stdev: float = 0.0,
     batch_size: int = 32,
     channels: str | None = None,
     seed: int | None = None,
 ) -> torch.Tensor:
     """GradientSHAP (Lundberg & Lee 2017; expected gradients, Erion et al. 2021), as captum's
-    ``GradientShap``: the mean over ``n`` draws of ``(x' - b) ⊙ grad f(b + alpha (x' - b))`` with
+    ``GradientShap``: the mean over ``samples`` draws of ``(x' - b) ⊙ grad f(b + alpha (x' - b))`` with
     ``b`` drawn uniformly from ``baselines``, ``alpha ~ U(0, 1)`` and ``x' = x + N(0, stdev^2)``.
 
     Args:
         baselines: a (B, 3, H, W) tensor (the reference distribution, e.g. training images),
             or ``"black"`` / ``"blur"`` / ``"uniform"`` (one baseline per image, see ``make_baseline``).
-        n: draws per image; stdev: absolute noise in [0, 1] pixel units (captum's ``stdevs``, 0 by default).
+        samples: draws per image (``n`` is its old name, still accepted with a deprecation warning); stdev: absolute noise in [0, 1] pixel units (captum's ``stdevs``, 0 by default).
         seed: seeds a generator of its own (the global RNG is left alone).
     """
-    if n < 1 or stdev < 0:
-        raise ConvscopeError(f"gradient_shap needs n >= 1 and stdev >= 0, got n={n}, stdev={stdev}")
+    if samples < 1 or stdev < 0:
+        raise ConvscopeError(f"gradient_shap needs samples >= 1 and stdev >= 0, got samples={samples}, stdev={stdev}")
     ids = fixed_targets(model, x, target)
     generator = _generator(x.device, seed)
     count = x.shape[0]
-    rows = torch.arange(count, device=x.device).repeat_interleave(n)
+    rows = torch.arange(count, device=x.device).repeat_interleave(samples)
     if isinstance(baselines, torch.Tensor):
         pool = baselines.to(x.device, x.dtype)
         if pool.ndim == 3:
             pool = pool[None]
         if pool.shape[1:] != x.shape[1:]:
             raise ConvscopeError(f"baselines of shape {tuple(pool.shape)} do not fit x {tuple(x.shape)}")
-        chosen = pool[torch.randint(pool.shape[0], (count * n,), generator=generator, device=x.device)]
+        chosen = pool[torch.randint(pool.shape[0], (count * samples,), generator=generator, device=x.device)]
     else:
         chosen = make_baseline(x, baselines, seed=seed)[rows]
     inputs = x[rows]
     if stdev > 0:
         inputs = inputs + stdev * torch.randn(inputs.shape, generator=generator, device=x.device, dtype=x.dtype)
-    alphas = torch.rand(count * n, generator=generator, device=x.device, dtype=x.dtype)
+    alphas = torch.rand(count * samples, generator=generator, device=x.device, dtype=x.dtype)
     targets = ids[rows] if isinstance(ids, torch.Tensor) else ids
     terms = gradient_shap_from_draws(model, inputs, chosen, alphas, targets, batch_size)
-    return reduce_channels(terms.view(count, n, *x.shape[1:]).mean(dim=1), channels)
+    return reduce_channels(terms.view(count, samples, *x.shape[1:]).mean(dim=1), channels)
 
 
 # ---------------------------------------------------------------- superpixels: KernelSHAP and LIME

@@ -39,8 +39,10 @@ def explain_figure(
     path: Path | None = None,
     options: dict | None = None,
     progress: bool = False,
+    quick: bool = False,
 ):
     """One row per class, one column per method: the map over the image, with a colour bar.
+    ``quick``: the options are the registry's quick settings, said in the title.
 
     Returns the PIL figure and the maps ``{method: Tensor (K, C, H, W)}``.
     """
@@ -85,9 +87,14 @@ def explain_figure(
         f"{getattr(model, 'name', 'model')}: "
         + ", ".join(f"{labels[c]} p = {probabilities[c]:.3f}" for c in classes[:3])
         + (" ..." if len(classes) > 3 else "")
+        + ("  (quick settings of the slow methods; one --method runs its full defaults)" if quick else "")
     )
     picture = figure(panels, path, columns=columns, panel_size=3.2, suptitle=title)
     return picture, maps
+
+
+def _settings_text(options: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in options.items())
 
 
 def _unit(method: str, options: dict) -> str:
@@ -138,9 +145,13 @@ def explain_command(
         Optional[Path], typer.Option("--save-array", help="raw maps: .npy (one method) or .npz (all)")
     ] = None,
     steps: Annotated[
-        int, typer.Option("--steps", help="iterations of the methods that take steps (integrated gradients)")
-    ] = 32,
-    samples: Annotated[int, typer.Option("--samples", help="random draws of the stochastic methods (SmoothGrad)")] = 16,
+        Optional[int],
+        typer.Option("--steps", help="iterations of the methods that take steps (default: the method's own)"),
+    ] = None,
+    samples: Annotated[
+        Optional[int],
+        typer.Option("--samples", help="random draws of the stochastic methods (default: the method's own)"),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     size: Annotated[Optional[int], typer.Option("--size", help="resize the image to SIZE x SIZE")] = None,
     settings: SetOption = [],  # noqa: B006 (typer reads the default)
@@ -183,8 +194,8 @@ def explain_command(
         network = model.open()
         folder = Path("explanations") if out == Path("explain.png") else out
         name = METHODS.canonical(method)
-        given = {"steps": steps, "n": samples}
-        options = {key: value for key, value in given.items() if key in method_options(name)}
+        given = {"steps": steps, "samples": samples}
+        options = {key: value for key, value in given.items() if value is not None and key in method_options(name)}
         index, reduced = explain_dataset(
             network,
             image,
@@ -230,11 +241,23 @@ def explain_command(
         classes = [class_index(target, network.labels)]
     else:
         classes = _probabilities(network, picture).topk(topk).indices.tolist()
-    # the CLI's --steps / --samples / --seed go to every chosen method that takes them
-    given = {"steps": steps, "n": samples, "seed": seed}
+    # --method all: every method with its registry's quick settings (full defaults make Score-CAM,
+    # Ablation-CAM, KernelSHAP and LIME minutes long at 224 px); one --method: its own defaults.
+    # The CLI's --steps / --samples (when given) and --seed go to every chosen method that takes them.
+    from ..attribution import quick_options
+
+    quick = method == "all"
+    given = {"steps": steps, "samples": samples, "seed": seed}
     options: dict[str, dict] = {
-        name: {key: value for key, value in given.items() if key in method_options(name)} for name in methods
+        name: (quick_options(name) if quick else {})
+        | {key: value for key, value in given.items() if value is not None and key in method_options(name)}
+        for name in methods
     }
+    if quick:
+        console.print(
+            "--method all: quick settings for "
+            + "; ".join(f"{name} {_settings_text(quick_options(name))}" for name in methods if quick_options(name))
+        )
     # --set KEY=VALUE: checked against the chosen methods' signatures (did-you-mean)
     accepted = sorted({key for name in methods for key in method_options(name)})
     for key, value in parse_set(settings).items():
@@ -249,7 +272,9 @@ def explain_command(
         for name in methods:
             if key in method_options(name):
                 options[name][key] = value
-    _, maps = explain_figure(network, picture, methods, classes, layer, output_path(out), options, progress=True)
+    _, maps = explain_figure(
+        network, picture, methods, classes, layer, output_path(out), options, progress=True, quick=quick
+    )
     console.print(f"wrote {out}")
     if save_array is not None:
         if len(methods) == 1:

@@ -122,12 +122,24 @@ def _read_mask(path: Path) -> np.ndarray:
     return mask
 
 
+def _voc_root(root: Path) -> Path:
+    """``root`` itself, or the one ``root/VOCdevkit/VOC<year>`` inside it (torchvision's
+    ``VOCSegmentation(root)`` layout, as the release tar unpacks)."""
+    if (root / "JPEGImages").is_dir() or not (root / "VOCdevkit").is_dir():
+        return root
+    years = sorted(p for p in (root / "VOCdevkit").iterdir() if p.is_dir() and (p / "JPEGImages").is_dir())
+    if len(years) > 1:
+        raise ConvscopeError(f"{root}/VOCdevkit holds {', '.join(p.name for p in years)}: give one of them")
+    return years[0] if years else root
+
+
 def load_voc_folder(root: str | Path, split: str | None = None, size: int | None = None) -> SegmentationData:
-    """Read a VOC-style folder (see module doc) into memory, resized to ``size`` x ``size`` if given.
+    """Read a VOC-style folder (see module doc; or a torchvision root holding
+    ``VOCdevkit/VOC2012``) into memory, resized to ``size`` x ``size`` if given.
 
     Images are resized with antialiasing, masks with nearest neighbour (class ids stay ids).
     """
-    root = Path(root)
+    root = _voc_root(Path(root))
     image_dir, mask_dir = root / "JPEGImages", root / "SegmentationClass"
     if not image_dir.is_dir() or not mask_dir.is_dir():
         raise ConvscopeError(f"{root} is not a VOC-style folder: it needs JPEGImages/ and SegmentationClass/")

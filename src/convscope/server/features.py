@@ -53,7 +53,7 @@ def attack_methods() -> list[str]:
 def attack(model, x: torch.Tensor, method: str, eps: float, encode: Callable[[Image.Image], str]) -> dict[str, Any]:
     """Original | perturbation | adversarial, with the top-5 before and after."""
     from ..attacks import attack as run_attack
-    from ..report import attack_pictures
+    from ..attacks.figure import attack_pictures
 
     result = run_attack(model, x, method=method, eps=eps, seed=0)
     pictures = attack_pictures(result)
@@ -112,12 +112,13 @@ def job(
     target: int | None = None,
 ) -> Callable[[Callable[[float, str], None]], dict]:
     """The work function of a long job (see :class:`~convscope.server.jobs.JobRunner`)."""
-    from .. import report as defaults
+    from ..optimize import report_sections as defaults
+    from ..report import build_report
 
     if kind == "report":
 
         def work(report: Callable[[float, str], None]) -> dict:
-            built = defaults.build_report(
+            built = build_report(
                 model, x, image_name, on_section=lambda name, done, total: report(done / total, f"section {name}")
             )
             return {"html": built.html(), "seconds": round(built.seconds, 2)}
@@ -154,6 +155,6 @@ def job(
 
 
 def _data_uri(image: torch.Tensor) -> str:
-    from ..report import Figure, picture_of
+    from ..sections import Figure, picture_of
 
     return Figure(picture_of(image)).data_uri

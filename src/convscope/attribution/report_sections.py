@@ -1,0 +1,54 @@
+"""The attribution package's report sections: every registered method side by side, and the
+sanity check (Adebayo et al. 2018)."""
+
+from __future__ import annotations
+
+__all__ = ["attribution_section", "sanity_section"]
+
+import time
+
+from ..render import overlay
+from ..sections import Figure, Section, report_section
+from ..targets import class_name
+
+
+@report_section(30, "attribution")
+def attribution_section(model, image, context) -> Section | None:
+    """Every registered attribution method for the top class, side by side."""
+    from . import METHODS, attribute, display_mode, quick_options
+
+    target = context.get("target")
+    label = class_name(getattr(model, "labels", None), target)
+    figures, rows = [], []
+    for method in METHODS.names():
+        start = time.perf_counter()
+        options = quick_options(method)  # the registry's smaller settings (under a minute on two cores)
+        heat = attribute(model, image, target, method=method, **options)
+        seconds = time.perf_counter() - start
+        figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
+        rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
+    return Section(
+        f"Attribution maps for “{label}” ({target})",
+        figures=figures,
+        headers=["method", "options", "seconds"],
+        rows=rows,
+        note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
+        "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)",
+    )
+
+
+@report_section(31, "sanity")
+def sanity_section(model, image, context) -> Section | None:
+    """Adebayo et al. (2018) cascading randomization for saliency and Grad-CAM."""
+    from .sanity import sanity_check, sanity_figure
+
+    result = sanity_check(model, image, context.get("target"), methods=("saliency", "gradcam"), progress=False)
+    rows = [[method, step, f"{rho:.3f}", f"{ssim:.3f}"] for method, step, rho, ssim in result.rows()]
+    return Section(
+        "Sanity check (model-parameter randomization)",
+        figures=[Figure(sanity_figure(result, image), "maps as layers are re-initialised from the top (cascading)")],
+        headers=["method", "randomized down to", "Spearman vs trained", "SSIM vs trained"],
+        rows=rows,
+        collapsed_table=True,
+        note="a method that explains the model changes its map as the weights are randomized",
+    )
