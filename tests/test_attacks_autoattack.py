@@ -135,3 +135,20 @@ def test_pgd_default_step_reaches_the_ball_and_a_short_budget_warns(digits_model
         pgd(network, x[:4], y[:4], EPS, alpha=2 / 255, steps=10)  # the old default: 10 x 2/255 < 0.1
     result = attack(network, x[:8], y[:8], method="apgd-t", eps=EPS, steps=5, top=3, seed=0)
     assert (result.linf <= EPS + 1e-6).all()
+
+
+def test_l2_plus_and_rand_versions_run_their_stages(digits_model):
+    from convscope.robustness.defenses import DefendedModel, gaussian_noise_defense
+
+    network, x, y = digits_model
+    x, y = x[:8], y[:8]
+    l2 = autoattack(network, x, y, 1.0, norm="2", steps=3, queries=20, seed=0)
+    assert [name for name, _, _ in l2.stages] == ["apgd-ce", "apgd-t", "fab-t", "square"]  # Square's L2 version
+    assert ((l2.x_adv - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
+    plus = autoattack(network, x, y, EPS, version="plus", steps=3, queries=20, seed=0)
+    assert [name for name, _, _ in plus.stages] == ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+    assert (plus.x_adv - x).abs().amax() <= EPS + 1e-6
+    noisy = DefendedModel(network, gaussian_noise_defense(0.05), generator=torch.Generator().manual_seed(0))
+    rand = autoattack(noisy, x, y, EPS, version="rand", steps=3, eot=2, seed=0)
+    assert [name for name, _, _ in rand.stages] == ["apgd-ce", "apgd-dlr"]
+    assert (rand.x_adv - x).abs().amax() <= EPS + 1e-6

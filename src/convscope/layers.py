@@ -101,9 +101,9 @@ class ReceptiveField:
         cy, cx = self.start[0] + y * self.jump[0], self.start[1] + x * self.jump[1]
         top, left = round(cy - (self.size[0] - 1) / 2), round(cx - (self.size[1] - 1) / 2)
         bottom, right = top + int(self.size[0]), left + int(self.size[1])
-        if image_size is not None:
-            top, left = max(top, 0), max(left, 0)
-            bottom, right = min(bottom, image_size[0]), min(right, image_size[1])
+        if image_size is not None:  # clipped, and never empty (a field that falls outside keeps its nearest pixel)
+            top, left = min(max(top, 0), image_size[0] - 1), min(max(left, 0), image_size[1] - 1)
+            bottom, right = max(min(bottom, image_size[0]), top + 1), max(min(right, image_size[1]), left + 1)
         return top, left, bottom, right
 
 
