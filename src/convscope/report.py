@@ -111,7 +111,8 @@ def build_report(
     image = check_images(image)
     if image.shape[0] != 1:
         raise ConvscopeError(f"the report explains one image; got a batch of {image.shape[0]}")
-    names = _all_sections() if sections is None else list(sections)
+    everything = _all_sections()  # imports the packages' report_sections also when names are given
+    names = everything if sections is None else list(sections)
     for name in names:
         REPORT_SECTIONS.get(name)  # unknown names fail before any work
     context: dict[str, Any] = {}
