@@ -111,8 +111,8 @@ def build_report(
     image = check_images(image)
     if image.shape[0] != 1:
         raise ConvscopeError(f"the report explains one image; got a batch of {image.shape[0]}")
-    everything = _all_sections()  # imports the packages' report_sections also when names are given
-    names = everything if sections is None else list(sections)
+    _import_sections()
+    names = _all_sections() if sections is None else list(sections)
     for name in names:
         REPORT_SECTIONS.get(name)  # unknown names fail before any work
     context: dict[str, Any] = {}
@@ -158,8 +158,14 @@ def build_report(
 
 
 def _all_sections() -> list[str]:
-    """Every section by ``order``: first imports the ``report_sections`` module of each package of
-    convscope that has one (found by file, so packages without one are not imported)."""
+    """Every section, by ``order``."""
+    _import_sections()
+    return sorted(REPORT_SECTIONS.names(), key=lambda name: REPORT_SECTIONS.meta(name)["order"])
+
+
+def _import_sections() -> None:
+    """Import the ``report_sections`` module of each package of convscope that has one (found by
+    file, so packages without one are not imported)."""
     import importlib
     import pkgutil
 
@@ -168,7 +174,6 @@ def _all_sections() -> list[str]:
     for info in pkgutil.iter_modules(package_path):
         if info.ispkg and (Path(info.module_finder.path) / info.name / "report_sections.py").is_file():
             importlib.import_module(f"{__package__}.{info.name}.report_sections")
-    return sorted(REPORT_SECTIONS.names(), key=lambda name: REPORT_SECTIONS.meta(name)["order"])
 
 
 def write_report(
