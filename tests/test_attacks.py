@@ -164,13 +164,14 @@ def test_deepfool_and_cw_compare_with_torchattacks(tiny, tiny_images):
         assert ours.success.all()
         assert (ours.l2 <= 1.25 * their_l2).all()
         ours = attack(tiny, tiny_images, labels, method="cw", steps=30, search_steps=3, lr=0.05)
-        theirs = torchattacks.CW(tiny, c=1, steps=30, lr=0.05)(tiny_images, labels)
-        fooled = tiny(theirs).argmax(dim=1) != labels
-        # image seeds 1-5 x threads 1/2/4: ours fools both, torchattacks' c=1 run neither (so the
-        # distance check has nothing to compare there)
+        # torchattacks has no binary search over c: at c = 1 or 10 it fools neither image, at
+        # c = 100 both. Image seeds 1-5 x threads 1/2/4: both fool both images, ours / theirs in L2
+        # 0.64-0.94 (our search finds the smaller c that still fools)
+        theirs = torchattacks.CW(tiny, c=100, steps=30, lr=0.05)(tiny_images, labels)
         their_l2 = (theirs - tiny_images).flatten(1).norm(dim=1)
-        assert ours.success.sum() >= fooled.sum()
-        assert (ours.l2[fooled] <= 1.1 * their_l2[fooled]).all()
+        assert (tiny(theirs).argmax(dim=1) != labels).all()
+        assert ours.success.all()
+        assert (ours.l2 <= 1.1 * their_l2).all()
     finally:
         tiny.train()
 
