@@ -118,6 +118,7 @@ def test_segnet_decodes_with_the_encoder_pooling_indices():
         batch_size=8,
         progress=False,
     )
+    # seeds 0-2 x threads 1/2/4: loss 1.21-1.60 -> 1.15-1.47 (drops 0.07-0.18)
     assert history.loss[-1] < history.loss[0]
 
 
@@ -148,5 +149,7 @@ def test_tiny_fcn_training_beats_background_only(model):
     background_only = SegmentationScores.from_confusion(confusion_matrix(torch.zeros_like(val.masks), val.masks, 4))
     scores = evaluate_segmenter(net, val)
     assert scores.mean_iou == pytest.approx(history.val_miou[-1])
+    # seeds 0-2 x threads 1/2/4 (identical across threads): loss 1.34-1.69 -> 0.44-0.65, mean IoU
+    # above background-only by 0.237-0.290
     assert scores.mean_iou > background_only.mean_iou + 0.15
     assert predict_masks(net, val.images[:2]).shape == (2, 64, 64)
