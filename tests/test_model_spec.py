@@ -128,11 +128,15 @@ CLEAR_LINE = {
 #: test (tests/test_report.py, the tour steps' tests); the user models' rows run them here
 COVERED_ELSEWHERE = {("tour", "embedded"), ("report", "embedded")}
 #: every command that takes a model: the matrix runs each (a test keeps this equal to the CLI's commands
-#: that have the shared model options; ``segment train`` takes a backbone with -m and is checked too)
+#: that have the shared model options; ``segment train`` takes its FCN backbone through them too)
 COMMANDS_WITH_A_MODEL = (
     "layers predict tour attack attack-eval fooling patch weights examples atlas evaluate-explanations explain "
     "sanity report robustness defenses shape-bias heatmap serve visualize dream invert stylize finetune"
-).split()
+).split() + ["segment train"]
+
+
+#: the tour steps whose layers were EfficientNet names before they were chosen by depth
+LAYER_STEPS = ("first-layer filters", "feature visualization, DeepDream")
 
 
 def _commands(conv: str, deep: str, out) -> dict[str, list[str]]:
@@ -237,7 +241,7 @@ def test_the_matrix_has_every_command_that_takes_a_model():
         if {"--model", "--weights"} <= {option for p in command.params for option in getattr(p, "opts", ())}
     )
     assert with_options == sorted(COMMANDS_WITH_A_MODEL)
-    ran = {args[0] for args in _commands("a", "b", "out").values()} | {"serve"}
+    ran = {args[0] for args in _commands("a", "b", "out").values()} | {"serve", "segment train"}
     assert ran == set(COMMANDS_WITH_A_MODEL)
 
 
@@ -258,6 +262,13 @@ def test_every_command_takes_every_model(monkeypatch, capsys, tmp_path, zoo, sou
                 failures.append(f"{name}: expected one line about {expected!r}, got {code}: {err.strip()[-300:]}")
         elif code != 0 or "Traceback" in err:
             failures.append(f"{name}: exit {code}: {(err or out).strip()[-300:]}")
+        elif name == "tour":  # the layers of every step are chosen from the model: none is skipped for a name
+            flat = " ".join(out.split())
+            missing = [step for step in LAYER_STEPS if f"✓ {step}" not in flat]
+            if missing or "unknown layer" in flat:
+                failures.append(f"tour: {', '.join(missing) or 'a step'} did not run: {flat[-600:]}")
+        elif name == "report" and "dreamed at" not in (tmp_path / "report.html").read_text():
+            failures.append(f"report: no DeepDream section: {err.strip()[-300:]}")
     # serve: the web app is built on the model (uvicorn.run is replaced: no port is opened)
     import uvicorn
 
@@ -266,12 +277,12 @@ def test_every_command_takes_every_model(monkeypatch, capsys, tmp_path, zoo, sou
     code, _, err = run_cli(monkeypatch, capsys, "serve", *model)
     if code != 0 or len(served) != 1:
         failures.append(f"serve: exit {code}: {err.strip()[-300:]}")
-    # segment train takes its backbone as one spec (-m): the embedded model and the checkpoints
+    # segment train takes its FCN backbone through the model options: the embedded model and the checkpoints
     if source in SEGMENT_BACKBONES:
         code, _, err = run_cli(
             monkeypatch,
             capsys,
-            *("segment", "train", "generated:scenes", "--arch", "fcn32s", "--count", "8", "--size", "32"),
+            *("segment", "train", "generated:scenes", "--head", "fcn32s", "--count", "8", "--size", "32"),
             *("--epochs", "1", "--batch-size", "4", "-o", str(tmp_path / "seg"), "--device", "cpu"),
             *("-m", SEGMENT_BACKBONES[source].format(zoo=zoo)),
         )

@@ -35,7 +35,7 @@ def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
         "segment",
         "train",
         "generated:scenes",
-        "--arch",
+        "--head",
         "unet",
         "--count",
         "12",
@@ -81,9 +81,9 @@ def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "segment", "eval", str(tmp_path / "old.pt"), "generated:scenes")
     assert code == 2 and "earlier 'segment train'" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(
-        monkeypatch, capsys, "segment", "train", "generated:scenes", "--arch", "fcn4s", "--device", "cpu"
+        monkeypatch, capsys, "segment", "train", "generated:scenes", "--head", "fcn4s", "--device", "cpu"
     )
-    assert code == 2 and "unknown segmentation architecture" in err
+    assert code == 2 and "unknown segmentation head 'fcn4s'" in err
 
 
 def test_finetune_rejects_a_bad_mode(monkeypatch, capsys):

@@ -14,7 +14,7 @@ __all__ = [
     "SeedOption",
     "StepsOption",
     "stylize_command",
-    "SWEEP_LAYERS",
+    "SWEEP_DEPTHS",
     "synthesis_step",
     "visualize_command",
 ]
@@ -34,8 +34,11 @@ StepsOption = Annotated[Optional[int], typer.Option("--steps", help="optimizer s
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="output PNG")]
 SeedOption = Annotated[int, typer.Option("--seed", help="random seed")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
-#: layers inverted by ``invert --sweep`` on the embedded model when none are named.
-SWEEP_LAYERS = ("bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "bn2")
+#: relative depths (:func:`~convscope.layers.layer_at_depth`) of the layers ``invert --sweep`` inverts when
+#: none are named: on the embedded model bn1, blocks.1, blocks.2, blocks.3, blocks.4, blocks.5, bn2.
+SWEEP_DEPTHS = (0, 1 / 6, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1)
+#: the tour's layers, by relative depth: on the embedded model blocks.4, blocks.3 and blocks.2
+VISUALIZE_DEPTH, DREAM_DEPTH, INVERT_DEPTH = 2 / 3, 1 / 2, 1 / 3
 
 
 def parse_channels(text: str) -> list[int]:
@@ -132,7 +135,9 @@ def visualization_figure(shown, titles: list[str], heading: str, path: Path) -> 
 @model_options
 def dream_command(
     image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-    layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
+    layer: Annotated[
+        Optional[str], typer.Option("--layer", "-l", help="dotted layer name (default: the stage at half depth)")
+    ] = None,
     octaves: Annotated[int, typer.Option("--octaves", help="pyramid levels")] = 4,
     octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio between levels")] = 1.4,
     steps: StepsOption = None,
@@ -150,6 +155,8 @@ def dream_command(
 
     network = model.open()
     photo = open_image(image, network, size)
+    if layer is None:
+        layer = chosen_layer(network, DREAM_DEPTH, photo, "DeepDream")
     result = dream(
         network,
         photo,
@@ -163,6 +170,17 @@ def dream_command(
     )
     path = save_image(result.image, output_path(out))
     console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
+
+
+def chosen_layer(model, depth: float, image, what: str = "") -> str:
+    """The stage at relative ``depth`` of ``model`` for images like ``image``
+    (:func:`~convscope.layers.layer_at_depth`), said in one line when ``what`` names its use."""
+    from ..layers import layer_at_depth
+
+    name = layer_at_depth(model, depth, tuple(image.shape[-2:])).name
+    if what:
+        console.print(f"{what} at {name} (the stage at depth {depth:.2g} of {model.name}; --layer to choose)")
+    return name
 
 
 @app.command("invert-text")
@@ -224,8 +242,13 @@ def invert_command(
     if not sweep and len(layers) != 1:
         raise ConvscopeError("give one --layer (or several with --sweep)")
     network = model.open()
-    layers = layers or list(SWEEP_LAYERS)
     photo = open_image(image, network, size)
+    if not layers:
+        from ..layers import layers_at_depths
+
+        stages = layers_at_depths(network, SWEEP_DEPTHS, tuple(photo.shape[-2:]))
+        layers = list(dict.fromkeys(stage.name for stage in stages))
+        console.print(f"inverting the stages at depths 0 … 1 of {network.name}: {', '.join(layers)}")
     results = invert_sweep(
         network,
         photo,
@@ -307,27 +330,37 @@ def synthesis_step(model, image, out: Path) -> list[Path]:
     import torch.nn.functional as F
 
     from ..images import load_image
+    from ..layers import layers_at_depths
     from ..optimize import dream, invert, stylize, visualize_channel
 
     from ..render import Panel, figure
 
-    channels = [10, 20, 30, 40]
-    shown = visualize_channel(model, "blocks.4", channels, size=96, steps=48, progress=False)
-    dreamed = dream(model, image, "blocks.3", octaves=2, steps=6, progress=False)
+    stages = layers_at_depths(model, (VISUALIZE_DEPTH, DREAM_DEPTH, INVERT_DEPTH), tuple(image.shape[-2:]))
+    visualized, dreamed_at, inverted_at = (stage.name for stage in stages)
+    console.print(
+        f"  layers chosen by depth in {model.name}: feature visualization {visualized}, DeepDream {dreamed_at}, "
+        f"inversion {inverted_at}"
+    )
+    channels = spread_channels((stages[0].output_shape or (0,))[0])
+    shown = visualize_channel(model, visualized, channels, size=96, steps=48, progress=False)
+    dreamed = dream(model, image, dreamed_at, octaves=2, steps=6, progress=False)
     small = F.interpolate(image, size=128, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    inverted = invert(model, small, "blocks.2", steps=60, progress=False)
+    inverted = invert(model, small, inverted_at, steps=60, progress=False)
     brick = load_image("sample:brick", 128).to(small.device)
     styled = stylize(model, small, brick, steps=150, progress=False)
     grid = visualization_figure(
-        shown, *channel_titles(shown, "blocks.4", channels, model.name), out / "visualize_blocks4.png"
+        shown,
+        *channel_titles(shown, visualized, channels, model.name),
+        out / f"visualize_{visualized.replace('.', '')}.png",
     )
     energy = f"{dreamed.histories[0][0]:.3g} → {dreamed.histories[-1][-1]:.3g}"
     style = f"{styled.initial_style_loss:.3g} → {float(styled.final_style_loss[0]):.3g}"
     panels = [
         Panel(image[0].cpu(), "input"),
-        Panel(dreamed.image[0].cpu(), f"DeepDream at blocks.3\nlayer energy {energy}"),
+        Panel(dreamed.image[0].cpu(), f"DeepDream at {dreamed_at}\nlayer energy {energy}"),
         Panel(
-            inverted.image[0].cpu(), f"inverted from blocks.2\nrelative error {float(inverted.relative_error[0]):.2f}"
+            inverted.image[0].cpu(),
+            f"inverted from {inverted_at}\nrelative error {float(inverted.relative_error[0]):.2f}",
         ),
         Panel(brick[0].cpu(), "style image (brick)"),
         Panel(styled.image[0].cpu(), f"style transfer\nstyle loss {style}"),
@@ -337,7 +370,13 @@ def synthesis_step(model, image, out: Path) -> list[Path]:
     return [
         grid,
         save_image(dreamed.image, out / "dream.png"),
-        save_image(inverted.image, out / "invert_blocks2.png"),
+        save_image(inverted.image, out / f"invert_{inverted_at.replace('.', '')}.png"),
         save_image(styled.image, out / "stylize_brick.png"),
         summary,
     ]
+
+
+def spread_channels(count: int) -> list[int]:
+    """Four channels spread over a layer of ``count``: 10, 20, 30, 40 when it has more than 40."""
+    step = max(1, min(10, count // 5))
+    return [c for c in (step, 2 * step, 3 * step, 4 * step) if c < count] or [0]
