@@ -423,6 +423,45 @@ def test_torchscript_model_says_what_needs_hooks(model, tmp_path):
         attribute(scripted, x, 0, method="gradcam", layer="0")
 
 
+def test_exported_program_needs_trust_and_says_what_needs_hooks(monkeypatch, capsys, tmp_path):
+    from convscope import attack, attribute
+    from convscope.attacks import ATTACKS
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10)
+    ).eval()
+    path = tmp_path / "exported.pt2"
+    torch.export.save(torch.export.export(network, (torch.rand(1, 3, 32, 32),)), str(path))
+    # without --trust: one line, exit 2, and the archive is never opened by torch.export.load
+    opened = []
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: opened.append(a))
+    code, _, err = run_cli(monkeypatch, capsys, "predict", "sample:chelsea", "-m", str(path), "--device", "cpu")
+    assert code == 2 and "--trust" in err and len(err.strip().splitlines()) == 1 and not opened
+    monkeypatch.undo()
+    exported = load_model(path, trust=True)
+    assert exported.fixed_size and exported.input_shape == (32, 32) and not exported.hookable
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.allclose(exported(x), network(x), atol=1e-6)  # a batch of 3 through a program exported at 1
+    few = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 4}}
+    for method in ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion"):
+        assert attribute(exported, x, 0, method=method, **few.get(method, {})).shape[-2:] == (32, 32), method
+    small = torch.rand(1, 3, 16, 16)  # resized to the program's 32x32 inside forward; JSMA's cost grows with pixels
+    for method in ATTACKS.names():  # APGD-T and FAB-T need >= 4 classes: the net has 10
+        result = attack(exported, small, method=method, seed=0, **ATTACKS.meta(method)["quick"])
+        assert result.x_adv.shape == small.shape, method
+    with pytest.raises(ConvscopeError, match="torch.export program.*saliency"):
+        attribute(exported, x, 0, method="gradcam")
+    with pytest.raises(ConvscopeError, match="torch.export program.*saliency"):
+        attribute(exported, x, 0, method="gradcam", layer="0")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcam", "-m", str(path), "--trust",
+        "-o", str(tmp_path / "e.png"), "--device", "cpu",
+    )  # fmt: skip
+    assert code == 2 and "takes no hooks" in err and "integrated_gradients" in err
+    assert len([line for line in err.strip().splitlines() if not line.startswith("warning:")]) == 1
+
+
 def test_option_vocabulary(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(
         monkeypatch,

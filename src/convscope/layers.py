@@ -63,6 +63,8 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     if isinstance(name, nn.Module):
         return name
     root = _root(model)
+    if getattr(root, "hook_free", False):  # a torch.export program: its layers are not modules that run
+        require_hooks(root, name)
     modules = dict(root.named_modules())
     key = name.removeprefix("network.") if root is not model else name
     if key in modules and key:
@@ -317,15 +319,24 @@ def _pair_text(pair) -> str:
     return text[0] if text[0] == text[1] else "x".join(text)
 
 
-#: what works on a TorchScript program (no hooks needed).
+#: what works on a TorchScript or ``torch.export`` program (no hooks needed).
 HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
 
 
 def require_hooks(module: nn.Module, name: str = "") -> None:
-    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
-    if isinstance(module, torch.jit.ScriptModule):
+    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules", or
+    instead of hooks that never fire in a ``torch.export`` program (its graph runs ATen operations on
+    lifted weights, not the modules; :class:`~convscope.models.ExportedNetwork` marks them ``hook_free``)."""
+    program = (
+        "a TorchScript program"
+        if isinstance(module, torch.jit.ScriptModule)
+        else "a torch.export program"
+        if getattr(module, "hook_free", False)
+        else None
+    )
+    if program is not None:
         raise ConvscopeError(
-            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
+            f"layer {name or type(module).__name__!r} is inside {program}, which takes no hooks: this method "
             f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch"
         )
 
