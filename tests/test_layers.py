@@ -153,3 +153,34 @@ def test_fixed_size_fields_are_the_gradient_support(size):
             support = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
             box = field.box(y, x_, (size, size))
             assert max(abs(a - b) for a, b in zip(box, support)) <= tolerance, (layer, y, x_, box, support)
+
+
+def test_layers_chosen_by_depth(model):
+    """The tour, the report and dream/invert/weights pick layers by relative depth (the share of the
+    convolutions run before a stage's output): on the embedded model exactly the names they used
+    before (so its outputs do not change), on a ResNet-18 its stages."""
+    import torchvision
+
+    from convscope.commands.dissect import EARLY_DEPTH, UNITS_DEPTH
+    from convscope.commands.synthesis import DREAM_DEPTH, INVERT_DEPTH, SWEEP_DEPTHS, VISUALIZE_DEPTH
+    from convscope.layers import first_convolution, layers_at_depths
+    from convscope.optimize.report_sections import DREAM_DEPTH as REPORT_DREAM_DEPTH
+
+    depths = (*SWEEP_DEPTHS, VISUALIZE_DEPTH, DREAM_DEPTH, INVERT_DEPTH, EARLY_DEPTH, UNITS_DEPTH, REPORT_DREAM_DEPTH)
+    expected = {
+        "efficientnet_lite0": (
+            ("bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "bn2"),
+            ("blocks.4", "blocks.3", "blocks.2", "bn1", "blocks.3", "blocks.4"),
+            "conv_stem",
+        ),
+        "resnet18": (
+            ("maxpool", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer4.0", "layer4.1"),
+            ("layer3.0", "layer2.1", "layer2.0", "maxpool", "layer2.1", "layer3.0"),
+            "conv1",
+        ),
+    }
+    for name, network in (("efficientnet_lite0", model), ("resnet18", torchvision.models.resnet18().eval())):
+        chosen = [row.name for row in layers_at_depths(network, depths)]
+        sweep, tour, first = expected[name]
+        assert tuple(chosen[: len(SWEEP_DEPTHS)]) == sweep and tuple(chosen[len(SWEEP_DEPTHS) :]) == tour, name
+        assert first_convolution(network) == first

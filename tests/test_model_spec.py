@@ -429,7 +429,11 @@ def test_exported_program_needs_trust_and_says_what_needs_hooks(monkeypatch, cap
 
     torch.manual_seed(0)
     network = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10)
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 10),
     ).eval()
     path = tmp_path / "exported.pt2"
     torch.export.save(torch.export.export(network, (torch.rand(1, 3, 32, 32),)), str(path))
