@@ -57,11 +57,11 @@ from ..hooks import frozen
 from ..registry import Registry
 
 METRICS: Registry[Callable[..., torch.Tensor]] = Registry(
-    "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=()
+    "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=(), unit=""
 )
 """name -> metric; metadata: ``family``, ``higher_better``, ``stochastic``, ``calls`` (model passes per
 image, an expression of the options, ``explanation`` and ``groups``), ``needs`` (``"explain"`` and/or
-``"masks"``)."""
+``"masks"``), ``unit`` (what the score measures, for axes)."""
 
 
 def flat_map(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -119,7 +119,7 @@ def _with_clean(model, x, target, perturbed: torch.Tensor, batch_size: int):
 
 
 # ---------------------------------------------------------------------------------------------- complexity
-@METRICS.register(family="complexity", higher_better=True, calls="0")
+@METRICS.register(family="complexity", higher_better=True, calls="0", unit="Gini index of |map| (0-1)")
 def sparseness(model, x, heat, target=None, **_) -> torch.Tensor:
     """Sparseness (Chalasani et al. 2020): the Gini index of |map| scaled by its maximum (+1e-7,
     as Quantus); 1 = all relevance on one pixel, 0 = uniform. No model call."""
@@ -133,7 +133,7 @@ def sparseness(model, x, heat, target=None, **_) -> torch.Tensor:
     return _nan_where(gini, dead)
 
 
-@METRICS.register(family="complexity", higher_better=False, calls="0")
+@METRICS.register(family="complexity", higher_better=False, calls="0", unit="entropy of |map| (nats)")
 def complexity(model, x, heat, target=None, **_) -> torch.Tensor:
     """Entropy complexity (Bhatt et al. 2020): Shannon entropy (nats) of |map| / sum |map|; lower is
     simpler. No model call."""
@@ -155,7 +155,9 @@ def _masks(masks, x) -> torch.Tensor:
     return masks.flatten(1)
 
 
-@METRICS.register(family="localisation", higher_better=True, calls="0", needs=("masks",))
+@METRICS.register(
+    family="localisation", higher_better=True, calls="0", needs=("masks",), unit="share of images hit (0-1)"
+)
 def pointing_game(model, x, heat, target=None, masks=None, **_) -> torch.Tensor:
     """Pointing game (Zhang et al. 2018): 1 if a maximum of the (signed) map lies in the object mask.
     NaN for an empty mask. No model call."""
@@ -165,7 +167,9 @@ def pointing_game(model, x, heat, target=None, masks=None, **_) -> torch.Tensor:
     return _nan_where(hit, _zero(values) | ~inside.any(dim=1))
 
 
-@METRICS.register(family="localisation", higher_better=True, calls="0", needs=("masks",))
+@METRICS.register(
+    family="localisation", higher_better=True, calls="0", needs=("masks",), unit="share of the map's sum in the mask"
+)
 def relevance_mass(model, x, heat, target=None, masks=None, **_) -> torch.Tensor:
     """Relevance mass accuracy (Arras et al. 2022): share of the (signed) map's sum inside the mask.
     NaN for an empty mask. No model call."""
@@ -175,7 +179,7 @@ def relevance_mass(model, x, heat, target=None, masks=None, **_) -> torch.Tensor
 
 
 # -------------------------------------------------------------------------------------------- faithfulness
-@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 1")
+@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 1", unit="AUC of p(target) (0-1)")
 def pixel_flipping(model, x, heat, target=None, steps: int = 16, batch_size: int = 64, **_) -> torch.Tensor:
     """Pixel flipping (Bach et al. 2015): set the pixels to black in order of the map, HW/steps at a
     time, and take the area under the target's softmax probability after each step (trapezoid,
@@ -195,7 +199,7 @@ def pixel_flipping(model, x, heat, target=None, steps: int = 16, batch_size: int
     return _nan_where(torch.trapezoid(curve, dx=1.0 / steps, dim=1), _zero(values))
 
 
-@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 2")
+@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 2", unit="AUC of p(target) (0-1)")
 def deletion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
     """Deletion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.deletion`). Lower is better.
     ``steps + 2`` calls: the class of the clean image, and the ``steps + 1`` points of the curve."""
@@ -206,7 +210,7 @@ def deletion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
     return _nan_where(curve(model, x, heat, target, steps=steps).auc, _zero(values))
 
 
-@METRICS.register(family="faithfulness", higher_better=True, calls="steps + 2")
+@METRICS.register(family="faithfulness", higher_better=True, calls="steps + 2", unit="AUC of p(target) (0-1)")
 def insertion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
     """Insertion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.insertion`). Higher is better.
     ``steps + 2`` calls, as :func:`deletion`."""
@@ -226,7 +230,9 @@ def subset_indices(count: int, pixels: int, runs: int, subset: int, seed: int) -
     )
 
 
-@METRICS.register(family="faithfulness", higher_better=True, stochastic=True, calls="runs + 1")
+@METRICS.register(
+    family="faithfulness", higher_better=True, stochastic=True, calls="runs + 1", unit="Pearson r (-1 to 1)"
+)
 def faithfulness_correlation(
     model, x, heat, target=None, runs: int = 64, subset: int = 224, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
@@ -330,7 +336,13 @@ def _road(model, x, heat, target, order: str, fractions, noise: float, seed: int
 ROAD_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
-@METRICS.register(family="faithfulness", higher_better=False, stochastic=True, calls="len(fractions) + 1")
+@METRICS.register(
+    family="faithfulness",
+    higher_better=False,
+    stochastic=True,
+    calls="len(fractions) + 1",
+    unit="share of fractions still predicted (0-1)",
+)
 def road_morf(
     model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
@@ -340,7 +352,13 @@ def road_morf(
     return _road(model, x, heat, target, "morf", fractions, noise, seed, batch_size)
 
 
-@METRICS.register(family="faithfulness", higher_better=True, stochastic=True, calls="len(fractions) + 1")
+@METRICS.register(
+    family="faithfulness",
+    higher_better=True,
+    stochastic=True,
+    calls="len(fractions) + 1",
+    unit="share of fractions still predicted (0-1)",
+)
 def road_lerf(
     model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
@@ -357,7 +375,12 @@ def _need(explain):
 
 
 @METRICS.register(
-    family="robustness", higher_better=False, stochastic=True, calls="1 + samples * explanation", needs=("explain",)
+    family="robustness",
+    higher_better=False,
+    stochastic=True,
+    calls="1 + samples * explanation",
+    needs=("explain",),
+    unit="max relative L2 change of the map",
 )
 def max_sensitivity(
     model, x, heat, target=None, explain=None, samples: int = 8, radius: float = 0.02, seed: int = 0, **_
@@ -377,7 +400,12 @@ def max_sensitivity(
 
 
 @METRICS.register(
-    family="robustness", higher_better=False, stochastic=True, calls="1 + samples * explanation", needs=("explain",)
+    family="robustness",
+    higher_better=False,
+    stochastic=True,
+    calls="1 + samples * explanation",
+    needs=("explain",),
+    unit="max map change / input change (L2)",
 )
 def local_lipschitz(
     model, x, heat, target=None, explain=None, samples: int = 8, std: float = 0.02, seed: int = 0, **_
@@ -398,7 +426,12 @@ def local_lipschitz(
 
 # ------------------------------------------------------------------------------------------- randomisation
 @METRICS.register(
-    family="randomisation", higher_better=False, stochastic=True, calls="1 + explanation", needs=("explain",)
+    family="randomisation",
+    higher_better=False,
+    stochastic=True,
+    calls="1 + explanation",
+    needs=("explain",),
+    unit="SSIM to a random class's map (-1 to 1)",
 )
 def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) -> torch.Tensor:
     """Random logit test (Sixt et al. 2020): SSIM between the map of the target and the map of a
@@ -429,6 +462,7 @@ def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) 
     stochastic=True,
     calls="2 + (groups + 1) * explanation",
     needs=("method",),
+    unit="Spearman rho after randomisation (-1 to 1)",
 )
 def mprt(
     model, x, heat, target=None, method: str | None = None, options: dict | None = None, seed: int = 0, **_
