@@ -58,6 +58,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..attacks.gradient import pgd
+from ..data.stream import loader_options
 from ..errors import ConvscopeError
 from ..progress import progress_bar
 from .evaluation import evaluate_robustness, rank_and_world
@@ -358,8 +359,7 @@ def train(
         shuffle=sampler is None,
         sampler=sampler,
         generator=generators["loader"],
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
+        **loader_options(device, workers, passes=epochs),
     )
     if len(loader) == 0:
         raise ConvscopeError("the training set is empty")
