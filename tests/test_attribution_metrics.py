@@ -274,6 +274,11 @@ def test_evaluate_explanations_on_generated_scenes(monkeypatch, capsys, tmp_path
     assert len(rows) == 6 and {r["metric"] for r in rows} == {"sparseness", "pointing_game", "relevance_mass"}
     mass = [float(r["mean"]) for r in rows if r["metric"] == "relevance_mass"]
     assert all(np.isfinite(mass)) and out.with_suffix(".png").is_file()
+    from helpers import png_dpi, png_title
+
+    assert png_title(out.with_suffix(".png")) == (  # the model and the data in the title
+        "efficientnet_lite0 on scenes:3: explanation metrics over 3 images (bars: mean, whiskers: 95 % CI)"
+    ) and png_dpi(out.with_suffix(".png")) == (300, 300)
     code, _, err = run_cli(
         monkeypatch, capsys, "evaluate-explanations", "scenes:2", "--metrics", "nonsense", "--device", "cpu"
     )

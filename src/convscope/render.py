@@ -76,12 +76,17 @@ def figure_title(fig) -> str:
 
 
 def figure_to_image(
-    fig, path: str | Path | None = None, h_pad: float | None = None, dpi: int = SCREEN_DPI
+    fig,
+    path: str | Path | None = None,
+    h_pad: float | None = None,
+    dpi: int = SCREEN_DPI,
+    rect: tuple[float, float, float, float] | None = None,
 ) -> Image.Image:
-    """Render a matplotlib figure (tight layout) to a PIL image at ``dpi`` (recorded in its
-    ``info["dpi"]``), save it to ``path`` if given (:func:`save_figure`: a PNG/JPEG at
-    :data:`PRINT_DPI`, or PDF/SVG; the title in the PNG's metadata) and close it."""
-    fig.tight_layout(h_pad=h_pad)
+    """Render a matplotlib figure (tight layout, within ``rect`` of the figure if given) to a PIL
+    image at ``dpi`` (recorded in its ``info["dpi"]``), save it to ``path`` if given
+    (:func:`save_figure`: a PNG/JPEG at :data:`PRINT_DPI`, or PDF/SVG; the title in the PNG's
+    metadata) and close it."""
+    fig.tight_layout(h_pad=h_pad, rect=rect)
     buffer = io.BytesIO()
     raster = path is not None and Path(path).suffix.lower() not in VECTOR_SUFFIXES
     # a raster file: one pass at print resolution, the returned picture is that reduced (box filter)
@@ -196,11 +201,14 @@ def figure(
     suptitle: str | None = None,
     panel_size: float = 3.0,
     dpi: int = SCREEN_DPI,
+    legend: Sequence[tuple[str, tuple[int, int, int]]] = (),
 ) -> Image.Image:
     """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image
     (at ``dpi``; the file is written at :data:`PRINT_DPI`). ``panel_size`` is in inches.
 
-    Titles wrap to their panel's width and the title above all (``suptitle``) to the figure's."""
+    Titles wrap to their panel's width and the title above all (``suptitle``) to the figure's.
+    ``legend``: (name, RGB 0-255) pairs drawn as colour swatches under the panels (class colours
+    of masks)."""
     plt = pyplot()
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
@@ -208,7 +216,9 @@ def figure(
     suptitle = wrap(suptitle, panel_size * columns, 11) if suptitle else None
     lines = max((title.count("\n") + 1 for title in titles if title), default=0)
     top = 0.25 * (suptitle.count("\n") + 1) + 0.15 if suptitle else 0
-    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + top
+    legend_columns = max(1, min(len(legend), int(panel_size * columns / 1.3)))
+    below = 0.22 * -(-len(legend) // legend_columns) + 0.15 if legend else 0
+    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + top + below
     fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, height), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
@@ -250,7 +260,13 @@ def figure(
         axis.set_title(title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None, dpi=dpi)
+    if legend:
+        from matplotlib.patches import Patch
+
+        swatches = [Patch(facecolor=np.asarray(rgb) / 255, edgecolor="black", label=name) for name, rgb in legend]
+        fig.legend(handles=swatches, loc="lower center", ncols=legend_columns, fontsize=8, frameon=False)
+    rect = (0, below / height, 1, 1) if legend else None  # the panels above the legend
+    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None, dpi=dpi, rect=rect)
 
 
 def bar_chart(

@@ -80,9 +80,10 @@ class ExplanationTable:
             writer.writerows(rows)
         return path
 
-    def figure(self, path: str | Path | None = None):
-        """One panel per metric: the mean of each method with its 95 % interval (arrow: better)."""
-        from ..render import pyplot, save_figure
+    def figure(self, path: str | Path | None = None, subject: str = ""):
+        """One panel per metric: the mean of each method with its 95 % interval (arrow: better),
+        titled with ``subject`` (the model and the data, e.g. ``"resnet18 on samples:imagenet"``)."""
+        from ..render import pyplot, save_figure, wrap
 
         plt = pyplot()
 
@@ -104,7 +105,8 @@ class ExplanationTable:
             better = "higher" if METRICS.meta(metric)["higher_better"] else "lower"
             axis.set_title(f"{metric} ({better} better)", fontsize=8)
             axis.tick_params(axis="x", labelsize=7)
-        fig.suptitle(f"explanation metrics over {self.images} images (bars: mean, whiskers: 95 % CI)", fontsize=9)
+        heading = f"{subject + ': ' if subject else ''}explanation metrics over {self.images} images"
+        fig.suptitle(wrap(f"{heading} (bars: mean, whiskers: 95 % CI)", 3.3 * columns, 9), fontsize=9)
         fig.tight_layout()
         if path is not None:
             save_figure(fig, path)

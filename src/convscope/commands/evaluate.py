@@ -161,5 +161,5 @@ def evaluate_command(
     console.print(shown)
     path = table.write_csv(output_path(out))
     picture = path.with_suffix(".png")
-    table.figure(picture)
+    table.figure(picture, subject=f"{network.name} on {data}")
     console.print(f"wrote {path} and {picture}")
