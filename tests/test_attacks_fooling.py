@@ -22,7 +22,9 @@ def test_cppn_evolves_a_strawberry_at_99_percent(model, tmp_path):
     fooling_gallery(model, result, tmp_path / "gallery.svg")
     generations = result.generations.item()
     heading = f"efficientnet_lite0: fooling images (CPPN evolution, Nguyen 2015), {generations} generations, "
-    assert heading + f"{32 * generations} queries per class" in svg_text(tmp_path / "gallery.svg") and f"strawberry (949) p = {result.confidence.item():.3f}" in svg_text(tmp_path / "gallery.svg")
+    assert heading + f"{32 * generations} queries per class" in svg_text(
+        tmp_path / "gallery.svg"
+    ) and f"strawberry (949) p = {result.confidence.item():.3f}" in svg_text(tmp_path / "gallery.svg")
     fooling_gallery(model, result, tmp_path / "gallery.png")
     assert png_dpi(tmp_path / "gallery.png") == (300, 300)
 

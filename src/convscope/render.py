@@ -182,9 +182,10 @@ def wrap(text: str, inches: float, points: float) -> str:
 
 @dataclass
 class Panel:
-    """One picture of a figure: an image (3, H, W), or a map drawn over ``under`` (or alone)."""
+    """One picture of a figure: an image (3, H, W), or a map drawn over ``under`` (or alone);
+    ``None``: an empty place in the grid (a row that ends early)."""
 
-    picture: torch.Tensor
+    picture: torch.Tensor | None
     title: str = ""
     under: torch.Tensor | None = None
     cmap: str = "jet"
@@ -223,6 +224,8 @@ def figure(
     for axis in axes.flat:
         axis.axis("off")
     for axis, panel, title in zip(axes.flat, panels, titles):
+        if panel.picture is None:
+            continue
         picture = panel.picture.detach().float().cpu()
         if panel.under is None and picture.ndim >= 3 and picture.shape[-3] == 3 and not panel.colorbar:
             axis.imshow(to_uint8(picture))

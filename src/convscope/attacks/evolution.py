@@ -312,9 +312,7 @@ def fooling_images(
         fitness = fitness.view(count, popsize, -1).gather(2, classes.view(-1, 1, 1).expand(-1, popsize, 1))[..., 0]
         best = fitness.argmax(dim=1)
     pick = torch.arange(count, device=device)
-    return FoolingResult(
-        classes, images[pick, best], fitness[pick, best], used, spent, torch.stack(history), encoding
-    )
+    return FoolingResult(classes, images[pick, best], fitness[pick, best], used, spent, torch.stack(history), encoding)
 
 
 def fooling_gallery(model: torch.nn.Module, result: FoolingResult, path=None):

@@ -104,6 +104,7 @@ class ExplanationTable:
             axis.invert_yaxis()
             better = "higher" if METRICS.meta(metric)["higher_better"] else "lower"
             axis.set_title(f"{metric} ({better} better)", fontsize=8)
+            axis.set_xlabel("score (mean over images)", fontsize=7)
             axis.tick_params(axis="x", labelsize=7)
         heading = f"{subject + ': ' if subject else ''}explanation metrics over {self.images} images"
         fig.suptitle(wrap(f"{heading} (bars: mean, whiskers: 95 % CI)", 3.3 * columns, 9), fontsize=9)

@@ -144,7 +144,7 @@ class TrainingHistory:
         numbers = [record.epoch for record in self.epochs]
         axis.plot(numbers, [r.clean_accuracy for r in self.epochs], "o-", label="clean")
         if self.eval_steps > 0:
-            label = f"PGD-{self.eval_steps}, L∞ eps={self.eps:.3g} (upper bound)"
+            label = f"PGD-{self.eval_steps}, L∞ ε = {255 * self.eps:.3g}/255 (upper bound)"
             axis.plot(numbers, [r.robust_accuracy for r in self.epochs], "s-", label=label)
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
