@@ -54,10 +54,10 @@ from ..hooks import frozen
 from ..registry import Registry
 
 METRICS: Registry[Callable[..., torch.Tensor]] = Registry(
-    "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=()
+    "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=(), unit=""
 )
 """name -> metric; metadata: ``family``, ``higher_better``, ``stochastic``, ``calls`` (model passes per
-image, a formula of the options), ``needs`` (``"explain"`` and/or ``"masks"``)."""
+image, a formula of the options), ``needs`` (``"explain"`` and/or ``"masks"``), ``unit`` (what the score measures, for axes)."""
 
 
 def flat_map(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -102,7 +102,7 @@ def _forward(model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- complexity
-@METRICS.register(family="complexity", higher_better=True, calls="0")
+@METRICS.register(family="complexity", higher_better=True, calls="0", unit="Gini index of |map| (0-1)")
 def sparseness(model, x, heat, target=None, **_) -> torch.Tensor:
     """Sparseness (Chalasani et al. 2020): the Gini index of |map| scaled by its maximum (+1e-7,
     as Quantus); 1 = all relevance on one pixel, 0 = uniform. No model call."""
@@ -116,7 +116,7 @@ def sparseness(model, x, heat, target=None, **_) -> torch.Tensor:
     return _nan_where(gini, dead)
 
 
-@METRICS.register(family="complexity", higher_better=False, calls="0")
+@METRICS.register(family="complexity", higher_better=False, calls="0", unit="entropy of |map| (nats)")
 def complexity(model, x, heat, target=None, **_) -> torch.Tensor:
     """Entropy complexity (Bhatt et al. 2020): Shannon entropy (nats) of |map| / sum |map|; lower is
     simpler. No model call."""
@@ -138,7 +138,9 @@ def _masks(masks, x) -> torch.Tensor:
     return masks.flatten(1)
 
 
-@METRICS.register(family="localisation", higher_better=True, calls="0", needs=("masks",))
+@METRICS.register(
+    family="localisation", higher_better=True, calls="0", needs=("masks",), unit="share of images hit (0-1)"
+)
 def pointing_game(model, x, heat, target=None, masks=None, **_) -> torch.Tensor:
     """Pointing game (Zhang et al. 2018): 1 if a maximum of the (signed) map lies in the object mask.
     NaN for an empty mask. No model call."""
@@ -148,7 +150,9 @@ def pointing_game(model, x, heat, target=None, masks=None, **_) -> torch.Tensor:
     return _nan_where(hit, _zero(values) | ~inside.any(dim=1))
 
 
-@METRICS.register(family="localisation", higher_better=True, calls="0", needs=("masks",))
+@METRICS.register(
+    family="localisation", higher_better=True, calls="0", needs=("masks",), unit="share of the map's sum in the mask"
+)
 def relevance_mass(model, x, heat, target=None, masks=None, **_) -> torch.Tensor:
     """Relevance mass accuracy (Arras et al. 2022): share of the (signed) map's sum inside the mask.
     NaN for an empty mask. No model call."""
@@ -158,7 +162,7 @@ def relevance_mass(model, x, heat, target=None, masks=None, **_) -> torch.Tensor
 
 
 # -------------------------------------------------------------------------------------------- faithfulness
-@METRICS.register(family="faithfulness", higher_better=False, calls="steps")
+@METRICS.register(family="faithfulness", higher_better=False, calls="steps", unit="AUC of p(target) (0-1)")
 def pixel_flipping(model, x, heat, target=None, steps: int = 16, batch_size: int = 64, **_) -> torch.Tensor:
     """Pixel flipping (Bach et al. 2015): set the pixels to black in order of the map, HW/steps at a
     time, and take the area under the target's softmax probability after each step (trapezoid,
@@ -178,7 +182,7 @@ def pixel_flipping(model, x, heat, target=None, steps: int = 16, batch_size: int
     return _nan_where(torch.trapezoid(curve, dx=1.0 / steps, dim=1), _zero(values))
 
 
-@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 1")
+@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 1", unit="AUC of p(target) (0-1)")
 def deletion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
     """Deletion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.deletion`). Lower is better."""
     from .evaluate import deletion as curve
@@ -187,7 +191,7 @@ def deletion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
     return _nan_where(curve(model, x, heat, _class_ids(model, x, target), steps=steps).auc, _zero(values))
 
 
-@METRICS.register(family="faithfulness", higher_better=True, calls="steps + 1")
+@METRICS.register(family="faithfulness", higher_better=True, calls="steps + 1", unit="AUC of p(target) (0-1)")
 def insertion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
     """Insertion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.insertion`). Higher is better."""
     from .evaluate import insertion as curve
@@ -205,7 +209,9 @@ def subset_indices(count: int, pixels: int, runs: int, subset: int, seed: int) -
     )
 
 
-@METRICS.register(family="faithfulness", higher_better=True, stochastic=True, calls="runs + 1")
+@METRICS.register(
+    family="faithfulness", higher_better=True, stochastic=True, calls="runs + 1", unit="Pearson r (-1 to 1)"
+)
 def faithfulness_correlation(
     model, x, heat, target=None, runs: int = 64, subset: int = 224, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
@@ -309,7 +315,13 @@ def _road(model, x, heat, target, order: str, fractions, noise: float, seed: int
 ROAD_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
-@METRICS.register(family="faithfulness", higher_better=False, stochastic=True, calls="len(fractions)")
+@METRICS.register(
+    family="faithfulness",
+    higher_better=False,
+    stochastic=True,
+    calls="len(fractions)",
+    unit="share of fractions still predicted (0-1)",
+)
 def road_morf(
     model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
@@ -319,7 +331,13 @@ def road_morf(
     return _road(model, x, heat, target, "morf", fractions, noise, seed, batch_size)
 
 
-@METRICS.register(family="faithfulness", higher_better=True, stochastic=True, calls="len(fractions)")
+@METRICS.register(
+    family="faithfulness",
+    higher_better=True,
+    stochastic=True,
+    calls="len(fractions)",
+    unit="share of fractions still predicted (0-1)",
+)
 def road_lerf(
     model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
@@ -336,7 +354,12 @@ def _need(explain):
 
 
 @METRICS.register(
-    family="robustness", higher_better=False, stochastic=True, calls="samples explanations", needs=("explain",)
+    family="robustness",
+    higher_better=False,
+    stochastic=True,
+    calls="samples explanations",
+    needs=("explain",),
+    unit="max relative L2 change of the map",
 )
 def max_sensitivity(
     model, x, heat, target=None, explain=None, samples: int = 8, radius: float = 0.02, seed: int = 0, **_
@@ -356,7 +379,12 @@ def max_sensitivity(
 
 
 @METRICS.register(
-    family="robustness", higher_better=False, stochastic=True, calls="samples explanations", needs=("explain",)
+    family="robustness",
+    higher_better=False,
+    stochastic=True,
+    calls="samples explanations",
+    needs=("explain",),
+    unit="max map change / input change (L2)",
 )
 def local_lipschitz(
     model, x, heat, target=None, explain=None, samples: int = 8, std: float = 0.02, seed: int = 0, **_
@@ -377,7 +405,12 @@ def local_lipschitz(
 
 # ------------------------------------------------------------------------------------------- randomisation
 @METRICS.register(
-    family="randomisation", higher_better=False, stochastic=True, calls="1 explanation", needs=("explain",)
+    family="randomisation",
+    higher_better=False,
+    stochastic=True,
+    calls="1 explanation",
+    needs=("explain",),
+    unit="SSIM to a random class's map (-1 to 1)",
 )
 def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) -> torch.Tensor:
     """Random logit test (Sixt et al. 2020): SSIM between the map of the target and the map of a
@@ -404,7 +437,12 @@ def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) 
 
 
 @METRICS.register(
-    family="randomisation", higher_better=False, stochastic=True, calls="groups explanations", needs=("method",)
+    family="randomisation",
+    higher_better=False,
+    stochastic=True,
+    calls="groups explanations",
+    needs=("method",),
+    unit="Spearman rho after randomisation (-1 to 1)",
 )
 def mprt(
     model, x, heat, target=None, method: str | None = None, options: dict | None = None, seed: int = 0, **_
