@@ -112,13 +112,14 @@ def figure_to_image(
     path: str | Path | None = None,
     h_pad: float | None = None,
     dpi: int = SCREEN_DPI,
-    rect: tuple[float, float, float, float] | None = None,
+    tight: bool = True,
 ) -> Image.Image:
-    """Render a matplotlib figure (tight layout, within ``rect`` of the figure if given) to a PIL
-    image at ``dpi`` (recorded in its ``info["dpi"]``), save it to ``path`` if given
+    """Render a matplotlib figure (tight layout, unless ``tight`` is false: laid out already) to a
+    PIL image at ``dpi`` (recorded in its ``info["dpi"]``), save it to ``path`` if given
     (:func:`save_figure`: a PNG/JPEG at :data:`PRINT_DPI`, or PDF/SVG; the title in the PNG's
     metadata) and close it."""
-    fig.tight_layout(h_pad=h_pad, rect=rect)
+    if tight:
+        fig.tight_layout(h_pad=h_pad)
     buffer = io.BytesIO()
     raster = path is not None and Path(path).suffix.lower() not in VECTOR_SUFFIXES
     # a raster file: one pass at print resolution, the returned picture is that reduced (box filter)
@@ -300,8 +301,16 @@ def figure(
 
         swatches = [Patch(facecolor=np.asarray(rgb) / 255, edgecolor="black", label=name) for name, rgb in legend]
         fig.legend(handles=swatches, loc="lower center", ncols=legend_columns, fontsize=8, frameon=False)
-    rect = (0, below / height, 1, 1) if legend else None  # the panels above the legend
-    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None, dpi=dpi, rect=rect)
+    h_pad = 1.2 * lines if lines > 1 else None
+    if legend:  # lay the panels out without the legend's band, then add the band below them, inches unchanged
+        width = fig.get_figwidth()
+        fig.set_size_inches(width, height - below)
+        fig.tight_layout(h_pad=h_pad)
+        params = fig.subplotpars
+        fig.set_size_inches(width, height)
+        lift = below / height
+        fig.subplots_adjust(bottom=lift + params.bottom * (1 - lift), top=lift + params.top * (1 - lift))
+    return figure_to_image(fig, path, h_pad=h_pad, dpi=dpi, tight=not legend)
 
 
 def bar_chart(
