@@ -161,3 +161,11 @@ def test_explain_and_sanity_reject_bad_input(monkeypatch, capsys, tmp_path):
         str(tmp_path / "s.png"),
     )
     assert code == 2 and "cascading" in err
+
+
+def test_colour_bar_units_follow_how_the_map_is_drawn():
+    from convscope.commands.explain import _unit
+
+    # Guided Grad-CAM is a CAM-family entry drawn by |value| (a gradient product): its bar is not "CAM"
+    assert _unit("gradcam", {}) == "CAM" and _unit("guided_gradcam", {}) == "attribution"
+    assert _unit("saliency", {}) == "attribution" and _unit("occlusion", {}) == "drop in logit when hidden"
