@@ -76,6 +76,26 @@ def test_gap_head_closed_forms():
         assert torch.allclose(hires, other, rtol=1e-4, atol=1e-5)
 
 
+def test_gradient_cams_share_one_template():
+    """Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM and LayerCAM are weightings on one template: the same
+    leading signature, their own options appended, called positionally or by keyword alike."""
+    import inspect
+
+    from convscope.attribution import METHODS
+    from convscope.attribution.cam import gradcam
+
+    shared = list(inspect.signature(METHODS.get("gradcam")).parameters)
+    assert shared == ["model", "x", "target", "layer", "relu", "interpolation", "objective"]
+    for name, own in (("gradcam_pp", []), ("hirescam", []), ("xgradcam", ["eps"]), ("layercam", ["gamma"])):
+        parameters = list(inspect.signature(METHODS.get(name)).parameters)
+        assert sorted(parameters) == sorted(shared + own), name
+    net, x = GapNet(), torch.rand(2, 3, 8, 8)
+    assert torch.equal(
+        gradcam(net, x, 1, "body.4", False), attribute(net, x, 1, method="gradcam", layer="body.4", relu=False)
+    )
+    assert METHODS.get("layercam").__doc__.startswith("LayerCAM (Jiang et al. 2021)")
+
+
 def test_full_gradient_completeness():
     """FullGrad's eq. 2: input-gradient and bias-gradient terms sum to the logit exactly on a
     piecewise-linear network (conv biases, eval BatchNorm offsets and the Linear bias)."""

@@ -12,6 +12,7 @@ from convscope.dissect.atlas import build_atlas
 from convscope.dissect.examples import load_examples
 from convscope.errors import ConvscopeError
 from convscope.testing import assert_untouched, model_state
+from helpers import png_dpi, png_title
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,10 @@ def test_atlas_and_examples_commands(mined, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "units" / "units_blocks.2.png").is_file()
+    units = tmp_path / "units" / "units_blocks.2.png"
+    assert png_title(units) == "efficientnet_lite0 · blocks.2: the units that fire most on sample:coffee"
+    assert png_dpi(units) == png_dpi(tmp_path / "site" / "blocks.2" / "img" / "examples_1.png") == (300, 300)
+    assert png_dpi(tmp_path / "site" / "blocks.2" / "img" / "weights_1.png") == (300, 300)
     assert load_examples(tmp_path / "site" / "examples-checkpoint.safetensors").complete
 
 

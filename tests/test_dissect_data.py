@@ -11,7 +11,7 @@ from convscope.dissect import top_k_examples
 from convscope.dissect.examples import load_examples
 from convscope.errors import ConvscopeError
 from convscope.hooks import capture
-from helpers import run_cli
+from helpers import png_dpi, png_title, run_cli
 
 try:
     samples_folder()
@@ -59,7 +59,10 @@ def test_examples_and_atlas_commands_take_any_dataset_spec(model, monkeypatch, c
     assert "on 6 images" in " ".join(text.split())
     code, text, err = run_cli(monkeypatch, capsys, "examples", "samples:cifar10", *common, "-o", str(tmp_path / "ex"))
     assert code == 0, err
-    assert "conv_stem: 20 images" in text and (tmp_path / "ex" / "examples_conv_stem.png").is_file()
+    assert "conv_stem: 20 images" in text and png_dpi(tmp_path / "ex" / "examples_conv_stem.png") == (300, 300)
+    assert png_title(tmp_path / "ex" / "examples_conv_stem.png").endswith(
+        "conv_stem: top-2 dataset examples per channel (20 images)"
+    )
     assert load_examples(tmp_path / "ex" / "examples-checkpoint.safetensors").spec == "samples:cifar10"
     code, _, err = run_cli(monkeypatch, capsys, "examples", "nowhere:/x", *common, "-o", str(tmp_path / "bad"))
     assert code == 2 and "is not a folder, a samples:NAME set" in err and "Traceback" not in err

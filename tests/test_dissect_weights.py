@@ -9,6 +9,7 @@ from convscope.cli import app
 from convscope.dissect import filter_tiles, layer_weight, row_tiles, weight_grid, weight_tiles
 from convscope.dissect.weights import channel_weight
 from convscope.errors import ConvscopeError
+from helpers import png_dpi, png_title
 
 
 def test_rgb_filters_are_signed_and_scaled_per_filter():
@@ -76,5 +77,24 @@ def test_weights_command_writes_the_grid(tmp_path):
 
     with Image.open(out) as picture:
         assert picture.size[0] > 100
+    # a Pillow-built sheet prints at 300 dpi and says what it shows, as the matplotlib figures do
+    assert png_dpi(out) == (300, 300)
+    assert png_title(out) == "efficientnet_lite0 · conv_stem (32x3x3x3): 32 filters, auto view"
     bad = CliRunner().invoke(app, ["weights", "--layer", "global_pool"])
     assert isinstance(bad.exception, ConvscopeError)
+
+
+def test_pillow_sheets_are_saved_at_print_resolution(tmp_path):
+    from PIL import Image
+
+    from convscope.render import annotate, save_picture
+
+    sheet = annotate(weight_grid(torch.rand(6, 3, 3, 3), numbered=True), "six random filters")
+    assert png_title(save_picture(sheet, tmp_path / "s.png")) == "six random filters"
+    assert png_dpi(tmp_path / "s.png") == (300, 300)
+    assert png_title(save_picture(sheet, tmp_path / "t.png", title="another  title")) == "another title"
+    with Image.open(save_picture(sheet, tmp_path / "s.jpg")) as jpeg:
+        assert tuple(round(v) for v in jpeg.info["dpi"]) == (300, 300)
+    assert save_picture(sheet, tmp_path / "s.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(ConvscopeError, match="a picture is saved as .png"):
+        save_picture(sheet, tmp_path / "s.svg")

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from convscope.images import to_uint8
+from convscope.images import model_image, to_uint8
+from convscope.predictions import predict
 from convscope.server import create_app
 from convscope.server.jobs import JobRunner, QueueFull
 from convscope.testing import assert_untouched, model_state
@@ -87,6 +88,24 @@ def test_upload_predict_and_cache_by_input_hash(client, chelsea):
     assert len(sample) == 3 and sample[0]["label"] == "espresso"
 
 
+def test_images_are_fitted_to_the_model_as_the_cli_and_load_image_fit_them(client, model):
+    # the whole 451x300 photo: the app centre-crops it like `convscope predict` and model_image
+    # (Resize(256) + CenterCrop(224)); squashed to 224x224 it would be Egyptian cat p = 0.793
+    from skimage import data as samples
+
+    whole = samples.chelsea()
+    buffer = io.BytesIO()
+    Image.fromarray(whole).save(buffer, format="PNG")
+    uploaded = client.post("/api/images", files={"file": ("chelsea.png", buffer.getvalue(), "image/png")}).json()
+    assert (uploaded["width"], uploaded["height"]) == (451, 300)
+    expected = predict(model, model_image("sample:chelsea", model), 3)[0]
+    for image in (uploaded["id"], "sample:chelsea"):
+        answer = client.post("/api/predict", json={"image": image, "topk": 3}).json()["predictions"]
+        assert [row["class_id"] for row in answer] == [p.class_id for p in expected] == [282, 285, 281]
+        assert all(abs(row["probability"] - p.probability) < 1e-6 for row, p in zip(answer, expected))
+    assert abs(expected[0].probability - 0.390) < 0.01  # tiger cat
+
+
 def test_layers_with_shapes_and_receptive_fields(client):
     layers = {row["name"]: row for row in client.get("/api/layers").json()["layers"]}
     assert layers["bn2"]["shape"] == [1280, 7, 7] and layers["bn2"]["unusable"] is None
@@ -102,7 +121,8 @@ def test_explain_returns_an_overlay_for_the_predicted_class(client):
     methods = client.get("/api/methods").json()
     assert "gradcam" in methods["attribution"] and "fgsm" in methods["attack"] and "report" in methods["jobs"]
     result = client.post("/api/explain", json={"image": "sample:chelsea", "method": "gradcam"}).json()
-    assert result["target"] == {"class_id": 285, "label": "Egyptian cat"} and result["layer"] == "bn2"
+    # the centre-cropped photo (the app fits images as the CLI does): tiger cat, 0.39 (squashed: Egyptian cat)
+    assert result["target"] == {"class_id": 282, "label": "tiger cat"} and result["layer"] == "bn2"
     assert decode(result["overlay"]).size == (224, 224)
     other = client.post(
         "/api/explain", json={"image": "sample:chelsea", "method": "gradcam", "layer": "blocks.5", "target": 281}
@@ -115,8 +135,8 @@ def test_attack_confidences_move_with_eps(client):
     none = client.post("/api/attack", json={"image": "sample:chelsea", "method": "fgsm", "eps": 0}).json()
     assert none["after"] == none["before"] and none["success"] is False
     strong = client.post("/api/attack", json={"image": "sample:chelsea", "method": "fgsm", "eps": 4 / 255}).json()
-    assert strong["before"][0]["label"] == "Egyptian cat"
-    assert strong["success"] is True and strong["after"][0]["label"] != "Egyptian cat"
+    assert strong["before"][0]["label"] == "tiger cat"  # centre-cropped chelsea (squashed: Egyptian cat)
+    assert strong["success"] is True and strong["after"][0]["label"] != "tiger cat"
     assert abs(strong["linf"] - 4 / 255) < 1e-6
     assert all(decode(strong[k]).size == (224, 224) for k in ("original", "perturbation", "adversarial"))
 

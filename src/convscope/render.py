@@ -16,7 +16,10 @@ __all__ = [
     "overlay",
     "Panel",
     "png_bytes",
+    "PRINT_DPI",
     "pyplot",
+    "save_figure",
+    "save_picture",
     "upsample",
     "VECTOR_SUFFIXES",
 ]
@@ -65,6 +68,35 @@ def save_figure(fig, path: str | Path, dpi: int = PRINT_DPI) -> Path:
     metadata = {"Title": figure_title(fig)} if path.suffix.lower() in (".png", *VECTOR_SUFFIXES) else None
     with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
         fig.savefig(path, dpi=dpi, metadata=metadata)
+    return path
+
+
+#: raster formats :func:`save_picture` writes (a sheet drawn with Pillow has no vector form).
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".pdf")
+
+
+def save_picture(picture: Image.Image, path: str | Path, title: str | None = None) -> Path:
+    """Write a picture drawn with Pillow (filter grids, dataset-example sheets, unit strips) the
+    way :func:`save_figure` writes a matplotlib figure: at :data:`PRINT_DPI` (one pixel is
+    1/300 inch when printed; a PDF gets the same resolution) with its title in a PNG's metadata
+    (``title``, else the one :func:`annotate` drew), creating the folder."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from .errors import ConvscopeError
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PICTURE_SUFFIXES:
+        raise ConvscopeError(
+            f"{path}: a picture is saved as {' | '.join(PICTURE_SUFFIXES)}, not {suffix or 'no suffix'}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title = picture.info.get("title", "") if title is None else title
+    options: dict = {"resolution": float(PRINT_DPI)} if suffix == ".pdf" else {"dpi": (PRINT_DPI, PRINT_DPI)}
+    if suffix == ".png" and title:
+        options["pnginfo"] = PngInfo()
+        options["pnginfo"].add_text("Title", " ".join(str(title).split()))
+    picture.convert("RGB").save(path, **options)
     return path
 
 
@@ -299,6 +331,7 @@ def annotate(
         draw.text((6, 5), title, fill=(0, 0, 0), font=_font(14))
     for row, text in enumerate(row_labels):
         draw.text((4, band + row * row_height + max(0, row_height // 2 - 7)), text, fill=(0, 0, 0), font=_font(11))
+    out.info["title"] = title  # written into the file's metadata by save_picture
     return out
 
 

@@ -175,10 +175,10 @@ class ExplainReduction(Reduction):
                 ]
             )
             if self.overlays:
-                from ..render import overlay
+                from ..render import overlay, save_picture
 
                 path = self.out / "overlays" / (_safe_name(image_id) + ".png")
-                overlay(batch.images[row].cpu(), maps[row], mode=display_mode(self.method)).save(path)
+                save_picture(overlay(batch.images[row].cpu(), maps[row], mode=display_mode(self.method)), path)
         part = self.out / "index" / f"{name}.csv"
         part.with_suffix(".tmp").write_text(text.getvalue())
         os.replace(part.with_suffix(".tmp"), part)

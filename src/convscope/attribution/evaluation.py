@@ -29,13 +29,20 @@ SCENE_TARGETS = {"cat": 285, "coffee": 967}
 
 @dataclass
 class ExplanationTable:
-    """Per-image scores: ``scores[method][metric]`` is a list of floats (NaN = undefined)."""
+    """Per-image scores: ``scores[method][metric]`` is a list of floats (NaN = undefined).
+
+    ``model``, ``data`` and ``settings`` say what was scored (written into every CSV row and the
+    figure's title), e.g. ``"efficientnet_lite0"``, ``"samples:imagenet, 224 px"``, ``"runs=64"``.
+    """
 
     methods: list[str]
     metrics: list[str]
     scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     images: int = 0
     stopped: bool = False
+    model: str = ""
+    data: str = ""
+    settings: str = ""
 
     def summary(self, method: str, metric: str) -> tuple[float, float, int, int]:
         """(mean, 95 % half-width, images with a score, images with NaN)."""
@@ -67,6 +74,9 @@ class ExplanationTable:
                         "ci95_high": mean + half,
                         "images": count,
                         "undefined": undefined,
+                        "model": self.model,
+                        "data": self.data,
+                        "settings": self.settings,
                     }
                 )
         return rows
@@ -103,8 +113,22 @@ class ExplanationTable:
             axis.invert_yaxis()
             better = "higher" if METRICS.meta(metric)["higher_better"] else "lower"
             axis.set_title(f"{metric} ({better} better)", fontsize=8)
+            axis.set_xlabel(METRICS.meta(metric)["unit"], fontsize=7)
             axis.tick_params(axis="x", labelsize=7)
-        fig.suptitle(f"explanation metrics over {self.images} images (bars: mean, whiskers: 95 % CI)", fontsize=9)
+            for position, (_, _, count, undefined) in zip(positions, stats):  # at the right edge
+                if undefined:
+                    label = "no score" if not count else f"{undefined} n/a"
+                    axis.text(
+                        0.99, position, label, va="center", ha="right", fontsize=6, transform=axis.get_yaxis_transform()
+                    )
+        subject = " on ".join(part for part in (self.model, self.data) if part)
+        stopped = ", stopped early" if self.stopped else ""
+        lines = [
+            f"{subject + ': ' if subject else ''}explanation metrics over {self.images} images{stopped}",
+            "bars: mean over images, whiskers: 95 % Student-t interval"
+            + (f"; {self.settings}" if self.settings else ""),
+        ]
+        fig.suptitle("\n".join(lines), fontsize=9)
         fig.tight_layout()
         if path is not None:
             save_figure(fig, path)

@@ -111,18 +111,22 @@ def weights_command(
 ) -> None:
     """A layer's filters (first layer in colour) or an MLP's weight rows as an image grid."""
     from ..dissect import weight_grid, weight_tiles
+    from ..render import save_picture
 
     network = model.open()
     tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
     weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
     shape = "x".join(map(str, weight.shape)) if weight is not None else ""
-    weight_grid(
-        tiles,
-        numbered=True,
-        title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
-        f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
-        f"{mode} view",
-    ).save(output_path(out))
+    save_picture(
+        weight_grid(
+            tiles,
+            numbered=True,
+            title=f"{network.name} · {layer} ({shape}): {len(tiles)} "
+            f"{'filters' if weight is not None and weight.ndim == 4 else 'rows'}, "
+            f"{mode} view",
+        ),
+        output_path(out),
+    )
     console.print(f"{len(tiles)} tiles of {layer} -> {out}")
 
 
@@ -152,6 +156,7 @@ def examples_command(
     Resumable: partial results are kept in OUT/examples-checkpoint.safetensors (also after Ctrl-C); run again to go on.
     """
     from ..dissect import channel_sheet, example_strip, top_units
+    from ..render import save_picture
 
     network = model.open()
     out.mkdir(parents=True, exist_ok=True)
@@ -163,12 +168,13 @@ def examples_command(
                 (picture[0, :, u.box[0] : u.box[2], u.box[1] : u.box[3]].cpu(), picture[0].cpu(), u.box) for u in units
             ]
             path = out / f"units_{layer}.png"
-            example_strip(
+            strip = example_strip(
                 found,
                 112,
                 title=f"{network.name} · {layer}: the units that fire most on {image}",
                 labels=[f"ch {u.channel}\n{u.value:.3g}" for u in units],
-            ).save(path)
+            )
+            save_picture(strip, path)
             console.print(
                 f"{layer}: channels " + ", ".join(f"{u.channel} ({u.value:.3g})" for u in units) + f" -> {path}"
             )
@@ -181,7 +187,7 @@ def examples_command(
         path = out / f"examples_{layer}.png"
         top = found[layer].values.shape[1]
         title = f"{network.name} · {layer}: top-{top} dataset examples per channel ({found.seen} images)"
-        channel_sheet(found, layer, [c for c in shown if c < found[layer].channels], title=title).save(path)
+        save_picture(channel_sheet(found, layer, [c for c in shown if c < found[layer].channels], title=title), path)
         console.print(f"{layer}: {found.seen} images -> {path}")
 
 
@@ -234,21 +240,23 @@ def dissect_step(model, image, out: Path) -> list[Path]:
         weight_grid,
         weight_tiles,
     )
+    from ..render import save_picture
 
     filters = out / "dissect_filters.png"
     shape = "x".join(map(str, layer_weight(model, "conv_stem").shape))
     tiles = weight_tiles(model, "conv_stem")
     title = f"{model.name} · conv_stem ({shape}): {len(tiles)} filters, colour view"
-    weight_grid(tiles, tile_side=72, numbered=True, title=title).save(filters)
+    save_picture(weight_grid(tiles, tile_side=72, numbered=True, title=title), filters)
     units = out / "dissect_units_blocks.3.png"
     picture = image[0].cpu()
     strongest = top_units(model, image, "blocks.3", k=4)
-    example_strip(
+    strip = example_strip(
         [(picture[:, u.box[0] : u.box[2], u.box[1] : u.box[3]], picture, u.box) for u in strongest],
         112,
         title=f"{model.name} · blocks.3: the units that fire most on the photo",
         labels=[f"ch {u.channel}\n{u.value:.3g}" for u in strongest],
-    ).save(units)
+    )
+    save_picture(strip, units)
     with tempfile.TemporaryDirectory() as folder:
         found = top_k_examples(model, sample_folder(folder, n=24), ["bn1", "blocks.3"], k=6, size=160, progress=False)
         written = [filters, units]
@@ -256,6 +264,6 @@ def dissect_step(model, image, out: Path) -> list[Path]:
             path = out / f"dissect_examples_{layer}.png"
             top = found[layer].values.shape[1]
             title = f"{model.name} · {layer}: top-{top} dataset examples per channel ({found.seen} images)"
-            channel_sheet(found, layer, range(10), title=title).save(path)
+            save_picture(channel_sheet(found, layer, range(10), title=title), path)
             written.append(path)
     return written

@@ -52,6 +52,16 @@ def _read_masks(folder: Path, ids: list[str], size: int) -> torch.Tensor:
     return torch.stack(masks)
 
 
+def _settings_line(metrics: list[str], samples: int, runs: int, seed: int) -> str:
+    """The options that changed the numbers, for the CSV and the figure's title."""
+    parts = [f"seed {seed}"]
+    if {"max_sensitivity", "local_lipschitz"} & set(metrics):
+        parts.append(f"{samples} robustness samples")
+    if "faithfulness_correlation" in metrics:
+        parts.append(f"{runs} correlation runs")
+    return ", ".join(parts + ["methods at their quick settings"])
+
+
 def _dataset_batches(data: str, model, size: int, limit: int | None, batch_size: int, masks: Path | None):
     import torch
 
@@ -146,6 +156,9 @@ def evaluate_command(
         )
     if table.images == 0:
         raise ConvscopeError("stopped before the first batch was done: nothing to write")
+    table.model = network.name
+    table.data = f"{data}{f' (first {limit})' if limit is not None else ''}, {side} px"
+    table.settings = _settings_line(chosen_metrics, samples, runs, seed)
     shown = Table(
         "method",
         *[f"{m} {'↑' if METRICS.meta(m)['higher_better'] else '↓'}" for m in chosen_metrics],

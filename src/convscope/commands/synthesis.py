@@ -8,6 +8,8 @@ __all__ = [
     "dream_command",
     "invert_command",
     "invert_text_command",
+    "companion_figure",
+    "companion_path",
     "OutOption",
     "parse_channels",
     "QuietOption",
@@ -43,6 +45,10 @@ def parse_channels(text: str) -> list[int]:
     from ..cli_checks import parse_ids
 
     return parse_ids(text, "--channel")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _steps(value: int | None, default: int) -> dict:
@@ -109,7 +115,7 @@ def visualize_command(
         heading = f"{network.name}: class visualization, {shown.run.steps} steps"
     else:
         titles, heading = channel_titles(shown, layer, parse_channels(channel), network.name)
-    drawn = visualization_figure(shown, titles, heading, output_path(path.with_name(f"{path.stem}_figure.png")))
+    drawn = visualization_figure(shown, titles, heading, companion_path(path))
     console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}, {drawn}")
 
 
@@ -117,6 +123,19 @@ def channel_titles(shown, layer: str, channels: list[int], model_name: str) -> t
     """Panel titles (channel id, final mean activation) and the heading of a channel grid."""
     titles = [f"channel {c}\nmean activation {float(v):.3g}" for c, v in zip(channels, shown.scores)]
     return titles, f"{model_name} · {layer}: feature visualization, {shown.run.steps} steps"
+
+
+def companion_path(path: Path) -> Path:
+    """Where the titled figure of a raw result written to ``path`` goes: ``NAME_figure.png`` beside it."""
+    return output_path(path.with_name(f"{path.stem}_figure.png"))
+
+
+def companion_figure(panels, heading: str, path: Path) -> Path:
+    """The raw result's titled figure (model, layer and the number that matters) at 300 dpi."""
+    from ..render import figure
+
+    figure(panels, path, columns=len(panels), suptitle=heading, panel_size=2.4)
+    return path
 
 
 def visualization_figure(shown, titles: list[str], heading: str, path: Path) -> Path:
@@ -147,6 +166,7 @@ def dream_command(
     from ..images import save_image
 
     from ..optimize import dream
+    from ..render import Panel
 
     network = model.open()
     photo = open_image(image, network, size)
@@ -162,7 +182,14 @@ def dream_command(
         **_steps(steps, 10),
     )
     path = save_image(result.image, output_path(out))
-    console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
+    energy = f"{result.histories[0][0]:.3g} → {result.histories[-1][-1]:.3g}"
+    drawn = companion_figure(
+        [Panel(photo[0].cpu(), "input"), Panel(result.image[0].cpu(), f"dreamed at {layer}\nlayer energy {energy}")],
+        f"{network.name} · {layer}: DeepDream, {octaves} octaves × {_count(_steps(steps, 10)['steps'], 'step')}, "
+        f"layer energy (½ mean h²) {energy}",
+        companion_path(path),
+    )
+    console.print(f"{result.layer}: {energy.replace('→', '->')} -> {path}, {drawn}")
 
 
 @app.command("invert-text")
@@ -246,7 +273,19 @@ def invert_command(
         heading = f"{network.name}: {image} inverted from each layer (Mahendran & Vedaldi 2015)"
         figure(panels, path, columns=min(4, len(panels)), suptitle=heading)
     else:
-        save_image(results[0].image, path)
+        error = float(results[0].relative_error[0])
+        drawn = companion_figure(
+            [
+                Panel(photo[0], "input"),
+                Panel(results[0].image[0], f"inverted from {layers[0]}\nrelative error {error:.3f}"),
+            ],
+            f"{network.name} · {layers[0]}: feature inversion (Mahendran & Vedaldi 2015), "
+            f"relative error ‖Φ(x) − Φ0‖² / ‖Φ0‖² = {error:.3f}",
+            companion_path(path),
+        )
+        path = save_image(results[0].image, path)
+        console.print(f"-> {path}, {drawn}")
+        return
     console.print(f"-> {path}")
 
 
@@ -278,11 +317,14 @@ def stylize_command(
 
     from ..optimize import stylize
 
+    from ..render import Panel
+
     network = model.open()
+    content_image, style_image = open_image(content, network, size), open_image(style, network, size)
     result = stylize(
         network,
-        open_image(content, network, size),
-        open_image(style, network, size),
+        content_image,
+        style_image,
         style_weight=style_weight,
         init=init,
         optimizer=optimizer,
@@ -294,10 +336,20 @@ def stylize_command(
         **_steps(steps, 150),
     )
     path = save_image(result.image, output_path(out))
-    console.print(
-        f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "
-        f"content loss {result.initial_content_loss:.3g} -> {float(result.final_content_loss[0]):.3g} -> {path}"
+    losses = (
+        f"style loss {result.initial_style_loss:.3g} → {float(result.final_style_loss[0]):.3g}, "
+        f"content loss {result.initial_content_loss:.3g} → {float(result.final_content_loss[0]):.3g}"
     )
+    drawn = companion_figure(
+        [
+            Panel(content_image[0].cpu(), f"content: {content}\n(kept at {result.content_layer})"),
+            Panel(style_image[0].cpu(), f"style: {style}\n(Gram matrices at {', '.join(result.style_layers)})"),
+            Panel(result.image[0].cpu(), f"stylized, {_count(_steps(steps, 150)['steps'], 'step')}"),
+        ],
+        f"{network.name}: style transfer (Gatys et al. 2016), {losses}",
+        companion_path(path),
+    )
+    console.print(f"{losses.replace('→', '->')} -> {path}, {drawn}")
 
 
 @tour_step(60, "feature visualization, DeepDream, inversion and style transfer")

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import ConvscopeError
 from ..images import to_uint8
+from ..render import save_picture
 from .examples.drawing import example_strip, tile
 from .examples.types import TopExamples
 from .weights import channel_weight, filter_tiles, row_tiles, weight_grid
@@ -150,7 +151,7 @@ def build_atlas(
                 strip = example_strip(found, side)
                 if projections and found and examples[info["name"]].field.size is not None:
                     strip = _with_projections(model, examples, info["name"], channel, found, strip, side)
-                strip.save(folder / "img" / f"examples_{channel}.png")
+                save_picture(strip, folder / "img" / f"examples_{channel}.png")
                 weights_note = _save_weights(model, info["name"], channel, folder / "img" / f"weights_{channel}.png")
                 record = examples[info["name"]]
                 sources = [
@@ -245,11 +246,11 @@ def _save_weights(model: nn.Module, layer: str, channel: int, path: Path) -> str
     inputs = weight.shape[0] if weight.ndim == 3 else weight.numel()
     if weight.ndim == 1 or weight.shape[-2:] == (1, 1):  # linear row or 1x1 conv: one weight per input
         rows = _near_square(inputs)
-        weight_grid(row_tiles(weight.reshape(1, -1), (rows, inputs // rows)), tile_side=192).save(path)
+        save_picture(weight_grid(row_tiles(weight.reshape(1, -1), (rows, inputs // rows)), tile_side=192), path)
         kind = f"its {inputs} input weights as a {rows}x{inputs // rows} grid, row-major (grey = 0)"
     else:
         tiles = filter_tiles(weight[None], "rgb" if weight.shape[0] == 3 else "channels", max_inputs=32)
-        weight_grid(tiles, columns=16, tile_side=96).save(path)
+        save_picture(weight_grid(tiles, columns=16, tile_side=96), path)
         kind = (
             "RGB filter"
             if weight.shape[0] == 3

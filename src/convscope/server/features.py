@@ -98,7 +98,14 @@ def watched(model: ImageClassifier, expected: int, report: Callable[[float, str]
         passes += 1
         report(passes / expected, f"step {passes}/{expected}")
 
-    view = ImageClassifier(model.network, labels=model.labels, name=model.name, input_size=model.input_size)
+    view = ImageClassifier(
+        model.network,
+        labels=model.labels,
+        name=model.name,
+        input_size=model.input_size,
+        fixed_size=model.fixed_size,  # a 32 x 32 network still gets 32 x 32 (resized in forward)
+        preprocess=model.preprocess,
+    )
     view.normalize = _Watch(model.normalize, tick)
     return view
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ..models import DEFAULT_MODEL
-
 __all__ = ["AttackRequest", "ExplainRequest", "ImageRequest", "JobRequest", "PredictRequest"]
 
 
 class ImageRequest(BaseModel):
     image: str = Field(description="an uploaded image id (64 hex digits) or sample:NAME", max_length=80)
-    model: str = Field(DEFAULT_MODEL, max_length=80)
+    model: str | None = Field(
+        None, max_length=1024, description="one of GET /api/models (default: its first, the model `serve` opened)"
+    )
 
 
 class PredictRequest(ImageRequest):

@@ -16,6 +16,7 @@ import torch
 from fastapi import HTTPException, Request
 
 from ..errors import ConvscopeError
+from ..images import model_image
 from ..models import ImageClassifier, load_model
 from ..predictions import predict
 from ..render import png_bytes
@@ -47,8 +48,9 @@ class Served:
         self.load_lock = threading.Lock()
         self.job_copies: dict[str, ImageClassifier] = {}
 
-    def model_named(self, name: str) -> ImageClassifier:
-        """An allowed model (loaded on first use); 404 for any other name."""
+    def model_named(self, name: str | None) -> ImageClassifier:
+        """An allowed model (loaded on first use; ``None``: the app's first one); 404 for any other name."""
+        name = self.allowed[0] if name is None else name
         if name not in self.allowed:
             raise HTTPException(404, f"unknown model {name!r}; available: {', '.join(self.allowed)}")
         with self.load_lock:
@@ -56,9 +58,10 @@ class Served:
                 self.loaded[name] = load_model(name)
             return self.loaded[name]
 
-    def job_model(self, name: str) -> ImageClassifier:
+    def job_model(self, name: str | None) -> ImageClassifier:
         """The background jobs' own copy of model ``name`` (made on first use)."""
         model = self.model_named(name)
+        name = self.allowed[0] if name is None else name
         with self.load_lock:
             if name in self.job_copies:
                 return self.job_copies[name]
@@ -68,14 +71,16 @@ class Served:
             return self.job_copies.setdefault(name, made)
 
     def image_for(self, request: ImageRequest) -> tuple[ImageClassifier, torch.Tensor]:
-        """The request's model and its image at the model's input size; 404 for an unknown image."""
+        """The request's model and its image the way the model takes it (its input size,
+        preprocessing and device: :func:`~convscope.images.model_image`, the CLI's own path);
+        404 for an unknown image."""
         model = self.model_named(request.model)
-        x = self.images.tensor(request.image, model.input_size)
-        if x is None:
+        picture = self.images.picture(request.image)
+        if picture is None:
             raise HTTPException(
                 404, f"unknown image {request.image!r}: upload it (POST /api/images) or use sample:NAME"
             )
-        return model, x
+        return model, model_image(picture, model)
 
     async def computed(
         self,

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConvscopeError
-from ..images import SAMPLES, ImageTooLarge, array_to_tensor, open_checked, pil_to_tensor, resize, sample_array
+from ..images import SAMPLES, ImageTooLarge, open_checked, pil_to_tensor, resize
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -137,16 +137,13 @@ class ImageStore:
             image.load()
         return image
 
-    def tensor(self, image_id: str, size: int):
-        """(1, 3, size, size) in [0, 1] for an id or ``sample:NAME``; ``None`` when unknown."""
+    def picture(self, image_id: str) -> np.ndarray | str | None:
+        """What :func:`~convscope.images.load_image` reads for an id: the upload's HxWx3 uint8 array,
+        the ``sample:NAME`` itself for a bundled photo; ``None`` when unknown. The app fits it to a
+        model with :func:`~convscope.images.model_image`, as the CLI and the API do."""
         if image_id.startswith("sample:"):
-            name = image_id.split(":", 1)[1]
-            array = sample_array(name) if name in SAMPLES else None
-        else:
-            array = self._images.get(image_id) if IMAGE_ID.match(image_id) else None
-        if array is None:
-            return None
-        return resize(array_to_tensor(array)[None], size)
+            return image_id if image_id.split(":", 1)[1] in SAMPLES else None
+        return self._images.get(image_id) if IMAGE_ID.match(image_id) else None
 
     def __len__(self) -> int:
         return len(self._images)

@@ -9,7 +9,8 @@ import torch
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from ...layers import layer_names, layer_table
-from ...models import DEFAULT_MODEL, ImageClassifier
+from ...models import ImageClassifier
+from ...targets import class_name
 from .. import features
 from ..schemas import AttackRequest, ExplainRequest, PredictRequest
 from ..served import Served, data_uri, ranked, served
@@ -22,14 +23,16 @@ State = Annotated[Served, Depends(served)]
 
 
 @router.get("/api/layers")
-def layers(state: State, model: str = DEFAULT_MODEL) -> dict:
+def layers(state: State, model: str | None = None) -> dict:
     network = state.model_named(model)
+    model = model or state.allowed[0]
     key = request_key(kind="layers", model=model)
     if (hit := state.cache.get(key)) is None:
         with state.gate.hold():
             hit = {
                 "model": model,
                 "input_size": network.input_size,
+                "preprocess": network.preprocess,
                 "layers": [_layer_row(row) for row in layer_table(network, network.input_size)],
             }
         state.cache.put(key, hit)
@@ -58,10 +61,9 @@ async def explain(request: ExplainRequest, http: Request, state: State) -> dict:
         top = ranked(model, x, 5)
         target = request.target if request.target is not None else top[0]["class_id"]
         picture, layer = features.explain(model, x, request.method, target, request.layer)
-        label = model.labels[target] if model.labels else str(target)
         return {
             "overlay": data_uri(picture),
-            "target": {"class_id": target, "label": label},
+            "target": {"class_id": target, "label": class_name(model.labels, target)},
             "layer": layer,
             "method": request.method,
             "predictions": top,
