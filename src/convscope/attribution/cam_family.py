@@ -35,10 +35,9 @@ from torch.overrides import TorchFunctionMode
 from ..errors import ConvscopeError
 from ..hooks import capture
 from ..layers import find_layer
-from ..targets import target_score
+from ..targets import resolve_target, target_score
 from .cam import _finish, cam_layer, gradient_cam, upsample_map
 from .gradients import objective_score
-from .noise import fixed_targets
 from .registry import METHODS
 
 
@@ -85,12 +84,24 @@ def layercam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 
 def _layer_activations(model, x, layer: str) -> torch.Tensor:
+    return _clean_pass(model, x, layer)[0]
+
+
+def _clean_pass(model, x, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations at ``layer``, logits) of the clean images from one forward pass."""
     with torch.no_grad(), capture(model, layer, detach=True) as seen:
-        model(x)
+        logits = model(x)
     activations = seen[layer]
     if activations.ndim != 4:
         raise ConvscopeError(f"layer {layer!r} has output shape {tuple(activations.shape)}; CAM needs (N, C, h, w)")
-    return activations
+    return activations, logits
+
+
+def _clean_targets(target, logits: torch.Tensor, labels):
+    """The class ids chosen on the clean images (a callable target stays as it is), from their logits."""
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return target
+    return resolve_target(target, logits, labels)
 
 
 def _scores(model, images: torch.Tensor, ids, labels) -> torch.Tensor:
@@ -139,12 +150,13 @@ def scorecam(
 
     ``top_channels=k`` (not in the paper; off by default) masks only the k channels of largest
     mean activation, the others get weight 0 -- ``C / k`` times fewer forward passes.
-    Cost: C (or k) forward passes per image, no backward.
+    Cost: C (or k) forward passes per image and the clean image's (its class and activations), no
+    backward.
     """
     layer = cam_layer(model, layer, x.shape[-1])
-    ids = fixed_targets(model, x, target)
     labels = getattr(model, "labels", None)
-    activations = _layer_activations(model, x, layer)
+    activations, logits = _clean_pass(model, x, layer)
+    ids = _clean_targets(target, logits, labels)
     count, channels = activations.shape[:2]
     chosen = _chosen_channels(activations, top_channels)
     pairs = [(n, int(c)) for n in range(count) for c in chosen[n].tolist()]
@@ -196,17 +208,18 @@ def ablationcam(
     with ``min - 1e7`` when a layer's minimum is not 0, the ablated value is always 0.
     ``top_channels=k`` (not in the paper; off by default, as Score-CAM's) ablates only the k
     channels of largest mean activation, the others get weight 0.
-    Cost: C (or k) forward passes of the layers above ``layer`` per image, no backward.
+    Cost: C (or k) forward passes of the layers above ``layer`` per image and one clean pass (the
+    class, the activations and the unablated score), no backward.
     """
     layer = cam_layer(model, layer, x.shape[-1])
-    ids = fixed_targets(model, x, target)
     labels = getattr(model, "labels", None)
-    activations = _layer_activations(model, x, layer)
+    activations, logits = _clean_pass(model, x, layer)
+    ids = _clean_targets(target, logits, labels)
     count, channels = activations.shape[:2]
     chosen = _chosen_channels(activations, top_channels)
     module = find_layer(model, layer)
     with torch.no_grad():
-        clean = _scores(model, x, ids, labels)
+        clean = target_score(ids, logits, labels)
         drops = clean[:, None].repeat(1, channels)  # unablated channels: no drop, weight 0
         for n in range(count):
             target_n = ids[n : n + 1] if isinstance(ids, torch.Tensor) else ids
