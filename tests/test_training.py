@@ -188,6 +188,13 @@ def test_the_train_command_trains_a_resnet_resumes_and_writes_a_checkpoint_with_
     assert evaluation["protocol"].startswith("PGD-20") and evaluation["subset"] == "the first 3 of 4 test images"
     assert len(evaluation["clean_interval"]) == 2 and described["training"]["recipe"].startswith("SGD lr 0.1")
     assert "under PGD-20" in " ".join(text.split()) and "95 % Wilson" in text
+    from helpers import png_dpi, png_title
+
+    last = described["training"]["history"][-1]  # the curves name the model and the data, and say the numbers
+    assert png_title(tmp_path / "pgd.png") == (
+        "resnet_cifar on samples:cifar10: pgd adversarial training, test accuracy per epoch last epoch: "
+        f"clean {last['clean_accuracy']:.3f}, PGD-20 {last['robust_accuracy']:.3f}"
+    ) and png_dpi(tmp_path / "pgd.png") == (300, 300)
     from safetensors.torch import load_file
 
     first = load_file(tmp_path / "pgd.safetensors")

@@ -384,7 +384,7 @@ def train_command(
     final = evaluate_robustness(model, test_data, eps, evaluation, limit=final_limit, seed=seed, progress=True)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return
-    history.plot(output_path(out_dir / f"{name}.png"))
+    history.plot(output_path(out_dir / f"{name}.png"), subject=f"{arch} on {data}")
     training = {
         "data": data,
         "test": held_out,

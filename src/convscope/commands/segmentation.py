@@ -207,7 +207,8 @@ def predict_command(
     net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
     batch = load_images(images, size, "squash")  # the whole picture, as the segmenter was trained
     masks = predict_masks(net, batch)
-    prediction_figure(batch, masks, classes, path=output_path(out))
+    heading = f"{checkpoint.name}: predicted masks at {size}x{size} px"
+    prediction_figure(batch, masks, classes, path=output_path(out), title=heading, names=images)
     for spec, mask in zip(images, masks):
         shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
         console.print(

@@ -40,9 +40,14 @@ def class_visualization_section(model, image, context) -> Section | None:
 
     target = context.get("target", 0)
     result = visualize_class(model, target, size=CLASS_VIS_SIZE, steps=CLASS_VIS_STEPS, progress=False)
+    import torch
+
     label = class_name(getattr(model, "labels", None), target)
+    with torch.no_grad():  # how sure the model is that the picture is the class (the number a reader asks for)
+        probability = float(model(result.image[:1]).softmax(dim=-1)[0, target])
+    caption = f"“{label}” ({target}): p = {probability:.3f}, logit {float(result.scores[0]):.1f}"
     return Section(
         "Class visualization",
-        figures=[Figure(picture_of(result.image[0]), f"“{label}”: logit {float(result.scores[0]):.1f}")],
+        figures=[Figure(picture_of(result.image[0]), caption)],
         note=f"{CLASS_VIS_STEPS} Adam steps at {CLASS_VIS_SIZE} px, decorrelated Fourier parameterization with jitter/scale/rotate",
     )
