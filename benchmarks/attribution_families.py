@@ -11,6 +11,10 @@ for the same number of images; Ablation-CAM the same count of forwards of the ne
 ratio < 1 is the saving of running the layers below once per chunk); KernelSHAP / LIME
 ``samples`` forwards per image; GradientSHAP n forward+backward; DeepLIFT one forward+backward
 of the doubled batch (input and reference). Goal: <= 1.1 x the passes, no slower than the anchor.
+For Score-CAM and Ablation-CAM the rows through the classifier head per image (a forward hook on
+the last Linear: one row per masked / ablated copy, whatever runs below the layer) are counted
+for convscope and pytorch-grad-cam next to the C the method needs, and the run is saved to
+``benchmarks/results/attribution-families-<date>.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 import convscope
+from timing import save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 from convscope.attribution import attribute
 from convscope.attribution.shapley import superpixels
 from convscope.hooks import capture, frozen
@@ -111,6 +116,17 @@ def main() -> None:
                 engine(input_tensor=x, targets=cam_targets)
 
         return run
+
+    def head_rows(function, network) -> float:
+        """Rows through ``network``'s last Linear per image during one call of ``function``."""
+        head = [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1]
+        seen = []
+        hook = head.register_forward_hook(lambda module, inputs, output: seen.append(len(output)))
+        try:
+            function()
+        finally:
+            hook.remove()
+        return sum(seen) / len(x)
 
     def ours(method, **options):
         return lambda: attribute(model, x, targets, method=method, **options)
@@ -207,10 +223,20 @@ def main() -> None:
         title=f"CAM / Shapley families, batch {args.batch} at {args.size}px, {args.threads} threads, {device.type}",
     )
     wanted = [part for part in args.only.split(",") if part]
+    saved = []
     for name, bare, passes, mine, anchor, anchor_name in rows:
         if wanted and name.split()[0] not in wanted:
             continue
         times = interleaved_best({"bare": timed(bare), "mine": timed(mine), "anchor": timed(anchor)}, args.repeats)
+        record = {"method": name, "seconds": times, "over_bare": times["mine"] / (passes * times["bare"])}
+        if name.startswith(("scorecam", "ablationcam")):
+            record["head_rows_per_image"] = {
+                "needed": channels,
+                "convscope": head_rows(mine, model),
+                "anchor": head_rows(anchor, anchor_model),
+            }
+            print(f"{name}: rows through the head per image {record['head_rows_per_image']}", flush=True)
+        saved.append(record)
         cells = (
             name,
             f"{times['mine']:.3f}",
@@ -223,6 +249,7 @@ def main() -> None:
         print(" | ".join(cells), flush=True)
         table.add_row(*cells)
     Console(width=170).print(table)
+    save_results("attribution-families", saved, batch=args.batch, size=args.size, layer=args.layer, chunk=args.chunk)
     print(
         "* pytorch-grad-cam's FullGrad finds only exact nn.Conv2d/nn.BatchNorm2d modules: on this model (timm "
         "BatchNormAct2d) it computes the input term alone."

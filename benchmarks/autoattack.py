@@ -1,6 +1,8 @@
 """APGD and AutoAttack: convscope vs torchattacks vs bare forward(+backward), same model and batch, one run.
 
-Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.safetensors] [--steps 10] [--threads 1]``.
+Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.safetensors] [--steps 10] [--threads 1]``
+(``--apgd-only --repeats 7``: only APGD-CE-k beside torchattacks and the bare loop, at k = ``--steps``
+and 100, each timed ``--repeats`` times interleaved, medians).
 Model: the PGD-trained digits small_cnn (a training state of ``train(small_cnn(), ...)``; trained here
 if missing: 8 epochs of PGD-7, Adam 3e-3), the 360 test digits, L∞ eps 0.1. Prints robust accuracy, seconds and ratios:
 
@@ -45,7 +47,7 @@ class Clock:
         self.cpu, self.wall = time.process_time() - self.cpu, time.perf_counter() - self.wall
 
 
-def load_model(checkpoint: Path, eps: float) -> torch.nn.Module:
+def load_model(checkpoint: Path, eps: float, epochs: int = 8) -> torch.nn.Module:
     network = small_cnn()
     if checkpoint.exists():
         state = read_training_state(checkpoint).tensors
@@ -56,7 +58,7 @@ def load_model(checkpoint: Path, eps: float) -> torch.nn.Module:
             network,
             digits_dataset(),
             digits_dataset(split="test"),
-            epochs=8,
+            epochs=epochs,
             adversarial="pgd",
             eps=eps,
             recipe=Recipe("adam", lr=3e-3, schedule="constant"),
@@ -69,6 +71,48 @@ def load_model(checkpoint: Path, eps: float) -> torch.nn.Module:
     return network
 
 
+def time_apgd(network, x, y, eps: float, k: int, args) -> dict:
+    """APGD-CE-k, convscope and torchattacks, against k bare forward+backward passes of the same batch:
+    ``args.repeats`` interleaved rounds, median CPU seconds."""
+    import statistics
+
+    import torchattacks
+
+    def bare_loop():
+        for _ in range(k):
+            point = x.clone().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(network(point), y), point)
+
+    runs = {
+        "bare_fwd_bwd": bare_loop,
+        "convscope": lambda: apgd(network, x, y, eps, steps=k, generator=torch.Generator().manual_seed(args.seed)),
+        "torchattacks": lambda: torchattacks.APGD(network, eps=eps, steps=k, seed=args.seed)(x, y),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            with Clock() as clock:
+                run()
+            seconds[name].append(clock.cpu)
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    out = {f"{name}_cpu_s": value for name, value in median.items()}
+    out["repeats"] = args.repeats
+    out["convscope_per_k_fwd_bwd"] = median["convscope"] / median["bare_fwd_bwd"]
+    out["torchattacks_per_k_fwd_bwd"] = median["torchattacks"] / median["bare_fwd_bwd"]
+    out["convscope_per_k_fwd_bwd_range"] = [
+        min(o / b for o, b in zip(seconds["convscope"], seconds["bare_fwd_bwd"])),
+        max(o / b for o, b in zip(seconds["convscope"], seconds["bare_fwd_bwd"])),
+    ]
+    print(
+        f"APGD-CE-{k}: {k} x fwd+bwd {median['bare_fwd_bwd']:.3f} s | convscope {median['convscope']:.3f} s "
+        f"({out['convscope_per_k_fwd_bwd']:.2f} x k fwd+bwd; per round "
+        f"{out['convscope_per_k_fwd_bwd_range'][0]:.2f}-{out['convscope_per_k_fwd_bwd_range'][1]:.2f}) | "
+        f"torchattacks {median['torchattacks']:.3f} s ({out['torchattacks_per_k_fwd_bwd']:.2f} x)",
+        flush=True,
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=Path("runs/advtrain/pgd.safetensors"))
@@ -78,11 +122,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=360, help="the first LIMIT test digits")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs when the checkpoint is missing")
+    parser.add_argument("--apgd-only", action="store_true", help="time APGD-CE only (k = --steps and 100)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the APGD timing (medians)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import torchattacks
 
-    network = load_model(args.checkpoint, args.eps)
+    network = load_model(args.checkpoint, args.eps, args.epochs)
     x, y = (t[: args.limit] for t in digits_dataset(split="test").tensors)
     eps, k = args.eps, args.steps
     record: dict = {"date": datetime.date.today().isoformat(), "images": len(y), "eps": eps, "steps": k}
@@ -92,30 +139,14 @@ def main() -> None:
         with torch.no_grad():
             return network(images).argmax(-1) == y
 
-    with Clock() as bare:
-        for _ in range(k):
-            point = x.clone().requires_grad_(True)
-            torch.autograd.grad(F.cross_entropy(network(point), y), point)
-    with Clock() as ours:
-        ours_adv, _ = apgd(network, x, y, eps, steps=k, generator=torch.Generator().manual_seed(args.seed))
-    with Clock() as theirs:
-        theirs_adv = torchattacks.APGD(network, eps=eps, steps=k, seed=args.seed)(x, y)
-    record["apgd"] = {
-        "bare_fwd_bwd_cpu_s": bare.cpu,
-        "convscope_cpu_s": ours.cpu,
-        "torchattacks_cpu_s": theirs.cpu,
-        "convscope_per_k_fwd_bwd": ours.cpu / bare.cpu,
-        "torchattacks_per_k_fwd_bwd": theirs.cpu / bare.cpu,
-        "convscope_acc": float(robust(ours_adv).float().mean()),
-        "torchattacks_acc": float(robust(theirs_adv).float().mean()),
-    }
-    a = record["apgd"]
-    print(
-        f"{k} x fwd+bwd {bare.cpu:.2f} s | APGD-CE-{k}: convscope {ours.cpu:.2f} s "
-        f"({a['convscope_per_k_fwd_bwd']:.2f} x k fwd+bwd, acc {a['convscope_acc']:.3f}) | torchattacks "
-        f"{theirs.cpu:.2f} s ({a['torchattacks_per_k_fwd_bwd']:.2f} x, acc {a['torchattacks_acc']:.3f})",
-        flush=True,
-    )
+    for steps in (k, 100) if args.apgd_only else (k,):
+        record[f"apgd_k{steps}" if args.apgd_only else "apgd"] = time_apgd(network, x, y, eps, steps, args)
+    if args.apgd_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"apgd-{record['date']}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
 
     with Clock() as total:
         result = autoattack(network, x, y, eps, steps=k, seed=args.seed)

@@ -21,6 +21,8 @@ Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [--device cpu|
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,7 @@ from convscope.attribution.batch import explain_dataset
 from convscope.robustness.imagenet_c import corruption_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import interleaved, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
+from timing import save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 def accuracy(device: str) -> None:
@@ -57,8 +59,9 @@ def accuracy(device: str) -> None:
     )
 
 
-def generated_folder(root: Path, count: int, size: int) -> Path:
-    """``count`` distinct PNGs (crops of the bundled photos), in class folder 0..9 by index."""
+def generated_folder(root: Path, count: int, size: int, classes: bool = True) -> Path:
+    """``count`` distinct PNGs (crops of the bundled photos), in class folders 0..9 by index
+    (``classes=False``: one flat, unlabelled folder)."""
     photos = [convscope.load_image(f"sample:{name}", None) for name in ("chelsea", "coffee", "astronaut", "rocket")]
     generator = torch.Generator().manual_seed(0)
     for i in range(count):
@@ -74,21 +77,45 @@ def generated_folder(root: Path, count: int, size: int) -> Path:
             antialias=True,
             align_corners=False,
         ).clamp(0, 1)
-        folder = root / str(i % 10)
+        folder = root / str(i % 10) if classes else root
         folder.mkdir(parents=True, exist_ok=True)
         convscope.save_image(crop, folder / f"{i:05d}.png")
     return root
 
 
-def throughput(device: str, count: int, size: int, batch: int, rounds: int) -> Path:
-    """Each command through the dataset layer next to a bare loop over the same tensors, in turn
-    each round (so machine load hits both alike); the best of ``rounds``; saves a dated JSON."""
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the loader workers)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_rounds(functions: dict, rounds: int) -> dict[str, tuple[float, float]]:
+    """(best wall seconds, best CPU seconds incl. loader workers) of each function, run in turn
+    each round so that the load of a shared machine hits them alike."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            function()
+            times[name].append((time.perf_counter() - wall, cpu_seconds() - cpu))
+    return {name: (min(t[0] for t in values), min(t[1] for t in values)) for name, values in times.items()}
+
+
+def throughput(device: str, count: int, size: int, batch: int, rounds: int, workers: int | None) -> Path:
+    """Each command through the dataset layer next to a bare loop doing the same model work over
+    the same images already decoded in memory, in turn each round; best of ``rounds``; saves a dated JSON.
+
+    The images are one flat folder of PNGs (unlabelled), so every command scores against the
+    model's clean predictions on both sides and attack-eval attacks every image. Neither side
+    computes weight gradients (the weights are frozen for the whole run: convscope's methods
+    freeze them, and a bare loop that did not would do more work than the command)."""
     model = convscope.load_model("efficientnet_lite0", device=device)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = generated_folder(Path(tmp) / "images", count, size)
+        folder = generated_folder(Path(tmp) / "images", count, size, classes=False)
         data = convscope.data.open_dataset(folder, size, labels=model.labels)
         tensors = torch.stack([data[i][0] for i in range(len(data))])
-        labels = torch.tensor(data.labels)
         loss = torch.nn.functional.cross_entropy
 
         def synchronize() -> None:
@@ -96,16 +123,16 @@ def throughput(device: str, count: int, size: int, batch: int, rounds: int) -> P
                 torch.cuda.synchronize()
 
         def bare_attack() -> None:
-            """What attack-eval FGSM computes: clean predictions, then FGSM on the correct images and their re-check."""
+            """What attack-eval FGSM computes: clean predictions (the labels), FGSM on the correct
+            images (all of them here) and their re-check."""
             for i in range(0, count, batch):
-                x, y = tensors[i : i + batch].to(device), labels[i : i + batch].to(device)
+                x = tensors[i : i + batch].to(device)
                 with torch.no_grad():
-                    correct = model(x).argmax(-1) == y
-                x, y = x[correct].requires_grad_(True), y[correct]
-                if len(y):
-                    loss(model(x), y).backward()
-                    with torch.no_grad():
-                        model((x + x.grad.sign() / 255).clamp(0, 1)).argmax(-1).cpu()
+                    y = model(x).argmax(-1)
+                x.requires_grad_(True)
+                loss(model(x), y).backward()
+                with torch.no_grad():
+                    model((x + x.grad.sign() / 255).clamp(0, 1)).argmax(-1).cpu()
             synchronize()
 
         def bare_robustness() -> None:
@@ -135,26 +162,19 @@ def throughput(device: str, count: int, size: int, batch: int, rounds: int) -> P
 
             return timed
 
+        common = {"batch_size": batch, "size": size, "workers": workers}
         commands = {
             "attack-eval fgsm 1/255": (
                 bare_attack,
-                ours(lambda: evaluate_attack(model, folder, "fgsm", 1 / 255, batch_size=batch, size=size)),
+                ours(lambda: evaluate_attack(model, folder, "fgsm", 1 / 255, **common)),
             ),
             "robustness contrast/3": (
                 bare_robustness,
-                ours(
-                    lambda: corruption_errors(
-                        model, folder, ["contrast"], [3], batch_size=batch, size=size, progress=False
-                    )
-                ),
+                ours(lambda: corruption_errors(model, folder, ["contrast"], [3], progress=False, **common)),
             ),
             "explain saliency": (
                 bare_explain,
-                ours(
-                    lambda: explain_dataset(
-                        model, folder, "saliency", Path(tmp) / "maps", batch_size=batch, size=size, resume=False
-                    )
-                ),
+                ours(lambda: explain_dataset(model, folder, "saliency", Path(tmp) / "maps", resume=False, **common)),
             ),
         }
         functions = {}
@@ -162,27 +182,31 @@ def throughput(device: str, count: int, size: int, batch: int, rounds: int) -> P
             functions[f"{name} | bare"] = bare
             functions[f"{name} | convscope"] = convscope_run
         bare_explain()  # warm up the model (first-call allocations) outside the timings
-        seconds = interleaved(functions, rounds=rounds, reduce="min", warmup=False)
-    workers = convscope.data.default_workers()
+        seconds = timed_rounds(functions, rounds)
+    workers = convscope.data.default_workers() if workers is None else workers
     print(
-        f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, {workers} loader worker(s), best of {rounds}:"
+        f"throughput, {count} PNGs at {size} px, batch {batch}, {device}, {workers} loader worker(s), "
+        f"best of {rounds} (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):"
     )
     rows = []
     for name in commands:
-        bare, mine = seconds[f"{name} | bare"], seconds[f"{name} | convscope"]
+        (bare, bare_cpu), (mine, mine_cpu) = seconds[f"{name} | bare"], seconds[f"{name} | convscope"]
         rows.append(
             {
                 "command": name,
                 "bare_seconds": bare,
                 "convscope_seconds": mine,
+                "bare_cpu_seconds": bare_cpu,
+                "convscope_cpu_seconds": mine_cpu,
                 "bare_images_per_second": count / bare,
                 "convscope_images_per_second": count / mine,
                 "ratio": bare / mine,
+                "cpu_ratio": bare_cpu / mine_cpu,
             }
         )
         print(
             f"  {name:24s} bare {count / bare:7.1f} img/s  convscope {count / mine:7.1f} img/s  "
-            f"convscope/bare {bare / mine:.2f}"
+            f"convscope/bare {bare / mine:.2f} (CPU seconds: {bare_cpu / mine_cpu:.2f})"
         )
     return save_results(
         "data-throughput", rows, images=count, size=size, batch=batch, device=device, workers=workers, rounds=rounds
@@ -232,11 +256,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="throughput: timed rounds (best kept)")
+    parser.add_argument("--workers", type=int, default=None, help="throughput: loader workers (default: the layer's)")
     args = parser.parse_args()
     if "accuracy" in args.parts:
         accuracy(args.device)
     if "throughput" in args.parts:
-        throughput(args.device, args.images, args.size, args.batch, args.rounds)
+        throughput(args.device, args.images, args.size, args.batch, args.rounds, args.workers)
     if "memory" in args.parts:
         memory()
 

@@ -7,7 +7,10 @@ composites with its ResNet canonizer on ResNet-18 and without canonizer on Effic
 (its BatchNorm merging needs ``nn.Sequential`` neighbours, timm's blocks are not).
 Goal: LRP <= 1.3 x forward+backward. Each round runs bare, convscope and zennit in turn; the
 best of the rounds is reported (min: the least disturbed run on a loaded machine) next to the
-median, and the rows are saved to ``benchmarks/results/lrp-<date>.json``.
+median, and the rows are saved to ``benchmarks/results/lrp-<date>.json``. Next to the times, the
+convolution/matmul FLOPs of convscope's LRP over those of the bare forward+backward (counted at
+the dispatcher, ``torch.utils.flop_counter``'s formulas): the floor the times cannot beat, and a
+number the machine's load does not move.
 """
 
 from __future__ import annotations
@@ -24,6 +27,36 @@ import convscope
 from convscope.attribution import attribute
 from convscope.hooks import frozen
 from timing import repeat, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import flop_registry
+
+
+class FlopCount(TorchDispatchMode):
+    """FLOPs of the convolutions and matrix products run inside the block (autograd's backward too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func._overloadpacket in flop_registry:
+
+            def shape(value):
+                return value.shape if isinstance(value, torch.Tensor) else value
+
+            self.total += flop_registry[func._overloadpacket](
+                *tree_map(shape, args), **tree_map(shape, kwargs), out_val=tree_map(shape, out)
+            )
+        return out
+
+
+def flops(function) -> int:
+    with FlopCount() as counter:
+        function()
+    return counter.total
 
 
 def interleaved_best(functions: dict, repeats: int) -> tuple[dict, dict]:
@@ -75,6 +108,7 @@ def main() -> None:
         "convscope / bare",
         "zennit / bare",
         "convscope / bare (median)",
+        "FLOPs convscope / bare",
         title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}",
     )
     rows = []
@@ -106,6 +140,7 @@ def main() -> None:
                     )
 
             best, median = interleaved_best({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
+            flop_ratio = flops(ours) / flops(bare)
             rows.append(
                 {
                     "model": model.network.__class__.__name__,
@@ -115,6 +150,7 @@ def main() -> None:
                     "convscope_over_bare": best["ours"] / best["bare"],
                     "zennit_over_bare": best["zennit"] / best["bare"],
                     "convscope_over_bare_median": median["ours"] / median["bare"],
+                    "flops_convscope_over_bare": flop_ratio,
                 }
             )
             table.add_row(
@@ -126,6 +162,7 @@ def main() -> None:
                 f"{best['ours'] / best['bare']:.2f}",
                 f"{best['zennit'] / best['bare']:.2f}",
                 f"{median['ours'] / median['bare']:.2f}",
+                f"{flop_ratio:.2f}",
             )
     Console().print(table)
     save_results("lrp", rows, batch=args.batch, size=args.size, repeats=args.repeats, device=args.device)

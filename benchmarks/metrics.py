@@ -2,14 +2,14 @@
 
 Run: ``python benchmarks/metrics.py [--batch 4] [--size 128] [--threads 2]``. Same model (embedded
 EfficientNet-Lite0), images and Grad-CAM maps. "bare" is the metric's model calls (the registry's
-``calls``) as plain batched forward passes of the same perturbed-size batch; goal: convscope <= 1.1 x bare.
+``calls``: the clean image's pass included) as plain batched forward passes of the same size; goal:
+convscope <= 1.1 x bare. Saved to ``benchmarks/results/metrics-<date>.json``.
 Quantus runs on a one-channel copy of the images (so its features are pixels, as ours).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from rich.console import Console
@@ -19,6 +19,7 @@ import convscope
 from convscope.attribution import attribute
 from convscope.attribution.metrics import METRICS
 from convscope.hooks import frozen
+from timing import interleaved, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
 
 class Gray(torch.nn.Module):
@@ -28,16 +29,6 @@ class Gray(torch.nn.Module):
 
     def forward(self, x):
         return self.model(x.expand(-1, 3, -1, -1))
-
-
-def best_of(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -75,7 +66,7 @@ def main() -> None:
     cases = [
         (
             "pixel_flipping",
-            steps,
+            steps + 1,
             lambda: METRICS.get("pixel_flipping")(model, x3, heat, targets, steps=steps),
             lambda: quantus.PixelFlipping(features_in_step=args.size**2 // steps, disable_warnings=True)(
                 model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu"
@@ -106,9 +97,12 @@ def main() -> None:
         "Quantus / convscope",
         title=f"explanation metrics, batch {args.batch} at {args.size} px, {args.threads} threads",
     )
+    rows = []
     for name, calls, ours, theirs in cases:
-        t_bare = best_of(bare(calls), args.repeats) if calls else float("nan")
-        t_ours, t_theirs = best_of(ours, args.repeats), best_of(theirs, args.repeats)
+        functions = {"ours": ours, "theirs": theirs} | ({"bare": bare(calls)} if calls else {})
+        best = interleaved(functions, args.repeats)  # in turn each round: drifting load hits all alike
+        t_bare, t_ours, t_theirs = best.get("bare", float("nan")), best["ours"], best["theirs"]
+        rows.append({"metric": name, "calls": calls, "bare_s": t_bare, "convscope_s": t_ours, "quantus_s": t_theirs})
         table.add_row(
             name,
             str(calls),
@@ -119,6 +113,7 @@ def main() -> None:
             f"{t_theirs / t_ours:.1f}",
         )
     Console().print(table)
+    save_results("metrics", rows, batch=args.batch, size=args.size, repeats=args.repeats, threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,10 @@ MARKED = {
         "tests/test_transfer.py",
         "tests/test_server_live.py",
         "tests/test_model_spec.py",
+        # full AutoAttack (4 stages) on both sides, and rand (EOT-20) on a randomised defense: 15-16 s each
+        # at 1 thread under load 16 (2026-12-02)
+        "tests/test_attacks_autoattack.py::test_full_autoattack_agrees_with_torchattacks_autoattack",
+        "tests/test_attacks_autoattack.py::test_a_randomised_defense_is_flagged_and_rand_attacks_its_expected_decision",
         # every registered method once (quick settings), ~10 s on a quiet machine
         "tests/test_attribution_checks.py::test_explain_all_uses_the_quick_settings_and_says_so",
     ),

@@ -88,6 +88,7 @@ def test_figure_titles_show_classes_and_confidence(model, chelsea, tmp_path):
     ) == (300, 300)
     attack_figure(result, 0, tmp_path / "a.svg")
     assert "original: Egyptian cat 79.3%" in svg_text(tmp_path / "a.svg")
+    assert "perturbation ×64, grey = 0 (L∞ 2.0/255," in svg_text(tmp_path / "a.svg")  # the scale and the budget
     assert result.rows()[0]["original"] == "Egyptian cat" and result.rows()[0]["adversarial"] != "Egyptian cat"
 
 

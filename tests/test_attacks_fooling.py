@@ -21,14 +21,17 @@ def test_cppn_evolves_a_strawberry_at_99_percent(model, tmp_path):
     assert fooling_gallery(model, result).size[0] > 0
     fooling_gallery(model, result, tmp_path / "gallery.svg")
     generations = result.generations.item()
-    assert f"efficientnet_lite0: fooling images (CPPN evolution, Nguyen 2015), {generations} generations" in svg_text(
+    heading = f"efficientnet_lite0: fooling images (CPPN evolution, Nguyen 2015), {generations} generations, "
+    assert heading + f"{32 * generations} queries per class" in svg_text(
         tmp_path / "gallery.svg"
     ) and f"strawberry (949) p = {result.confidence.item():.3f}" in svg_text(tmp_path / "gallery.svg")
     fooling_gallery(model, result, tmp_path / "gallery.png")
     assert png_dpi(tmp_path / "gallery.png") == (300, 300)
 
 
-def test_direct_encoding_never_loses_its_best_and_stops_finished_classes(model):
+def test_direct_encoding_never_loses_its_best_and_stops_finished_classes(model, tmp_path):
+    from helpers import svg_text
+
     result = fooling_images(
         model,
         [949, 980],
@@ -42,3 +45,5 @@ def test_direct_encoding_never_loses_its_best_and_stops_finished_classes(model):
     assert (result.history[1:] >= result.history[:-1] - 1e-6).all()  # elitism
     assert ((result.images >= 0) & (result.images <= 1)).all()
     assert torch.equal(result.queries, result.generations * 8)
+    fooling_gallery(model, result, tmp_path / "direct.svg")  # the title names the encoding that ran
+    assert "(direct-pixel evolution, Nguyen 2015)" in svg_text(tmp_path / "direct.svg")

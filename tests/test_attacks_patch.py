@@ -89,6 +89,10 @@ def test_cli_trains_a_patch_and_draws_it_on_held_out_photos(tmp_path, monkeypatc
 
     title = png_title(out)  # model, target class and how many shown photos it turned
     assert title.startswith("efficientnet_lite0: adversarial patch for “zebra” (340), ") and "shown images" in title
+    rate = (
+        " ".join(stdout.split()).split("held-out success ")[1].split("%")[0]
+    )  # the number that matters, as the CLI says it
+    assert title.endswith(f"; success at random placements {rate}%")
     assert png_dpi(out) == (300, 300)
     code, _, stderr = run_cli(monkeypatch, capsys, "patch", "--scale", "big", "-o", str(out))
     assert code == 2 and "--scale" in stderr and "Traceback" not in stderr

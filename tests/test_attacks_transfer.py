@@ -49,3 +49,12 @@ def test_transfer_matrix_scores_every_target_on_every_source(tmp_path):
     matrix.write_csv(tmp_path / "m.csv")
     matrix.plot(tmp_path / "m.png")
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == "source,a,b"
+    from helpers import png_dpi, png_title, svg_text
+
+    assert png_title(tmp_path / "m.png") == "mi_fgsm, ε = 32/255: transfer success rate" and png_dpi(
+        tmp_path / "m.png"
+    ) == (300, 300)
+    matrix.rate[1][1], matrix.counted[1] = float("nan"), 0  # a target that got no image right: said, not blank
+    matrix.plot(tmp_path / "m.svg")
+    text = svg_text(tmp_path / "m.svg")
+    assert "a (8 correct)" in text and "b (0 correct)" in text and "n/a" in text

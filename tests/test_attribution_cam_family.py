@@ -76,6 +76,41 @@ def test_gap_head_closed_forms():
         assert torch.allclose(hires, other, rtol=1e-4, atol=1e-5)
 
 
+def test_gradient_cams_share_one_template():
+    """Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM and LayerCAM are weightings on one template: the same
+    leading signature, their own options appended, called positionally or by keyword alike."""
+    import inspect
+
+    from convscope.attribution import METHODS
+    from convscope.attribution.cam import gradcam
+
+    shared = list(inspect.signature(METHODS.get("gradcam")).parameters)
+    assert shared == ["model", "x", "target", "layer", "relu", "interpolation", "objective"]
+    for name, own in (("gradcam_pp", []), ("hirescam", []), ("xgradcam", ["eps"]), ("layercam", ["gamma"])):
+        parameters = list(inspect.signature(METHODS.get(name)).parameters)
+        assert sorted(parameters) == sorted(shared + own), name
+    net, x = GapNet(), torch.rand(2, 3, 8, 8)
+    assert torch.equal(
+        gradcam(net, x, 1, "body.4", False), attribute(net, x, 1, method="gradcam", layer="body.4", relu=False)
+    )
+    assert METHODS.get("layercam").__doc__.startswith("LayerCAM (Jiang et al. 2021)")
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_masked_cams_make_one_pass_per_channel_and_one_clean_pass(model, x, method):
+    """Rows through the classifier head (a forward hook on the real model's last Linear): k masked /
+    ablated copies per image and the clean image, nothing more (benchmarks/attribution_families.py
+    counts the same for all 240 channels of blocks.3.0.bn2: 241, pytorch-grad-cam 241 / 242)."""
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    rows = []
+    hook = head.register_forward_hook(lambda module, inputs, output: rows.append(len(output)))
+    try:
+        attribute(model, x, TARGETS, method=method, layer=LAYER, top_channels=8, batch_size=6)
+    finally:
+        hook.remove()
+    assert sum(rows) == len(x) * (8 + 1)
+
+
 def test_full_gradient_completeness():
     """FullGrad's eq. 2: input-gradient and bias-gradient terms sum to the logit exactly on a
     piecewise-linear network (conv biases, eval BatchNorm offsets and the Linear bias)."""

@@ -46,7 +46,7 @@ def test_randomization_groups_top_down(model):
     assert groups[-1] == "network.conv_stem" and "network.blocks.0" in groups
 
 
-def test_cascading_sanity_check_as_in_the_paper(model, cat):
+def test_cascading_sanity_check_as_in_the_paper(model, cat, tmp_path):
     """Randomizing the top layers changes saliency and Grad-CAM but hardly guided backprop (Adebayo 2018)."""
     before = model_state(model)
     groups = ["network.classifier", "network.conv_head", "network.blocks.6", "network.blocks.5"]
@@ -62,6 +62,15 @@ def test_cascading_sanity_check_as_in_the_paper(model, cat):
     assert len(result.maps["gradcam"]) == len(groups) + 1 and result.steps[0] == "classifier"
     picture = sanity_figure(result, cat[0])
     assert picture.size[0] > picture.size[1]
+    from helpers import svg_text
+
+    sanity_figure(result, cat[0], tmp_path / "sanity.svg")  # titled with the model, the class and each step's ρ
+    text = svg_text(tmp_path / "sanity.svg")
+    assert "efficientnet_lite0, Egyptian cat (285): sanity check (cascading randomization" in text
+    rho, ssim = result.spearman[0, 0].mean(), result.ssim[0, 0].mean()
+    assert f"saliency original classifier ρ {rho:.2f}, SSIM {ssim:.2f}" in text
+    # wrapped: 3 methods x 5 maps at 2 columns is 3 x 3 rows (each method starts a row)
+    assert sanity_figure(result, cat[0], columns=2).size[1] > 2.5 * picture.size[1]
 
 
 def test_independent_randomization_touches_one_group(model, cat):
@@ -152,3 +161,11 @@ def test_explain_and_sanity_reject_bad_input(monkeypatch, capsys, tmp_path):
         str(tmp_path / "s.png"),
     )
     assert code == 2 and "cascading" in err
+
+
+def test_colour_bar_units_follow_how_the_map_is_drawn():
+    from convscope.commands.explain import _unit
+
+    # Guided Grad-CAM is a CAM-family entry drawn by |value| (a gradient product): its bar is not "CAM"
+    assert _unit("gradcam", {}) == "CAM" and _unit("guided_gradcam", {}) == "attribution"
+    assert _unit("saliency", {}) == "attribution" and _unit("occlusion", {}) == "drop in logit when hidden"

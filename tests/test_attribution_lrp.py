@@ -96,6 +96,31 @@ def test_lrp_equals_zennit(network, rule):
     assert hook_count(net) == 0
 
 
+def test_lrp_box_through_a_normalisation_equals_zennit():
+    """z^B with a box that differs per channel (the [0, 1] pixels through a mean/std normalisation):
+    convscope folds it into one weight per layer, zennit takes the box as full tensors."""
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonGammaBox
+    from zennit.torchvision import VGGCanonizer
+
+    from convscope.models import ImageClassifier
+
+    torch.manual_seed(0)
+    net = _random_batchnorm(_vgg_style())
+    model = ImageClassifier(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).double().eval()
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    target = torch.tensor([3, 7])
+    ours = lrp(model, x, target)
+    normalized = model.normalize(x)
+    low, high = model.normalize(torch.zeros_like(x)), model.normalize(torch.ones_like(x))
+    with Gradient(net, EpsilonGammaBox(low=low, high=high, canonizers=[VGGCanonizer()])) as attributor:
+        _, theirs = attributor(
+            normalized.clone().requires_grad_(True),
+            lambda out: torch.zeros_like(out).scatter(1, target[:, None], out.gather(1, target[:, None])),
+        )
+    assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-9 * theirs.abs().max().item())
+
+
 @pytest.mark.parametrize("rule", ["gamma", "alpha2beta1", "alpha1beta0"])
 def test_lrp_signed_inputs_equal_zennit(rule):
     """Signed inputs (zennit runs every weight on x+ and x-; convscope uses Q = |W| |x| once)."""

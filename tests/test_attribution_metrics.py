@@ -80,6 +80,44 @@ def test_pixel_flipping_and_faithfulness_correlation_equal_quantus(model, scene,
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_every_metric_makes_the_model_calls_its_registry_states(model, small_batch):
+    """The forward passes a metric makes (counted per image by a forward hook on the real model, at
+    32 px with small options) equal the registry's ``calls`` expression within 10 % (all equal exactly)."""
+    import inspect
+
+    from convscope.attribution.sanity import randomization_groups
+
+    x = F.interpolate(small_batch[:1], size=32, mode="bilinear", antialias=True).clamp(0, 1)
+    targets = torch.tensor([285])
+    heat = attribute(model, x, targets, method="saliency")
+    masks = torch.zeros(1, 32, 32, dtype=torch.bool)
+    masks[:, 8:24, 8:24] = True
+    seen = []
+    hook = model.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+
+    def explain(images, ids):
+        return attribute(model, images, ids, method="saliency")
+
+    def passes(function, *args, **kwargs) -> float:
+        seen.clear()
+        function(*args, **kwargs)
+        return sum(seen) / len(x)
+
+    small = {"steps": 4, "runs": 4, "subset": 16, "samples": 2, "fractions": (0.2, 0.6)}
+    try:
+        counts = {"explanation": passes(explain, x, targets), "groups": len(randomization_groups(model))}
+        for name in METRICS.names():
+            metric = METRICS.get(name)
+            parameters = inspect.signature(metric).parameters
+            options = {k: v for k, v in small.items() if k in parameters}
+            actual = passes(metric, model, x, heat, targets, explain=explain, masks=masks, method="saliency", **options)
+            defaults = {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
+            stated = eval(METRICS.meta(name)["calls"], {"len": len}, {**defaults, **options, **counts})
+            assert stated * 0.9 <= actual <= stated * 1.1 or actual == stated == 0, (name, actual, stated)
+    finally:
+        hook.remove()
+
+
 def test_all_zero_maps_give_nan_for_every_metric(model, scene):
     gray, targets, heat, masks = scene
     x3 = gray.expand(-1, 3, -1, -1)

@@ -116,3 +116,71 @@ def test_the_table_says_why_a_layer_cannot_be_used_for_spatial_methods(model, mo
         assert convscope.attribute(model, x, 0, method="gradcam", layer=name).shape == (1, 1, 64, 64), name
     code, out, _ = run_cli(monkeypatch, capsys, "layers", "--size", "64", "--match", "blocks.0.0.drop_path")
     assert code == 0 and "never runs in the" in out and "unusable for" in out
+
+
+def _cifar_net():
+    """A 32x32 CIFAR-style net (flatten + linear head: it only takes 32x32)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [32, 64, 160, 48])
+def test_fixed_size_fields_are_the_gradient_support(size):
+    """On a fixed-size model images of any size are resized to 32 inside ``forward`` (antialiased
+    bilinear): a unit's box (what dissect crops its examples to) is the bounding box of the pixels
+    whose gradient is not zero, over 16 random images (ReLU and max-pool zero some paths on any one
+    image), exactly for whole-number ratios (64 and 160 to 32), within a pixel for 48 to 32. The
+    normalization (mean 0.5, std 0.05) makes the noise, not the biases and the zero padding, decide
+    which max-pool input wins: the resize averages 25 pixels at 160 px, and with std 1 the row next
+    to the padding then won every time, so the gradient never reached a part of the field."""
+    model = convscope.load_model(_cifar_net(), input_size=32, mean=(0.5,) * 3, std=(0.05,) * 3)
+    x = torch.rand(16, 3, size, size, requires_grad=True)
+    tolerance = 0 if size % 32 == 0 else 1
+    for layer in ("0", "3", "4", "7"):
+        field = receptive_field(model, layer, size)
+        with convscope.frozen(model), convscope.capture(model, layer) as seen:
+            model(x)
+        units = seen[layer].shape[-1]
+        for y, x_ in ((0, 0), (units // 2, units // 3), (units - 1, units // 2)):
+            (gradient,) = torch.autograd.grad(seen[layer][:, :, y, x_].sum(), x, retain_graph=True)
+            rows, cols = torch.nonzero(gradient.abs().sum((0, 1)), as_tuple=True)
+            support = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+            box = field.box(y, x_, (size, size))
+            assert max(abs(a - b) for a, b in zip(box, support)) <= tolerance, (layer, y, x_, box, support)
+
+
+def test_layers_chosen_by_depth(model):
+    """The tour, the report and dream/invert/weights pick layers by relative depth (the share of the
+    convolutions run before a stage's output): on the embedded model exactly the names they used
+    before (so its outputs do not change), on a ResNet-18 its stages."""
+    import torchvision
+
+    from convscope.commands.dissect import EARLY_DEPTH, UNITS_DEPTH
+    from convscope.commands.synthesis import DREAM_DEPTH, INVERT_DEPTH, SWEEP_DEPTHS, VISUALIZE_DEPTH
+    from convscope.layers import first_convolution, layers_at_depths
+    from convscope.optimize.report_sections import DREAM_DEPTH as REPORT_DREAM_DEPTH
+
+    depths = (*SWEEP_DEPTHS, VISUALIZE_DEPTH, DREAM_DEPTH, INVERT_DEPTH, EARLY_DEPTH, UNITS_DEPTH, REPORT_DREAM_DEPTH)
+    expected = {
+        "efficientnet_lite0": (
+            ("bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "bn2"),
+            ("blocks.4", "blocks.3", "blocks.2", "bn1", "blocks.3", "blocks.4"),
+            "conv_stem",
+        ),
+        "resnet18": (
+            ("maxpool", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer4.0", "layer4.1"),
+            ("layer3.0", "layer2.1", "layer2.0", "maxpool", "layer2.1", "layer3.0"),
+            "conv1",
+        ),
+    }
+    for name, network in (("efficientnet_lite0", model), ("resnet18", torchvision.models.resnet18().eval())):
+        chosen = [row.name for row in layers_at_depths(network, depths)]
+        sweep, tour, first = expected[name]
+        assert tuple(chosen[: len(SWEEP_DEPTHS)]) == sweep and tuple(chosen[len(SWEEP_DEPTHS) :]) == tour, name
+        assert first_convolution(network) == first

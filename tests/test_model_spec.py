@@ -128,11 +128,15 @@ CLEAR_LINE = {
 #: test (tests/test_report.py, the tour steps' tests); the user models' rows run them here
 COVERED_ELSEWHERE = {("tour", "embedded"), ("report", "embedded")}
 #: every command that takes a model: the matrix runs each (a test keeps this equal to the CLI's commands
-#: that have the shared model options; ``segment train`` takes a backbone with -m and is checked too)
+#: that have the shared model options; ``segment train`` takes its FCN backbone through them too)
 COMMANDS_WITH_A_MODEL = (
     "layers predict tour attack attack-eval fooling patch weights examples atlas evaluate-explanations explain "
     "sanity report robustness defenses shape-bias heatmap serve visualize dream invert stylize finetune"
-).split()
+).split() + ["segment train"]
+
+
+#: the tour steps whose layers were EfficientNet names before they were chosen by depth
+LAYER_STEPS = ("first-layer filters", "feature visualization, DeepDream")
 
 
 def _commands(conv: str, deep: str, out) -> dict[str, list[str]]:
@@ -237,7 +241,7 @@ def test_the_matrix_has_every_command_that_takes_a_model():
         if {"--model", "--weights"} <= {option for p in command.params for option in getattr(p, "opts", ())}
     )
     assert with_options == sorted(COMMANDS_WITH_A_MODEL)
-    ran = {args[0] for args in _commands("a", "b", "out").values()} | {"serve"}
+    ran = {args[0] for args in _commands("a", "b", "out").values()} | {"serve", "segment train"}
     assert ran == set(COMMANDS_WITH_A_MODEL)
 
 
@@ -258,6 +262,13 @@ def test_every_command_takes_every_model(monkeypatch, capsys, tmp_path, zoo, sou
                 failures.append(f"{name}: expected one line about {expected!r}, got {code}: {err.strip()[-300:]}")
         elif code != 0 or "Traceback" in err:
             failures.append(f"{name}: exit {code}: {(err or out).strip()[-300:]}")
+        elif name == "tour":  # the layers of every step are chosen from the model: none is skipped for a name
+            flat = " ".join(out.split())
+            missing = [step for step in LAYER_STEPS if f"✓ {step}" not in flat]
+            if missing or "unknown layer" in flat:
+                failures.append(f"tour: {', '.join(missing) or 'a step'} did not run: {flat[-600:]}")
+        elif name == "report" and "dreamed at" not in (tmp_path / "report.html").read_text():
+            failures.append(f"report: no DeepDream section: {err.strip()[-300:]}")
     # serve: the web app is built on the model (uvicorn.run is replaced: no port is opened)
     import uvicorn
 
@@ -266,12 +277,12 @@ def test_every_command_takes_every_model(monkeypatch, capsys, tmp_path, zoo, sou
     code, _, err = run_cli(monkeypatch, capsys, "serve", *model)
     if code != 0 or len(served) != 1:
         failures.append(f"serve: exit {code}: {err.strip()[-300:]}")
-    # segment train takes its backbone as one spec (-m): the embedded model and the checkpoints
+    # segment train takes its FCN backbone through the model options: the embedded model and the checkpoints
     if source in SEGMENT_BACKBONES:
         code, _, err = run_cli(
             monkeypatch,
             capsys,
-            *("segment", "train", "generated:scenes", "--arch", "fcn32s", "--count", "8", "--size", "32"),
+            *("segment", "train", "generated:scenes", "--head", "fcn32s", "--count", "8", "--size", "32"),
             *("--epochs", "1", "--batch-size", "4", "-o", str(tmp_path / "seg"), "--device", "cpu"),
             *("-m", SEGMENT_BACKBONES[source].format(zoo=zoo)),
         )
@@ -410,6 +421,49 @@ def test_torchscript_model_says_what_needs_hooks(model, tmp_path):
     assert attribute(scripted, x, 0, method="saliency").shape[-2:] == (32, 32)
     with pytest.raises(ConvscopeError, match="TorchScript.*saliency"):
         attribute(scripted, x, 0, method="gradcam", layer="0")
+
+
+def test_exported_program_needs_trust_and_says_what_needs_hooks(monkeypatch, capsys, tmp_path):
+    from convscope import attack, attribute
+    from convscope.attacks import ATTACKS
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 10),
+    ).eval()
+    path = tmp_path / "exported.pt2"
+    torch.export.save(torch.export.export(network, (torch.rand(1, 3, 32, 32),)), str(path))
+    # without --trust: one line, exit 2, and the archive is never opened by torch.export.load
+    opened = []
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: opened.append(a))
+    code, _, err = run_cli(monkeypatch, capsys, "predict", "sample:chelsea", "-m", str(path), "--device", "cpu")
+    assert code == 2 and "--trust" in err and len(err.strip().splitlines()) == 1 and not opened
+    monkeypatch.undo()
+    exported = load_model(path, trust=True)
+    assert exported.fixed_size and exported.input_shape == (32, 32) and not exported.hookable
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.allclose(exported(x), network(x), atol=1e-6)  # a batch of 3 through a program exported at 1
+    few = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 4}}
+    for method in ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion"):
+        assert attribute(exported, x, 0, method=method, **few.get(method, {})).shape[-2:] == (32, 32), method
+    small = torch.rand(1, 3, 16, 16)  # resized to the program's 32x32 inside forward; JSMA's cost grows with pixels
+    for method in ATTACKS.names():  # APGD-T and FAB-T need >= 4 classes: the net has 10
+        result = attack(exported, small, method=method, seed=0, **ATTACKS.meta(method)["quick"])
+        assert result.x_adv.shape == small.shape, method
+    with pytest.raises(ConvscopeError, match="torch.export program.*saliency"):
+        attribute(exported, x, 0, method="gradcam")
+    with pytest.raises(ConvscopeError, match="torch.export program.*saliency"):
+        attribute(exported, x, 0, method="gradcam", layer="0")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "explain", "sample:chelsea", "--method", "gradcam", "-m", str(path), "--trust",
+        "-o", str(tmp_path / "e.png"), "--device", "cpu",
+    )  # fmt: skip
+    assert code == 2 and "takes no hooks" in err and "integrated_gradients" in err
+    assert len([line for line in err.strip().splitlines() if not line.startswith("warning:")]) == 1
 
 
 def test_option_vocabulary(monkeypatch, capsys, tmp_path):

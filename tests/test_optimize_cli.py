@@ -111,3 +111,35 @@ def test_tour_step_writes_the_pictures(model, chelsea, tmp_path):
     assert Image.open(files[1]).size == (224, 224) and Image.open(files[3]).size == (128, 128)
     assert png_title(files[0]) == "efficientnet_lite0 · blocks.4: feature visualization, 48 steps"
     assert png_title(files[4]) == "efficientnet_lite0: images made from gradients" and png_dpi(files[4]) == (300, 300)
+
+
+def test_dream_invert_and_stylize_keep_the_raw_image_and_write_a_titled_figure(monkeypatch, capsys, tmp_path):
+    common = ("--quiet", "--device", "cpu")
+    runs = {
+        "dream": ["dream", "sample:chelsea", "-l", "blocks.2", "--size", "48", "--steps", "1", "--octaves", "2"],
+        "invert": ["invert", "sample:chelsea", "-l", "blocks.1", "--size", "40", "--steps", "2"],
+        "stylize": ["stylize", "sample:chelsea", "sample:brick", "--size", "32", "--steps", "1"],
+    }
+    runs["stylize"] += ["--content-layer", "blocks.2", "--style-layers", "conv_stem,blocks.1"]
+    titles = {}
+    for name, args in runs.items():
+        code, text, err = run_cli(monkeypatch, capsys, *args, *common, "-o", str(tmp_path / f"{name}.png"))
+        assert code == 0, err
+        raw, drawn = tmp_path / f"{name}.png", tmp_path / f"{name}_figure.png"
+        assert Image.open(raw).size[0] in (48, 40, 32) and f"{drawn}" in " ".join(text.split())  # the pixels, as before
+        assert png_dpi(drawn) == (300, 300)
+        titles[name] = (png_title(drawn), " ".join(text.split()))
+    title, text = titles["dream"]  # the energy the console printed, in the title
+    energy = text.split(": ", 1)[1].split(" -> ")[:2]
+    assert title == (
+        f"efficientnet_lite0 · blocks.2: DeepDream, 2 octaves × 1 step, layer energy (½ mean h²) {energy[0]} → {energy[1]}"
+    )
+    title, text = titles["invert"]
+    error = text.split("relative error ")[1].split()[0]
+    assert title == (
+        "efficientnet_lite0 · blocks.1: feature inversion (Mahendran & Vedaldi 2015), "
+        f"relative error ‖Φ(x) − Φ0‖² / ‖Φ0‖² = {error}"
+    )
+    title, text = titles["stylize"]
+    losses = text.split(" -> /")[0].replace("->", "→")
+    assert title == f"efficientnet_lite0: style transfer (Gatys et al. 2016), {losses}" and "style loss" in losses

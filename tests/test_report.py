@@ -49,6 +49,20 @@ def test_report_is_one_self_contained_file_with_the_prediction(quick_report, tmp
     assert [row[0] for row in timings.rows] == [s.title for s in report.sections[:-1]] + ["total"]
 
 
+def test_tall_figures_show_at_their_own_size(quick_report, tmp_path):
+    """A grid of small panels (the sanity check) is not shrunk to a row's height, where its text is unreadable."""
+    import copy
+
+    from convscope.sections import Figure, Section
+
+    grid = Image.new("RGB", (1200, 1000), "white")  # at 100 dpi: 12 x 10 in
+    assert Figure(grid).width == 432 and Figure(grid, tall=True).width == 1200
+    report = copy.copy(quick_report)
+    report.sections = [*quick_report.sections, Section("grid", figures=[Figure(grid, "g", tall=True)])]
+    html = report.save(tmp_path / "tall.html").read_text()
+    assert 'style="width: 1200px; max-height: none"' in html and 'style="width: 224px"' in html
+
+
 def test_adversarial_row_shows_confidences_that_moved(quick_report):
     attack = quick_report.sections[2]
     original, perturbation, adversarial = (f.caption for f in attack.figures)

@@ -69,6 +69,10 @@ def test_corruption_errors_counts_mistakes_and_leaves_the_model_alone(tmp_path, 
     assert "top-1 error (fraction)" in svg_text(tmp_path / "errors.svg") and "severity" in svg_text(
         tmp_path / "errors.svg"
     )
+    assert "fog (mean 0.50)" in svg_text(tmp_path / "errors.svg")  # each panel says its number
+    result.plot(tmp_path / "against.svg", base)  # with a baseline: its CE per panel, the line styles in the title
+    assert "(solid) vs b (dashed): top-1 error vs severity" in svg_text(tmp_path / "against.svg")
+    assert "fog (mean 0.50, CE 0.67)" in svg_text(tmp_path / "against.svg")
 
 
 def test_digits_are_rgb_images_with_a_fixed_split():

@@ -35,7 +35,7 @@ def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
         "segment",
         "train",
         "generated:scenes",
-        "--arch",
+        "--head",
         "unet",
         "--count",
         "12",
@@ -81,9 +81,32 @@ def test_segment_train_eval_predict_round_trip(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "segment", "eval", str(tmp_path / "old.pt"), "generated:scenes")
     assert code == 2 and "earlier 'segment train'" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(
-        monkeypatch, capsys, "segment", "train", "generated:scenes", "--arch", "fcn4s", "--device", "cpu"
+        monkeypatch, capsys, "segment", "train", "generated:scenes", "--head", "fcn4s", "--device", "cpu"
     )
-    assert code == 2 and "unknown segmentation architecture" in err
+    assert code == 2 and "unknown segmentation head 'fcn4s'" in err
+
+
+def test_segment_train_takes_the_shared_model_options(monkeypatch, capsys, tmp_path):
+    import json
+
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pt")
+    checkpoint = tmp_path / "r18.safetensors"
+    code, out, err = run_cli(  # the spelling before --head: still works, with a warning
+        monkeypatch, capsys, "segment", "train", "generated:scenes", "--arch", "fcn32s", "-m", "torchvision:resnet18",
+        "--weights", str(tmp_path / "resnet18.pt"), "--count", "8", "--size", "32", "--epochs", "1",
+        "--batch-size", "4", "-o", str(checkpoint), "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0 and "--arch fcn32s is deprecated here: use --head fcn32s" in err, err
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    assert meta["arch"] == "fcn32s" and meta["backbone"] == "torchvision:resnet18"
+    code, out, err = run_cli(  # the backbone is a known name: no other flag, no random-weights warning
+        monkeypatch, capsys, "segment", "eval", str(checkpoint), "generated:scenes", "--count", "2", "--device", "cpu"
+    )
+    assert code == 0 and "mIoU" in out and "random weights" not in err
 
 
 def test_finetune_rejects_a_bad_mode(monkeypatch, capsys):

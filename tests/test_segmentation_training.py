@@ -86,6 +86,18 @@ def test_generated_scenes_are_exact_and_deterministic(tmp_path):
     assert torch.allclose(
         drawn.permute(0, 2, 3, 1)[background], data.images[:2].permute(0, 2, 3, 1)[background], atol=1 / 255
     )
+    from helpers import png_dpi, svg_text
+
+    from convscope.segmentation import prediction_figure
+
+    # truth as the prediction: pixel accuracy 1, each class's share, and a colour legend of the painted classes
+    prediction_figure(data.images[:1], data.masks[:1], SCENE_CLASSES, data.masks[:1], tmp_path / "m.svg", "scenes")
+    text = svg_text(tmp_path / "m.svg")
+    share = (data.masks[0] == 0).float().mean()
+    assert text.startswith("image truth prediction (pixel accuracy 1.00): ") and "scenes" in text
+    assert f"background {float(share):.0%}" in text and text.endswith("cat coffee astronaut")
+    prediction_figure(data.images[:2], data.masks[:2], SCENE_CLASSES, path=tmp_path / "m.png", names=["a", "b"])
+    assert png_dpi(tmp_path / "m.png") == (300, 300)
 
 
 def test_unet_shapes_and_skips():

@@ -48,5 +48,9 @@ def test_tour_on_a_fixed_size_user_model(monkeypatch, capsys, tmp_path, user_net
     assert "✗" not in flat and ran + skipped == len(steps()), flat[-2000:]
     assert ran >= 4 and skipped >= 3  # prediction, layer map, corruptions, report; ImageNet classes and layers skip
     assert "✓ prediction (top-5)" in flat and "class 'zebra': this model has no class names" in flat
+    # the layers are chosen from the model's depth, so no step is skipped for a layer name
+    assert (
+        "✓ first-layer filters" in flat and "✓ feature visualization, DeepDream" in flat and "unknown layer" not in flat
+    )
     assert (out / "prediction.png").is_file() and (out / "layers.tsv").is_file()
     assert f"{skipped} steps do not apply to this model" in flat

@@ -178,14 +178,23 @@ def test_the_train_command_trains_a_resnet_resumes_and_writes_a_checkpoint_with_
 
     arguments = ["train", "samples:cifar10", "--arch", "resnet_cifar", "--arch-options", "depth=10,width=4"]
     arguments += ["--size", "16", "--epochs", "1", "--batch-size", "8", "--adversarial", "pgd", "--eps", "8/255"]
-    arguments += ["--steps", "1", "--augment", "--eval", "pgd", "--eval-size", "4", "--out", str(tmp_path)]
+    arguments += ["--steps", "1", "--augment", "--eval", "pgd", "--eval-size", "4", "--final-eval-size", "3"]
+    arguments += ["--out", str(tmp_path)]
     code, text, err = run_cli(monkeypatch, capsys, *arguments)
     assert code == 0, err
     described = json.loads((tmp_path / "pgd.json").read_text())
     evaluation = described["evaluation"]
-    assert evaluation["protocol"].startswith("PGD-20") and evaluation["subset"] == "all 4 test images"
+    # the final evaluation's own subset (--final-eval-size), not the per-epoch one (--eval-size)
+    assert evaluation["protocol"].startswith("PGD-20") and evaluation["subset"] == "the first 3 of 4 test images"
     assert len(evaluation["clean_interval"]) == 2 and described["training"]["recipe"].startswith("SGD lr 0.1")
     assert "under PGD-20" in " ".join(text.split()) and "95 % Wilson" in text
+    from helpers import png_dpi, png_title
+
+    last = described["training"]["history"][-1]  # the curves name the model and the data, and say the numbers
+    assert png_title(tmp_path / "pgd.png") == (
+        "resnet_cifar on samples:cifar10: pgd adversarial training, test accuracy per epoch last epoch: "
+        f"clean {last['clean_accuracy']:.3f}, PGD-20 {last['robust_accuracy']:.3f}"
+    ) and png_dpi(tmp_path / "pgd.png") == (300, 300)
     from safetensors.torch import load_file
 
     first = load_file(tmp_path / "pgd.safetensors")
@@ -201,3 +210,5 @@ def test_the_train_command_trains_a_resnet_resumes_and_writes_a_checkpoint_with_
     assert code == 2 and "other settings (epochs" in err
     code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--schedule", "step")
     assert code == 2 and "unknown schedule 'step'" in err
+    code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--final-eval-size", "-1")
+    assert code == 2 and "--final-eval-size must be >= 0" in err

@@ -70,6 +70,16 @@ def test_features_mode_trains_only_a_new_head_and_leaves_the_model(model, photos
     with torch.no_grad():
         assert reloaded(val.images[:2]).argmax(1).tolist() == trained(val.images[:2]).argmax(1).tolist()
     assert plot_curves([history], tmp_path / "curves.png").size[0] > 100 and (tmp_path / "curves.png").is_file()
+    from helpers import png_dpi, png_title, svg_text
+
+    plot_curves([history], tmp_path / "curves.svg", title="efficientnet_lite0 on photos")
+    best = f"{history.mode} {history.best_val_accuracy:.2f}"
+    assert f"efficientnet_lite0 on photos: best validation accuracy {best}" in svg_text(tmp_path / "curves.svg")
+    assert "1.2" not in svg_text(tmp_path / "curves.svg")  # whole epochs on the axis (not 1.0, 1.2, ...)
+    assert png_title(tmp_path / "curves.png").startswith("fine-tuning: best") and png_dpi(tmp_path / "curves.png") == (
+        300,
+        300,
+    )
 
 
 def test_pretrained_start_beats_training_from_scratch(model, photos):

@@ -184,6 +184,8 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     if array.dtype == bool:
         array = array.astype(np.float32)
     elif np.issubdtype(array.dtype, np.integer):
+        if array.dtype.kind == "u" and array.shape[-1] in (1, 3):  # in [0, 1] by construction
+            return _channels_first(array.astype(np.float32) / float(np.iinfo(array.dtype).max))
         array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
     else:
         array = array.astype(np.float32)
@@ -199,8 +201,15 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
             f"float image values must lie in [0, 1], got [{array.min():.3g}, {array.max():.3g}]"
             " (scale the image to [0, 1] first)"
         )
-    array = array.clip(0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).clone()
+    return _channels_first(array.clip(0, 1))
+
+
+def _channels_first(array: np.ndarray) -> torch.Tensor:
+    """(H, W, 1 | 3) float32 -> a (3, H, W) tensor owning its memory; the copy is done by numpy
+    (a torch copy of one image would start the intra-op thread pool, costly for small images)."""
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -219,6 +228,27 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return array_to_tensor(np.asarray(image))
 
 
+#: 8-bit RGB / grey PNGs and JPEGs are decoded by torchvision.io (libpng, libjpeg-turbo): the same
+#: pixels as Pillow (checked bit for bit on the labelled samples and on JPEGs of every chroma
+#: subsampling, ``tests/test_data_decode.py``) for less work per image; Pillow reads the rest.
+NATIVE_FORMATS = ("PNG", "JPEG")
+
+
+def _decode_native(path: Path) -> torch.Tensor:
+    """A PNG/JPEG file -> (3, H, W) in [0, 1] through ``torchvision.io.decode_image``; the uint8
+    -> float conversion in numpy (one thread: no intra-op pool for one small image)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        pixels = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except RuntimeError as error:  # a damaged stream behind a header that Pillow accepted
+        reason = str(error).splitlines()[0].rsplit(", ", 1)[-1] if str(error) else "cannot decode"
+        raise ConvscopeError(f"cannot read image {path}: truncated or corrupt ({reason})") from None
+    array = np.ascontiguousarray(pixels.numpy(), dtype=np.float32)  # PNGs come back as an HWC view
+    array /= 255.0
+    return torch.from_numpy(array)
+
+
 def read_image_file(path: str | Path, target: tuple[int, int] | None = None) -> torch.Tensor:
     """Read an image file -> (3, H, W) in [0, 1], with a one-line error for bad files; the
     header's size is checked first (:func:`check_image_size`). ``target`` (H, W): the size it
@@ -230,7 +260,10 @@ def read_image_file(path: str | Path, target: tuple[int, int] | None = None) -> 
         raise ConvscopeError(f"no such image file: {path}")
     try:
         with open_checked(path, str(path)) as image:
+            size = image.size
             image = reduce_for(image, target)
+            if image.size == size and image.format in NATIVE_FORMATS and image.mode in ("RGB", "L"):
+                return _decode_native(path)
             image.load()
             return pil_to_tensor(image)
     except ConvscopeError:

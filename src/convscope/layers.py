@@ -22,17 +22,22 @@ __all__ = [
     "check_layers",
     "default_cam_layer",
     "find_layer",
+    "first_convolution",
     "HOOK_FREE",
     "LAYER_COLUMNS",
+    "layer_at_depth",
+    "layers_at_depths",
     "layer_names",
     "layer_table",
     "LayerInfo",
     "receptive_field",
     "ReceptiveField",
     "require_hooks",
+    "stage_layers",
 ]
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -58,6 +63,8 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     if isinstance(name, nn.Module):
         return name
     root = _root(model)
+    if getattr(root, "hook_free", False):  # a torch.export program: its layers are not modules that run
+        require_hooks(root, name)
     modules = dict(root.named_modules())
     key = name.removeprefix("network.") if root is not model else name
     if key in modules and key:
@@ -132,6 +139,34 @@ def _through(field: ReceptiveField, kernel, stride, padding, dilation=1) -> Rece
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
 
+def _resized(field: ReceptiveField, before, after, mode: str, align_corners, antialias: bool) -> ReceptiveField:
+    """The field through ``F.interpolate`` from ``before`` to ``after`` (H, W). Output pixel i reads
+    the input pixels j with |j - x_i| < R around x_i = r (i + 0.5) - 0.5 (r = in / out; r i with
+    ``align_corners``), R = 1 for (bi)linear, 2 for bicubic, times r when ``antialias`` shrinks the
+    image (PyTorch's kernels): jump r, start offset x_0, and as size the most pixels any output
+    reads, so the box is exact for whole-number ratios (ImageClassifier's resize of a fixed-size
+    model from 64 or 160 px to 32) and within a pixel otherwise. ``nearest`` reads one pixel."""
+    if field.size is None:
+        return field
+    size, jump, start = [], [], []
+    for d in range(2):
+        n_in, n_out = before[d], after[d]
+        corners = bool(align_corners) and n_out > 1
+        ratio = (n_in - 1) / (n_out - 1) if corners else n_in / n_out
+        offset = 0.0 if corners else 0.5 * ratio - 0.5
+        if mode.startswith("nearest"):
+            reads = 1 if ratio == int(ratio) else 2
+            offset = 0.0 if mode == "nearest" else offset
+        else:
+            radius = (2.0 if "cubic" in mode else 1.0) * (ratio if antialias and ratio > 1 else 1.0)
+            centres = [offset + ratio * i for i in range(n_out)]
+            reads = max(math.ceil(c + radius) - math.floor(c - radius) - 1 for c in centres)
+        size.append(field.size[d] + (reads - 1) * field.jump[d])
+        start.append(field.start[d] + offset * field.jump[d])
+        jump.append(field.jump[d] * ratio)
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
 def _argument(args, kwargs, index, name, default):
     return args[index] if len(args) > index else kwargs.get(name, default)
 
@@ -143,6 +178,7 @@ class _FieldTracer(TorchFunctionMode):
         super().__init__()
         self.fields: dict[int, ReceptiveField] = {}
         self.keep: list[torch.Tensor] = []  # keeps ids unique during the pass
+        self.convolutions = 0  # conv2d calls so far in the pass
 
     def field_of(self, tensor) -> ReceptiveField | None:
         return self.fields.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
@@ -150,6 +186,8 @@ class _FieldTracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         output = func(*args, **kwargs)
+        if getattr(func, "__name__", "") == "conv2d":
+            self.convolutions += 1
         inputs = [t for t in _flatten(args) + _flatten(list(kwargs.values())) if isinstance(t, torch.Tensor)]
         known = [f for f in (self.field_of(t) for t in inputs) if f is not None]
         if not known:
@@ -185,6 +223,21 @@ class _FieldTracer(TorchFunctionMode):
                     first.jump,
                     (first.start[0] - pad[2] * first.jump[0], first.start[1] - pad[0] * first.jump[1]),
                 )
+        elif (
+            first is not None
+            and name == "interpolate"
+            and isinstance(output, torch.Tensor)
+            and output.ndim == 4
+            and output.shape[-1] > 1
+        ):
+            field = _resized(
+                first,
+                args[0].shape[-2:],
+                output.shape[-2:],
+                str(_argument(args, kwargs, 3, "mode", "nearest")),
+                _argument(args, kwargs, 4, "align_corners", None),
+                bool(_argument(args, kwargs, 6, "antialias", False)),
+            )
         elif name in (
             "adaptive_avg_pool2d",
             "adaptive_max_pool2d",
@@ -225,6 +278,9 @@ class LayerInfo:
     type: str
     output_shape: tuple[int, ...] | None
     receptive_field: ReceptiveField | None
+    #: convolutions run from the input to this layer's output (in the forward pass; the last call
+    #: for a module called more than once); ``None`` when the layer never runs
+    depth: int | None = None
 
     def cells(self) -> list[str]:
         """The row as text, in :data:`LAYER_COLUMNS` order (the one formatter of the CLI's table,
@@ -263,15 +319,24 @@ def _pair_text(pair) -> str:
     return text[0] if text[0] == text[1] else "x".join(text)
 
 
-#: what works on a TorchScript program (no hooks needed).
+#: what works on a TorchScript or ``torch.export`` program (no hooks needed).
 HOOK_FREE = "saliency, input_x_gradient, integrated_gradients, smoothgrad, occlusion and every attack"
 
 
 def require_hooks(module: nn.Module, name: str = "") -> None:
-    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules"."""
-    if isinstance(module, torch.jit.ScriptModule):
+    """One line instead of TorchScript's "register_forward_hook is not supported on ScriptModules", or
+    instead of hooks that never fire in a ``torch.export`` program (its graph runs ATen operations on
+    lifted weights, not the modules; :class:`~convscope.models.ExportedNetwork` marks them ``hook_free``)."""
+    program = (
+        "a TorchScript program"
+        if isinstance(module, torch.jit.ScriptModule)
+        else "a torch.export program"
+        if getattr(module, "hook_free", False)
+        else None
+    )
+    if program is not None:
         raise ConvscopeError(
-            f"layer {name or type(module).__name__!r} is inside a TorchScript program, which takes no hooks: this method "
+            f"layer {name or type(module).__name__!r} is inside {program}, which takes no hooks: this method "
             f"needs them. Without hooks work {HOOK_FREE}; for the others load the weights as a state dict with --arch"
         )
 
@@ -292,6 +357,7 @@ def layer_table(
     names = {module: name for name, module in root.named_modules() if name}
     shapes: dict[str, tuple[int, ...]] = {}
     fields: dict[str, ReceptiveField] = {}
+    depths: dict[str, int] = {}
     tracer = _FieldTracer()
 
     def record(module, inputs, output):
@@ -299,6 +365,7 @@ def layer_table(
         tensor = output[0] if isinstance(output, (tuple, list)) and output else output
         if name is not None and isinstance(tensor, torch.Tensor):
             shapes[name] = tuple(tensor.shape[1:])
+            depths[name] = tracer.convolutions
             field = tracer.field_of(tensor)
             if field is not None:
                 fields[name] = field
@@ -326,7 +393,8 @@ def layer_table(
         for handle in handles:
             handle.remove()
     return [
-        LayerInfo(name, type(module).__name__, shapes.get(name), fields.get(name)) for module, name in names.items()
+        LayerInfo(name, type(module).__name__, shapes.get(name), fields.get(name), depths.get(name))
+        for module, name in names.items()
     ]
 
 
@@ -368,6 +436,79 @@ def default_cam_layer(model: nn.Module, size: int = 224) -> str:
     if chosen is None:
         raise ConvscopeError("the model has no layer with a spatial output; pass layer=...")
     return chosen
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def stage_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> list[LayerInfo]:
+    """The model's stages, in definition order, that spatial methods can use (:attr:`LayerInfo.unusable`):
+    the network's children, a container (``nn.Sequential``, ``nn.ModuleList``) replaced by its own
+    children (EfficientNet ``conv_stem, bn1, blocks.0 ... blocks.6, conv_head, bn2``; ResNet
+    ``conv1 ... maxpool, layer1.0 ... layer4.1``; VGG ``features.0 ... features.30``); while fewer
+    than three are usable, every stage with children is replaced by its children."""
+    return _stages(model, layer_table(model, size))
+
+
+def _stages(model: nn.Module, table: list[LayerInfo]) -> list[LayerInfo]:
+    rows = {row.name: row for row in table}
+    modules = dict(_root(model).named_modules())
+
+    def children(name: str) -> list[str]:
+        module = modules[name] if name else _root(model)
+        return [f"{name}.{child}" if name else child for child, _ in module.named_children()]
+
+    names = [
+        n for child in children("") for n in (children(child) if isinstance(modules[child], _CONTAINERS) else [child])
+    ]
+
+    def usable(candidates: list[str]) -> list[LayerInfo]:
+        return [rows[n] for n in candidates if n in rows and rows[n].unusable is None]
+
+    while len(usable(names)) < 3 and any(children(n) for n in names):
+        names = [n for name in names for n in (children(name) or [name])]
+    return usable(names)
+
+
+def layer_at_depth(model: nn.Module, depth: float, size: int | tuple[int, int] = 224) -> LayerInfo:
+    """The stage (:func:`stage_layers`) at relative ``depth`` of the network: 0 is the output of the
+    first convolution, 1 that of the last; a stage's depth is the share of the convolutions that run
+    before its output (:attr:`LayerInfo.depth`). The stage closest to it wins, the later one on a tie
+    (after ``conv_stem`` comes ``bn1``, its normalized output). How the tour, the report and
+    ``dream``/``invert`` pick their layers on any CNN: on the embedded EfficientNet-Lite0, depth 0 is
+    ``bn1``, 1/3 ``blocks.2``, 1/2 ``blocks.3``, 2/3 ``blocks.4``, 1 ``bn2``; on a ResNet-18
+    ``maxpool``, ``layer2.0``, ``layer2.1``, ``layer3.0``, ``layer4.1``."""
+    return layers_at_depths(model, [depth], size)[0]
+
+
+def layers_at_depths(model: nn.Module, depths: Sequence[float], size: int | tuple[int, int] = 224) -> list[LayerInfo]:
+    """:func:`layer_at_depth` for several depths, from one pass of the model."""
+    table = layer_table(model, size)
+    stages = [row for row in _stages(model, table) if row.depth is not None]
+    if not stages:
+        raise ConvscopeError(
+            f"{getattr(model, 'name', type(model).__name__)} has no layer with a spatial output at "
+            f"{size} px to choose from (see: convscope layers)"
+        )
+    total = max(row.depth or 0 for row in table)
+    chosen = []
+    for depth in depths:
+        wanted = 1 + min(max(depth, 0.0), 1.0) * (max(total, 1) - 1)
+        closest = min(abs((row.depth or 0) - wanted) for row in stages)
+        chosen.append([row for row in stages if abs((row.depth or 0) - wanted) == closest][-1])
+    return chosen
+
+
+def first_convolution(model: nn.Module, size: int | tuple[int, int] = 224) -> str:
+    """The first ``nn.Conv2d`` the image meets (EfficientNet ``conv_stem``, ResNet ``conv1``): its
+    filters are the ones with a colour meaning."""
+    modules = dict(_root(model).named_modules())
+    first = [
+        row.name for row in layer_table(model, size) if row.depth == 1 and isinstance(modules[row.name], nn.Conv2d)
+    ]
+    if not first:
+        raise ConvscopeError(f"{getattr(model, 'name', type(model).__name__)} runs no nn.Conv2d on the image")
+    return first[0]
 
 
 def check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:

@@ -24,6 +24,7 @@ __all__ = [
     "EMBEDDED",
     "embedded_weights_path",
     "EmbeddedModel",
+    "ExportedNetwork",
     "fit_error",
     "ImageClassifier",
     "imagenet_labels",
@@ -155,12 +156,51 @@ class ImageClassifier(nn.Module):
 
     @property
     def hookable(self) -> bool:
-        """Whether forward hooks can be placed on its layers (not on TorchScript programs)."""
-        return not isinstance(self.network, torch.jit.ScriptModule)
+        """Whether forward hooks can be placed on its layers (not on TorchScript or torch.export programs)."""
+        return not isinstance(self.network, torch.jit.ScriptModule) and not getattr(self.network, "hook_free", False)
 
     @property
     def num_classes(self) -> int | None:
         return len(self.labels) if self.labels is not None else None
+
+
+class ExportedNetwork(nn.Module):
+    """A ``torch.export`` program (``torch.export.save``, ``.pt2``) as a network.
+
+    Its graph runs ATen operations on lifted weights, not the original modules, so no forward hook
+    on a layer would ever fire: the program and every module in it are marked ``hook_free`` and the
+    hook-based methods say so in one line (:func:`~convscope.layers.require_hooks`); gradients with
+    respect to the input work, so the hook-free methods and every attack do. A program exported with
+    a fixed batch size runs a batch in chunks of that size (the last one padded with copies of the
+    first image); its example input's (H, W) becomes the model's fixed input size. The program's
+    train/eval mode was fixed when it was exported: :meth:`train` only sets this wrapper's flag.
+    """
+
+    hook_free = True
+
+    def __init__(self, program):
+        super().__init__()
+        self.program = program.module()
+        for module in self.program.modules():
+            module.hook_free = True
+        inputs = program.graph_signature.user_inputs
+        nodes = [n for n in program.graph.nodes if n.op == "placeholder" and inputs and n.name == inputs[0]]
+        value = nodes[0].meta.get("val") if nodes else None
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+        static = [v if isinstance(v, int) else None for v in shape]
+        self.batch: int | None = static[0] if len(static) == 4 else None
+        self.example_size = tuple(static[-2:]) if len(static) == 4 and None not in static[-2:] else None
+
+    def train(self, mode: bool = True) -> ExportedNetwork:
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batch is None or x.shape[0] == self.batch:
+            return self.program(x)
+        missing = -x.shape[0] % self.batch
+        padded = torch.cat([x, x[:1].expand(missing, *x.shape[1:])]) if missing else x
+        return torch.cat([self.program(chunk) for chunk in padded.split(self.batch)])[: x.shape[0]]
 
 
 PREPROCESS = ("center-crop", "squash")
@@ -618,6 +658,19 @@ def _from_checkpoint(meta: dict, weights: Path, where: Path, arch: str | None, t
     return model
 
 
+def _is_exported(path: Path) -> bool:
+    """A ``torch.export.save`` archive: a zip holding ``archive_format`` (or the older
+    ``serialized_exported_program.json``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in archive.namelist())
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -698,6 +751,21 @@ def _from_file(path: Path, arch: str | None, trust: bool, mean, std, labels) -> 
             f"{path} is a {other[0]['format']} file, not a classifier checkpoint"
             + (use if str(other[0]["format"]).startswith("convscope-segmenter") else "")
         )
+    if _is_exported(path):
+        if not trust:
+            raise ConvscopeError(
+                f"{path} is a torch.export program: loading it unpickles data stored in it; "
+                "pass --trust (trust=True) if you trust its author"
+            )
+        try:
+            program = torch.export.load(str(path))
+        except Exception as error:
+            raise ConvscopeError(f"cannot read torch.export program {path}: {_first_line(error)}") from None
+        exported = ExportedNetwork(program)
+        model = wrap_model(exported, mean, std, labels, name=str(path))
+        if exported.example_size is not None:
+            model.input_size, model.fixed_size = _side(exported.example_size), True
+        return model
     if _is_torchscript(path):
         try:
             network = torch.jit.load(str(path), map_location="cpu")

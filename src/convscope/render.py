@@ -108,12 +108,18 @@ def figure_title(fig) -> str:
 
 
 def figure_to_image(
-    fig, path: str | Path | None = None, h_pad: float | None = None, dpi: int = SCREEN_DPI
+    fig,
+    path: str | Path | None = None,
+    h_pad: float | None = None,
+    dpi: int = SCREEN_DPI,
+    tight: bool = True,
 ) -> Image.Image:
-    """Render a matplotlib figure (tight layout) to a PIL image at ``dpi`` (recorded in its
-    ``info["dpi"]``), save it to ``path`` if given (:func:`save_figure`: a PNG/JPEG at
-    :data:`PRINT_DPI`, or PDF/SVG; the title in the PNG's metadata) and close it."""
-    fig.tight_layout(h_pad=h_pad)
+    """Render a matplotlib figure (tight layout, unless ``tight`` is false: laid out already) to a
+    PIL image at ``dpi`` (recorded in its ``info["dpi"]``), save it to ``path`` if given
+    (:func:`save_figure`: a PNG/JPEG at :data:`PRINT_DPI`, or PDF/SVG; the title in the PNG's
+    metadata) and close it."""
+    if tight:
+        fig.tight_layout(h_pad=h_pad)
     buffer = io.BytesIO()
     raster = path is not None and Path(path).suffix.lower() not in VECTOR_SUFFIXES
     # a raster file: one pass at print resolution, the returned picture is that reduced (box filter)
@@ -209,9 +215,10 @@ def wrap(text: str, inches: float, points: float) -> str:
 
 @dataclass
 class Panel:
-    """One picture of a figure: an image (3, H, W), or a map drawn over ``under`` (or alone)."""
+    """One picture of a figure: an image (3, H, W), or a map drawn over ``under`` (or alone);
+    ``None``: an empty place in the grid (a row that ends early)."""
 
-    picture: torch.Tensor
+    picture: torch.Tensor | None
     title: str = ""
     under: torch.Tensor | None = None
     cmap: str = "jet"
@@ -228,11 +235,14 @@ def figure(
     suptitle: str | None = None,
     panel_size: float = 3.0,
     dpi: int = SCREEN_DPI,
+    legend: Sequence[tuple[str, tuple[int, int, int]]] = (),
 ) -> Image.Image:
     """Lay panels out in a grid (matplotlib), save to ``path`` if given, and return the PIL image
     (at ``dpi``; the file is written at :data:`PRINT_DPI`). ``panel_size`` is in inches.
 
-    Titles wrap to their panel's width and the title above all (``suptitle``) to the figure's."""
+    Titles wrap to their panel's width and the title above all (``suptitle``) to the figure's.
+    ``legend``: (name, RGB 0-255) pairs drawn as colour swatches under the panels (class colours
+    of masks)."""
     plt = pyplot()
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
@@ -240,11 +250,15 @@ def figure(
     suptitle = wrap(suptitle, panel_size * columns, 11) if suptitle else None
     lines = max((title.count("\n") + 1 for title in titles if title), default=0)
     top = 0.25 * (suptitle.count("\n") + 1) + 0.15 if suptitle else 0
-    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + top
+    legend_columns = max(1, min(len(legend), int(panel_size * columns / 1.3)))
+    below = 0.22 * -(-len(legend) // legend_columns) + 0.15 if legend else 0
+    height = panel_size * rows + 0.3 * max(0, lines - 1) * rows + top + below
     fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, height), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, panel, title in zip(axes.flat, panels, titles):
+        if panel.picture is None:
+            continue
         picture = panel.picture.detach().float().cpu()
         if panel.under is None and picture.ndim >= 3 and picture.shape[-3] == 3 and not panel.colorbar:
             axis.imshow(to_uint8(picture))
@@ -282,7 +296,21 @@ def figure(
         axis.set_title(title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    return figure_to_image(fig, path, h_pad=1.2 * lines if lines > 1 else None, dpi=dpi)
+    if legend:
+        from matplotlib.patches import Patch
+
+        swatches = [Patch(facecolor=np.asarray(rgb) / 255, edgecolor="black", label=name) for name, rgb in legend]
+        fig.legend(handles=swatches, loc="lower center", ncols=legend_columns, fontsize=8, frameon=False)
+    h_pad = 1.2 * lines if lines > 1 else None
+    if legend:  # lay the panels out without the legend's band, then add the band below them, inches unchanged
+        width = fig.get_figwidth()
+        fig.set_size_inches(width, height - below)
+        fig.tight_layout(h_pad=h_pad)
+        params = fig.subplotpars
+        fig.set_size_inches(width, height)
+        lift = below / height
+        fig.subplots_adjust(bottom=lift + params.bottom * (1 - lift), top=lift + params.top * (1 - lift))
+    return figure_to_image(fig, path, h_pad=h_pad, dpi=dpi, tight=not legend)
 
 
 def bar_chart(

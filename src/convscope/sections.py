@@ -29,10 +29,12 @@ SHOWN_HEIGHT = 360
 
 @dataclass
 class Figure:
-    """One picture of a section: a PIL image and its caption."""
+    """One picture of a section: a PIL image and its caption; ``tall``: shown at its own size
+    (a grid of many small panels, e.g. the sanity check, unreadable if shrunk to a row's height)."""
 
     picture: Image.Image
     caption: str = ""
+    tall: bool = False
 
     @property
     def data_uri(self) -> str:
@@ -48,7 +50,7 @@ class Figure:
 
         dpi = float(self.picture.info.get("dpi", (SCREEN_DPI,))[0]) or SCREEN_DPI
         width, height = self.picture.width * SCREEN_DPI / dpi, self.picture.height * SCREEN_DPI / dpi
-        return round(width * min(1.0, SHOWN_HEIGHT / height))
+        return round(width if self.tall else width * min(1.0, SHOWN_HEIGHT / height))
 
 
 @dataclass

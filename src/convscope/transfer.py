@@ -413,7 +413,9 @@ def finetune(
 def plot_curves(histories: list[TransferHistory], path: str | Path | None = None, title: str = "fine-tuning"):
     """Validation (solid) and training (dashed) accuracy per epoch, one colour per mode; returns a PIL image.
     ``title`` (e.g. the model and data) heads the plot, followed by each mode's best validation accuracy."""
-    from .render import figure_to_image, pyplot
+    import matplotlib.ticker
+
+    from .render import figure_to_image, pyplot, wrap
 
     plt = pyplot()
 
@@ -427,7 +429,8 @@ def plot_curves(histories: list[TransferHistory], path: str | Path | None = None
     axis.set_ylabel("top-1 accuracy (fraction)")
     axis.set_ylim(0, 1.02)
     best = ", ".join(f"{h.mode} {h.best_val_accuracy:.2f}" for h in histories)
-    axis.set_title(f"{title}: best validation accuracy {best}", fontsize=9)
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs
+    axis.set_title(wrap(f"{title}: best validation accuracy {best}", 5.0, 9), fontsize=9)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return figure_to_image(fig, path)

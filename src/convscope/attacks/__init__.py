@@ -39,6 +39,7 @@ def attack(
     *,
     seed: int | None = None,
     progress: bool = False,
+    clean_logits: torch.Tensor | None = None,
     **options,
 ) -> AttackResult:
     """Attack a batch with a registered method and measure what happened.
@@ -55,6 +56,8 @@ def attack(
             list, tensor) for a targeted attack.
         seed: makes random starts / populations reproducible.
         progress: show a progress bar for iterative attacks.
+        clean_logits: the model's outputs on ``x`` (eval mode) when the caller has them already
+            (``attack-eval``'s clean pass): the clean forward is not run again.
         **options: passed to the method (``steps``, ``alpha``, ``restarts``, ``loss_fn``, ...); an
             option the method does not take is a ConvscopeError (:func:`attack_options` lists them).
 
@@ -81,7 +84,9 @@ def attack(
     generator = torch.Generator(device=x.device).manual_seed(seed) if seed is not None else None
     with frozen(model):
         with torch.no_grad():
-            original = model(x).softmax(dim=-1)
+            if clean_logits is not None and clean_logits.shape[0] != x.shape[0]:
+                raise ConvscopeError(f"clean_logits has {clean_logits.shape[0]} rows for {x.shape[0]} images")
+            original = (model(x) if clean_logits is None else clean_logits.detach()).softmax(dim=-1)
         labels = labels_for(model, x, y) if y is not None else original.argmax(dim=-1)
         names = getattr(model, "labels", None)
         target_ids = resolve_target(target, original, names) if target is not None else None

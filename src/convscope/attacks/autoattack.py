@@ -88,6 +88,15 @@ class AutoAttackResult:
         return wilson_interval(int(self.robust.sum()), self.robust.numel())
 
 
+def _predict(model, x: torch.Tensor, draws: int) -> torch.Tensor:
+    """The predicted classes; with ``draws > 1`` (a randomised model, version ``"rand"``) the class of
+    the mean softmax over that many forward passes, the decision EOT attacks (see :func:`apgd`)."""
+    with torch.no_grad():
+        if draws == 1:
+            return model(x).argmax(-1)
+        return torch.stack([model(x).softmax(-1) for _ in range(draws)]).mean(0).argmax(-1)
+
+
 def _stage(name, model, x, y, eps, norm, generator, restarts, eot, progress, steps, queries):
     """Run one named attack on (x, y); returns the adversarial images."""
     common = dict(norm=norm, generator=generator, progress=progress)
@@ -150,10 +159,10 @@ def autoattack(
     x = x.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed)
     started = time.perf_counter()
+    draws = eot if version == "rand" else 1
     with frozen(model):
         y = labels_for(model, x, y)
-        with torch.no_grad():
-            clean_correct = model(x).argmax(-1) == y
+        clean_correct = _predict(model, x, draws) == y
         robust = clean_correct.clone()
         broken_by = [None if ok else "clean" for ok in clean_correct.tolist()]
         x_adv = x.clone()
@@ -177,11 +186,12 @@ def autoattack(
                     steps,
                     queries,
                 )
-                with torch.no_grad():
-                    fooled = model(adv).argmax(-1) != y[todo]
+                fooled = _predict(model, adv, draws) != y[todo]
                 for i in todo[fooled].tolist():
                     broken_by[i] = name
-                x_adv[todo[fooled]] = adv[fooled]
+                # a random model's survivors keep the attack's point (its expected accuracy is lower there)
+                kept = todo if draws > 1 else todo[fooled]
+                x_adv[kept] = adv if draws > 1 else adv[fooled]
                 robust[todo[fooled]] = False
             record.append((name, float(robust.float().mean()), time.perf_counter() - stage_start))
     return AutoAttackResult(

@@ -26,6 +26,7 @@ from ..checks import model_device
 from ..data import Batch, Reduction, SkipLog, run_reduction
 from ..errors import ConvscopeError
 from ..images import ImageBatch
+from ..state import frozen
 from ..targets import class_index
 from . import attack
 
@@ -154,7 +155,7 @@ class AttackReduction(Reduction):
         device = model_device(self.model)
         x = batch.images.to(device)
         given = batch.labels.to(device)
-        with torch.no_grad():
+        with torch.no_grad(), frozen(self.model):  # eval mode, as the attack's own passes
             logits = self.model(x)
         predicted = logits.argmax(dim=1)
         labels = torch.where(given >= 0, given, predicted)
@@ -200,6 +201,7 @@ class AttackReduction(Reduction):
                 method=self.method,
                 eps=self.eps,
                 seed=self.seed + number,
+                clean_logits=logits[correct],
                 **self.options,
             )
             adversarial, linf, l2, seconds, queries = (

@@ -174,7 +174,8 @@ def _one_pixel_entry(model, x, labels, target, *, eps=None, generator=None, prog
 class FoolingResult:
     """Evolved fooling images: ``images`` (K, 3, S, S) in [0, 1], one per class of ``classes``;
     ``confidence`` Tensor[K] the model's probability of that class; ``generations`` and
-    ``queries`` LongTensor[K] spent; ``history`` best confidence per generation (G, K)."""
+    ``queries`` LongTensor[K] spent; ``history`` best confidence per generation (G, K);
+    ``encoding`` the genome that made them (``"cppn"`` or ``"direct"``)."""
 
     classes: torch.Tensor
     images: torch.Tensor
@@ -182,7 +183,11 @@ class FoolingResult:
     generations: torch.Tensor
     queries: torch.Tensor
     history: torch.Tensor
+    encoding: str = "cppn"
 
+
+#: how the figure names each genome encoding.
+_ENCODING_NAMES = {"cppn": "CPPN", "direct": "direct-pixel"}
 
 _CPPN_FUNCTIONS = (torch.sin, lambda t: torch.exp(-t * t), torch.tanh, torch.sigmoid)
 
@@ -307,7 +312,7 @@ def fooling_images(
         fitness = fitness.view(count, popsize, -1).gather(2, classes.view(-1, 1, 1).expand(-1, popsize, 1))[..., 0]
         best = fitness.argmax(dim=1)
     pick = torch.arange(count, device=device)
-    return FoolingResult(classes, images[pick, best], fitness[pick, best], used, spent, torch.stack(history))
+    return FoolingResult(classes, images[pick, best], fitness[pick, best], used, spent, torch.stack(history), encoding)
 
 
 def fooling_gallery(model: torch.nn.Module, result: FoolingResult, path=None):
@@ -321,7 +326,8 @@ def fooling_gallery(model: torch.nn.Module, result: FoolingResult, path=None):
     ]
     generations = int(result.generations.max()) if len(result.generations) else 0
     title = (
-        f"{getattr(model, 'name', type(model).__name__)}: fooling images (CPPN evolution, Nguyen 2015), "
-        f"{generations} generations"
+        f"{getattr(model, 'name', type(model).__name__)}: fooling images "
+        f"({_ENCODING_NAMES.get(result.encoding, result.encoding)} evolution, Nguyen 2015), {generations} generations, "
+        f"{int(result.queries.max()) if len(result.queries) else 0} queries per class"
     )
     return figure(panels, path, columns=min(len(panels), 5), panel_size=2.4, suptitle=title)

@@ -65,7 +65,7 @@ def attack_figure(
     linf = 255 * float(result.linf[index])
     panels = [
         Panel(original, f"original: {before}"),
-        Panel(shown, f"perturbation ×{gain:.0f} (L∞ {linf:.1f}/255, L2 {float(result.l2[index]):.2f})"),
+        Panel(shown, f"perturbation ×{gain:.0f}, grey = 0 (L∞ {linf:.1f}/255, L2 {float(result.l2[index]):.2f})"),
         Panel(adversarial, f"adversarial: {after}"),
     ]
     outcome = "fooled" if bool(result.success[index]) else "not fooled"

@@ -8,7 +8,11 @@ expectations that hold for any model whose gradients are informative:
 1. an iterative attack (PGD) is at least as strong as a single step (FGSM);
 2. a white-box attack (PGD) is at least as strong as a black-box one (Square, scores only);
 3. a larger budget (4 × eps) is at least as strong as a smaller one;
-4. an unbounded attack (eps = 1: any image) fools every image.
+4. an unbounded attack (eps = 1: any image) fools every image;
+
+and a fifth, AutoAttack's ``check_randomized``: two forward passes of the same images give the same
+logits. A randomised model (noise, random resizing) fails it: its single-draw gradients and
+accuracies are samples, and it needs an EOT attack (``autoattack(..., version="rand")``).
 
 A failed check is a warning, not a proof: it says "do not trust this robust accuracy; try an
 adaptive attack (BPDA/EOT, :mod:`convscope.robustness.defenses`)". A model whose output does not
@@ -101,6 +105,9 @@ def check_gradient_masking(
     model = _InputInGraph(model)
     with frozen(model):
         y = labels_for(model, x, y)
+        with torch.no_grad():
+            first, second = model(x), model(x)
+        logit_change = float((first - second).abs().max())
 
         def correct(images: torch.Tensor) -> int:
             with torch.no_grad():
@@ -137,6 +144,12 @@ def check_gradient_masking(
             "an unbounded attack fools everything",
             counts["pgd unbounded"] <= tolerance,
             f"PGD with eps = 1 leaves {counts['pgd unbounded']}/{total} correct",
+        ),
+        (
+            "the model is deterministic",
+            logit_change <= 1e-4 * max(float(first.abs().max()), 1.0),
+            f"two forward passes of the same images differ by up to {logit_change:.3g} in a logit"
+            + ("" if logit_change == 0 else ": a randomised model, attack it with EOT (autoattack version='rand')"),
         ),
     ]
     report.checks = [MaskingCheck(name, passed, detail) for name, passed, detail in expectations]

@@ -208,10 +208,13 @@ def patch_figure(
     scale: tuple[float, float] = (0.3, 0.45),
     rotation: float = 22.5,
     generator: torch.Generator | None = None,
+    success: float | None = None,
 ):
-    """The patch, then each image with the patch at a fresh random place, titled with the
-    model's top-1 prediction and its probability; the figure's title names the model, the target
-    class and how many of the shown images the patch turned into it."""
+    """The patch (titled with how its training moved log P(target)), then each image with the
+    patch at a fresh random place, titled with the model's top-1 prediction and its probability;
+    the figure's title names the model, the target class, how many of the shown images the patch
+    turned into it and, given ``success`` (:func:`patch_success` on these images), the success
+    rate over many placements."""
     from ..predictions import predict
     from ..render import Panel, figure
     from ..targets import class_name
@@ -221,7 +224,10 @@ def patch_figure(
             images, result.patch, Placement.random(len(images), scale, rotation, generator, images.device)
         )
     goal = class_name(getattr(model, "labels", None), result.target)
-    panels = [Panel(result.patch * circle_mask(result.patch.shape[-1], result.patch.device)[0], f"patch → {goal}")]
+    trained = f"patch → {goal}"
+    if result.history:
+        trained += f"\nlog P {result.history[0]:.1f} → {result.history[-1]:.1f} in {len(result.history)} steps"
+    panels = [Panel(result.patch * circle_mask(result.patch.shape[-1], result.patch.device)[0], trained)]
     hits = 0
     for image, top in zip(patched, predict(model, patched, 1)):
         hit = top[0].class_id == result.target
@@ -231,5 +237,6 @@ def patch_figure(
     title = (
         f"{getattr(model, 'name', type(model).__name__)}: adversarial patch for “{goal}” ({result.target}), "
         f"{hits}/{len(patched)} shown images now top-1 “{goal}” (patch {side} of the image side)"
+        + (f"; success at random placements {100 * success:.0f}%" if success is not None else "")
     )
     return figure(panels, path, columns=min(5, len(panels)), suptitle=title)

@@ -159,26 +159,34 @@ class TransferMatrix:
             writer.writerows(self.rows())
 
     def plot(self, path) -> None:
-        """Heatmap: rows = source, columns = target, the success rate written in each cell."""
-        from ..render import pyplot, save_figure
+        """Heatmap: rows = source, columns = target (with how many images it classifies correctly:
+        the rate's denominator), the success rate written in each cell; "n/a" where the target got
+        no image right (no rate)."""
+        from ..render import pyplot, save_figure, wrap
 
         plt = pyplot()
 
         k = len(self.names)
-        figure, axis = plt.subplots(figsize=(1.6 + 1.3 * k, 1.2 + 1.1 * k))
+        width = 3.0 + 1.3 * k
+        figure, axis = plt.subplots(figsize=(width, 2.0 + 1.1 * k))
         image = axis.imshow(self.rate, vmin=0, vmax=1, cmap="magma")
         for i in range(k):
             for j in range(k):
                 value = self.rate[i][j]
+                if value != value:  # NaN: the target classified none of the images correctly
+                    axis.text(j, i, "n/a", ha="center", va="center", color="dimgray")
+                    continue
                 axis.text(
                     j, i, f"{100 * value:.0f}%", ha="center", va="center", color="black" if value > 0.6 else "white"
                 )
-        axis.set_xticks(range(k), self.names, rotation=30, ha="right")
+        targets = [f"{name}\n({count} correct)" for name, count in zip(self.names, self.counted)]
+        axis.set_xticks(range(k), targets, rotation=30, ha="right")
         axis.set_yticks(range(k), self.names)
         axis.set_xlabel("target (evaluated)")
         axis.set_ylabel("source (attacked)")
-        axis.set_title(f"{self.method}, eps {255 * self.eps:.0f}/255: success rate")
-        figure.colorbar(image, ax=axis, fraction=0.046).set_label("attack success rate (fooled / attacked)")
+        figure.suptitle(wrap(f"{self.method}, ε = {255 * self.eps:.3g}/255: transfer success rate", width, 11))
+        bar = figure.colorbar(image, ax=axis, fraction=0.046)
+        bar.set_label("success rate (fooled / correct)", fontsize=9)
         figure.tight_layout()
         save_figure(figure, path)
         plt.close(figure)

@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 import contextlib
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,81 +34,42 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ConvscopeError
 from ..hooks import capture
-from ..layers import canonical_name, find_layer
-from ..targets import target_score
-from .cam import _finish, cam_layer, layer_gradients, upsample_map
+from ..layers import find_layer
+from ..targets import resolve_target, target_score
+from .cam import _finish, cam_layer, gradient_cam, upsample_map
 from .gradients import objective_score
-from .noise import fixed_targets
 from .registry import METHODS
 
 
-@METHODS.register(kind="cam", display="minmax")
-def hirescam(
-    model,
-    x,
-    target=None,
-    layer: str | None = None,
-    relu: bool = True,
-    interpolation: str = "bilinear",
-    objective: str = "logit",
-) -> torch.Tensor:
+@gradient_cam()
+def hirescam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """HiResCAM (Draelos & Carin 2020): ``sum_c dy/dA_c ⊙ A_c``, the gradient kept per position.
 
     Where Grad-CAM averages the gradient over the map first, HiResCAM multiplies element-wise,
     so on a network whose head is ``Linear(GAP(A))`` the signed map at layer resolution sums
     to the class logit minus its bias (the paper's faithfulness property). ``relu=True``
     (default) applies Grad-CAM's ReLU as pytorch-grad-cam does; ``relu=False`` keeps the sign.
+    Signature: :func:`~convscope.attribution.cam.gradient_cam`.
     """
-    layer = cam_layer(model, layer, x.shape[-1])
-    activations, grads = layer_gradients(model, x, target, layer, objective)
-    return _finish((grads * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
+    return grads
 
 
-@METHODS.register(kind="cam", display="minmax")
-def xgradcam(
-    model,
-    x,
-    target=None,
-    layer: str | None = None,
-    relu: bool = True,
-    interpolation: str = "bilinear",
-    objective: str = "logit",
-    eps: float = 1e-7,
-) -> torch.Tensor:
+@gradient_cam()
+def xgradcam(activations: torch.Tensor, grads: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """XGrad-CAM (Fu et al. 2020): ``w_c = sum_ab (A_c(a,b) / sum_ab A_c) dy/dA_c(a,b)``.
 
     The paper's axiom-derived weights (sensitivity and conservation) for ReLU feature maps;
     ``eps`` (1e-7, pytorch-grad-cam's) keeps channels whose activations sum to 0 finite. On
     layers with negative outputs (a BatchNorm without its activation) the normaliser can be
     near 0: pick a post-activation layer there. Then ``relu(sum_c w_c A_c)``.
+    Signature: :func:`~convscope.attribution.cam.gradient_cam`.
     """
-    layer = cam_layer(model, layer, x.shape[-1])
-    activations, grads = layer_gradients(model, x, target, layer, objective)
     total = activations.sum(dim=(2, 3), keepdim=True)
-    weights = (grads * activations / (total + eps)).sum(dim=(2, 3), keepdim=True)
-    return _finish((weights * activations).sum(dim=1, keepdim=True), x, relu, interpolation)
+    return (grads * activations / (total + eps)).sum(dim=(2, 3), keepdim=True)
 
 
-def _layer_list(model, layer, size: int) -> list[str]:
-    if layer is None:
-        return [cam_layer(model, None, size)]
-    names = [part.strip() for part in layer.split(",")] if isinstance(layer, str) else list(layer)
-    if not names or any(not name for name in names):
-        raise ConvscopeError(f"layer must name one or more layers (comma-separated), got {layer!r}")
-    return [canonical_name(model, name) for name in names]
-
-
-@METHODS.register(kind="cam", display="minmax")
-def layercam(
-    model,
-    x,
-    target=None,
-    layer: str | Sequence[str] | None = None,
-    relu: bool = True,
-    gamma: float = 2.0,
-    interpolation: str = "bilinear",
-    objective: str = "logit",
-) -> torch.Tensor:
+@gradient_cam(fuse=True)
+def layercam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """LayerCAM (Jiang et al. 2021): ``relu(sum_c relu(dy/dA_c) ⊙ A_c)`` per position, at any depth.
 
     ``layer`` may name several layers (``"blocks.3,blocks.5,bn2"`` or a list): one backward
@@ -118,38 +78,30 @@ def layercam(
     paper), upsampled to the input and merged by the element-wise maximum (torchcam's
     ``fuse_cams`` does the same, at the largest map's size and with min-max instead of /max).
     With one layer the raw map is returned, unscaled, like the other CAMs.
+    Signature: :func:`~convscope.attribution.cam.gradient_cam` (``fuse=True``).
     """
-    layers = _layer_list(model, layer, x.shape[-1])
-    with capture(model, layers, grads=True) as seen:
-        score = objective_score(model, x.detach(), target, objective)
-        for name in layers:
-            if seen[name].ndim != 4:
-                raise ConvscopeError(
-                    f"layer {name!r} has output shape {tuple(seen[name].shape)}; CAM needs (N, C, h, w)"
-                )
-        score.sum().backward()
-        maps = []
-        for name in layers:
-            activations, grads = seen[name].detach(), seen.gradients[name]
-            maps.append((grads.clamp(min=0) * activations).sum(dim=1, keepdim=True))
-    if len(maps) == 1:
-        return _finish(maps[0], x, relu, interpolation)
-    fused = None
-    for heat in maps:
-        heat = heat.clamp(min=0) if relu else heat
-        peak = heat.flatten(1).amax(dim=1).clamp(min=1e-12).view(-1, 1, 1, 1)
-        heat = upsample_map(torch.tanh(gamma * heat / peak), tuple(x.shape[-2:]), interpolation)
-        fused = heat if fused is None else torch.maximum(fused, heat)
-    return fused
+    return grads.clamp(min=0)
 
 
 def _layer_activations(model, x, layer: str) -> torch.Tensor:
+    return _clean_pass(model, x, layer)[0]
+
+
+def _clean_pass(model, x, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations at ``layer``, logits) of the clean images from one forward pass."""
     with torch.no_grad(), capture(model, layer, detach=True) as seen:
-        model(x)
+        logits = model(x)
     activations = seen[layer]
     if activations.ndim != 4:
         raise ConvscopeError(f"layer {layer!r} has output shape {tuple(activations.shape)}; CAM needs (N, C, h, w)")
-    return activations
+    return activations, logits
+
+
+def _clean_targets(target, logits: torch.Tensor, labels):
+    """The class ids chosen on the clean images (a callable target stays as it is), from their logits."""
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return target
+    return resolve_target(target, logits, labels)
 
 
 def _scores(model, images: torch.Tensor, ids, labels) -> torch.Tensor:
@@ -198,12 +150,13 @@ def scorecam(
 
     ``top_channels=k`` (not in the paper; off by default) masks only the k channels of largest
     mean activation, the others get weight 0 -- ``C / k`` times fewer forward passes.
-    Cost: C (or k) forward passes per image, no backward.
+    Cost: C (or k) forward passes per image and the clean image's (its class and activations), no
+    backward.
     """
     layer = cam_layer(model, layer, x.shape[-1])
-    ids = fixed_targets(model, x, target)
     labels = getattr(model, "labels", None)
-    activations = _layer_activations(model, x, layer)
+    activations, logits = _clean_pass(model, x, layer)
+    ids = _clean_targets(target, logits, labels)
     count, channels = activations.shape[:2]
     chosen = _chosen_channels(activations, top_channels)
     pairs = [(n, int(c)) for n in range(count) for c in chosen[n].tolist()]
@@ -255,17 +208,18 @@ def ablationcam(
     with ``min - 1e7`` when a layer's minimum is not 0, the ablated value is always 0.
     ``top_channels=k`` (not in the paper; off by default, as Score-CAM's) ablates only the k
     channels of largest mean activation, the others get weight 0.
-    Cost: C (or k) forward passes of the layers above ``layer`` per image, no backward.
+    Cost: C (or k) forward passes of the layers above ``layer`` per image and one clean pass (the
+    class, the activations and the unablated score), no backward.
     """
     layer = cam_layer(model, layer, x.shape[-1])
-    ids = fixed_targets(model, x, target)
     labels = getattr(model, "labels", None)
-    activations = _layer_activations(model, x, layer)
+    activations, logits = _clean_pass(model, x, layer)
+    ids = _clean_targets(target, logits, labels)
     count, channels = activations.shape[:2]
     chosen = _chosen_channels(activations, top_channels)
     module = find_layer(model, layer)
     with torch.no_grad():
-        clean = _scores(model, x, ids, labels)
+        clean = target_score(ids, logits, labels)
         drops = clean[:, None].repeat(1, channels)  # unablated channels: no drop, weight 0
         for n in range(count):
             target_n = ids[n : n + 1] if isinstance(ids, torch.Tensor) else ids

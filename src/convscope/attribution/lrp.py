@@ -72,8 +72,16 @@ COMPOSITES = ("epsilon_gamma_box", "epsilon_alpha2_beta1_flat", "epsilon", "gamm
 
 
 def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``z + epsilon * sign(z)`` with sign(+0) = +1 (never divides by zero); two elementwise ops."""
-    return z + torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z)
+    """``z + epsilon * sign(z)`` with sign(+0) = +1 (never divides by zero); one new tensor."""
+    return torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z).add_(z)
+
+
+def _ratio(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``relevance / stabilize(z, epsilon)``, divided in place in the stabilised buffer."""
+    denominator = stabilize(z, epsilon)
+    if denominator.shape != relevance.shape:
+        return relevance / denominator
+    return torch.div(relevance, denominator, out=denominator)
 
 
 @dataclass
@@ -99,6 +107,27 @@ class _Affine:
             return s @ weight
         return torch.nn.grad.conv2d_input(shape, weight, s, self.stride, self.padding, self.dilation, self.groups)
 
+    def transpose_pair(
+        self, s: torch.Tensor, first: torch.Tensor, second: torch.Tensor, shape: torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first^T s, second^T s): one transposed map of the two weights side by side along the
+        input channels when the layer is ungrouped, two otherwise."""
+        if self.groups != 1:
+            return self.transpose(s, first, shape), self.transpose(s, second, shape)
+        both = self.transpose(s, torch.cat([first, second], dim=1), torch.Size([shape[0], 2 * shape[1], *shape[2:]]))
+        return both[:, : shape[1]], both[:, shape[1] :]
+
+    def per_input(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-input-channel values (C_in numbers, or one) laid out like the weight's input axis."""
+        count, width = self.weight.shape[:2]
+        values = values.reshape(-1).to(self.weight)
+        if values.numel() == 1:
+            values = values.expand(width * self.groups)
+        if values.numel() != width * self.groups:
+            raise ConvscopeError(f"the z^B box has {values.numel()} values for {width * self.groups} input channels")
+        grouped = values.view(self.groups, 1, width).expand(self.groups, count // self.groups, width)
+        return grouped.reshape(count, width, *([1] * (self.weight.ndim - 2)))
+
     def bias_shape(self, bias: torch.Tensor) -> torch.Tensor:
         return bias if self.kind == "linear" else bias[:, None, None]
 
@@ -116,28 +145,32 @@ class Rule:
     high: torch.Tensor | None = None
 
     def propagate(self, layer: _Affine, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
-        weight, bias = layer.weight, layer.bias
+        weight = layer.weight
         if self.name == "epsilon":
-            return x * layer.transpose(relevance / stabilize(z, self.epsilon), weight, x.shape)
+            return layer.transpose(_ratio(relevance, z, self.epsilon), weight, x.shape).mul_(x)
         if self.name == "flat":
             ones = torch.ones_like(weight)
             denominator = layer.apply(torch.ones_like(x[:1]), ones)
-            return layer.transpose(relevance / stabilize(denominator, self.epsilon), ones, x.shape)
+            return layer.transpose(_ratio(relevance, denominator, self.epsilon), ones, x.shape)
         if self.name == "zbox":
-            low = self.low.to(x).expand_as(x) if self.low is not None else torch.zeros_like(x)
-            high = self.high.to(x).expand_as(x) if self.high is not None else torch.ones_like(x)
-            positive, negative = weight.clamp(min=0), weight.clamp(max=0)
-            plain = z - layer.bias_shape(bias) if bias is not None else z  # Wx; the biases cancel (b - b+ - b-)
-            denominator = plain - layer.apply(low, positive) - layer.apply(high, negative)
-            s = relevance / stabilize(denominator, self.epsilon)
-            return (
-                x * layer.transpose(s, weight, x.shape)
-                - low * layer.transpose(s, positive, x.shape)
-                - high * layer.transpose(s, negative, x.shape)
-            )
+            return self._box(layer, x, z, relevance)
         if self.name in ("gamma", "alphabeta"):
             return self._signed(layer, x, z, relevance)
         raise ConvscopeError(f"unknown LRP rule {self.name!r}")
+
+    def _box(self, layer: _Affine, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+        """z^B with a box constant per input channel (pixels in [0, 1] through a per-channel
+        normalisation): ``W+ l + W- h`` is one weight ``V`` scaled per input channel, so the
+        denominator's box term is ``V`` on a batch-1 image of ones and the input relevance
+        ``x ⊙ W^T s - V^T s`` comes from one transposed map of ``[W, V]``."""
+        weight, bias = layer.weight, layer.bias
+        low = layer.per_input(self.low if self.low is not None else torch.zeros(1))
+        high = layer.per_input(self.high if self.high is not None else torch.ones(1))
+        box = weight.clamp(min=0) * low + weight.clamp(max=0) * high
+        shift = layer.apply(torch.ones_like(x[:1]), box, bias)  # the biases cancel: z - b - (W+ l + W- h)
+        s = _ratio(relevance, z - shift, self.epsilon)
+        through, boxed = layer.transpose_pair(s, weight, box, x.shape)
+        return (x * through).sub_(boxed)
 
     def _signed(self, layer: _Affine, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
         """gamma and alpha-beta for inputs of any sign, from one extra conv ``Q = |W| |x|``.
@@ -148,31 +181,32 @@ class Rule:
         two transposed convs whatever the inputs' signs (zennit runs each weight on x+ and x-).
         gamma: ``z_a = z + gamma (P + b+)`` for outputs > 0 and ``z_b = z + gamma (N + b-)`` for
         outputs < 0 share one denominator ``(1 + gamma/2) z + sign(z) gamma/2 (Q + |b|)``.
-        alpha-beta: ``alpha R / (P + b+) - beta R / (N + b-)``, both at every output."""
+        alpha-beta: ``alpha R / (P + b+) - beta R / (N + b-)``, both at every output.
+        Non-negative inputs (after a ReLU / ReLU6) give ``x ⊙ (W^T u + |W|^T v)``, and alpha1beta0
+        there needs a single transposed conv of ``W + |W| = 2 W+``."""
         weight, bias = layer.weight, layer.bias
-        magnitude = x.abs()
+        nonnegative = bool(x.min() >= 0)
+        magnitude = x if nonnegative else x.abs()
         spread = layer.apply(magnitude, weight.abs())  # Q, then Q + |b|
         if bias is not None:
-            spread = spread + layer.bias_shape(bias.abs())
+            spread.add_(layer.bias_shape(bias.abs()))
         if self.name == "gamma":
             half = self.gamma / 2
             # the denominator divided by (1 + gamma/2), so a = R / denominator carries W^T's factor
-            denominator = (spread * (half / (1 + half))).add_(self.epsilon / (1 + half)).copysign_(z).add_(z)
-            a = relevance / denominator
+            denominator = spread.mul_(half / (1 + half)).add_(self.epsilon / (1 + half)).copysign_(z).add_(z)
+            a = torch.div(relevance, denominator, out=denominator)
             b = a.abs().copysign_(relevance).mul_(half / (1 + half))  # = a sign(z) (gamma/2) / (1 + gamma/2)
-            return torch.addcmul(
-                x * layer.transpose(a, weight, x.shape), magnitude, layer.transpose(b, weight.abs(), x.shape)
-            )
-        # 2 (P + b+) = Q + Wx + b + |b| = z + (Q + |b|),  2 (N + b-) = z - (Q + |b|); the halves cancel
-        a = relevance * self.alpha / stabilize(z + spread, 2 * self.epsilon)
-        if self.beta == 0:
-            return torch.addcmul(
-                x * layer.transpose(a, weight, x.shape), magnitude, layer.transpose(a, weight.abs(), x.shape)
-            )
-        b = relevance * -self.beta / stabilize(z - spread, 2 * self.epsilon)
-        return torch.addcmul(
-            x * layer.transpose(a + b, weight, x.shape), magnitude, layer.transpose(a - b, weight.abs(), x.shape)
-        )
+        else:
+            # 2 (P + b+) = Q + Wx + b + |b| = z + (Q + |b|),  2 (N + b-) = z - (Q + |b|); the halves cancel
+            a = _ratio(relevance, z + spread, 2 * self.epsilon).mul_(self.alpha)
+            if self.beta == 0 and nonnegative:
+                return layer.transpose(a, weight + weight.abs(), x.shape).mul_(x)
+            b = a if self.beta == 0 else _ratio(relevance, z - spread, 2 * self.epsilon).mul_(-self.beta)
+            a, b = (a, b) if self.beta == 0 else (a + b, a.sub_(b))
+        through, spread_back = layer.transpose(a, weight, x.shape), layer.transpose(b, weight.abs(), x.shape)
+        if nonnegative:
+            return through.add_(spread_back).mul_(x)
+        return through.mul_(x).addcmul_(magnitude, spread_back)
 
 
 def composite_rules(

@@ -6,8 +6,11 @@ Tensor[N]`` (one score per image; NaN where it is undefined). ``heat`` is the ma
 method being scored (N, 1|3, h, w), reduced over channels by a signed sum and upsampled
 bilinearly to the image; ``explain(x, target)`` recomputes the method (robustness and
 randomisation metrics); ``masks`` (N, H, W) bool marks the object (localisation metrics).
-The registry's ``calls`` says how many model passes a metric makes per image (an
-"explanation" costs what the method costs); ``higher_better`` which way is good.
+The registry's ``calls`` says how many model passes a metric makes per image, every pass
+counted (the clean image's class included): a Python expression of the metric's options,
+``explanation`` (the passes of one explanation per image: what the method costs) and ``groups``
+(the layer groups MPRT randomises); ``tests/test_attribution_metrics.py`` counts the passes with
+a forward hook and checks them against it. ``higher_better`` says which way is good.
 
 **All-zero maps** (Grad-CAM killed by its ReLU, a dead rectifier path) carry no ranking and
 no mass: every metric returns NaN for them (Quantus refuses them), and
@@ -57,7 +60,8 @@ METRICS: Registry[Callable[..., torch.Tensor]] = Registry(
     "explanation metric", family="faithfulness", higher_better=True, stochastic=False, calls="0", needs=(), unit=""
 )
 """name -> metric; metadata: ``family``, ``higher_better``, ``stochastic``, ``calls`` (model passes per
-image, a formula of the options), ``needs`` (``"explain"`` and/or ``"masks"``), ``unit`` (what the score measures, for axes)."""
+image, an expression of the options, ``explanation`` and ``groups``), ``needs`` (``"explain"`` and/or
+``"masks"``), ``unit`` (what the score measures, for axes)."""
 
 
 def flat_map(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -86,19 +90,32 @@ def _normalise_by_max(values: torch.Tensor) -> torch.Tensor:
     return torch.where(top > 0, values / top.clamp(min=1e-30), values)
 
 
-def _class_ids(model, x, target) -> torch.Tensor:
-    from .noise import fixed_targets
-
-    with frozen(model), torch.no_grad():
-        ids = fixed_targets(model, x, target)
-    if not isinstance(ids, torch.Tensor):
+def _class_target(target) -> None:
+    if callable(target) and not isinstance(target, torch.Tensor):
         raise ConvscopeError("explanation metrics need class targets, not a callable")
-    return ids.to(x.device)
+
+
+def _class_ids(model, x, target, logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Class ids of the clean images, from their ``logits`` when given, else from one pass."""
+    from ..targets import resolve_target
+
+    _class_target(target)
+    if logits is None:
+        logits = _forward(model, x, len(x))
+    return resolve_target(target, logits, getattr(model, "labels", None)).to(x.device)
 
 
 def _forward(model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     with frozen(model), torch.no_grad():
         return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def _with_clean(model, x, target, perturbed: torch.Tensor, batch_size: int):
+    """(class ids, clean logits, perturbed logits): the clean images go through the model in the
+    same batched stream as their perturbed copies, so the target costs no pass of its own."""
+    logits = _forward(model, torch.cat([x, perturbed]), batch_size)
+    clean = logits[: len(x)]
+    return _class_ids(model, x, target, clean), clean, logits[len(x) :]
 
 
 # ---------------------------------------------------------------------------------------------- complexity
@@ -162,13 +179,13 @@ def relevance_mass(model, x, heat, target=None, masks=None, **_) -> torch.Tensor
 
 
 # -------------------------------------------------------------------------------------------- faithfulness
-@METRICS.register(family="faithfulness", higher_better=False, calls="steps", unit="AUC of p(target) (0-1)")
+@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 1", unit="AUC of p(target) (0-1)")
 def pixel_flipping(model, x, heat, target=None, steps: int = 16, batch_size: int = 64, **_) -> torch.Tensor:
     """Pixel flipping (Bach et al. 2015): set the pixels to black in order of the map, HW/steps at a
     time, and take the area under the target's softmax probability after each step (trapezoid,
-    x from 1/steps to 1; Quantus' AUC divided by ``steps``). Lower is better. ``steps`` calls."""
+    x from 1/steps to 1; Quantus' AUC divided by ``steps``). Lower is better. ``steps + 1`` calls
+    (the clean image, for its class, in the same batches as the flipped copies)."""
     values = flat_map(heat, x.shape[-2:])
-    ids = _class_ids(model, x, target)
     count, pixels = values.shape
     order = values.argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
@@ -176,28 +193,32 @@ def pixel_flipping(model, x, heat, target=None, steps: int = 16, batch_size: int
     per_step = math.ceil(pixels / steps)
     chosen = torch.arange(1, steps + 1, device=x.device) * per_step
     keep = (rank[:, None, :] >= chosen[None, :, None]).view(count * steps, 1, *x.shape[-2:]).to(x.dtype)
-    images = x.repeat_interleave(steps, dim=0) * keep
-    probabilities = _forward(model, images, batch_size).softmax(dim=-1)
+    ids, _, logits = _with_clean(model, x, target, x.repeat_interleave(steps, dim=0).mul_(keep), batch_size)
+    probabilities = logits.softmax(dim=-1)
     curve = probabilities.gather(1, ids.repeat_interleave(steps)[:, None]).view(count, steps).double().cpu()
     return _nan_where(torch.trapezoid(curve, dx=1.0 / steps, dim=1), _zero(values))
 
 
-@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 1", unit="AUC of p(target) (0-1)")
+@METRICS.register(family="faithfulness", higher_better=False, calls="steps + 2", unit="AUC of p(target) (0-1)")
 def deletion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
-    """Deletion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.deletion`). Lower is better."""
+    """Deletion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.deletion`). Lower is better.
+    ``steps + 2`` calls: the class of the clean image, and the ``steps + 1`` points of the curve."""
     from .evaluate import deletion as curve
 
     values = flat_map(heat, x.shape[-2:])
-    return _nan_where(curve(model, x, heat, _class_ids(model, x, target), steps=steps).auc, _zero(values))
+    _class_target(target)
+    return _nan_where(curve(model, x, heat, target, steps=steps).auc, _zero(values))
 
 
-@METRICS.register(family="faithfulness", higher_better=True, calls="steps + 1", unit="AUC of p(target) (0-1)")
+@METRICS.register(family="faithfulness", higher_better=True, calls="steps + 2", unit="AUC of p(target) (0-1)")
 def insertion(model, x, heat, target=None, steps: int = 16, **_) -> torch.Tensor:
-    """Insertion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.insertion`). Higher is better."""
+    """Insertion AUC (Petsiuk 2018; :func:`~convscope.attribution.evaluate.insertion`). Higher is better.
+    ``steps + 2`` calls, as :func:`deletion`."""
     from .evaluate import insertion as curve
 
     values = flat_map(heat, x.shape[-2:])
-    return _nan_where(curve(model, x, heat, _class_ids(model, x, target), steps=steps).auc, _zero(values))
+    _class_target(target)
+    return _nan_where(curve(model, x, heat, target, steps=steps).auc, _zero(values))
 
 
 def subset_indices(count: int, pixels: int, runs: int, subset: int, seed: int) -> np.ndarray:
@@ -219,13 +240,13 @@ def faithfulness_correlation(
     ``subset`` pixels set to black, between the map's sum on the subset and the drop of the target
     logit. Higher is better. ``runs + 1`` calls."""
     values = flat_map(heat, x.shape[-2:])
-    ids = _class_ids(model, x, target)
     count, pixels = values.shape
     chosen = torch.from_numpy(subset_indices(count, pixels, runs, subset, seed)).to(x.device)  # (runs, N, s)
     keep = torch.ones(runs, count, pixels, device=x.device, dtype=x.dtype)
     keep.scatter_(2, chosen, 0.0)
     images = (x[None] * keep.view(runs, count, 1, *x.shape[-2:])).flatten(0, 1)
-    logits = _forward(model, torch.cat([x, images]), batch_size)
+    ids, clean, perturbed = _with_clean(model, x, target, images, batch_size)
+    logits = torch.cat([clean, perturbed])
     score = logits.gather(1, ids.repeat(runs + 1)[:, None])[:, 0].view(runs + 1, count).double().cpu()
     drops = (score[0][None] - score[1:]).T  # (N, runs)
     sums = values.double().cpu()[torch.arange(count)[None, :, None], chosen.cpu()].sum(dim=2).T
@@ -298,7 +319,6 @@ def noisy_linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: f
 
 def _road(model, x, heat, target, order: str, fractions, noise: float, seed: int, batch_size: int) -> torch.Tensor:
     values = flat_map(heat, x.shape[-2:])
-    ids = _class_ids(model, x, target)
     generator = torch.Generator().manual_seed(seed)
     ranking = values.argsort(dim=1, descending=(order == "morf"), stable=True)
     images = []
@@ -307,7 +327,8 @@ def _road(model, x, heat, target, order: str, fractions, noise: float, seed: int
             removed = torch.zeros(values.shape[1], dtype=torch.bool, device=x.device)
             removed[ranking[index, : int(values.shape[1] * fraction)]] = True
             images.append(noisy_linear_imputation(x[index], removed.view(x.shape[-2:]), noise, generator))
-    predicted = _forward(model, torch.stack(images), batch_size).argmax(dim=-1).view(x.shape[0], len(fractions))
+    ids, _, logits = _with_clean(model, x, target, torch.stack(images), batch_size)
+    predicted = logits.argmax(dim=-1).view(x.shape[0], len(fractions))
     kept = (predicted == ids[:, None]).double().mean(dim=1)
     return _nan_where(kept, _zero(values))
 
@@ -319,7 +340,7 @@ ROAD_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
     family="faithfulness",
     higher_better=False,
     stochastic=True,
-    calls="len(fractions)",
+    calls="len(fractions) + 1",
     unit="share of fractions still predicted (0-1)",
 )
 def road_morf(
@@ -327,7 +348,7 @@ def road_morf(
 ) -> torch.Tensor:
     """ROAD, most relevant first (Rong et al. 2022): share of the ``fractions`` at which the model still
     predicts the target after removing that fraction of the most relevant pixels by noisy linear
-    imputation. Lower is better. One call per fraction."""
+    imputation. Lower is better. One call per fraction, and the clean image in the same batches."""
     return _road(model, x, heat, target, "morf", fractions, noise, seed, batch_size)
 
 
@@ -335,14 +356,14 @@ def road_morf(
     family="faithfulness",
     higher_better=True,
     stochastic=True,
-    calls="len(fractions)",
+    calls="len(fractions) + 1",
     unit="share of fractions still predicted (0-1)",
 )
 def road_lerf(
     model, x, heat, target=None, fractions=ROAD_FRACTIONS, noise: float = 0.01, seed: int = 0, batch_size: int = 64, **_
 ) -> torch.Tensor:
     """ROAD, least relevant first: as :func:`road_morf` removing the least relevant pixels. Higher is
-    better. One call per fraction."""
+    better. One call per fraction and the clean image."""
     return _road(model, x, heat, target, "lerf", fractions, noise, seed, batch_size)
 
 
@@ -357,7 +378,7 @@ def _need(explain):
     family="robustness",
     higher_better=False,
     stochastic=True,
-    calls="samples explanations",
+    calls="1 + samples * explanation",
     needs=("explain",),
     unit="max relative L2 change of the map",
 )
@@ -382,7 +403,7 @@ def max_sensitivity(
     family="robustness",
     higher_better=False,
     stochastic=True,
-    calls="samples explanations",
+    calls="1 + samples * explanation",
     needs=("explain",),
     unit="max map change / input change (L2)",
 )
@@ -408,7 +429,7 @@ def local_lipschitz(
     family="randomisation",
     higher_better=False,
     stochastic=True,
-    calls="1 explanation",
+    calls="1 + explanation",
     needs=("explain",),
     unit="SSIM to a random class's map (-1 to 1)",
 )
@@ -420,9 +441,8 @@ def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) 
 
     explain = _need(explain)
     values = flat_map(heat, x.shape[-2:])
-    ids = _class_ids(model, x, target)
-    with frozen(model), torch.no_grad():
-        classes = model(x[:1]).shape[-1]
+    logits = _forward(model, x, len(x))
+    ids, classes = _class_ids(model, x, target, logits), logits.shape[-1]
     generator = torch.Generator().manual_seed(seed)
     offset = torch.randint(1, classes, (x.shape[0],), generator=generator).to(ids.device)
     other_ids = (ids + offset) % classes
@@ -440,7 +460,7 @@ def random_logit(model, x, heat, target=None, explain=None, seed: int = 0, **_) 
     family="randomisation",
     higher_better=False,
     stochastic=True,
-    calls="groups explanations",
+    calls="2 + (groups + 1) * explanation",
     needs=("method",),
     unit="Spearman rho after randomisation (-1 to 1)",
 )
@@ -449,7 +469,8 @@ def mprt(
 ) -> torch.Tensor:
     """Model-parameter randomisation (Adebayo et al. 2018, cascading; :mod:`~convscope.attribution.sanity`):
     Spearman correlation of |map| with the map after the whole network is randomised top-down. Near 0
-    passes the test; lower is better. One explanation per layer group."""
+    passes the test; lower is better. The original and one explanation per layer group, and two passes
+    for the class (here and in the sanity check)."""
     from .sanity import sanity_check
 
     if method is None:

@@ -32,6 +32,7 @@ def attribution_section(model, image, context) -> Section | None:
         figures=figures,
         headers=["method", "options", "seconds"],
         rows=rows,
+        collapsed_table=True,
         note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
         "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)",
     )
@@ -47,7 +48,11 @@ def sanity_section(model, image, context) -> Section | None:
     return Section(
         "Sanity check (model-parameter randomization)",
         # at screen resolution: its 224-px maps gain nothing at 300 dpi and the report would grow 4x (0.65 -> 2.8 MB)
-        figures=[Figure(sanity_figure(result, image), "maps as layers are re-initialised from the top (cascading)")],
+        figures=[
+            Figure(
+                sanity_figure(result, image), "maps as layers are re-initialised from the top (cascading)", tall=True
+            )
+        ],
         headers=["method", "randomized down to", "Spearman vs trained", "SSIM vs trained"],
         rows=rows,
         collapsed_table=True,

@@ -95,6 +95,7 @@ class SanityResult:
         spearman: (methods, steps, N) rank correlations with the original map.
         ssim: (methods, steps, N) structural similarity with the original map.
         maps: method -> list of maps (original first, then one per step), first image only.
+        model_name: the model checked; ``label``: the class explained for the first image.
     """
 
     scheme: str
@@ -103,6 +104,8 @@ class SanityResult:
     spearman: np.ndarray
     ssim: np.ndarray
     maps: dict[str, list[torch.Tensor]] = field(repr=False, default_factory=dict)
+    model_name: str = ""
+    label: str = ""
 
     def rows(self) -> list[tuple[str, str, float, float]]:
         """(method, step, mean Spearman, mean SSIM) over the images."""
@@ -174,30 +177,52 @@ def sanity_check(
                 heat = attribute(randomized, x, ids, method=method, **settings(method))
                 spearman[row, step], ssim[row, step] = similarity(original[method], heat)
                 maps[method].append(heat[0].cpu())
-    return SanityResult(scheme, list(methods), [g.removeprefix("network.") for g in groups], spearman, ssim, maps)
+    from ..targets import class_name
+
+    steps = [g.removeprefix("network.") for g in groups]
+    label = f"{class_name(getattr(model, 'labels', None), int(ids[0]))} ({int(ids[0])})"
+    name = getattr(model, "name", type(model).__name__)
+    return SanityResult(scheme, list(methods), steps, spearman, ssim, maps, name, label)
 
 
-def sanity_figure(result: SanityResult, image: torch.Tensor, path: str | Path | None = None, dpi: int | None = None):
-    """Rows = methods, columns = original + each randomization step (absolute maps, min-max);
-    returns the picture at ``dpi`` (default: the screen's)."""
+def sanity_figure(
+    result: SanityResult,
+    image: torch.Tensor,
+    path: str | Path | None = None,
+    dpi: int | None = None,
+    columns: int = 6,
+):
+    """Each method's maps, original first, then one per randomization step, wrapped at
+    ``columns`` (a method starts a new row); each step titled with its Spearman ρ and SSIM to the
+    original (an all-zero map, which has no rank correlation, is said so). Maps are drawn as
+    |map| summed over colour channels, the way :func:`convscope.attribution.display_mode` scales
+    the method (gradients by their 99.5th percentile, CAMs min-max). Returns the picture at
+    ``dpi`` (default: the screen's)."""
     from ..render import SCREEN_DPI, Panel, figure
+    from . import display_mode
 
+    columns = max(1, min(columns, len(result.steps) + 1))
     panels = []
     for row, method in enumerate(result.methods):
+        scaling = "minmax" if display_mode(method) == "minmax" else "abs"
         for column, heat in enumerate(result.maps[method]):
             if column == 0:
                 title = f"{method}\noriginal"
+            elif not bool(heat.abs().amax() > 0):
+                title = f"{result.steps[column - 1]}\nall-zero map"
             else:  # the number that matters: how similar the map stayed (1 = unchanged)
                 rho = float(result.spearman[row, column - 1].mean())
                 ssim = float(result.ssim[row, column - 1].mean())
                 title = f"{result.steps[column - 1]}\nρ {rho:.2f}, SSIM {ssim:.2f}"
-            panels.append(Panel(heat.abs().sum(dim=0, keepdim=True), title, cmap="gray", mode="minmax"))
+            panels.append(Panel(heat.abs().sum(dim=0, keepdim=True), title, cmap="gray", mode=scaling))
+        panels += [Panel(None)] * (-len(result.maps[method]) % columns)  # blank: the next method starts a row
+    subject = ", ".join(part for part in (result.model_name, result.label) if part)
     return figure(
         panels,
         path,
-        columns=len(result.steps) + 1,
+        columns=columns,
         panel_size=2.0,
-        suptitle=f"sanity check ({result.scheme} randomization, top layers first; "
-        f"ρ = Spearman rank correlation with the original map)",
+        suptitle=f"{subject + ': ' if subject else ''}sanity check ({result.scheme} randomization, top layers "
+        f"first; ρ = Spearman rank correlation with the original map; |map|: gradients / p99.5, CAMs min-max)",
         dpi=dpi or SCREEN_DPI,
     )

@@ -392,6 +392,7 @@ def patch_command(
         output_path(out),
         scale=(low, high),
         generator=torch.Generator().manual_seed(seed + 2),
+        success=rate,
     )
     save_image(result.patch[None], output_path(out.with_name(out.stem + "_alone.png")))
     name = class_name(classifier.labels, goal)

@@ -100,7 +100,9 @@ def _mine(
 @app.command("weights")
 @model_options(device="cpu", positional=True)
 def weights_command(
-    layer: Annotated[str, typer.Option("--layer", "-l", help="conv or linear layer")] = "conv_stem",
+    layer: Annotated[
+        Optional[str], typer.Option("--layer", "-l", help="conv or linear layer (default: the first convolution)")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("weights.png"),
     mode: Annotated[str, typer.Option("--mode", help="auto | rgb | channels | norm")] = "auto",
     shape: Annotated[
@@ -114,6 +116,11 @@ def weights_command(
     from ..render import save_picture
 
     network = model.open()
+    if layer is None:
+        from ..layers import first_convolution
+
+        layer = first_convolution(network, network.input_shape if network.fixed_size else 224)
+        console.print(f"the first convolution of {network.name}: {layer} (--layer to choose)")
     tiles = weight_tiles(network, layer, mode, _shape(shape), max_filters)
     weight = network.network.get_submodule(layer).weight if hasattr(network, "network") else None
     shape = "x".join(map(str, weight.shape)) if weight is not None else ""
@@ -226,6 +233,12 @@ def atlas_command(
     console.print(f"atlas of {', '.join(found.layers)} on {found.seen} images -> {index}")
 
 
+#: the tour's layers, by relative depth (:func:`~convscope.layers.layer_at_depth`): dataset examples
+#: at an early stage and at half depth, the units firing on the photo at half depth (bn1 and
+#: blocks.3 on the embedded model)
+EARLY_DEPTH, UNITS_DEPTH = 0, 1 / 2
+
+
 @tour_step(60, "first-layer filters, units firing on the photo, dataset examples at the receptive field")
 def dissect_step(model, image, out: Path) -> list[Path]:
     import tempfile
@@ -240,30 +253,37 @@ def dissect_step(model, image, out: Path) -> list[Path]:
         weight_grid,
         weight_tiles,
     )
+    from ..layers import first_convolution, layers_at_depths
     from ..render import save_picture
 
+    size = tuple(image.shape[-2:])
+    first = first_convolution(model, size)
+    early, middle = (stage.name for stage in layers_at_depths(model, (EARLY_DEPTH, UNITS_DEPTH), size))
+    console.print(
+        f"  layers chosen by depth in {model.name}: filters {first}, units {middle}, examples {early} and {middle}"
+    )
     filters = out / "dissect_filters.png"
-    shape = "x".join(map(str, layer_weight(model, "conv_stem").shape))
-    tiles = weight_tiles(model, "conv_stem")
-    title = f"{model.name} · conv_stem ({shape}): {len(tiles)} filters, colour view"
+    shape = "x".join(map(str, layer_weight(model, first).shape))
+    tiles = weight_tiles(model, first)
+    title = f"{model.name} · {first} ({shape}): {len(tiles)} filters, colour view"
     save_picture(weight_grid(tiles, tile_side=72, numbered=True, title=title), filters)
-    units = out / "dissect_units_blocks.3.png"
+    units = out / f"dissect_units_{middle}.png"
     picture = image[0].cpu()
-    strongest = top_units(model, image, "blocks.3", k=4)
+    strongest = top_units(model, image, middle, k=4)
     strip = example_strip(
         [(picture[:, u.box[0] : u.box[2], u.box[1] : u.box[3]], picture, u.box) for u in strongest],
         112,
-        title=f"{model.name} · blocks.3: the units that fire most on the photo",
+        title=f"{model.name} · {middle}: the units that fire most on the photo",
         labels=[f"ch {u.channel}\n{u.value:.3g}" for u in strongest],
     )
     save_picture(strip, units)
     with tempfile.TemporaryDirectory() as folder:
-        found = top_k_examples(model, sample_folder(folder, n=24), ["bn1", "blocks.3"], k=6, size=160, progress=False)
+        found = top_k_examples(model, sample_folder(folder, n=24), [early, middle], k=6, size=160, progress=False)
         written = [filters, units]
         for layer in found.layers:
             path = out / f"dissect_examples_{layer}.png"
             top = found[layer].values.shape[1]
             title = f"{model.name} · {layer}: top-{top} dataset examples per channel ({found.seen} images)"
-            save_picture(channel_sheet(found, layer, range(10), title=title), path)
+            save_picture(channel_sheet(found, layer, range(min(10, found[layer].channels)), title=title), path)
             written.append(path)
     return written

@@ -103,7 +103,9 @@ def _unit(method: str, options: dict) -> str:
 
     if method == "occlusion":
         return f"drop in {options.get('objective', 'logit')} when hidden"
-    return "CAM" if METHODS.meta(method).get("kind") == "cam" else "attribution"
+    meta = METHODS.meta(method)
+    # a CAM drawn min-max is the class activation map; one drawn by |value| (Guided Grad-CAM) is a gradient product
+    return "CAM" if meta.get("kind") == "cam" and meta["display"] == "minmax" else "attribution"
 
 
 def _probabilities(model, image) -> torch.Tensor:

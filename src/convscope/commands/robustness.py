@@ -317,7 +317,15 @@ def train_command(
         str, typer.Option("--eval", help="final evaluation: autoattack (standard) | pgd (PGD-20) | none")
     ] = "autoattack",
     eval_size: Annotated[
-        Optional[int], typer.Option("--eval-size", help="evaluate on the first N test images (a named subset)")
+        Optional[int],
+        typer.Option("--eval-size", help="the per-epoch PGD-20 curve on the first N test images (default: all)"),
+    ] = None,
+    final_eval_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--final-eval-size",
+            help="the final evaluation (--eval) on the first N test images; 0: all (default: as --eval-size)",
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue from the training state in --out (same settings)")
@@ -341,6 +349,8 @@ def train_command(
     eps = parse_budget(eps_text)
     if evaluation not in EVAL_ATTACKS:
         raise ConvscopeError(f"unknown --eval {evaluation!r}; known: {', '.join(EVAL_ATTACKS)}")
+    if any(n is not None and n < 0 for n in (eval_size, final_eval_size)):
+        raise ConvscopeError("--eval-size and --final-eval-size must be >= 0")
     recipe = Recipe(optimizer, lr, momentum, weight_decay, schedule, warmup)
     size = size or (16 if data == "digits" else 32)
     train_data, test_data, names, held_out = training_split(data, size, seed, test)
@@ -370,10 +380,11 @@ def train_command(
         workers=workers,
         augment=augment,
     )
-    final = evaluate_robustness(model, test_data, eps, evaluation, limit=eval_size, seed=seed, progress=True)
+    final_limit = eval_size if final_eval_size is None else (final_eval_size or None)
+    final = evaluate_robustness(model, test_data, eps, evaluation, limit=final_limit, seed=seed, progress=True)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return
-    history.plot(output_path(out_dir / f"{name}.png"))
+    history.plot(output_path(out_dir / f"{name}.png"), subject=f"{arch} on {data}")
     training = {
         "data": data,
         "test": held_out,

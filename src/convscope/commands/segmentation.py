@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from .common import (
-    DEFAULT_MODEL,
     DeviceOption,
     ModelArgs,
-    ModelOption,
     TrustOption,
     console,
+    err_console,
     model_options,
     output_path,
 )
+from ..errors import ConvscopeError
 from ..tour import tour_step
 
 if TYPE_CHECKING:
@@ -127,10 +127,12 @@ app.add_typer(segment, name="segment")
 
 
 @segment.command("train")
+@model_options
 def train_command(
     data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
-    arch: Annotated[str, typer.Option("--arch", help="fcn32s | fcn16s | fcn8s | unet | segnet")] = "fcn8s",
-    backbone: ModelOption = DEFAULT_MODEL,
+    head: Annotated[
+        str, typer.Option("--head", help="segmentation network: fcn32s | fcn16s | fcn8s (on the model) | unet | segnet")
+    ] = "fcn8s",
     size: Annotated[int, typer.Option("--size", help="image side in pixels")] = 96,
     count: Annotated[int, typer.Option("--count", help="generated scenes to train on")] = 300,
     epochs: Annotated[int, typer.Option("--epochs")] = 5,
@@ -142,17 +144,29 @@ def train_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="checkpoint: OUT.safetensors (weights) + OUT.json (what it is)")
     ] = Path("segmenter.safetensors"),
-    device: DeviceOption = "auto",
+    model: ModelArgs = None,
 ) -> None:
-    """Train a segmentation network; 15 % of the data is held out and scored every epoch."""
+    """Train a segmentation network; 15 % of the data is held out and scored every epoch.
+
+    The FCN heads run on the model given with the shared model options (-m, --weights, --arch, ...);
+    U-Net and SegNet train from scratch.
+    """
+    from dataclasses import replace
+
     from ..devices import resolve_device
     from ..segmentation import build_segmenter, train_segmenter
-    from ..segmentation.checkpoint import save_segmenter
+    from ..segmentation.checkpoint import ARCHITECTURES, WITH_BACKBONE, save_segmenter
 
+    if model.spec.arch in ARCHITECTURES:  # the spelling before --head (--arch is the model's builder now)
+        err_console.print(f"warning: --arch {model.spec.arch} is deprecated here: use --head {model.spec.arch}")
+        head, model = model.spec.arch, replace(model, spec=replace(model.spec, arch=None))
+    if head not in ARCHITECTURES:
+        raise ConvscopeError(f"unknown segmentation head {head!r}: choose {', '.join(ARCHITECTURES)}")
     train, val = _data(data, size, split, count, seed).split(0.15, seed)
-    net = build_segmenter(arch, len(train.classes), backbone).to(resolve_device(device))
+    backbone = model.open() if head in WITH_BACKBONE else None
+    net = build_segmenter(head, len(train.classes), backbone or model.spec.source).to(resolve_device(model.device))
     history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
-    saved = save_segmenter(net, output_path(out), arch, train.classes, size, backbone)
+    saved = save_segmenter(net, output_path(out), head, train.classes, size, model.spec)
     for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
         console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
     console.print(f"{'interrupted; ' if history.interrupted else ''}saved {saved} and {saved.with_suffix('.json')}")
@@ -207,7 +221,8 @@ def predict_command(
     net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
     batch = load_images(images, size, "squash")  # the whole picture, as the segmenter was trained
     masks = predict_masks(net, batch)
-    prediction_figure(batch, masks, classes, path=output_path(out))
+    heading = f"{checkpoint.name}: predicted masks at {size}x{size} px"
+    prediction_figure(batch, masks, classes, path=output_path(out), title=heading, names=images)
     for spec, mask in zip(images, masks):
         shares = torch.bincount(mask.flatten(), minlength=len(classes)).float() / mask.numel()
         console.print(

@@ -8,13 +8,15 @@ __all__ = [
     "dream_command",
     "invert_command",
     "invert_text_command",
+    "companion_figure",
+    "companion_path",
     "OutOption",
     "parse_channels",
     "QuietOption",
     "SeedOption",
     "StepsOption",
     "stylize_command",
-    "SWEEP_LAYERS",
+    "SWEEP_DEPTHS",
     "synthesis_step",
     "visualize_command",
 ]
@@ -34,8 +36,11 @@ StepsOption = Annotated[Optional[int], typer.Option("--steps", help="optimizer s
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="output PNG")]
 SeedOption = Annotated[int, typer.Option("--seed", help="random seed")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
-#: layers inverted by ``invert --sweep`` on the embedded model when none are named.
-SWEEP_LAYERS = ("bn1", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "bn2")
+#: relative depths (:func:`~convscope.layers.layer_at_depth`) of the layers ``invert --sweep`` inverts when
+#: none are named: on the embedded model bn1, blocks.1, blocks.2, blocks.3, blocks.4, blocks.5, bn2.
+SWEEP_DEPTHS = (0, 1 / 6, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1)
+#: the tour's layers, by relative depth: on the embedded model blocks.4, blocks.3 and blocks.2
+VISUALIZE_DEPTH, DREAM_DEPTH, INVERT_DEPTH = 2 / 3, 1 / 2, 1 / 3
 
 
 def parse_channels(text: str) -> list[int]:
@@ -43,6 +48,10 @@ def parse_channels(text: str) -> list[int]:
     from ..cli_checks import parse_ids
 
     return parse_ids(text, "--channel")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _steps(value: int | None, default: int) -> dict:
@@ -109,7 +118,7 @@ def visualize_command(
         heading = f"{network.name}: class visualization, {shown.run.steps} steps"
     else:
         titles, heading = channel_titles(shown, layer, parse_channels(channel), network.name)
-    drawn = visualization_figure(shown, titles, heading, output_path(path.with_name(f"{path.stem}_figure.png")))
+    drawn = visualization_figure(shown, titles, heading, companion_path(path))
     console.print(f"{what}: score {scores} ({shown.run.steps} steps, {shown.run.stopped}) -> {path}, {drawn}")
 
 
@@ -117,6 +126,19 @@ def channel_titles(shown, layer: str, channels: list[int], model_name: str) -> t
     """Panel titles (channel id, final mean activation) and the heading of a channel grid."""
     titles = [f"channel {c}\nmean activation {float(v):.3g}" for c, v in zip(channels, shown.scores)]
     return titles, f"{model_name} · {layer}: feature visualization, {shown.run.steps} steps"
+
+
+def companion_path(path: Path) -> Path:
+    """Where the titled figure of a raw result written to ``path`` goes: ``NAME_figure.png`` beside it."""
+    return output_path(path.with_name(f"{path.stem}_figure.png"))
+
+
+def companion_figure(panels, heading: str, path: Path) -> Path:
+    """The raw result's titled figure (model, layer and the number that matters) at 300 dpi."""
+    from ..render import figure
+
+    figure(panels, path, columns=len(panels), suptitle=heading, panel_size=2.4)
+    return path
 
 
 def visualization_figure(shown, titles: list[str], heading: str, path: Path) -> Path:
@@ -132,7 +154,9 @@ def visualization_figure(shown, titles: list[str], heading: str, path: Path) -> 
 @model_options
 def dream_command(
     image: Annotated[str, typer.Argument(help="image file or sample:NAME")],
-    layer: Annotated[str, typer.Option("--layer", "-l", help="dotted layer name")] = "blocks.3",
+    layer: Annotated[
+        Optional[str], typer.Option("--layer", "-l", help="dotted layer name (default: the stage at half depth)")
+    ] = None,
     octaves: Annotated[int, typer.Option("--octaves", help="pyramid levels")] = 4,
     octave_scale: Annotated[float, typer.Option("--octave-scale", help="size ratio between levels")] = 1.4,
     steps: StepsOption = None,
@@ -147,9 +171,12 @@ def dream_command(
     from ..images import save_image
 
     from ..optimize import dream
+    from ..render import Panel
 
     network = model.open()
     photo = open_image(image, network, size)
+    if layer is None:
+        layer = chosen_layer(network, DREAM_DEPTH, photo, "DeepDream")
     result = dream(
         network,
         photo,
@@ -162,7 +189,25 @@ def dream_command(
         **_steps(steps, 10),
     )
     path = save_image(result.image, output_path(out))
-    console.print(f"{result.layer}: {result.histories[0][0]:.3g} -> {result.histories[-1][-1]:.3g} -> {path}")
+    energy = f"{result.histories[0][0]:.3g} → {result.histories[-1][-1]:.3g}"
+    drawn = companion_figure(
+        [Panel(photo[0].cpu(), "input"), Panel(result.image[0].cpu(), f"dreamed at {layer}\nlayer energy {energy}")],
+        f"{network.name} · {layer}: DeepDream, {octaves} octaves × {_count(_steps(steps, 10)['steps'], 'step')}, "
+        f"layer energy (½ mean h²) {energy}",
+        companion_path(path),
+    )
+    console.print(f"{result.layer}: {energy.replace('→', '->')} -> {path}, {drawn}")
+
+
+def chosen_layer(model, depth: float, image, what: str = "") -> str:
+    """The stage at relative ``depth`` of ``model`` for images like ``image``
+    (:func:`~convscope.layers.layer_at_depth`), said in one line when ``what`` names its use."""
+    from ..layers import layer_at_depth
+
+    name = layer_at_depth(model, depth, tuple(image.shape[-2:])).name
+    if what:
+        console.print(f"{what} at {name} (the stage at depth {depth:.2g} of {model.name}; --layer to choose)")
+    return name
 
 
 @app.command("invert-text")
@@ -224,8 +269,13 @@ def invert_command(
     if not sweep and len(layers) != 1:
         raise ConvscopeError("give one --layer (or several with --sweep)")
     network = model.open()
-    layers = layers or list(SWEEP_LAYERS)
     photo = open_image(image, network, size)
+    if not layers:
+        from ..layers import layers_at_depths
+
+        stages = layers_at_depths(network, SWEEP_DEPTHS, tuple(photo.shape[-2:]))
+        layers = list(dict.fromkeys(stage.name for stage in stages))
+        console.print(f"inverting the stages at depths 0 … 1 of {network.name}: {', '.join(layers)}")
     results = invert_sweep(
         network,
         photo,
@@ -246,7 +296,19 @@ def invert_command(
         heading = f"{network.name}: {image} inverted from each layer (Mahendran & Vedaldi 2015)"
         figure(panels, path, columns=min(4, len(panels)), suptitle=heading)
     else:
-        save_image(results[0].image, path)
+        error = float(results[0].relative_error[0])
+        drawn = companion_figure(
+            [
+                Panel(photo[0], "input"),
+                Panel(results[0].image[0], f"inverted from {layers[0]}\nrelative error {error:.3f}"),
+            ],
+            f"{network.name} · {layers[0]}: feature inversion (Mahendran & Vedaldi 2015), "
+            f"relative error ‖Φ(x) − Φ0‖² / ‖Φ0‖² = {error:.3f}",
+            companion_path(path),
+        )
+        path = save_image(results[0].image, path)
+        console.print(f"-> {path}, {drawn}")
+        return
     console.print(f"-> {path}")
 
 
@@ -278,11 +340,14 @@ def stylize_command(
 
     from ..optimize import stylize
 
+    from ..render import Panel
+
     network = model.open()
+    content_image, style_image = open_image(content, network, size), open_image(style, network, size)
     result = stylize(
         network,
-        open_image(content, network, size),
-        open_image(style, network, size),
+        content_image,
+        style_image,
         style_weight=style_weight,
         init=init,
         optimizer=optimizer,
@@ -294,10 +359,20 @@ def stylize_command(
         **_steps(steps, 150),
     )
     path = save_image(result.image, output_path(out))
-    console.print(
-        f"style loss {result.initial_style_loss:.3g} -> {float(result.final_style_loss[0]):.3g}, "
-        f"content loss {result.initial_content_loss:.3g} -> {float(result.final_content_loss[0]):.3g} -> {path}"
+    losses = (
+        f"style loss {result.initial_style_loss:.3g} → {float(result.final_style_loss[0]):.3g}, "
+        f"content loss {result.initial_content_loss:.3g} → {float(result.final_content_loss[0]):.3g}"
     )
+    drawn = companion_figure(
+        [
+            Panel(content_image[0].cpu(), f"content: {content}\n(kept at {result.content_layer})"),
+            Panel(style_image[0].cpu(), f"style: {style}\n(Gram matrices at {', '.join(result.style_layers)})"),
+            Panel(result.image[0].cpu(), f"stylized, {_count(_steps(steps, 150)['steps'], 'step')}"),
+        ],
+        f"{network.name}: style transfer (Gatys et al. 2016), {losses}",
+        companion_path(path),
+    )
+    console.print(f"{losses.replace('→', '->')} -> {path}, {drawn}")
 
 
 @tour_step(60, "feature visualization, DeepDream, inversion and style transfer")
@@ -307,27 +382,37 @@ def synthesis_step(model, image, out: Path) -> list[Path]:
     import torch.nn.functional as F
 
     from ..images import load_image
+    from ..layers import layers_at_depths
     from ..optimize import dream, invert, stylize, visualize_channel
 
     from ..render import Panel, figure
 
-    channels = [10, 20, 30, 40]
-    shown = visualize_channel(model, "blocks.4", channels, size=96, steps=48, progress=False)
-    dreamed = dream(model, image, "blocks.3", octaves=2, steps=6, progress=False)
+    stages = layers_at_depths(model, (VISUALIZE_DEPTH, DREAM_DEPTH, INVERT_DEPTH), tuple(image.shape[-2:]))
+    visualized, dreamed_at, inverted_at = (stage.name for stage in stages)
+    console.print(
+        f"  layers chosen by depth in {model.name}: feature visualization {visualized}, DeepDream {dreamed_at}, "
+        f"inversion {inverted_at}"
+    )
+    channels = spread_channels((stages[0].output_shape or (0,))[0])
+    shown = visualize_channel(model, visualized, channels, size=96, steps=48, progress=False)
+    dreamed = dream(model, image, dreamed_at, octaves=2, steps=6, progress=False)
     small = F.interpolate(image, size=128, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    inverted = invert(model, small, "blocks.2", steps=60, progress=False)
+    inverted = invert(model, small, inverted_at, steps=60, progress=False)
     brick = load_image("sample:brick", 128).to(small.device)
     styled = stylize(model, small, brick, steps=150, progress=False)
     grid = visualization_figure(
-        shown, *channel_titles(shown, "blocks.4", channels, model.name), out / "visualize_blocks4.png"
+        shown,
+        *channel_titles(shown, visualized, channels, model.name),
+        out / f"visualize_{visualized.replace('.', '')}.png",
     )
     energy = f"{dreamed.histories[0][0]:.3g} → {dreamed.histories[-1][-1]:.3g}"
     style = f"{styled.initial_style_loss:.3g} → {float(styled.final_style_loss[0]):.3g}"
     panels = [
         Panel(image[0].cpu(), "input"),
-        Panel(dreamed.image[0].cpu(), f"DeepDream at blocks.3\nlayer energy {energy}"),
+        Panel(dreamed.image[0].cpu(), f"DeepDream at {dreamed_at}\nlayer energy {energy}"),
         Panel(
-            inverted.image[0].cpu(), f"inverted from blocks.2\nrelative error {float(inverted.relative_error[0]):.2f}"
+            inverted.image[0].cpu(),
+            f"inverted from {inverted_at}\nrelative error {float(inverted.relative_error[0]):.2f}",
         ),
         Panel(brick[0].cpu(), "style image (brick)"),
         Panel(styled.image[0].cpu(), f"style transfer\nstyle loss {style}"),
@@ -337,7 +422,13 @@ def synthesis_step(model, image, out: Path) -> list[Path]:
     return [
         grid,
         save_image(dreamed.image, out / "dream.png"),
-        save_image(inverted.image, out / "invert_blocks2.png"),
+        save_image(inverted.image, out / f"invert_{inverted_at.replace('.', '')}.png"),
         save_image(styled.image, out / "stylize_brick.png"),
         summary,
     ]
+
+
+def spread_channels(count: int) -> list[int]:
+    """Four channels spread over a layer of ``count``: 10, 20, 30, 40 when it has more than 40."""
+    step = max(1, min(10, count // 5))
+    return [c for c in (step, 2 * step, 3 * step, 4 * step) if c < count] or [0]

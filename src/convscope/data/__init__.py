@@ -28,7 +28,9 @@ from .stream import (
     Reduction,
     SkipLog,
     default_workers,
+    loader_options,
     loader_replay_problem,
+    pins_memory,
     reduce_dataset,
     stream,
 )
@@ -55,6 +57,8 @@ __all__ = [
     "default_workers",
     "reduce_dataset",
     "loader_replay_problem",
+    "loader_options",
+    "pins_memory",
     "stream",
     "model_dataset",
     "run_reduction",

@@ -162,7 +162,8 @@ class FileDataset(ImageDataset):
         self.classes: dict[int, str] = {}
 
     def read(self, index: int) -> torch.Tensor:
-        return read_image_file(self.files[index])
+        size = self.preprocess.size if self.preprocess.mode != "none" else None
+        return read_image_file(self.files[index], None if size is None else (size, size))
 
 
 class ArrayDataset(ImageDataset):

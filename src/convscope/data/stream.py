@@ -18,8 +18,10 @@ from __future__ import annotations
 __all__ = [
     "Batch",
     "default_workers",
+    "loader_options",
     "loader_replay_problem",
     "NO_LABEL",
+    "pins_memory",
     "reduce_dataset",
     "Reduced",
     "Reduction",
@@ -138,6 +140,25 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+def pins_memory(device) -> bool:
+    """Whether batches for ``device`` are collated into pinned (page-locked) memory: only when
+    they go to a CUDA device and CUDA is there (pinning is for the host-to-GPU copy; on a CPU
+    run it only costs). The one place the loaders decide it."""
+    return device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+
+def loader_options(device, workers: int, passes: int = 1) -> dict:
+    """The ``DataLoader`` settings of the dataset layer for batches on ``device``: ``workers``
+    processes, pinned memory (:func:`pins_memory`), 4 batches prefetched per worker, and the
+    workers kept alive between passes when the loader is iterated ``passes`` > 1 times (epochs)."""
+    return {
+        "num_workers": workers,
+        "pin_memory": pins_memory(device),
+        "prefetch_factor": 4 if workers else None,
+        "persistent_workers": bool(workers) and passes > 1,
+    }
+
+
 def stream(
     dataset,
     batch_size: int = 32,
@@ -176,10 +197,8 @@ def _batches(dataset, batch_size, workers, device, strict, indices):
         safe,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=workers,
         collate_fn=_collate,
-        pin_memory=device.type == "cuda" and torch.cuda.is_available(),
-        prefetch_factor=4 if workers else None,
+        **loader_options(device, workers),
     )
     for batch, skipped in loader:
         if skipped and strict:

@@ -135,26 +135,29 @@ class CorruptionErrors:
         return path
 
     def plot(self, path: str | Path, baseline: CorruptionErrors | None = None) -> Path:
-        """Error vs severity (the severities run; 0 = clean), one panel per corruption (baseline dashed)."""
+        """Error vs severity (the severities run; 0 = clean), one panel per corruption titled with
+        its mean error over the severities (and its CE when it can be scored); the baseline dashed,
+        the line styles named in the title."""
         import math
 
-        from ..render import pyplot, save_figure
+        from ..render import pyplot, save_figure, wrap
 
         plt = pyplot()
 
         names = list(self.errors)
         columns = min(5, len(names))
         rows = (len(names) + columns - 1) // columns
-        figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False, sharey=True)
+        figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.4 * rows), squeeze=False, sharey=True)
         clean = not math.isnan(self.clean)
         for axis, name in zip(axes.flat, names):
             xs = ([0] if clean else []) + list(self.severities)
-            axis.plot(xs, ([self.clean] if clean else []) + self.errors[name], "o-", label=self.model_name)
+            axis.plot(xs, ([self.clean] if clean else []) + self.errors[name], "o-", clip_on=False)
             if baseline is not None and name in baseline.errors:
-                axis.plot(
-                    xs, ([baseline.clean] if clean else []) + baseline.errors[name], "s--", label=baseline.model_name
-                )
-            axis.set_title(name.replace("_", " "), fontsize=9)
+                axis.plot(xs, ([baseline.clean] if clean else []) + baseline.errors[name], "s--", clip_on=False)
+            numbers = f"mean {self.mean_error(name):.2f}"
+            if self.scored(name, baseline):
+                numbers += f", CE {self.corruption_error(name, baseline):.2f}"
+            axis.set_title(f"{name.replace('_', ' ')}\n({numbers})", fontsize=9)
             axis.set_ylim(0, 1)
             axis.set_xticks(xs)
             axis.set_xlabel("severity", fontsize=8)
@@ -163,10 +166,10 @@ class CorruptionErrors:
             axis.axis("off")
         for axis in axes[:, 0]:
             axis.set_ylabel("top-1 error (fraction)", fontsize=8)
-        axes[0, 0].legend(fontsize=7)
         scored = [n for n in names if n in BENCHMARK_CORRUPTIONS and self.scored(n, baseline)]
-        figure.suptitle(
-            f"{self.model_name}: top-1 error vs severity{' (0 = clean)' if clean else ''}"
+        against = f" (solid) vs {baseline.model_name} (dashed)" if baseline is not None else ""
+        title = (
+            f"{self.model_name}{against}: top-1 error vs severity{' (0 = clean)' if clean else ''}"
             + (f" on {self.count} images" if self.count else "")
             + (
                 f", mCE {self.mce(baseline) * 100:.1f}%"
@@ -174,6 +177,7 @@ class CorruptionErrors:
                 else ""
             )
         )
+        figure.suptitle(wrap(title, 2.6 * columns, 11), fontsize=11)
         figure.tight_layout()
         save_figure(figure, path)
         plt.close(figure)

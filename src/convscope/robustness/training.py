@@ -58,6 +58,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..attacks.gradient import pgd
+from ..data.stream import loader_options
 from ..errors import ConvscopeError
 from ..progress import progress_bar
 from .evaluation import evaluate_robustness, rank_and_world
@@ -131,11 +132,12 @@ class TrainingHistory:
     def as_records(self) -> list[dict]:
         return [asdict(record) for record in self.epochs]
 
-    def plot(self, path: str | Path) -> Path:
-        """Clean and robust test accuracy per epoch."""
+    def plot(self, path: str | Path, subject: str = "") -> Path:
+        """Clean and robust test accuracy per epoch, titled with ``subject`` (the model and the
+        data, e.g. ``"small_cnn on digits"``), the kind of training and the last epoch's numbers."""
         import matplotlib.ticker
 
-        from ..render import pyplot, save_figure
+        from ..render import pyplot, save_figure, wrap
 
         plt = pyplot()
 
@@ -143,7 +145,7 @@ class TrainingHistory:
         numbers = [record.epoch for record in self.epochs]
         axis.plot(numbers, [r.clean_accuracy for r in self.epochs], "o-", label="clean")
         if self.eval_steps > 0:
-            label = f"PGD-{self.eval_steps}, L∞ eps={self.eps:.3g} (upper bound)"
+            label = f"PGD-{self.eval_steps}, L∞ ε = {255 * self.eps:.3g}/255 (upper bound)"
             axis.plot(numbers, [r.robust_accuracy for r in self.epochs], "s-", label=label)
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
@@ -151,7 +153,15 @@ class TrainingHistory:
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
         axis.legend()
-        axis.set_title(f"{self.adversarial or 'standard'} training: test accuracy per epoch")
+        last = self.epochs[-1] if self.epochs else None
+        numbers_text = ""
+        if last is not None:
+            numbers_text = f"\nlast epoch: clean {last.clean_accuracy:.3f}" + (
+                f", PGD-{self.eval_steps} {last.robust_accuracy:.3f}" if self.eval_steps > 0 else ""
+            )
+        kind = f"{self.adversarial} adversarial" if self.adversarial else "standard"
+        title = f"{subject + ': ' if subject else ''}{kind} training, test accuracy per epoch{numbers_text}"
+        axis.set_title(wrap(title, 5.0, 9), fontsize=9)
         figure.tight_layout()
         save_figure(figure, path)
         plt.close(figure)
@@ -358,8 +368,7 @@ def train(
         shuffle=sampler is None,
         sampler=sampler,
         generator=generators["loader"],
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
+        **loader_options(device, workers, passes=epochs),
     )
     if len(loader) == 0:
         raise ConvscopeError("the training set is empty")

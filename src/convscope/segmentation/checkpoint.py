@@ -5,15 +5,18 @@ safetensors at ``X.safetensors`` (no pickle) and a JSON description at ``X.json`
 in the weights' header: format, architecture, backbone, class names, image size.
 ``segment predict|eval X.safetensors`` (or ``X.json``) need no other flag.
 
-The backbone named in a file is built only when it is a known model name (embedded,
-``torchvision:NAME``, ``timm:NAME``); any other spec (a file, ``module:callable``) must come
-from the caller (``backbone=``, CLI ``--backbone``) or be allowed with ``trust``, so that a file
-never chooses code to import. The torch-pickle files of earlier versions are refused in one line.
+An FCN's backbone is written as the model spec it was trained on (``backbone``: the source;
+``backbone_arch`` and ``backbone_input_size`` when the spec had them; its weights are in the
+file). It is built only when source and builder are known names (embedded, ``torchvision:NAME``,
+``timm:NAME``, ``small_cnn``); any other spec (a file, ``module:callable``) must come from the
+caller (``backbone=``, CLI ``--backbone``) or be allowed with ``trust``, so that a file never
+chooses code to import. The torch-pickle files of earlier versions are refused in one line.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +25,18 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..errors import ConvscopeError
-from ..models import DEFAULT_MODEL, checkpoint_meta, fit_error, is_model_name, read_checkpoint, read_state_dict
+from ..models import (
+    BUILDERS,
+    DEFAULT_MODEL,
+    ModelSpec,
+    RandomWeightsWarning,
+    checkpoint_meta,
+    fit_error,
+    is_model_name,
+    load_model,
+    read_checkpoint,
+    read_state_dict,
+)
 
 __all__ = ["ARCHITECTURES", "load_segmenter", "save_segmenter", "SEGMENTER_FORMAT", "WITH_BACKBONE"]
 
@@ -33,9 +47,15 @@ WITH_BACKBONE = ("fcn32s", "fcn16s", "fcn8s")
 
 
 def save_segmenter(
-    net: nn.Module, path: str | Path, arch: str, classes: Sequence[str], size: int, backbone: str | None = None
+    net: nn.Module,
+    path: str | Path,
+    arch: str,
+    classes: Sequence[str],
+    size: int,
+    backbone: str | ModelSpec | None = None,
 ) -> Path:
-    """Write ``net`` as ``path`` with suffix ``.safetensors`` plus its ``.json`` description; returns the weights' path."""
+    """Write ``net`` as ``path`` with suffix ``.safetensors`` plus its ``.json`` description; returns the
+    weights' path. ``backbone``: the model spec (or source) an FCN was built on."""
     from safetensors.torch import save_file
 
     if arch not in ARCHITECTURES:
@@ -45,7 +65,7 @@ def save_segmenter(
         "format": SEGMENTER_FORMAT,
         "weights": path.name,
         "arch": arch,
-        "backbone": backbone if arch in WITH_BACKBONE else None,
+        **(_backbone_meta(backbone) if arch in WITH_BACKBONE else {"backbone": None}),
         "classes": list(classes),
         "size": int(size),
     }
@@ -55,6 +75,20 @@ def save_segmenter(
     save_file(state, str(path), metadata={"convscope": text})
     path.with_suffix(".json").write_text(text + "\n")
     return path
+
+
+def _backbone_meta(backbone: str | ModelSpec | None) -> dict:
+    spec = backbone if isinstance(backbone, ModelSpec) else ModelSpec(backbone or DEFAULT_MODEL)
+    meta: dict = {"backbone": spec.source}
+    if spec.arch is not None:
+        meta["backbone_arch"] = spec.arch
+    if spec.input_size is not None:
+        meta["backbone_input_size"] = spec.input_size
+    return meta
+
+
+def _known(name) -> bool:
+    return is_model_name(name) or name in BUILDERS
 
 
 def _not_ours(path: Path) -> ConvscopeError:
@@ -99,15 +133,28 @@ def load_segmenter(
         raise ConvscopeError(
             f"{path} names an unknown architecture {str(arch)[:80]!r}; known: {', '.join(ARCHITECTURES)}"
         )
+    built = None
     if arch in WITH_BACKBONE and backbone is None:
-        named = meta.get("backbone") or DEFAULT_MODEL
-        if not isinstance(named, str) or not (is_model_name(named) or trust):
+        named, builder = meta.get("backbone") or DEFAULT_MODEL, meta.get("backbone_arch")
+        side = meta.get("backbone_input_size")
+        side = tuple(side) if isinstance(side, list) else side
+        if side is not None and not (
+            isinstance(side, int) or (len(side) == 2 and all(isinstance(v, int) for v in side))
+        ):
+            raise ConvscopeError(f"{path}: backbone_input_size must be a side or [height, width]")
+        if not isinstance(named, str) or not (
+            trust or (_known(named) and (builder is None or (isinstance(builder, str) and _known(builder))))
+        ):
             raise ConvscopeError(
-                f"{path} names the backbone {str(named)[:80]!r}, which is not a known model name; "
-                "pass --backbone SPEC yourself (or --trust if you trust the file's author)"
+                f"{path} names the backbone {str(named)[:80]!r}"
+                + (f" built by {str(builder)[:80]!r}" if builder is not None else "")
+                + ", which is not a known model name; pass --backbone SPEC yourself (or --trust if you trust the file's author)"
             )
+        with warnings.catch_warnings():  # the backbone's weights are in the file
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            built = load_model(ModelSpec(named, arch=builder, input_size=side), trust=trust)
         backbone = named
-    net = build_segmenter(arch, len(classes), backbone or DEFAULT_MODEL)
+    net = build_segmenter(arch, len(classes), built if built is not None else backbone or DEFAULT_MODEL)
     state = read_state_dict(weights)
     problem = fit_error(net, state, weights)
     if problem:

@@ -36,21 +36,29 @@ def prediction_figure(
     truth: torch.Tensor | None = None,
     path: str | Path | None = None,
     title: str | None = None,
+    names: Sequence[str] = (),
 ) -> Image.Image:
-    """Rows of image | truth (if given) | prediction, masks over the images, a legend of class colours in the title."""
+    """Rows of image | truth (if given) | prediction, masks over the images, the class colours
+    as a legend under them. ``names`` titles each row's image (e.g. its file); each prediction
+    is titled with the share of its pixels in each class, and with its pixel accuracy when
+    ``truth`` is given."""
     panels = []
     for index in range(images.shape[0]):
-        panels.append(Panel(images[index], "image"))
+        panels.append(Panel(images[index], names[index] if index < len(names) else "image"))
         if truth is not None:
             panels.append(
                 Panel(draw_masks(images[index : index + 1], truth[index : index + 1], len(classes))[0], "truth")
             )
-        panels.append(
-            Panel(draw_masks(images[index : index + 1], predicted[index : index + 1], len(classes))[0], "prediction")
-        )
-    legend = ", ".join(
-        f"{name}=#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}"
-        for name, colour in zip(classes[1:], voc_palette(len(classes))[1:])
-    )
+        mask = predicted[index].detach().cpu()
+        shares = torch.bincount(mask.flatten().clamp(0, len(classes) - 1), minlength=len(classes)).float()
+        shares = shares / mask.numel()
+        found = ", ".join(f"{classes[c]} {float(shares[c]):.0%}" for c in shares.argsort(descending=True) if shares[c])
+        caption = f"prediction: {found}"
+        if truth is not None:
+            known = truth[index].cpu() != IGNORE_INDEX
+            accuracy = float((mask[known] == truth[index].cpu()[known]).float().mean()) if known.any() else float("nan")
+            caption = f"prediction (pixel accuracy {accuracy:.2f}): {found}"
+        panels.append(Panel(draw_masks(images[index : index + 1], mask[None], len(classes))[0], caption))
+    legend = list(zip(classes[1:], voc_palette(len(classes))[1:]))
     columns = 3 if truth is not None else 2
-    return figure(panels, path, columns=columns, suptitle=(title + "\n" if title else "") + legend, panel_size=2.2)
+    return figure(panels, path, columns=columns, suptitle=title, panel_size=2.2, legend=legend)

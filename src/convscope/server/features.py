@@ -135,15 +135,16 @@ def job(
             from ..optimize import dream
 
             count = steps or defaults.DREAM_STEPS
+            layer = defaults.dream_layer(model, tuple(x.shape[-2:]))
             result = dream(
                 watched(model, count * defaults.DREAM_OCTAVES, report),
                 x,
-                defaults.DREAM_LAYER,
+                layer,
                 octaves=defaults.DREAM_OCTAVES,
                 steps=count,
                 progress=False,
             )
-            return {"image": _data_uri(result.image[0]), "layer": defaults.DREAM_LAYER}
+            return {"image": _data_uri(result.image[0]), "layer": layer}
     elif kind == "visualize_class":
 
         def work(report: Callable[[float, str], None]) -> dict:
