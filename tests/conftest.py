@@ -51,6 +51,7 @@ MARKED = {
         "tests/test_dissect_ray.py",
         "tests/test_data_ray.py",
         "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun",
+        "tests/test_transfer.py::test_finetune_runs_data_parallel_under_torchrun",
     ),
     # thresholds on optimisations whose measured value moves with the thread count (docs/development.md,
     # "Thresholds and their measured spread"); .ci/run reruns them at 1 and 4 threads

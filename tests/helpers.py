@@ -18,6 +18,28 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def run_torchrun(*args: str, ports=(29731, 29732), timeout: float = 300):
+    """``torchrun --nproc_per_node=2 ARGS`` (a script, or ``-m convscope ...``) with one thread per rank;
+    the finished process. One retry, on a fresh port, only when a rank was killed by SIGABRT (a gloo
+    teardown race seen once in CI, not reproduced in 14 runs)."""
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    for port in ports:
+        run = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", *args],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=timeout,
+        )
+        if run.returncode == 0 or "SIGABRT" not in run.stderr:
+            break
+    return run
+
+
 def load_imagecorruptions():
     """The reference package ``imagecorruptions`` (test/benchmark only), made importable on
     today's numpy, scikit-image and setuptools: it needs ``pkg_resources.resource_filename``,

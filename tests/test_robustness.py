@@ -1,9 +1,6 @@
 """Robustness: CE/mCE arithmetic, adversarial training (also under torchrun), defenses with BPDA/EOT."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -19,6 +16,7 @@ from convscope.robustness.resnets import resnet_cifar
 from convscope.robustness.train_state import read_training_state
 from convscope.robustness.training import adversarial_batch, digits_dataset, small_cnn, train
 from convscope.testing import assert_untouched, model_state
+from helpers import run_torchrun
 
 
 class Constant(nn.Module):
@@ -153,18 +151,7 @@ def test_train_runs_data_parallel_under_torchrun_with_gloo(tmp_path):
         dist.destroy_process_group()
     """)
     )
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    # one retry, on a fresh port, only when a rank was killed by SIGABRT (seen once in CI, not reproduced in 14 runs)
-    for port in (29731, 29732):
-        run = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(script)],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=300,
-        )
-        if run.returncode == 0 or "SIGABRT" not in run.stderr:
-            break
+    run = run_torchrun(str(script))
     assert run.returncode == 0, run.stderr[-6000:]
     ranks = [json.loads((tmp_path / f"rank{r}.txt").read_text()) for r in (0, 1)]
     for record in ranks:

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,6 +333,14 @@ def finetune(
             and normalisation) here at the best val accuracy; ``load_model(X)`` gets it back.
         progress: rich progress bar; Ctrl-C stops cleanly and returns what was trained.
 
+    Data-parallel under ``torchrun`` (``WORLD_SIZE`` > 1; the process group, buffer sharing and
+    sharded evaluation of :mod:`convscope.robustness.evaluation`, as ``train``): ``batch_size`` is
+    per process; every rank draws the same global batch of ``batch_size`` x world images (same
+    order, same augmentation) and trains ``DistributedDataParallel`` on its share, so the run equals
+    a single process with that global batch (BatchNorm in ``finetune``/``scratch`` sees each
+    rank's share; rank 0's statistics are kept). A last batch with fewer images than ranks is
+    left out; validation is sharded and all-reduced; rank 0 writes the checkpoint.
+
     Returns:
         (the trained :class:`ImageClassifier` with ``labels = train.classes``, its history).
 
@@ -339,6 +348,7 @@ def finetune(
     >>> trained, history = finetune(load_model(), train, val, mode="features", epochs=3)
     """
     from .progress import progress_bar
+    from .robustness.evaluation import evaluate_robustness, join_process_group, rank_and_world, share_buffers
 
     if mode not in MODES:
         raise ConvscopeError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
@@ -363,36 +373,57 @@ def finetune(
     head.requires_grad_(True)
     parameters = [p for p in trained.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=lr or (3e-4 if mode == "finetune" else 1e-3))
+    distributed = join_process_group()
+    rank, world = rank_and_world()
     device = next(trained.parameters()).device
+    if distributed and device.type == "cuda":  # one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        trained.to(device)
+    model = nn.parallel.DistributedDataParallel(trained) if distributed else trained
+    step = batch_size * world  # the global batch: every rank draws it, augments it and trains on its share
+    leftover = len(train) % step  # under DDP a last batch with fewer images than ranks is left out
+    count = len(train) - (leftover if distributed and leftover < world else 0)
+    held_out = torch.utils.data.TensorDataset(val.images, val.labels)
     generator = torch.Generator().manual_seed(seed)
     history = TransferHistory(mode)
     best = -1.0
     try:
-        with progress_bar(epochs * -(-len(train) // batch_size), mode, progress, interrupted=None) as advance:
+        with progress_bar(epochs * -(-count // step), mode, progress and rank == 0, interrupted=None) as advance:
             for _ in range(epochs):
                 trained.train()
                 if mode == "features":
                     trained.eval()  # the frozen backbone keeps its BatchNorm statistics
                 order = torch.randperm(len(train), generator=generator)
-                total, correct = 0.0, 0
-                for start in range(0, len(train), batch_size):
-                    batch = order[start : start + batch_size]
+                sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
+                for start in range(0, count, step):
+                    batch = order[start : start + step]
                     images = train.images[batch]
                     images = augment(images, generator) if augmentation else images
-                    logits = trained(images.to(device))
-                    loss = F.cross_entropy(logits, train.labels[batch].to(device))
+                    share = torch.tensor_split(torch.arange(len(batch)), world)[rank]
+                    logits = model(images[share].to(device))
+                    labels = train.labels[batch][share]
+                    # the global batch's mean loss: DDP averages the ranks' gradients, shares may differ by one
+                    loss = F.cross_entropy(logits, labels.to(device), reduction="sum") * world / len(batch)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-                    total += loss.item() * len(batch)
-                    correct += int((logits.argmax(1).cpu() == train.labels[batch]).sum())
+                    sums += torch.tensor(
+                        [loss.item() * len(batch) / world, int((logits.argmax(1).cpu() == labels).sum())]
+                    )
                     advance(1, f"loss {loss.item():.3f}")
-                history.loss.append(total / len(train))
-                history.train_accuracy.append(correct / len(train))
+                if distributed:
+                    reduced = sums.to(device)
+                    torch.distributed.all_reduce(reduced)
+                    sums = reduced.cpu()
+                history.loss.append(float(sums[0]) / count)
+                history.train_accuracy.append(float(sums[1]) / count)
+                share_buffers(trained)  # rank 0's BatchNorm statistics on every rank
                 if mode == "scratch":
                     recompute_batchnorm(trained, train, batch_size, device)
-                history.val_accuracy.append(accuracy(trained, val, batch_size))
-                if checkpoint is not None and history.val_accuracy[-1] > best:
+                # clean accuracy, sharded across torchrun ranks and all-reduced
+                scored = evaluate_robustness(trained, held_out, 0.0, "none", batch_size=batch_size)
+                history.val_accuracy.append(scored.clean_accuracy)
+                if checkpoint is not None and rank == 0 and history.val_accuracy[-1] > best:
                     best = history.val_accuracy[-1]
                     save_checkpoint(
                         trained,

@@ -47,6 +47,7 @@ def finetune_command(
     model: ModelArgs = None,
 ) -> None:
     """Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves."""
+    import torch
     from rich.table import Table
 
     from ..transfer import MODES, dataset_split, finetune, photo_dataset, plot_curves
@@ -87,6 +88,8 @@ def finetune_command(
             checkpoint=output_path(out / f"{name}.safetensors"),
         )
         histories.append(history)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return  # under torchrun rank 0 writes the curves and prints
     curves = plot_curves(histories, output_path(out / "accuracy.png"), title=f"{model.name} on {data}")
     table = Table(
         "mode",

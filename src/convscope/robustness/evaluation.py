@@ -17,8 +17,16 @@ counts of a sharded run equal a single-process run's.
 
 from __future__ import annotations
 
-__all__ = ["EVAL_ATTACKS", "RobustEvaluation", "evaluate_robustness", "rank_and_world"]
+__all__ = [
+    "EVAL_ATTACKS",
+    "RobustEvaluation",
+    "evaluate_robustness",
+    "join_process_group",
+    "rank_and_world",
+    "share_buffers",
+]
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -99,6 +107,22 @@ def rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def join_process_group() -> bool:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (once; NCCL on CUDA, gloo on CPU); True when distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return False
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def share_buffers(network: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics), so that all evaluate and save the same network."""
+    if rank_and_world()[1] > 1:
+        for buffer in network.buffers():
+            torch.distributed.broadcast(buffer, 0)
 
 
 def evaluate_robustness(

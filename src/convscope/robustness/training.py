@@ -61,7 +61,7 @@ from ..attacks.gradient import pgd
 from ..data.stream import loader_options
 from ..errors import ConvscopeError
 from ..progress import progress_bar
-from .evaluation import evaluate_robustness, rank_and_world
+from .evaluation import evaluate_robustness, join_process_group, rank_and_world, share_buffers
 from .recipe import Recipe
 from .train_state import read_training_state, write_training_state
 
@@ -347,7 +347,7 @@ def train(
     if resume and checkpoint is None:
         raise ConvscopeError("resume needs the checkpoint to continue from")
     recipe = recipe or Recipe()
-    distributed = _join_process_group()
+    distributed = join_process_group()
     rank, world = rank_and_world()
     if device is None:
         device = (
@@ -442,9 +442,7 @@ def train(
                 step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
                 advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
             seconds = time.perf_counter() - started
-            if distributed:  # every rank evaluates and saves rank 0's BatchNorm statistics
-                for buffer in network.buffers():
-                    torch.distributed.broadcast(buffer, 0)
+            share_buffers(network)  # every rank evaluates and saves rank 0's BatchNorm statistics
             network.eval()
             result = evaluate_robustness(
                 network, test_data, eps, evaluation, steps=eval_steps, limit=eval_size, seed=seed
@@ -490,12 +488,3 @@ def _restore_generators(state, generators: dict[str, torch.Generator], rank: int
                 torch.cuda.set_rng_state(saved, device)
         else:
             generator.set_state(saved)
-
-
-def _join_process_group() -> bool:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (once); True when distributed."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
-        return False
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
