@@ -108,7 +108,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("synthesis", "Neural style transfer (Gatys et al.): CONTENT painted with the textures of STYLE."),
     "finetune": (
         "transfer",
-        "Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves.",
+        "Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves; "
+        "runs under torchrun (DDP).",
     ),
 }
 

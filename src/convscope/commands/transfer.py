@@ -46,7 +46,7 @@ def finetune_command(
     data_labels: DataLabelsOption = None,
     model: ModelArgs = None,
 ) -> None:
-    """Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves."""
+    """Train a new head on DATA (features), fine-tune everything, or train from scratch; plot accuracy curves; runs under torchrun (DDP)."""
     import torch
     from rich.table import Table
 
