@@ -115,6 +115,7 @@ class ExplanationTable:
             axis.set_title(f"{metric} ({better} better)", fontsize=8)
             axis.set_xlabel(METRICS.meta(metric)["unit"], fontsize=7)
             axis.tick_params(axis="x", labelsize=7)
+            axis.xaxis.set_major_locator(plt.MaxNLocator(5))
             for position, (_, _, count, undefined) in zip(positions, stats):  # at the right edge
                 if undefined:
                     label = "no score" if not count else f"{undefined} n/a"

@@ -158,6 +158,8 @@ def evaluate_command(
         raise ConvscopeError("stopped before the first batch was done: nothing to write")
     table.model = network.name
     table.data = f"{data}{f' (first {limit})' if limit is not None else ''}, {side} px"
+    if table.stopped:
+        table.data += f", stopped after {table.images} images"
     table.settings = _settings_line(chosen_metrics, samples, runs, seed)
     shown = Table(
         "method",
