@@ -80,11 +80,20 @@ def test_serve_takes_every_model_option_and_answers_with_the_models_labels(monke
         assert {attacked.json()["before"][0]["label"], attacked.json()["after"][0]["label"]} <= set(LABELS)
         assert all(size_of(attacked.json()[k]) == (32, 32) for k in ("original", "perturbation", "adversarial"))
 
-        job = client.post("/api/jobs", json={"image": "sample:chelsea", "kind": "visualize_class", "steps": 2})
-        assert job.status_code == 202, job.text
-        deadline = time.monotonic() + 60
-        while (status := client.get(f"/api/jobs/{job.json()['id']}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-        assert status["status"] == "done", status
+        status = finished(client, {"image": "sample:chelsea", "kind": "visualize_class", "steps": 2})
         assert status["result"]["label"] == expected[0].label
+        # DeepDream's octaves around the fixed 32x32 input, at a layer chosen from this model
+        status = finished(client, {"image": "sample:chelsea", "kind": "dream", "steps": 1})
+        assert status["result"]["layer"] in {row["name"] for row in layers["layers"]}
+        assert size_of(status["result"]["image"]) == (32, 32)
+
+
+def finished(client, body: dict) -> dict:
+    job = client.post("/api/jobs", json=body)
+    assert job.status_code == 202, job.text
+    deadline = time.monotonic() + 60
+    while (status := client.get(f"/api/jobs/{job.json()['id']}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["status"] == "done", status
+    return status

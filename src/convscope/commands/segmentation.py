@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from .data_options import StrictOption, WorkersOption
 from .common import (
     DeviceOption,
     ModelArgs,
@@ -81,12 +82,19 @@ def heatmap_step(model, image, out: Path) -> list[Path]:
     return [path]
 
 
-def _data(spec: str, size: int, split: str | None, count: int, seed: int):
-    from ..segmentation import generate_scenes, load_voc_folder
+def _data(spec: str, size: int, split: str | None, count: int, seed: int, workers=None, strict: bool = False):
+    """Generated scenes in memory, or a folder's pairs streamed through the dataset layer's loader."""
+    from ..segmentation import generate_scenes, open_mask_folder
 
     if spec == "generated:scenes":
         return generate_scenes(count, size=size, seed=seed)
-    return load_voc_folder(spec, split=split, size=size)
+    return open_mask_folder(spec, size, split=split, workers=workers, strict=strict)
+
+
+def _report_skips(data) -> None:
+    skips = getattr(data, "skips", None)
+    if skips is not None and len(skips):
+        err_console.print(skips.summary(), markup=False)
 
 
 @app.command("heatmap")
@@ -129,7 +137,12 @@ app.add_typer(segment, name="segment")
 @segment.command("train")
 @model_options
 def train_command(
-    data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="folder (JPEGImages/ + SegmentationClass/, or images/ + masks/), streamed; or 'generated:scenes'"
+        ),
+    ],
     head: Annotated[
         str, typer.Option("--head", help="segmentation network: fcn32s | fcn16s | fcn8s (on the model) | unet | segnet")
     ] = "fcn8s",
@@ -141,6 +154,8 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     split: Annotated[Optional[str], typer.Option("--split", help="VOC ImageSets split to train on")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    workers: WorkersOption = None,
+    strict: StrictOption = False,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="checkpoint: OUT.safetensors (weights) + OUT.json (what it is)")
     ] = Path("segmenter.safetensors"),
@@ -162,23 +177,31 @@ def train_command(
         head, model = model.spec.arch, replace(model, spec=replace(model.spec, arch=None))
     if head not in ARCHITECTURES:
         raise ConvscopeError(f"unknown segmentation head {head!r}: choose {', '.join(ARCHITECTURES)}")
-    train, val = _data(data, size, split, count, seed).split(0.15, seed)
+    train, val = _data(data, size, split, count, seed, workers, strict).split(0.15, seed)
     backbone = model.open() if head in WITH_BACKBONE else None
     net = build_segmenter(head, len(train.classes), backbone or model.spec.source).to(resolve_device(model.device))
     history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
     saved = save_segmenter(net, output_path(out), head, train.classes, size, model.spec)
     for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
         console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
+    _report_skips(train)
     console.print(f"{'interrupted; ' if history.interrupted else ''}saved {saved} and {saved.with_suffix('.json')}")
 
 
 @segment.command("eval")
 def eval_command(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint written by 'segment train' (.safetensors or .json)")],
-    data: Annotated[str, typer.Argument(help="VOC-style folder, or 'generated:scenes'")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="folder (JPEGImages/ + SegmentationClass/, or images/ + masks/), streamed; or 'generated:scenes'"
+        ),
+    ],
     count: Annotated[int, typer.Option("--count", help="generated scenes to score")] = 100,
     split: Annotated[Optional[str], typer.Option("--split")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")] = 1234,
+    workers: WorkersOption = None,
+    strict: StrictOption = False,
     backbone: BackboneOption = None,
     trust: TrustOption = False,
     device: DeviceOption = "auto",
@@ -190,8 +213,9 @@ def eval_command(
     from ..segmentation.checkpoint import load_segmenter
 
     net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
-    data_set = _data(data, size, split, count, seed)
+    data_set = _data(data, size, split, count, seed, workers, strict)
     scores = evaluate_segmenter(net, data_set)
+    _report_skips(data_set)
     table = Table(
         "class",
         "IoU",

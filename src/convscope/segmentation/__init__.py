@@ -24,6 +24,7 @@ from .data import (
     voc_palette,
     write_voc_folder,
 )
+from .folder import FolderPart, MaskFolder, open_mask_folder
 from .draw import draw_masks, prediction_figure
 from .fcn import FCN, stride_layers
 from .train import (
@@ -65,12 +66,15 @@ __all__ = [
     "draw_masks",
     "evaluate_segmenter",
     "FCN",
+    "FolderPart",
     "FullyConvolutional",
     "generate_scenes",
     "linear_to_conv",
     "load_voc_folder",
+    "MaskFolder",
     "max_pool_with_indices",
     "max_unpool",
+    "open_mask_folder",
     "predict_masks",
     "prediction_figure",
     "SCENE_CLASSES",

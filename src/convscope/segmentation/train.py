@@ -32,6 +32,7 @@ from torch import nn
 from ..checks import check_images
 from ..errors import ConvscopeError
 from .data import IGNORE_INDEX, SegmentationData
+from .folder import FolderPart
 
 LOSSES = ("ce", "dice", "ce+dice")
 
@@ -129,10 +130,19 @@ def predict_masks(net: nn.Module, images: torch.Tensor, batch_size: int = 16) ->
         net.train(was_training)
 
 
-def evaluate_segmenter(net: nn.Module, data: SegmentationData, batch_size: int = 16) -> SegmentationScores:
-    """mIoU, pixel accuracy and per-class IoU of ``net`` on ``data`` (one confusion matrix over the set)."""
-    predicted = predict_masks(net, data.images, batch_size)
-    return SegmentationScores.from_confusion(confusion_matrix(predicted, data.masks, len(data.classes)))
+def evaluate_segmenter(net: nn.Module, data: SegmentationData | FolderPart, batch_size: int = 16) -> SegmentationScores:
+    """mIoU, pixel accuracy and per-class IoU of ``net`` on ``data`` (one confusion matrix over the set).
+
+    A :class:`FolderPart` is streamed batch by batch (memory O(batch)); its unreadable pairs
+    are skipped and recorded in ``data.skips``.
+    """
+    if isinstance(data, SegmentationData):
+        predicted = predict_masks(net, data.images, batch_size)
+        return SegmentationScores.from_confusion(confusion_matrix(predicted, data.masks, len(data.classes)))
+    total = torch.zeros(len(data.classes), len(data.classes), dtype=torch.long)
+    for batch in data.batches(batch_size, _device(net)):
+        total += confusion_matrix(predict_masks(net, batch.images, batch_size), batch.masks, len(data.classes))
+    return SegmentationScores.from_confusion(total)
 
 
 @dataclass
@@ -145,10 +155,17 @@ class TrainingHistory:
     interrupted: bool = False
 
 
+def _memory_batches(train: SegmentationData, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(len(train), generator=generator)
+    for start in range(0, len(train), batch_size):
+        batch = order[start : start + batch_size]
+        yield train.images[batch], train.masks[batch]
+
+
 def train_segmenter(
     net: nn.Module,
-    train: SegmentationData,
-    val: SegmentationData | None = None,
+    train: SegmentationData | FolderPart,
+    val: SegmentationData | FolderPart | None = None,
     epochs: int = 5,
     lr: float = 1e-3,
     batch_size: int = 16,
@@ -161,7 +178,8 @@ def train_segmenter(
 
     Args:
         net: maps (N, 3, H, W) in [0, 1] to (N, K, H, W) scores (:class:`FCN`, :class:`UNet`, or yours).
-        train, val: :class:`SegmentationData`; val is scored after every epoch.
+        train, val: :class:`SegmentationData` (in memory) or :class:`FolderPart` (streamed from a
+            folder through a ``DataLoader``, reshuffled every epoch); val is scored after every epoch.
         flip: random horizontal flips (image and mask together).
         progress: show a rich progress bar.
 
@@ -184,21 +202,25 @@ def train_segmenter(
         with progress_bar(steps, "training", progress, interrupted=None) as advance:
             for _ in range(epochs):
                 net.train()
-                order = torch.randperm(len(train), generator=generator)
                 total, count = 0.0, 0
-                for start in range(0, len(train), batch_size):
-                    batch = order[start : start + batch_size]
-                    images, masks = train.images[batch], train.masks[batch]
+                batches = (
+                    _memory_batches(train, batch_size, generator)
+                    if isinstance(train, SegmentationData)
+                    else ((b.images, b.masks) for b in train.batches(batch_size, device, generator))
+                )
+                for images, masks in batches:
                     if flip:
-                        flipped = torch.rand(len(batch), generator=generator) < 0.5
+                        flipped = torch.rand(len(images), generator=generator) < 0.5
                         images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
                         masks = torch.where(flipped[:, None, None], masks.flip(-1), masks)
                     value = segmentation_loss(net(images.to(device)), masks.to(device), loss)
                     optimizer.zero_grad()
                     value.backward()
                     optimizer.step()
-                    total, count = total + value.item() * len(batch), count + len(batch)
+                    total, count = total + value.item() * len(images), count + len(images)
                     advance(1, f"loss {value.item():.3f}")
+                if count == 0:
+                    raise ConvscopeError("no readable training pairs")
                 history.loss.append(total / count)
                 if val is not None:
                     scores = evaluate_segmenter(net, val, batch_size)
