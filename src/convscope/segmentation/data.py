@@ -6,7 +6,9 @@ and masks (N, H, W) of class ids, 255 = "ignore" (the PASCAL VOC convention for 
 * :func:`load_voc_folder` reads the VOC layout: ``JPEGImages/NAME.jpg`` (any image type),
   ``SegmentationClass/NAME.png`` (palette PNG whose pixel values are class ids, or RGB in
   the VOC colour map), optional ``ImageSets/Segmentation/SPLIT.txt`` and ``classes.txt``
-  (one class name per line; default: the 21 VOC names).
+  (one class name per line; default: the 21 VOC names); also ``images/`` + ``masks/``
+  (:func:`list_pairs`). For folders larger than memory, stream them with
+  :func:`convscope.segmentation.open_mask_folder`.
 * :func:`generate_scenes` composites pieces of scikit-image's bundled photos (the cat of
   ``chelsea``, the ``coffee`` cup, the ``astronaut``) inside random ellipses, rectangles
   and triangles over tinted bundled textures (brick, grass, gravel), so every pixel's class
@@ -19,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "generate_scenes",
     "IGNORE_INDEX",
+    "list_pairs",
     "load_voc_folder",
     "SCENE_CLASSES",
     "SegmentationData",
@@ -133,16 +136,24 @@ def _voc_root(root: Path) -> Path:
     return years[0] if years else root
 
 
-def load_voc_folder(root: str | Path, split: str | None = None, size: int | None = None) -> SegmentationData:
-    """Read a VOC-style folder (see module doc; or a torchvision root holding
-    ``VOCdevkit/VOC2012``) into memory, resized to ``size`` x ``size`` if given.
+def list_pairs(
+    root: str | Path, split: str | None = None
+) -> tuple[Path, list[tuple[str, Path, Path]], tuple[str, ...]]:
+    """The pairs of a segmentation folder: (its root, [(name, image, mask), ...], class names).
 
-    Images are resized with antialiasing, masks with nearest neighbour (class ids stay ids).
+    Layouts: VOC (``JPEGImages/`` + ``SegmentationClass/``, or a root holding ``VOCdevkit/VOC<year>``;
+    ``split`` reads ``ImageSets/Segmentation/SPLIT.txt``) or ``images/`` + ``masks/``; masks are
+    ``NAME.png``; class names from ``classes.txt`` (default: the 21 VOC names).
     """
     root = _voc_root(Path(root))
-    image_dir, mask_dir = root / "JPEGImages", root / "SegmentationClass"
-    if not image_dir.is_dir() or not mask_dir.is_dir():
-        raise ConvscopeError(f"{root} is not a VOC-style folder: it needs JPEGImages/ and SegmentationClass/")
+    if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
+        image_dir, mask_dir = root / "JPEGImages", root / "SegmentationClass"
+    elif (root / "images").is_dir() and (root / "masks").is_dir():
+        image_dir, mask_dir = root / "images", root / "masks"
+    else:
+        raise ConvscopeError(
+            f"{root} is not a segmentation folder: it needs JPEGImages/ + SegmentationClass/ or images/ + masks/"
+        )
     images_by_name = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     if split is not None:
         listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -160,10 +171,20 @@ def load_voc_folder(root: str | Path, split: str | None = None, size: int | None
         if classes_file.is_file()
         else VOC_CLASSES
     )
+    return root, [(n, images_by_name[n], mask_dir / f"{n}.png") for n in names], classes
+
+
+def load_voc_folder(root: str | Path, split: str | None = None, size: int | None = None) -> SegmentationData:
+    """Read a segmentation folder (layouts of :func:`list_pairs`) into memory, resized to
+    ``size`` x ``size`` if given (for large folders stream them: :func:`open_mask_folder`).
+
+    Images are resized with antialiasing, masks with nearest neighbour (class ids stay ids).
+    """
+    root, pairs, classes = list_pairs(root, split)
     images, masks = [], []
-    for name in names:
-        image = read_image_file(images_by_name[name])[None]
-        mask = torch.from_numpy(_read_mask(mask_dir / f"{name}.png"))[None, None].float()
+    for name, image_path, mask_path in pairs:
+        image = read_image_file(image_path)[None]
+        mask = torch.from_numpy(_read_mask(mask_path))[None, None].float()
         if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
             raise ConvscopeError(
                 f"{name}: mask {tuple(mask.shape[-2:])} and image {tuple(image.shape[-2:])} differ in size"

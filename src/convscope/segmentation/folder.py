@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConvscopeError
-from ..images import IMAGE_SUFFIXES, read_image_file, resize
-from .data import IGNORE_INDEX, VOC_CLASSES, _read_mask, _voc_root
+from ..images import read_image_file, resize
+from .data import IGNORE_INDEX, _read_mask, list_pairs
 
 if TYPE_CHECKING:
     from ..data import SkipLog
@@ -52,39 +52,12 @@ class MaskFolder(torch.utils.data.Dataset):
     """Pairs of a VOC-style or ``images/`` + ``masks/`` folder; item = (image (3, S, S), mask (S, S), id)."""
 
     def __init__(self, root: str | Path, size: int, split: str | None = None):
-        root = _voc_root(Path(root))
-        if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
-            image_dir, mask_dir = root / "JPEGImages", root / "SegmentationClass"
-        elif (root / "images").is_dir() and (root / "masks").is_dir():
-            image_dir, mask_dir = root / "images", root / "masks"
-        else:
-            raise ConvscopeError(
-                f"{root} is not a segmentation folder: it needs JPEGImages/ + SegmentationClass/ or images/ + masks/"
-            )
         if size < 1:
             raise ConvscopeError(f"size must be at least 1, got {size}")
-        images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        if split is not None:
-            listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-            if not listing.is_file():
-                raise ConvscopeError(f"no split {split!r}: {listing} does not exist")
-            names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-        else:
-            names = sorted(p.stem for p in mask_dir.glob("*.png"))
-        missing = [n for n in names if n not in images or not (mask_dir / f"{n}.png").is_file()]
-        if missing or not names:
-            raise ConvscopeError(
-                f"{root}: no image/mask pair for {missing[:3]}" if missing else f"{root}: no masks found"
-            )
-        classes_file = root / "classes.txt"
-        self.classes = (
-            tuple(line.strip() for line in classes_file.read_text().splitlines() if line.strip())
-            if classes_file.is_file()
-            else VOC_CLASSES
-        )
-        self.root, self.size = root, size
-        self.ids = names
-        self.pairs = [(images[n], mask_dir / f"{n}.png") for n in names]
+        self.root, pairs, self.classes = list_pairs(root, split)
+        self.size = size
+        self.ids = [name for name, _, _ in pairs]
+        self.pairs = [(image, mask) for _, image, mask in pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)
