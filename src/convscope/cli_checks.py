@@ -72,6 +72,7 @@ RANGES: dict[str, Range] = {
     "size": POSITIVE,
     "input_size": POSITIVE,
     "eval_size": POSITIVE,
+    "final_eval_size": NATURAL,  # 0: all test images
     "patch_size": POSITIVE,
     "topk": POSITIVE,
     "k": POSITIVE,

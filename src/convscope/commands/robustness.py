@@ -349,8 +349,6 @@ def train_command(
     eps = parse_budget(eps_text)
     if evaluation not in EVAL_ATTACKS:
         raise ConvscopeError(f"unknown --eval {evaluation!r}; known: {', '.join(EVAL_ATTACKS)}")
-    if any(n is not None and n < 0 for n in (eval_size, final_eval_size)):
-        raise ConvscopeError("--eval-size and --final-eval-size must be >= 0")
     recipe = Recipe(optimizer, lr, momentum, weight_decay, schedule, warmup)
     size = size or (16 if data == "digits" else 32)
     train_data, test_data, names, held_out = training_split(data, size, seed, test)
