@@ -211,4 +211,4 @@ def test_the_train_command_trains_a_resnet_resumes_and_writes_a_checkpoint_with_
     code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--schedule", "step")
     assert code == 2 and "unknown schedule 'step'" in err
     code, _, err = run_cli(monkeypatch, capsys, "train", "digits", "--final-eval-size", "-1")
-    assert code == 2 and "--final-eval-size must be >= 0" in err
+    assert code == 2 and "'--final-eval-size': must be >= 0, got -1" in err
