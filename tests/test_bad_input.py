@@ -314,7 +314,7 @@ def _low_level(model):
     ]
 
     def defense(factory):
-        return lambda x: factory()(x)
+        return lambda x: factory().wrap(model)(x)
 
     def method(function, options):
         return lambda x: function(model, x, **options)

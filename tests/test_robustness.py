@@ -9,6 +9,7 @@ from torch import nn
 
 from convscope.errors import ConvscopeError
 from convscope.robustness.defenses import DEFENSES, DefendedModel, ExpectationOverTransformation, evaluate_defense
+from convscope.robustness.defenses import StochasticActivationPruning
 from convscope.robustness.imagenet_c import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS, CorruptionErrors, corruption_errors
 from convscope.robustness.evaluation import evaluate_robustness
 from convscope.robustness.recipe import Recipe
@@ -193,12 +194,55 @@ def test_bpda_is_straight_through_and_eot_averages_the_draws():
     assert torch.allclose(ExpectationOverTransformation(noisy, 4)(x), draws)
 
 
-@pytest.mark.parametrize("name", DEFENSES.names())
+@pytest.mark.parametrize("name", DEFENSES.names(acts_on="input"))
 def test_every_defense_keeps_shape_and_range(name, small_batch):
     defense = DEFENSES.get(name)()
     out = defense.apply(small_batch, torch.Generator().manual_seed(0))
     assert out.shape == small_batch.shape and out.min() >= 0 and out.max() <= 1
     assert (out - small_batch).abs().mean() > 0
+
+
+def test_sap_keeps_what_it_draws_and_divides_by_its_survival_probability():
+    # one draw (ratio 1/4 of 4 activations) from p = |a| / sum |a| = (0.75, 0.25, 0, 0): the survivor is
+    # divided by 1 - (1 - p)^1 = p, so it becomes sum |a| = 4 (the expectation a is kept), the rest is 0
+    sap = StochasticActivationPruning(nn.Sequential(nn.ReLU()), ratio=0.25, generator=torch.Generator().manual_seed(0))
+    activations = torch.tensor([[3.0, 1.0, 0.0, 0.0]]).repeat(4000, 1)
+    pruned = sap.prune(activations)
+    assert ((pruned == torch.tensor([4.0, 0, 0, 0])).all(1) | (pruned == torch.tensor([0, 4.0, 0, 0])).all(1)).all()
+    assert float((pruned[:, 0] > 0).float().mean()) == pytest.approx(0.75, abs=0.03)  # binomial sd 0.007
+    # r = d = 4 draws: survival 1 - (1 - p)^4; the mean over draws is the input; an all-zero image stays 0
+    sap.ratio = 1.0
+    many = sap.prune(torch.tensor([[3.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).repeat(4000, 1)).view(4000, 2, 4)
+    torch.testing.assert_close(many[:, 0].mean(0), torch.tensor([3.0, 1.0, 0, 0]), atol=0.06, rtol=0)
+    values = many[:, 0, 1].unique()  # 0 or 1 / (1 - 0.75^4); the mean's sd is 0.011 for this entry
+    assert len(values) == 2 and values[0] == 0 and float(values[1]) == pytest.approx(1 / (1 - 0.75**4))
+    assert (many[:, 1] == 0).all()
+
+
+def test_sap_wraps_any_cnn_batched_seeded_and_leaves_it_as_it_was():
+    torch.manual_seed(0)
+    network = small_cnn().train()
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    before = model_state(network)
+    defended = DEFENSES.get("sap")().wrap(network, torch.Generator().manual_seed(0))
+    assert defended.layers == ["1", "4"]  # every ReLU of small_cnn
+    first = defended(x)
+    assert_untouched(network, before)  # no hook left, mode and requires_grad as they were
+    defended.generator.manual_seed(0)
+    assert torch.equal(defended(x), first)  # a seeded generator reproduces the draws
+    assert not torch.equal(defended(x), first)  # and each call is a fresh draw
+    other = x.clone()
+    other[1:] = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    defended.generator.manual_seed(0)
+    assert torch.equal(defended(other)[0], first[0])  # each image is pruned on its own
+    inputs = x.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(defended(inputs)[:, 0].sum(), inputs)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0  # the exact gradient of one draw
+    with pytest.raises(ConvscopeError, match="no activation modules"):
+        StochasticActivationPruning(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)))
+    with pytest.raises(ConvscopeError, match="ratio must be positive"):
+        StochasticActivationPruning(network, ratio=0)
+    assert DEFENSES.names(acts_on="activations") == ["sap"]
 
 
 def test_adaptive_attack_breaks_the_defenses_the_naive_one_does_not(model, small_batch):

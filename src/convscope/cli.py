@@ -80,7 +80,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "defenses": (
         "robustness",
-        "Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker.",
+        "Defenses (input transformations, stochastic activation pruning) against naive and adaptive (BPDA/EOT) PGD.",
     ),
     "shape-bias": ("robustness", "Shape vs texture bias on cue-conflict images (Geirhos et al."),
     "heatmap": (

@@ -9,11 +9,21 @@ each module's ``training`` flag and each parameter's ``requires_grad`` afterward
 
 from __future__ import annotations
 
-__all__ = ["capture", "Captured", "cut_forward", "ForwardCut", "ForwardStopped", "frozen", "HOOK_FREE", "hook_count"]
+__all__ = [
+    "capture",
+    "Captured",
+    "cut_forward",
+    "ForwardCut",
+    "ForwardStopped",
+    "frozen",
+    "HOOK_FREE",
+    "hook_count",
+    "rewrite_outputs",
+]
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -156,6 +166,25 @@ def cut_forward(model: nn.Module, layers: Sequence[str]) -> Iterator[ForwardCut]
             require_hooks(find_layer(model, name), name)
             stack.enter_context(find_layer(model, name).register_forward_hook(stopper(name)))
         yield cut
+
+
+@contextlib.contextmanager
+def rewrite_outputs(
+    model: nn.Module, layers: Sequence[str], rewrite: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """While the block runs, every call of each layer in ``layers`` returns ``rewrite(output)``
+    instead of its output (a defense inside the network, e.g. stochastic activation pruning).
+    The hooks go on exit, also when the block raises."""
+
+    def hook(module, inputs, output):
+        return rewrite(output)
+
+    with contextlib.ExitStack() as stack:
+        for name in dict.fromkeys(layers):
+            module = find_layer(model, name)
+            require_hooks(module, name)
+            stack.enter_context(module.register_forward_hook(hook))
+        yield
 
 
 def hook_count(model: nn.Module) -> int:

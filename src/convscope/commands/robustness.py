@@ -443,7 +443,7 @@ def defenses_command(
     ] = False,
     model: ModelArgs = None,
 ) -> None:
-    """Input-transformation defenses against a naive and an adaptive (BPDA/EOT) PGD attacker."""
+    """Defenses (input transformations, stochastic activation pruning) against naive and adaptive (BPDA/EOT) PGD."""
     import torch
 
     from ..robustness.defenses import DEFENSES, evaluate_defense
@@ -491,9 +491,8 @@ def defenses_command(
             import warnings
 
             from ..attacks.masking import check_gradient_masking
-            from ..robustness.defenses import DefendedModel
 
-            defended = DefendedModel(classifier, DEFENSES.get(name)(), generator=torch.Generator().manual_seed(seed))
+            defended = DEFENSES.get(name)().wrap(classifier, torch.Generator().manual_seed(seed))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # the table says it
                 report = check_gradient_masking(defended, x, y, eps, steps=steps, seed=seed)

@@ -1,12 +1,17 @@
-"""Input-transformation defenses as model wrappers, and their honest evaluation.
+"""Defenses as model wrappers, and their honest evaluation.
 
-Defenses (each ``transform(x) -> x'`` in front of the classifier):
+Input transformations (each ``transform(x) -> x'`` in front of the classifier):
 
 * ``jpeg``: JPEG re-encoding (Guo et al. 2018; Dziugaite et al. 2016), quality 75.
 * ``bit_depth``: bit-depth reduction to 3 bits (Xu et al. 2018, feature squeezing).
 * ``gaussian_noise``: additive Gaussian noise, sigma 0.05 (random).
 * ``median``: 3x3 median filter (Xu et al. 2018).
 * ``resize_pad``: random resize to [0.9, 1) of the side and random zero padding back (Xie et al. 2018).
+
+Inside the network (each wraps the classifier, which it leaves as it was):
+
+* ``sap``: stochastic activation pruning (Dhillon et al. 2018) after every activation layer (random;
+  differentiable per draw). Athalye et al. 2018 broke it with EOT.
 
 Evaluation (Athalye, Carlini & Wagner 2018): a *naive* attacker runs PGD on the undefended
 classifier and hands the images to the defended one; an *adaptive* attacker runs PGD on the
@@ -29,11 +34,14 @@ __all__ = [
     "InputDefense",
     "jpeg_defense",
     "median_defense",
+    "ModelDefense",
     "resize_pad_defense",
+    "sap_defense",
+    "StochasticActivationPruning",
 ]
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +51,7 @@ from ..attacks.gradient import pgd
 from ..checks import check_images
 from ..errors import ConvscopeError
 from ..filters import jpeg
-from ..hooks import frozen
+from ..hooks import frozen, rewrite_outputs
 from ..registry import Registry
 
 
@@ -61,9 +69,29 @@ class InputDefense:
         """The transformation of images ``x`` (N, 3, H, W) in [0, 1], checked first."""
         return self.apply(check_images(x), generator)
 
+    def wrap(self, model: nn.Module, generator: torch.Generator | None = None, bpda: bool = False) -> nn.Module:
+        """``model`` behind this transformation (:class:`DefendedModel`)."""
+        return DefendedModel(model, self, bpda=bpda, generator=generator)
 
-DEFENSES: Registry[Callable[..., InputDefense]] = Registry("defense")
-"""Name -> factory ``(**options) -> InputDefense``."""
+
+@dataclass(frozen=True)
+class ModelDefense:
+    """A defense inside the network: ``build(model, generator)`` is the defended classifier (a wrapper
+    that leaves ``model`` as it was); ``differentiable`` and ``random`` as for :class:`InputDefense`."""
+
+    name: str
+    build: Callable[[nn.Module, torch.Generator | None], nn.Module]
+    differentiable: bool = True
+    random: bool = True
+
+    def wrap(self, model: nn.Module, generator: torch.Generator | None = None, bpda: bool = False) -> nn.Module:
+        """The defended ``model`` (``bpda`` changes nothing: the defense is differentiable per draw)."""
+        return self.build(model, generator)
+
+
+DEFENSES: Registry[Callable[..., InputDefense | ModelDefense]] = Registry("defense", acts_on="input")
+"""Name -> factory ``(**options) -> InputDefense | ModelDefense``; ``acts_on`` is ``"input"`` or
+``"activations"`` (a :class:`ModelDefense`)."""
 
 
 @DEFENSES.register("jpeg")
@@ -126,6 +154,81 @@ def resize_pad_defense(min_scale: float = 0.9) -> InputDefense:
     return InputDefense(f"resize_pad({min_scale:g})", apply, differentiable=True, random=True)
 
 
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish)
+"""The module types :class:`StochasticActivationPruning` prunes after by default."""
+
+
+class StochasticActivationPruning(nn.Module):
+    """Stochastic activation pruning (SAP; Dhillon et al. 2018, Algorithm 1) inside ``model``.
+
+    At each pruned layer and for each image, ``r = ratio * d`` indices are drawn with replacement
+    from the layer's ``d`` activations with probability ``p_i = |a_i| / sum_j |a_j|``; the
+    activations never drawn are set to 0 and each survivor is divided by its probability of
+    surviving, ``1 - (1 - p_i)^r``, so that the expected activation is unchanged. Every forward pass
+    is a fresh draw, so the classifier is random; its gradient is the exact gradient of one draw,
+    which Dhillon et al. took as the attacker's and Athalye et al. (2018) replaced by the mean over
+    draws (EOT).
+
+    Args:
+        model: any ``nn.Module`` classifier; hooks are on it only during a forward pass.
+        layers: dotted names whose outputs are pruned (default: every activation module, the
+            types in :data:`ACTIVATIONS`; Dhillon et al. prune after every layer).
+        ratio: draws per activation, ``r / d`` (1.0: the paper's "SAP-100").
+        generator: the source of the draws (reproducible when seeded).
+
+    >>> defended = StochasticActivationPruning(model, generator=torch.Generator().manual_seed(0))
+    >>> logits = defended(x)  # a new draw on every call
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str] | None = None,
+        ratio: float = 1.0,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if not ratio > 0:
+            raise ConvscopeError(f"ratio must be positive (draws per activation), got {ratio}")
+        names = [name for name, module in model.named_modules() if isinstance(module, ACTIVATIONS)]
+        self.layers = list(layers) if layers is not None else names
+        if not self.layers:
+            raise ConvscopeError(
+                "the model has no activation modules (nn.ReLU, nn.GELU, ...) to prune after: name the layers"
+            )
+        self.model, self.ratio, self.generator = model, ratio, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with rewrite_outputs(self.model, self.layers, self.prune):
+            return self.model(check_images(x))
+
+    def prune(self, activations: torch.Tensor) -> torch.Tensor:
+        """One SAP draw on a layer's output (N, ...): each image's activations pruned independently."""
+        flat = activations.flatten(1)
+        magnitude = flat.abs()
+        total = magnitude.sum(1, keepdim=True)
+        probability = magnitude / torch.where(total > 0, total, 1.0)
+        draws = max(1, round(self.ratio * flat.shape[1]))
+        # an all-zero row stays zero whatever is drawn: draw it uniformly
+        weights = torch.where(total > 0, probability, 1.0).detach()
+        drawn = torch.multinomial(weights, draws, replacement=True, generator=self.generator)
+        kept = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, drawn, True) & (magnitude > 0)
+        survival = -torch.expm1(draws * torch.log1p(-probability))  # 1 - (1 - p)^r without cancellation
+        # divide only where kept (p > 0 there), so no 0/0 reaches the forward or the backward pass
+        pruned = torch.where(kept, flat / torch.where(kept, survival, 1.0), 0.0)
+        return pruned.view_as(activations)
+
+
+@DEFENSES.register("sap", acts_on="activations")
+def sap_defense(ratio: float = 1.0, layers: Sequence[str] | None = None) -> ModelDefense:
+    """Stochastic activation pruning (Dhillon et al. 2018) after ``layers`` (default: every activation)."""
+
+    def build(model, generator=None):
+        return StochasticActivationPruning(model, layers, ratio, generator)
+
+    return ModelDefense(f"sap({ratio:g})", build, differentiable=True, random=True)
+
+
 class DefendedModel(nn.Module):
     """``model(defense(x))``: the classifier behind an input transformation.
 
@@ -182,7 +285,7 @@ class DefenseResult:
 
 def evaluate_defense(
     model: nn.Module,
-    defense: InputDefense | str,
+    defense: InputDefense | ModelDefense | str,
     x: torch.Tensor,
     y: torch.Tensor,
     eps: float = 8 / 255,
@@ -196,7 +299,8 @@ def evaluate_defense(
 
     Args:
         model: the undefended classifier (RGB in [0, 1]); left as it was.
-        defense: an :class:`InputDefense` or a name in :data:`DEFENSES` (default options).
+        defense: an :class:`InputDefense`, a :class:`ModelDefense` or a name in :data:`DEFENSES`
+            (default options).
         x, y: images (N, 3, H, W) in [0, 1] and their true labels.
         eps, steps, alpha: the PGD attack (alpha defaults to ``2.5 * eps / steps``).
         eot_samples: draws averaged per gradient for random defenses (adaptive attack).
@@ -212,8 +316,8 @@ def evaluate_defense(
     alpha = alpha or 2.5 * eps / steps
     y = torch.as_tensor(y, device=x.device).long()
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    defended = DefendedModel(model, defense, generator=generator)
-    adaptive = DefendedModel(model, defense, bpda=True, generator=generator)
+    defended = defense.wrap(model, generator)
+    adaptive = defense.wrap(model, generator, bpda=True)
     attacker = ExpectationOverTransformation(adaptive, eot_samples if defense.random else 1)
 
     def correct(images: torch.Tensor) -> torch.Tensor:
