@@ -69,24 +69,14 @@ ADVERSARIAL_METHODS = ("pgd", "fgsm-rs", "trades")
 
 
 def digits_dataset(size: int = 16, split: str = "train", test_fraction: float = 0.2, seed: int = 0) -> TensorDataset:
-    """scikit-learn's digits as RGB images (N, 3, size, size) in [0, 1] with labels 0-9.
+    """scikit-learn's digits as RGB images (N, 3, size, size) in [0, 1] with labels 0-9
+    (:func:`convscope.data.specs.digits_images`, also the dataset spec ``digits``).
 
     A fixed stratified split (``seed``): ``split="train"`` or ``"test"``.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from ..data.specs import digits_images
 
-    if split not in ("train", "test"):
-        raise ConvscopeError(f"split must be 'train' or 'test', got {split!r}")
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
-    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    train_ids, test_ids = train_test_split(
-        torch.arange(len(labels)).numpy(), test_size=test_fraction, random_state=seed, stratify=labels.numpy()
-    )
-    ids = torch.as_tensor(train_ids if split == "train" else test_ids)
-    return TensorDataset(images[ids].expand(-1, 3, -1, -1).contiguous(), labels[ids])
+    return TensorDataset(*digits_images(size, split, test_fraction, seed))
 
 
 def small_cnn(num_classes: int = 10, width: int = 16, size: int = 16) -> nn.Sequential:
