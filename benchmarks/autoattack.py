@@ -134,7 +134,7 @@ def time_apgd_setting(args) -> None:
         record[f"apgd_k{k}"] = time_apgd(network, x, y, eps, k, args)
     record["load_after"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"apgd-{record['date']}-{args.setting}.json"
+    path = args.out / f"apgd-{record['date']}-{args.setting}-k{'_'.join(map(str, ks))}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path} (1-minute load {record['load_before']:.1f} before, {record['load_after']:.1f} after)")
 
