@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import convscope
@@ -310,6 +311,85 @@ def throughput(device: str, count: int, size: int, batch: int, rounds: int, work
     )
 
 
+def costs(count: int, size: int, batch: int, repeats: int = 5) -> Path:
+    """CPU milliseconds per image of each piece of the commands, at one torch thread (CPU time
+    is what two cores share, and at one thread it does not count pool wake-ups), median of
+    ``repeats``: reading a file (decode + resize + crop) against the model's passes, and the
+    ceiling they imply on a machine whose cores the model already fills: the loader's work comes
+    out of the same CPU, so convscope/bare <= model / (model + reading)."""
+    torch.set_num_threads(1)
+    model = convscope.load_model("efficientnet_lite0")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+
+    def per_image(function, images: int) -> float:
+        function()
+        values = []
+        for _ in range(repeats):
+            start = time.process_time()
+            function()
+            values.append(1000 * (time.process_time() - start) / images)
+        return statistics.median(values)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = jpeg_folder(Path(tmp) / "val", count)
+        data = convscope.data.open_dataset(folder, size, labels=model.labels)
+        x = torch.stack([data[i][0] for i in range(batch)])
+        released = released_tree(Path(tmp) / "imagenet-c", x, "contrast", 3)
+        released_data = convscope.data.open_dataset(released, size, labels=model.labels)
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x).argmax(-1)
+
+        def forward_backward() -> None:
+            inputs = x.clone().requires_grad_(True)
+            model(inputs).max(-1).values.sum().backward()
+
+        def write_maps() -> None:
+            np.savez(Path(tmp) / "maps.npz", maps=np.zeros((batch, 1, size, size), np.float32), ids=np.arange(batch))
+
+        pieces = {
+            "read a 500x375 JPEG -> 224 px (decode, resize, crop)": per_image(
+                lambda: [data[i] for i in range(len(data))], len(data)
+            ),
+            "read a released 224-px JPEG": per_image(
+                lambda: [released_data[i] for i in range(len(released_data))], len(released_data)
+            ),
+            "contrast/3 corruption": per_image(lambda: convscope.corrupt(x, "contrast", 3, seed=0), batch),
+            "forward": per_image(forward, batch),
+            "forward + input backward": per_image(forward_backward, batch),
+            "write the batch's maps (.npz)": per_image(write_maps, batch),
+        }
+    read, released_read = (
+        pieces["read a 500x375 JPEG -> 224 px (decode, resize, crop)"],
+        pieces["read a released 224-px JPEG"],
+    )
+    forward_ms, backward_ms = pieces["forward"], pieces["forward + input backward"]
+    model_work = {
+        "attack-eval fgsm": (2 * forward_ms + backward_ms, read),
+        "robustness on the fly (2 forwards + corruption)": (
+            2 * forward_ms + pieces["contrast/3 corruption"],
+            read,
+        ),
+        "robustness released files (1 forward)": (forward_ms, released_read),
+        "explain saliency (forward, forward + backward, maps)": (
+            forward_ms + backward_ms,
+            read + pieces["write the batch's maps (.npz)"],
+        ),
+    }
+    print(f"CPU ms per image at 1 torch thread, batch {batch}, {size} px (median of {repeats}):")
+    for name, value in pieces.items():
+        print(f"  {name:55s} {value:7.2f}")
+    rows = [{"piece": name, "cpu_ms_per_image": value} for name, value in pieces.items()]
+    print("ceiling of convscope/bare when the model fills the cores (bare work / (bare work + loader work)):")
+    for name, (work, extra) in model_work.items():
+        ceiling = work / (work + extra)
+        rows.append({"command": name, "bare_cpu_ms": work, "loader_cpu_ms": extra, "ceiling": ceiling})
+        print(f"  {name:55s} {work:7.1f} + {extra:5.1f} ms -> {ceiling:.3f}")
+    return save_results("data-costs", rows, images=count, size=size, batch=batch, threads=1, repeats=repeats)
+
+
 MEMORY_SNIPPET = """
 import resource, sys, convscope
 from convscope.attacks.evaluate import evaluate_attack
@@ -362,6 +442,8 @@ def main() -> None:
     if "throughput" in args.parts:
         counts = [int(w) for w in args.workers.split(",")] if args.workers else [convscope.data.default_workers()]
         throughput(args.device, args.images, args.size, args.batch, args.rounds, counts)
+    if "costs" in args.parts:
+        costs(args.images, args.size, args.batch)
     if "memory" in args.parts:
         memory()
 
