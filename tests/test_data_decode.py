@@ -11,7 +11,7 @@ from PIL import Image
 
 from convscope.attacks import attack
 from convscope.attacks.evaluate import AttackReduction
-from convscope.data import Batch, loader_options, open_dataset, pins_memory, samples_folder, stream
+from convscope.data import Batch, default_workers, loader_options, open_dataset, pins_memory, samples_folder, stream
 from convscope.errors import ConvscopeError
 from convscope.images import array_to_tensor, pil_to_tensor, read_image_file, sample_array
 
@@ -137,3 +137,15 @@ def test_in_process_loading_reads_at_one_thread_and_gives_the_threads_back():
     finally:
         torch.set_num_threads(before)
     assert dataset.seen == [1] * len(dataset) and during == [2] * -(-len(dataset) // 3)
+
+
+def test_default_workers_leave_a_small_cpu_to_the_model(monkeypatch):
+    """On at most 2 cores a CPU model reads in-process (a worker would decode on a core the model
+    fills); a GPU run, a bigger machine and CONVSCOPE_DATA_WORKERS keep their workers."""
+    monkeypatch.delenv("CONVSCOPE_DATA_WORKERS", raising=False)
+    for cpus, cpu_model, gpu_model, unknown in ((2, 0, 1, 1), (1, 0, 0, 0), (8, 4, 4, 4), (3, 2, 2, 2)):
+        monkeypatch.setattr("os.cpu_count", lambda cpus=cpus: cpus)
+        assert (default_workers("cpu"), default_workers("cuda"), default_workers()) == (cpu_model, gpu_model, unknown)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setenv("CONVSCOPE_DATA_WORKERS", "1")
+    assert default_workers("cpu") == 1
