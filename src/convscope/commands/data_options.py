@@ -51,7 +51,10 @@ ResumeOption = Annotated[
 EngineOption = Annotated[str, typer.Option("--engine", help="local | ray (Ray Data actor pool; GPUs when present)")]
 AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: a local Ray)")]
 WorkersOption = Annotated[
-    Optional[int], typer.Option("--workers", help="loader worker processes (default: min(4, CPUs - 1))")
+    Optional[int],
+    typer.Option(
+        "--workers", help="loader worker processes (default: min(4, CPUs - 1); 0 for a CPU model on <= 2 cores)"
+    ),
 ]
 
 
