@@ -404,7 +404,9 @@ def test_tables_of_several_runs_read_back_as_one(tmp_path):
     from convscope.errors import ConvscopeError
 
     def run(methods, metrics, images, data, scores):
-        table = ExplanationTable(methods, metrics, scores, images, model="net", data=data, settings="seed 0")
+        table = ExplanationTable(
+            methods, metrics, scores, images, model="net", data=data, settings="seed 0, 3 robustness samples"
+        )
         return table.write_csv(tmp_path / f"{'-'.join(methods + metrics)}.csv")
 
     first = run(["saliency"], ["sparseness"], 4, "d, 8 px", {"saliency": {"sparseness": [0.1, 0.2, 0.4, float("nan")]}})
@@ -417,6 +419,7 @@ def test_tables_of_several_runs_read_back_as_one(tmp_path):
     assert half == pytest.approx(4.302653 * expected.std(ddof=1) / 3**0.5, rel=1e-6)  # t(0.975, 2)
     assert table.summary("lrp", "mprt")[2:] == (2, 0) and table.data == "d, 8 px"  # the first 2 of the same images
     assert table.summary("lrp", "sparseness")[2] == 0  # scored by no run: no score
+    assert table.settings == "seed 0, 3 robustness samples"  # the runs' settings, each part once
     table.figure(tmp_path / "all.png")
     other = run(["gradcam"], ["mprt"], 2, "other, 8 px", {"gradcam": {"mprt": [0.0, 0.1]}})
     with pytest.raises(ConvscopeError, match="different models or data"):

@@ -74,7 +74,7 @@ class ExplanationTable:
             )
         table.images = max(int(row["images"]) + int(row["undefined"]) for row in rows)
         table.model, table.data = rows[0]["model"], _dataset(rows[0]["data"])
-        table.settings = "; ".join(dict.fromkeys(row["settings"] for row in rows))
+        table.settings = ", ".join(dict.fromkeys(part for row in rows for part in row["settings"].split(", ") if part))
         return table
 
     def summary(self, method: str, metric: str) -> tuple[float, float, int, int]:
@@ -127,7 +127,7 @@ class ExplanationTable:
 
     def figure(self, path: str | Path | None = None):
         """One panel per metric: the mean of each method with its 95 % interval (arrow: better)."""
-        from ..render import pyplot, save_figure
+        from ..render import pyplot, save_figure, wrap
 
         plt = pyplot()
 
@@ -165,7 +165,7 @@ class ExplanationTable:
             "bars: mean over images, whiskers: 95 % Student-t interval"
             + (f"; {self.settings}" if self.settings else ""),
         ]
-        fig.suptitle("\n".join(lines), fontsize=9)
+        fig.suptitle(wrap("\n".join(lines), fig.get_figwidth() * 0.95, 9), fontsize=9)
         fig.tight_layout()
         if path is not None:
             save_figure(fig, path)
