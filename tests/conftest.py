@@ -42,6 +42,18 @@ def small_batch(chelsea, coffee):
     ).clamp(0, 1)
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray with 2 CPUs for one test module; the Ray engine's kept actor pool is closed with it."""
+    ray = pytest.importorskip("ray")
+    from convscope.data.ray_engine import close_pool
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    close_pool()
+    ray.shutdown()
+
+
 # ---------------------------------------------------------------- markers (registered in pyproject.toml)
 # `make test` runs everything; `make test-fast` leaves out the three kinds below. One table here
 # instead of decorators scattered over the files; a test file can also mark itself.
@@ -52,6 +64,7 @@ MARKED = {
         "tests/test_data_ray.py",
         "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun",
         "tests/test_transfer.py::test_finetune_runs_data_parallel_under_torchrun",
+        "tests/test_global_batchnorm.py::test_two_ranks_give_the_gradient_of_one_process_with_the_global_batch",
     ),
     # thresholds on optimisations whose measured value moves with the thread count (docs/development.md,
     # "Thresholds and their measured spread"); .ci/run reruns them at 1 and 4 threads

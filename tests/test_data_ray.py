@@ -13,26 +13,17 @@ import pytest
 from convscope.attacks.evaluate import evaluate_attack
 from convscope.attribution.batch import explain_dataset
 from convscope.data import open_dataset, samples_folder, take
-from convscope.data.ray_engine import close_pool, on_pool
+from convscope.data.ray_engine import on_pool
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
+pytest.importorskip("ray")
 try:
     samples_folder()
 except ConvscopeError:
     pytest.skip("the labelled samples: pip install --no-deps foolbox==3.3.4", allow_module_level=True)
 
 OPTIONS = dict(size=32, batch_size=4, workers=0)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    close_pool()
-    ray.shutdown()
 
 
 def pid_job():

@@ -5,18 +5,7 @@ import torch
 
 import convscope
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    from convscope.data.ray_engine import close_pool
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    close_pool()
-    ray.shutdown()
+pytest.importorskip("ray")
 
 
 def test_ray_engine_equals_local(model, tmp_path, local_ray):

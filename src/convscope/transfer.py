@@ -397,7 +397,7 @@ def finetune(
                 order = torch.randperm(len(train), generator=generator)
                 sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
                 # BatchNorm statistics over the global batch, as one process (finetune / scratch)
-                with global_batchnorm(trained, distributed and mode != "features"):
+                with global_batchnorm(distributed and mode != "features"):
                     for start in range(0, count, step):
                         batch = order[start : start + step]
                         images = train.images[batch]

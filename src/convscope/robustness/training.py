@@ -422,7 +422,7 @@ def train(
                 sampler.set_epoch(epoch)
             network.train()
             started, total_loss, batches = time.perf_counter(), 0.0, 0
-            with global_batchnorm(network, distributed):  # BatchNorm over the global batch, not each rank's share
+            with global_batchnorm(distributed):  # BatchNorm over the global batch, not each rank's share
                 for x, y in loader:
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     if augment:
