@@ -7,8 +7,9 @@ import torch
 
 import convscope
 
-# One thread count for the whole run (the coordinator runs the suite at 1, 2 and 4): this process,
-# and every process a test starts (the CLI, torchrun, Ray workers), which read OMP_NUM_THREADS at start-up.
+# One thread count for the whole run (`make test`: 1 in each xdist worker; .ci/run reruns the `threads` tests
+# at 2 and 4): this process, and every process a test starts (the CLI, torchrun, Ray workers), which read
+# OMP_NUM_THREADS at start-up.
 THREADS = os.environ.setdefault("CONVSCOPE_TEST_THREADS", "2")
 os.environ["OMP_NUM_THREADS"] = THREADS
 torch.set_num_threads(int(THREADS))
@@ -102,10 +103,20 @@ MARKED = {
 }
 
 
+# `make test` runs two pytest-xdist workers at 1 thread each (`--dist loadgroup`): a test file stays in one
+# worker (its module fixtures are built once), except the model-spec matrix, whose rows are the longest
+# tests and are spread over both; the tests that start a Ray cluster or torchrun share one worker.
+SPREAD = ("tests/test_model_spec.py",)
+
+
 def pytest_collection_modifyitems(config, items):
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
         path = item.nodeid.replace("\\", "/")
         path = path if path.startswith("tests/") else "tests/" + path
         for marker, prefixes in MARKED.items():
             if path.startswith(prefixes):
                 item.add_marker(getattr(pytest.mark, marker))
+        if grouping and not path.startswith(SPREAD):
+            cluster = path.startswith(MARKED["distributed"])
+            item.add_marker(pytest.mark.xdist_group("cluster" if cluster else path.split("::")[0]))
