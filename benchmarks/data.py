@@ -1,7 +1,7 @@
 """The dataset layer measured: accuracy on the real labelled samples, throughput of the streaming
 loader against a bare loop over the same tensors, and peak memory flat in the number of images.
 
-Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [--device cpu|cuda] [--images 64]``.
+Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [ray] [--device cpu|cuda] [--images 64]``.
 
 * accuracy: the embedded model on ``samples:imagenet`` (20 real ImageNet validation images with
   their labels): top-1/top-5, FGSM and PGD-10 success (over the initially correct images) at
@@ -14,6 +14,10 @@ Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [--device cpu|
   in one run, best of ``--rounds``; ratio = bare seconds / convscope seconds (goal >= 0.9);
   saved to ``benchmarks/results/data-throughput-DATE.json``. ``python benchmarks/data.py
   throughput`` (32 images at 112 px) takes about a minute on 2 quiet cores.
+* ray: attack-eval (PGD-3, 2/255) on ``samples:imagenet`` at 48 px, batch 5, one shard per batch:
+  the local engine, then ``--rounds`` + 1 calls on a local Ray with 2 CPUs in the same process
+  (the first starts Ray and the kept actor pool, the later ones reuse it); equal counts checked;
+  saved to ``benchmarks/results/data-ray-DATE.json``.
 * memory: peak RSS of a fresh process running attack-eval / robustness on 500 and on 5,000
   generated 32-px images (loader in-process, ``--workers 0``, so the number is the whole run's).
 """
@@ -213,6 +217,36 @@ def throughput(device: str, count: int, size: int, batch: int, rounds: int, work
     )
 
 
+def ray_calls(rounds: int) -> Path:
+    """Local attack-eval, then the same on Ray ``rounds`` + 1 times in this process (see the module notes)."""
+    import ray
+
+    from convscope.data.ray_engine import close_pool
+
+    model = convscope.load_model("efficientnet_lite0")
+    options = dict(size=48, batch_size=5, shard_batches=1, workers=0, steps=3)
+    started = time.perf_counter()
+    local = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, **options)
+    rows = [{"engine": "local", "seconds": time.perf_counter() - started}]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for call in range(rounds + 1):
+            started = time.perf_counter()
+            remote = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, engine="ray", **options)
+            rows.append({"engine": "ray", "call": call + 1, "seconds": time.perf_counter() - started})
+            assert (remote.images, remote.attacked, remote.robust_accuracy) == (
+                local.images,
+                local.attacked,
+                local.robust_accuracy,
+            )
+    finally:
+        close_pool()
+        ray.shutdown()
+    for row in rows:
+        print(f"  {row['engine']:5s} call {row.get('call', 1)}: {row['seconds']:6.1f} s")
+    return save_results("data-ray", rows, images=local.images, load=os.getloadavg()[0], **options)
+
+
 MEMORY_SNIPPET = """
 import resource, sys, convscope
 from convscope.attacks.evaluate import evaluate_attack
@@ -264,6 +298,8 @@ def main() -> None:
         throughput(args.device, args.images, args.size, args.batch, args.rounds, args.workers)
     if "memory" in args.parts:
         memory()
+    if "ray" in args.parts:
+        ray_calls(args.rounds)
 
 
 if __name__ == "__main__":
