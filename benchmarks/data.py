@@ -1,19 +1,23 @@
 """The dataset layer measured: accuracy on the real labelled samples, throughput of the streaming
 loader against a bare loop over the same tensors, and peak memory flat in the number of images.
 
-Run: ``python benchmarks/data.py [accuracy] [throughput] [memory] [--device cpu|cuda] [--images 64]``.
+Run: ``python benchmarks/data.py [accuracy] [throughput] [costs] [memory] [ray] [--device cpu|cuda] [--images 64]``.
 
 * accuracy: the embedded model on ``samples:imagenet`` (20 real ImageNet validation images with
   their labels): top-1/top-5, FGSM and PGD-10 success (over the initially correct images) at
   1, 2, 4/255, and mCE (15 corruptions x 5 severities, on the fly) against the ground truth.
-* throughput: ``attack-eval`` (FGSM), ``robustness`` (contrast, one severity) and batch
-  ``explain`` (saliency) through the dataset layer (PNG files decoded by the loader workers)
-  next to a bare loop doing the same forward(+backward) over the same images already in memory
-  (attack: clean pass, FGSM on the correct images, their re-check; robustness: clean and
-  corrupted passes; explain: predictions and the gradient of the predicted logit), interleaved
-  in one run, best of ``--rounds``; ratio = bare seconds / convscope seconds (goal >= 0.9);
-  saved to ``benchmarks/results/data-throughput-DATE.json``. ``python benchmarks/data.py
-  throughput`` (32 images at 112 px) takes about a minute on 2 quiet cores.
+* throughput: ``attack-eval`` (FGSM), ``robustness`` (contrast 3, on the fly and on the released
+  ImageNet-C layout) and batch ``explain`` (saliency) through the dataset layer, reading
+  ImageNet-sized JPEGs at 224 px, once per ``--workers`` count (``0,1``), next to a bare loop doing
+  the same forward(+backward) over the same images already decoded in memory, interleaved in
+  ``--rounds`` rounds; ratio = bare seconds / convscope seconds per round, median (min-max) (goal
+  >= 0.9); saved to ``benchmarks/results/data-throughput-jpeg-DATE.json``.
+* costs: CPU ms per image of reading a file vs the model's passes at one thread, and the ceiling
+  they imply (``data-costs-DATE.json``).
+* ray: attack-eval (PGD-3, 2/255) on ``samples:imagenet`` at 48 px, batch 5, one shard per batch:
+  the local engine, then ``--rounds`` + 1 calls on a local Ray with 2 CPUs in the same process
+  (the first starts Ray and the kept actor pool, the later ones reuse it); equal counts checked;
+  saved to ``benchmarks/results/data-ray-DATE.json``.
 * memory: peak RSS of a fresh process running attack-eval / robustness on 500 and on 5,000
   generated 32-px images (loader in-process, ``--workers 0``, so the number is the whole run's).
 """
@@ -390,6 +394,36 @@ def costs(count: int, size: int, batch: int, repeats: int = 5) -> Path:
     return save_results("data-costs", rows, images=count, size=size, batch=batch, threads=1, repeats=repeats)
 
 
+def ray_calls(rounds: int) -> Path:
+    """Local attack-eval, then the same on Ray ``rounds`` + 1 times in this process (see the module notes)."""
+    import ray
+
+    from convscope.data.ray_engine import close_pool
+
+    model = convscope.load_model("efficientnet_lite0")
+    options = dict(size=48, batch_size=5, shard_batches=1, workers=0, steps=3)
+    started = time.perf_counter()
+    local = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, **options)
+    rows = [{"engine": "local", "seconds": time.perf_counter() - started}]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for call in range(rounds + 1):
+            started = time.perf_counter()
+            remote = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, engine="ray", **options)
+            rows.append({"engine": "ray", "call": call + 1, "seconds": time.perf_counter() - started})
+            assert (remote.images, remote.attacked, remote.robust_accuracy) == (
+                local.images,
+                local.attacked,
+                local.robust_accuracy,
+            )
+    finally:
+        close_pool()
+        ray.shutdown()
+    for row in rows:
+        print(f"  {row['engine']:5s} call {row.get('call', 1)}: {row['seconds']:6.1f} s")
+    return save_results("data-ray", rows, images=local.images, load=os.getloadavg()[0], **options)
+
+
 MEMORY_SNIPPET = """
 import resource, sys, convscope
 from convscope.attacks.evaluate import evaluate_attack
@@ -440,12 +474,16 @@ def main() -> None:
     if "accuracy" in args.parts:
         accuracy(args.device)
     if "throughput" in args.parts:
-        counts = [int(w) for w in args.workers.split(",")] if args.workers else [convscope.data.default_workers()]
+        counts = (
+            [int(w) for w in args.workers.split(",")] if args.workers else [convscope.data.default_workers(args.device)]
+        )
         throughput(args.device, args.images, args.size, args.batch, args.rounds, counts)
     if "costs" in args.parts:
         costs(args.images, args.size, args.batch)
     if "memory" in args.parts:
         memory()
+    if "ray" in args.parts:
+        ray_calls(args.rounds)
 
 
 if __name__ == "__main__":

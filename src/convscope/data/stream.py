@@ -9,8 +9,8 @@ O(batch). An item that cannot be read is dropped from its batch and its id and r
 states merged by addition or a reduction's own ``merge``) shard by shard. With a ``resume``
 folder each finished shard's state is written there (safetensors + JSON, never pickle), so
 the same call after Ctrl-C or a crash continues with the first unfinished shard and the final
-state equals the one of an uninterrupted run. The ``ray`` engine maps the same shards on a Ray
-Data actor pool and merges the shard states on the driver in shard order.
+state equals the one of an uninterrupted run. The ``ray`` engine runs the same shards on the Ray
+actor pool kept for the process and merges the shard states on the driver in shard order.
 """
 
 from __future__ import annotations
