@@ -62,6 +62,7 @@ from ..data.stream import loader_options
 from ..errors import ConvscopeError
 from ..progress import progress_bar
 from .evaluation import evaluate_robustness, join_process_group, rank_and_world, share_buffers
+from .global_batchnorm import global_batchnorm
 from .recipe import Recipe
 from .train_state import read_training_state, write_training_state
 
@@ -411,26 +412,27 @@ def train(
                 sampler.set_epoch(epoch)
             network.train()
             started, total_loss, batches = time.perf_counter(), 0.0, 0
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if augment:
-                    x = crop_flip(x, generators["augment"])
-                rate = recipe.lr_at(step, len(loader), epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                if adversarial == "trades":
-                    loss = trades_loss(
-                        model, x, trades_batch(model, x, eps, alpha, steps, generators["attack"]), y, trades_beta
-                    )
-                else:
-                    if adversarial is not None:
-                        x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, generators["attack"])
-                    loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
-                advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
+            with global_batchnorm(distributed):  # BatchNorm over the global batch, not each rank's share
+                for x, y in loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    if augment:
+                        x = crop_flip(x, generators["augment"])
+                    rate = recipe.lr_at(step, len(loader), epochs)
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate
+                    if adversarial == "trades":
+                        loss = trades_loss(
+                            model, x, trades_batch(model, x, eps, alpha, steps, generators["attack"]), y, trades_beta
+                        )
+                    else:
+                        if adversarial is not None:
+                            x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, generators["attack"])
+                        loss = F.cross_entropy(model(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
+                    advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
             seconds = time.perf_counter() - started
             share_buffers(network)  # every rank evaluates and saves rank 0's BatchNorm statistics
             network.eval()
