@@ -24,8 +24,10 @@ demo: $(VENV)/.demo
 	$(VENV)/bin/convscope tour --out tour
 	$(VENV)/bin/convscope report sample:chelsea --out tour/report.html
 
+# two workers at one thread each (tests/conftest.py groups the tests): on 2 cores this is faster than one
+# process at 2 threads, whose threads wait for each other whenever one of them is descheduled
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	CONVSCOPE_TEST_THREADS=$${CONVSCOPE_TEST_THREADS:-1} $(PY) -m pytest -q -n 2 --dist loadgroup
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow and not browser and not distributed"

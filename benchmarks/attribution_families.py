@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/attribution_families.py [--batch 2] [--size 112] [--layer blocks.3.0.bn2] [--repeats 2]``.
 Same model (embedded EfficientNet-Lite0), same batch, one process; each row runs its bare
-reference, convscope and the anchor in turn, ``repeats`` rounds after a warm-up, best of each.
+reference, convscope and the anchor in turn, ``repeats`` rounds after a warm-up; the median and the spread (min-max) of the per-round ratios,
+in wall time and in the process's CPU time, are reported.
 
 "passes" is what a method needs: single-pass CAMs one forward+backward of the batch; Score-CAM
 one forward per (image, channel) -- the bare reference is then forwards of ``chunk`` images
@@ -21,31 +22,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 import convscope
-from timing import save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
+from timing import ratio_spread, rounds, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 from convscope.attribution import attribute
 from convscope.attribution.shapley import superpixels
 from convscope.hooks import capture, frozen
 from convscope.layers import find_layer
-
-
-def interleaved_best(functions: dict, repeats: int) -> dict:
-    """Best wall time of each function after one warm-up, run in turn in every round."""
-    for function in functions.values():
-        function()
-    best = {name: float("inf") for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -53,7 +40,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--layer", default="blocks.3.0.bn2", help="layer of Score-CAM / Ablation-CAM (a ReLU6 output)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--samples", type=int, default=64, help="KernelSHAP / LIME coalitions, GradientSHAP n / 8")
     parser.add_argument("--chunk", type=int, default=64, help="masked / ablated images per forward pass")
     parser.add_argument("--threads", type=int, default=2)
@@ -227,8 +214,19 @@ def main() -> None:
     for name, bare, passes, mine, anchor, anchor_name in rows:
         if wanted and name.split()[0] not in wanted:
             continue
-        times = interleaved_best({"bare": timed(bare), "mine": timed(mine), "anchor": timed(anchor)}, args.repeats)
-        record = {"method": name, "seconds": times, "over_bare": times["mine"] / (passes * times["bare"])}
+        per_round = rounds({"bare": timed(bare), "mine": timed(mine), "anchor": timed(anchor)}, args.repeats)
+        times = {key: sorted(t[0] for t in values)[len(values) // 2] for key, values in per_round.items()}
+        record = {
+            "method": name,
+            "seconds_median": times,
+            "over_bare": ratio_spread(per_round, "mine", "bare", passes),
+            "over_anchor": ratio_spread(per_round, "mine", "anchor"),
+        }
+        if name.startswith(("scorecam", "ablationcam")):
+            # the same comparison without the anchor between them (bare, convscope, bare, ...)
+            record["over_bare_without_anchor"] = ratio_spread(
+                rounds({"bare": timed(bare), "mine": timed(mine)}, args.repeats), "mine", "bare", passes
+            )
         if name.startswith(("scorecam", "ablationcam")):
             record["head_rows_per_image"] = {
                 "needed": channels,
@@ -240,13 +238,14 @@ def main() -> None:
         cells = (
             name,
             f"{times['mine']:.3f}",
-            f"{times['mine'] / (passes * times['bare']):.2f}",
+            f"{record['over_bare']['wall']['median']:.2f} ({record['over_bare']['wall']['min']:.2f}-"
+            f"{record['over_bare']['wall']['max']:.2f}), CPU {record['over_bare']['cpu']['median']:.2f}",
             f"{times['bare']:.3f}",
             anchor_name,
             f"{times['anchor']:.3f}",
-            f"{times['mine'] / times['anchor']:.2f}",
+            f"{record['over_anchor']['wall']['median']:.2f}",
         )
-        print(" | ".join(cells), flush=True)
+        print(" | ".join(cells), record.get("over_bare_without_anchor", ""), flush=True)
         table.add_row(*cells)
     Console(width=170).print(table)
     save_results("attribution-families", saved, batch=args.batch, size=args.size, layer=args.layer, chunk=args.chunk)

@@ -1,8 +1,15 @@
 """APGD and AutoAttack: convscope vs torchattacks vs bare forward(+backward), same model and batch, one run.
 
 Run: ``python benchmarks/autoattack.py [--checkpoint runs/advtrain/pgd.safetensors] [--steps 10] [--threads 1]``
-(``--apgd-only --repeats 7``: only APGD-CE-k beside torchattacks and the bare loop, at k = ``--steps``
-and 100, each timed ``--repeats`` times interleaved, medians).
+(``--apgd-only --repeats 7 [--inner 5] [--setting digits|resnet_cifar|embedded]``: only APGD-CE-k beside
+torchattacks and the bare loop, at k = ``--steps`` and 100 (``--ks``), each timed ``--repeats`` times
+interleaved, medians and the spread over rounds; the settings are the digits small_cnn on the first
+``--limit`` test digits at eps 0.1, a CIFAR-style PreAct-ResNet (``resnet_cifar``: the
+``--cifar-checkpoint`` written by ``convscope train digits --arch resnet_cifar --size 32``, else a
+seeded PreAct-ResNet-10 of width 8) on 128 digits at 32 × 32 × 3, eps 8/255 (RobustBench's batch),
+and the embedded efficientnet_lite0 on 8 bundled ImageNet samples at 224 px, eps 4/255; labels are the
+model's predictions, so that torchattacks, which attacks only correctly classified images, does the
+same work as convscope).
 Model: the PGD-trained digits small_cnn (a training state of ``train(small_cnn(), ...)``; trained here
 if missing: 8 epochs of PGD-7, Adam 3e-3), the 360 test digits, L∞ eps 0.1. Prints robust accuracy, seconds and ratios:
 
@@ -73,7 +80,8 @@ def load_model(checkpoint: Path, eps: float, epochs: int = 8) -> torch.nn.Module
 
 def time_apgd(network, x, y, eps: float, k: int, args) -> dict:
     """APGD-CE-k, convscope and torchattacks, against k bare forward+backward passes of the same batch:
-    ``args.repeats`` interleaved rounds, median CPU seconds."""
+    ``args.repeats`` interleaved rounds (bare, convscope, torchattacks, bare, ...), median CPU seconds,
+    the per-round ratios' median and range."""
     import statistics
 
     import torchattacks
@@ -92,25 +100,74 @@ def time_apgd(network, x, y, eps: float, k: int, args) -> dict:
     for _ in range(args.repeats):
         for name, run in runs.items():
             with Clock() as clock:
-                run()
-            seconds[name].append(clock.cpu)
+                for _ in range(args.inner):  # several calls per timing: short runs drown in scheduler noise
+                    run()
+            seconds[name].append(clock.cpu / args.inner)
     median = {name: statistics.median(values) for name, values in seconds.items()}
-    out = {f"{name}_cpu_s": value for name, value in median.items()}
+    out: dict = {f"{name}_cpu_s": value for name, value in median.items()}
+    out["rounds_cpu_s"] = seconds
     out["repeats"] = args.repeats
-    out["convscope_per_k_fwd_bwd"] = median["convscope"] / median["bare_fwd_bwd"]
-    out["torchattacks_per_k_fwd_bwd"] = median["torchattacks"] / median["bare_fwd_bwd"]
-    out["convscope_per_k_fwd_bwd_range"] = [
-        min(o / b for o, b in zip(seconds["convscope"], seconds["bare_fwd_bwd"])),
-        max(o / b for o, b in zip(seconds["convscope"], seconds["bare_fwd_bwd"])),
-    ]
+    for side in ("convscope", "torchattacks"):  # per round: the side over the bare loop of the same round
+        ratios = [o / b for o, b in zip(seconds[side], seconds["bare_fwd_bwd"])]
+        out[f"{side}_per_k_fwd_bwd"] = statistics.median(ratios)
+        out[f"{side}_per_k_fwd_bwd_range"] = [min(ratios), max(ratios)]
+    ours, theirs = out["convscope_per_k_fwd_bwd_range"], out["torchattacks_per_k_fwd_bwd_range"]
     print(
         f"APGD-CE-{k}: {k} x fwd+bwd {median['bare_fwd_bwd']:.3f} s | convscope {median['convscope']:.3f} s "
-        f"({out['convscope_per_k_fwd_bwd']:.2f} x k fwd+bwd; per round "
-        f"{out['convscope_per_k_fwd_bwd_range'][0]:.2f}-{out['convscope_per_k_fwd_bwd_range'][1]:.2f}) | "
-        f"torchattacks {median['torchattacks']:.3f} s ({out['torchattacks_per_k_fwd_bwd']:.2f} x)",
+        f"({out['convscope_per_k_fwd_bwd']:.3f} x k fwd+bwd, rounds {ours[0]:.3f}-{ours[1]:.3f}) | "
+        f"torchattacks {median['torchattacks']:.3f} s ({out['torchattacks_per_k_fwd_bwd']:.3f} x, "
+        f"rounds {theirs[0]:.3f}-{theirs[1]:.3f})",
         flush=True,
     )
     return out
+
+
+def time_apgd_setting(args) -> None:
+    """``--apgd-only``: APGD-CE-k against k bare fwd+bwd and torchattacks in one setting; a dated JSON."""
+    import os
+
+    network, x, y, eps = apgd_setting(args.setting, args)
+    ks = [int(v) for v in args.ks.split(",")] if args.ks else [args.steps, 100]
+    record: dict = {"date": datetime.date.today().isoformat(), "setting": args.setting, "images": list(x.shape)}
+    record.update(eps=eps, threads=args.threads, load_before=os.getloadavg()[0])
+    for k in ks:
+        record[f"apgd_k{k}"] = time_apgd(network, x, y, eps, k, args)
+    record["load_after"] = os.getloadavg()[0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"apgd-{record['date']}-{args.setting}-k{'_'.join(map(str, ks))}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path} (1-minute load {record['load_before']:.1f} before, {record['load_after']:.1f} after)")
+
+
+def apgd_setting(name: str, args) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, float]:
+    """(model, images, labels = its predictions, eps) of an ``--apgd-only`` timing setting."""
+    if name == "digits":
+        network = load_model(args.checkpoint, args.eps, args.epochs)
+        x, eps = digits_dataset(split="test").tensors[0][: args.limit], args.eps
+    elif name == "resnet_cifar":
+        from convscope.data.specs import digits_images
+        from convscope.models import load_model as open_model
+        from convscope.robustness.resnets import resnet_cifar
+
+        torch.manual_seed(args.seed)
+        found = args.cifar_checkpoint.exists()
+        network = open_model(str(args.cifar_checkpoint)) if found else resnet_cifar(10, depth=10, width=8)
+        x, eps = digits_images(32, "test")[0][:128], 8 / 255
+    elif name == "embedded":
+        from convscope.data import open_dataset
+        from convscope.models import load_model as open_model
+
+        network = open_model("efficientnet_lite0")
+        data = open_dataset("samples:imagenet", 224)
+        x, eps = torch.stack([data[i][0] for i in range(8)]), 4 / 255
+    else:
+        raise SystemExit(f"unknown --setting {name!r}")
+    network.eval()
+    for p in network.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        y = network(x).argmax(-1)
+    return network, x, y, eps
 
 
 def main() -> None:
@@ -125,10 +182,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="training epochs when the checkpoint is missing")
     parser.add_argument("--apgd-only", action="store_true", help="time APGD-CE only (k = --steps and 100)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the APGD timing (medians)")
+    parser.add_argument("--inner", type=int, default=1, help="--apgd-only: calls per timing (mean)")
+    parser.add_argument("--setting", default="digits", help="--apgd-only: digits | resnet_cifar | embedded")
+    parser.add_argument("--ks", default=None, help="--apgd-only: comma-separated k (default: --steps and 100)")
+    parser.add_argument("--cifar-checkpoint", type=Path, default=Path("runs/cifarstyle/s0/pgd.safetensors"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import torchattacks
 
+    if args.apgd_only:
+        return time_apgd_setting(args)
     network = load_model(args.checkpoint, args.eps, args.epochs)
     x, y = (t[: args.limit] for t in digits_dataset(split="test").tensors)
     eps, k = args.eps, args.steps
@@ -139,15 +202,7 @@ def main() -> None:
         with torch.no_grad():
             return network(images).argmax(-1) == y
 
-    for steps in (k, 100) if args.apgd_only else (k,):
-        record[f"apgd_k{steps}" if args.apgd_only else "apgd"] = time_apgd(network, x, y, eps, steps, args)
-    if args.apgd_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"apgd-{record['date']}.json"
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {path}")
-        return
-
+    record["apgd"] = time_apgd(network, x, y, eps, k, args)
     with Clock() as total:
         result = autoattack(network, x, y, eps, steps=k, seed=args.seed)
     ours_stages = [{"stage": n, "robust_acc": acc, "wall_s": s} for n, acc, s in result.stages]

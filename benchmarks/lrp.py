@@ -6,8 +6,9 @@ speed does not depend on them). zennit runs its ``EpsilonGammaBox`` / ``EpsilonA
 composites with its ResNet canonizer on ResNet-18 and without canonizer on EfficientNet-Lite0
 (its BatchNorm merging needs ``nn.Sequential`` neighbours, timm's blocks are not).
 Goal: LRP <= 1.3 x forward+backward. Each round runs bare, convscope and zennit in turn; the
-best of the rounds is reported (min: the least disturbed run on a loaded machine) next to the
-median, and the rows are saved to ``benchmarks/results/lrp-<date>.json``. Next to the times, the
+median and the spread (min-max) over the rounds of the per-round ratios are reported in wall time
+and in the process's CPU time (what a loaded machine does not inflate), and the rows are saved to
+``benchmarks/results/lrp-<date>.json``. Next to the times, the
 convolution/matmul FLOPs of convscope's LRP over those of the bare forward+backward (counted at
 the dispatcher, ``torch.utils.flop_counter``'s formulas): the floor the times cannot beat, and a
 number the machine's load does not move.
@@ -26,7 +27,7 @@ from rich.table import Table
 import convscope
 from convscope.attribution import attribute
 from convscope.hooks import frozen
-from timing import repeat, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
+from timing import ratio_spread, rounds, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
@@ -59,22 +60,11 @@ def flops(function) -> int:
     return counter.total
 
 
-def interleaved_best(functions: dict, repeats: int) -> tuple[dict, dict]:
-    """(best, median) wall time of each function after one warm-up, running them in turn in every round."""
-    for function in functions.values():
-        function()
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            times[name].append(repeat(function, 1))
-    return {k: min(v) for k, v in times.items()}, {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -102,14 +92,14 @@ def main() -> None:
     table = Table(
         "model",
         "composite",
-        "bare fwd+bwd (s)",
-        "convscope (s)",
-        "zennit (s)",
-        "convscope / bare",
-        "zennit / bare",
-        "convscope / bare (median)",
+        "bare fwd+bwd s (median)",
+        "convscope / bare: wall median (min-max)",
+        "CPU median (min-max)",
+        "zennit / bare: wall",
+        "CPU",
         "FLOPs convscope / bare",
-        title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}",
+        title=f"LRP, batch {args.batch} at {args.size} px, {args.threads} threads, {args.device}, "
+        f"{args.repeats} interleaved rounds",
     )
     rows = []
     for model, canonizers in ((lite, []), (resnet, [ResNetCanonizer])):
@@ -139,31 +129,34 @@ def main() -> None:
                         lambda out: torch.zeros_like(out).scatter(1, targets[:, None], out.gather(1, targets[:, None])),
                     )
 
-            best, median = interleaved_best({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
+            times = rounds({"bare": bare, "ours": ours, "zennit": theirs}, args.repeats)
             flop_ratio = flops(ours) / flops(bare)
+            ours_ratio, zennit_ratio = ratio_spread(times, "ours", "bare"), ratio_spread(times, "zennit", "bare")
             rows.append(
                 {
                     "model": model.network.__class__.__name__,
                     "rule": name,
-                    "best_s": best,
-                    "median_s": median,
-                    "convscope_over_bare": best["ours"] / best["bare"],
-                    "zennit_over_bare": best["zennit"] / best["bare"],
-                    "convscope_over_bare_median": median["ours"] / median["bare"],
+                    "seconds_wall_cpu": times,
+                    "convscope_over_bare": ours_ratio,
+                    "zennit_over_bare": zennit_ratio,
                     "flops_convscope_over_bare": flop_ratio,
                 }
             )
+
+            def cell(summary):
+                return f"{summary['median']:.2f} ({summary['min']:.2f}-{summary['max']:.2f})"
+
             table.add_row(
                 model.network.__class__.__name__,
                 name,
-                f"{best['bare']:.3f}",
-                f"{best['ours']:.3f}",
-                f"{best['zennit']:.3f}",
-                f"{best['ours'] / best['bare']:.2f}",
-                f"{best['zennit'] / best['bare']:.2f}",
-                f"{median['ours'] / median['bare']:.2f}",
+                f"{sorted(t[0] for t in times['bare'])[len(times['bare']) // 2]:.3f}",
+                cell(ours_ratio["wall"]),
+                cell(ours_ratio["cpu"]),
+                cell(zennit_ratio["wall"]),
+                cell(zennit_ratio["cpu"]),
                 f"{flop_ratio:.2f}",
             )
+            print(name, model.network.__class__.__name__, ours_ratio, flush=True)
     Console().print(table)
     save_results("lrp", rows, batch=args.batch, size=args.size, repeats=args.repeats, device=args.device)
 

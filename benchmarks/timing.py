@@ -100,3 +100,27 @@ def save_results(name: str, rows: list[dict] | dict, folder: Path = RESULTS, **s
     path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path
+
+
+def rounds(functions: dict[str, Callable[[], object]], count: int = 5) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds of every call of each function, run in turn in each of ``count`` rounds
+    after one warm-up each. The process's CPU time is what the loaded 2-core machine does not
+    inflate with waiting for a core (with 1 torch thread, the work done)."""
+    for function in functions.values():
+        function()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in functions}
+    for _ in range(count):
+        for name, function in functions.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            function()
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return times
+
+
+def ratio_spread(times: dict[str, list[tuple[float, float]]], name: str, base: str, per: float = 1.0) -> dict:
+    """Median and (min, max) over rounds of ``name / (per * base)``, in wall and in CPU time."""
+    summary = {}
+    for index, kind in enumerate(("wall", "cpu")):
+        ratios = sorted(a[index] / (per * b[index]) for a, b in zip(times[name], times[base]))
+        summary[kind] = {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
+    return summary

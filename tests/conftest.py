@@ -7,8 +7,9 @@ import torch
 
 import convscope
 
-# One thread count for the whole run (the coordinator runs the suite at 1, 2 and 4): this process,
-# and every process a test starts (the CLI, torchrun, Ray workers), which read OMP_NUM_THREADS at start-up.
+# One thread count for the whole run (`make test`: 1 in each xdist worker; .ci/run reruns the `threads` tests
+# at 2 and 4): this process, and every process a test starts (the CLI, torchrun, Ray workers), which read
+# OMP_NUM_THREADS at start-up.
 THREADS = os.environ.setdefault("CONVSCOPE_TEST_THREADS", "2")
 os.environ["OMP_NUM_THREADS"] = THREADS
 torch.set_num_threads(int(THREADS))
@@ -42,6 +43,18 @@ def small_batch(chelsea, coffee):
     ).clamp(0, 1)
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray with 2 CPUs for one test module; the Ray engine's kept actor pool is closed with it."""
+    ray = pytest.importorskip("ray")
+    from convscope.data.ray_engine import close_pool
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    close_pool()
+    ray.shutdown()
+
+
 # ---------------------------------------------------------------- markers (registered in pyproject.toml)
 # `make test` runs everything; `make test-fast` leaves out the three kinds below. One table here
 # instead of decorators scattered over the files; a test file can also mark itself.
@@ -52,6 +65,7 @@ MARKED = {
         "tests/test_data_ray.py",
         "tests/test_robustness.py::test_train_runs_data_parallel_under_torchrun",
         "tests/test_transfer.py::test_finetune_runs_data_parallel_under_torchrun",
+        "tests/test_global_batchnorm.py::test_two_ranks_give_the_gradient_of_one_process_with_the_global_batch",
     ),
     # thresholds on optimisations whose measured value moves with the thread count (docs/development.md,
     # "Thresholds and their measured spread"); .ci/run reruns them at 1 and 4 threads
@@ -89,10 +103,20 @@ MARKED = {
 }
 
 
+# `make test` runs two pytest-xdist workers at 1 thread each (`--dist loadgroup`): a test file stays in one
+# worker (its module fixtures are built once), except the model-spec matrix, whose rows are the longest
+# tests and are spread over both; the tests that start a Ray cluster or torchrun share one worker.
+SPREAD = ("tests/test_model_spec.py",)
+
+
 def pytest_collection_modifyitems(config, items):
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
         path = item.nodeid.replace("\\", "/")
         path = path if path.startswith("tests/") else "tests/" + path
         for marker, prefixes in MARKED.items():
             if path.startswith(prefixes):
                 item.add_marker(getattr(pytest.mark, marker))
+        if grouping and not path.startswith(SPREAD):
+            cluster = path.startswith(MARKED["distributed"])
+            item.add_marker(pytest.mark.xdist_group("cluster" if cluster else path.split("::")[0]))

@@ -215,3 +215,34 @@ def test_a_randomised_defense_is_flagged_and_rand_attacks_its_expected_decision(
     # clean - rand: 13.4, 5.8, 8.9, 13.8, 17.6.
     assert expected_correct(rand.x_adv) <= expected_correct(single_draw.x_adv) + 1
     assert expected_correct(rand.x_adv) < expected_correct(x) - 5
+
+
+def test_attack_eval_on_the_digits_spec_with_a_limit(digits_model, monkeypatch, capsys, tmp_path):
+    # the CLI route of the README's ladders: `attack-eval digits -m CHECKPOINT --limit N` sees the
+    # images `convscope train digits` was tested on, and only the first N
+    import json
+
+    from convscope.data import open_dataset
+    from convscope.models import save_checkpoint
+    from convscope.robustness.architectures import training_classifier
+    from tests.helpers import run_cli
+
+    network, x, y = digits_model
+    spec = open_dataset("digits", 16)
+    assert len(spec) == 360 and len(open_dataset("digits-train", 16)) == 1437
+    image, label, _ = spec[7]
+    assert torch.equal(image, x[7]) and label == int(y[7])
+    classifier = training_classifier("small_cnn", 10, 16)
+    classifier.network.load_state_dict(network.state_dict())
+    path = save_checkpoint(classifier, tmp_path / "digits.safetensors")
+    out = tmp_path / "entry.json"
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        *("attack-eval", "digits", "-m", str(path), "--limit", "10", "--method", "fgsm", "--eps", "0.1"),
+        *("--device", "cpu", "--json", str(out)),
+    )
+    assert code == 0, err
+    entry = json.loads(out.read_text())
+    assert entry["totals"]["images"] == 10
+    assert entry["clean_acc"] == round(100 * correct(network, x[:10], y[:10]) / 10, 2)

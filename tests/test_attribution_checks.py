@@ -164,8 +164,12 @@ def test_explain_and_sanity_reject_bad_input(monkeypatch, capsys, tmp_path):
 
 
 def test_colour_bar_units_follow_how_the_map_is_drawn():
-    from convscope.commands.explain import _unit
+    from convscope.attribution import display_mode, display_unit
 
     # Guided Grad-CAM is a CAM-family entry drawn by |value| (a gradient product): its bar is not "CAM"
-    assert _unit("gradcam", {}) == "CAM" and _unit("guided_gradcam", {}) == "attribution"
-    assert _unit("saliency", {}) == "attribution" and _unit("occlusion", {}) == "drop in logit when hidden"
+    assert display_unit("gradcam") == "CAM" and display_unit("guided_gradcam") == "attribution"
+    assert display_unit("saliency") == "attribution" and display_unit("occlusion") == "drop in logit when hidden"
+    assert display_unit("occlusion", {"objective": "probability"}) == "drop in probability when hidden"
+    # KernelSHAP / LIME values are signed logit shares: drawn diverging around 0, not as |value|
+    assert display_mode("kernel_shap") == display_mode("lime") == "signed"
+    assert display_unit("kernel_shap") == "Shapley value (logit)" and display_unit("lime") == "LIME coefficient (logit)"

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from convscope.attribution import attribute
 from convscope.attribution.lrp import COMPOSITES, lrp
@@ -171,3 +172,32 @@ def test_lrp_on_the_embedded_model_folds_batchnorm_and_leaves_it_untouched(model
 def test_lrp_bad_rule():
     with pytest.raises(ConvscopeError, match="unknown LRP"):
         lrp(_vgg_style(), torch.rand(1, 3, 16, 16), 0, rule="zplus_magic")
+
+
+class _ConvCount(TorchDispatchMode):
+    """How many convolutions and transposed convolutions (input gradients) run inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.forward = self.transposed = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.forward += func is torch.ops.aten.convolution.default
+        self.transposed += func is torch.ops.aten.convolution_backward.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_lrp_gamma_folds_one_weight_where_no_relevance_reaches_a_negative_output():
+    """A gamma layer whose input is >= 0 and whose relevance is 0 at its negative outputs (it feeds a
+    ReLU) takes the one weight W + gamma W+: its forward, |W| x and one transposed conv (3 where a
+    forward+backward has 2); a layer feeding a residual sum keeps the two transposed convs (4)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    with _ConvCount() as vgg:
+        lrp(_random_batchnorm(_vgg_style()), x, [3, 7], rule="gamma")
+    assert (vgg.forward, vgg.transposed) == (6, 3)  # 3 convs, every one conv-BN-ReLU
+    with _ConvCount() as resnet:
+        lrp(_random_batchnorm(torchvision.models.resnet18(num_classes=10)), x, [3, 7])
+    # stem (z^B): forward, box term, one transposed conv of [W, V]; 8 conv1 (-> ReLU): 2 + 1;
+    # 8 conv2 and 3 downsample convs (-> the residual sum): 2 + 2
+    assert (resnet.forward, resnet.transposed) == (2 + 19 * 2, 1 + 8 + 11 * 2)

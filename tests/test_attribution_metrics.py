@@ -399,6 +399,33 @@ def test_localisation_on_generated_scenes_equals_quantus(model):
     assert not dead.any()  # saliency is never all zero: every scene compared
 
 
+def test_tables_of_several_runs_read_back_as_one(tmp_path):
+    from convscope.attribution.evaluation import ExplanationTable
+    from convscope.errors import ConvscopeError
+
+    def run(methods, metrics, images, data, scores):
+        table = ExplanationTable(
+            methods, metrics, scores, images, model="net", data=data, settings="seed 0, 3 robustness samples"
+        )
+        return table.write_csv(tmp_path / f"{'-'.join(methods + metrics)}.csv")
+
+    first = run(["saliency"], ["sparseness"], 4, "d, 8 px", {"saliency": {"sparseness": [0.1, 0.2, 0.4, float("nan")]}})
+    cut = run(["lrp"], ["mprt"], 2, "d (first 2), 8 px", {"lrp": {"mprt": [0.3, 0.5]}})
+    table = ExplanationTable.read_csv(first, cut)
+    assert table.methods == ["saliency", "lrp"] and table.metrics == ["sparseness", "mprt"] and table.images == 4
+    mean, half, count, undefined = table.summary("saliency", "sparseness")
+    expected = np.array([0.1, 0.2, 0.4])
+    assert (count, undefined) == (3, 1) and mean == pytest.approx(expected.mean())
+    assert half == pytest.approx(4.302653 * expected.std(ddof=1) / 3**0.5, rel=1e-6)  # t(0.975, 2)
+    assert table.summary("lrp", "mprt")[2:] == (2, 0) and table.data == "d, 8 px"  # the first 2 of the same images
+    assert table.summary("lrp", "sparseness")[2] == 0  # scored by no run: no score
+    assert table.settings == "seed 0, 3 robustness samples"  # the runs' settings, each part once
+    table.figure(tmp_path / "all.png")
+    other = run(["gradcam"], ["mprt"], 2, "other, 8 px", {"gradcam": {"mprt": [0.0, 0.1]}})
+    with pytest.raises(ConvscopeError, match="different models or data"):
+        ExplanationTable.read_csv(first, other)
+
+
 def test_evaluate_explanations_with_user_masks_equals_quantus(model, chelsea, coffee, monkeypatch, capsys, tmp_path):
     """``--masks FOLDER``: a mask NAME.png per photo NAME.*, resized (nearest) to the photos; the table's
     pointing game and relevance mass equal Quantus' on the same maps. A photo without a mask: exit 2."""

@@ -11,7 +11,7 @@ from PIL import Image
 
 from convscope.attacks import attack
 from convscope.attacks.evaluate import AttackReduction
-from convscope.data import Batch, loader_options, pins_memory, samples_folder
+from convscope.data import Batch, default_workers, loader_options, open_dataset, pins_memory, samples_folder, stream
 from convscope.errors import ConvscopeError
 from convscope.images import array_to_tensor, pil_to_tensor, read_image_file, sample_array
 
@@ -109,3 +109,43 @@ def test_attack_eval_reuses_the_clean_pass(model, small_batch):
     state = reduction.start()
     reduction.update(state, Batch(x, torch.full((2,), -1), ["a", "b"], torch.arange(2)), 0)
     assert state["attacked"] == 2 and counted.calls == 3  # clean, FGSM's gradient pass, the re-check
+
+
+class ThreadsSeen(torch.utils.data.Dataset):
+    """The bundled photos through the data layer, noting torch's intra-op thread count at each read."""
+
+    def __init__(self, dataset):
+        self.dataset, self.ids, self.seen = dataset, dataset.ids, []
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.seen.append(torch.get_num_threads())
+        return self.dataset[index]
+
+
+def test_in_process_loading_reads_at_one_thread_and_gives_the_threads_back():
+    """Items read in the main process (no workers) go through torch at one thread (a small op at 2
+    threads costs 4-5x its CPU time in pool wake-ups); the caller's count is back for each batch."""
+    dataset = ThreadsSeen(open_dataset("photos", 32))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        during = [torch.get_num_threads() for _ in stream(dataset, batch_size=3, workers=0)]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert dataset.seen == [1] * len(dataset) and during == [2] * -(-len(dataset) // 3)
+
+
+def test_default_workers_leave_a_small_cpu_to_the_model(monkeypatch):
+    """On at most 2 cores a CPU model reads in-process (a worker would decode on a core the model
+    fills); a GPU run, a bigger machine and CONVSCOPE_DATA_WORKERS keep their workers."""
+    monkeypatch.delenv("CONVSCOPE_DATA_WORKERS", raising=False)
+    for cpus, cpu_model, gpu_model, unknown in ((2, 0, 1, 1), (1, 0, 0, 0), (8, 4, 4, 4), (3, 2, 2, 2)):
+        monkeypatch.setattr("os.cpu_count", lambda cpus=cpus: cpus)
+        assert (default_workers("cpu"), default_workers("cuda"), default_workers()) == (cpu_model, gpu_model, unknown)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setenv("CONVSCOPE_DATA_WORKERS", "1")
+    assert default_workers("cpu") == 1

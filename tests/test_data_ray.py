@@ -1,8 +1,11 @@
 """The ray engine of the dataset layer: a local Ray with 2 CPUs gives the local engine's numbers
 for attack-eval, robustness and batch explain (same images, same seeds).
 
-One Ray for the module (starting it is most of the cost), 8 images at 32 px in 2 shards of one
-batch each, so both actors of the pool get a shard and the driver merges out-of-order results."""
+One Ray and one actor pool for the module (the engine keeps its actors between calls: starting
+them is most of the cost), 8 images at 32 px in 2 shards of one batch each, so both actors of the
+pool get a shard and the driver merges out-of-order results."""
+
+import os
 
 import numpy as np
 import pytest
@@ -10,11 +13,11 @@ import pytest
 from convscope.attacks.evaluate import evaluate_attack
 from convscope.attribution.batch import explain_dataset
 from convscope.data import open_dataset, samples_folder, take
+from convscope.data.ray_engine import on_pool
 from convscope.errors import ConvscopeError
 from convscope.robustness.imagenet_c import corruption_errors
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
+pytest.importorskip("ray")
 try:
     samples_folder()
 except ConvscopeError:
@@ -23,11 +26,30 @@ except ConvscopeError:
 OPTIONS = dict(size=32, batch_size=4, workers=0)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+def pid_job():
+    """A job that says which actor process ran each item (and fails on a negative one). Defined in a
+    function, so that Ray ships the class by value (actors cannot import this test module)."""
+
+    class Pid:
+        def prepare(self, device):
+            self.device = str(device)
+
+        def __call__(self, item):
+            if item < 0:
+                raise ConvscopeError(f"item {item} is negative")
+            return item, os.getpid(), self.device
+
+    return Pid()
+
+
+def test_the_actor_pool_is_kept_between_calls(local_ray):
+    first = list(on_pool(pid_job(), range(6)))
+    second = list(on_pool(pid_job(), range(6)))
+    assert sorted(r[0] for r in first) == list(range(6)) and {r[2] for r in first} == {"cpu"}
+    pids = {r[1] for r in first}
+    assert {r[1] for r in second} == pids and os.getpid() not in pids and len(pids) == 2
+    with pytest.raises(ConvscopeError, match="^item -1 is negative$"):
+        list(on_pool(pid_job(), [0, -1]))
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +85,8 @@ def test_batch_explain_on_ray_equals_local(model, images, local_ray, tmp_path):
             rtol=1e-3,
             atol=1e-6,
         )
+
+
+def test_another_pool_size_starts_a_new_pool(local_ray):  # last: the module's pool is replaced
+    pids = {r[1] for r in on_pool(pid_job(), range(4))}
+    assert {r[1] for r in on_pool(pid_job(), range(4), actors=1)}.isdisjoint(pids)

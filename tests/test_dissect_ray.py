@@ -5,19 +5,14 @@ import torch
 
 import convscope
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
+pytest.importorskip("ray")
 
 
-def test_ray_engine_equals_local(model, tmp_path):
+def test_ray_engine_equals_local(model, tmp_path, local_ray):
     folder = convscope.sample_folder(tmp_path / "photos", n=8)
     options = dict(layers=["bn1", "blocks.3"], k=3, size=64, batch_size=2, progress=False)
     local = convscope.top_k_examples(model, folder, **options)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = convscope.top_k_examples(model, folder, engine="ray", shards=2, **options)
-    finally:
-        ray.shutdown()
+    remote = convscope.top_k_examples(model, folder, engine="ray", shards=2, **options)
     assert remote.complete and remote.seen == local.seen == 8
     for layer in ("bn1", "blocks.3"):
         assert torch.equal(remote[layer].indices, local[layer].indices)

@@ -2,7 +2,10 @@
 
 import torch
 
-from convscope.render import Panel, bar_chart, figure, normalize_map, overlay, upsample
+import numpy as np
+import pytest
+
+from convscope.render import Panel, bar_chart, colour_scale, figure, normalize_map, overlay, overlay_with_bar, upsample
 
 
 def test_normalize_modes():
@@ -24,6 +27,25 @@ def test_overlay_and_figure_sizes(chelsea):
     assert centre[0] > corner[0]
     sheet = figure([Panel(chelsea[0], "input"), Panel(heat[0], "map", under=chelsea[0], colorbar=True)], columns=2)
     assert sheet.size[0] > sheet.size[1] > 100
+
+
+def test_overlay_tiles_carry_a_colour_bar_in_their_scale(chelsea):
+    # a signed map (KernelSHAP, LIME, occlusion): true units, symmetric around 0, diverging colours
+    heat = torch.linspace(-3, 1, 224 * 224).view(1, 224, 224)
+    low, high, label = colour_scale(heat[0], "signed", "Shapley value (logit)")
+    assert low == -high and high == pytest.approx(float(torch.quantile(heat.abs(), 0.995)), rel=1e-4)
+    assert label == "Shapley value (logit) (0 = white; clipped at ±p99.5)"
+    assert colour_scale(heat[0], "minmax", "CAM") == (0.0, 1.0, "CAM, min-max scaled: 0 = min, 1 = max")
+    assert colour_scale(heat[0], "abs", "attribution")[2] == "|attribution| / its 99.5th percentile"
+    tile = np.asarray(overlay_with_bar(chelsea[0], heat, "signed", "Shapley value (logit)"))
+    assert tile.shape[1] > tile.shape[0] > 224  # the picture at about its own size, the bar beside it
+
+    def share(rgb):  # pixels of (almost) this colour: the bar's ends, which the photo does not have
+        return (np.abs(tile.astype(int) - rgb).max(-1) < 12).mean()
+
+    assert share((103, 0, 31)) > 1e-4 and share((5, 48, 97)) > 1e-4  # RdBu_r: dark red on top, dark blue below
+    jet = np.asarray(overlay_with_bar(chelsea[0], heat, "minmax", "CAM"))
+    assert (np.abs(jet.astype(int) - (0, 0, 128)).max(-1) < 12).mean() > 1e-4  # jet's dark blue end at 0
 
 
 def test_bar_chart(tmp_path):

@@ -4,8 +4,10 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from convscope.errors import ConvscopeError
 from helpers import run_cli
 
 
@@ -87,3 +89,72 @@ def test_a_mask_of_another_size_is_one_line(monkeypatch, capsys, tmp_path, voc_f
     code, out, err = _train(monkeypatch, capsys, root, tmp_path / "net.safetensors", "--epochs", "1", "--workers", "0")
     assert code == 2 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and mask_path.stem in err and "(20, 24)" in err and "(32, 32)" in err
+
+
+def _striped_pair(root, height=40, width=80, stripes=4):
+    """One images/ + masks/ pair, wider than tall: class = column // (width / stripes), and the
+    image's grey level is class / (stripes - 1), so image and mask can be compared pixel by pixel."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("\n".join(f"stripe{i}" for i in range(stripes)) + "\n")
+    classes = (np.arange(width) // (width // stripes))[None].repeat(height, 0).astype(np.uint8)
+    grey = np.round(classes / (stripes - 1) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(root / "images" / "a.png")
+    Image.fromarray(classes, mode="L").save(root / "masks" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("preprocessing, kept", [("squash", {0, 1, 2, 3}), ("center-crop", {1, 2})])
+def test_image_and_mask_are_fitted_alike(tmp_path, preprocessing, kept):
+    """--preprocess: squash keeps the whole 40 x 80 picture; center-crop resizes the shorter side to 16 / 0.875
+    (18 x 37) and keeps the centre 16 x 16 (original columns ~22-54: stripes 1 and 2). The mask follows the
+    image's geometry: away from the stripe borders (bilinear blur there) grey level = class / 3."""
+    from convscope.images import preprocess
+    from convscope.segmentation import MaskFolder
+
+    root = _striped_pair(tmp_path / "plain")
+    image, mask, _ = MaskFolder(root, 16, preprocessing=preprocessing)[0]
+    assert image.shape == (3, 16, 16) and mask.shape == (16, 16) and set(mask.unique().tolist()) == kept
+    whole = torch.from_numpy(np.array(Image.open(root / "images" / "a.png"))).permute(2, 0, 1)[None] / 255
+    torch.testing.assert_close(image, preprocess(whole, 16, preprocessing)[0])  # the shared preprocessing
+    agree = (image[0] - mask / 3).abs() < 0.05
+    assert agree.float().mean() > 0.9, agree.float().mean()  # measured: squash 1.0, center-crop 0.9375
+    with pytest.raises(ConvscopeError, match="unknown preprocessing"):
+        MaskFolder(root, 16, preprocessing="letterbox")
+
+
+def test_loader_workers_stay_alive_over_the_passes_of_a_run(tmp_path, voc_folder):
+    """A loader made for 2 passes (epochs) reads both with the same worker process; a one-pass loader
+    read twice starts a new worker each time."""
+    import os
+
+    from convscope.segmentation import open_mask_folder
+
+    part = open_mask_folder(voc_folder, 16, workers=1)
+    part.dataset = _PidNames(part.dataset)
+
+    def workers_of(loader):
+        return [
+            {name.split("@")[1] for name in batch.ids} for _ in range(2) for batch in part.batches(8, loader=loader)
+        ]
+
+    kept = workers_of(part.loader(8, passes=2))
+    assert len(set.union(*kept)) == 1 and str(os.getpid()) not in set.union(*kept)
+    renewed = workers_of(part.loader(8))
+    assert len(set.union(*renewed)) == 2
+
+
+class _PidNames(torch.utils.data.Dataset):
+    """A mask folder whose ids say which process read them (``NAME@pid``)."""
+
+    def __init__(self, folder):
+        self.folder, self.ids = folder, folder.ids
+
+    def __len__(self):
+        return len(self.folder)
+
+    def __getitem__(self, index):
+        import os
+
+        image, mask, name = self.folder[index]
+        return image, mask, f"{name}@{os.getpid()}"

@@ -127,7 +127,9 @@ def test_finetune_runs_data_parallel_under_torchrun_with_gloo(tmp_path, monkeypa
     assert ddp.keys() == one.keys()
     gap = max(float((ddp[k].double() - one[k].double()).abs().max()) for k in ddp)
     # measured (max |weight difference|): 4e-9..4e-8 over seeds 0-1 x 1/2 threads in the single process, 1.1e-7 on
-    # 20 images: float sums in another order only (finetune mode differs more: BatchNorm sees each rank's share)
+    # 20 images: float sums in another order only. finetune mode: BatchNorm statistics are all-reduced now (exact
+    # gradients: tests/test_global_batchnorm.py), but its weights differ by ~1e-3 even between one process at 1 and
+    # at 2 threads (Adam's sign step on float32 noise), so the weights are compared in features mode only
     assert gap < 1e-5
     described = [json.loads((tmp_path / name / "features.json").read_text()) for name in ("ddp", "one")]
     assert described[0]["val_accuracy"] == described[1]["val_accuracy"] and described[0]["epoch"] == 1

@@ -32,6 +32,7 @@ __all__ = [
     "pil_to_tensor",
     "preprocess",
     "PREPROCESSING",
+    "preprocess_geometry",
     "read_image_file",
     "reduce_for",
     "resize",
@@ -326,16 +327,28 @@ def preprocess(x: torch.Tensor, size: int | tuple[int, int], mode: str = "center
     side to ``max(size) / 0.875`` and takes the centre (torchvision's Resize(256) + CenterCrop(224)
     at any size); ``squash`` resizes to ``size`` ignoring the aspect ratio. An image already at
     ``size`` is returned as it is (a 32 x 32 CIFAR picture for a 32 x 32 network is not zoomed)."""
+    inner, (top, left) = preprocess_geometry(tuple(x.shape[-2:]), size, mode)
+    height, width = (size, size) if isinstance(size, int) else size
+    x = resize(x, inner)
+    if inner == (height, width):
+        return x
+    return x[..., top : top + height, left : left + width].contiguous()
+
+
+def preprocess_geometry(
+    shape: tuple[int, int], size: int | tuple[int, int], mode: str = "center-crop"
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """What :func:`preprocess` does to an image of ``shape`` (H, W): the size it is resized to and
+    the (top, left) corner of the ``size`` window then taken, so that a label map (a segmentation
+    mask) can follow the same geometry with its own resampling."""
     if mode not in PREPROCESSING:
         raise ConvscopeError(f"unknown preprocessing {mode!r}; choose {' | '.join(PREPROCESSING)}")
     height, width = (size, size) if isinstance(size, int) else size
-    if mode == "squash" or tuple(x.shape[-2:]) == (height, width):
-        return resize(x, (height, width))
-    scale = max(height, width) / CROP_RATIO / min(x.shape[-2:])
-    inner = (max(height, round(x.shape[-2] * scale)), max(width, round(x.shape[-1] * scale)))
-    x = resize(x, inner)
-    top, left = (inner[0] - height) // 2, (inner[1] - width) // 2
-    return x[..., top : top + height, left : left + width].contiguous()
+    if mode == "squash" or tuple(shape) == (height, width):
+        return (height, width), (0, 0)
+    scale = max(height, width) / CROP_RATIO / min(shape)
+    inner = (max(height, round(shape[0] * scale)), max(width, round(shape[1] * scale)))
+    return inner, ((inner[0] - height) // 2, (inner[1] - width) // 2)
 
 
 def load_image(spec, size: int | tuple[int, int] | None = 224, preprocessing: str = "center-crop") -> torch.Tensor:

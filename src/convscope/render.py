@@ -10,10 +10,12 @@ __all__ = [
     "annotate",
     "bar_chart",
     "colorize",
+    "colour_scale",
     "figure",
     "figure_to_image",
     "normalize_map",
     "overlay",
+    "overlay_with_bar",
     "Panel",
     "png_bytes",
     "PRINT_DPI",
@@ -204,6 +206,47 @@ def overlay(
     return Image.fromarray(((1 - weight) * picture + weight * coloured).round().clip(0, 255).astype(np.uint8))
 
 
+def colour_scale(heat: torch.Tensor, mode: str, unit: str = "") -> tuple[float, float, str]:
+    """The range a map (h, w) is drawn over, in the units its colour bar shows, and the bar's label.
+
+    ``signed``: true units, ±its 99.5th percentile of |value| (:func:`normalize_map`'s scale);
+    ``minmax`` and ``abs``: [0, 1] of the scaled map; ``probability``: [0, 1]."""
+    name = unit or "value"
+    if mode == "signed":
+        limit = float(torch.quantile(heat.abs().flatten()[:1_000_000].float(), 0.995)) or 1e-12
+        return -limit, limit, f"{name} (0 = white; clipped at ±p99.5)"
+    if mode == "probability":
+        return 0.0, 1.0, unit or "probability"
+    labels = {"minmax": f"{name}, min-max scaled: 0 = min, 1 = max", "abs": f"|{name}| / its 99.5th percentile"}
+    return 0.0, 1.0, labels.get(mode, mode)
+
+
+def overlay_with_bar(
+    image: torch.Tensor,
+    heat: torch.Tensor,
+    mode: str = "minmax",
+    unit: str = "",
+    size: float = 2.6,
+    dpi: int = SCREEN_DPI,
+) -> Image.Image:
+    """:func:`overlay` with a colour bar that says what its colours mean (:func:`colour_scale`):
+    the picture ``size`` inches tall, at ``dpi`` (the report's tiles)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    plt = pyplot()
+    picture = overlay(image, heat, mode=mode)
+    low, high, label = colour_scale(_as_map(heat), mode, unit)
+    fig, axis = plt.subplots(figsize=(size * 1.32, size))
+    axis.imshow(picture)
+    axis.axis("off")
+    cmap = "RdBu_r" if mode == "signed" else "jet"
+    bar = fig.colorbar(ScalarMappable(Normalize(low, high), cmap), ax=axis, fraction=0.046, pad=0.03)
+    bar.set_label(wrap(label, size * 0.95, 8), fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+    return figure_to_image(fig, dpi=dpi)
+
+
 def wrap(text: str, inches: float, points: float) -> str:
     """Break each line of ``text`` so that it fits ``inches`` at a font of ``points`` (DejaVu Sans
     averages about 0.55 em per character)."""
@@ -269,26 +312,18 @@ def figure(
                 size = tuple(panel.under.shape[-2:])
                 heat = upsample(heat, size) if tuple(heat.shape) != size else heat
             alpha = 0.5 if panel.under is not None else 1.0
-            unit = panel.unit or "value"
+            low, high, label = colour_scale(heat, panel.mode, panel.unit)
             if panel.mode == "signed":  # true units, diverging map centred at 0
-                limit = float(torch.quantile(heat.abs().flatten()[:1_000_000], 0.995)) or 1e-12
                 artist = axis.imshow(
                     heat.numpy(),
                     cmap="RdBu_r" if panel.cmap == "jet" else panel.cmap,
-                    vmin=-limit,
-                    vmax=limit,
+                    vmin=low,
+                    vmax=high,
                     alpha=0.65 if panel.under is not None else 1.0,
                 )
-                label = f"{unit} (0 = white; clipped at ±p99.5)"
-            elif panel.mode == "probability":
-                artist = axis.imshow(heat.numpy(), cmap=panel.cmap, vmin=0, vmax=1, alpha=alpha)
-                label = unit if panel.unit else "probability"
             else:
-                shown = normalize_map(heat, panel.mode)
-                artist = axis.imshow(shown.numpy(), cmap=panel.cmap, vmin=0, vmax=1, alpha=alpha)
-                label = {"minmax": f"{unit}, min-max scaled to [0, 1]", "abs": f"|{unit}| / its 99.5th percentile"}.get(
-                    panel.mode, panel.mode
-                )
+                shown = heat if panel.mode == "probability" else normalize_map(heat, panel.mode)
+                artist = axis.imshow(shown.numpy(), cmap=panel.cmap, vmin=low, vmax=high, alpha=alpha)
             if panel.colorbar:
                 bar = fig.colorbar(artist, ax=axis, fraction=0.046, pad=0.04)
                 bar.set_label(label, fontsize=7)

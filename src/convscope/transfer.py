@@ -349,6 +349,7 @@ def finetune(
     """
     from .progress import progress_bar
     from .robustness.evaluation import evaluate_robustness, join_process_group, rank_and_world, share_buffers
+    from .robustness.global_batchnorm import global_batchnorm
 
     if mode not in MODES:
         raise ConvscopeError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
@@ -395,22 +396,24 @@ def finetune(
                     trained.eval()  # the frozen backbone keeps its BatchNorm statistics
                 order = torch.randperm(len(train), generator=generator)
                 sums = torch.zeros(2, dtype=torch.float64)  # loss, correct
-                for start in range(0, count, step):
-                    batch = order[start : start + step]
-                    images = train.images[batch]
-                    images = augment(images, generator) if augmentation else images
-                    share = torch.tensor_split(torch.arange(len(batch)), world)[rank]
-                    logits = model(images[share].to(device))
-                    labels = train.labels[batch][share]
-                    # the global batch's mean loss: DDP averages the ranks' gradients, shares may differ by one
-                    loss = F.cross_entropy(logits, labels.to(device), reduction="sum") * world / len(batch)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    sums += torch.tensor(
-                        [loss.item() * len(batch) / world, int((logits.argmax(1).cpu() == labels).sum())]
-                    )
-                    advance(1, f"loss {loss.item():.3f}")
+                # BatchNorm statistics over the global batch, as one process (finetune / scratch)
+                with global_batchnorm(distributed and mode != "features"):
+                    for start in range(0, count, step):
+                        batch = order[start : start + step]
+                        images = train.images[batch]
+                        images = augment(images, generator) if augmentation else images
+                        share = torch.tensor_split(torch.arange(len(batch)), world)[rank]
+                        logits = model(images[share].to(device))
+                        labels = train.labels[batch][share]
+                        # the global batch's mean loss: DDP averages the ranks' gradients, shares may differ by one
+                        loss = F.cross_entropy(logits, labels.to(device), reduction="sum") * world / len(batch)
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                        sums += torch.tensor(
+                            [loss.item() * len(batch) / world, int((logits.argmax(1).cpu() == labels).sum())]
+                        )
+                        advance(1, f"loss {loss.item():.3f}")
                 if distributed:
                     reduced = sums.to(device)
                     torch.distributed.all_reduce(reduced)

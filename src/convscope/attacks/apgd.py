@@ -19,10 +19,11 @@ Written from the paper's Algorithm 1 and Sec. 3:
 Every image has its own step size and checkpoint decisions (the batch is a set of independent
 runs). Restarts start at a uniform random point of the ball (L∞) or a random direction of norm ε
 (L2), as the reference implementation; ``restarts > 1`` re-runs only images not yet fooled.
-The returned image is, per image, the first point found that fools the model (success is
-"misclassified" for the untargeted loss and for APGD-T, as in AutoAttack; "predicted as the
-target" when a target is given), else the point of highest loss. Cost: ``N_iter + 1``
-forward+backward passes per restart (one at the start point) plus nothing else.
+The returned image is, per image, the last point visited that fooled the model (the reference's
+``x_best_adv``; success is "misclassified" for the untargeted loss and for APGD-T, as in AutoAttack;
+"predicted as the target" when a target is given), else the point of highest loss. Cost per restart:
+``N_iter`` forward+backward passes (the start point and every step but the last) and one forward
+pass (the last point), plus a few tensor operations per step that never wait for the device.
 Deviation: the L2 projection onto ball ∩ box is "scale into the ball, then clip", as the reference.
 """
 
@@ -110,32 +111,43 @@ def _start(x: torch.Tensor, eps: float, norm: str, generator) -> torch.Tensor:
 
 
 def _projection(x: torch.Tensor, eps: float, norm: str):
-    """``P``: the projection onto the eps-ball around ``x`` intersected with [0, 1]. For L∞ that is one
-    clamp between bounds computed once (``max(x − ε, 0)``, ``min(x + ε, 1)``)."""
+    """``P``: the projection onto the eps-ball around ``x`` intersected with [0, 1]; it may overwrite its
+    argument. For L∞ that is one in-place clamp between bounds computed once (``max(x − ε, 0)``,
+    ``min(x + ε, 1)``)."""
     if norm != "inf":
         return lambda point: _project(x, point, eps, norm)
     low, high = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
-    return lambda point: torch.clamp(point, low, high)
+    return lambda point: point.clamp_(low, high)
 
 
-def _copy_rows(destination: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) -> None:
-    """``destination[rows] = source[rows]`` in place; a plain copy when every row is selected (on CPU a
-    broadcast ``torch.where`` over images costs 10-50 × a copy, boolean indexing 5 ×)."""
-    if rows.all():
-        destination.copy_(source)
-    elif rows.any():
-        destination[rows] = source[rows]
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bool[N] -> the lerp weight of :func:`_select`: 0/1 in ``like``'s dtype, shaped (N, 1, ..., 1)."""
+    return mask.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
+def _select(destination: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``destination[rows] = source[rows]`` in place, without reading ``rows`` on the host (``rows``: the
+    weight from :func:`_rows`): ``lerp_`` with a weight of 0 or 1 per image, which is exact (lerp
+    returns its start at 0 and its end at 1) and on CPU 4 × faster than a broadcast ``torch.where``
+    (16 µs against 68 µs on 120 × 3 × 16 × 16)."""
+    return destination.lerp_(source, rows)
 
 
 def _run(model, x, y, target, eps, norm, n_iter, loss_name, generator, advance, hit_target, eot=1):
-    """One APGD run on a batch: returns (best adversarial or best-loss point, fooled Bool[N]).
+    """One APGD run on a batch: returns (adversarial or best-loss point, fooled Bool[N]).
 
     Cost: ``n_iter`` forward+backward passes (the start and every step but the last) and one forward
-    pass (the last point's gradient is never used), times ``eot``. The per-step bookkeeping is kept to
-    a few full-size tensor operations: rows are copied only where a record changes."""
+    pass (the last point's gradient is never used), times ``eot``. Outside the model, a step is a few
+    tensor operations on the batch and none reads a value back to the host (a GPU never waits; one
+    read per checkpoint skips the restart when no image halves its step): the
+    L∞ step (sign, multiply-add, three in-place momentum terms, two in-place clamps), the success test
+    (argmax, compare) and the records, each one in-place :func:`_select` (last fooling point, best
+    point, its gradient) or ``torch.where`` on the per-image losses. The losses since the last checkpoint are kept in a Python list;
+    the oscillation count and the step-size decisions are computed only at checkpoints."""
     n = x.shape[0]
     view = (-1, 1, 1, 1)
     project = _projection(x, eps, norm)
+    ones = torch.ones(n, device=x.device, dtype=x.dtype)  # d(sum of per-image losses)/d(loss)
 
     def per_image_loss(logits):
         if loss_name == "ce":
@@ -149,12 +161,12 @@ def _run(model, x, y, target, eps, norm, n_iter, loss_name, generator, advance, 
             with torch.set_grad_enabled(with_gradient):
                 logits = model(point)
                 draw = per_image_loss(logits)
-                draw_grad = torch.autograd.grad(draw.sum(), point)[0] if with_gradient else None
+            draw_grad = torch.autograd.grad(draw, point, ones)[0] if with_gradient else None
             loss = draw.detach() if loss is None else loss.add_(draw.detach())
             if with_gradient:
                 grad = draw_grad if grad is None else grad.add_(draw_grad)
             # the decision of a random model is that of its mean probabilities over the draws
-            draw_scores = logits.detach() if eot == 1 else logits.detach().softmax(-1)
+            draw_scores = logits if eot == 1 else logits.detach().softmax(-1)
             scores = draw_scores if scores is None else scores.add_(draw_scores)
         if eot > 1:
             loss = loss.div_(eot)
@@ -166,51 +178,51 @@ def _run(model, x, y, target, eps, norm, n_iter, loss_name, generator, advance, 
 
     current = _start(x, eps, norm, generator)
     loss, grad, fooled = evaluate(current)
-    adversarial = x.clone()
-    _copy_rows(adversarial, current, fooled)
+    adversarial = torch.where(fooled.view(view), current, x)
     ever = fooled.clone()
     best, best_loss, best_grad, best_fooled = current.clone(), loss.clone(), grad.clone(), fooled.clone()
     eta = torch.full((n,), 2.0 * eps, device=x.device, dtype=x.dtype)
+    step = eta.view(view)
     marks = set(checkpoints(n_iter))
     previous_mark = 0
-    increases = torch.zeros(n, device=x.device)
+    losses = [loss]  # the loss at the last checkpoint and at every step since
     eta_at_mark, best_at_mark = eta.clone(), best_loss.clone()
     previous = current
-    last_loss = loss
     for k in range(n_iter):
-        z = project(torch.addcmul(current, eta.view(view), _direction(grad, norm)))
-        if k == 0:
-            new = z
-        else:
+        new = project(torch.addcmul(current, step, _direction(grad, norm)))
+        if k > 0:
             # x + α(z − x) + (1 − α)(x − x_prev) = α z + 2(1 − α) x − (1 − α) x_prev
-            new = project(z.mul_(MOMENTUM).add_(current, alpha=2 * (1 - MOMENTUM)).sub_(previous, alpha=1 - MOMENTUM))
+            new = project(new.mul_(MOMENTUM).add_(current, alpha=2 * (1 - MOMENTUM)).sub_(previous, alpha=1 - MOMENTUM))
         previous, current = current, new
         loss, grad, fooled = evaluate(current, with_gradient=k + 1 < n_iter)
-        _copy_rows(adversarial, current, fooled & ~ever)
+        losses.append(loss)
+        _select(adversarial, current, _rows(fooled, current))
         ever |= fooled
-        increases += (loss > last_loss).float()
-        last_loss = loss
         improved = loss > best_loss
-        _copy_rows(best, current, improved)
+        weight = _rows(improved, current)
+        _select(best, current, weight)
         if grad is not None:
-            _copy_rows(best_grad, grad, improved)
-        best_loss = torch.where(improved, loss, best_loss)
-        best_fooled = torch.where(improved, fooled, best_fooled)
+            _select(best_grad, grad, weight)
+        torch.where(improved, loss, best_loss, out=best_loss)
+        if eot > 1:
+            torch.where(improved, fooled, best_fooled, out=best_fooled)
         if k + 1 in marks:
-            window = k + 1 - previous_mark
-            condition1 = increases < RHO * window
+            history = torch.stack(losses)
+            condition1 = (history[1:] > history[:-1]).sum(0) < RHO * (k + 1 - previous_mark)
             condition2 = (eta_at_mark == eta) & (best_at_mark == best_loss)
             halve = condition1 | condition2
-            eta = torch.where(halve, eta / 2, eta)
-            # restart the halved images from their best point (and its gradient)
-            for state, restart in ((current, best), (grad, best_grad), (previous, best)):
-                _copy_rows(state, restart, halve)
-            previous_mark, increases = k + 1, torch.zeros_like(increases)
-            eta_at_mark, best_at_mark = eta.clone(), best_loss.clone()
-    if eot > 1:  # a random model: the first point that fooled the mean of the draws sits on the boundary,
+            if halve.any():  # the one host read, at checkpoints only (8 in 100 steps)
+                eta = torch.where(halve, eta / 2, eta)
+                step = eta.view(view)
+                # restart the halved images from their best point (and its gradient)
+                weight = _rows(halve, current)
+                for state, restart in ((current, best), (grad, best_grad), (previous, best)):
+                    _select(state, restart, weight)
+            previous_mark, losses = k + 1, [loss]
+            eta_at_mark, best_at_mark = eta, best_loss.clone()  # eta is replaced, never changed in place
+    if eot > 1:  # a random model: the point that fooled the mean of the draws sits on the boundary,
         return best, best_fooled  # where fresh draws undo it half the time; the point of highest mean loss does not
-    _copy_rows(best, adversarial, ever)
-    return best, ever
+    return torch.where(ever.view(view), adversarial, best), ever
 
 
 @checks_images

@@ -324,7 +324,7 @@ def evaluate_attack(
             :func:`~convscope.images.load_folder`, or ``(images, labels)``; no resuming then).
         strict: stop at the first unreadable file instead of skipping it.
         resume: folder for per-shard partial results (the same call continues an interrupted run).
-        engine, address: ``local`` or ``ray`` (Ray Data actor pool, GPUs when present).
+        engine, address: ``local`` or ``ray`` (the Ray actor pool kept for the process, GPUs when present).
         **options: passed to the attack (``steps``, ``alpha``, ...).
 
     >>> report = evaluate_attack(model, "samples:imagenet", "pgd", 2 / 255, steps=10)

@@ -45,6 +45,21 @@ def display_mode(method: str) -> str:
     return METHODS.meta(method)["display"]
 
 
+def display_unit(method: str, options: dict | None = None) -> str:
+    """What ``method``'s values are, for a colour bar: the registry's ``unit`` with the method's
+    ``options`` (else its defaults) filled in; a min-max CAM is ``"CAM"``, any other map ``"attribution"``."""
+    meta = METHODS.meta(method)
+    if meta["unit"]:
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(METHODS.get(method)).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
+        return meta["unit"].format(**{**defaults, **(options or {})})
+    # a CAM drawn min-max is the class activation map; one drawn by |value| (Guided Grad-CAM) is a gradient product
+    return "CAM" if meta["kind"] == "cam" and meta["display"] == "minmax" else "attribution"
+
+
 def quick_options(method: str) -> dict:
     """The registry's smaller settings of ``method`` for the report and the web app (a copy)."""
     return dict(METHODS.meta(method)["quick"])
@@ -129,6 +144,7 @@ __all__ = [
     "xgradcam",
     "deconvnet",
     "display_mode",
+    "display_unit",
     "gradcam",
     "gradcam_pp",
     "guided_backprop",

@@ -13,6 +13,7 @@ __all__ = ["evaluate_explanations", "ExplanationTable", "scene_batches", "SCENE_
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -43,9 +44,43 @@ class ExplanationTable:
     model: str = ""
     data: str = ""
     settings: str = ""
+    #: (method, metric) -> (mean, half-width, count, undefined) read from CSVs (:meth:`read_csv`)
+    summaries: dict[tuple[str, str], tuple[float, float, int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def read_csv(cls, *paths: str | Path) -> ExplanationTable:
+        """One table from the CSVs of several runs (:meth:`write_csv`): their cells, methods and metrics in
+        the order first seen, a cell no run scored shown as no score. The runs must share model and data
+        (the rows of runs on the same images with the same seed make one table; a run cut short, by
+        ``--limit`` or Ctrl-C, scored its first images, and its cells say how many); ``settings`` joins theirs."""
+        rows = []
+        for path in paths:
+            with Path(path).open(newline="") as handle:
+                rows += list(csv.DictReader(handle))
+        if not rows:
+            raise ConvscopeError("no rows in " + ", ".join(map(str, paths)))
+        if len({(row["model"], _dataset(row["data"])) for row in rows}) > 1:
+            raise ConvscopeError("these tables score different models or data: they cannot make one table")
+        methods = list(dict.fromkeys(row["method"] for row in rows))
+        metrics = list(dict.fromkeys(row["metric"] for row in rows))
+        table = cls(methods, metrics, {m: {k: [] for k in metrics} for m in methods})
+        for row in rows:
+            mean, low = float(row["mean"]), float(row["ci95_low"])
+            table.summaries[(row["method"], row["metric"])] = (
+                mean,
+                mean - low,
+                int(row["images"]),
+                int(row["undefined"]),
+            )
+        table.images = max(int(row["images"]) + int(row["undefined"]) for row in rows)
+        table.model, table.data = rows[0]["model"], _dataset(rows[0]["data"])
+        table.settings = ", ".join(dict.fromkeys(part for row in rows for part in row["settings"].split(", ") if part))
+        return table
 
     def summary(self, method: str, metric: str) -> tuple[float, float, int, int]:
         """(mean, 95 % half-width, images with a score, images with NaN)."""
+        if self.summaries or not self.scores[method][metric]:
+            return self.summaries.get((method, metric), (float("nan"), float("nan"), 0, 0))
         values = np.asarray(self.scores[method][metric], dtype=float)
         finite = values[np.isfinite(values)]
         count = len(finite)
@@ -92,7 +127,7 @@ class ExplanationTable:
 
     def figure(self, path: str | Path | None = None):
         """One panel per metric: the mean of each method with its 95 % interval (arrow: better)."""
-        from ..render import pyplot, save_figure
+        from ..render import pyplot, save_figure, wrap
 
         plt = pyplot()
 
@@ -117,8 +152,9 @@ class ExplanationTable:
             axis.tick_params(axis="x", labelsize=7)
             axis.xaxis.set_major_locator(plt.MaxNLocator(5))
             for position, (_, _, count, undefined) in zip(positions, stats):  # at the right edge
-                if undefined:
-                    label = "no score" if not count else f"{undefined} n/a"
+                fewer = count + undefined < self.images  # a run cut short (read_csv of several runs)
+                if undefined or fewer or not count:
+                    label = "no score" if not count else f"{undefined} n/a" if undefined else f"{count} images"
                     axis.text(
                         0.99, position, label, va="center", ha="right", fontsize=6, transform=axis.get_yaxis_transform()
                     )
@@ -129,11 +165,16 @@ class ExplanationTable:
             "bars: mean over images, whiskers: 95 % Student-t interval"
             + (f"; {self.settings}" if self.settings else ""),
         ]
-        fig.suptitle("\n".join(lines), fontsize=9)
+        fig.suptitle(wrap("\n".join(lines), fig.get_figwidth() * 0.95, 9), fontsize=9)
         fig.tight_layout()
         if path is not None:
             save_figure(fig, path)
         return fig
+
+
+def _dataset(data: str) -> str:
+    """A table's data without how far its run got (``(first 10)``, ``stopped after 12 images``)."""
+    return re.sub(r" \(first \d+\)|, stopped after \d+ images", "", data)
 
 
 def _settings(method: str, options: dict | None) -> dict:

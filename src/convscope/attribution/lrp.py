@@ -45,10 +45,15 @@ The model is called through a :class:`~torch.overrides.TorchFunctionMode`: no mo
 swapped, no weight changed, no hook added, so nothing can be left behind. For a
 :class:`~convscope.models.ImageClassifier` the relevance is taken at the normalised input
 (the per-pixel affine normalisation passes relevance unchanged) and the z^B box is the
-normalised [0, 1]. Cost: one forward pass plus, per layer, epsilon: one transposed
-conv (what a plain backward pass costs); gamma / alpha-beta: one extra conv ``|W| |x|`` and
-two transposed convs whatever the inputs' signs (:meth:`Rule._signed`), so a composite costs
-about twice a forward+backward in convolutions alone (measured in ``benchmarks/lrp.py``).
+normalised [0, 1]. Cost in convolutions, against the two of a forward+backward (its conv and
+one transposed conv): epsilon 2 (the forward and one transposed conv); gamma 3 where the layer's
+input is >= 0 and no relevance reaches a negative output (it feeds a ReLU / ReLU6, checked on the
+relevance), since every output that counts then takes the one weight ``W + gamma W+`` (its
+forward, ``|W| x`` for the denominator, one transposed conv), otherwise 4 (zennit's generalised
+gamma takes ``W + gamma W-`` at negative outputs and for negative inputs: a second transposed conv);
+alpha1beta0 with inputs >= 0: 3; alpha2beta1: 4 (a positive and a negative normaliser at every
+output, two weights ``W+`` / ``W-`` on two different signals); z^B on the stem: 3, flat: 2
+(:meth:`Rule._signed`, :meth:`Rule._box`; measured in ``benchmarks/lrp.py``).
 Deviation: conv2d and linear only (conv1d/3d and transposed convs pass their gradient).
 ``Conv2dSame`` pads with zeros before its conv, so z^B sees the box at the padding too.
 """
@@ -57,6 +62,7 @@ from __future__ import annotations
 
 __all__ = ["composite_rules", "COMPOSITES", "lrp", "LRPRecord", "Rule", "stabilize"]
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -86,47 +92,90 @@ def _ratio(relevance: torch.Tensor, z: torch.Tensor, epsilon: float) -> torch.Te
 
 @dataclass
 class _Affine:
-    """One conv2d/linear call: its weight, bias and geometry, with forward and transposed maps."""
+    """One conv2d/linear call: its weight, bias and geometry, with forward and transposed maps.
+
+    ``scale`` is the per-output-channel factor of a BatchNorm folded into the call; the folded
+    weight (:attr:`weight`, ``call_weight * scale``) is only made when a rule needs it (the
+    epsilon rule scales the relevance instead where that is the smaller tensor)."""
 
     kind: str
-    weight: torch.Tensor
+    call_weight: torch.Tensor
     bias: torch.Tensor | None
     stride: tuple = (1, 1)
     padding: tuple = (0, 0)
     dilation: tuple = (1, 1)
     groups: int = 1
+    scale: torch.Tensor | None = None
+
+    @functools.cached_property
+    def weight(self) -> torch.Tensor:
+        if self.scale is None:
+            return self.call_weight
+        return self.call_weight * self.scale.view(-1, *([1] * (self.call_weight.ndim - 1)))
+
+    @functools.cached_property
+    def magnitude(self) -> torch.Tensor:
+        """``|weight|``, made once per call of the rule."""
+        return self.weight.abs()
+
+    def fold(self, scale: torch.Tensor, bias: torch.Tensor) -> _Affine:
+        """This call with a BatchNorm folded in: weight times ``scale`` per output channel, ``bias``."""
+        return _Affine(self.kind, self.call_weight, bias, self.stride, self.padding, self.dilation, self.groups, scale)
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "linear":
             return F.linear(x, weight, bias)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def transpose(self, s: torch.Tensor, weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """W^T s: the input gradient of the map (no forward pass needed)."""
+    def transpose(self, s: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """W^T s: the input gradient of the map for the layer's input ``x``, whose shape and layout
+        it takes (its values are not read). A real tensor, not an expanded one: the convolution
+        backends copy a strided placeholder into a full input-sized buffer first."""
         if self.kind == "linear":
             return s @ weight
-        return torch.nn.grad.conv2d_input(shape, weight, s, self.stride, self.padding, self.dilation, self.groups)
+        return torch.ops.aten.convolution_backward(
+            s,
+            x,
+            weight,
+            None,
+            self.stride,
+            self.padding,
+            self.dilation,
+            False,
+            [0, 0],
+            self.groups,
+            [True, False, False],
+        )[0]
+
+    def transpose_weight(self, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``weight^T s``; with a folded BatchNorm, its scale multiplies ``s`` (in place: ``s`` is the
+        caller's buffer) instead of the weight when ``s`` has fewer elements."""
+        if self.scale is not None and "weight" not in self.__dict__ and s.numel() < self.call_weight.numel():
+            return self.transpose(s.mul_(self.bias_shape(self.scale)), self.call_weight, x)
+        return self.transpose(s, self.weight, x)
 
     def transpose_pair(
-        self, s: torch.Tensor, first: torch.Tensor, second: torch.Tensor, shape: torch.Size
+        self, s: torch.Tensor, first: torch.Tensor, second: torch.Tensor, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(first^T s, second^T s): one transposed map of the two weights side by side along the
         input channels when the layer is ungrouped, two otherwise."""
         if self.groups != 1:
-            return self.transpose(s, first, shape), self.transpose(s, second, shape)
-        both = self.transpose(s, torch.cat([first, second], dim=1), torch.Size([shape[0], 2 * shape[1], *shape[2:]]))
-        return both[:, : shape[1]], both[:, shape[1] :]
+            return self.transpose(s, first, x), self.transpose(s, second, x)
+        both = self.transpose(
+            s, torch.cat([first, second], dim=1), x.new_empty(x.shape[0], 2 * x.shape[1], *x.shape[2:])
+        )
+        return both[:, : x.shape[1]], both[:, x.shape[1] :]
 
     def per_input(self, values: torch.Tensor) -> torch.Tensor:
         """Per-input-channel values (C_in numbers, or one) laid out like the weight's input axis."""
-        count, width = self.weight.shape[:2]
-        values = values.reshape(-1).to(self.weight)
+        count, width = self.call_weight.shape[:2]
+        values = values.reshape(-1).to(self.call_weight)
         if values.numel() == 1:
             values = values.expand(width * self.groups)
         if values.numel() != width * self.groups:
             raise ConvscopeError(f"the z^B box has {values.numel()} values for {width * self.groups} input channels")
         grouped = values.view(self.groups, 1, width).expand(self.groups, count // self.groups, width)
-        return grouped.reshape(count, width, *([1] * (self.weight.ndim - 2)))
+        return grouped.reshape(count, width, *([1] * (self.call_weight.ndim - 2)))
 
     def bias_shape(self, bias: torch.Tensor) -> torch.Tensor:
         return bias if self.kind == "linear" else bias[:, None, None]
@@ -145,13 +194,12 @@ class Rule:
     high: torch.Tensor | None = None
 
     def propagate(self, layer: _Affine, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
-        weight = layer.weight
         if self.name == "epsilon":
-            return layer.transpose(_ratio(relevance, z, self.epsilon), weight, x.shape).mul_(x)
+            return layer.transpose_weight(_ratio(relevance, z, self.epsilon), x).mul_(x)
         if self.name == "flat":
-            ones = torch.ones_like(weight)
+            ones = torch.ones_like(layer.call_weight)
             denominator = layer.apply(torch.ones_like(x[:1]), ones)
-            return layer.transpose(_ratio(relevance, denominator, self.epsilon), ones, x.shape)
+            return layer.transpose(_ratio(relevance, denominator, self.epsilon), ones, x)
         if self.name == "zbox":
             return self._box(layer, x, z, relevance)
         if self.name in ("gamma", "alphabeta"):
@@ -169,7 +217,7 @@ class Rule:
         box = weight.clamp(min=0) * low + weight.clamp(max=0) * high
         shift = layer.apply(torch.ones_like(x[:1]), box, bias)  # the biases cancel: z - b - (W+ l + W- h)
         s = _ratio(relevance, z - shift, self.epsilon)
-        through, boxed = layer.transpose_pair(s, weight, box, x.shape)
+        through, boxed = layer.transpose_pair(s, weight, box, x)
         return (x * through).sub_(boxed)
 
     def _signed(self, layer: _Affine, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
@@ -183,11 +231,12 @@ class Rule:
         outputs < 0 share one denominator ``(1 + gamma/2) z + sign(z) gamma/2 (Q + |b|)``.
         alpha-beta: ``alpha R / (P + b+) - beta R / (N + b-)``, both at every output.
         Non-negative inputs (after a ReLU / ReLU6) give ``x ⊙ (W^T u + |W|^T v)``, and alpha1beta0
-        there needs a single transposed conv of ``W + |W| = 2 W+``."""
+        there needs a single transposed conv of ``W + |W| = 2 W+``; so does gamma (``W + c |W|``,
+        ``c = (gamma/2) / (1 + gamma/2)``) when no relevance reaches a negative output."""
         weight, bias = layer.weight, layer.bias
         nonnegative = bool(x.min() >= 0)
         magnitude = x if nonnegative else x.abs()
-        spread = layer.apply(magnitude, weight.abs())  # Q, then Q + |b|
+        spread = layer.apply(magnitude, layer.magnitude)  # Q, then Q + |b|
         if bias is not None:
             spread.add_(layer.bias_shape(bias.abs()))
         if self.name == "gamma":
@@ -195,15 +244,19 @@ class Rule:
             # the denominator divided by (1 + gamma/2), so a = R / denominator carries W^T's factor
             denominator = spread.mul_(half / (1 + half)).add_(self.epsilon / (1 + half)).copysign_(z).add_(z)
             a = torch.div(relevance, denominator, out=denominator)
+            if nonnegative and not torch.where(torch.signbit(z), relevance, 0).any():
+                # no relevance at a negative output (the layer feeds a ReLU): every output that counts
+                # takes W + gamma W+, here divided by (1 + gamma/2): one transposed conv of W + c |W|
+                return layer.transpose(a, torch.add(weight, layer.magnitude, alpha=half / (1 + half)), x).mul_(x)
             b = a.abs().copysign_(relevance).mul_(half / (1 + half))  # = a sign(z) (gamma/2) / (1 + gamma/2)
         else:
             # 2 (P + b+) = Q + Wx + b + |b| = z + (Q + |b|),  2 (N + b-) = z - (Q + |b|); the halves cancel
             a = _ratio(relevance, z + spread, 2 * self.epsilon).mul_(self.alpha)
             if self.beta == 0 and nonnegative:
-                return layer.transpose(a, weight + weight.abs(), x.shape).mul_(x)
+                return layer.transpose(a, weight + layer.magnitude, x).mul_(x)
             b = a if self.beta == 0 else _ratio(relevance, z - spread, 2 * self.epsilon).mul_(-self.beta)
             a, b = (a, b) if self.beta == 0 else (a + b, a.sub_(b))
-        through, spread_back = layer.transpose(a, weight, x.shape), layer.transpose(b, weight.abs(), x.shape)
+        through, spread_back = layer.transpose(a, weight, x), layer.transpose(b, layer.magnitude, x)
         if nonnegative:
             return through.add_(spread_back).mul_(x)
         return through.mul_(x).addcmul_(magnitude, spread_back)
@@ -295,14 +348,15 @@ class _Sum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, epsilon):
         ctx.epsilon = epsilon
-        ctx.save_for_backward(a, b)
-        return a + b
+        total = a + b
+        ctx.save_for_backward(a, b, total)
+        return total
 
     @staticmethod
     def backward(ctx, relevance):
-        a, b = ctx.saved_tensors
-        share = relevance / stabilize(a + b, ctx.epsilon)
-        return a * share, b * share, None
+        a, b, total = ctx.saved_tensors
+        share = _ratio(relevance, total, ctx.epsilon)
+        return a * share, share.mul_(b), None
 
 
 def _argument(args, kwargs, index, name, default):
@@ -359,7 +413,9 @@ class _LRPMode(TorchFunctionMode):
     def __init__(self, rules: Callable[[str, bool], Rule], record: LRPRecord, stabilizer: float = 1e-6):
         super().__init__()
         self.rules, self.record, self.stabilizer = rules, record, stabilizer
-        self.pending: dict[int, tuple[torch.Tensor, torch.Tensor, _Affine, Rule]] = {}
+        # the last conv/linear call (output, input, layer, rule): a BatchNorm right after it folds into it.
+        # Only the last one is kept, so the outputs of the earlier layers are freed as the forward goes on.
+        self.last: tuple[torch.Tensor, torch.Tensor, _Affine, Rule] | None = None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -398,10 +454,10 @@ class _LRPMode(TorchFunctionMode):
                 lambda: func(*args, **kwargs),
                 lambda xx, z, r, layer=layer, rule=rule: rule.propagate(layer, xx, z, r),
             )
-            self.pending[id(out)] = (out, x, layer, rule)
+            self.last = (out, x, layer, rule)
             return out
         if func is F.batch_norm:
-            entry = self.pending.get(id(x))
+            entry = self.last
             training = bool(_argument(args, kwargs, 5, "training", False))
             mean, var = (
                 _argument(args, kwargs, 1, "running_mean", None),
@@ -410,15 +466,12 @@ class _LRPMode(TorchFunctionMode):
             if entry is None or entry[0] is not x or training or mean is None or var is None:
                 return _Pass.apply(x, lambda: func(*args, **kwargs)) if x.requires_grad else func(*args, **kwargs)
             _, inputs, layer, rule = entry
+            self.last = None
             gain, shift = _argument(args, kwargs, 3, "weight", None), _argument(args, kwargs, 4, "bias", None)
             eps = float(_argument(args, kwargs, 7, "eps", 1e-5))
             scale = torch.rsqrt(var + eps) * (gain if gain is not None else 1.0)
             bias = layer.bias if layer.bias is not None else torch.zeros_like(mean)
-            folded_bias = (bias - mean) * scale + (shift if shift is not None else 0.0)
-            folded_weight = layer.weight * scale.view(-1, *([1] * (layer.weight.ndim - 1)))
-            folded = _Affine(
-                layer.kind, folded_weight, folded_bias, layer.stride, layer.padding, layer.dilation, layer.groups
-            )
+            folded = layer.fold(scale, (bias - mean) * scale + (shift if shift is not None else 0.0))
             self.record.folded += 1
             value = x.detach()
             return _Relevance.apply(

@@ -33,7 +33,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-@METHODS.register(kind="perturbation", display="signed")
+@METHODS.register(kind="perturbation", display="signed", unit="drop in {objective} when hidden")
 def occlusion(
     model,
     x,

@@ -12,6 +12,9 @@ Metadata (defaults in brackets):
 * ``display`` [``"abs"``]: how the map is scaled for display (:func:`convscope.render.normalize_map`):
   ``"abs"`` (|value| / p99.5, for gradient maps), ``"minmax"`` (CAM-like maps) or ``"signed"``
   (true units on a diverging map centred at 0: occlusion);
+* ``unit`` [``""``]: what the values are, for colour bars (:func:`convscope.attribution.display_unit`):
+  a text that may name the method's options (``"drop in {objective} when hidden"``); empty: ``"CAM"``
+  for a min-max CAM, else ``"attribution"``;
 * ``stochastic`` [False]: draws random numbers (reproducible with ``seed=``);
 * ``quick`` [{}]: smaller settings for the report and the web app (under a minute on two cores).
 """
@@ -50,7 +53,7 @@ class MethodRegistry(Registry[AttributionMethod]):
 
 
 METHODS: Registry[AttributionMethod] = MethodRegistry(
-    "attribution method", kind="gradient", display="abs", stochastic=False, quick={}
+    "attribution method", kind="gradient", display="abs", unit="", stochastic=False, quick={}
 )
 
 __all__ = ["METHODS", "AttributionMethod", "MethodRegistry"]

@@ -7,7 +7,7 @@ __all__ = ["attribution_section", "sanity_section"]
 
 import time
 
-from ..render import overlay
+from ..render import overlay_with_bar
 from ..sections import Figure, Section, report_section
 from ..targets import class_name
 
@@ -15,7 +15,7 @@ from ..targets import class_name
 @report_section(30, "attribution")
 def attribution_section(model, image, context) -> Section | None:
     """Every registered attribution method for the top class, side by side."""
-    from . import METHODS, attribute, display_mode, quick_options
+    from . import METHODS, attribute, display_mode, display_unit, quick_options
 
     target = context.get("target")
     label = class_name(getattr(model, "labels", None), target)
@@ -25,7 +25,8 @@ def attribution_section(model, image, context) -> Section | None:
         options = quick_options(method)  # the registry's smaller settings (under a minute on two cores)
         heat = attribute(model, image, target, method=method, **options)
         seconds = time.perf_counter() - start
-        figures.append(Figure(overlay(image[0], heat[0], mode=display_mode(method)), f"{method} ({seconds:.2f} s)"))
+        tile = overlay_with_bar(image[0], heat[0], mode=display_mode(method), unit=display_unit(method, options))
+        figures.append(Figure(tile, f"{method} ({seconds:.2f} s)"))
         rows.append([method, ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults", f"{seconds:.2f}"])
     return Section(
         f"Attribution maps for “{label}” ({target})",
@@ -33,8 +34,9 @@ def attribution_section(model, image, context) -> Section | None:
         headers=["method", "options", "seconds"],
         rows=rows,
         collapsed_table=True,
-        note="CAM maps scaled min-max (jet); gradient maps by |value| / 99.5th percentile, coloured only where strong; "
-        "occlusion signed on a diverging map (red: hiding the patch lowers the score, blue: raises it)",
+        note="each colour bar says its scale: CAM maps min-max (jet, 0 = the map's min, 1 = its max); gradient maps "
+        "|value| / its 99.5th percentile, coloured only where strong; occlusion, KernelSHAP and LIME signed in their "
+        "own units on a diverging map centred at 0 (red: the region supports the class, blue: it speaks against it)",
     )
 
 

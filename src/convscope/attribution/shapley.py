@@ -449,7 +449,9 @@ def _expand(values: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     return values.to(segments.device)[segments]
 
 
-@METHODS.register(kind="shapley", stochastic=True, quick={"samples": 64, "seed": 0})
+@METHODS.register(
+    kind="shapley", display="signed", unit="Shapley value (logit)", stochastic=True, quick={"samples": 64, "seed": 0}
+)
 def kernel_shap(
     model,
     x,
@@ -519,7 +521,9 @@ def lime_weights(coalitions: torch.Tensor, kernel_width: float) -> torch.Tensor:
     return torch.exp(-((1 - cosine) ** 2) / kernel_width**2)
 
 
-@METHODS.register(kind="shapley", stochastic=True, quick={"samples": 64, "seed": 0})
+@METHODS.register(
+    kind="shapley", display="signed", unit="LIME coefficient (logit)", stochastic=True, quick={"samples": 64, "seed": 0}
+)
 def lime(
     model,
     x,

@@ -133,6 +133,7 @@ def attack_eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     size: Annotated[Optional[int], typer.Option("--size", help="image side (default: the model's input size)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="the first N images (default: all)")] = None,
     data_labels: DataLabelsOption = None,
     strict: StrictOption = False,
     resume: ResumeOption = None,
@@ -160,11 +161,19 @@ def attack_eval_command(
         raise ConvscopeError(f"--size must be a positive integer, got {size}")
     classifier = model.open()
     options = parse_options(option)
+    source = data
+    if limit is not None:
+        from ..data import open_dataset, take
+
+        opened = open_dataset(
+            data, size or classifier.input_size, data_preprocess(classifier), classifier.labels, label_file=data_labels
+        )
+        source = take(opened, limit)
     report = _run_attack(
         method,
         lambda: evaluate_attack(
             classifier,
-            data,
+            source,
             method,
             parse_eps(eps),
             progress=True,
@@ -186,7 +195,8 @@ def attack_eval_command(
         if report.ground_truth
         else f"{report.labelled} labelled, the others scored against the model's clean predictions"
     )
-    table = Table(title=f"{method} on {data} ({report.images} images, {truth})")
+    shown = data if limit is None else f"{data} (first {limit})"
+    table = Table(title=f"{method} on {shown} ({report.images} images, {truth})")
     for column in (
         "eps",
         "clean acc",

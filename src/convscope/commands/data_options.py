@@ -48,10 +48,15 @@ ResumeOption = Annotated[
         "--resume", help="folder for per-shard partial results: the same command continues an interrupted run"
     ),
 ]
-EngineOption = Annotated[str, typer.Option("--engine", help="local | ray (Ray Data actor pool; GPUs when present)")]
+EngineOption = Annotated[
+    str, typer.Option("--engine", help="local | ray (a Ray actor pool, kept between calls; GPUs when present)")
+]
 AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: a local Ray)")]
 WorkersOption = Annotated[
-    Optional[int], typer.Option("--workers", help="loader worker processes (default: min(4, CPUs - 1))")
+    Optional[int],
+    typer.Option(
+        "--workers", help="loader worker processes (default: min(4, CPUs - 1); 0 for a CPU model on <= 2 cores)"
+    ),
 ]
 
 

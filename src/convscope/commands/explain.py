@@ -47,7 +47,7 @@ def explain_figure(
     Returns the PIL figure and the maps ``{method: Tensor (K, C, H, W)}``.
     """
 
-    from ..attribution import attribute, display_mode, method_options
+    from ..attribution import attribute, display_mode, display_unit, method_options
     from ..render import Panel, figure
 
     probabilities = _probabilities(model, image)
@@ -78,7 +78,7 @@ def explain_figure(
                     under=image[0].cpu(),
                     mode=display_mode(method),
                     colorbar=True,
-                    unit=_unit(method, (options or {}).get(method, {})),
+                    unit=display_unit(method, (options or {}).get(method, {})),
                 )
             )
     # wrap into rows x columns (at most 6 wide); one class and one method per row when that fits
@@ -95,17 +95,6 @@ def explain_figure(
 
 def _settings_text(options: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in options.items())
-
-
-def _unit(method: str, options: dict) -> str:
-    """What a method's values are, for its colour bar."""
-    from ..attribution import METHODS
-
-    if method == "occlusion":
-        return f"drop in {options.get('objective', 'logit')} when hidden"
-    meta = METHODS.meta(method)
-    # a CAM drawn min-max is the class activation map; one drawn by |value| (Guided Grad-CAM) is a gradient product
-    return "CAM" if meta.get("kind") == "cam" and meta["display"] == "minmax" else "attribution"
 
 
 def _probabilities(model, image) -> torch.Tensor:

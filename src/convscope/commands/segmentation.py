@@ -82,13 +82,23 @@ def heatmap_step(model, image, out: Path) -> list[Path]:
     return [path]
 
 
-def _data(spec: str, size: int, split: str | None, count: int, seed: int, workers=None, strict: bool = False):
-    """Generated scenes in memory, or a folder's pairs streamed through the dataset layer's loader."""
+def _data(
+    spec: str,
+    size: int,
+    split: str | None,
+    count: int,
+    seed: int,
+    workers=None,
+    strict: bool = False,
+    preprocessing: str | None = None,
+):
+    """Generated scenes in memory, or a folder's pairs streamed through the dataset layer's loader
+    (image and mask fitted to the size by ``preprocessing``, squash by default)."""
     from ..segmentation import generate_scenes, open_mask_folder
 
     if spec == "generated:scenes":
         return generate_scenes(count, size=size, seed=seed)
-    return open_mask_folder(spec, size, split=split, workers=workers, strict=strict)
+    return open_mask_folder(spec, size, split, workers, strict, preprocessing or "squash")
 
 
 def _report_skips(data) -> None:
@@ -177,7 +187,8 @@ def train_command(
         head, model = model.spec.arch, replace(model, spec=replace(model.spec, arch=None))
     if head not in ARCHITECTURES:
         raise ConvscopeError(f"unknown segmentation head {head!r}: choose {', '.join(ARCHITECTURES)}")
-    train, val = _data(data, size, split, count, seed, workers, strict).split(0.15, seed)
+    # --preprocess (a model option) fits image and mask alike; squash (the whole picture) unless given
+    train, val = _data(data, size, split, count, seed, workers, strict, model.spec.preprocess).split(0.15, seed)
     backbone = model.open() if head in WITH_BACKBONE else None
     net = build_segmenter(head, len(train.classes), backbone or model.spec.source).to(resolve_device(model.device))
     history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
@@ -202,18 +213,22 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="seed of generated scenes (differs from training's 0)")] = 1234,
     workers: WorkersOption = None,
     strict: StrictOption = False,
+    preprocess: Annotated[
+        Optional[str],
+        typer.Option("--preprocess", help="squash (default) | center-crop: how image and mask are fitted to the size"),
+    ] = None,
     backbone: BackboneOption = None,
     trust: TrustOption = False,
     device: DeviceOption = "auto",
 ) -> None:
-    """mIoU, pixel accuracy and per-class IoU on DATA."""
+    """mIoU, pixel accuracy and per-class IoU on DATA (a folder as `segment train` read it: pass its --preprocess)."""
     from rich.table import Table
 
     from ..segmentation import evaluate_segmenter
     from ..segmentation.checkpoint import load_segmenter
 
     net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
-    data_set = _data(data, size, split, count, seed, workers, strict)
+    data_set = _data(data, size, split, count, seed, workers, strict, preprocess)
     scores = evaluate_segmenter(net, data_set)
     _report_skips(data_set)
     table = Table(

@@ -5,7 +5,7 @@ ImageNet-C / CIFAR-10-C as released, or a ``Dataset`` from Python) resolves with
 :func:`open_dataset` to a ``Dataset`` of ``(image (3, H, W) in [0, 1], label | None, id)``;
 :func:`stream` batches it through one ``DataLoader`` (unreadable files skipped and named, or
 ``strict``); :func:`reduce_dataset` reduces a computation over it shard by shard, resumable
-from per-shard files, locally or on Ray Data; :func:`run_reduction` is that for a model (its
+from per-shard files, locally or on Ray; :func:`run_reduction` is that for a model (its
 size and class names, a progress bar), the one call of every dataset-level command.
 """
 

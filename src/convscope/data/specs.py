@@ -16,6 +16,9 @@ Accepted specs (:func:`open_dataset`):
   ``cifar100:ROOT`` (the python batches, read with an unpickler that only builds numpy
   arrays), ``mnist:ROOT``, ``fashion-mnist:ROOT`` (IDX files, raw or .gz), ``svhn:ROOT`` (.mat),
   ``imagenet:ROOT`` (``ROOT/val/WNID/*``); ``NAME-train:ROOT`` for the training split.
+* ``digits`` | ``digits-train``: scikit-learn's 8 × 8 digits (offline), the fixed stratified test /
+  train split of ``convscope train digits``, upsampled to ``size`` (16 when none) exactly as that
+  command does (bilinear), so ``attack-eval digits -m CHECKPOINT`` sees the images it was tested on.
 * any ``Dataset`` of ``(image, label)`` / ``(image, label, id)`` / images, from Python.
 
 Images are preprocessed to the model's size with torchvision's convention (``crop``: resize the
@@ -30,6 +33,7 @@ __all__ = [
     "ArrayDataset",
     "Cifar10C",
     "CROP_RATIO",
+    "digits_images",
     "FileDataset",
     "ImageDataset",
     "labelled_pairs",
@@ -177,6 +181,43 @@ class ArrayDataset(ImageDataset):
 
     def read(self, index: int) -> torch.Tensor:
         return array_to_tensor(np.array(self.arrays[index]))
+
+
+def digits_images(
+    size: int = 16, split: str = "test", test_fraction: float = 0.2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's digits as RGB images (N, 3, size, size) in [0, 1] (bilinear from 8 × 8) and labels
+    0-9: the fixed stratified split (``seed``) ``"train"`` or ``"test"``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if split not in ("train", "test"):
+        raise ConvscopeError(f"split must be 'train' or 'test', got {split!r}")
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    train_ids, test_ids = train_test_split(
+        torch.arange(len(labels)).numpy(), test_size=test_fraction, random_state=seed, stratify=labels.numpy()
+    )
+    ids = torch.as_tensor(train_ids if split == "train" else test_ids)
+    return images[ids].expand(-1, 3, -1, -1).contiguous(), labels[ids]
+
+
+class DigitsDataset(ImageDataset):
+    """The ``digits`` / ``digits-train`` spec: :func:`digits_images` at the preprocessing's size."""
+
+    layout = "digits"
+
+    def __init__(self, preprocess: Preprocess, train: bool = False):
+        super().__init__(preprocess)
+        split = "train" if train else "test"
+        self.images, labels = digits_images(preprocess.size or 16, split)
+        self.labels = labels.tolist()
+        self.ids = [f"digits-{split}/{i}" for i in range(len(self.labels))]
+
+    def read(self, index: int) -> torch.Tensor:
+        return self.images[index]
 
 
 class Cifar10C(ImageDataset):
@@ -423,6 +464,8 @@ def open_dataset(
         return sample_dataset(text.split(":", 1)[1], transform)
     if text in ("photos", "samples"):
         return PhotoDataset(transform)
+    if text in ("digits", "digits-train"):
+        return DigitsDataset(transform, train=text == "digits-train")
     head, _, rest = text.partition(":")
     if rest and head.lower() in TORCHVISION_ROOTS and not Path(text).exists():
         return TORCHVISION_ROOTS[head.lower()](Path(rest), transform, labels, num_classes)
@@ -433,7 +476,7 @@ def open_dataset(
     root = Path(text)
     if not root.exists():
         raise ConvscopeError(
-            f"{text!r} is not a folder, a samples:NAME set ({', '.join(SAMPLE_SETS)}) or "
+            f"{text!r} is not a folder, a samples:NAME set ({', '.join(SAMPLE_SETS)}), digits or "
             f"NAME:ROOT ({', '.join(TORCHVISION_ROOTS)})"
         )
     if not root.is_dir():

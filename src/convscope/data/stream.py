@@ -9,8 +9,8 @@ O(batch). An item that cannot be read is dropped from its batch and its id and r
 states merged by addition or a reduction's own ``merge``) shard by shard. With a ``resume``
 folder each finished shard's state is written there (safetensors + JSON, never pickle), so
 the same call after Ctrl-C or a crash continues with the first unfinished shard and the final
-state equals the one of an uninterrupted run. The ``ray`` engine maps the same shards on a Ray
-Data actor pool and merges the shard states on the driver in shard order.
+state equals the one of an uninterrupted run. The ``ray`` engine runs the same shards on the Ray
+actor pool kept for the process and merges the shard states on the driver in shard order.
 """
 
 from __future__ import annotations
@@ -129,15 +129,25 @@ def _collate(items):
     return Batch(images, labels, [str(item[2]) for item in good], torch.tensor([item[4] for item in good])), skipped
 
 
-def default_workers() -> int:
-    """Loader worker processes: ``CONVSCOPE_DATA_WORKERS`` or min(4, CPUs - 1)."""
+def default_workers(device=None) -> int:
+    """Loader worker processes: ``CONVSCOPE_DATA_WORKERS``, else min(4, CPUs - 1), except for a
+    model on the CPU of a machine with at most 2 cores: 0 (items read in the main process).
+
+    There the model's threads already fill the cores and a worker decodes on one of them, so it
+    overlaps nothing and adds its start-up and the batch's copy between processes: 12-14 ms of
+    worker CPU per 500 x 375 JPEG at 224 px against 6 ms read in-process, and convscope/bare CPU
+    0.79-0.92 with one worker against 0.88-0.93 without (2 cores, 2026-12-02,
+    ``benchmarks/data.py throughput``)."""
     value = os.environ.get("CONVSCOPE_DATA_WORKERS")
     if value is not None:
         try:
             return max(0, int(value))
         except ValueError:
             raise ConvscopeError(f"CONVSCOPE_DATA_WORKERS must be an integer, got {value!r}") from None
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    cpus = os.cpu_count() or 1
+    if device is not None and torch.device(device).type == "cpu" and cpus <= 2:
+        return 0
+    return max(0, min(4, cpus - 1))
 
 
 def pins_memory(device) -> bool:
@@ -187,11 +197,11 @@ def _batches(dataset, batch_size, workers, device, strict, indices):
     """(batch or None when all its items failed, [(id, reason, index), ...]) per loader batch."""
     if batch_size < 1:
         raise ConvscopeError(f"batch size must be at least 1, got {batch_size}")
-    workers = default_workers() if workers is None else workers
     safe = _Safe(dataset, indices)
     if len(safe) == 0:
         return
     device = torch.device(device) if device is not None else torch.device("cpu")
+    workers = default_workers(device) if workers is None else workers
     workers = min(workers, -(-len(safe) // batch_size))
     loader = torch.utils.data.DataLoader(
         safe,
@@ -200,13 +210,36 @@ def _batches(dataset, batch_size, workers, device, strict, indices):
         collate_fn=_collate,
         **loader_options(device, workers),
     )
-    for batch, skipped in loader:
+    for batch, skipped in loader if workers else _read_at_one_thread(loader):
         if skipped and strict:
             name, reason, _ = skipped[0]
             raise ConvscopeError(f"{name}: {reason} (--strict stops at the first unreadable file)")
         if batch is not None and device.type != "cpu":
             batch.images = batch.images.to(device, non_blocking=True)
         yield batch, skipped
+
+
+def _read_at_one_thread(loader) -> Iterator:
+    """The batches of an in-process loader (no workers), its items read and collated with torch at
+    one intra-op thread, the caller's thread count back while it uses each batch.
+
+    Reading an item is a chain of small ops on one image (decode, resize, crop, clamp); at 2 threads
+    each of them wakes torch's pool, which costs more than it shares: 29-34 ms of CPU per
+    500 x 375 JPEG resized to 224 px against 6-8 ms at one thread (2 cores at load ~14,
+    2026-12-02). Loader workers already run at one thread (PyTorch sets it in each worker)."""
+    iterator = iter(loader)
+    while True:
+        threads = torch.get_num_threads()
+        if threads > 1:
+            torch.set_num_threads(1)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            if threads > 1:
+                torch.set_num_threads(threads)
+        yield item
 
 
 def _from_loader(loader, device) -> Iterator[Batch]:

@@ -5,7 +5,7 @@
   and the reverse view (which units fire most on one image): its records (``types``), where the
   images come from (``sources``), the pass (``mining``), saving and resuming (``resume``) and the
   pictures (``drawing``).
-- :mod:`.engines`: where mining runs, ``local`` or ``ray`` (Ray Data).
+- :mod:`.engines`: where mining runs, ``local`` or ``ray`` (the Ray actor pool kept for the process).
 - :mod:`.atlas`: a static HTML neuron atlas (OpenAI Microscope-like).
 - :mod:`.projection`: a unit projected back to pixels (deconvnet / guided backprop).
 - :mod:`.samples`: an offline image folder from the bundled photos.

@@ -62,6 +62,7 @@ from ..data.stream import loader_options
 from ..errors import ConvscopeError
 from ..progress import progress_bar
 from .evaluation import evaluate_robustness, join_process_group, rank_and_world, share_buffers
+from .global_batchnorm import global_batchnorm
 from .recipe import Recipe
 from .train_state import read_training_state, write_training_state
 
@@ -69,24 +70,14 @@ ADVERSARIAL_METHODS = ("pgd", "fgsm-rs", "trades")
 
 
 def digits_dataset(size: int = 16, split: str = "train", test_fraction: float = 0.2, seed: int = 0) -> TensorDataset:
-    """scikit-learn's digits as RGB images (N, 3, size, size) in [0, 1] with labels 0-9.
+    """scikit-learn's digits as RGB images (N, 3, size, size) in [0, 1] with labels 0-9
+    (:func:`convscope.data.specs.digits_images`, also the dataset spec ``digits``).
 
     A fixed stratified split (``seed``): ``split="train"`` or ``"test"``.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from ..data.specs import digits_images
 
-    if split not in ("train", "test"):
-        raise ConvscopeError(f"split must be 'train' or 'test', got {split!r}")
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
-    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    train_ids, test_ids = train_test_split(
-        torch.arange(len(labels)).numpy(), test_size=test_fraction, random_state=seed, stratify=labels.numpy()
-    )
-    ids = torch.as_tensor(train_ids if split == "train" else test_ids)
-    return TensorDataset(images[ids].expand(-1, 3, -1, -1).contiguous(), labels[ids])
+    return TensorDataset(*digits_images(size, split, test_fraction, seed))
 
 
 def small_cnn(num_classes: int = 10, width: int = 16, size: int = 16) -> nn.Sequential:
@@ -421,26 +412,27 @@ def train(
                 sampler.set_epoch(epoch)
             network.train()
             started, total_loss, batches = time.perf_counter(), 0.0, 0
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if augment:
-                    x = crop_flip(x, generators["augment"])
-                rate = recipe.lr_at(step, len(loader), epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                if adversarial == "trades":
-                    loss = trades_loss(
-                        model, x, trades_batch(model, x, eps, alpha, steps, generators["attack"]), y, trades_beta
-                    )
-                else:
-                    if adversarial is not None:
-                        x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, generators["attack"])
-                    loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
-                advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
+            with global_batchnorm(distributed):  # BatchNorm over the global batch, not each rank's share
+                for x, y in loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    if augment:
+                        x = crop_flip(x, generators["augment"])
+                    rate = recipe.lr_at(step, len(loader), epochs)
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate
+                    if adversarial == "trades":
+                        loss = trades_loss(
+                            model, x, trades_batch(model, x, eps, alpha, steps, generators["attack"]), y, trades_beta
+                        )
+                    else:
+                        if adversarial is not None:
+                            x = adversarial_batch(model, x, y, adversarial, eps, alpha, steps, generators["attack"])
+                        loss = F.cross_entropy(model(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step, total_loss, batches = step + 1, total_loss + loss.item(), batches + 1
+                    advance(1, f"epoch {epoch} loss {total_loss / batches:.3f} lr {rate:.3g}")
             seconds = time.perf_counter() - started
             share_buffers(network)  # every rank evaluates and saves rank 0's BatchNorm statistics
             network.eval()

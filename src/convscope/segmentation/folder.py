@@ -9,8 +9,13 @@ the memory of one batch (``segment train`` / ``segment eval`` on a folder). Two 
   a torchvision root holding ``VOCdevkit/VOC2012`` works too.
 * plain: ``images/NAME.*`` + ``masks/NAME.png`` (same mask encoding), optional ``classes.txt``.
 
-Images are decoded by :func:`convscope.images.read_image_file` and resized with antialiasing,
-masks with nearest neighbour (class ids stay ids). An unreadable image or mask is skipped,
+Images are decoded by :func:`convscope.images.read_image_file` and fitted to ``size`` x ``size``
+by the shared preprocessing vocabulary (:func:`convscope.images.preprocess`: ``squash``, the
+default here, resizes the whole picture; ``center-crop`` resizes the shorter side to
+``size / 0.875`` and takes the centre); the mask follows the same geometry (the same resize and
+crop window, :func:`convscope.images.preprocess_geometry`) with nearest neighbour, so class ids
+stay ids and stay on their pixels. A loader built for several passes (epochs) keeps its worker
+processes alive between them (:meth:`FolderPart.loader`). An unreadable image or mask is skipped,
 named and counted (:class:`convscope.data.SkipLog`), as in the classification layer; a mask
 whose size differs from its image's is a broken dataset, not a bad file, and stops the run
 with one line naming the pair.
@@ -18,7 +23,7 @@ with one line naming the pair.
 
 from __future__ import annotations
 
-__all__ = ["folder_batches", "FolderPart", "MaskFolder", "open_mask_folder", "PairBatch"]
+__all__ = ["FolderPart", "MaskFolder", "open_mask_folder", "pair_loader", "PairBatch", "read_pairs"]
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConvscopeError
-from ..images import read_image_file, resize
+from ..images import PREPROCESSING, preprocess, preprocess_geometry, read_image_file
 from .data import IGNORE_INDEX, _read_mask, list_pairs
 
 if TYPE_CHECKING:
@@ -49,13 +54,16 @@ class _MaskSizeError(ConvscopeError):
 
 
 class MaskFolder(torch.utils.data.Dataset):
-    """Pairs of a VOC-style or ``images/`` + ``masks/`` folder; item = (image (3, S, S), mask (S, S), id)."""
+    """Pairs of a VOC-style or ``images/`` + ``masks/`` folder; item = (image (3, S, S), mask (S, S), id).
+    ``preprocessing``: ``squash`` or ``center-crop`` (see the module notes), the same for image and mask."""
 
-    def __init__(self, root: str | Path, size: int, split: str | None = None):
+    def __init__(self, root: str | Path, size: int, split: str | None = None, preprocessing: str = "squash"):
         if size < 1:
             raise ConvscopeError(f"size must be at least 1, got {size}")
+        if preprocessing not in PREPROCESSING:
+            raise ConvscopeError(f"unknown preprocessing {preprocessing!r}; choose {' | '.join(PREPROCESSING)}")
         self.root, pairs, self.classes = list_pairs(root, split)
-        self.size = size
+        self.size, self.preprocessing = size, preprocessing
         self.ids = [name for name, _, _ in pairs]
         self.pairs = [(image, mask) for _, image, mask in pairs]
 
@@ -80,9 +88,10 @@ class MaskFolder(torch.utils.data.Dataset):
             raise _MaskSizeError(
                 f"{mask_path}: class {int(valid.max())} but only {len(self.classes)} classes are named (classes.txt)"
             )
-        image = resize(image[None], self.size)[0]
-        mask = F.interpolate(mask[None, None].float(), size=(self.size, self.size), mode="nearest")[0, 0].long()
-        return image, mask, name
+        inner, (top, left) = preprocess_geometry(tuple(image.shape[-2:]), self.size, self.preprocessing)
+        image = preprocess(image[None], self.size, self.preprocessing)[0]
+        mask = F.interpolate(mask[None, None].float(), size=inner, mode="nearest")[0, 0].long()
+        return image, mask[top : top + self.size, left : left + self.size].contiguous(), name
 
 
 @dataclass
@@ -115,11 +124,24 @@ class FolderPart:
             FolderPart(self.dataset, [self.indices[i] for i in order[cut:]], self.skips, self.workers, self.strict),
         )
 
-    def batches(self, batch_size: int, device=None, generator: torch.Generator | None = None) -> Iterator[PairBatch]:
-        """:func:`folder_batches` of these pairs."""
-        return folder_batches(
-            self.dataset, self.indices, batch_size, self.skips, device, self.workers, self.strict, generator
-        )
+    def loader(
+        self, batch_size: int, device=None, generator: torch.Generator | None = None, passes: int = 1
+    ) -> torch.utils.data.DataLoader:
+        """A ``DataLoader`` of these pairs (shuffled with ``generator`` when given, anew on every
+        pass) for :meth:`batches`; with ``passes`` > 1 its workers stay alive between passes
+        (``persistent_workers``) until the loader is dropped."""
+        return pair_loader(self.dataset, self.indices, batch_size, device, self.workers, generator, passes)
+
+    def batches(
+        self,
+        batch_size: int,
+        device=None,
+        generator: torch.Generator | None = None,
+        loader: torch.utils.data.DataLoader | None = None,
+    ) -> Iterator[PairBatch]:
+        """One pass over these pairs: through ``loader`` (from :meth:`loader`) or a new one."""
+        loader = loader if loader is not None else self.loader(batch_size, device, generator)
+        return read_pairs(loader, self.skips, self.strict)
 
 
 def _skip_log() -> SkipLog:
@@ -129,10 +151,15 @@ def _skip_log() -> SkipLog:
 
 
 def open_mask_folder(
-    root: str | Path, size: int, split: str | None = None, workers: int | None = None, strict: bool = False
+    root: str | Path,
+    size: int,
+    split: str | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    preprocessing: str = "squash",
 ) -> FolderPart:
     """All pairs of the folder ``root`` at ``size`` x ``size`` (see the module doc), ready to stream."""
-    dataset = MaskFolder(root, size, split)
+    dataset = MaskFolder(root, size, split, preprocessing)
     return FolderPart(dataset, list(range(len(dataset))), workers=workers, strict=strict)
 
 
@@ -169,22 +196,17 @@ def _collate(items):
     return batch, failed
 
 
-def folder_batches(
+def pair_loader(
     dataset: MaskFolder,
     indices: Sequence[int],
     batch_size: int,
-    skips,
     device=None,
     workers: int | None = None,
-    strict: bool = False,
     generator: torch.Generator | None = None,
-) -> Iterator[PairBatch]:
-    """Batches of the pairs ``indices`` (shuffled with ``generator`` when given) through a
-    ``DataLoader`` with the dataset layer's settings (:func:`convscope.data.loader_options`).
-
-    Unreadable pairs go to ``skips`` (a :class:`convscope.data.SkipLog`, each name once over all
-    passes); ``strict`` raises at the first one. A mask/image size mismatch always raises.
-    """
+    passes: int = 1,
+) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` of the pairs ``indices`` with the dataset layer's settings
+    (:func:`convscope.data.loader_options`: pinned memory for CUDA, workers kept for ``passes`` > 1)."""
     from ..data import default_workers, loader_options
 
     if batch_size < 1:
@@ -193,9 +215,15 @@ def folder_batches(
     safe = _SafePairs(dataset, indices)
     workers = min(workers, -(-len(safe) // batch_size))
     sampler = torch.utils.data.RandomSampler(safe, generator=generator) if generator is not None else None
-    loader = torch.utils.data.DataLoader(
-        safe, batch_size=batch_size, sampler=sampler, collate_fn=_collate, **loader_options(device, workers)
+    return torch.utils.data.DataLoader(
+        safe, batch_size=batch_size, sampler=sampler, collate_fn=_collate, **loader_options(device, workers, passes)
     )
+
+
+def read_pairs(loader: torch.utils.data.DataLoader, skips, strict: bool = False) -> Iterator[PairBatch]:
+    """One pass of a :func:`pair_loader`: its batches; unreadable pairs go to ``skips`` (a
+    :class:`convscope.data.SkipLog`, each name once over all passes); ``strict`` raises at the
+    first one. A mask/image size mismatch always raises."""
     seen = {name for name, _ in skips.items}
     for batch, failed in loader:
         for name, reason, fatal in failed:

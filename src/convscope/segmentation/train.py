@@ -130,17 +130,20 @@ def predict_masks(net: nn.Module, images: torch.Tensor, batch_size: int = 16) ->
         net.train(was_training)
 
 
-def evaluate_segmenter(net: nn.Module, data: SegmentationData | FolderPart, batch_size: int = 16) -> SegmentationScores:
+def evaluate_segmenter(
+    net: nn.Module, data: SegmentationData | FolderPart, batch_size: int = 16, loader=None
+) -> SegmentationScores:
     """mIoU, pixel accuracy and per-class IoU of ``net`` on ``data`` (one confusion matrix over the set).
 
-    A :class:`FolderPart` is streamed batch by batch (memory O(batch)); its unreadable pairs
-    are skipped and recorded in ``data.skips``.
+    A :class:`FolderPart` is streamed batch by batch (memory O(batch)), through ``loader``
+    (:meth:`FolderPart.loader`, e.g. one kept over the epochs of a training run) or a new one;
+    its unreadable pairs are skipped and recorded in ``data.skips``.
     """
     if isinstance(data, SegmentationData):
         predicted = predict_masks(net, data.images, batch_size)
         return SegmentationScores.from_confusion(confusion_matrix(predicted, data.masks, len(data.classes)))
     total = torch.zeros(len(data.classes), len(data.classes), dtype=torch.long)
-    for batch in data.batches(batch_size, _device(net)):
+    for batch in data.batches(batch_size, _device(net), loader=loader):
         total += confusion_matrix(predict_masks(net, batch.images, batch_size), batch.masks, len(data.classes))
     return SegmentationScores.from_confusion(total)
 
@@ -198,6 +201,9 @@ def train_segmenter(
     history = TrainingHistory()
     was_training = net.training
     steps = epochs * -(-len(train) // batch_size)
+    # folders: one loader per side for the whole run, its workers kept alive between epochs
+    train_loader = train.loader(batch_size, device, generator, epochs) if isinstance(train, FolderPart) else None
+    val_loader = val.loader(batch_size, device, passes=epochs) if isinstance(val, FolderPart) else None
     try:
         with progress_bar(steps, "training", progress, interrupted=None) as advance:
             for _ in range(epochs):
@@ -206,7 +212,7 @@ def train_segmenter(
                 batches = (
                     _memory_batches(train, batch_size, generator)
                     if isinstance(train, SegmentationData)
-                    else ((b.images, b.masks) for b in train.batches(batch_size, device, generator))
+                    else ((b.images, b.masks) for b in train.batches(batch_size, loader=train_loader))
                 )
                 for images, masks in batches:
                     if flip:
@@ -223,7 +229,7 @@ def train_segmenter(
                     raise ConvscopeError("no readable training pairs")
                 history.loss.append(total / count)
                 if val is not None:
-                    scores = evaluate_segmenter(net, val, batch_size)
+                    scores = evaluate_segmenter(net, val, batch_size, val_loader)
                     history.val_miou.append(scores.mean_iou)
                     history.val_pixel_accuracy.append(scores.pixel_accuracy)
     except KeyboardInterrupt:

@@ -101,7 +101,7 @@ def top_k_examples(
         checkpoint: file where partial results are saved every ``save_every`` batches and on
             Ctrl-C; a later call with the same arguments resumes from it (data is recognised by
             its file names, or only by its length for tensors and datasets without files).
-        engine: ``"local"`` (this process) or ``"ray"`` (shards mined in parallel on Ray Data,
+        engine: ``"local"`` (this process) or ``"ray"`` (shards mined in parallel on Ray actors,
             top-k lists merged exactly; see :mod:`convscope.dissect.engines`).
         address: Ray cluster address (``None`` starts a local Ray).
         shards: number of Ray shards (default: the cluster's CPU count).
