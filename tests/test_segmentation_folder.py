@@ -158,3 +158,54 @@ class _PidNames(torch.utils.data.Dataset):
 
         image, mask, name = self.folder[index]
         return image, mask, f"{name}@{os.getpid()}"
+
+
+def test_eval_and_predict_fit_the_data_as_training_did(monkeypatch, capsys, tmp_path, voc_folder):
+    """`segment train --preprocess center-crop` records it in the checkpoint; `segment eval` then scores
+    with it unless told otherwise (and warns when told otherwise); files without the key read as squash."""
+    import json
+
+    from convscope.segmentation.checkpoint import load_segmenter
+
+    checkpoint = tmp_path / "unet.safetensors"
+    code, _, err = _train(monkeypatch, capsys, voc_folder, checkpoint, "--epochs", "1", "--preprocess", "center-crop")
+    assert code == 0, err
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    assert meta["preprocess"] == "center-crop" and load_segmenter(checkpoint).preprocess == "center-crop"
+
+    import convscope.images
+    import convscope.segmentation
+
+    fitted = []  # the preprocessing each command's data went through
+
+    def spy(real, position):
+        def wrapper(*args):
+            fitted.append(args[position])
+            return real(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(convscope.segmentation, "open_mask_folder", spy(convscope.segmentation.open_mask_folder, 5))
+    monkeypatch.setattr(convscope.images, "load_images", spy(convscope.images.load_images, 2))
+
+    def run(*extra):
+        code, out, err = run_cli(monkeypatch, capsys, "segment", *extra, "--device", "cpu")
+        assert code == 0, err
+        return err
+
+    assert "warning" not in run("eval", str(checkpoint), str(voc_folder))
+    assert "warning" not in run("eval", str(checkpoint), str(voc_folder), "--preprocess", "center-crop")
+    warned = run("eval", str(checkpoint), str(voc_folder), "--preprocess", "squash")
+    assert "trained on data fitted by center-crop; scoring with squash" in warned
+    run("predict", str(checkpoint), "sample:astronaut", "--out", str(tmp_path / "p.png"))
+    assert fitted == ["center-crop", "center-crop", "squash", "center-crop"] and (tmp_path / "p.png").is_file()
+
+    del meta["preprocess"]  # a checkpoint of an earlier version
+    checkpoint.with_suffix(".json").write_text(json.dumps(meta))
+    assert load_segmenter(checkpoint.with_suffix(".json")).preprocess == "squash"
+    meta["preprocess"] = "letterbox"
+    checkpoint.with_suffix(".json").write_text(json.dumps(meta))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "segment", "eval", str(checkpoint.with_suffix(".json")), str(voc_folder)
+    )
+    assert code == 2 and "unknown preprocessing 'letterbox'" in err and len(err.strip().splitlines()) == 1

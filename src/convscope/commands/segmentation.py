@@ -192,7 +192,8 @@ def train_command(
     backbone = model.open() if head in WITH_BACKBONE else None
     net = build_segmenter(head, len(train.classes), backbone or model.spec.source).to(resolve_device(model.device))
     history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
-    saved = save_segmenter(net, output_path(out), head, train.classes, size, model.spec)
+    fitted = model.spec.preprocess or "squash"
+    saved = save_segmenter(net, output_path(out), head, train.classes, size, model.spec, fitted)
     for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
         console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
     _report_skips(train)
@@ -215,20 +216,27 @@ def eval_command(
     strict: StrictOption = False,
     preprocess: Annotated[
         Optional[str],
-        typer.Option("--preprocess", help="squash (default) | center-crop: how image and mask are fitted to the size"),
+        typer.Option(
+            "--preprocess",
+            help="squash | center-crop: how image and mask are fitted to the size (default: as the checkpoint trained)",
+        ),
     ] = None,
     backbone: BackboneOption = None,
     trust: TrustOption = False,
     device: DeviceOption = "auto",
 ) -> None:
-    """mIoU, pixel accuracy and per-class IoU on DATA (a folder as `segment train` read it: pass its --preprocess)."""
+    """mIoU, pixel accuracy and per-class IoU on DATA, fitted to the size as `segment train` fitted its data."""
     from rich.table import Table
 
     from ..segmentation import evaluate_segmenter
     from ..segmentation.checkpoint import load_segmenter
 
-    net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
-    data_set = _data(data, size, split, count, seed, workers, strict, preprocess)
+    net, classes, size, fitted = load_segmenter(checkpoint, device, backbone, trust)
+    if preprocess is not None and preprocess != fitted:
+        err_console.print(
+            f"warning: {checkpoint.name} was trained on data fitted by {fitted}; scoring with {preprocess}"
+        )
+    data_set = _data(data, size, split, count, seed, workers, strict, preprocess or fitted)
     scores = evaluate_segmenter(net, data_set)
     _report_skips(data_set)
     table = Table(
@@ -257,8 +265,8 @@ def predict_command(
     from ..segmentation import predict_masks, prediction_figure
     from ..segmentation.checkpoint import load_segmenter
 
-    net, classes, size = load_segmenter(checkpoint, device, backbone, trust)
-    batch = load_images(images, size, "squash")  # the whole picture, as the segmenter was trained
+    net, classes, size, fitted = load_segmenter(checkpoint, device, backbone, trust)
+    batch = load_images(images, size, fitted)  # fitted to the size as the training images were
     masks = predict_masks(net, batch)
     heading = f"{checkpoint.name}: predicted masks at {size}x{size} px"
     prediction_figure(batch, masks, classes, path=output_path(out), title=heading, names=images)

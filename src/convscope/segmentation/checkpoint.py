@@ -2,7 +2,8 @@
 
 Like the classifier checkpoints of :func:`convscope.models.save_checkpoint`: the weights in
 safetensors at ``X.safetensors`` (no pickle) and a JSON description at ``X.json``, also stored
-in the weights' header: format, architecture, backbone, class names, image size.
+in the weights' header: format, architecture, backbone, class names, image size, and how images
+and masks were fitted to that size (``preprocess``: squash or center-crop; squash when absent).
 ``segment predict|eval X.safetensors`` (or ``X.json``) need no other flag.
 
 An FCN's backbone is written as the model spec it was trained on (``backbone``: the source;
@@ -18,13 +19,14 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
 
 from ..devices import resolve_device
 from ..errors import ConvscopeError
+from ..images import PREPROCESSING
 from ..models import (
     BUILDERS,
     DEFAULT_MODEL,
@@ -38,7 +40,7 @@ from ..models import (
     read_state_dict,
 )
 
-__all__ = ["ARCHITECTURES", "load_segmenter", "save_segmenter", "SEGMENTER_FORMAT", "WITH_BACKBONE"]
+__all__ = ["ARCHITECTURES", "LoadedSegmenter", "load_segmenter", "save_segmenter", "SEGMENTER_FORMAT", "WITH_BACKBONE"]
 
 SEGMENTER_FORMAT = "convscope-segmenter/1"
 ARCHITECTURES = ("fcn32s", "fcn16s", "fcn8s", "unet", "segnet")
@@ -53,13 +55,17 @@ def save_segmenter(
     classes: Sequence[str],
     size: int,
     backbone: str | ModelSpec | None = None,
+    preprocess: str = "squash",
 ) -> Path:
     """Write ``net`` as ``path`` with suffix ``.safetensors`` plus its ``.json`` description; returns the
-    weights' path. ``backbone``: the model spec (or source) an FCN was built on."""
+    weights' path. ``backbone``: the model spec (or source) an FCN was built on; ``preprocess``: how
+    the training images and masks were fitted to ``size``."""
     from safetensors.torch import save_file
 
     if arch not in ARCHITECTURES:
         raise ConvscopeError(f"unknown segmentation architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if preprocess not in PREPROCESSING:
+        raise ConvscopeError(f"unknown preprocessing {preprocess!r}; choose {' | '.join(PREPROCESSING)}")
     path = Path(path).with_suffix(".safetensors")
     meta = {
         "format": SEGMENTER_FORMAT,
@@ -68,6 +74,7 @@ def save_segmenter(
         **(_backbone_meta(backbone) if arch in WITH_BACKBONE else {"backbone": None}),
         "classes": list(classes),
         "size": int(size),
+        "preprocess": preprocess,
     }
     text = json.dumps(meta, indent=1)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
@@ -105,10 +112,21 @@ def _not_ours(path: Path) -> ConvscopeError:
     return ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train'")
 
 
+class LoadedSegmenter(NamedTuple):
+    """What :func:`load_segmenter` reads back: the network (eval mode), its classes, image side and
+    the preprocessing its training data went through (score and predict with the same)."""
+
+    net: nn.Module
+    classes: tuple[str, ...]
+    size: int
+    preprocess: str
+
+
 def load_segmenter(
     path: str | Path, device: str | torch.device = "cpu", backbone: str | None = None, trust: bool = False
-) -> tuple[nn.Module, tuple[str, ...], int]:
-    """(network in eval mode on ``device``, class names, image size) of a :func:`save_segmenter` file.
+) -> LoadedSegmenter:
+    """The network in eval mode on ``device``, class names, image size and preprocessing of a
+    :func:`save_segmenter` file.
 
     ``backbone``: the FCN backbone's model spec when the file names one that is not a known model
     name (or pass ``trust=True`` to use the file's).
@@ -121,6 +139,7 @@ def load_segmenter(
         raise _not_ours(path)
     meta, weights = found
     classes, size, arch = meta.get("classes"), meta.get("size"), meta.get("arch")
+    fitted = meta.get("preprocess", "squash")  # files written before it was recorded trained on squash
     if (
         not isinstance(classes, list)
         or not classes
@@ -129,6 +148,10 @@ def load_segmenter(
         or not 8 <= size <= 4096
     ):
         raise ConvscopeError(f"{path} is not a checkpoint written by 'convscope segment train' (bad classes or size)")
+    if fitted not in PREPROCESSING:
+        raise ConvscopeError(
+            f"{path} names an unknown preprocessing {str(fitted)[:80]!r}; known: {', '.join(PREPROCESSING)}"
+        )
     if arch not in ARCHITECTURES:
         raise ConvscopeError(
             f"{path} names an unknown architecture {str(arch)[:80]!r}; known: {', '.join(ARCHITECTURES)}"
@@ -160,4 +183,4 @@ def load_segmenter(
     if problem:
         raise ConvscopeError(f"{problem} ({arch} on {backbone})" if arch in WITH_BACKBONE else problem)
     net.load_state_dict(state, strict=False)
-    return net.to(resolve_device(device)).eval(), tuple(classes), size
+    return LoadedSegmenter(net.to(resolve_device(device)).eval(), tuple(classes), size, fitted)
