@@ -497,3 +497,28 @@ def test_batch_explain_writes_one_npy_per_image_equal_to_the_npz_maps(model, mon
         )
     code, _, err = run_cli(monkeypatch, capsys, "explain", "samples:imagenet", "--format", "png", "--device", "cpu")
     assert code == 2 and "unknown map format 'png'; known: npz, npy" in err
+
+
+def test_batch_explain_overlays_carry_a_colour_bar_and_say_what_they_show(model, tmp_path):
+    """--overlays: one PNG per image, the map over the image with its colour bar (as the report's tiles),
+    titled with the image, method, target class and its probability (also in the PNG's metadata)."""
+    from PIL import Image
+
+    from convscope.attribution import display_unit
+    from convscope.attribution.batch import explain_dataset
+    from convscope.data import take
+    from convscope.render import overlay_with_bar
+
+    data = take(open_dataset("samples:imagenet", 32), 3)
+    index, _ = explain_dataset(
+        model, data, "gradcam", tmp_path, size=32, batch_size=4, workers=0, target="label", overlays=True
+    )
+    rows = [row.split(",") for row in index.read_text().splitlines()[1:]]
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == len(rows) == 3
+    image_id, _, _, name, probability, *_ = rows[0]
+    written = Image.open(tmp_path / "overlays" / "samples_imagenet_imagenet_00_243.jpg.png")
+    title = f"{image_id}: gradcam for {name} (p = {float(probability):.3g})"
+    assert written.info["Title"] == title and name == "bull mastiff"
+    heat = np.load(tmp_path / rows[0][6])["maps"][0]
+    expected = overlay_with_bar(data[0][0], torch.from_numpy(heat), "minmax", display_unit("gradcam"), title=title)
+    np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected.convert("RGB")))

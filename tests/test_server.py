@@ -5,6 +5,7 @@ import hashlib
 import io
 import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -123,7 +124,11 @@ def test_explain_returns_an_overlay_for_the_predicted_class(client):
     result = client.post("/api/explain", json={"image": "sample:chelsea", "method": "gradcam"}).json()
     # the centre-cropped photo (the app fits images as the CLI does): tiger cat, 0.39 (squashed: Egyptian cat)
     assert result["target"] == {"class_id": 282, "label": "tiger cat"} and result["layer"] == "bn2"
-    assert decode(result["overlay"]).size == (224, 224)
+    # the report's tile: the map over the image with its colour bar (2.6 in at 100 dpi)
+    tile = np.asarray(decode(result["overlay"]).convert("RGB")).astype(int)
+    assert tile.shape[1] > tile.shape[0] > 224
+    bar = tile[tile.shape[0] // 2 - 40 : tile.shape[0] // 2 + 40, int(tile.shape[1] * 0.8) :]
+    assert ((bar.max(-1) - bar.min(-1)) > 100).any(-1).all()  # jet (max - min >= 127) on the right, every row
     other = client.post(
         "/api/explain", json={"image": "sample:chelsea", "method": "gradcam", "layer": "blocks.5", "target": 281}
     ).json()

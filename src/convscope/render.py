@@ -228,9 +228,10 @@ def overlay_with_bar(
     unit: str = "",
     size: float = 2.6,
     dpi: int = SCREEN_DPI,
+    title: str | None = None,
 ) -> Image.Image:
     """:func:`overlay` with a colour bar that says what its colours mean (:func:`colour_scale`):
-    the picture ``size`` inches tall, at ``dpi`` (the report's tiles)."""
+    the picture ``size`` inches tall, at ``dpi`` (the report's tiles), ``title`` above it."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
@@ -240,6 +241,8 @@ def overlay_with_bar(
     fig, axis = plt.subplots(figsize=(size * 1.32, size))
     axis.imshow(picture)
     axis.axis("off")
+    if title:
+        axis.set_title(wrap(title, size, 8), fontsize=8)
     cmap = "RdBu_r" if mode == "signed" else "jet"
     bar = fig.colorbar(ScalarMappable(Normalize(low, high), cmap), ax=axis, fraction=0.046, pad=0.03)
     bar.set_label(wrap(label, size * 0.95, 8), fontsize=8)

@@ -123,7 +123,7 @@ class ExplainReduction(Reduction):
         return state
 
     def update(self, state: dict, batch: Batch, number: int) -> None:
-        from . import attribute, display_mode, method_options
+        from . import attribute, display_mode, display_unit, method_options
 
         device = model_device(self.model)
         x = batch.images.to(device)
@@ -175,10 +175,19 @@ class ExplainReduction(Reduction):
                 ]
             )
             if self.overlays:
-                from ..render import overlay, save_picture
+                from ..render import overlay_with_bar, save_picture
 
                 path = self.out / "overlays" / (_safe_name(image_id) + ".png")
-                save_picture(overlay(batch.images[row].cpu(), maps[row], mode=display_mode(self.method)), path)
+                title = f"{image_id}: {self.method} for {labels[target] if labels else f'class {target}'}"
+                title += f" (p = {float(probabilities[row]):.3g})"
+                picture = overlay_with_bar(
+                    batch.images[row].cpu(),
+                    maps[row],
+                    mode=display_mode(self.method),
+                    unit=display_unit(self.method, self.options),
+                    title=title,
+                )
+                save_picture(picture, path, title=title)
         part = self.out / "index" / f"{name}.csv"
         part.with_suffix(".tmp").write_text(text.getvalue())
         os.replace(part.with_suffix(".tmp"), part)

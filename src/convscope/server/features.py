@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from ..models import ImageClassifier
-from ..render import overlay
+from ..render import overlay_with_bar
 from ..targets import class_name
 from .served import ranked
 
@@ -28,9 +28,10 @@ def attribution_methods() -> list[str]:
 
 
 def explain(model, x: torch.Tensor, method: str, target: int, layer: str | None) -> tuple[Image.Image, str | None]:
-    """The attribution map of ``target`` drawn over the image, and the layer used (CAM
-    methods; other methods ignore ``layer``). Slow methods use the report's quick settings."""
-    from ..attribution import attribute, display_mode, method_options, quick_options
+    """The attribution map of ``target`` drawn over the image with a colour bar in its units, and
+    the layer used (CAM methods; other methods ignore ``layer``). Slow methods use the report's
+    quick settings."""
+    from ..attribution import attribute, display_mode, display_unit, method_options, quick_options
     from ..layers import default_cam_layer
 
     accepted = method_options(method)
@@ -40,7 +41,8 @@ def explain(model, x: torch.Tensor, method: str, target: int, layer: str | None)
     else:
         layer = None
     heat = attribute(model, x, target, method=method, **options)
-    return overlay(x[0], heat[0], mode=display_mode(method)), layer
+    unit = display_unit(method, options)
+    return overlay_with_bar(x[0], heat[0], mode=display_mode(method), unit=unit), layer
 
 
 def attack_methods() -> list[str]:
