@@ -73,7 +73,7 @@ def test_serve_takes_every_model_option_and_answers_with_the_models_labels(monke
         assert (
             explained.json()["target"] == {"class_id": 2, "label": "rocket"} and explained.json()["layer"] == "4"
         )  # the last conv stage's ReLU
-        assert size_of(explained.json()["overlay"]) == (32, 32)
+        assert size_of(explained.json()["overlay"]) == (343, 260)  # the 32-px map in the colour-bar tile
 
         attacked = client.post("/api/attack", json={"image": "sample:chelsea", "method": "fgsm", "eps": 8 / 255})
         assert attacked.status_code == 200, attacked.text
