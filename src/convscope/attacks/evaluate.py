@@ -23,7 +23,7 @@ from typing import Iterable
 import torch
 
 from ..checks import model_device
-from ..data import Batch, Reduction, SkipLog, run_reduction
+from ..data import Batch, ModelReduction, SkipLog, run_reduction
 from ..errors import ConvscopeError
 from ..images import ImageBatch
 from ..state import frozen
@@ -126,7 +126,7 @@ class AttackEvaluation:
         return {k: v for k, v in self.__dict__.items() if k not in ("rows", "options")}
 
 
-class AttackReduction(Reduction):
+class AttackReduction(ModelReduction):
     """Per-batch counts of an attack over a dataset (merged by addition)."""
 
     def __init__(self, model, method: str, eps: float | None, seed: int = 0, **options):
@@ -141,12 +141,8 @@ class AttackReduction(Reduction):
             "eps": self.eps,
             "seed": self.seed,
             "options": self.options,
-            "model": getattr(self.model, "name", type(self.model).__name__),
+            **self.model_key(),
         }
-
-    def prepare(self, device) -> None:
-        if device is not None:
-            self.model.to(device)
 
     def start(self) -> dict:
         return {**{name: 0 for name in COUNTS}, "rows": []}

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..checks import model_device
-from ..data import Batch, Reduction
+from ..data import Batch, ModelReduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from .registry import METHODS
@@ -61,7 +61,7 @@ def mean_interval(total: float, squares: float, count: int, level: float = 0.95)
     return mean, float(t.ppf(0.5 + level / 2, count - 1)) * (variance / count) ** 0.5
 
 
-class ExplainReduction(Reduction):
+class ExplainReduction(ModelReduction):
     """Writes the maps (one ``.npz`` per batch or one ``.npy`` per image) and one index part per
     batch; the state counts images."""
 
@@ -107,12 +107,11 @@ class ExplainReduction(Reduction):
             "metrics": list(self.metrics),
             "metric_steps": self.metric_steps,
             **({"map_format": self.map_format} if self.map_format != "npz" else {}),
-            "model": getattr(self.model, "name", type(self.model).__name__),
+            **self.model_key(),
         }
 
     def prepare(self, device) -> None:
-        if device is not None:
-            self.model.to(device)
+        super().prepare(device)
         for folder in ("maps", "index") + (("overlays",) if self.overlays else ()):
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
@@ -288,7 +287,7 @@ def explain_dataset(
     return reduction.finish(-(-reduced.total // batch_size)), reduced
 
 
-class SanityReduction(Reduction):
+class SanityReduction(ModelReduction):
     """The model-parameter randomization test (Adebayo et al. 2018) reduced over a dataset:
     sums and sums of squares of the per-image Spearman and SSIM, per (method, step).
 
@@ -322,12 +321,8 @@ class SanityReduction(Reduction):
             "target": self.target,
             "options": self.options,
             "groups": self.groups,
-            "model": getattr(self.model, "name", type(self.model).__name__),
+            **self.model_key(),
         }
-
-    def prepare(self, device) -> None:
-        if device is not None:
-            self.model.to(device)
 
     def start(self) -> dict:
         return {"images": 0}

@@ -281,6 +281,20 @@ class Reduction:
         """Called once in each process before the first update (load/move the model)."""
 
 
+class ModelReduction(Reduction):
+    """A reduction that runs ``self.model``: moved to the engine's device in :meth:`prepare`, and
+    named in the key (:meth:`model_key`) so that a resumed run is one of the same model."""
+
+    model: torch.nn.Module
+
+    def model_key(self) -> dict:
+        return {"model": getattr(self.model, "name", type(self.model).__name__)}
+
+    def prepare(self, device) -> None:
+        if device is not None:
+            self.model.to(device)
+
+
 @dataclass
 class Reduced:
     """The merged state, the skipped files and how the shards went."""

@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 
 from ..checks import check_images, model_device
-from ..data import Batch, Reduction
+from ..data import Batch, ModelReduction
 from ..errors import ConvscopeError
 from ..hooks import frozen
 from .corruptions import BENCHMARK_CORRUPTIONS, SEVERITIES, corrupt
@@ -184,7 +184,7 @@ class CorruptionErrors:
         return Path(path)
 
 
-class CorruptionReduction(Reduction):
+class CorruptionReduction(ModelReduction):
     """Wrong/seen counts per (corruption, severity) (+ clean), from released files or on the fly.
 
     On the fly, batch ``b`` of corruption number ``c`` at severity ``s`` uses the seed
@@ -209,12 +209,8 @@ class CorruptionReduction(Reduction):
             "severities": self.severities,
             "seed": self.seed,
             "released": self.groups is not None,
-            "model": getattr(self.model, "name", type(self.model).__name__),
+            **self.model_key(),
         }
-
-    def prepare(self, device) -> None:
-        if device is not None:
-            self.model.to(device)
 
     def start(self) -> dict:
         shape = (len(self.corruptions), len(self.severities))
