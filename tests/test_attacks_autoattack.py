@@ -160,8 +160,8 @@ def test_full_autoattack_agrees_with_torchattacks_autoattack(digits_model):
     # All four stages on both sides at equal budgets: torchattacks' AutoAttack builds APGD, APGD-T and FAB at
     # 10 steps; its Square is cut from 5000 to 500 queries here, and ours runs the same (steps=10, queries=500).
     # Measured 2026-12-02 (58 of the 60 digits clean), robust digits ours / theirs: seeds 0-4 at 1 thread
-    # 27-27 / 27-27, at 4 threads 27-28 / 27-27, seed 0 at 2 threads 27 / 27 (after APGD-CE ours 29-30 at
-    # every seed). Differences 0-1: the bound is 2.
+    # 27-27 / 27-27, at 4 threads 27-28 / 27-27, at 2 threads 27-27 / 27-27 (after APGD-CE ours 29-30 at
+    # every seed). Differences 0-1 over the 15 runs: the bound is 2.
     ours = autoattack(network, x, y, EPS, steps=10, queries=500, seed=0)
     reference = torchattacks.AutoAttack(network, eps=EPS, n_classes=10, seed=0)
     stages = reference._autoattack.attacks  # APGD, APGDT, FAB, Square: its MultiAttack's list, in its order
