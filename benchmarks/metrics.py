@@ -3,7 +3,7 @@
 Run: ``python benchmarks/metrics.py [--batch 4] [--size 128] [--threads 2]``. Same model (embedded
 EfficientNet-Lite0), images and Grad-CAM maps. "bare" is the metric's model calls (the registry's
 ``calls``: the clean image's pass included) as plain batched forward passes of the same size; goal:
-convscope <= 1.1 x bare. Saved to ``benchmarks/results/metrics-<date>.json``.
+convscope <= 1.1 x bare. Quantus is run where it has the metric (not deletion / insertion). Saved to ``benchmarks/results/metrics-<date>.json``.
 Quantus runs on a one-channel copy of the images (so its features are pixels, as ours).
 """
 
@@ -17,7 +17,7 @@ from rich.table import Table
 
 import convscope
 from convscope.attribution import attribute
-from convscope.attribution.metrics import METRICS
+from convscope.attribution.metrics import METRICS, ROAD_FRACTIONS
 from convscope.hooks import frozen
 from timing import interleaved, save_results  # noqa: E402  (benchmarks/timing.py: the shared helper)
 
@@ -81,6 +81,26 @@ def main() -> None:
             )(model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu"),
         ),
         (
+            "deletion",
+            steps + 2,
+            lambda: METRICS.get("deletion")(model, x3, heat, targets, steps=steps),
+            None,
+        ),
+        (
+            "insertion",
+            steps + 2,
+            lambda: METRICS.get("insertion")(model, x3, heat, targets, steps=steps),
+            None,
+        ),
+        (
+            "road_morf",  # the calls are forwards; the noisy linear imputation is on top (no model)
+            len(ROAD_FRACTIONS) + 1,
+            lambda: METRICS.get("road_morf")(model, x3, heat, targets),
+            lambda: quantus.ROAD(
+                percentages=[round(100 * f) for f in ROAD_FRACTIONS], return_aggregate=False, disable_warnings=True
+            )(model=wrapped, x_batch=xn, y_batch=yn, a_batch=an, device="cpu"),
+        ),
+        (
             "sparseness",
             0,
             lambda: METRICS.get("sparseness")(model, x3, heat, targets),
@@ -99,9 +119,9 @@ def main() -> None:
     )
     rows = []
     for name, calls, ours, theirs in cases:
-        functions = {"ours": ours, "theirs": theirs} | ({"bare": bare(calls)} if calls else {})
+        functions = {"ours": ours} | ({"theirs": theirs} if theirs else {}) | ({"bare": bare(calls)} if calls else {})
         best = interleaved(functions, args.repeats)  # in turn each round: drifting load hits all alike
-        t_bare, t_ours, t_theirs = best.get("bare", float("nan")), best["ours"], best["theirs"]
+        t_bare, t_ours, t_theirs = best.get("bare", float("nan")), best["ours"], best.get("theirs", float("nan"))
         rows.append({"metric": name, "calls": calls, "bare_s": t_bare, "convscope_s": t_ours, "quantus_s": t_theirs})
         table.add_row(
             name,
@@ -110,7 +130,7 @@ def main() -> None:
             f"{t_ours:.3f}",
             f"{t_theirs:.3f}",
             f"{t_ours / t_bare:.2f}" if calls else "-",
-            f"{t_theirs / t_ours:.1f}",
+            f"{t_theirs / t_ours:.1f}" if theirs else "-",
         )
     Console().print(table)
     save_results("metrics", rows, batch=args.batch, size=args.size, repeats=args.repeats, threads=args.threads)
