@@ -171,6 +171,36 @@ def test_road_equals_quantus_without_noise(model, scene):
     assert np.isclose(got.mean().item(), np.mean(list(curve.values())))
 
 
+def test_road_imputes_on_threads_with_the_draws_of_a_serial_run(model, scene, monkeypatch):
+    """ROAD's sparse solves run on a thread pool; the imputed images and the noise (drawn afterwards,
+    in order) are those of one image after the other, whatever the thread count."""
+    import convscope.attribution.metrics as metrics
+
+    gray, targets, heat, _ = scene
+    x3 = gray.expand(-1, 3, -1, -1).contiguous()
+    fed = []
+    real = metrics._with_clean
+    monkeypatch.setattr(
+        metrics, "_with_clean", lambda m, x, t, images, b: fed.append(images) or real(m, x, t, images, b)
+    )
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            METRICS.get("road_morf")(model, x3, heat, targets, noise=0.05, seed=3)
+    finally:
+        torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(3)
+    ranking = metrics.flat_map(heat, x3.shape[-2:]).argsort(dim=1, descending=True, stable=True)
+    serial = []
+    for index in range(x3.shape[0]):
+        for fraction in metrics.ROAD_FRACTIONS:
+            removed = torch.zeros(ranking.shape[1], dtype=torch.bool)
+            removed[ranking[index, : int(ranking.shape[1] * fraction)]] = True
+            serial.append(metrics.noisy_linear_imputation(x3[index], removed.view(x3.shape[-2:]), 0.05, generator))
+    assert torch.equal(fed[0], torch.stack(serial)) and torch.equal(fed[1], fed[0])
+
+
 def test_local_lipschitz_equals_quantus_on_the_same_perturbations(model, scene):
     """Given the very noisy copies convscope draws (fed to Quantus as its perturbation), Quantus'
     LocalLipschitzEstimate (Euclidean norms, maps scaled by max |value|) gives the same value, image
