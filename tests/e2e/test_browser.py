@@ -71,7 +71,9 @@ def test_upload_a_photo_run_gradcam_and_see_the_overlay(browser, model, chelsea,
             "document.getElementById('overlay').complete && document.getElementById('overlay').naturalWidth > 0",
             timeout=60_000,
         )
-        assert page.eval_on_selector("#overlay", "img => [img.naturalWidth, img.naturalHeight]") == [224, 224]
+        # the map with its colour bar (the report's tile), shown at its own size, not shrunk to the photos' 224 px
+        assert page.eval_on_selector("#overlay", "img => [img.naturalWidth, img.naturalHeight]") == [343, 260]
+        assert page.eval_on_selector("#overlay", "img => img.clientWidth") == 343
         assert page.text_content("#explain-info").startswith('gradcam for "Egyptian cat" at bn2')
         assert page.text_content("#predictions tbody tr:first-child td:first-child") == "Egyptian cat (285)"
         # the layer browser: shapes and receptive fields
