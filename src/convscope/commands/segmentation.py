@@ -90,15 +90,15 @@ def _data(
     seed: int,
     workers=None,
     strict: bool = False,
-    preprocessing: str | None = None,
+    preprocessing: str = "squash",
 ):
     """Generated scenes in memory, or a folder's pairs streamed through the dataset layer's loader
-    (image and mask fitted to the size by ``preprocessing``, squash by default)."""
+    (image and mask fitted to the size by ``preprocessing``)."""
     from ..segmentation import generate_scenes, open_mask_folder
 
     if spec == "generated:scenes":
         return generate_scenes(count, size=size, seed=seed)
-    return open_mask_folder(spec, size, split, workers, strict, preprocessing or "squash")
+    return open_mask_folder(spec, size, split, workers, strict, preprocessing)
 
 
 def _report_skips(data) -> None:
@@ -188,11 +188,11 @@ def train_command(
     if head not in ARCHITECTURES:
         raise ConvscopeError(f"unknown segmentation head {head!r}: choose {', '.join(ARCHITECTURES)}")
     # --preprocess (a model option) fits image and mask alike; squash (the whole picture) unless given
-    train, val = _data(data, size, split, count, seed, workers, strict, model.spec.preprocess).split(0.15, seed)
+    fitted = model.spec.preprocess or "squash"
+    train, val = _data(data, size, split, count, seed, workers, strict, fitted).split(0.15, seed)
     backbone = model.open() if head in WITH_BACKBONE else None
     net = build_segmenter(head, len(train.classes), backbone or model.spec.source).to(resolve_device(model.device))
     history = train_segmenter(net, train, val, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, seed=seed)
-    fitted = model.spec.preprocess or "squash"
     saved = save_segmenter(net, output_path(out), head, train.classes, size, model.spec, fitted)
     for epoch, (value, miou, accuracy) in enumerate(zip(history.loss, history.val_miou, history.val_pixel_accuracy), 1):
         console.print(f"epoch {epoch}: loss {value:.3f}, held-out mIoU {miou:.3f}, pixel accuracy {accuracy:.3f}")
